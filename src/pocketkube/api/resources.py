@@ -1,0 +1,82 @@
+"""The resource table: every resource the API server serves, with its discovery facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # "status", "scale", "binding", "log"
+    verbs: tuple[str, ...] = tuple(ALL_VERBS)
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def prefix(self) -> str:
+        """URL prefix of the group-version: /api/v1 or /apis/<group>/<version>."""
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def qualified(self) -> str:
+        """`services` or `deployments.apps`: the name used in error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES: list[Resource] = [
+    Resource("", "v1", "Namespace", "namespaces", "namespace", namespaced=False,
+             short_names=("ns",), subresources=("status", "finalize"),
+             verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    Resource("", "v1", "Node", "nodes", "node", namespaced=False, short_names=("no",),
+             subresources=("status",)),
+    Resource("", "v1", "Pod", "pods", "pod", short_names=("po",), categories=("all",),
+             subresources=("status", "binding", "log")),
+    Resource("", "v1", "Service", "services", "service", short_names=("svc",), categories=("all",),
+             subresources=("status",),
+             verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
+    Resource("", "v1", "Endpoints", "endpoints", "endpoints", short_names=("ep",)),
+    Resource("", "v1", "Event", "events", "event", short_names=("ev",)),
+    Resource("apps", "v1", "Deployment", "deployments", "deployment", short_names=("deploy",),
+             categories=("all",), subresources=("status", "scale")),
+    Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", short_names=("rs",),
+             categories=("all",), subresources=("status", "scale")),
+    Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice"),
+    Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease"),
+]
+
+BY_PLURAL: dict[tuple[str, str], Resource] = {(r.group, r.plural): r for r in RESOURCES}
+BY_KIND: dict[tuple[str, str], Resource] = {(r.group_version, r.kind): r for r in RESOURCES}
+
+
+def lookup(group: str, version: str, plural: str) -> Resource | None:
+    r = BY_PLURAL.get((group, plural))
+    return r if r is not None and r.version == version else None
+
+
+def group_versions() -> list[tuple[str, str]]:
+    """(group, version) pairs in discovery order, core first."""
+    seen: dict[tuple[str, str], None] = {}
+    for r in RESOURCES:
+        seen[(r.group, r.version)] = None
+    return list(seen)
+
+
