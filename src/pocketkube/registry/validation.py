@@ -1,0 +1,360 @@
+"""Generic validation shared by every kind: name formats, labels, annotations and ObjectMeta.
+
+Messages match apimachinery's `pkg/util/validation` and `pkg/api/validation` word for word,
+because kubectl users and e2e tests compare them. Every validator tolerates wrong JSON types:
+a bad type becomes a FieldError on that field, never an exception (user input must not 500).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
+
+IMMUTABLE = "field is immutable"
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
+
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
+_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
+_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+
+_DNS1123_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                      "and must start and end with an alphanumeric character")
+_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                          "'-' or '.', and must start and end with an alphanumeric character")
+_DNS1035_LABEL_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+                      "start with an alphabetic character, and end with an alphanumeric character")
+_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
+                       "and must start and end with an alphanumeric character")
+_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+                    "and must start and end with an alphanumeric character")
+
+_STANDARD_FINALIZERS = ("orphan", "foregroundDeletion")
+
+
+def max_len_error(length: int) -> str:
+    return f"must be no more than {length} characters"
+
+
+def empty_error() -> str:
+    return "must be non-empty"
+
+
+def regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """apimachinery's RegexError: note the doubled space between examples, kept for fidelity."""
+    s = msg + " (e.g. "
+    for i, example in enumerate(examples):
+        if i > 0:
+            s += " or "
+        s += f"'{example}', "
+    return s + f"regex used for validation is '{fmt}')"
+
+
+def type_name(value: Any) -> str:
+    """JSON type name of a decoded value, for wrong-type messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def wrong_type(path: Path | str, value: Any, expected: str) -> FieldError:
+    """A field whose JSON type is wrong (upstream this is a decode error; we report it on the field)."""
+    return invalid(path, value, f"must be of type {expected}, not {type_name(value)}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    if not isinstance(value, str):
+        return [f"must be a string, not {type_name(value)}"]
+    errs = []
+    if len(value) > 63:
+        errs.append(max_len_error(63))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        if _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+            # A valid subdomain that is not a label: the only problem left is the dots.
+            errs.append("must not contain dots")
+        else:
+            errs.append(regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+    return errs
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    if not isinstance(value, str):
+        return [f"must be a string, not {type_name(value)}"]
+    errs = []
+    if len(value) > 253:
+        errs.append(max_len_error(253))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def dns1035_label_errors(value: str) -> list[str]:
+    if not isinstance(value, str):
+        return [f"must be a string, not {type_name(value)}"]
+    errs = []
+    if len(value) > 63:
+        errs.append(max_len_error(63))
+    if not _DNS1035_LABEL_RE.fullmatch(value):
+        errs.append(regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
+    return errs
+
+
+def qualified_name_errors(value: Any) -> list[str]:
+    """IsQualifiedName: `[prefix/]name`, prefix a DNS-1123 subdomain, name at most 63 characters."""
+    if not isinstance(value, str):
+        return [f"must be a string, not {type_name(value)}"]
+    parts = value.split("/")
+    errs: list[str] = []
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append("prefix part " + empty_error())
+        else:
+            errs.extend("prefix part " + m for m in dns1123_subdomain_errors(prefix))
+    else:
+        return ["a qualified name " + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name",
+                                                  "123-abc")
+                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+    if not name:
+        errs.append("name part " + empty_error())
+    elif len(name) > 63:
+        errs.append("name part " + max_len_error(63))
+    if not _QUALIFIED_NAME_RE.fullmatch(name):
+        errs.append("name part " + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name",
+                                               "123-abc"))
+    return errs
+
+
+def label_value_errors(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return [f"must be a string, not {type_name(value)}"]
+    errs = []
+    if len(value) > 63:
+        errs.append(max_len_error(63))
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+    return errs
+
+
+def validate_labels(labels: Any, path: Path) -> list[FieldError]:
+    """Keys must be qualified names, values label values; errors sit on the map's own path."""
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [wrong_type(path, labels, "object")]
+    errs: list[FieldError] = []
+    for key, value in labels.items():
+        errs.extend(invalid(path, key, m) for m in qualified_name_errors(key))
+        if not isinstance(value, str):
+            errs.append(wrong_type(path.key(str(key)), value, "string"))
+            continue
+        errs.extend(invalid(path, value, m) for m in label_value_errors(value))
+    return errs
+
+
+def validate_annotations(annotations: Any, path: Path) -> list[FieldError]:
+    if annotations is None:
+        return []
+    if not isinstance(annotations, dict):
+        return [wrong_type(path, annotations, "object")]
+    errs: list[FieldError] = []
+    total = 0
+    for key, value in annotations.items():
+        errs.extend(invalid(path, key, m) for m in qualified_name_errors(str(key).lower()))
+        if not isinstance(value, str):
+            errs.append(wrong_type(path.key(str(key)), value, "string"))
+            continue
+        total += len(str(key).encode()) + len(value.encode())
+    if total > TOTAL_ANNOTATION_SIZE_LIMIT:
+        errs.append(too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT))
+    return errs
+
+
+def _mask_trailing_dash(name: str) -> str:
+    """generateName prefixes may end in '-': validate them as if a suffix followed."""
+    return name[:-1] + "a" if len(name) > 1 and name.endswith("-") else name
+
+
+def validate_owner_references(refs: Any, path: Path) -> list[FieldError]:
+    if refs is None:
+        return []
+    if not isinstance(refs, list):
+        return [wrong_type(path, refs, "array")]
+    errs: list[FieldError] = []
+    controller = ""
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            errs.append(wrong_type(path.index(i), ref, "object"))
+            continue
+        errs.extend(_owner_reference_errors(ref, path))
+        if ref.get("controller") is True:
+            current = f"{ref.get('kind', '')}/{ref.get('name', '')}"
+            if controller:
+                errs.append(invalid(path, refs, "Only one reference can have Controller set to true. "
+                                                f'Found "true" in references for {controller} and {current}'))
+            else:
+                controller = current
+    return errs
+
+
+def _owner_reference_errors(ref: dict, path: Path) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for key, expected in (("apiVersion", str), ("kind", str), ("name", str), ("uid", str),
+                          ("controller", bool), ("blockOwnerDeletion", bool)):
+        if key in ref and ref[key] is not None and not isinstance(ref[key], expected):
+            errs.append(wrong_type(path.child(key), ref[key], "string" if expected is str else "boolean"))
+    if errs:
+        return errs
+    api_version, kind = ref.get("apiVersion") or "", ref.get("kind") or ""
+    # schema.ParseGroupVersion: "v1" or "group/version"; anything else has no version.
+    parts = api_version.split("/")
+    version = parts[-1] if len(parts) <= 2 else ""
+    if not version:
+        errs.append(invalid(path.child("apiVersion"), api_version, "version must not be empty"))
+    if not kind:
+        errs.append(invalid(path.child("kind"), kind, "kind must not be empty"))
+    if not ref.get("name"):
+        errs.append(invalid(path.child("name"), ref.get("name") or "", "name must not be empty"))
+    if not ref.get("uid"):
+        errs.append(invalid(path.child("uid"), ref.get("uid") or "", "uid must not be empty"))
+    return errs
+
+
+def validate_finalizers(finalizers: Any, path: Path) -> list[FieldError]:
+    if finalizers is None:
+        return []
+    if not isinstance(finalizers, list):
+        return [wrong_type(path, finalizers, "array")]
+    errs: list[FieldError] = []
+    for i, finalizer in enumerate(finalizers):
+        if not isinstance(finalizer, str):
+            errs.append(wrong_type(path.index(i), finalizer, "string"))
+            continue
+        errs.extend(invalid(path, finalizer, m) for m in qualified_name_errors(finalizer))
+    if all(f in finalizers for f in _STANDARD_FINALIZERS):
+        errs.append(invalid(path, finalizers, "finalizer orphan and foregroundDeletion cannot be both set"))
+    return errs
+
+
+def _string_field(meta: dict, key: str, path: Path, errs: list[FieldError]) -> str:
+    """meta[key] as a string ("" when absent); a wrong type is recorded in errs."""
+    value = meta.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errs.append(wrong_type(path.child(key), value, "string"))
+        return ""
+    return value
+
+
+def validate_object_meta(obj: dict, namespaced: bool,
+                         name_errors: Callable[[str], list[str]]) -> list[FieldError]:
+    """ValidateObjectMeta: name/generateName, namespace, generation, labels, annotations, owners, finalizers."""
+    path = Path("metadata")
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        return [wrong_type(path, meta, "object")]
+    errs: list[FieldError] = []
+    generate_name = _string_field(meta, "generateName", path, errs)
+    name = _string_field(meta, "name", path, errs)
+    if generate_name:
+        errs.extend(invalid(path.child("generateName"), generate_name, m)
+                    for m in name_errors(_mask_trailing_dash(generate_name)))
+    if name:
+        errs.extend(invalid(path.child("name"), name, m) for m in name_errors(name))
+    elif not generate_name and not _has_wrong_type(meta, "name"):
+        errs.append(required(path.child("name"), "name or generateName is required"))
+    namespace = _string_field(meta, "namespace", path, errs)
+    if namespaced:
+        if not namespace and not _has_wrong_type(meta, "namespace"):
+            errs.append(required(path.child("namespace")))
+        elif namespace:
+            errs.extend(invalid(path.child("namespace"), namespace, m) for m in dns1123_label_errors(namespace))
+    elif namespace:
+        errs.append(forbidden(path.child("namespace"), "not allowed on this type"))
+    errs.extend(_generation_errors(meta, path))
+    errs.extend(validate_labels(meta.get("labels"), path.child("labels")))
+    errs.extend(validate_annotations(meta.get("annotations"), path.child("annotations")))
+    errs.extend(validate_owner_references(meta.get("ownerReferences"), path.child("ownerReferences")))
+    errs.extend(validate_finalizers(meta.get("finalizers"), path.child("finalizers")))
+    return errs
+
+
+def _has_wrong_type(meta: dict, key: str) -> bool:
+    return meta.get(key) is not None and not isinstance(meta.get(key), str)
+
+
+def _generation_errors(meta: dict, path: Path) -> list[FieldError]:
+    generation = meta.get("generation")
+    if generation is None:
+        return []
+    if not is_int(generation):
+        return [wrong_type(path.child("generation"), generation, "integer")]
+    if generation < 0:
+        return [invalid(path.child("generation"), generation, "must be greater than or equal to 0")]
+    return []
+
+
+def validate_object_meta_update(new: dict, old: dict) -> list[FieldError]:
+    """ValidateObjectMetaUpdate's immutability rules (labels etc. are checked by validate_object_meta)."""
+    path = Path("metadata")
+    new_meta = new.get("metadata") if isinstance(new, dict) else None
+    old_meta = old.get("metadata") if isinstance(old, dict) else None
+    if not isinstance(new_meta, dict):
+        return [] if new_meta is None else [wrong_type(path, new_meta, "object")]
+    if not isinstance(old_meta, dict):
+        old_meta = {}
+    errs: list[FieldError] = []
+    if old_meta.get("deletionTimestamp"):
+        errs.extend(_no_new_finalizers(new_meta.get("finalizers"), old_meta.get("finalizers"), path.child("finalizers")))
+    new_gen, old_gen = new_meta.get("generation"), old_meta.get("generation")
+    if is_int(new_gen) and is_int(old_gen) and new_gen < old_gen:
+        errs.append(invalid(path.child("generation"), new_gen, "must not be decremented"))
+    for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        if (new_meta.get(key) or None) != (old_meta.get(key) or None):
+            errs.append(invalid(path.child(key), new_meta.get(key) or "", IMMUTABLE))
+    return errs
+
+
+def _no_new_finalizers(new: Any, old: Any, path: Path) -> list[FieldError]:
+    new_set = set(f for f in new if isinstance(f, str)) if isinstance(new, list) else set()
+    old_set = set(f for f in old if isinstance(f, str)) if isinstance(old, list) else set()
+    extra = sorted(new_set - old_set)
+    if extra:
+        return [forbidden(path, f"no new finalizers can be added if the object is being deleted, found new "
+                                f"finalizers {_go_string_slice(extra)}")]
+    return []
+
+
+def _go_string_slice(items: list[str]) -> str:
+    """Go's %#v of a []string, which upstream uses in this message."""
+    return "[]string{" + ", ".join(f'"{i}"' for i in items) + "}"
