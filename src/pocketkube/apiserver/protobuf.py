@@ -466,7 +466,7 @@ def _decode_payload(field: Field, data: bytes) -> Any:
         assert field.schema is not None
         return decode_message(data, field.schema)
     if kind is Kind.STRING_MAP:
-        return _map_entry(data, _decode_string_value)
+        return _map_entry(data, _text)
     if kind is Kind.QUANTITY_MAP:
         return _map_entry(data, _decode_quantity)
     if kind is Kind.INT_OR_STRING:
@@ -481,10 +481,6 @@ def _decode_payload(field: Field, data: bytes) -> Any:
 def _text(data: bytes) -> str:
     # Go keeps invalid UTF-8 in strings and encoding/json replaces it with U+FFFD; do the same.
     return data.decode("utf-8", errors="replace")
-
-
-def _decode_string_value(data: bytes) -> str:
-    return _text(data)
 
 
 def _map_entry(data: bytes, decode_value: Any) -> tuple[str, Any]:
