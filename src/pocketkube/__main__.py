@@ -1,0 +1,5 @@
+import sys
+
+from pocketkube.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""The API server: TLS, authentication, routing, and Status errors around the REST handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from pocketkube.api import errors
+from pocketkube.apiserver import discovery
+from pocketkube.apiserver.handlers import Handlers, json_response
+from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
+from pocketkube.apiserver.request import parse_target
+from pocketkube.registry.registry import Registry
+from pocketkube.storage.drivers import open_backend
+
+log = logging.getLogger(__name__)
+_PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+COMPACT_INTERVAL = 60.0
+COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    storage: str = ""  # DSN; default sqlite:///<data_dir>/state.db
+    service_cidr: str = "127.96.0.0/16"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    extra_sans: list[str] = field(default_factory=list)
+
+
+class APIServer:
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(cfg.data_dir)
+        self.pki = PKI(self.data_dir)
+        self.backend = None
+        self.registry: Registry | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.port = cfg.port
+        self._identities: dict[str, tuple[str, list[str]]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.cfg.host}:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pki.ensure([self.cfg.host, "127.0.0.1", *self.cfg.extra_sans])
+        self._identities = self.pki.identities()
+        self.backend = open_backend(self.cfg.storage or f"sqlite://{self.data_dir / 'state.db'}")
+        await self.backend.start()
+        self.registry = Registry(self.backend, self.cfg.service_cidr, self.cfg.node_port_range)
+        for problem in self.registry.repair_allocations():
+            log.warning("allocation repair: %s", problem)
+        app = self.make_app()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, ssl_context=ctx, reuse_address=True,
+                           backlog=1024)
+        await site.start()
+        if self.cfg.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        from pocketkube.apiserver.bootstrap import bootstrap
+
+        await bootstrap(self.registry, self.cfg.host, self.port)
+        from pocketkube.registry.namespaces import resume_pending
+
+        resume_pending(self.registry)
+        self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
+        write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
+                                                          self.pki.admin_token()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.backend is not None:
+            await self.backend.close()
+
+    async def _compact_loop(self) -> None:
+        while True:
+            await asyncio.sleep(COMPACT_INTERVAL)
+            try:
+                await self.backend.compact(self.backend.current_revision() - COMPACT_KEEP)
+            except Exception:  # noqa: BLE001 - compaction failing must not stop the server
+                log.exception("compaction failed")
+
+    def reload_identities(self) -> None:
+        self._identities = self.pki.identities()
+
+    # ---- HTTP ----
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors, self._authenticate],
+                              client_max_size=4 * 1024 * 1024)
+        app["registry"] = self.registry
+        handlers = Handlers(self.registry)
+        app["handlers"] = handlers
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler):
+        try:
+            return await handler(request)
+        except errors.ApiError as e:
+            return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json",
+                                headers=e.headers or None)
+        except web.HTTPRequestEntityTooLarge:
+            e = errors.RequestEntityTooLarge("Request entity too large: limit is 3145728")
+            return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json")
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: log it, answer a Status
+            log.exception("internal error serving %s %s", request.method, request.path)
+            e = errors.InternalError(f"{type(exc).__name__}: {exc}")
+            return web.Response(body=orjson.dumps(e.status()), status=500, content_type="application/json")
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler):
+        if request.path not in _PUBLIC_PATHS:
+            auth = request.headers.get("Authorization", "")
+            token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            ident = self._identities.get(token) if token else None
+            if ident is None:
+                raise errors.Unauthorized()
+            request["user"] = ident
+        return await handler(request)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        accept = request.headers.get("Accept", "")
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return json_response(discovery.version_info())
+        if request.method == "GET":
+            if path == "/api":
+                if discovery.wants_aggregated(accept):
+                    return _aggregated(discovery.aggregated(True))
+                return json_response(discovery.api_versions(f"{self.cfg.host}:{self.port}"))
+            if path == "/apis":
+                if discovery.wants_aggregated(accept):
+                    return _aggregated(discovery.aggregated(False))
+                return json_response(discovery.api_group_list())
+            parts = path.strip("/").split("/")
+            if parts[0] == "api" and len(parts) == 2:
+                doc = discovery.api_resource_list("", parts[1])
+                if doc is None:
+                    raise errors.NotFound.path()
+                return json_response(doc)
+            if parts[0] == "apis" and len(parts) in (2, 3):
+                doc = discovery.api_group(parts[1]) if len(parts) == 2 else \
+                    discovery.api_resource_list(parts[1], parts[2])
+                if doc is None:
+                    raise errors.NotFound.path()
+                return json_response(doc)
+            if parts[0] == "openapi":
+                return self._openapi(path)
+        target = parse_target(path)
+        if target is None:
+            raise errors.NotFound.path()
+        return await request.app["handlers"].dispatch(request, target)
+
+    def _openapi(self, path: str) -> web.Response:
+        from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root
+
+        if path == "/openapi/v3":
+            return json_response(openapi_v3_root())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi_v3_document_bytes(path.removeprefix("/openapi/v3/"))
+            if doc is not None:
+                return json_response(doc)
+        raise errors.NotFound.path()
+
+
+def _aggregated(body: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=200,
+                        headers={"Content-Type": discovery.AGGREGATED_CONTENT_TYPE})

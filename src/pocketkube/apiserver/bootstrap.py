@@ -1,0 +1,66 @@
+"""Objects every cluster has from the start: system namespaces and the `kubernetes` Service."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pocketkube.api import errors
+from pocketkube.registry.registry import Registry
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+async def _ensure(store, obj: dict, namespace: str = "") -> None:
+    try:
+        await store.create(obj, namespace)
+    except errors.AlreadyExists:
+        pass
+
+
+async def bootstrap(registry: Registry, host: str, port: int) -> None:
+    for ns in SYSTEM_NAMESPACES:
+        await _ensure(registry.namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    first_ip = registry.allocator.first_ip()
+    await _ensure(registry.services, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": str(first_ip), "sessionAffinity": "None",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    }, "default")
+    address = host if _is_ip(host) else "127.0.0.1"
+    await _upsert(registry.store("", "endpoints"), {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}],
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    })
+    await _upsert(registry.store("discovery.k8s.io", "endpointslices"), {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    })
+
+
+async def _upsert(store, obj: dict) -> None:
+    """Keep the API server's own endpoints current (its port can change between starts)."""
+    current = store.try_get("default", obj["metadata"]["name"])
+    if current is None:
+        await _ensure(store, obj, "default")
+        return
+    desired = {k: v for k, v in obj.items() if k not in ("metadata",)}
+    if any(current.get(k) != v for k, v in desired.items() if k not in ("apiVersion", "kind")):
+        current.update({k: v for k, v in desired.items()})
+        await store.update("default", obj["metadata"]["name"], current)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,377 @@
+"""The REST verbs for every resource: get, list, watch, create, update, patch, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pocketkube.api import errors
+from pocketkube.api.resources import Resource
+from pocketkube.apiserver import bodies
+from pocketkube.apiserver.request import Target, bool_param, int_param, wants_table
+from pocketkube.apiserver.watch import serve_watch
+from pocketkube.registry.registry import Registry
+from pocketkube.registry.store import ObjectStore, WatchEvent
+
+JSON = "application/json"
+# Kinds whose DELETE answers with the object rather than a Status, as their Kubernetes registries do.
+_DELETE_RETURNS_OBJECT = {"Pod", "Service", "Namespace"}
+_PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+
+
+def _selectors(request: web.Request, res: Resource):
+    """A predicate for ?labelSelector= and ?fieldSelector=, or None when neither is given."""
+    from pocketkube.api.selectors import FieldSelector, LabelSelector
+
+    label_s = request.query.get("labelSelector", "")
+    field_s = request.query.get("fieldSelector", "")
+    if not label_s and not field_s:
+        return None
+    try:
+        ls = LabelSelector.parse(label_s) if label_s else None
+    except ValueError as e:
+        raise errors.BadRequest(f"unable to parse requirement: {e}" if "unable to parse" not in str(e) else str(e)) \
+            from None
+    try:
+        fs = FieldSelector.parse(field_s, res.kind) if field_s else None
+    except ValueError as e:
+        raise errors.BadRequest(f'"{field_s}" is not a known field selector: {e}') from None
+
+    def match(obj: dict) -> bool:
+        if ls is not None:
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            if not ls.matches(labels):
+                return False
+        return fs is None or fs.matches(obj)
+    return match
+
+
+class Handlers:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # ---- entry ----
+    async def dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        store = self.registry.store_for(t.res)
+        method = request.method
+        if t.subresource == "scale":
+            return await self._scale(request, store, t)
+        if t.subresource == "log":
+            return await self._log(request, store, t)
+        if t.subresource == "binding":
+            if method != "POST":
+                raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+            return await self._bind(request, store, t)
+        if method == "GET":
+            if t.legacy_watch or bool_param(request.query.get("watch")):
+                return await self._watch(request, store, t)
+            if t.name:
+                return self._render_one(request, store, store.get_bytes(t.namespace, t.name))
+            return self._list(request, store, t)
+        if method == "POST" and not t.name:
+            return await self._create(request, store, t)
+        if method == "PUT" and t.name:
+            return await self._update(request, store, t)
+        if method == "PATCH" and t.name:
+            return await self._patch(request, store, t)
+        if method == "DELETE":
+            if t.name:
+                return await self._delete(request, store, t)
+            return await self._delete_collection(request, store, t)
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource",
+                                      {})
+
+    # ---- reads ----
+    def _render_one(self, request: web.Request, store: ObjectStore, value: bytes) -> web.Response:
+        if wants_table(request.headers.get("Accept", "")):
+            from pocketkube.apiserver.tables import table
+
+            obj = orjson.loads(value)
+            return json_response(table(store.res.plural, store.res.group, [obj], time.time(),
+                                       include_object=request.query.get("includeObject", "Metadata"),
+                                       resource_version=obj["metadata"].get("resourceVersion", "")))
+        return json_response(value)
+
+    def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        limit = int_param(request.query, "limit") or 0
+        result = store.list(t.namespace, _selectors(request, t.res), limit, request.query.get("continue", ""))
+        rv = str(result.resource_version)
+        if wants_table(request.headers.get("Accept", "")):
+            from pocketkube.apiserver.tables import table
+
+            objs = [orjson.loads(v) for v in result.items]
+            return json_response(table(store.res.plural, store.res.group, objs, time.time(),
+                                       include_object=request.query.get("includeObject", "Metadata"),
+                                       resource_version=rv, continue_token=result.continue_token))
+        meta: dict[str, Any] = {"resourceVersion": rv}
+        if result.continue_token:
+            meta["continue"] = result.continue_token
+        head = orjson.dumps({"kind": store.res.list_kind, "apiVersion": store.res.api_version, "metadata": meta})
+        return json_response(head[:-1] + b',"items":[' + b",".join(result.items) + b"]}")
+
+    async def _watch(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
+        q = request.query
+        match = _selectors(request, t.res)
+        if t.name:
+            inner = match
+            name = t.name
+
+            def match(obj: dict, inner=inner) -> bool:
+                return obj.get("metadata", {}).get("name") == name and (inner is None or inner(obj))
+        timeout = int_param(q, "timeoutSeconds")
+        as_table = wants_table(request.headers.get("Accept", ""))
+
+        def render(ev: WatchEvent, first: bool) -> bytes:
+            if not as_table:
+                return ev.value
+            from pocketkube.apiserver.tables import table
+
+            obj = ev.object()
+            return orjson.dumps(table(store.res.plural, store.res.group, [obj], time.time(),
+                                      resource_version=str(ev.revision), with_columns=first))
+        return await serve_watch(request, store, t.namespace, match, q.get("resourceVersion", ""),
+                                 float(timeout) if timeout else None, bool_param(q.get("allowWatchBookmarks")),
+                                 bool_param(q.get("sendInitialEvents")), render)
+
+    # ---- writes ----
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > bodies.MAX_BODY:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {bodies.MAX_BODY}")
+        data = await request.content.read(bodies.MAX_BODY + 1)
+        if len(data) > bodies.MAX_BODY:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {bodies.MAX_BODY}")
+        return data
+
+    async def _decode(self, request: web.Request, res: Resource) -> tuple[dict, list[str]]:
+        obj = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        bodies.check_kind(obj, res)
+        return obj, self._field_validation(request, obj, res)
+
+    def _field_validation(self, request: web.Request, obj: dict, res: Resource) -> list[str]:
+        """Strict rejects unknown fields; Warn (the default) and Ignore drop them. Returns warnings."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise errors.BadRequest(
+                f'fieldValidation parameter unsupported: {mode}. Accepted values: "Ignore", "Strict", "Warn"')
+        from pocketkube.apiserver.openapi import strict_error_message, unknown_fields, warning_texts
+
+        unknown = unknown_fields(obj, res.api_version, res.kind)
+        if not unknown:
+            return []
+        if mode == "Strict":
+            raise errors.BadRequest(strict_error_message(res.kind, res.api_version, unknown))
+        bodies.prune(obj, unknown)
+        return warning_texts(unknown) if mode == "Warn" else []
+
+    @staticmethod
+    def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+        if not warnings:
+            return None
+        # aiohttp joins repeated headers poorly; one header with comma-separated values is equivalent.
+        return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+
+    def _dry_run(self, request: web.Request) -> bool:
+        values = request.query.getall("dryRun", [])
+        for v in values:
+            if v != "All":
+                raise errors.BadRequest(f'Invalid dryRun value "{v}": supported values: "All"')
+        return bool(values)
+
+    async def _create(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        obj, warnings = await self._decode(request, t.res)
+        if t.res.namespaced:
+            self.registry.check_namespace_writable(t.namespace or (obj.get("metadata") or {}).get("namespace")
+                                                   or "default")
+        created = await store.create(obj, t.namespace, self._dry_run(request))
+        return json_response(created, 201, self._warning_headers(warnings))
+
+    async def _update(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        obj, warnings = await self._decode(request, t.res)
+        updated = await store.update(t.namespace, t.name, obj, t.subresource, self._dry_run(request))
+        return json_response(updated, 200, self._warning_headers(warnings))
+
+    async def _patch(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        from pocketkube.apiserver.patch import apply_patch
+
+        content_type = bodies.media_type(request.headers.get("Content-Type", ""))
+        body = await self._body(request)
+        warnings: list[str] = []
+        dry_run = self._dry_run(request)
+
+        def mutate(old: dict) -> dict:
+            new = apply_patch(content_type, old, body, t.res.kind)
+            if not isinstance(new, dict):
+                raise errors.BadRequest("the patch did not produce an object")
+            bodies.check_kind(new, t.res)
+            warnings[:] = self._field_validation(request, new, t.res)
+            return new
+
+        if content_type == "application/apply-patch+yaml" and not request.query.get("fieldManager"):
+            raise errors.BadRequest("PATCH requests with apply-patch+yaml require a fieldManager")
+        if content_type == "application/apply-patch+yaml" and store.try_get(t.namespace, t.name) is None:
+            obj = mutate({})
+            obj.setdefault("metadata", {})["name"] = t.name
+            if t.res.namespaced:
+                self.registry.check_namespace_writable(t.namespace)
+            created = await store.create(obj, t.namespace, dry_run)
+            return json_response(created, 201, self._warning_headers(warnings))
+        updated = await store.guaranteed_update(t.namespace, t.name, mutate, t.subresource, dry_run)
+        return json_response(updated, 200, self._warning_headers(warnings))
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        data = await self._body(request)
+        opts: dict = {}
+        if data.strip():
+            try:
+                opts = orjson.loads(data)
+            except orjson.JSONDecodeError as e:
+                raise errors.BadRequest(f"error decoding DeleteOptions: {e}") from None
+            if not isinstance(opts, dict):
+                raise errors.BadRequest("DeleteOptions must be an object")
+        grace = int_param(request.query, "gracePeriodSeconds")
+        if grace is not None:
+            opts["gracePeriodSeconds"] = grace
+        if "propagationPolicy" in request.query:
+            opts["propagationPolicy"] = request.query["propagationPolicy"]
+        policy = opts.get("propagationPolicy")
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise errors.BadRequest(
+                f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                '"Background", "Foreground", "Orphan"')
+        g = opts.get("gracePeriodSeconds")
+        if g is not None and not isinstance(g, int):
+            raise errors.BadRequest("gracePeriodSeconds must be an integer")
+        return opts
+
+    async def _delete(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        if t.res.kind == "Namespace" and t.name in _PROTECTED_NAMESPACES:
+            raise errors.Forbidden(f'namespaces "{t.name}" is forbidden: this namespace may not be deleted',
+                                   {"name": t.name, "kind": "namespaces"})
+        if t.res.kind == "Namespace":
+            from pocketkube.registry.namespaces import begin_namespace_deletion
+
+            obj = await begin_namespace_deletion(self.registry, t.name, self._dry_run(request))
+            return json_response(obj, 200)
+        obj, _ = await store.delete(t.namespace, t.name, opts.get("gracePeriodSeconds"),
+                                    opts.get("preconditions"), self._dry_run(request))
+        if t.res.kind in _DELETE_RETURNS_OBJECT:
+            return json_response(obj, 200)
+        return json_response(_success(t.res, obj), 200)
+
+    async def _delete_collection(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        if "deletecollection" not in t.res.verbs:
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource", {})
+        opts = await self._delete_options(request)
+        dry_run = self._dry_run(request)
+        deleted = []
+        for obj in store.list_objects(t.namespace, _selectors(request, t.res)):
+            m = obj["metadata"]
+            try:
+                gone, _ = await store.delete(m.get("namespace", ""), m["name"], opts.get("gracePeriodSeconds"),
+                                             None, dry_run)
+            except errors.NotFound:
+                continue
+            deleted.append(gone)
+        return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
+                              "metadata": {"resourceVersion": str(store.backend.current_revision())},
+                              "items": deleted})
+
+    # ---- subresources ----
+    async def _scale(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        from pocketkube.apiserver.patch import apply_patch
+
+        if request.method == "GET":
+            return json_response(_scale_of(store.get(t.namespace, t.name)))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource", {})
+        body = await self._body(request)
+        content_type = bodies.media_type(request.headers.get("Content-Type", "")) or JSON
+
+        def mutate(obj: dict) -> dict:
+            scale = _scale_of(obj)
+            if request.method == "PUT":
+                new_scale = bodies.decode_object(content_type, body)
+            else:
+                new_scale = apply_patch(content_type, scale, body, "Scale")
+            replicas = (new_scale.get("spec") or {}).get("replicas", 0) if isinstance(new_scale, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                from pocketkube.api.fields import invalid
+
+                raise errors.Invalid("Scale", t.name, [invalid("spec.replicas", replicas,
+                                                               "must be greater than or equal to 0")],
+                                     "autoscaling")
+            rv = (new_scale.get("metadata") or {}).get("resourceVersion")
+            obj["metadata"]["resourceVersion"] = rv or ""
+            obj.setdefault("spec", {})["replicas"] = replicas
+            return obj
+        updated = await store.guaranteed_update(t.namespace, t.name, mutate, "", self._dry_run(request))
+        return json_response(_scale_of(updated))
+
+    async def _bind(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        binding = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        target = binding.get("target") if isinstance(binding.get("target"), dict) else {}
+        node = target.get("name")
+        if not isinstance(node, str) or not node:
+            from pocketkube.api.fields import required
+
+            raise errors.Invalid("Binding", t.name, [required("target.name")])
+
+        def mutate(pod: dict) -> dict:
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.Conflict(f"pod {t.name} is being deleted, cannot be assigned to a host",
+                                      {"name": t.name, "kind": "pods"})
+            current = (pod.get("spec") or {}).get("nodeName")
+            if current:
+                raise errors.Conflict(f'pod {t.name} is already assigned to node "{current}"',
+                                      {"name": t.name, "kind": "pods"})
+            pod["spec"]["nodeName"] = node
+            conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
+                          if c.get("type") != "PodScheduled"]
+            from pocketkube.api.meta import now_rfc3339
+
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": now_rfc3339()})
+            pod["status"]["conditions"] = conditions
+            return pod
+        await store.guaranteed_update(t.namespace, t.name, mutate, "binding")
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
+
+    async def _log(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
+        pod = store.get(t.namespace, t.name)
+        from pocketkube.apiserver.logs import serve_pod_log
+
+        return await serve_pod_log(request, self.registry, pod)
+
+
+def _scale_of(obj: dict) -> dict:
+    from pocketkube.api.selectors import LabelSelector
+
+    m = obj["metadata"]
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    try:
+        selector = str(LabelSelector.from_dict(spec.get("selector") or {}))
+    except (ValueError, TypeError):
+        selector = ""
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in m},
+            "spec": {"replicas": spec.get("replicas", 0)},
+            "status": {"replicas": status.get("replicas", 0), "selector": selector}}
+
+
+def _success(res: Resource, obj: dict) -> dict:
+    m = obj.get("metadata") or {}
+    details = {"name": m.get("name", ""), "kind": res.plural, "uid": m.get("uid", "")}
+    if res.group:
+        details["group"] = res.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}

@@ -1,0 +1,96 @@
+"""Command line: `pocketkube up | server | kubectl`. Wiring only; the pieces live in their packages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("POCKETKUBE_DATA_DIR", Path.home() / ".pocketkube"))
+
+
+def _port_range(value: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in value.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a range like 30000-32767, got {value!r}") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port range {value!r}")
+    return lo, hi
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="where state, certificates and the kubeconfig live (default: %(default)s)")
+    p.add_argument("--bind-address", default="127.0.0.1", help="API server address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=6443, help="API server port (default: %(default)s)")
+    p.add_argument("--storage", default="", help="storage DSN: sqlite:///PATH (default: DATA_DIR/state.db)")
+    p.add_argument("--service-cidr", default="127.96.0.0/16", help="ClusterIP range (default: %(default)s)")
+    p.add_argument("--service-node-port-range", type=_port_range, default=(30000, 32767),
+                   help="NodePort range (default: 30000-32767)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = p.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server", help="run the API server")
+    _server_args(server)
+    up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
+    _server_args(up)
+    kubectl = sub.add_parser("kubectl", help="run kubectl against the pocketkube cluster", add_help=False)
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+async def _run_server(args: argparse.Namespace) -> int:
+    from pocketkube.apiserver.app import APIServer, ServerConfig
+
+    server = APIServer(ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port,
+                                    storage=args.storage, service_cidr=args.service_cidr,
+                                    node_port_range=args.service_node_port_range))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+    except OSError as e:
+        print(f"pocketkube: cannot start the API server on {args.bind_address}:{args.port}: {e.strerror or e}",
+              file=sys.stderr)
+        await server.stop()
+        return 1
+    print(f"API server: {server.url}", flush=True)
+    print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def _kubectl(args: argparse.Namespace) -> int:
+    from pocketkube.kubectl import exec_kubectl
+
+    return exec_kubectl(args.args, DEFAULT_DATA_DIR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "kubectl":
+        return _kubectl(args)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_run_server(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

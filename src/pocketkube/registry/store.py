@@ -1,0 +1,410 @@
+"""The generic object store: Kubernetes object semantics for every resource.
+
+It owns what every kind shares — uid, creationTimestamp, generation, resourceVersion and
+optimistic concurrency, the status/spec split, finalizers and graceful deletion, list and
+watch with selectors — and asks the kind's Strategy for defaulting and validation, and the
+kind's Hooks for side effects that must be transactional with the write (allocation).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import orjson
+
+from pocketkube.api import errors
+from pocketkube.api.meta import new_uid, now_rfc3339
+from pocketkube.api.resources import Resource
+from pocketkube.registry import codec
+from pocketkube.registry.strategy import Strategy
+from pocketkube.storage.interface import Compacted, KeyExists, KeyNotFound, RevisionMismatch, Unavailable
+from pocketkube.storage.sqlite import SQLiteBackend
+
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_SPEC_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Pod", "Namespace"}
+
+
+class Hooks:
+    """Side effects of a kind that must commit or revert with its write."""
+
+    def before_create(self, obj: dict) -> Any:  # returns something with commit()/revert(), or None
+        return None
+
+    def before_update(self, new: dict, old: dict) -> Any:
+        return None
+
+    def after_delete(self, obj: dict) -> None:
+        return None
+
+
+@dataclass
+class ListResult:
+    items: list[bytes]
+    resource_version: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclass
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED
+    value: bytes
+    revision: int
+
+    def object(self) -> dict:
+        return orjson.loads(self.value)
+
+
+Filter = Callable[[dict], bool]
+INITIAL_EVENTS_END = "INITIAL_EVENTS_END"  # marks the end of the synthetic ADDED events
+
+
+def _strip_for_compare(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def generate_name(prefix: str) -> str:
+    return prefix + "".join(random.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+
+
+class ObjectStore:
+    def __init__(self, res: Resource, backend: SQLiteBackend, strategy: Strategy,
+                 hooks: Hooks | None = None) -> None:
+        self.res = res
+        self.backend = backend
+        self.strategy = strategy
+        self.hooks = hooks or Hooks()
+        self.has_status = "status" in res.subresources
+        # Kinds whose .status is set by the client at create (the node agent registers Nodes with status).
+        self.keep_status_on_create = res.kind in ("Node",) or not self.has_status
+
+    # ---- reads ----
+    def _key(self, namespace: str, name: str) -> str:
+        return codec.key_for(self.res, namespace, name)
+
+    def get_bytes(self, namespace: str, name: str) -> bytes:
+        kv = self.backend.get_now(self._key(namespace, name))
+        if kv is None:
+            raise errors.NotFound.object(self.res.plural, name, self.res.group)
+        return kv.value
+
+    def get(self, namespace: str, name: str) -> dict:
+        return orjson.loads(self.get_bytes(namespace, name))
+
+    def try_get(self, namespace: str, name: str) -> dict | None:
+        kv = self.backend.get_now(self._key(namespace, name))
+        return orjson.loads(kv.value) if kv else None
+
+    def list(self, namespace: str = "", match: Filter | None = None, limit: int = 0,
+             continue_token: str = "") -> ListResult:
+        prefix = codec.prefix_for(self.res, namespace)
+        rev = self.backend.current_revision()
+        kvs = sorted(self.backend.range_now(prefix), key=lambda kv: kv.key)
+        start_after = ""
+        if continue_token:
+            start_after, rev = _decode_continue(continue_token)
+        items: list[bytes] = []
+        next_token = ""
+        remaining = None
+        for i, kv in enumerate(kvs):
+            if start_after and kv.key <= start_after:
+                continue
+            if match is not None and not match(orjson.loads(kv.value)):
+                continue
+            if limit and len(items) == limit:
+                next_token = _encode_continue(items_last_key, rev)
+                remaining = None
+                break
+            items.append(kv.value)
+            items_last_key = kv.key
+        return ListResult(items, rev, next_token, remaining)
+
+    def list_objects(self, namespace: str = "", match: Filter | None = None) -> list[dict]:
+        return [orjson.loads(v) for v in self.list(namespace, match).items]
+
+    # ---- create ----
+    def prepare_create(self, obj: dict, namespace: str) -> dict:
+        obj = copy.deepcopy(obj)
+        m = obj.get("metadata")
+        if not isinstance(m, dict):
+            m = {}
+            obj["metadata"] = m
+        if self.res.namespaced:
+            body_ns = m.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise errors.BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+            m["namespace"] = namespace or body_ns or "default"
+        else:
+            m.pop("namespace", None)
+        if not m.get("name") and isinstance(m.get("generateName"), str) and m["generateName"]:
+            m["name"] = generate_name(m["generateName"])
+        obj["apiVersion"] = self.res.api_version
+        obj["kind"] = self.res.kind
+        for field in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
+                      "selfLink", "managedFields"):
+            m.pop(field, None)
+        m["uid"] = new_uid()
+        m["creationTimestamp"] = now_rfc3339()
+        if self.res.kind in _SPEC_GENERATION_KINDS:
+            m["generation"] = 1
+        else:
+            m.pop("generation", None)
+        if not self.keep_status_on_create:
+            obj.pop("status", None)
+        self.strategy.default(obj)
+        return obj
+
+    def validate_create(self, obj: dict) -> None:
+        errs = self.strategy.validate(obj)
+        if errs:
+            raise errors.Invalid(self.res.kind, obj["metadata"].get("name", ""), errs, self.res.group)
+
+    async def create(self, obj: dict, namespace: str = "", dry_run: bool = False) -> dict:
+        obj = self.prepare_create(obj, namespace)
+        self.validate_create(obj)
+        name = obj["metadata"]["name"]
+        key = self._key(obj["metadata"].get("namespace", ""), name)
+        if self.backend.get_now(key) is not None:
+            raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
+        txn = self.hooks.before_create(obj)
+        if dry_run:
+            if txn is not None:
+                txn.revert()
+            return obj
+        try:
+            kv = await self.backend.create(key, codec.encode_at(obj))
+        except KeyExists:
+            if txn is not None:
+                txn.revert()
+            raise errors.AlreadyExists.object(self.res.plural, name, self.res.group) from None
+        except Unavailable as e:
+            if txn is not None:
+                txn.revert()
+            raise errors.StorageError(str(e)) from None
+        if txn is not None:
+            txn.commit()
+        return orjson.loads(kv.value)
+
+    # ---- update ----
+    async def update(self, namespace: str, name: str, new: dict, subresource: str = "",
+                     dry_run: bool = False) -> dict:
+        """PUT semantics: the body replaces the object; its resourceVersion, if set, must match."""
+        key = self._key(namespace, name)
+        kv = self.backend.get_now(key)
+        if kv is None:
+            raise errors.NotFound.object(self.res.plural, name, self.res.group)
+        old = orjson.loads(kv.value)
+        new = copy.deepcopy(new)
+        nm = new.get("metadata")
+        if not isinstance(nm, dict):
+            raise errors.BadRequest("metadata is required")
+        if nm.get("name", name) != name:
+            raise errors.BadRequest(
+                f"the name of the object ({nm.get('name')}) does not match the name on the URL ({name})")
+        rv = nm.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != str(kv.mod_revision):
+            raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+        return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
+
+    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict],
+                                subresource: str = "", dry_run: bool = False) -> dict:
+        """Read-modify-write, retried on a concurrent write (PATCH, scale, binding)."""
+        key = self._key(namespace, name)
+        for _ in range(20):
+            kv = self.backend.get_now(key)
+            if kv is None:
+                raise errors.NotFound.object(self.res.plural, name, self.res.group)
+            old = orjson.loads(kv.value)
+            new = mutate(copy.deepcopy(old))
+            nm = new.get("metadata") if isinstance(new, dict) else None
+            if not isinstance(nm, dict):
+                raise errors.BadRequest("metadata must be an object")
+            rv = nm.get("resourceVersion")
+            if rv not in (None, "") and str(rv) != str(kv.mod_revision):
+                raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+            try:
+                return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
+            except errors.Conflict:
+                if rv not in (None, ""):
+                    raise
+        raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+
+    def _merge_update(self, old: dict, new: dict, subresource: str) -> dict:
+        om, nm = old["metadata"], new.setdefault("metadata", {})
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            merged["status"] = new.get("status", {})
+            return merged
+        new["apiVersion"] = self.res.api_version
+        new["kind"] = self.res.kind
+        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                      "namespace", "generation"):
+            if field in om:
+                nm[field] = om[field]
+            else:
+                nm.pop(field, None)
+        nm["name"] = om["name"]
+        if self.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        self.strategy.default(new)
+        if "generation" in om and _strip_for_compare(new) != _strip_for_compare(old):
+            nm["generation"] = om["generation"] + 1
+        return new
+
+    async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
+                            dry_run: bool) -> dict:
+        new = self._merge_update(old, new, subresource)
+        errs = self.strategy.validate_update(new, old)
+        if errs:
+            raise errors.Invalid(self.res.kind, old["metadata"]["name"], errs, self.res.group)
+        new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")
+        if new == old:
+            return old  # a no-op update keeps the resourceVersion, as Kubernetes does
+        # The last finalizer removed from an object being deleted: the object goes.
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            if dry_run:
+                return new
+            return await self._delete_now(key, mod_rev, old)
+        txn = self.hooks.before_update(new, old) if subresource != "status" else None
+        if dry_run:
+            if txn is not None:
+                txn.revert()
+            return new
+        try:
+            kv = await self.backend.update(key, codec.encode_at(new), mod_rev)
+        except RevisionMismatch:
+            if txn is not None:
+                txn.revert()
+            raise errors.Conflict.modified(self.res.plural, old["metadata"]["name"], self.res.group) from None
+        except KeyNotFound:
+            if txn is not None:
+                txn.revert()
+            raise errors.NotFound.object(self.res.plural, old["metadata"]["name"], self.res.group) from None
+        except Unavailable as e:
+            if txn is not None:
+                txn.revert()
+            raise errors.StorageError(str(e)) from None
+        if txn is not None:
+            txn.commit()
+        return orjson.loads(kv.value)
+
+    # ---- delete ----
+    async def delete(self, namespace: str, name: str, grace_period: int | None = None,
+                     preconditions: dict | None = None, dry_run: bool = False) -> tuple[dict, bool]:
+        """Returns (object, deleted_now). Not deleted now: graceful or finalizers pending."""
+        key = self._key(namespace, name)
+        for _ in range(20):
+            kv = self.backend.get_now(key)
+            if kv is None:
+                raise errors.NotFound.object(self.res.plural, name, self.res.group)
+            obj = orjson.loads(kv.value)
+            m = obj["metadata"]
+            if preconditions:
+                if preconditions.get("uid") and preconditions["uid"] != m.get("uid"):
+                    raise errors.Conflict(
+                        f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
+                        f'UID in object meta: {m.get("uid")}', {"name": name, "kind": self.res.plural})
+                if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != str(kv.mod_revision):
+                    raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+            grace = self._grace_period(obj, grace_period)
+            if dry_run:
+                return obj, True
+            if not m.get("finalizers") and grace == 0:
+                try:
+                    return await self._delete_now(key, kv.mod_revision, obj), True
+                except errors.Conflict:
+                    continue
+            if m.get("deletionTimestamp") and not self._shortens(m, grace):
+                return obj, False  # already terminating
+            m["deletionTimestamp"] = now_rfc3339(time.time() + grace)
+            m["deletionGracePeriodSeconds"] = grace
+            try:
+                kv2 = await self.backend.update(key, codec.encode_at(obj), kv.mod_revision)
+            except RevisionMismatch:
+                continue
+            except Unavailable as e:
+                raise errors.StorageError(str(e)) from None
+            return orjson.loads(kv2.value), False
+        raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+
+    @staticmethod
+    def _shortens(m: dict, grace: int) -> bool:
+        return grace < int(m.get("deletionGracePeriodSeconds") or 0)
+
+    def _grace_period(self, obj: dict, requested: int | None) -> int:
+        """Only pods bound to a node terminate gracefully; their kubelet finishes the delete."""
+        if self.res.kind != "Pod":
+            return 0
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName"):
+            return 0
+        phase = (obj.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            return 0
+        if requested is None:
+            requested = spec.get("terminationGracePeriodSeconds", 30)
+        try:
+            return max(0, int(requested))
+        except (TypeError, ValueError):
+            return 30
+
+    async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
+        try:
+            kv = await self.backend.delete(key, mod_rev)
+        except RevisionMismatch:
+            raise errors.Conflict.modified(self.res.plural, obj["metadata"]["name"], self.res.group) from None
+        except KeyNotFound:
+            raise errors.NotFound.object(self.res.plural, obj["metadata"]["name"], self.res.group) from None
+        except Unavailable as e:
+            raise errors.StorageError(str(e)) from None
+        self.hooks.after_delete(obj)
+        return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
+
+    # ---- watch ----
+    async def watch(self, namespace: str, from_revision: int, match: Filter | None = None,
+                    send_initial: bool = False) -> AsyncIterator[WatchEvent]:
+        """Kubernetes watch semantics over the store's events, with selector transitions."""
+        prefix = codec.prefix_for(self.res, namespace)
+        if send_initial:
+            from_revision = self.backend.current_revision()
+            for kv in sorted(self.backend.range_now(prefix), key=lambda kv: kv.key):
+                if match is None or match(orjson.loads(kv.value)):
+                    yield WatchEvent("ADDED", kv.value, kv.mod_revision)
+            yield WatchEvent(INITIAL_EVENTS_END, b"", from_revision)
+        try:
+            async for ev in self.backend.watch(prefix, from_revision):
+                cur_ok = match is None or match(orjson.loads(ev.kv.value))
+                if ev.type == "DELETE":
+                    if cur_ok:
+                        yield WatchEvent("DELETED", codec.with_resource_version(ev.kv.value, ev.revision),
+                                         ev.revision)
+                    continue
+                prev_ok = ev.prev is not None and (match is None or match(orjson.loads(ev.prev.value)))
+                if cur_ok:
+                    yield WatchEvent("MODIFIED" if prev_ok else "ADDED", ev.kv.value, ev.revision)
+                elif prev_ok:
+                    yield WatchEvent("DELETED", ev.kv.value, ev.revision)
+        except Compacted as e:
+            raise errors.Gone(
+                f"too old resource version: {e.requested} ({e.compacted})") from None
+
+
+def _encode_continue(key: str, rev: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"k": key, "rv": rev})).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, int]:
+    try:
+        d = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(d["k"]), int(d["rv"])
+    except Exception:  # noqa: BLE001 - any malformed token is the client's error
+        raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion") from None

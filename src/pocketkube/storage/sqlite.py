@@ -1,0 +1,335 @@
+"""SQLite backend: an append-only revision log (kine's data model) with group commit.
+
+Every write is a row whose id is its revision; a delete appends a tombstone carrying the last
+value. The live state and recent history are kept in memory, so reads and watches never touch
+the database; SQLite is written once per batch, in a worker thread, and a write is acknowledged
+only after its batch has committed (synchronous=FULL in WAL mode: it survives kill -9 and power
+loss). Concurrent writers share one transaction and one fsync (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+from pocketkube.storage.interface import (
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    Unavailable,
+)
+
+Value = bytes | Callable[[int], bytes]  # a callable gets the revision the write will have
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    prev_revision INTEGER NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # create | update | delete
+    key: str
+    value: Value | None
+    expected: int
+    future: asyncio.Future
+
+
+class _Watcher:
+    __slots__ = ("prefix", "queue", "overflow", "wake")
+
+    def __init__(self, prefix: str, limit: int) -> None:
+        self.prefix = prefix
+        self.queue: collections.deque[Event] = collections.deque()
+        self.overflow = limit
+        self.wake = asyncio.Event()
+
+
+class SQLiteBackend:
+    def __init__(self, path: str, *, history: int = 50_000, watcher_buffer: int = 100_000,
+                 synchronous: str = "FULL") -> None:
+        self.path = path
+        self._history: collections.deque[Event] = collections.deque(maxlen=history)
+        self._watcher_buffer = watcher_buffer
+        self._synchronous = synchronous
+        self._state: dict[str, KeyValue] = {}
+        self._rev = 0
+        self._compact_rev = 0
+        self._queue: list[_Op] = []
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
+        self._watchers: set[_Watcher] = set()
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._closed = False
+
+    # ---- lifecycle ----
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._open)
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        rows = db.execute(
+            "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
+            "JOIN (SELECT name, MAX(id) AS id FROM kv GROUP BY name) m ON k.id = m.id "
+            "WHERE k.deleted = 0").fetchall()
+        self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows}
+        max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM kv").fetchone()[0]
+        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+        self._rev = max(max_id, meta.get("last_rev", 0))
+        self._compact_rev = meta.get("compact_rev", 0)
+        self._db = db
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._writer:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+        for w in list(self._watchers):
+            w.wake.set()
+        if self._db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._db.close)
+            self._db = None
+        self._pool.shutdown(wait=False)
+
+    # ---- reads (memory only) ----
+    def current_revision(self) -> int:
+        return self._rev
+
+    def compacted_revision(self) -> int:
+        return self._compact_rev
+
+    async def get(self, key: str) -> KeyValue | None:
+        return self._state.get(key)
+
+    def get_now(self, key: str) -> KeyValue | None:
+        return self._state.get(key)
+
+    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return self.range_now(prefix), self._rev
+
+    def range_now(self, prefix: str) -> list[KeyValue]:
+        return [kv for k, kv in self._state.items() if k.startswith(prefix)]
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for k in self._state if k.startswith(prefix))
+
+    # ---- writes (group commit) ----
+    async def create(self, key: str, value: Value) -> KeyValue:
+        return await self._submit("create", key, value, 0)
+
+    async def update(self, key: str, value: Value, expected_mod_revision: int = 0) -> KeyValue:
+        return await self._submit("update", key, value, expected_mod_revision)
+
+    async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
+        return await self._submit("delete", key, None, expected_mod_revision)
+
+    async def _submit(self, kind: str, key: str, value: Value | None, expected: int) -> KeyValue:
+        if self._closed or self._wake is None:
+            raise Unavailable("store is closed")
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append(_Op(kind, key, value, expected, fut))
+        self._wake.set()
+        return await fut
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if batch:
+                await self._commit_batch(loop, batch)
+
+    async def _commit_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
+        overlay: dict[str, KeyValue | None] = {}
+        rows: list[tuple] = []
+        events: list[Event] = []
+        done: list[tuple[asyncio.Future, KeyValue]] = []
+        rev = self._rev
+        for op in batch:
+            if op.future.done():  # caller went away
+                continue
+            cur = overlay[op.key] if op.key in overlay else self._state.get(op.key)
+            try:
+                if op.kind == "create":
+                    if cur is not None:
+                        raise KeyExists(op.key)
+                elif cur is None:
+                    raise KeyNotFound(op.key)
+                elif op.expected and cur.mod_revision != op.expected:
+                    raise RevisionMismatch(op.key)
+                next_rev = rev + 1
+                if op.kind == "delete":
+                    assert cur is not None
+                    kv = KeyValue(op.key, cur.value, cur.create_revision, next_rev)
+                    overlay[op.key] = None
+                    rows.append((next_rev, op.key, 1, cur.create_revision, cur.mod_revision, cur.value))
+                    events.append(Event("DELETE", kv, cur))
+                else:
+                    value = op.value(next_rev) if callable(op.value) else op.value
+                    assert isinstance(value, bytes)
+                    crev = next_rev if cur is None else cur.create_revision
+                    kv = KeyValue(op.key, value, crev, next_rev)
+                    overlay[op.key] = kv
+                    rows.append((next_rev, op.key, 0, crev, cur.mod_revision if cur else 0, value))
+                    events.append(Event("PUT", kv, cur))
+                rev = next_rev
+                done.append((op.future, kv))
+            except Exception as exc:  # noqa: BLE001 - delivered to the caller that caused it
+                op.future.set_exception(exc)
+        if not rows:
+            return
+        try:
+            await loop.run_in_executor(self._pool, self._insert, rows)
+        except Exception as exc:  # noqa: BLE001 - disk full, locked, I/O error
+            err = Unavailable(f"storage write failed: {exc}")
+            for fut, _ in done:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for key, kv in overlay.items():
+            if kv is None:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = kv
+        self._rev = rev
+        self._history.extend(events)
+        for fut, kv in done:
+            if not fut.done():
+                fut.set_result(kv)
+        self._broadcast(events)
+
+    def _insert(self, rows: list[tuple]) -> None:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO kv (id, name, deleted, create_revision, prev_revision, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # ---- watch ----
+    def _broadcast(self, events: list[Event]) -> None:
+        for w in list(self._watchers):
+            for ev in events:
+                if ev.kv.key.startswith(w.prefix):
+                    w.queue.append(ev)
+            if len(w.queue) > w.overflow:
+                self._watchers.discard(w)  # too slow: end its stream, the client relists
+            w.wake.set()
+
+    async def _history_after(self, prefix: str, revision: int) -> list[Event]:
+        if revision < self._compact_rev:
+            raise Compacted(revision, self._compact_rev)
+        if revision >= self._rev:
+            return []
+        if self._history and self._history[0].revision <= revision + 1:
+            return [e for e in self._history if e.revision > revision and e.kv.key.startswith(prefix)]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._read_log, prefix, revision, self._rev)
+
+    def _read_log(self, prefix: str, after: int, upto: int) -> list[Event]:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT id, name, deleted, create_revision, prev_revision, value FROM kv "
+            "WHERE id > ? AND id <= ? ORDER BY id", (after, upto)).fetchall()
+        out = []
+        for rid, name, deleted, crev, prev_rev, value in rows:
+            if not name.startswith(prefix):
+                continue
+            value = bytes(value)
+            prev = KeyValue(name, value, crev, prev_rev) if prev_rev else None
+            if deleted:
+                out.append(Event("DELETE", KeyValue(name, value, crev, rid), prev))
+            else:
+                out.append(Event("PUT", KeyValue(name, value, crev, rid), None))
+        return out
+
+    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
+        """Events after from_revision under prefix; ends (returns) if the watcher falls behind."""
+        w = _Watcher(prefix, self._watcher_buffer)
+        self._watchers.add(w)
+        try:
+            last = from_revision
+            for ev in await self._history_after(prefix, from_revision):
+                last = ev.revision
+                yield ev
+            while not self._closed and w in self._watchers:
+                while w.queue:
+                    ev = w.queue.popleft()
+                    if ev.revision > last:
+                        last = ev.revision
+                        yield ev
+                if w not in self._watchers:
+                    return
+                w.wake.clear()
+                await w.wake.wait()
+        finally:
+            self._watchers.discard(w)
+
+    # ---- compaction ----
+    async def compact(self, revision: int) -> None:
+        revision = min(revision, self._rev)
+        if revision <= self._compact_rev:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._compact, revision, self._rev)
+        self._compact_rev = revision
+
+    def _compact(self, revision: int, last_rev: int) -> None:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Drop every row superseded by a newer row of the same key at or below `revision`,
+            # and tombstones at or below it: what etcd's compaction forgets.
+            db.execute(
+                "DELETE FROM kv WHERE id <= ? AND (deleted = 1 OR id < "
+                "(SELECT MAX(k2.id) FROM kv k2 WHERE k2.name = kv.name AND k2.id <= ?))",
+                (revision, revision))
+            db.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+                           [("compact_rev", revision), ("last_rev", last_rev)])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def database_size(self) -> int:
+        assert self._db is not None
+        with self._db_lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return pages * size
