@@ -1,0 +1,650 @@
+"""OpenAPI v3 documents and server-side field validation, built from upstream schemas.
+
+The schemas are data shipped by PyPI's `kubernetes-validate` (JSON Schema definitions of every
+Kubernetes release, under the same io.k8s.api.core.v1.Service-style names the apiserver uses).
+From them we build:
+
+* the `/openapi/v3` root and one OpenAPI 3.0 document per served group-version. kubectl reads
+  them before create/apply/replace/edit: it needs, per kind, a `patch` operation carrying
+  `x-kubernetes-group-version-kind` and a `fieldValidation` parameter, and `kubectl explain`
+  reads the component schemas;
+* unknown- and duplicate-field detection for `fieldValidation=Strict|Warn`, reported with the
+  paths and texts of Kubernetes' strict JSON decoder (`unknown field "spec.ports[0].bogus"`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from pocketkube import KUBERNETES_VERSION
+from pocketkube.api.resources import RESOURCES, Resource
+
+# The strict decoder stops collecting after this many errors.
+MAX_STRICT_ERRORS = 100
+
+_SCHEMA_ROOT = "kubernetes-json-schema"
+_UPSTREAM_REF = "#/$defs/"
+_OPENAPI_REF = "#/components/schemas/"
+_META = "io.k8s.apimachinery.pkg.apis.meta.v1."
+_SCALE_GVK = ("autoscaling", "v1", "Scale")
+
+
+# ----------------------------------------------------------------------------------------------
+# Upstream schemas
+
+
+@cache
+def _definitions() -> dict[str, dict[str, Any]]:
+    """The `$defs` of the release we serve (falling back to the newest release shipped)."""
+    root = resources.files("kubernetes_validate").joinpath(_SCHEMA_ROOT)
+    major_minor = ".".join(KUBERNETES_VERSION.lstrip("v").split(".")[:2])
+    wanted = root.joinpath(f"v{major_minor}.0-local", "_definitions.json")
+    if not wanted.is_file():
+        releases = sorted((d for d in root.iterdir() if re.fullmatch(r"v[\d.]+-local", d.name)),
+                          key=lambda d: tuple(int(p) for p in d.name[1:-6].split(".")))
+        wanted = releases[-1].joinpath("_definitions.json")
+    return orjson.loads(wanted.read_bytes())["$defs"]
+
+
+@cache
+def _names_by_gvk() -> dict[tuple[str, str, str], str]:
+    names: dict[tuple[str, str, str], str] = {}
+    for name, schema in _definitions().items():
+        for gvk in schema.get("x-kubernetes-group-version-kind", ()):
+            names.setdefault((gvk["group"], gvk["version"], gvk["kind"]), name)
+    return names
+
+
+def _schema_name(group: str, version: str, kind: str) -> str | None:
+    return _names_by_gvk().get((group, version, kind))
+
+
+def _split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON Schema (2020-12, nullable types) -> OpenAPI 3.0 component schemas
+
+
+def _convert(node: Any) -> Any:
+    """One upstream schema node in OpenAPI 3.0 form, shaped like the apiserver's own output."""
+    if isinstance(node, list):
+        return [_convert(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "type":
+            kinds = [t for t in (value if isinstance(value, list) else [value]) if t != "null"]
+            if len(kinds) == 1:
+                out["type"] = kinds[0]
+        elif key == "enum":
+            out["enum"] = [v for v in value if v is not None]
+        elif key == "$ref":
+            out["$ref"] = _OPENAPI_REF + value.removeprefix(_UPSTREAM_REF)
+        elif key == "properties":
+            out["properties"] = {name: _convert(prop) for name, prop in value.items()}
+        elif key in ("items", "additionalProperties", "oneOf", "allOf", "anyOf"):
+            out[key] = _convert(value)
+        else:
+            out[key] = value
+    if "$ref" in out and len(out) > 1:
+        # OpenAPI 3.0 ignores siblings of $ref; Kubernetes wraps the reference in allOf.
+        out = {"allOf": [{"$ref": out.pop("$ref")}], **out}
+    return out
+
+
+def _component(name: str) -> dict[str, Any]:
+    schema = _convert(_definitions()[name])
+    if "x-kubernetes-group-version-kind" in schema:
+        # kubernetes-validate pins apiVersion/kind with an enum; the apiserver does not.
+        for field in ("apiVersion", "kind"):
+            schema.get("properties", {}).get(field, {}).pop("enum", None)
+    return schema
+
+
+def _referenced(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_OPENAPI_REF):
+            found.add(ref[len(_OPENAPI_REF):])
+        for value in node.values():
+            _referenced(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _referenced(value, found)
+
+
+def _components_closure(node: Any) -> dict[str, Any]:
+    """Every component schema reachable from the $refs in node, sorted by name."""
+    schemas: dict[str, Any] = {}
+    pending: set[str] = set()
+    _referenced(node, pending)
+    while pending:
+        name = pending.pop()
+        if name in schemas or name not in _definitions():
+            continue
+        schemas[name] = _component(name)
+        _referenced(schemas[name], pending)
+    return dict(sorted(schemas.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths and operations
+
+
+def _param(name: str, where: str, description: str, schema_type: str = "string",
+           required: bool = False, unique: bool = False) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": where, "description": description,
+                             "schema": {"type": schema_type}}
+    if required:
+        param["required"] = True
+    if unique:
+        param["schema"]["uniqueItems"] = True
+    return param
+
+
+_PRETTY = _param("pretty", "query", "If 'true', then the output is pretty printed.")
+_DRY_RUN = _param("dryRun", "query", "When present, indicates that modifications should not be "
+                  "persisted. The only valid value is 'All': process the request fully, persist "
+                  "nothing.", unique=True)
+_FIELD_MANAGER = _param("fieldManager", "query", "The name of the actor making these changes, "
+                        "recorded in managedFields.", unique=True)
+_FIELD_VALIDATION = _param("fieldValidation", "query", "How the server treats unknown or "
+                           "duplicate fields in the request body: Ignore (drop them silently), "
+                           "Warn (drop them and return a warning per field) or Strict (reject "
+                           "the request with a BadRequest error).", unique=True)
+_FORCE = _param("force", "query", "Force an apply request to take ownership of conflicting "
+                "fields. Must be unset for non-apply patch requests.", "boolean", unique=True)
+_LIST_PARAMS = [
+    _param("allowWatchBookmarks", "query", "Ask for BOOKMARK watch events.", "boolean", unique=True),
+    _param("continue", "query", "The continue token of a previous paginated list.", unique=True),
+    _param("fieldSelector", "query", "Restrict the returned objects by their fields.", unique=True),
+    _param("labelSelector", "query", "Restrict the returned objects by their labels.", unique=True),
+    _param("limit", "query", "The maximum number of objects to return.", "integer", unique=True),
+    _param("resourceVersion", "query", "The resourceVersion the list or watch starts from.",
+           unique=True),
+    _param("resourceVersionMatch", "query", "How resourceVersion applies to a list.", unique=True),
+    _param("sendInitialEvents", "query", "Start a watch with synthetic ADDED events for the "
+           "current state, ended by a bookmark.", "boolean", unique=True),
+    _param("timeoutSeconds", "query", "Timeout for the list or watch call.", "integer", unique=True),
+    _param("watch", "query", "Watch for changes instead of listing.", "boolean", unique=True),
+]
+_DELETE_PARAMS = [
+    _DRY_RUN,
+    _param("gracePeriodSeconds", "query", "Seconds before the object is deleted; zero means "
+           "delete immediately.", "integer", unique=True),
+    _param("orphanDependents", "query", "Deprecated: use propagationPolicy.", "boolean",
+           unique=True),
+    _param("propagationPolicy", "query", "Garbage collection of dependents: Orphan, Background "
+           "or Foreground.", unique=True),
+]
+_PATCH_TYPES = ("application/apply-patch+yaml", "application/json-patch+json",
+                "application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _OPENAPI_REF + name}
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any], content_types: Iterable[str] = ("*/*",)) -> dict[str, Any]:
+    return {"required": True, "content": {t: {"schema": schema} for t in content_types}}
+
+
+def _gvk(group: str, version: str, kind: str) -> dict[str, str]:
+    return {"group": group, "kind": kind, "version": version}
+
+
+def _operation_id(verb: str, r: Resource, suffix: str = "", namespaced: bool | None = None,
+                  collection: bool = False) -> str:
+    """Kubernetes' naming: patchCoreV1NamespacedService, deleteCoreV1CollectionNamespacedPod."""
+    group = r.group.split(".")[0].capitalize() if r.group else "Core"
+    scope = "Namespaced" if (r.namespaced if namespaced is None else namespaced) else ""
+    return f"{verb}{group}{r.version.capitalize()}{'Collection' if collection else ''}{scope}" \
+           f"{r.kind}{suffix}"
+
+
+def _tag(r: Resource) -> str:
+    return f"{r.group.split('.')[0] if r.group else 'core'}_{r.version}"
+
+
+def _operation(r: Resource, action: str, op_id: str, description: str, gvk: dict[str, str],
+               parameters: list[dict[str, Any]], responses: dict[str, Any],
+               body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"tags": [_tag(r)], "description": description, "operationId": op_id,
+                          "parameters": parameters}
+    if body is not None:
+        op["requestBody"] = body
+    op["responses"] = {**responses, "401": {"description": "Unauthorized"}}
+    op["x-kubernetes-action"] = action
+    op["x-kubernetes-group-version-kind"] = gvk
+    return op
+
+
+def _object_operations(r: Resource, suffix: str, schema: str, gvk: dict[str, str],
+                       what: str) -> dict[str, Any]:
+    """get/put/patch on one object: the resource itself, or its status or scale subresource."""
+    ok = _json_response("OK", _ref(schema))
+    created = _json_response("Created", _ref(schema))
+    return {
+        "get": _operation(r, "get", _operation_id("read", r, suffix), f"read {what}", gvk, [],
+                          {"200": ok}),
+        "put": _operation(r, "put", _operation_id("replace", r, suffix), f"replace {what}", gvk,
+                          [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION], {"200": ok, "201": created},
+                          _body(_ref(schema))),
+        "patch": _operation(r, "patch", _operation_id("patch", r, suffix),
+                            f"partially update {what}", gvk,
+                            [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION, _FORCE],
+                            {"200": ok, "201": created}, _body(_ref(_META + "Patch"), _PATCH_TYPES)),
+    }
+
+
+def _path_params(r: Resource, with_name: bool) -> list[dict[str, Any]]:
+    params = []
+    if with_name:
+        params.append(_param("name", "path", f"name of the {r.kind}", required=True, unique=True))
+    if r.namespaced:
+        params.append(_param("namespace", "path", "object name and auth scope, such as for teams "
+                             "and projects", required=True, unique=True))
+    return [*params, _PRETTY]
+
+
+def _collection_operations(r: Resource, schema: str, list_schema: str,
+                           gvk: dict[str, str]) -> dict[str, Any]:
+    ops: dict[str, Any] = {}
+    if "list" in r.verbs:
+        ops["get"] = _operation(r, "list", _operation_id("list", r),
+                                f"list or watch objects of kind {r.kind}", gvk, _LIST_PARAMS,
+                                {"200": _json_response("OK", _ref(list_schema))})
+    if "create" in r.verbs:
+        ops["post"] = _operation(
+            r, "post", _operation_id("create", r), f"create a {r.kind}", gvk,
+            [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+            {"200": _json_response("OK", _ref(schema)),
+             "201": _json_response("Created", _ref(schema)),
+             "202": _json_response("Accepted", _ref(schema))}, _body(_ref(schema)))
+    if "deletecollection" in r.verbs:
+        ops["delete"] = _operation(
+            r, "deletecollection", _operation_id("delete", r, collection=True),
+            f"delete collection of {r.kind}", gvk, [*_LIST_PARAMS, *_DELETE_PARAMS],
+            {"200": _json_response("OK", _ref(_META + "Status"))},
+            _body(_ref(_META + "DeleteOptions")))
+    return ops
+
+
+def _item_operations(r: Resource, schema: str, gvk: dict[str, str]) -> dict[str, Any]:
+    verb_of = {"get": "get", "put": "update", "patch": "patch"}
+    ops = {method: op for method, op in
+           _object_operations(r, "", schema, gvk, f"the specified {r.kind}").items()
+           if verb_of[method] in r.verbs}
+    if "delete" in r.verbs:
+        ops["delete"] = _operation(
+            r, "delete", _operation_id("delete", r), f"delete a {r.kind}", gvk, _DELETE_PARAMS,
+            {"200": _json_response("OK", _ref(_META + "Status")),
+             "202": _json_response("Accepted", _ref(_META + "Status"))},
+            _body(_ref(_META + "DeleteOptions")))
+    return ops
+
+
+def _subresource_paths(r: Resource, item_path: str, schema: str,
+                       gvk: dict[str, str]) -> dict[str, Any]:
+    params = _path_params(r, True)
+    paths: dict[str, Any] = {}
+    if "status" in r.subresources:
+        ops = _object_operations(r, "Status", schema, gvk, f"status of the specified {r.kind}")
+        paths[item_path + "/status"] = {**ops, "parameters": params}
+    if "scale" in r.subresources:
+        scale = _schema_name(*_SCALE_GVK) or _META + "Status"
+        ops = _object_operations(r, "Scale", scale, _gvk(*_SCALE_GVK),
+                                 f"scale of the specified {r.kind}")
+        paths[item_path + "/scale"] = {**ops, "parameters": params}
+    if "log" in r.subresources:
+        log_params = [
+            _param("container", "query", "The container for which to stream logs.", unique=True),
+            _param("follow", "query", "Follow the log stream of the pod.", "boolean", unique=True),
+            _param("previous", "query", "Return the logs of the previous container instance.",
+                   "boolean", unique=True),
+            _param("sinceSeconds", "query", "Only logs newer than this many seconds.", "integer",
+                   unique=True),
+            _param("tailLines", "query", "Only this many lines from the end of the logs.",
+                   "integer", unique=True),
+            _param("timestamps", "query", "Prefix every line with an RFC3339 timestamp.",
+                   "boolean", unique=True),
+        ]
+        paths[item_path + "/log"] = {
+            "get": _operation(r, "connect", _operation_id("read", r, "Log"),
+                              f"read log of the specified {r.kind}", gvk, log_params,
+                              {"200": {"description": "OK", "content": {
+                                  "text/plain": {"schema": {"type": "string"}}}}}),
+            "parameters": params}
+    return paths
+
+
+def _resource_paths(r: Resource) -> dict[str, Any]:
+    """Every path of one resource, with the operations its verbs allow."""
+    schema = _schema_name(r.group, r.version, r.kind) or _META + "Status"
+    list_schema = _schema_name(r.group, r.version, r.list_kind) or _META + "Status"
+    gvk = _gvk(r.group, r.version, r.kind)
+    collection_path = f"{r.prefix}{'/namespaces/{namespace}' if r.namespaced else ''}/{r.plural}"
+    item_path = collection_path + "/{name}"
+    paths: dict[str, Any] = {}
+    if collection := _collection_operations(r, schema, list_schema, gvk):
+        paths[collection_path] = {**collection, "parameters": _path_params(r, False)}
+    if item := _item_operations(r, schema, gvk):
+        paths[item_path] = {**item, "parameters": _path_params(r, True)}
+    paths.update(_subresource_paths(r, item_path, schema, gvk))
+    if r.namespaced and "list" in r.verbs:
+        paths[f"{r.prefix}/{r.plural}"] = {
+            "get": _operation(r, "list", _operation_id("list", r, "ForAllNamespaces", False),
+                              f"list or watch objects of kind {r.kind}", gvk, _LIST_PARAMS,
+                              {"200": _json_response("OK", _ref(list_schema))}),
+            "parameters": [_PRETTY]}
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# Documents
+
+
+def _document_path(r: Resource) -> str:
+    return r.prefix.lstrip("/")
+
+
+@cache
+def _document_bytes(path: str) -> bytes | None:
+    served = [r for r in RESOURCES if _document_path(r) == path]
+    if not served:
+        return None
+    paths: dict[str, Any] = {}
+    for r in served:
+        paths.update(_resource_paths(r))
+    document = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": _components_closure(paths)},
+    }
+    return orjson.dumps(document)
+
+
+def openapi_v3_document_bytes(group_version_path: str) -> bytes | None:
+    """The serialized document for "api/v1" or "apis/apps/v1"; None if we serve no such GV."""
+    return _document_bytes(group_version_path.strip("/"))
+
+
+@cache
+def _document(path: str) -> dict[str, Any] | None:
+    raw = _document_bytes(path)
+    return None if raw is None else orjson.loads(raw)
+
+
+def openapi_v3_document(group_version_path: str) -> dict[str, Any] | None:
+    """The OpenAPI 3.0 document of one group-version ("api/v1", "apis/apps/v1"), or None.
+
+    The dict is cached and shared: treat it as read-only.
+    """
+    return _document(group_version_path.strip("/"))
+
+
+@cache
+def openapi_v3_root() -> dict[str, Any]:
+    """The /openapi/v3 index: one entry per served group-version, with a content hash."""
+    paths: dict[str, Any] = {}
+    for r in RESOURCES:
+        path = _document_path(r)
+        if path not in paths:
+            digest = hashlib.sha512(_document_bytes(path) or b"").hexdigest().upper()
+            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+    return {"paths": paths}
+
+
+# ----------------------------------------------------------------------------------------------
+# Field validation: the schema compiled into a walk-friendly tree
+
+
+class _Struct:
+    """An object with known properties; any other key is an unknown field."""
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, _Node] = {}
+
+
+class _Map:
+    """An object whose keys are free (labels, resources.limits); values share one schema."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: _Node) -> None:
+        self.value = value
+
+
+class _List:
+    __slots__ = ("item",)
+
+    def __init__(self, item: _Node) -> None:
+        self.item = item
+
+
+# None stands for a scalar or an opaque value (IntOrString, FieldsV1, RawExtension): not walked.
+_Node = _Struct | _Map | _List | None
+
+
+class _Compiler:
+    def __init__(self, definitions: dict[str, dict[str, Any]]) -> None:
+        self.definitions = definitions
+        self.compiled: dict[str, _Node] = {}
+
+    def definition(self, name: str) -> _Node:
+        if name not in self.compiled:
+            schema = self.definitions.get(name, {})
+            if "properties" in schema:
+                # Registered before its fields are compiled, so recursive schemas terminate.
+                struct = self.compiled[name] = _Struct()
+                struct.fields = {key: self.node(prop) for key, prop in schema["properties"].items()}
+            else:
+                self.compiled[name] = self.node(schema)
+        return self.compiled[name]
+
+    def node(self, schema: dict[str, Any]) -> _Node:
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self.definition(ref.removeprefix(_UPSTREAM_REF))
+        if "properties" in schema:
+            struct = _Struct()
+            struct.fields = {key: self.node(prop) for key, prop in schema["properties"].items()}
+            return struct
+        values = schema.get("additionalProperties")
+        if isinstance(values, dict):
+            return _Map(self.node(values))
+        items = schema.get("items")
+        if isinstance(items, dict):
+            item = self.node(items)
+            return None if item is None else _List(item)
+        return None
+
+
+@cache
+def _compiled_kind(api_version: str, kind: str) -> _Node:
+    name = _schema_name(*_split_api_version(api_version), kind)
+    return None if name is None else _compiler().definition(name)
+
+
+@cache
+def _compiler() -> _Compiler:
+    return _Compiler(_definitions())
+
+
+class _Pairs(list):
+    """A JSON object decoded as its (key, value) pairs, so duplicate keys survive."""
+
+
+_UNKNOWN, _DUPLICATE = "unknown field", "duplicate field"
+
+
+class _Walker:
+    """Walks a decoded body against a compiled schema, like Kubernetes' strict JSON decoder.
+
+    Problems are collected in document order as (kind, path), deduplicated and capped like the
+    decoder's. Values of the wrong JSON type are not descended into (that is a different error).
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    def report(self, problem: str, path: str) -> None:
+        key = (problem, path)
+        if len(self.problems) < MAX_STRICT_ERRORS and key not in self._seen:
+            self._seen.add(key)
+            self.problems.append(key)
+
+    def walk(self, node: _Node, value: Any, path: str) -> None:
+        kind = type(node)
+        if kind is _Struct:
+            self._struct(node.fields, value, path)  # type: ignore[union-attr]
+        elif kind is _Map:
+            self._map(node.value, value, path)  # type: ignore[union-attr]
+        elif kind is _List and type(value) is list:
+            item = node.item  # type: ignore[union-attr]
+            for index, element in enumerate(value):
+                if element is not None:
+                    self.walk(item, element, f"{path}[{index}]")
+
+    def _struct(self, fields: dict[str, _Node], value: Any, path: str) -> None:
+        entries, seen = _entries(value), _seen_keys(value)
+        if entries is None:
+            return
+        prefix = path + "." if path else ""
+        for key, sub in entries:
+            if key not in fields:
+                self.report(_UNKNOWN, prefix + key)
+                continue
+            if seen is not None:
+                if key in seen:
+                    self.report(_DUPLICATE, prefix + key)
+                seen.add(key)
+            child = fields[key]
+            if child is not None and sub is not None:
+                self.walk(child, sub, prefix + key)
+
+    def _map(self, child: _Node, value: Any, path: str) -> None:
+        entries, seen = _entries(value), _seen_keys(value)
+        if entries is None:
+            return
+        prefix = path + "." if path else ""
+        for key, sub in entries:
+            if seen is not None:
+                if key in seen:
+                    self.report(_DUPLICATE, prefix + key)
+                seen.add(key)
+            if child is not None and sub is not None:
+                self.walk(child, sub, prefix + key)
+
+
+def _entries(value: Any) -> Iterable[tuple[str, Any]] | None:
+    kind = type(value)
+    if kind is dict:
+        return value.items()
+    if kind is _Pairs:
+        return value
+    return None
+
+
+def _seen_keys(value: Any) -> set[str] | None:
+    """A fresh duplicate tracker for pair-decoded objects; plain dicts cannot hold duplicates."""
+    return set() if type(value) is _Pairs else None
+
+
+def unknown_fields(obj: dict[str, Any], api_version: str, kind: str) -> list[str]:
+    """Paths (`spec.ports[0].bogus`) of the fields in obj that the kind's schema does not know.
+
+    Unknown kinds give []; values of an unexpected type are skipped, never raised on.
+    """
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return []
+    node = _compiled_kind(api_version, kind)
+    if node is None:
+        return []
+    walker = _Walker()
+    walker.walk(node, obj, "")
+    return [path for _, path in walker.problems]
+
+
+def field_errors(body: bytes | str, api_version: str, kind: str) -> list[str]:
+    """Strict-decoding error texts for a raw JSON body, unknown and duplicate fields together,
+    in the decoder's order: `unknown field "spec.x"`, `duplicate field "metadata.name"`.
+
+    A body that is not JSON (e.g. YAML) or a kind we do not know gives [].
+    """
+    node = _compiled_kind(api_version, kind)
+    if node is None:
+        return []
+    try:
+        decoded = json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, TypeError, RecursionError):
+        return []
+    walker = _Walker()
+    walker.walk(node, decoded, "")
+    return [f"{problem} {go_quote(path)}" for problem, path in walker.problems]
+
+
+# ----------------------------------------------------------------------------------------------
+# Messages, as the apiserver words them
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote: double quotes, Go escapes, printable Unicode kept as is."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+               "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def warning_texts(fields: Sequence[str]) -> list[str]:
+    """One `unknown field "<path>"` text per field: the Warning headers of fieldValidation=Warn."""
+    return [f"{_UNKNOWN} {go_quote(path)}" for path in fields[:MAX_STRICT_ERRORS]]
+
+
+def strict_decoding_error(errors: Sequence[str]) -> str:
+    """`strict decoding error: <e1>, <e2>`: the whole message of a rejected strict PATCH."""
+    return "strict decoding error: " + ", ".join(errors)
+
+
+def cannot_handle_message(kind: str, api_version: str, detail: str) -> str:
+    """How create and update wrap a decoding error: `Service in version "v1" cannot be ...`."""
+    version = _split_api_version(api_version)[1]
+    return f"{kind} in version {go_quote(version)} cannot be handled as a {kind}: {detail}"
+
+
+def strict_error_message(kind: str, api_version: str, fields: Sequence[str]) -> str:
+    """The BadRequest message of fieldValidation=Strict on create/update for unknown fields."""
+    return cannot_handle_message(kind, api_version, strict_decoding_error(warning_texts(fields)))
