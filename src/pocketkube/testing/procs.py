@@ -1,0 +1,115 @@
+"""Start an API server as a real subprocess and drive it with the real kubectl."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+KUBECTL_132 = "/usr/bin/kubectl"
+KUBECTL_BUNDLED = str(Path(sys.executable).parent / "kubectl")
+
+
+def kubectl_binaries() -> dict[str, str]:
+    """The real kubectl builds available here, by name."""
+    out = {}
+    if os.path.exists(KUBECTL_132):
+        out["kubectl-1.32"] = KUBECTL_132
+    if os.path.exists(KUBECTL_BUNDLED):
+        out["kubectl-bundled"] = KUBECTL_BUNDLED
+    return out
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    def token(self) -> str:
+        cfg = yaml.safe_load(self.kubeconfig.read_text())
+        return cfg["users"][0]["user"]["token"]
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "pki" / "ca.crt"
+
+    def start(self, port: int | None = None, timeout: float = 20) -> "ServerProcess":
+        port = self.port if port is None else port
+        cmd = [sys.executable, "-m", "pocketkube", "server", "--data-dir", str(self.data_dir),
+               "--port", str(port), *self.extra_args]
+        self.log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            m = re.match(r"API server: (https://[\d.]+:(\d+))", line)
+            if m:
+                self.url, self.port = m.group(1), int(m.group(2))
+                return self
+        self.stop()
+        raise RuntimeError(f"API server did not start; see {self.log.name}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+        self.proc = None
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class Kubectl:
+    """The real kubectl against one server, with its own discovery cache (no stale answers)."""
+
+    def __init__(self, binary: str, kubeconfig: Path, cwd: Path | None = None) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+        self.cache = tempfile.mkdtemp(prefix="kubecache-")
+        self.cwd = cwd
+
+    def run(self, *args: str, input: str | None = None, check: bool = False,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), KUBECACHEDIR=self.cache, HOME=self.cache)
+        cp = subprocess.run([self.binary, *args], input=input, capture_output=True, text=True, env=env,
+                            timeout=timeout, cwd=self.cwd)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({cp.returncode}): {cp.stderr}{cp.stdout}")
+        return cp
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        return self.run(*args, input=input, check=True).stdout
+
+    def close(self) -> None:
+        shutil.rmtree(self.cache, ignore_errors=True)
