@@ -377,3 +377,14 @@ def test_unknown_group_versions_have_no_document():
     assert openapi_v3_document("apis/batch/v1") is None
     assert openapi_v3_document_bytes("apis/nosuch/v1") is None
     assert openapi_v3_document_bytes("api/v1") is openapi_v3_document_bytes("api/v1")
+
+
+def test_subresources_are_described():
+    core = openapi_v3_document("api/v1")["paths"]
+    binding = core["/api/v1/namespaces/{namespace}/pods/{name}/binding"]["post"]
+    assert binding["x-kubernetes-group-version-kind"]["kind"] == "Binding"
+    assert binding["operationId"] == "createCoreV1NamespacedPodBinding"
+    assert "put" in core["/api/v1/namespaces/{name}/finalize"]
+    log = core["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"]
+    assert {p["name"] for p in log["parameters"]} >= {"container", "follow", "tailLines"}
+    assert "io.k8s.api.core.v1.Binding" in openapi_v3_document("api/v1")["components"]["schemas"]

@@ -312,6 +312,23 @@ def _subresource_paths(r: Resource, item_path: str, schema: str,
         ops = _object_operations(r, "Scale", scale, _gvk(*_SCALE_GVK),
                                  f"scale of the specified {r.kind}")
         paths[item_path + "/scale"] = {**ops, "parameters": params}
+    if "binding" in r.subresources:
+        binding = _schema_name("", "v1", "Binding") or _META + "Status"
+        paths[item_path + "/binding"] = {
+            "post": _operation(r, "post", _operation_id("create", r, "Binding"),
+                               f"create binding of a {r.kind}", _gvk("", "v1", "Binding"),
+                               [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+                               {"200": _json_response("OK", _ref(binding)),
+                                "201": _json_response("Created", _ref(binding))},
+                               _body(_ref(binding))),
+            "parameters": params}
+    if "finalize" in r.subresources:
+        paths[item_path + "/finalize"] = {
+            "put": _operation(r, "put", _operation_id("replace", r, "Finalize"),
+                              f"replace finalize of the specified {r.kind}", gvk,
+                              [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+                              {"200": _json_response("OK", _ref(schema))}, _body(_ref(schema))),
+            "parameters": params}
     if "log" in r.subresources:
         log_params = [
             _param("container", "query", "The container for which to stream logs.", unique=True),
@@ -326,7 +343,7 @@ def _subresource_paths(r: Resource, item_path: str, schema: str,
                    "boolean", unique=True),
         ]
         paths[item_path + "/log"] = {
-            "get": _operation(r, "connect", _operation_id("read", r, "Log"),
+            "get": _operation(r, "get", _operation_id("read", r, "Log"),
                               f"read log of the specified {r.kind}", gvk, log_params,
                               {"200": {"description": "OK", "content": {
                                   "text/plain": {"schema": {"type": "string"}}}}}),
@@ -365,12 +382,19 @@ def _document_path(r: Resource) -> str:
 
 
 @cache
-def _document_bytes(path: str) -> bytes | None:
-    served = [r for r in RESOURCES if _document_path(r) == path]
-    if not served:
-        return None
+def _served_paths() -> dict[str, list[Resource]]:
+    """Resources by document path ("api/v1", "apis/apps/v1"), in discovery order."""
+    served: dict[str, list[Resource]] = {}
+    for r in RESOURCES:
+        served.setdefault(_document_path(r), []).append(r)
+    return served
+
+
+# Built on first request, once per served group-version (caches never grow with client input).
+@cache
+def _built_document_bytes(path: str) -> bytes:
     paths: dict[str, Any] = {}
-    for r in served:
+    for r in _served_paths()[path]:
         paths.update(_resource_paths(r))
     document = {
         "openapi": "3.0.0",
@@ -381,15 +405,15 @@ def _document_bytes(path: str) -> bytes | None:
     return orjson.dumps(document)
 
 
+@cache
+def _built_document(path: str) -> dict[str, Any]:
+    return orjson.loads(_built_document_bytes(path))
+
+
 def openapi_v3_document_bytes(group_version_path: str) -> bytes | None:
     """The serialized document for "api/v1" or "apis/apps/v1"; None if we serve no such GV."""
-    return _document_bytes(group_version_path.strip("/"))
-
-
-@cache
-def _document(path: str) -> dict[str, Any] | None:
-    raw = _document_bytes(path)
-    return None if raw is None else orjson.loads(raw)
+    path = group_version_path.strip("/")
+    return _built_document_bytes(path) if path in _served_paths() else None
 
 
 def openapi_v3_document(group_version_path: str) -> dict[str, Any] | None:
@@ -397,18 +421,17 @@ def openapi_v3_document(group_version_path: str) -> dict[str, Any] | None:
 
     The dict is cached and shared: treat it as read-only.
     """
-    return _document(group_version_path.strip("/"))
+    path = group_version_path.strip("/")
+    return _built_document(path) if path in _served_paths() else None
 
 
 @cache
 def openapi_v3_root() -> dict[str, Any]:
     """The /openapi/v3 index: one entry per served group-version, with a content hash."""
     paths: dict[str, Any] = {}
-    for r in RESOURCES:
-        path = _document_path(r)
-        if path not in paths:
-            digest = hashlib.sha512(_document_bytes(path) or b"").hexdigest().upper()
-            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+    for path in _served_paths():
+        digest = hashlib.sha512(_built_document_bytes(path)).hexdigest().upper()
+        paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}
 
 
@@ -477,8 +500,9 @@ class _Compiler:
         return None
 
 
-@cache
-def _compiled_kind(api_version: str, kind: str) -> _Node:
+def _compiled_kind(api_version: Any, kind: Any) -> _Node:
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return None
     name = _schema_name(*_split_api_version(api_version), kind)
     return None if name is None else _compiler().definition(name)
 
@@ -574,8 +598,6 @@ def unknown_fields(obj: dict[str, Any], api_version: str, kind: str) -> list[str
 
     Unknown kinds give []; values of an unexpected type are skipped, never raised on.
     """
-    if not isinstance(api_version, str) or not isinstance(kind, str):
-        return []
     node = _compiled_kind(api_version, kind)
     if node is None:
         return []
