@@ -151,32 +151,47 @@ class Handlers:
         return data
 
     async def _decode(self, request: web.Request, res: Resource) -> tuple[dict, list[str]]:
-        obj = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        body = await self._body(request)
+        content_type = request.headers.get("Content-Type", "")
+        obj = bodies.decode_object(content_type, body)
         bodies.check_kind(obj, res)
-        return obj, self._field_validation(request, obj, res)
+        raw = body if bodies.media_type(content_type) in ("", JSON) else None
+        return obj, self._field_validation(request, obj, res, raw)
 
-    def _field_validation(self, request: web.Request, obj: dict, res: Resource) -> list[str]:
-        """Strict rejects unknown fields; Warn (the default) and Ignore drop them. Returns warnings."""
+    def _field_validation(self, request: web.Request, obj: dict, res: Resource,
+                          raw_json: bytes | None = None) -> list[str]:
+        """Strict rejects unknown (and duplicate) fields; Warn, the default, and Ignore drop them.
+
+        Returns the warnings to send. For a patch (raw_json None) Kubernetes words the Strict
+        error without the "cannot be handled" prefix.
+        """
         mode = request.query.get("fieldValidation", "Warn")
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.BadRequest(
                 f'fieldValidation parameter unsupported: {mode}. Accepted values: "Ignore", "Strict", "Warn"')
-        from pocketkube.apiserver.openapi import strict_error_message, unknown_fields, warning_texts
+        from pocketkube.apiserver import openapi
 
-        unknown = unknown_fields(obj, res.api_version, res.kind)
-        if not unknown:
+        unknown = openapi.unknown_fields(obj, res.api_version, res.kind)
+        texts = openapi.field_errors(raw_json, res.api_version, res.kind) if raw_json is not None \
+            else openapi.warning_texts(unknown)
+        if not texts:
             return []
         if mode == "Strict":
-            raise errors.BadRequest(strict_error_message(res.kind, res.api_version, unknown))
+            detail = openapi.strict_decoding_error(texts)
+            raise errors.BadRequest(openapi.cannot_handle_message(res.kind, res.api_version, detail)
+                                    if raw_json is not None else detail)
         bodies.prune(obj, unknown)
-        return warning_texts(unknown) if mode == "Warn" else []
+        return texts if mode == "Warn" else []
 
     @staticmethod
     def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
         if not warnings:
             return None
-        # aiohttp joins repeated headers poorly; one header with comma-separated values is equivalent.
-        return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+        from multidict import CIMultiDict
+
+        from pocketkube.apiserver.openapi import go_quote
+
+        return CIMultiDict(("Warning", f"299 - {go_quote(w)}") for w in warnings)
 
     def _dry_run(self, request: web.Request) -> bool:
         values = request.query.getall("dryRun", [])

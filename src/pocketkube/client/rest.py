@@ -1,0 +1,159 @@
+"""The HTTP(S) client every component uses to talk to the API server.
+
+Semantics are the REST ones (get/list/watch/create/update/patch/delete); errors come back as
+the same ApiError classes the server raised, so a caller can `except errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from pocketkube.api import errors
+from pocketkube.api.resources import Resource
+from pocketkube.api.status import from_status
+
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+def resource_path(res: Resource, namespace: str = "", name: str = "", subresource: str = "") -> str:
+    path = res.prefix
+    if res.namespaced and namespace:
+        path += f"/namespaces/{quote(namespace)}"
+    path += f"/{res.plural}"
+    if name:
+        path += f"/{quote(name)}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+class Client:
+    def __init__(self, server: str, token: str, ca_file: str | None = None, *,
+                 user_agent: str = "pocketkube", timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        self._token = token
+        self._ca_file = ca_file
+        self._user_agent = user_agent
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            ctx: ssl.SSLContext | bool = False
+            if self.server.startswith("https"):
+                ctx = ssl.create_default_context(cafile=self._ca_file)
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self._token}", "User-Agent": self._user_agent,
+                         "Accept": "application/json"},
+                connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+                json_serialize=lambda o: orjson.dumps(o).decode())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
+                      content_type: str = "application/json", timeout: float | None = None) -> Any:
+        data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        try:
+            async with self.session.request(
+                    method, self.server + path, params=params, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout or self._timeout)) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise from_status(resp.status, _json_or_none(raw))
+                if resp.content_type == "application/json":
+                    return orjson.loads(raw) if raw else None
+                return raw
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            raise errors.ServiceUnavailable(f"cannot reach the API server at {self.server}: {e}") from None
+
+    # ---- verbs ----
+    async def get(self, res: Resource, namespace: str, name: str, subresource: str = "") -> dict:
+        return await self.request("GET", resource_path(res, namespace, name, subresource))
+
+    async def list(self, res: Resource, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[dict], str]:
+        params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        body = await self.request("GET", resource_path(res, namespace), params=params)
+        return body.get("items") or [], body["metadata"].get("resourceVersion", "")
+
+    async def watch(self, res: Resource, namespace: str = "", resource_version: str = "",
+                    label_selector: str = "", field_selector: str = "",
+                    timeout_seconds: int | None = None) -> AsyncIterator[tuple[str, dict]]:
+        params = {"watch": "true", "allowWatchBookmarks": "true"}
+        for k, v in (("resourceVersion", resource_version), ("labelSelector", label_selector),
+                     ("fieldSelector", field_selector)):
+            if v:
+                params[k] = v
+        if timeout_seconds:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        try:
+            async with self.session.get(self.server + resource_path(res, namespace), params=params,
+                                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as resp:
+                if resp.status >= 400:
+                    raise from_status(resp.status, _json_or_none(await resp.read()))
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    ev = orjson.loads(line)
+                    if ev.get("type") == "ERROR":
+                        obj = ev.get("object") or {}
+                        raise from_status(int(obj.get("code") or 500), obj)
+                    yield ev["type"], ev["object"]
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+            raise errors.ServiceUnavailable(f"watch of {res.plural} interrupted: {e}") from None
+
+    async def create(self, res: Resource, obj: dict, namespace: str = "") -> dict:
+        ns = namespace or (obj.get("metadata") or {}).get("namespace", "")
+        return await self.request("POST", resource_path(res, ns), body=obj)
+
+    async def update(self, res: Resource, obj: dict, subresource: str = "") -> dict:
+        m = obj["metadata"]
+        return await self.request("PUT", resource_path(res, m.get("namespace", ""), m["name"], subresource),
+                                  body=obj)
+
+    async def update_status(self, res: Resource, obj: dict) -> dict:
+        return await self.update(res, obj, "status")
+
+    async def patch(self, res: Resource, namespace: str, name: str, patch: Any,
+                    content_type: str = MERGE_PATCH, subresource: str = "") -> dict:
+        return await self.request("PATCH", resource_path(res, namespace, name, subresource), body=patch,
+                                  content_type=content_type)
+
+    async def delete(self, res: Resource, namespace: str, name: str, grace_period: int | None = None,
+                     propagation: str | None = None, preconditions: dict | None = None) -> Any:
+        opts: dict[str, Any] = {}
+        if grace_period is not None:
+            opts["gracePeriodSeconds"] = grace_period
+        if propagation:
+            opts["propagationPolicy"] = propagation
+        if preconditions:
+            opts["preconditions"] = preconditions
+        return await self.request("DELETE", resource_path(res, namespace, name), body=opts or None)
+
+    async def bind(self, namespace: str, pod: str, node: str) -> None:
+        from pocketkube.api.resources import BY_PLURAL
+
+        await self.request("POST", resource_path(BY_PLURAL[("", "pods")], namespace, pod, "binding"), body={
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+
+
+def _json_or_none(raw: bytes) -> dict | None:
+    try:
+        v = orjson.loads(raw)
+        return v if isinstance(v, dict) else None
+    except orjson.JSONDecodeError:
+        return {"message": raw[:500].decode(errors="replace")}
