@@ -232,6 +232,13 @@ def test_smp_new_merge_list_items_go_first_like_kubernetes():
     assert ports_of(smp(service(), {"spec": {"ports": [{"port": 8080}]}}, "Service")) == [8080, 80, 443]
 
 
+def test_smp_repeated_new_items_in_a_patch_merge_into_one():
+    out = smp(service(), {"spec": {"ports": [{"port": 8080, "name": "a"}, {"port": 8080, "protocol": "UDP"}]}},
+              "Service")
+    assert out["spec"]["ports"][0] == {"port": 8080, "name": "a", "protocol": "UDP"}
+    assert ports_of(out) == [8080, 80, 443]
+
+
 def test_smp_set_element_order_reorders():
     out = smp(service(), {"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}]}}, "Service")
     assert ports_of(out) == [443, 80]

@@ -291,16 +291,15 @@ def _merge_list(current: list, patch: list, item_schema: Schema, merge_key: str 
         raise BadRequest("cannot merge lists without merge key for type map")
     current, patch = _apply_list_directives(current, patch, merge_key, item_schema)
     key_of = _merge_key_func(merge_key)
-    positions = {}
-    for index, item in enumerate(current):
-        positions.setdefault(key_of(item), index)
+    positions = _first_positions(current, key_of)
     merged = list(current)
     for item in patch:
-        index = positions.get(key_of(item))
-        if index is None:
-            merged.append(_merge_map({}, item, item_schema))
+        key = key_of(item)
+        if key in positions:
+            merged[positions[key]] = _merge_map(merged[positions[key]], item, item_schema)
         else:
-            merged[index] = _merge_map(merged[index], item, item_schema)
+            positions[key] = len(merged)
+            merged.append(_merge_map({}, item, item_schema))
     return _normalize_order(merged, patch, current, key_of)
 
 
