@@ -1,0 +1,116 @@
+"""ReplicaSet defaulting and validation (apps/v1), plus the selector/template checks it shares
+with Deployment, worded as pkg/apis/apps/validation words them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
+from pocketkube.api.selectors import LabelSelector, validate_label_selector
+from pocketkube.registry.core.pods import default_pod_spec, get_int, nonnegative, validate_template
+from pocketkube.registry.validation import (
+    IMMUTABLE,
+    dns1123_subdomain_errors,
+    validate_object_meta,
+    validate_object_meta_update,
+    wrong_type,
+)
+
+
+def default(obj: dict) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    default_template(spec)
+
+
+def default_template(spec: dict) -> None:
+    """Pod defaults inside spec.template.spec (a template gets no admission defaults)."""
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        default_pod_spec(template["spec"])
+
+
+def validate(obj: dict) -> list[FieldError]:
+    return validate_workload(obj, "deployment")
+
+
+def validate_update(new: dict, old: dict) -> list[FieldError]:
+    return validate(new) + validate_workload_update(new, old)
+
+
+def validate_workload(obj: dict, kind_word: str) -> list[FieldError]:
+    """ObjectMeta, replicas, minReadySeconds, selector and template, common to RS and Deployment.
+
+    `kind_word` names the kind in "empty selector is invalid for <kind>" (upstream says
+    "deployment" for ReplicaSets too)."""
+    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
+    path = Path("spec")
+    spec = obj.get("spec")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        return errs + [wrong_type(path, spec, "object")]
+    replicas = get_int(spec, "replicas", path, errs)
+    errs.extend(nonnegative(replicas, path.child("replicas")))
+    errs.extend(nonnegative(get_int(spec, "minReadySeconds", path, errs), path.child("minReadySeconds")))
+    errs.extend(_selector_and_template_errors(spec, path, kind_word))
+    return errs
+
+
+def _selector_and_template_errors(spec: dict, path: Path, kind_word: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    selector_dict = spec.get("selector")
+    selector_path = path.child("selector")
+    if selector_dict is None:
+        errs.append(required(selector_path))
+    else:
+        errs.extend(validate_label_selector(selector_dict, selector_path))
+        if isinstance(selector_dict, dict) and not (selector_dict.get("matchLabels")
+                                                    or selector_dict.get("matchExpressions")):
+            errs.append(invalid(selector_path, selector_dict, f"empty selector is invalid for {kind_word}"))
+    selector = _as_selector(selector_dict)
+    if selector is None:
+        errs.append(invalid(selector_path, selector_dict, "invalid label selector"))
+        return errs
+    errs.extend(template_errors(spec.get("template"), selector, path.child("template")))
+    return errs
+
+
+def _as_selector(selector_dict: Any) -> LabelSelector | None:
+    try:
+        return LabelSelector.from_dict(selector_dict)
+    except ValueError:
+        return None
+
+
+def template_errors(template: Any, selector: LabelSelector, path: Path) -> list[FieldError]:
+    """ValidatePodTemplateSpecForReplicaSet: labels match the selector, restartPolicy Always."""
+    if not isinstance(template, dict):
+        return validate_template(template, path)
+    errs: list[FieldError] = []
+    meta = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    if not selector.empty and not selector.matches(labels):
+        errs.append(invalid(path.child("metadata", "labels"), labels, "`selector` does not match template `labels`"))
+    errs.extend(validate_template(template, path))
+    spec = template.get("spec") if isinstance(template.get("spec"), dict) else {}
+    policy = spec.get("restartPolicy")
+    if isinstance(policy, str) and policy != "Always":
+        errs.append(not_supported(path.child("spec", "restartPolicy"), policy, ["Always"]))
+    if spec.get("activeDeadlineSeconds") is not None:
+        errs.append(invalid(path.child("spec", "activeDeadlineSeconds"), spec["activeDeadlineSeconds"],
+                            "activeDeadlineSeconds in ReplicaSet is not Supported"))
+    return errs
+
+
+def validate_workload_update(new: dict, old: dict) -> list[FieldError]:
+    """ObjectMeta immutability and the apps/v1 rule that spec.selector never changes."""
+    errs = validate_object_meta_update(new, old)
+    new_spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    if new_spec.get("selector") != old_spec.get("selector"):
+        errs.append(invalid(Path("spec", "selector"), new_spec.get("selector"), IMMUTABLE))
+    return errs
