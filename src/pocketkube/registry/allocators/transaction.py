@@ -1,0 +1,39 @@
+"""Undo log for allocations made before an object is persisted.
+
+Allocation happens before the store write; if that write fails, revert() gives every value
+back. Releases of values the old object held are deferred until commit(), so a failed update
+leaves the old object's values allocated.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+Action = Callable[[], None]
+
+
+class Transaction:
+    def __init__(self) -> None:
+        self._undo: list[Action] = []
+        self._on_commit: list[Action] = []
+        self._done = False
+
+    def on_revert(self, action: Action) -> None:
+        self._undo.append(action)
+
+    def on_commit(self, action: Action) -> None:
+        self._on_commit.append(action)
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for action in self._on_commit:
+            action()
+
+    def revert(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        for action in reversed(self._undo):
+            action()
