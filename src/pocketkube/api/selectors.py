@@ -8,11 +8,17 @@ per-kind field labels the apiserver accepts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required
-from pocketkube.registry.validation import label_value_errors, qualified_name_errors, validate_labels, wrong_type
+from pocketkube.registry.validation import (
+    label_value_errors,
+    qualified_name_errors,
+    validate_labels,
+    wrong_type,
+)
 
 _SPECIAL = set("=!(),><")
 _WHITESPACE = set(" \t\r\n")
@@ -291,25 +297,15 @@ class LabelSelector:
         """LabelSelectorAsSelector: None matches nothing, {} everything; ValueError when invalid."""
         if d is None:
             return cls.nothing()
-        if not isinstance(d, dict):
-            raise ValueError(f"invalid label selector: {d!r}")
-        match_labels = d.get("matchLabels") or {}
-        expressions = d.get("matchExpressions") or []
-        if not isinstance(match_labels, dict) or not isinstance(expressions, list):
+        if not _well_shaped(d):
             raise ValueError("invalid label selector")
-        requirements = [_new_requirement(str(k), "=", [v if isinstance(v, str) else str(v)])
-                        for k, v in match_labels.items()]
-        for expr in expressions:
-            if not isinstance(expr, dict):
-                raise ValueError("invalid label selector")
+        requirements = [_new_requirement(k, "=", [v]) for k, v in (d.get("matchLabels") or {}).items()]
+        for expr in d.get("matchExpressions") or []:
             operator = expr.get("operator")
             if operator not in _SET_OPERATORS:
                 raise ValueError(f'"{operator}" is not a valid label selector operator')
-            values = expr.get("values") or []
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise ValueError("invalid label selector")
-            key = expr.get("key") if isinstance(expr.get("key"), str) else ""
-            requirements.append(_new_requirement(key, _SET_OPERATORS[operator], list(values)))
+            requirements.append(_new_requirement(expr.get("key") or "", _SET_OPERATORS[operator],
+                                                 list(expr.get("values") or [])))
         return cls(requirements)
 
     @property
@@ -328,6 +324,19 @@ class LabelSelector:
 
     def __repr__(self) -> str:
         return f"LabelSelector({str(self)!r})"
+
+
+def _well_shaped(d: Any) -> bool:
+    """Whether a metav1.LabelSelector dict has the JSON types its fields require."""
+    if not isinstance(d, dict):
+        return False
+    labels, expressions = d.get("matchLabels") or {}, d.get("matchExpressions") or []
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        return False
+    if not isinstance(expressions, list):
+        return False
+    return all(isinstance(e, dict) and isinstance(e.get("key") or "", str) and isinstance(e.get("values") or [], list)
+               and all(isinstance(v, str) for v in e.get("values") or []) for e in expressions)
 
 
 def selector_to_string(match_labels: dict | None) -> str:
@@ -409,6 +418,10 @@ def _pod_ip(obj: dict) -> Any:
 
 
 _Accessor = Callable[[dict], Any]
+
+
+def _involved(key: str) -> _Accessor:
+    return lambda o: _at(o, "involvedObject", key)
 _NAME: dict[str, _Accessor] = {"metadata.name": lambda o: _meta(o, "name")}
 _NAMESPACED: dict[str, _Accessor] = {**_NAME, "metadata.namespace": lambda o: _meta(o, "namespace")}
 
@@ -429,7 +442,7 @@ _FIELDS: dict[str, dict[str, _Accessor]] = {
     "Node": {**_NAME, "spec.unschedulable": lambda o: bool(_at(o, "spec", "unschedulable"))},
     "Event": {
         **_NAMESPACED,
-        **{f"involvedObject.{k}": (lambda key: lambda o: _at(o, "involvedObject", key))(k)
+        **{f"involvedObject.{k}": _involved(k)
            for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
         "reason": lambda o: o.get("reason"),
         "reportingComponent": lambda o: o.get("reportingComponent"),

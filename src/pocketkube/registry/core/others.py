@@ -319,7 +319,7 @@ def _slice_address_errors(address: Any, address_type: str, path: Path) -> list[F
 
 def _fqdn_errors(value: str, path: Path) -> list[FieldError]:
     """IsFullyQualifiedDomainName."""
-    name = value[:-1] if value.endswith(".") else value
+    name = value.removesuffix(".")
     if not name:
         return [required(path)]
     messages = dns1123_subdomain_errors(name)

@@ -596,9 +596,8 @@ def _validate_env_source(source: dict, value: str, path: Path, errs: list[FieldE
             errs.append(not_supported(fpath, field_path, _ENV_FIELD_PATHS))
     for key in ("configMapKeyRef", "secretKeyRef"):
         ref = get_dict(source, key, path, errs)
-        if source.get(key) is not None and isinstance(source.get(key), dict):
-            if not get_str(ref, "key", path.child(key), errs):
-                errs.append(required(path.child(key, "key")))
+        if isinstance(source.get(key), dict) and not get_str(ref, "key", path.child(key), errs):
+            errs.append(required(path.child(key, "key")))
 
 
 def _validate_volume_mounts(mounts: list, path: Path, errs: list[FieldError]) -> None:
