@@ -225,7 +225,9 @@ def test_required_after_defaulting_fields():
 
 
 def test_cluster_ip_rules():
-    assert validated(svc(ports=[{"port": 80}], clusterIP="10.0.0.1")) == ["spec.clusterIPs: Required value"]
+    assert validated(svc(ports=[{"port": 80}], clusterIP="10.0.0.1")) == []  # clusterIPs follows clusterIP
+    assert messages(services.cluster_ips_related_errors({"clusterIP": "10.0.0.1"}, None)) == [
+        "spec.clusterIPs: Required value"]
     assert validated(svc(ports=[{"port": 80}], clusterIP="10.0.0.1", clusterIPs=["10.0.0.2"])) == [
         'spec.clusterIPs: Invalid value: ["10.0.0.2"]: first value must match `clusterIP`']
     assert validated(svc(ports=[{"port": 80}], clusterIPs=["10.0.0.2"])) == [
@@ -621,3 +623,24 @@ def test_delete_releases_everything_and_rebuild_reports_conflicts():
         "service (the provided IP (10.0.0.1) is not in the valid range. The range of valid IPs is 127.96.0.0/16)",
         "service default/odd: Port 80 is not within the port range 30000-32767; please recreate service"]
     assert alloc.used_node_ports() == 1 and alloc.used_cluster_ips() == 1
+
+
+def test_validation_before_allocation_gives_the_same_answer():
+    """The store may validate before allocating: allocated values must not be required up front."""
+    alloc = ServiceAllocator()
+    kubernetes = svc(name="kubernetes", clusterIP=alloc.first_ip(), ports=[{"name": "https", "port": 443}])
+    default(kubernetes)
+    assert validate(kubernetes) == []
+    assert "clusterIPs" not in kubernetes["spec"]  # validate() does not mutate its argument
+    old = create(alloc, seed_service())
+    reapplied = seed_service()
+    default(reapplied)
+    del reapplied["spec"]["ports"][0]["nodePort"]
+    assert validate_update(reapplied, old) == []
+    to_cluster_ip = copy.deepcopy(old)
+    to_cluster_ip["spec"]["type"] = "ClusterIP"
+    assert validate_update(to_cluster_ip, old) == []
+    assert to_cluster_ip["spec"]["ports"][0]["nodePort"] == 30008
+    alloc.allocate_for_update(to_cluster_ip, old).commit()
+    assert validate_update(to_cluster_ip, old) == []
+    assert alloc.used_node_ports() == 0

@@ -11,6 +11,7 @@ wrong JSON type is reported as a FieldError on that field (upstream it is a deco
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from typing import Any
@@ -363,7 +364,11 @@ def _non_special_ip_errors(path: Path, value: str) -> list[FieldError]:
 
 
 def validate(svc: dict) -> list[FieldError]:
-    return _validate(svc, None)
+    if type_errors(svc):
+        return _validate(svc, None)
+    prepared = copy.deepcopy(svc)
+    _normalize_cluster_ips(_ensure_spec(prepared), None)
+    return _validate(prepared, None)
 
 
 def validate_update(new: dict, old: dict) -> list[FieldError]:
@@ -371,6 +376,7 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     shape = type_errors(new)
     if shape:
         return errs + validate_object_meta(new, True, dns1035_label_errors) + shape
+    new = _prepared_update(new, old)
     new_spec, old_spec = _spec(new), _spec(old)
     errs.extend(_upgrade_downgrade_cluster_ips(new_spec, old_spec))
     errs.extend(_upgrade_downgrade_ip_families(new_spec, old_spec))
@@ -379,6 +385,20 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
             and _int(new_spec, "healthCheckNodePort") != _int(old_spec, "healthCheckNodePort"):
         errs.append(forbidden(SPEC.child("healthCheckNodePort"), IMMUTABLE))
     return errs + _validate(new, old)
+
+
+def _prepared_update(new: dict, old: dict) -> dict:
+    """The update as Kubernetes validates it: after allocated values are carried over and values that
+    no longer apply are dropped. Each step is idempotent, so validating before or after
+    ServiceAllocator.allocate_for_update gives the same answer."""
+    new = copy.deepcopy(new)
+    spec, old_spec = _ensure_spec(new), _spec(old)
+    _patch_allocated_values(spec, old_spec)
+    _normalize_cluster_ips(spec, old_spec)
+    if _needs_cluster_ip(spec) and spec.get("ipFamilyPolicy") is None and old_spec.get("ipFamilyPolicy") is not None:
+        spec["ipFamilyPolicy"] = old_spec["ipFamilyPolicy"]
+    _drop_type_dependent_fields(new, old)
+    return new
 
 
 def _validate(svc: dict, old: dict | None) -> list[FieldError]:
