@@ -42,6 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     _server_args(server)
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
+    up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
+    up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
+                    help="Service data plane (default: nftables when root and nft exist)")
+    up.add_argument("--no-user-kubeconfig", action="store_true",
+                    help="do not add a 'pocketkube' context to ~/.kube/config")
+    agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
+    agent.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    agent.add_argument("--token-file", type=Path, required=True, help="file holding this node's token")
+    agent.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    agent.add_argument("--node-name", required=True)
+    agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
+    agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
+    agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
+    agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
+    agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     kubectl = sub.add_parser("kubectl", help="run kubectl against the pocketkube cluster", add_help=False)
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -71,6 +86,30 @@ async def _run_server(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_up(args: argparse.Namespace) -> int:
+    from pocketkube.cluster import UpConfig, run_up
+
+    if args.nodes < 1 or args.nodes > 200:
+        print("pocketkube: --nodes must be between 1 and 200", file=sys.stderr)
+        return 2
+    extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
+             "{}-{}".format(*args.service_node_port_range)]
+    if args.storage:
+        extra += ["--storage", args.storage]
+    return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
+                                 port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
+                                 update_user_kubeconfig=not args.no_user_kubeconfig))
+
+
+async def _run_agent(args: argparse.Namespace) -> int:
+    from pocketkube.agent.main import AgentConfig, run_agent
+
+    return await run_agent(AgentConfig(
+        server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
+        node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
+        dataplane=args.dataplane, kubelet_port=args.kubelet_port))
+
+
 def _kubectl(args: argparse.Namespace) -> int:
     from pocketkube.kubectl import exec_kubectl
 
@@ -89,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_run_server(args))
+    runner = {"server": _run_server, "up": _run_up, "agent": _run_agent}[args.command]
+    return asyncio.run(runner(args))
 
 
 if __name__ == "__main__":

@@ -167,12 +167,19 @@ class ObjectStore:
 
     async def create(self, obj: dict, namespace: str = "", dry_run: bool = False) -> dict:
         obj = self.prepare_create(obj, namespace)
-        self.validate_create(obj)
-        name = obj["metadata"]["name"]
+        name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
-        if self.backend.get_now(key) is not None:
-            raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
+        # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort
+        # reports the port as already allocated, not the name as already existing.
         txn = self.hooks.before_create(obj)
+        try:
+            self.validate_create(obj)
+            if self.backend.get_now(key) is not None:
+                raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
+        except errors.ApiError:
+            if txn is not None:
+                txn.revert()
+            raise
         if dry_run:
             if txn is not None:
                 txn.revert()
@@ -237,6 +244,8 @@ class ObjectStore:
 
     def _merge_update(self, old: dict, new: dict, subresource: str) -> dict:
         om, nm = old["metadata"], new.setdefault("metadata", {})
+        if subresource == "binding":
+            return new
         if subresource == "status":
             merged = copy.deepcopy(old)
             merged["status"] = new.get("status", {})
@@ -263,18 +272,23 @@ class ObjectStore:
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
                             dry_run: bool) -> dict:
         new = self._merge_update(old, new, subresource)
-        errs = self.strategy.validate_update(new, old)
-        if errs:
-            raise errors.Invalid(self.res.kind, old["metadata"]["name"], errs, self.res.group)
+        txn = self.hooks.before_update(new, old) if subresource not in ("status", "binding") else None
+        # A binding is a server-side write of spec.nodeName, which pod updates may not change.
+        errs = [] if subresource == "binding" else self.strategy.validate_update(new, old)
         new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")
-        if new == old:
+        if errs or new == old:
+            if txn is not None:
+                txn.revert()
+            if errs:
+                raise errors.Invalid(self.res.kind, old["metadata"]["name"], errs, self.res.group)
             return old  # a no-op update keeps the resourceVersion, as Kubernetes does
         # The last finalizer removed from an object being deleted: the object goes.
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            if txn is not None:
+                txn.revert()
             if dry_run:
                 return new
             return await self._delete_now(key, mod_rev, old)
-        txn = self.hooks.before_update(new, old) if subresource != "status" else None
         if dry_run:
             if txn is not None:
                 txn.revert()

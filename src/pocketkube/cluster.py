@@ -1,0 +1,217 @@
+"""`pocketkube up`: the server and one agent per node as separate processes, in the foreground.
+
+Each node agent is its own process so that one node can fail alone, as a machine would. Ctrl-C
+(or SIGTERM) stops the agents first — each kills its pods — then the server, so nothing is left
+running, listening or programmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pocketkube.apiserver.pki import PKI
+from pocketkube.net.addresses import NodePlan, node_plan
+
+
+@dataclass
+class UpConfig:
+    data_dir: Path
+    nodes: int = 3
+    host: str = "127.0.0.1"
+    port: int = 6443
+    dataplane: str = "auto"
+    server_args: tuple[str, ...] = ()
+    update_user_kubeconfig: bool = True
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+async def _spawn(*args: str, log: Path) -> asyncio.subprocess.Process:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    f = open(log, "ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pocketkube", *args, stdout=asyncio.subprocess.PIPE, stderr=f,
+            start_new_session=True)
+    finally:
+        f.close()
+
+
+async def _wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
+    assert proc.stdout is not None
+    async def read() -> str:
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise RuntimeError("process exited")
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    """Keep reading a child's stdout so it never blocks on a full pipe."""
+    assert proc.stdout is not None
+    while await proc.stdout.readline():
+        pass
+
+
+async def _stop(proc: asyncio.subprocess.Process, timeout: float) -> None:
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await proc.wait()
+
+
+class Cluster:
+    def __init__(self, cfg: UpConfig) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(cfg.data_dir).resolve()
+        self.plans: list[NodePlan] = node_plan(cfg.nodes)
+        self.server: asyncio.subprocess.Process | None = None
+        self.agents: dict[str, asyncio.subprocess.Process] = {}
+        self.url = ""
+        self._drains: list[asyncio.Task] = []
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    def _node_token_file(self, plan: NodePlan) -> Path:
+        return self.data_dir / "nodes" / plan.name / "token"
+
+    def _prepare_credentials(self) -> None:
+        pki = PKI(self.data_dir)
+        pki.ensure([self.cfg.host, "127.0.0.1"])
+        for plan in self.plans:
+            path = self._node_token_file(plan)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pki.node_token(plan.name))
+
+    async def start(self) -> None:
+        t0 = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_credentials()
+        _say(f"• starting API server on {self.cfg.host}:{self.cfg.port} (data dir {self.data_dir})")
+        self.server = await _spawn("server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host,
+                                   "--port", str(self.cfg.port), *self.cfg.server_args,
+                                   log=self.data_dir / "logs" / "server.log")
+        try:
+            self.url = await _wait_line(self.server, "API server: ", 30)
+        except (RuntimeError, asyncio.TimeoutError):
+            raise RuntimeError(f"the API server did not start; see {self.data_dir / 'logs' / 'server.log'}") \
+                from None
+        self._drains.append(asyncio.create_task(_drain(self.server)))
+        _say(f"• API server ready at {self.url} ({time.monotonic() - t0:.2f}s)")
+        for plan in self.plans:
+            self.agents[plan.name] = await _spawn(
+                "agent", "--server", self.url, "--token-file", str(self._node_token_file(plan)),
+                "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
+                "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.cfg.dataplane,
+                "--data-dir", str(self.data_dir / "nodes" / plan.name),
+                log=self.data_dir / "logs" / f"{plan.name}.log")
+        for name, proc in self.agents.items():
+            try:
+                await _wait_line(proc, "Node ready: ", 30)
+            except (RuntimeError, asyncio.TimeoutError):
+                raise RuntimeError(f"node {name} did not become ready; see "
+                                   f"{self.data_dir / 'logs' / (name + '.log')}") from None
+            self._drains.append(asyncio.create_task(_drain(proc)))
+        _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
+        if self.cfg.update_user_kubeconfig:
+            merge_user_kubeconfig(self.kubeconfig)
+
+    def summary(self) -> str:
+        lines = ["", "NODE      IP"]
+        lines += [f"{p.name:<9} {p.ip}" for p in self.plans]
+        lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
+                  "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
+                  else "", "Press Ctrl-C to stop the cluster."]
+        return "\n".join(lines)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(_stop(p, 40) for p in self.agents.values()))
+        if self.server is not None:
+            await _stop(self.server, 15)
+        for t in self._drains:
+            t.cancel()
+
+
+def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None) -> None:
+    """Add (or refresh) the `pocketkube` cluster, user and context, keeping every other entry."""
+    user_config = user_config or Path(os.environ.get("HOME", "~")).expanduser() / ".kube" / "config"
+    ours = yaml.safe_load(cluster_config.read_text())
+    try:
+        theirs = yaml.safe_load(user_config.read_text()) or {}
+    except FileNotFoundError:
+        theirs = {}
+    except (OSError, yaml.YAMLError):
+        return  # never clobber a kubeconfig we cannot read
+    theirs.setdefault("apiVersion", "v1")
+    theirs.setdefault("kind", "Config")
+    for section in ("clusters", "users", "contexts"):
+        mine = {e["name"]: e for e in ours[section]}
+        kept = [e for e in (theirs.get(section) or []) if e.get("name") not in mine]
+        theirs[section] = kept + list(mine.values())
+    theirs.setdefault("current-context", ours["current-context"])
+    if not theirs.get("current-context"):
+        theirs["current-context"] = ours["current-context"]
+    user_config.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(user_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(theirs, f, sort_keys=False)
+
+
+async def _report_death(name: str, proc: asyncio.subprocess.Process) -> None:
+    code = await proc.wait()
+    _say(f"• node agent {name} exited (code {code}); the node will turn NotReady")
+
+
+async def run_up(cfg: UpConfig) -> int:
+    cluster = Cluster(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await cluster.start()
+    except (RuntimeError, OSError) as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        await cluster.stop()
+        return 1
+    _say(cluster.summary())
+    waiter = asyncio.create_task(stop.wait())
+    # A node agent that dies is a failed node: the cluster goes on without it, as Kubernetes does.
+    watchers = [asyncio.create_task(_report_death(name, p)) for name, p in cluster.agents.items()]
+    deaths = [asyncio.create_task(cluster.server.wait())] if cluster.server else []
+    done, _ = await asyncio.wait([waiter, *deaths], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        _say(f"• the API server exited unexpectedly; stopping (see {cluster.data_dir / 'logs'})")
+    _say("• stopping: pods, agents, server")
+    await cluster.stop()
+    for t in [waiter, *deaths, *watchers]:
+        t.cancel()
+    _say("• stopped")
+    return 0
