@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 COMPACT_INTERVAL = 60.0
 COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
+# Tests shorten compaction through these to exercise 410 Expired.
+COMPACT_INTERVAL_ENV = "POCKETKUBE_COMPACT_INTERVAL"
+COMPACT_KEEP_ENV = "POCKETKUBE_COMPACT_KEEP"
 
 
 @dataclass
@@ -96,10 +100,12 @@ class APIServer:
             await self.backend.close()
 
     async def _compact_loop(self) -> None:
+        interval = float(os.environ.get(COMPACT_INTERVAL_ENV, COMPACT_INTERVAL))
+        keep = int(os.environ.get(COMPACT_KEEP_ENV, COMPACT_KEEP))
         while True:
-            await asyncio.sleep(COMPACT_INTERVAL)
+            await asyncio.sleep(interval)
             try:
-                await self.backend.compact(self.backend.current_revision() - COMPACT_KEEP)
+                await self.backend.compact(self.backend.current_revision() - keep)
             except Exception:  # noqa: BLE001 - compaction failing must not stop the server
                 log.exception("compaction failed")
 
