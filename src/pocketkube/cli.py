@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tune_gc() -> None:
+    """Long-lived state (stored objects, caches) is frozen out of the collector and young
+    collections run less often: fewer pauses in the request path (a p99 matter)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
+
+
 async def _run_server(args: argparse.Namespace) -> int:
     from pocketkube.apiserver.app import APIServer, ServerConfig
 
@@ -79,6 +89,7 @@ async def _run_server(args: argparse.Namespace) -> int:
               file=sys.stderr)
         await server.stop()
         return 1
+    _tune_gc()
     print(f"API server: {server.url}", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
     await stop.wait()
