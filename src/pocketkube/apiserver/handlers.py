@@ -277,7 +277,8 @@ class Handlers:
             obj = await begin_namespace_deletion(self.registry, t.name, self._dry_run(request))
             return json_response(obj, 200)
         obj, _ = await store.delete(t.namespace, t.name, opts.get("gracePeriodSeconds"),
-                                    opts.get("preconditions"), self._dry_run(request))
+                                    opts.get("preconditions"), self._dry_run(request),
+                                    opts.get("propagationPolicy") or _legacy_propagation(opts))
         if t.res.kind in _DELETE_RETURNS_OBJECT:
             return json_response(obj, 200)
         return json_response(_success(t.res, obj), 200)
@@ -366,6 +367,12 @@ class Handlers:
         from pocketkube.apiserver.logs import serve_pod_log
 
         return await serve_pod_log(request, self.registry, pod)
+
+
+def _legacy_propagation(opts: dict) -> str | None:
+    """DeleteOptions.orphanDependents, the pre-propagationPolicy form some clients still send."""
+    orphan = opts.get("orphanDependents")
+    return None if orphan is None else ("Orphan" if orphan else "Background")
 
 
 def _scale_of(obj: dict) -> dict:

@@ -26,6 +26,7 @@ from pocketkube.storage.interface import Compacted, KeyExists, KeyNotFound, Revi
 from pocketkube.storage.sqlite import SQLiteBackend
 
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
 _SPEC_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Pod", "Namespace"}
 
 
@@ -313,8 +314,13 @@ class ObjectStore:
 
     # ---- delete ----
     async def delete(self, namespace: str, name: str, grace_period: int | None = None,
-                     preconditions: dict | None = None, dry_run: bool = False) -> tuple[dict, bool]:
-        """Returns (object, deleted_now). Not deleted now: graceful or finalizers pending."""
+                     preconditions: dict | None = None, dry_run: bool = False,
+                     propagation: str | None = None) -> tuple[dict, bool]:
+        """Returns (object, deleted_now). Not deleted now: graceful or finalizers pending.
+
+        Orphan and Foreground propagation leave the object with the `orphan` or
+        `foregroundDeletion` finalizer; the garbage collector finishes the job, as in Kubernetes.
+        """
         key = self._key(namespace, name)
         for _ in range(20):
             kv = self.backend.get_now(key)
@@ -332,6 +338,9 @@ class ObjectStore:
             grace = self._grace_period(obj, grace_period)
             if dry_run:
                 return obj, True
+            finalizer = _PROPAGATION_FINALIZERS.get(propagation or "")
+            if finalizer and finalizer not in (m.get("finalizers") or []):
+                m["finalizers"] = [*(m.get("finalizers") or []), finalizer]
             if not m.get("finalizers") and grace == 0:
                 try:
                     return await self._delete_now(key, kv.mod_revision, obj), True
