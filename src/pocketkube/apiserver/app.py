@@ -117,6 +117,9 @@ class APIServer:
         app = web.Application(middlewares=[self._errors, self._authenticate],
                               client_max_size=4 * 1024 * 1024)
         app["registry"] = self.registry
+        from pocketkube.apiserver.logs import make_log_relay
+
+        app["log_relay"] = make_log_relay(self.pki)
         handlers = Handlers(self.registry)
         app["handlers"] = handlers
         app.router.add_route("*", "/{tail:.*}", self._route)
