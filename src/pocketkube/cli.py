@@ -32,6 +32,12 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cidr", default="127.96.0.0/16", help="ClusterIP range (default: %(default)s)")
     p.add_argument("--service-node-port-range", type=_port_range, default=(30000, 32767),
                    help="NodePort range (default: 30000-32767)")
+    p.add_argument("--load-balancer-pool", default="127.200.0.0/24",
+                   help="addresses given to LoadBalancer Services (default: %(default)s)")
+    p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                   help="seconds without a node heartbeat before the node is NotReady (default: %(default)s)")
+    p.add_argument("--pod-eviction-timeout", type=float, default=300.0,
+                   help="seconds a node may stay NotReady before its pods are evicted (default: %(default)s)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
+    up.add_argument("--node-ip-base", default="127.0.1.0",
+                    help="node i gets this address + i (default: %(default)s)")
+    up.add_argument("--pod-cidr-base", default="127.244.0.0/16",
+                    help="node i gets the i-th /24 of this range for its pods (default: %(default)s)")
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     up.add_argument("--no-user-kubeconfig", action="store_true",
@@ -104,10 +114,13 @@ async def _run_up(args: argparse.Namespace) -> int:
         print("pocketkube: --nodes must be between 1 and 200", file=sys.stderr)
         return 2
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
-             "{}-{}".format(*args.service_node_port_range)]
+             "{}-{}".format(*args.service_node_port_range), "--load-balancer-pool", args.load_balancer_pool,
+             "--node-monitor-grace-period", str(args.node_monitor_grace_period),
+             "--pod-eviction-timeout", str(args.pod_eviction_timeout)]
     if args.storage:
         extra += ["--storage", args.storage]
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
+                                 node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
                                  update_user_kubeconfig=not args.no_user_kubeconfig))
 

@@ -28,6 +28,8 @@ class UpConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     dataplane: str = "auto"
+    node_ip_base: str = "127.0.1.0"
+    pod_cidr_base: str = "127.244.0.0/16"
     server_args: tuple[str, ...] = ()
     update_user_kubeconfig: bool = True
 
@@ -87,7 +89,7 @@ class Cluster:
     def __init__(self, cfg: UpConfig) -> None:
         self.cfg = cfg
         self.data_dir = Path(cfg.data_dir).resolve()
-        self.plans: list[NodePlan] = node_plan(cfg.nodes)
+        self.plans: list[NodePlan] = node_plan(cfg.nodes, cfg.node_ip_base, cfg.pod_cidr_base)
         self.server: asyncio.subprocess.Process | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.url = ""

@@ -113,3 +113,98 @@ class Kubectl:
 
     def close(self) -> None:
         shutil.rmtree(self.cache, ignore_errors=True)
+
+
+@dataclass
+class ClusterProcess:
+    """`pocketkube up` as a real subprocess, on address ranges of its own so that it never
+    collides with a cluster a developer runs with the defaults."""
+
+    data_dir: Path
+    nodes: int = 3
+    node_ip_base: str = "127.0.9.0"
+    pod_cidr_base: str = "127.245.0.0/16"
+    service_cidr: str = "127.97.0.0/16"
+    lb_pool: str = "127.201.0.0/24"
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    url: str = ""
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    def node_ip(self, i: int) -> str:
+        import ipaddress
+
+        return str(ipaddress.ip_address(self.node_ip_base) + i)
+
+    def start(self, timeout: float = 60) -> "ClusterProcess":
+        cmd = [sys.executable, "-m", "pocketkube", "up", "--data-dir", str(self.data_dir), "--port", "0",
+               "--nodes", str(self.nodes), "--node-ip-base", self.node_ip_base,
+               "--pod-cidr-base", self.pod_cidr_base, "--service-cidr", self.service_cidr,
+               "--load-balancer-pool", self.lb_pool, "--no-user-kubeconfig", *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.output.append(line)
+            m = re.search(r"API server ready at (https://\S+)", line)
+            if m:
+                self.url = m.group(1)
+            if line.startswith("Press Ctrl-C"):
+                return self
+        out = "".join(self.output)
+        self.stop()
+        raise RuntimeError(f"pocketkube up did not start:\n{out}")
+
+    def agent_pids(self) -> dict[str, int]:
+        """node name -> agent pid, from /proc (the agents are children of `up`)."""
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"agent" in cmdline and str(self.data_dir).encode() in b" ".join(cmdline):
+                name = cmdline[cmdline.index(b"--node-name") + 1].decode()
+                out[name] = int(pid)
+        return out
+
+    def stop(self, timeout: float = 60) -> str:
+        """Ctrl-C, as a user would; returns what `up` printed."""
+        if self.proc is None:
+            return ""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                rest, _ = self.proc.communicate(timeout=timeout)
+                self.output.append(rest.decode())
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        return "".join(self.output)
+
+
+def processes_under(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path` (leftovers after a stop)."""
+    found = []
+    needle = str(path).encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
