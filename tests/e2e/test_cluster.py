@@ -1,0 +1,200 @@
+"""`pocketkube up` end to end with the real kubectl: nodes, pods as processes, controllers."""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="pk-up-"))
+    c = ClusterProcess(root / "data", extra_args=["--node-monitor-grace-period", "3",
+                                                  "--pod-eviction-timeout", "2"])
+    c.start()
+    yield c
+    out = c.stop()
+    leftovers = processes_under(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert "stopped" in out
+    assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def k(cluster):
+    kc = Kubectl(kubectl_binaries()["kubectl-1.32"] if "kubectl-1.32" in kubectl_binaries()
+                 else next(iter(kubectl_binaries().values())), cluster.kubeconfig)
+    yield kc
+    kc.close()
+
+
+def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def pods(k, selector="app=myapp"):
+    return json.loads(k.ok("get", "pods", "-l", selector, "-o", "json"))["items"]
+
+
+def ready(pod):
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+def test_three_nodes_ready(k, cluster):
+    out = k.ok("get", "nodes", "-o", "wide")
+    rows = [r.split() for r in out.strip().splitlines()[1:]]
+    assert len(rows) == 3
+    assert all(r[1] == "Ready" for r in rows)
+    assert {r[5] for r in rows} == {cluster.node_ip(i) for i in (1, 2, 3)}
+
+
+def test_seed_pod_runs_nginx_on_its_pod_ip(k):
+    k.ok("create", "-f", str(EXAMPLES / "pod-definition.yaml"))
+    try:
+        pod = wait_for(lambda: next((p for p in pods(k, "app=myapp,type=front-end") if ready(p)), None),
+                       what="myapp-pod Ready")
+        ip = pod["status"]["podIP"]
+        assert ip.startswith("127.245.")
+        wide = k.ok("get", "pod", "myapp-pod", "-o", "wide")
+        assert ip in wide and pod["spec"]["nodeName"] in wide and "Running" in wide
+        body = urllib.request.urlopen(f"http://{ip}:80/", timeout=5).read().decode()
+        assert "Welcome to nginx!" in body
+        logs = k.run("logs", "myapp-pod")
+        assert logs.returncode == 0, logs.stderr
+    finally:
+        k.run("delete", "-f", str(EXAMPLES / "pod-definition.yaml"), "--wait=true", timeout=60)
+    assert k.run("get", "pod", "myapp-pod").returncode == 1
+
+
+def test_deployment_spreads_scales_rolls_and_cascades(k):
+    deploy = str(EXAMPLES / "deployment-definition.yaml")
+    k.ok("create", "-f", deploy)
+    try:
+        k.ok("rollout", "status", "deployment/myapp-deployment", "--timeout=60s")
+        ps = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(ready(p) for p in ps) else None)(
+            pods(k, "type=front-end")), what="3 ready pods")
+        assert len({p["spec"]["nodeName"] for p in ps}) >= 2, "replicas should spread over nodes"
+        k.ok("scale", "deployment", "myapp-deployment", "--replicas=5")
+        k.ok("rollout", "status", "deployment/myapp-deployment", "--timeout=60s")
+        assert len(pods(k, "type=front-end")) == 5
+        k.ok("scale", "deployment", "myapp-deployment", "--replicas=3")
+        wait_for(lambda: len([p for p in pods(k, "type=front-end")
+                              if not p["metadata"].get("deletionTimestamp")]) == 3, what="scale down to 3")
+        k.ok("set", "image", "deployment/myapp-deployment", "nginx-container=nginx:1.27")
+        min_available = 3
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            d = json.loads(k.ok("get", "deploy", "myapp-deployment", "-o", "json"))
+            st = d.get("status", {})
+            min_available = min(min_available, st.get("availableReplicas", 0))
+            if (st.get("observedGeneration") == d["metadata"]["generation"] and st.get("updatedReplicas") == 3
+                    and st.get("replicas") == 3 and st.get("availableReplicas") == 3):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("rolling update did not finish")
+        # maxUnavailable 25% of 3 rounds down to 0: never fewer than 3 available
+        assert min_available >= 3, min_available
+        rs = json.loads(k.ok("get", "rs", "-o", "json"))["items"]
+        assert sorted(r["spec"]["replicas"] for r in rs) == [0, 3]
+    finally:
+        k.run("delete", "-f", deploy, "--wait=true", timeout=60)
+    wait_for(lambda: not pods(k, "type=front-end") and not json.loads(k.ok("get", "rs", "-o", "json"))["items"],
+             what="deployment cascade")
+
+
+def test_crashing_container_backs_off(k, tmp_path):
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["/bin/false"]}]}}
+    path = tmp_path / "crasher.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    k.ok("create", "-f", str(path))
+    try:
+        def crashing():
+            p = json.loads(k.ok("get", "pod", "crasher", "-o", "json"))
+            cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+            waiting = cs.get("state", {}).get("waiting", {})
+            return cs if waiting.get("reason") == "CrashLoopBackOff" and cs.get("restartCount", 0) >= 1 else None
+        wait_for(crashing, timeout=40, what="CrashLoopBackOff")
+        assert "CrashLoopBackOff" in k.ok("get", "pod", "crasher")
+    finally:
+        k.run("delete", "pod", "crasher", "--wait=true", timeout=60)
+
+
+def test_failing_readiness_probe_keeps_pod_not_ready(k, tmp_path):
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unready"},
+                "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}],
+                                         "readinessProbe": {"httpGet": {"path": "/no-such-page", "port": 80},
+                                                            "periodSeconds": 1}}]}}
+    path = tmp_path / "unready.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    k.ok("create", "-f", str(path))
+    try:
+        wait_for(lambda: json.loads(k.ok("get", "pod", "unready", "-o", "json")).get("status", {}).get("phase")
+                 == "Running", what="Running")
+        time.sleep(3)
+        p = json.loads(k.ok("get", "pod", "unready", "-o", "json"))
+        assert not ready(p)
+        assert "0/1" in k.ok("get", "pod", "unready")
+    finally:
+        k.run("delete", "pod", "unready", "--wait=true", timeout=60)
+
+
+def test_unrunnable_image_fails_visibly(k):
+    k.ok("run", "ghost", "--image=example.com/ghost:1.0")
+    try:
+        def failed():
+            p = json.loads(k.ok("get", "pod", "ghost", "-o", "json"))
+            cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+            return cs.get("state", {}).get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")
+        wait_for(failed, what="ErrImagePull")
+        assert "cannot be run locally" in k.ok("describe", "pod", "ghost")
+    finally:
+        k.run("delete", "pod", "ghost", "--wait=true", timeout=60)
+
+
+def test_node_crash_evicts_and_replaces_pods(k, cluster):
+    """Kill one agent and its pods (a simulated machine crash): NotReady, eviction, replacement."""
+    k.ok("create", "deployment", "crashy", "--image=nginx", "--replicas=3")
+    try:
+        wait_for(lambda: (lambda ps: len(ps) == 3 and all(ready(p) for p in ps))(pods(k, "app=crashy")),
+                 timeout=60, what="3 ready pods")
+        victim_pod = pods(k, "app=crashy")[0]
+        node = victim_pod["spec"]["nodeName"]
+        agent = cluster.agent_pids()[node]
+        node_dir = cluster.data_dir / "nodes" / node
+        os.kill(agent, signal.SIGKILL)
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if str(node_dir).encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                        os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ProcessLookupError):
+                    pass
+        wait_for(lambda: "NotReady" in k.ok("get", "node", node), timeout=30, what=f"{node} NotReady")
+
+        def replaced():
+            ps = [p for p in pods(k, "app=crashy") if not p["metadata"].get("deletionTimestamp")]
+            return len(ps) == 3 and all(ready(p) and p["spec"]["nodeName"] != node for p in ps)
+        wait_for(replaced, timeout=60, what="pods replaced on other nodes")
+    finally:
+        k.run("delete", "deployment", "crashy", "--wait=true", timeout=60)
