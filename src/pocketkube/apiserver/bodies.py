@@ -9,6 +9,10 @@ from pocketkube.api import errors
 from pocketkube.api.resources import Resource
 
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes apiserver's request size limit
+# No object we serve nests deeper than ~20 levels; far deeper input would exhaust Python's recursion
+# limit in copying, validation or encoding (orjson stops at 255), so it is refused up front.
+MAX_DEPTH = 100
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
 def media_type(content_type: str) -> str:
@@ -27,18 +31,45 @@ def decode_object(content_type: str, data: bytes) -> dict:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             raise errors.BadRequest(f"couldn't get version/kind; json parse error: {e}") from None
-    elif mt in ("application/yaml", "application/x-yaml", "text/yaml"):
-        try:
-            obj = yaml.safe_load(data)
-        except yaml.YAMLError as e:
-            raise errors.BadRequest(f"couldn't get version/kind; yaml parse error: {e}") from None
+    elif mt in YAML_TYPES:
+        obj = _decode_yaml(data)
     else:
         raise errors.UnsupportedMediaType(
             f'the body of the request was in an unknown format - accepted media types include: '
             f'application/json, application/yaml, application/vnd.kubernetes.protobuf')
     if not isinstance(obj, dict):
         raise errors.BadRequest(f"Object 'Kind' is missing in '{data[:200].decode(errors='replace')}'")
+    check_depth(obj)
     return obj
+
+
+def _decode_yaml(data: bytes):
+    # The apply-patch decoder reads YAML as Kubernetes does: JSON values only, no alias bombs.
+    from pocketkube.apiserver.patch import _as_json, _JsonCompatibleYamlLoader
+
+    try:
+        return _as_json(yaml.load(data, Loader=_JsonCompatibleYamlLoader))
+    except yaml.YAMLError as e:
+        raise errors.BadRequest(f"couldn't get version/kind; yaml parse error: {e}") from None
+    except RecursionError:
+        raise errors.BadRequest(_too_deep()) from None
+
+
+def check_depth(value, limit: int = MAX_DEPTH) -> None:
+    """Refuse a decoded body nested more than `limit` levels deep (an iterative walk)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    raise errors.BadRequest(_too_deep(limit))
+                stack.append((child, depth + 1))
+
+
+def _too_deep(limit: int = MAX_DEPTH) -> str:
+    return f"the object is nested too deeply: more than {limit} levels"
 
 
 def check_kind(obj: dict, res: Resource, expected_kind: str | None = None,

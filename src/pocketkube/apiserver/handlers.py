@@ -210,6 +210,7 @@ class Handlers:
 
     async def _update(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         obj, warnings = await self._decode(request, t.res)
+        _check_identity(obj, t)
         updated = await store.update(t.namespace, t.name, obj, t.subresource, self._dry_run(request))
         return json_response(updated, 200, self._warning_headers(warnings))
 
@@ -225,7 +226,9 @@ class Handlers:
             new = apply_patch(content_type, old, body, t.res.kind)
             if not isinstance(new, dict):
                 raise errors.BadRequest("the patch did not produce an object")
+            bodies.check_depth(new)
             bodies.check_kind(new, t.res)
+            _check_identity(new, t)
             warnings[:] = self._field_validation(request, new, t.res)
             return new
 
@@ -262,8 +265,9 @@ class Handlers:
                 f'propagationPolicy: Unsupported value: "{policy}": supported values: '
                 '"Background", "Foreground", "Orphan"')
         g = opts.get("gracePeriodSeconds")
-        if g is not None and not isinstance(g, int):
+        if g is not None and (not isinstance(g, int) or isinstance(g, bool)):
             raise errors.BadRequest("gracePeriodSeconds must be an integer")
+        _check_preconditions(opts.get("preconditions"))
         return opts
 
     async def _delete(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
@@ -373,6 +377,30 @@ def _legacy_propagation(opts: dict) -> str | None:
     """DeleteOptions.orphanDependents, the pre-propagationPolicy form some clients still send."""
     orphan = opts.get("orphanDependents")
     return None if orphan is None else ("Orphan" if orphan else "Background")
+
+
+def _check_identity(obj: dict, t: Target) -> None:
+    """A body may omit its name and namespace, but not name another object than the URL does."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if name not in (None, "") and name != t.name:
+        raise errors.BadRequest(f"the name of the object ({name}) does not match the name on the URL ({t.name})")
+    if t.namespace and namespace not in (None, "") and namespace != t.namespace:
+        raise errors.BadRequest(f"the namespace of the object ({namespace}) does not match the namespace on "
+                                f"the URL ({t.namespace})")
+
+
+def _check_preconditions(preconditions: Any) -> None:
+    if preconditions is None:
+        return
+    if not isinstance(preconditions, dict):
+        raise errors.BadRequest("error decoding DeleteOptions: preconditions must be an object")
+    for key in ("uid", "resourceVersion"):
+        value = preconditions.get(key)
+        if value is not None and not isinstance(value, str):
+            raise errors.BadRequest(f"error decoding DeleteOptions: preconditions.{key} must be a string")
 
 
 def _scale_of(obj: dict) -> dict:

@@ -38,6 +38,13 @@ def _bookmark(store: ObjectStore, rev: int, initial_end: bool) -> bytes:
     return _frame("BOOKMARK", orjson.dumps(obj))
 
 
+def _parse_resource_version(value: str) -> int:
+    # Resource versions are unsigned: "-5" is malformed, not merely old.
+    if not value.isdigit():
+        raise errors.BadRequest(f'invalid resource version: "{value}"')
+    return int(value)
+
+
 async def serve_watch(request: web.Request, store: ObjectStore, namespace: str, match,
                       resource_version: str, timeout: float | None, bookmarks: bool,
                       send_initial_events: bool, render: Callable[[WatchEvent, bool], bytes]) -> web.StreamResponse:
@@ -45,10 +52,7 @@ async def serve_watch(request: web.Request, store: ObjectStore, namespace: str, 
     if resource_version in ("", "0") or send_initial_events:
         from_rev, initial = store.backend.current_revision(), True
     else:
-        try:
-            from_rev, initial = int(resource_version), False
-        except ValueError:
-            raise errors.BadRequest(f'invalid resource version: "{resource_version}"') from None
+        from_rev, initial = _parse_resource_version(resource_version), False
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
     source = store.watch(namespace, from_rev, match, send_initial=initial)
     pump = asyncio.create_task(_pump(source, queue))
