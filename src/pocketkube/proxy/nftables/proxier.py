@@ -1,0 +1,82 @@
+"""The nftables data plane: one `ip pocketkube-<node>` table, updated by atomic deltas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from pocketkube.proxy.model import Model, ServiceEntry
+from pocketkube.proxy.nftables import render
+from pocketkube.proxy.nftables.nft import NftError, NftRunner, default_runner
+
+log = logging.getLogger(__name__)
+
+
+class NftablesDataPlane:
+    name = "nftables"
+
+    def __init__(self, node_name: str, node_ip: str, runner: NftRunner | None = None) -> None:
+        self.ctx = render.NodeContext(node_name, node_ip)
+        self._runner = runner
+        self._lock = asyncio.Lock()
+        # What the kernel holds now, and the model entries it was rendered from (so unchanged
+        # entries keep their ServiceRules object and the diff skips them by identity).
+        self._programmed: dict[tuple[str, str], render.ServiceRules] = {}
+        self._entries: dict[tuple[str, str], ServiceEntry] = {}
+        self.last_sync_seconds = 0.0
+        self.full_syncs = 0
+
+    @property
+    def table(self) -> str:
+        return self.ctx.table
+
+    async def start(self) -> None:
+        """Create the table, or flush and rebuild a leftover of an earlier run."""
+        if self._runner is None:
+            self._runner = default_runner()
+        async with self._lock:
+            await self._full_sync(self._programmed)
+
+    async def apply(self, model: Model) -> None:
+        """Program `model` in one transaction holding only what changed."""
+        async with self._lock:
+            started = time.perf_counter()
+            desired = self._desired(model)
+            script = render.render_delta(self.ctx, self._programmed, desired)
+            if script:
+                try:
+                    await self._run(script)
+                except NftError as err:  # our view of the kernel was wrong: rebuild it whole
+                    log.warning("nftables delta for %s failed, doing a full sync: %s", self.table, err)
+                    await self._full_sync(desired)
+            self._programmed = desired
+            self._entries = dict(model)
+            self.last_sync_seconds = time.perf_counter() - started
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._runner is not None:
+                await self._run(render.render_delete(self.ctx))
+                self._runner.close()
+                self._runner = None
+            self._programmed, self._entries = {}, {}
+
+    def _desired(self, model: Model) -> dict[tuple[str, str], render.ServiceRules]:
+        desired = {}
+        for key, entry in model.items():
+            old = self._entries.get(key)
+            if old is not None and (old is entry or old == entry):
+                desired[key] = self._programmed[key]
+            else:
+                desired[key] = render.service_rules(entry, self.ctx)
+        return desired
+
+    async def _full_sync(self, ruleset: render.Ruleset) -> None:
+        await self._run(render.render_full(self.ctx, ruleset))
+        self.full_syncs += 1
+
+    async def _run(self, script: str) -> None:
+        if self._runner is None:
+            raise RuntimeError(f"{self.name} data plane for {self.ctx.node_name} is not started")
+        await self._runner.run(script)

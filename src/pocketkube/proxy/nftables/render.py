@@ -1,0 +1,280 @@
+"""Pure rendering of the Service model into `nft -f` scripts (no I/O here).
+
+Layout of one node's table (`ip pocketkube-<node>`), kube-proxy's nftables mode in miniature:
+
+- `service-ips` (ipv4_addr . inet_proto . inet_service : verdict) holds every frontend this
+  node serves: ClusterIPs, LoadBalancer and external IPs, and *this node's* IP with each
+  nodePort. `nat-output` (host traffic) and `nat-prerouting` (traffic from other network
+  namespaces) look a packet up there once, at DNAT priority, and `goto` the service chain.
+- A service chain (`svc-…` for cluster traffic, `ext-…` when external traffic sees a different
+  endpoint set under externalTrafficPolicy Local) checks the ClientIP affinity sets, then
+  picks an endpoint with `numgen random mod N vmap`. Each endpoint chain (`ep-…`) refreshes
+  its affinity set and DNATs.
+- Frontends with no usable endpoint go into `no-endpoint-services` instead, whose verdict is
+  `goto reject-chain` (nothing anywhere: connection refused at once) or `drop` (endpoints
+  exist but none local under a Local policy, as kube-proxy).
+
+Several node agents share one host kernel, each with its own table. Node-specific frontends
+(nodePorts) only ever name the node's own IP, so they cannot clash. Shared VIPs (ClusterIP,
+LoadBalancer, external IPs) are programmed by every table: the kernel runs the NAT chains of
+one hook in order and stops at the first that binds a DNAT, so exactly one table translates a
+connection. The no-endpoint filter chains therefore run *after* DNAT (priority filter, 0):
+a packet whose destination is still a VIP there was translated by no table, so a lagging
+table can never refuse a connection another table serves, and a table that only lacks
+*local* endpoints simply leaves the VIP to a table that has them.
+
+Chain, set and element texts are kept per service port (`ServiceRules`) so an update only
+diffs the service ports whose model changed (`render_delta`); `render_full` rebuilds the
+table atomically (start, repair).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from pocketkube.proxy.model import Endpoint, ServiceEntry, categorize_endpoints
+
+FAMILY = "ip"
+TABLE_PREFIX = "pocketkube-"
+SERVICE_IPS_MAP = "service-ips"
+NO_ENDPOINTS_MAP = "no-endpoint-services"
+REJECT_CHAIN = "reject-chain"
+NAT_OUTPUT_CHAIN = "nat-output"
+NAT_PREROUTING_CHAIN = "nat-prerouting"
+FILTER_OUTPUT_CHAIN = "filter-output"
+FILTER_INPUT_CHAIN = "filter-input"
+DNAT_PRIORITY = -100  # "dstnat"
+FILTER_PRIORITY = 0  # "filter": after DNAT, see the module docstring
+SERVICE_CHAIN_PREFIX = "svc-"
+EXTERNAL_CHAIN_PREFIX = "ext-"
+ENDPOINT_CHAIN_PREFIX = "ep-"
+AFFINITY_SET_PREFIX = "aff-"
+MAP_KEY_TYPE = "ipv4_addr . inet_proto . inet_service"
+DISPATCH = "ip daddr . meta l4proto . th dport"
+REJECT_VERDICT = f"goto {REJECT_CHAIN}"
+DROP_VERDICT = "drop"
+
+_BASE_CHAINS = (  # name, type, hook, priority, rule
+    (NAT_OUTPUT_CHAIN, "nat", "output", DNAT_PRIORITY, f"{DISPATCH} vmap @{SERVICE_IPS_MAP}"),
+    (NAT_PREROUTING_CHAIN, "nat", "prerouting", DNAT_PRIORITY, f"{DISPATCH} vmap @{SERVICE_IPS_MAP}"),
+    (FILTER_OUTPUT_CHAIN, "filter", "output", FILTER_PRIORITY,
+     f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
+    (FILTER_INPUT_CHAIN, "filter", "input", FILTER_PRIORITY,
+     f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
+)
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    node_name: str
+    node_ip: str
+
+    @property
+    def table(self) -> str:
+        return f"{TABLE_PREFIX}{self.node_name}"
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{FAMILY} {self.table}"
+
+
+@dataclass(frozen=True, eq=True)
+class ServiceRules:
+    """Everything one service port contributes to the table, as nft text."""
+
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # chain -> rules
+    sets: Mapping[str, int] = field(default_factory=dict)  # affinity set -> timeout seconds
+    dispatch: Mapping[str, str] = field(default_factory=dict)  # `ip . proto . port` -> verdict
+    no_endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+Ruleset = Mapping[tuple[str, str], ServiceRules]  # keyed like the model
+
+
+def _ident(entry: ServiceEntry) -> str:
+    sp = entry.port
+    return f"{sp.namespace}/{sp.name}/{sp.protocol.lower()}/{sp.port_name or f'p{sp.port}'}"
+
+
+def _endpoint_names(ident: str, ep: Endpoint) -> tuple[str, str]:
+    suffix = f"{ident}__{ep.ip}/{ep.port}"
+    return ENDPOINT_CHAIN_PREFIX + suffix, AFFINITY_SET_PREFIX + suffix
+
+
+def _fan_out(endpoints: tuple[Endpoint, ...], ident: str, affinity: bool) -> tuple[str, ...]:
+    names = [_endpoint_names(ident, ep) for ep in endpoints]
+    rules = [f"ip saddr @{aff} goto {chain}" for chain, aff in names] if affinity else []
+    if len(names) == 1:
+        rules.append(f"goto {names[0][0]}")
+    else:
+        choices = ", ".join(f"{i} : goto {chain}" for i, (chain, _) in enumerate(names))
+        rules.append(f"numgen random mod {len(names)} vmap {{ {choices} }}")
+    return tuple(rules)
+
+
+def _endpoint_rules(ep: Endpoint, proto: str, aff_set: str | None) -> tuple[str, ...]:
+    update = (f"update @{aff_set} {{ ip saddr }}",) if aff_set else ()
+    return update + (f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}",)
+
+
+def _element_key(ip: str, proto: str, port: int) -> str:
+    return f"{ip} . {proto} . {port}"
+
+
+def service_rules(entry: ServiceEntry, ctx: NodeContext) -> ServiceRules:
+    """The chains, sets and map elements for one service port on node `ctx`."""
+    sp, proto, ident = entry.port, entry.port.protocol.lower(), _ident(entry)
+    cat = categorize_endpoints(entry, ctx.node_name)
+    affinity = sp.affinity_timeout > 0
+    chains: dict[str, tuple[str, ...]] = {}
+    sets: dict[str, int] = {}
+    for ep in dict.fromkeys(cat.cluster + cat.external):
+        chain, aff = _endpoint_names(ident, ep)
+        chains[chain] = _endpoint_rules(ep, proto, aff if affinity else None)
+        if affinity:
+            sets[aff] = sp.affinity_timeout
+    cluster_chain = SERVICE_CHAIN_PREFIX + ident
+    if cat.cluster:
+        chains[cluster_chain] = _fan_out(cat.cluster, ident, affinity)
+    external_chain = cluster_chain
+    if cat.external and cat.external != cat.cluster:
+        external_chain = EXTERNAL_CHAIN_PREFIX + ident
+        chains[external_chain] = _fan_out(cat.external, ident, affinity)
+    empty_verdict = DROP_VERDICT if cat.has_any else REJECT_VERDICT
+    dispatch: dict[str, str] = {}
+    no_endpoints: dict[str, str] = {}
+
+    def frontend(ip: str, port: int, eps: tuple[Endpoint, ...], chain: str) -> None:
+        if ":" in ip:  # the table is IPv4 only
+            return
+        key = _element_key(ip, proto, port)
+        if eps:
+            dispatch[key] = f"goto {chain}"
+        else:
+            no_endpoints[key] = empty_verdict
+
+    for ip in sp.cluster_ips:
+        frontend(ip, sp.port, cat.cluster, cluster_chain)
+    if sp.node_port:
+        frontend(ctx.node_ip, sp.node_port, cat.external, external_chain)
+    for ip in sp.load_balancer_ips + sp.external_ips:
+        frontend(ip, sp.port, cat.external, external_chain)
+    return ServiceRules(chains, sets, dispatch, no_endpoints)
+
+
+def _merge_elements(rules: Iterable[ServiceRules], attr: str) -> dict[str, str]:
+    """One verdict per key; on a clash (two Services claiming one external IP) the first wins."""
+    merged: dict[str, str] = {}
+    for r in rules:
+        for key, verdict in getattr(r, attr).items():
+            merged.setdefault(key, verdict)
+    return merged
+
+
+def _sorted_rules(ruleset: Ruleset) -> list[ServiceRules]:
+    return [ruleset[k] for k in sorted(ruleset)]
+
+
+def _set_decl(t: str, name: str, timeout: int) -> str:
+    return f"add set {t} {name} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+
+
+def _elements_cmd(verb: str, t: str, map_name: str, items: list[str]) -> list[str]:
+    return [f"{verb} element {t} {map_name} {{ {', '.join(items)} }}"] if items else []
+
+
+def _skeleton(ctx: NodeContext) -> list[str]:
+    t = ctx.qualified_table
+    lines = [
+        f"add table {t} {{ comment \"pocketkube Services for node {ctx.node_name}; managed, do not edit\" ; }}",
+        f"add map {t} {SERVICE_IPS_MAP} {{ type {MAP_KEY_TYPE} : verdict ; }}",
+        f"add map {t} {NO_ENDPOINTS_MAP} {{ type {MAP_KEY_TYPE} : verdict ; }}",
+        f"add chain {t} {REJECT_CHAIN}",
+        f"add rule {t} {REJECT_CHAIN} reject",
+    ]
+    for name, kind, hook, priority, rule in _BASE_CHAINS:
+        lines.append(f"add chain {t} {name} {{ type {kind} hook {hook} priority {priority} ; policy accept ; }}")
+        lines.append(f"add rule {t} {name} {rule}")
+    return lines
+
+
+def render_delete(ctx: NodeContext) -> str:
+    """Delete the table; succeeds whether or not it exists."""
+    t = ctx.qualified_table
+    return f"add table {t}\ndelete table {t}\n"
+
+
+def render_full(ctx: NodeContext, ruleset: Ruleset) -> str:
+    """Replace the whole table in one transaction (no window without rules)."""
+    t = ctx.qualified_table
+    lines = render_delete(ctx).splitlines() + _skeleton(ctx)
+    rules = _sorted_rules(ruleset)
+    for r in rules:
+        lines += [_set_decl(t, name, timeout) for name, timeout in r.sets.items()]
+        lines += [f"add chain {t} {name}" for name in r.chains]
+    for r in rules:
+        for name, chain_rules in r.chains.items():
+            lines += [f"add rule {t} {name} {rule}" for rule in chain_rules]
+    for map_name, attr in ((SERVICE_IPS_MAP, "dispatch"), (NO_ENDPOINTS_MAP, "no_endpoints")):
+        merged = _merge_elements(rules, attr)
+        lines += _elements_cmd("add", t, map_name, [f"{k} : {v}" for k, v in merged.items()])
+    return "\n".join(lines) + "\n"
+
+
+def changed_keys(old: Ruleset, new: Ruleset) -> list[tuple[str, str]]:
+    return [k for k in old.keys() | new.keys()
+            if (a := old.get(k)) is not (b := new.get(k)) and a != b]
+
+
+def _merge_chains(rules: Iterable[ServiceRules]) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    chains: dict[str, tuple[str, ...]] = {}
+    sets: dict[str, int] = {}
+    for r in rules:
+        chains.update(r.chains)
+        sets.update(r.sets)
+    return chains, sets
+
+
+def _element_delta(t: str, map_name: str, old: dict[str, str], new: dict[str, str]) -> tuple[list, list]:
+    gone = [k for k, v in old.items() if new.get(k) != v]
+    added = [f"{k} : {v}" for k, v in new.items() if old.get(k) != v]
+    return _elements_cmd("delete", t, map_name, gone), _elements_cmd("add", t, map_name, added)
+
+
+def render_delta(ctx: NodeContext, old: Ruleset, new: Ruleset) -> str:
+    """The one transaction turning table state `old` into `new`; '' when nothing changed.
+
+    Only service ports whose rules differ are touched; map elements are diffed across the
+    whole table because a clash between two Services can hand a key from one to the other.
+    """
+    keys = changed_keys(old, new)
+    if not keys:
+        return ""
+    t = ctx.qualified_table
+    old_chains, old_sets = _merge_chains(old[k] for k in keys if k in old)
+    new_chains, new_sets = _merge_chains(new[k] for k in keys if k in new)
+    recreated_sets = {s for s in old_sets.keys() & new_sets.keys() if old_sets[s] != new_sets[s]}
+    referencing = {c for c, rules in new_chains.items()
+                   if recreated_sets and any(f"@{s} " in r for r in rules for s in recreated_sets)}
+    removed_chains = [c for c in old_chains if c not in new_chains]
+    rewritten = [c for c in new_chains
+                 if c in old_chains and (old_chains[c] != new_chains[c] or c in referencing)]
+    added_chains = [c for c in new_chains if c not in old_chains]
+    removals: list[str] = []
+    additions: list[str] = []
+    for map_name, attr in ((SERVICE_IPS_MAP, "dispatch"), (NO_ENDPOINTS_MAP, "no_endpoints")):
+        gone, added = _element_delta(t, map_name, _merge_elements(_sorted_rules(old), attr),
+                                     _merge_elements(_sorted_rules(new), attr))
+        removals += gone
+        additions += added
+    # Order matters: drop every reference to a chain or set before deleting it.
+    lines = removals
+    lines += [f"flush chain {t} {c}" for c in removed_chains + rewritten]
+    lines += [f"delete set {t} {s}" for s in old_sets if s not in new_sets or s in recreated_sets]
+    lines += [f"delete chain {t} {c}" for c in removed_chains]
+    lines += [_set_decl(t, s, new_sets[s]) for s in new_sets if s not in old_sets or s in recreated_sets]
+    lines += [f"add chain {t} {c}" for c in added_chains]
+    lines += [f"add rule {t} {c} {rule}" for c in added_chains + rewritten for rule in new_chains[c]]
+    lines += additions
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,227 @@
+"""The nftables renderer, without a kernel: rule shapes per policy, and deltas checked against
+a small fake of nft's transaction semantics (references must be gone before deletion,
+elements must not be added twice or deleted when absent, every command or none)."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
+from pocketkube.proxy.nftables.render import (
+    NO_ENDPOINTS_MAP, REJECT_VERDICT, SERVICE_IPS_MAP, NodeContext, render_delta, render_full, service_rules)
+
+CTX = NodeContext("node-1", "127.0.1.1")
+T = CTX.qualified_table
+
+
+def port(name="web", **kw) -> ServicePort:
+    base = dict(namespace="default", name=name, port_name="http", protocol="TCP", port=80,
+                cluster_ips=("127.96.0.10",), node_port=30008)
+    return ServicePort(**{**base, **kw})
+
+
+def ep(ip: str, node="node-1", **kw) -> Endpoint:
+    return Endpoint(ip, 8080, node, **kw)
+
+
+def entry(sp: ServicePort | None = None, *eps: Endpoint) -> ServiceEntry:
+    return ServiceEntry(sp or port(), tuple(eps))
+
+
+def test_three_endpoints_fan_out_with_numgen_from_cluster_ip_and_own_node_port():
+    r = service_rules(entry(None, ep("127.244.1.2"), ep("127.244.1.3"), ep("127.244.2.2", "node-2")), CTX)
+    svc = "svc-default/web/tcp/http"
+    assert r.dispatch == {"127.96.0.10 . tcp . 80": f"goto {svc}", "127.0.1.1 . tcp . 30008": f"goto {svc}"}
+    assert r.chains[svc] == ("numgen random mod 3 vmap { "
+                             "0 : goto ep-default/web/tcp/http__127.244.1.2/8080, "
+                             "1 : goto ep-default/web/tcp/http__127.244.1.3/8080, "
+                             "2 : goto ep-default/web/tcp/http__127.244.2.2/8080 }",)
+    assert r.chains["ep-default/web/tcp/http__127.244.2.2/8080"] == ("meta l4proto tcp dnat to 127.244.2.2:8080",)
+    assert not r.no_endpoints and not r.sets
+
+
+def test_no_endpoint_rejects_every_frontend():
+    r = service_rules(entry(port(load_balancer_ips=("127.200.0.1",), external_ips=("127.50.0.1",))), CTX)
+    assert not r.chains and not r.dispatch
+    assert r.no_endpoints == {k: REJECT_VERDICT for k in (
+        "127.96.0.10 . tcp . 80", "127.0.1.1 . tcp . 30008", "127.200.0.1 . tcp . 80", "127.50.0.1 . tcp . 80")}
+
+
+def test_external_local_without_local_endpoint_drops_external_but_serves_cluster():
+    r = service_rules(entry(port(external_local=True), ep("127.244.2.2", "node-2")), CTX)
+    assert r.dispatch == {"127.96.0.10 . tcp . 80": "goto svc-default/web/tcp/http"}
+    assert r.no_endpoints == {"127.0.1.1 . tcp . 30008": "drop"}
+
+
+def test_external_local_uses_only_local_endpoints_for_node_port():
+    r = service_rules(entry(port(external_local=True, load_balancer_ips=("127.200.0.1",)),
+                            ep("127.244.1.2"), ep("127.244.2.2", "node-2")), CTX)
+    ext = "ext-default/web/tcp/http"
+    assert r.dispatch["127.0.1.1 . tcp . 30008"] == f"goto {ext}"
+    assert r.dispatch["127.200.0.1 . tcp . 80"] == f"goto {ext}"
+    assert r.chains[ext] == ("goto ep-default/web/tcp/http__127.244.1.2/8080",)
+    assert "mod 2" in r.chains["svc-default/web/tcp/http"][0]
+
+
+def test_terminating_endpoints_only_as_fallback():
+    ready, term = ep("127.244.1.2"), ep("127.244.1.3", ready=False, serving=True, terminating=True)
+    assert "127.244.1.3" not in str(service_rules(entry(None, ready, term), CTX).chains)
+    assert "127.244.1.3" in str(service_rules(entry(None, term), CTX).chains)
+
+
+def test_session_affinity_checks_sets_before_random_and_refreshes_in_endpoint():
+    r = service_rules(entry(port(affinity_timeout=60), ep("127.244.1.2"), ep("127.244.1.3")), CTX)
+    aff = "aff-default/web/tcp/http__127.244.1.2/8080"
+    assert r.sets == {aff: 60, "aff-default/web/tcp/http__127.244.1.3/8080": 60}
+    rules = r.chains["svc-default/web/tcp/http"]
+    assert rules[0] == f"ip saddr @{aff} goto ep-default/web/tcp/http__127.244.1.2/8080"
+    assert rules[2].startswith("numgen random mod 2")
+    assert r.chains["ep-default/web/tcp/http__127.244.1.2/8080"][0] == f"update @{aff} {{ ip saddr }}"
+
+
+def test_udp_and_ipv6_cluster_ip():
+    r = service_rules(entry(port(protocol="UDP", cluster_ips=("127.96.0.10", "fd00::10")), ep("127.244.1.2")), CTX)
+    assert set(r.dispatch) == {"127.96.0.10 . udp . 80", "127.0.1.1 . udp . 30008"}
+    assert r.chains["ep-default/web/udp/http__127.244.1.2/8080"] == ("meta l4proto udp dnat to 127.244.1.2:8080",)
+
+
+def test_full_render_replaces_the_table_atomically():
+    script = render_full(CTX, {("default/web:http", "TCP"): service_rules(entry(None, ep("127.244.1.2")), CTX)})
+    lines = script.splitlines()
+    assert lines[:2] == [f"add table {T}", f"delete table {T}"]
+    assert "add chain ip pocketkube-node-1 nat-output { type nat hook output priority -100 ; policy accept ; }" in lines
+    assert lines[-1].startswith(f"add element {T} {SERVICE_IPS_MAP} {{ ")
+
+
+def ruleset(*entries: ServiceEntry) -> dict:
+    return {(e.port.key, e.port.protocol): service_rules(e, CTX) for e in entries}
+
+
+def test_delta_touches_only_the_changed_service_and_nothing_when_equal():
+    other = entry(port("other", cluster_ips=("127.96.0.20",), node_port=30009), ep("127.244.1.9"))
+    old = ruleset(entry(None, ep("127.244.1.2"), ep("127.244.1.3")), other)
+    new = ruleset(entry(None, ep("127.244.1.2")), other)
+    assert render_delta(CTX, old, ruleset(entry(None, ep("127.244.1.2"), ep("127.244.1.3")), other)) == ""
+    script = render_delta(CTX, old, new)
+    assert "other" not in script and "delete table" not in script
+    assert f"delete chain {T} ep-default/web/tcp/http__127.244.1.3/8080" in script
+
+
+# --- a fake of nft transaction semantics, to check that deltas are valid and complete ---
+
+class FakeNft:
+    def __init__(self) -> None:
+        self.chains: dict[str, list[str]] = {}
+        self.sets: dict[str, str] = {}
+        self.maps: dict[str, dict[str, str]] = {}
+
+    def state(self):
+        return self.chains, self.sets, self.maps
+
+    def apply(self, script: str) -> None:
+        trial = copy.deepcopy(self)
+        for line in script.splitlines():
+            trial._command(line)
+        self.__dict__.update(trial.__dict__)  # all or nothing
+
+    def _referenced(self, name: str) -> bool:
+        texts = [r for rules in self.chains.values() for r in rules]
+        texts += [v for m in self.maps.values() for v in m.values()]
+        return any(name in re.findall(r"(?:goto |@)([^\s,]+)", t) for t in texts)
+
+    def _command(self, line: str) -> None:
+        verb, obj, _family, _table, *rest = line.split(" ", 4)
+        rest = rest[0] if rest else ""
+        name, _, body = rest.partition(" ")
+        if obj == "table":
+            if verb == "delete":
+                self.__init__()
+        elif obj in ("chain", "set", "map"):
+            store = {"chain": self.chains, "set": self.sets, "map": self.maps}[obj]
+            if verb == "add":
+                store.setdefault(name, {"chain": [], "set": body, "map": {}}[obj])
+            elif verb == "flush":
+                store[name].clear()
+            else:
+                assert name in store, line
+                assert not self._referenced(name), f"{name} still referenced: {line}"
+                assert not (obj == "chain" and store[name]), f"chain not empty: {line}"
+                del store[name]
+        elif obj == "rule":
+            assert name in self.chains, line
+            for ref in re.findall(r"(?:goto )([^\s,]+)", body):
+                assert ref in self.chains, f"unknown chain {ref}: {line}"
+            for ref in re.findall(r"@([^\s,]+)", body):
+                assert ref in self.sets or ref in self.maps, f"unknown set {ref}: {line}"
+            self.chains[name].append(body)
+        elif obj == "element":
+            elements = self.maps[name]
+            for item in body.strip("{} ").split(", "):
+                key, _, verdict = item.partition(" : ")
+                if verb == "add":
+                    assert key not in elements, f"element exists: {line}"
+                    assert verdict in ("drop",) or verdict.split()[1] in self.chains, line
+                    elements[key] = verdict
+                else:
+                    assert key in elements, f"no such element: {line}"
+                    del elements[key]
+        else:
+            raise AssertionError(f"unexpected command {line}")
+
+
+def test_fake_refuses_deleting_a_referenced_chain():
+    nft = FakeNft()
+    nft.apply(render_full(CTX, ruleset(entry(None, ep("127.244.1.2")))))
+    before = copy.deepcopy(nft.state())
+    try:
+        nft.apply(f"flush chain {T} ep-default/web/tcp/http__127.244.1.2/8080\n"
+                  f"delete chain {T} ep-default/web/tcp/http__127.244.1.2/8080\n")
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("a referenced chain was deleted")
+    assert nft.state() == before
+
+
+IPS = ["127.244.1.2", "127.244.1.3", "127.244.2.2", "127.244.2.3"]
+endpoints = st.builds(lambda ip, ready, term: Endpoint(ip, 80, f"node-{ip.split('.')[2]}", ready, True, term),
+                      st.sampled_from(IPS), st.booleans(), st.booleans())
+service_ports = st.builds(
+    lambda name, proto, node_port, affinity, local, lb: ServicePort(
+        "default", name, "", proto, 80, (f"127.96.0.{ord(name)}",), node_port, lb, (), affinity, local),
+    st.sampled_from("abc"), st.sampled_from(["TCP", "UDP"]), st.sampled_from([0, 30008]),
+    st.sampled_from([0, 60, 10800]), st.booleans(), st.sampled_from([(), ("127.200.0.1",)]))
+models = st.lists(st.builds(lambda sp, eps: ServiceEntry(sp, tuple(sorted(set(eps)))),
+                            service_ports, st.lists(endpoints, max_size=4)), max_size=4)
+
+
+def as_ruleset(entries: list[ServiceEntry]) -> dict:
+    return {(e.port.key, e.port.protocol): service_rules(e, CTX) for e in entries}
+
+
+@settings(max_examples=150, deadline=None)
+@given(models, models)
+def test_delta_applied_to_old_table_gives_the_new_table(first, second):
+    old, new = as_ruleset(first), as_ruleset(second)
+    nft = FakeNft()
+    nft.apply(render_full(CTX, old))
+    nft.apply(render_delta(CTX, old, new))
+    expected = FakeNft()
+    expected.apply(render_full(CTX, new))
+    assert nft.state() == expected.state()
+
+
+def test_shared_element_clash_first_service_wins_and_hands_over_on_delete():
+    a = entry(port("a", cluster_ips=("127.96.0.1",), node_port=0, external_ips=("127.50.0.1",)), ep("127.244.1.2"))
+    b = entry(port("b", cluster_ips=("127.96.0.2",), node_port=0, external_ips=("127.50.0.1",)), ep("127.244.1.3"))
+    nft = FakeNft()
+    nft.apply(render_full(CTX, ruleset(a, b)))
+    assert nft.maps[SERVICE_IPS_MAP]["127.50.0.1 . tcp . 80"] == "goto svc-default/a/tcp/http"
+    nft.apply(render_delta(CTX, ruleset(a, b), ruleset(b)))
+    assert nft.maps[SERVICE_IPS_MAP]["127.50.0.1 . tcp . 80"] == "goto svc-default/b/tcp/http"
+    assert nft.maps[NO_ENDPOINTS_MAP] == {}
+
