@@ -4,8 +4,15 @@ import itertools
 import pytest
 
 from pocketkube.controllers.endpointslice_plan import (
-    CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION, find_port,
-    format_trigger_time, plan_slices, should_pod_be_in_endpoints)
+    CONTROLLER_NAME,
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    TRIGGER_TIME_ANNOTATION,
+    find_port,
+    format_trigger_time,
+    plan_slices,
+    should_pod_be_in_endpoints,
+)
 
 _uids = itertools.count(1)
 

@@ -16,14 +16,31 @@ The pod predicates and `find_port` here are shared with the legacy Endpoints pla
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable, Mapping
+from datetime import UTC, datetime
 
-__all__ = ["SlicePlan", "plan_slices", "desired_address_types", "selects_pods", "selector_matches",
-           "should_pod_be_in_endpoints", "is_pod_ready", "find_port", "pod_ips", "should_set_hostname",
-           "format_trigger_time", "is_managed_slice", "MAX_ENDPOINTS_PER_SLICE", "SERVICE_NAME_LABEL",
-           "MANAGED_BY_LABEL", "CONTROLLER_NAME", "HEADLESS_LABEL", "TRIGGER_TIME_ANNOTATION", "ZONE_LABEL"]
+__all__ = [
+    "CONTROLLER_NAME",
+    "HEADLESS_LABEL",
+    "MANAGED_BY_LABEL",
+    "MAX_ENDPOINTS_PER_SLICE",
+    "SERVICE_NAME_LABEL",
+    "TRIGGER_TIME_ANNOTATION",
+    "ZONE_LABEL",
+    "SlicePlan",
+    "desired_address_types",
+    "find_port",
+    "format_trigger_time",
+    "is_managed_slice",
+    "is_pod_ready",
+    "plan_slices",
+    "pod_ips",
+    "selector_matches",
+    "selects_pods",
+    "should_pod_be_in_endpoints",
+    "should_set_hostname",
+]
 
 MAX_ENDPOINTS_PER_SLICE = 100
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -103,7 +120,7 @@ def _ip_family(ip: str) -> str:
 def format_trigger_time(ns: int) -> str:
     """RFC3339Nano as Go prints it: UTC, fractional seconds without trailing zeros."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     fraction = f"{frac:09d}".rstrip("0")
     return f"{base}.{fraction}Z" if fraction else f"{base}Z"
 
