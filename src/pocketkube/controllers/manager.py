@@ -1,0 +1,99 @@
+"""The controller manager: one set of shared informers, and the controllers that use them.
+
+`start()` builds the enabled controllers, starts the informers and one task per controller,
+and returns at once; controllers begin work when their caches have synced. `stop()` stops the
+controllers, then the informers, then flushes pending events. Other controllers (e.g.
+EndpointSlice) join with `add()` before `start()`, reusing `informers` and a recorder from
+`recorder(component)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from pocketkube.api.resources import BY_PLURAL, Resource
+from pocketkube.client.rest import Client
+from pocketkube.controllers.base import Controller, SharedInformers
+from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.events import EventRecorder
+from pocketkube.controllers.gc import GarbageCollector
+from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
+from pocketkube.controllers.replicaset import ReplicaSetController
+
+__all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
+
+log = logging.getLogger(__name__)
+
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle"})
+# Kinds that own or are owned by something; Events and Namespaces never are.
+GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
+    ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
+    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases")))
+
+
+@dataclass(frozen=True)
+class ControllerManagerSettings:
+    controllers: frozenset[str] = ALL_CONTROLLERS
+    replicaset_workers: int = 5
+    deployment_workers: int = 5
+    gc_workers: int = 4
+    node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
+
+
+class ControllerManager:
+    def __init__(self, client: Client, settings: ControllerManagerSettings = ControllerManagerSettings()) -> None:
+        self.client = client
+        self.settings = settings
+        self.informers = SharedInformers(client)
+        self.controllers: list[Controller] = []
+        self._recorders: dict[str, EventRecorder] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    def recorder(self, component: str) -> EventRecorder:
+        if component not in self._recorders:
+            self._recorders[component] = EventRecorder(self.client, component)
+        return self._recorders[component]
+
+    def add(self, controller: Controller) -> None:
+        self.controllers.append(controller)
+
+    def _build(self) -> None:
+        s, enabled = self.settings, self.settings.controllers
+        if "replicaset" in enabled:
+            self.add(ReplicaSetController(self.client, self.informers, self.recorder("replicaset-controller"),
+                                          workers=s.replicaset_workers))
+        if "deployment" in enabled:
+            self.add(DeploymentController(self.client, self.informers, self.recorder("deployment-controller"),
+                                          workers=s.deployment_workers))
+        if "garbagecollector" in enabled:
+            self.add(GarbageCollector(self.client, self.informers, GC_RESOURCES, workers=s.gc_workers))
+        if "nodelifecycle" in enabled:
+            self.add(NodeLifecycleController(self.client, self.informers, self.recorder("node-controller"),
+                                             self.recorder("taint-eviction-controller"), s.node_lifecycle))
+
+    async def start(self) -> None:
+        self._build()
+        self.informers.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._supervise(c), name=c.name) for c in self.controllers]
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await self.informers.wait_synced(timeout)
+
+    async def _supervise(self, controller: Controller) -> None:
+        try:
+            await controller.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # visible in the logs; the other controllers keep going
+            log.exception("%s stopped unexpectedly", controller.name)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self.controllers), return_exceptions=True)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.informers.stop()
+        await asyncio.gather(*(r.stop() for r in self._recorders.values()), return_exceptions=True)

@@ -1,0 +1,221 @@
+"""Pure filter and score functions of the scheduler (mirrors pkg/scheduler/framework/plugins).
+
+Filters run per node in upstream's order and the first failure is the node's reason:
+NodeUnschedulable → TaintToleration (NoSchedule/NoExecute; a node whose Ready condition is
+not True counts as carrying the not-ready/unreachable taint, as the node lifecycle controller
+would add) → NodeAffinity (nodeSelector and required node affinity) → NodeResourcesFit (the
+pods capacity only). Reasons are upstream's strings, so an unschedulable pod's message reads
+exactly like Kubernetes'.
+
+Scoring is deliberately simpler than upstream's default profile: spread the pods of one
+controller (fewest pods with the same controller uid on the node), then fewest pods overall,
+then random.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "NOT_READY_TAINT",
+    "NO_NODES_MESSAGE",
+    "UNREACHABLE_TAINT",
+    "UNSCHEDULABLE_TAINT",
+    "Decision",
+    "NodeInfo",
+    "filter_node",
+    "find_untolerated_taint",
+    "fit_error_message",
+    "matches_node_selector_term",
+    "node_ready_status",
+    "pod_controller_uid",
+    "select_node",
+    "tolerates",
+]
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+NO_NODES_MESSAGE = "no nodes available to schedule pods"
+
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_SELECTOR = "node(s) didn't match Pod's node affinity/selector"
+REASON_TOO_MANY_PODS = "Too many pods"
+# Failures that evicting other pods cannot fix (UnschedulableAndUnresolvable upstream).
+_UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_SELECTOR, "node(s) had untolerated taint")
+PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+
+
+@dataclass
+class NodeInfo:
+    """A node with the pods the scheduler counts on it (bound and assumed)."""
+    node: dict
+    pod_count: int = 0
+    by_controller: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.node["metadata"]["name"]
+
+    def add_pod(self, pod: dict) -> None:
+        self.pod_count += 1
+        uid = pod_controller_uid(pod)
+        if uid:
+            self.by_controller[uid] = self.by_controller.get(uid, 0) + 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    node: str | None
+    message: str = ""  # why no node fits (FitError), when node is None
+
+
+def pod_controller_uid(pod: dict) -> str:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid", "")
+    return ""
+
+
+def node_ready_status(node: dict) -> str:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("status") or "Unknown"
+    return "Unknown"
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """ToleratesTaint: effect and key must match (empty means any); Exists ignores the value."""
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("key") and toleration["key"] != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    if operator == "Equal":
+        return bool(toleration.get("key")) and (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def find_untolerated_taint(taints: Iterable[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
+    for taint in taints:
+        if taint.get("effect") in effects and not any(tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def _implied_taints(node: dict) -> list[dict]:
+    """The taints a node lifecycle controller puts on a node that is not Ready (TaintNodesByCondition)."""
+    status = node_ready_status(node)
+    if status == "True":
+        return []
+    key = NOT_READY_TAINT if status == "False" else UNREACHABLE_TAINT
+    return [{"key": key, "effect": "NoSchedule"}]
+
+
+def _requirement_matches(req: dict, source: dict) -> bool:
+    key, operator, values = req.get("key", ""), req.get("operator", ""), req.get("values") or []
+    present, value = key in source, source.get(key)
+    if operator == "In":
+        return present and value in values
+    if operator == "NotIn":
+        return not present or value not in values
+    if operator == "Exists":
+        return present
+    if operator == "DoesNotExist":
+        return not present
+    if operator in ("Gt", "Lt") and present and len(values) == 1:
+        try:
+            left, right = int(value), int(values[0])
+        except (TypeError, ValueError):
+            return False
+        return left > right if operator == "Gt" else left < right
+    return False
+
+
+def matches_node_selector_term(term: dict, node: dict) -> bool:
+    """A nodeSelectorTerm: every matchExpressions (labels) and matchFields (metadata.name) requirement holds."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    fields = {"metadata.name": node["metadata"]["name"]}
+    exprs, field_exprs = term.get("matchExpressions") or [], term.get("matchFields") or []
+    if not exprs and not field_exprs:
+        return False  # an empty term matches nothing
+    return (all(_requirement_matches(r, labels) for r in exprs)
+            and all(_requirement_matches(r, fields) for r in field_exprs))
+
+
+def _fits_affinity(pod: dict, node: dict) -> bool:
+    spec = pod.get("spec") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    if required is None:
+        return True
+    return any(matches_node_selector_term(t, node) for t in required.get("nodeSelectorTerms") or [])
+
+
+def _pod_capacity(node: dict) -> int | None:
+    status = node.get("status") or {}
+    value = (status.get("allocatable") or status.get("capacity") or {}).get("pods")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def filter_node(pod: dict, info: NodeInfo) -> str | None:
+    """Why `pod` cannot run on this node (upstream's reason string), or None when it fits."""
+    node = info.node
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    if (node.get("spec") or {}).get("unschedulable") and not any(
+            tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in tolerations):
+        return REASON_UNSCHEDULABLE
+    taints = [*((node.get("spec") or {}).get("taints") or []), *_implied_taints(node)]
+    taint = find_untolerated_taint(taints, tolerations, ("NoSchedule", "NoExecute"))
+    if taint is not None:
+        return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
+    if not _fits_affinity(pod, node):
+        return REASON_SELECTOR
+    capacity = _pod_capacity(node)
+    if capacity is not None and info.pod_count + 1 > capacity:
+        return REASON_TOO_MANY_PODS
+    return None
+
+
+def _histogram(reasons: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    return ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
+
+
+def fit_error_message(node_count: int, reasons: list[str]) -> str:
+    """FitError.Error() followed by the preemption post-filter's verdict, as upstream prints them."""
+    if node_count == 0:
+        return NO_NODES_MESSAGE
+    message = f"0/{node_count} nodes are available: {_histogram(reasons)}."
+    preemption = [PREEMPTION_NOT_HELPFUL if r.startswith(_UNRESOLVABLE_PREFIXES) else NO_VICTIMS for r in reasons]
+    return message + f" preemption: 0/{node_count} nodes are available: {_histogram(preemption)}."
+
+
+def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = None) -> Decision:
+    """Filter, then score: fewest pods of the same controller, then fewest pods, then random."""
+    rng = rng or random.Random()
+    feasible, reasons = [], []
+    for info in nodes:
+        reason = filter_node(pod, info)
+        if reason is None:
+            feasible.append(info)
+        else:
+            reasons.append(reason)
+    if not feasible:
+        return Decision(None, fit_error_message(len(nodes), reasons))
+    owner = pod_controller_uid(pod)
+    best = min(feasible, key=lambda i: (i.by_controller.get(owner, 0) if owner else 0, i.pod_count, rng.random()))
+    return Decision(best.name)
