@@ -11,6 +11,10 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 async def _ensure(store, obj: dict, namespace: str = "") -> None:
+    # Look first: create allocates before its existence check, so re-creating the `kubernetes`
+    # Service at a restart would fail with "provided IP is already allocated".
+    if store.try_get(namespace, obj["metadata"]["name"]) is not None:
+        return
     try:
         await store.create(obj, namespace)
     except errors.AlreadyExists:

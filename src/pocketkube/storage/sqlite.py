@@ -264,19 +264,23 @@ class SQLiteBackend:
 
     def _read_log(self, prefix: str, after: int, upto: int) -> list[Event]:
         assert self._db is not None
+        # The previous version of an update is joined in: watchers need it to tell MODIFIED from
+        # ADDED and to see an object leave their selector. Compaction keeps it (it is the newest
+        # version at or below any compaction point this event survived).
         rows = self._db.execute(
-            "SELECT id, name, deleted, create_revision, prev_revision, value FROM kv "
-            "WHERE id > ? AND id <= ? ORDER BY id", (after, upto)).fetchall()
+            "SELECT k.id, k.name, k.deleted, k.create_revision, k.prev_revision, k.value, p.value, "
+            "p.create_revision FROM kv k LEFT JOIN kv p ON p.id = k.prev_revision "
+            "WHERE k.id > ? AND k.id <= ? ORDER BY k.id", (after, upto)).fetchall()
         out = []
-        for rid, name, deleted, crev, prev_rev, value in rows:
+        for rid, name, deleted, crev, prev_rev, value, prev_value, prev_crev in rows:
             if not name.startswith(prefix):
                 continue
             value = bytes(value)
-            prev = KeyValue(name, value, crev, prev_rev) if prev_rev else None
             if deleted:
-                out.append(Event("DELETE", KeyValue(name, value, crev, rid), prev))
-            else:
-                out.append(Event("PUT", KeyValue(name, value, crev, rid), None))
+                out.append(Event("DELETE", KeyValue(name, value, crev, rid), KeyValue(name, value, crev, prev_rev)))
+                continue
+            prev = KeyValue(name, bytes(prev_value), prev_crev, prev_rev) if prev_value is not None else None
+            out.append(Event("PUT", KeyValue(name, value, crev, rid), prev))
         return out
 
     async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
