@@ -1,5 +1,6 @@
 """`pocketkube up` end to end with the real kubectl: nodes, pods as processes, controllers."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,7 +16,10 @@ import yaml
 from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
+    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
+]
 
 
 @pytest.fixture(scope="module")
