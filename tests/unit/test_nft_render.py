@@ -12,15 +12,22 @@ from hypothesis import strategies as st
 
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables.render import (
-    NO_ENDPOINTS_MAP, REJECT_VERDICT, SERVICE_IPS_MAP, NodeContext, render_delta, render_full, service_rules)
+    NO_ENDPOINTS_MAP,
+    REJECT_VERDICT,
+    SERVICE_IPS_MAP,
+    NodeContext,
+    render_delta,
+    render_full,
+    service_rules,
+)
 
 CTX = NodeContext("node-1", "127.0.1.1")
 T = CTX.qualified_table
 
 
 def port(name="web", **kw) -> ServicePort:
-    base = dict(namespace="default", name=name, port_name="http", protocol="TCP", port=80,
-                cluster_ips=("127.96.0.10",), node_port=30008)
+    base = {"namespace": "default", "name": name, "port_name": "http", "protocol": "TCP", "port": 80,
+            "cluster_ips": ("127.96.0.10",), "node_port": 30008}
     return ServicePort(**{**base, **kw})
 
 
@@ -36,10 +43,10 @@ def test_three_endpoints_fan_out_with_numgen_from_cluster_ip_and_own_node_port()
     r = service_rules(entry(None, ep("127.244.1.2"), ep("127.244.1.3"), ep("127.244.2.2", "node-2")), CTX)
     svc = "svc-default/web/tcp/http"
     assert r.dispatch == {"127.96.0.10 . tcp . 80": f"goto {svc}", "127.0.1.1 . tcp . 30008": f"goto {svc}"}
-    assert r.chains[svc] == ("numgen random mod 3 vmap { "
-                             "0 : goto ep-default/web/tcp/http__127.244.1.2/8080, "
-                             "1 : goto ep-default/web/tcp/http__127.244.1.3/8080, "
-                             "2 : goto ep-default/web/tcp/http__127.244.2.2/8080 }",)
+    assert r.chains[svc] == (("numgen random mod 3 vmap { "
+                              "0 : goto ep-default/web/tcp/http__127.244.1.2/8080, "
+                              "1 : goto ep-default/web/tcp/http__127.244.1.3/8080, "
+                              "2 : goto ep-default/web/tcp/http__127.244.2.2/8080 }"),)
     assert r.chains["ep-default/web/tcp/http__127.244.2.2/8080"] == ("meta l4proto tcp dnat to 127.244.2.2:8080",)
     assert not r.no_endpoints and not r.sets
 

@@ -93,7 +93,7 @@ class SubprocessRunner:
 
     def run_sync(self, script: str) -> None:
         done = subprocess.run([self._binary, "-f", "-"], input=script.encode(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
         if done.returncode != 0:
             raise NftError(done.stderr.decode(errors="replace").strip() or f"nft exited {done.returncode}")
 

@@ -12,16 +12,19 @@ Layout of one node's table (`ip pocketkube-<node>`), kube-proxy's nftables mode 
   its affinity set and DNATs.
 - Frontends with no usable endpoint go into `no-endpoint-services` instead, whose verdict is
   `goto reject-chain` (nothing anywhere: connection refused at once) or `drop` (endpoints
-  exist but none local under a Local policy, as kube-proxy).
+  exist but none local under a Local policy, as kube-proxy). It is consulted in the input
+  hook only: host traffic to an untranslated VIP loops through `lo` and arrives there too,
+  so a UDP client sees ECONNREFUSED from the ICMP error (an output-hook reject would fail
+  its sendto() with EPERM instead), just as from a remote node.
 
 Several node agents share one host kernel, each with its own table. Node-specific frontends
 (nodePorts) only ever name the node's own IP, so they cannot clash. Shared VIPs (ClusterIP,
 LoadBalancer, external IPs) are programmed by every table: the kernel runs the NAT chains of
 one hook in order and stops at the first that binds a DNAT, so exactly one table translates a
-connection. The no-endpoint filter chains therefore run *after* DNAT (priority filter, 0):
-a packet whose destination is still a VIP there was translated by no table, so a lagging
-table can never refuse a connection another table serves, and a table that only lacks
-*local* endpoints simply leaves the VIP to a table that has them.
+connection. The no-endpoint check runs in the input hook, after every table's DNAT (done in
+output or prerouting): a packet whose destination is still a VIP there was translated by no
+table, so a lagging table can never refuse a connection another table serves, and a table
+that only lacks *local* endpoints (Local policies) leaves the VIP to a table that has them.
 
 Chain, set and element texts are kept per service port (`ServiceRules`) so an update only
 diffs the service ports whose model changed (`render_delta`); `render_full` rebuilds the
@@ -30,8 +33,8 @@ table atomically (start, repair).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from pocketkube.proxy.model import Endpoint, ServiceEntry, categorize_endpoints
 
@@ -42,10 +45,9 @@ NO_ENDPOINTS_MAP = "no-endpoint-services"
 REJECT_CHAIN = "reject-chain"
 NAT_OUTPUT_CHAIN = "nat-output"
 NAT_PREROUTING_CHAIN = "nat-prerouting"
-FILTER_OUTPUT_CHAIN = "filter-output"
 FILTER_INPUT_CHAIN = "filter-input"
 DNAT_PRIORITY = -100  # "dstnat"
-FILTER_PRIORITY = 0  # "filter": after DNAT, see the module docstring
+FILTER_PRIORITY = 0  # "filter"; in the input hook, so after all DNAT anyway
 SERVICE_CHAIN_PREFIX = "svc-"
 EXTERNAL_CHAIN_PREFIX = "ext-"
 ENDPOINT_CHAIN_PREFIX = "ep-"
@@ -58,8 +60,6 @@ DROP_VERDICT = "drop"
 _BASE_CHAINS = (  # name, type, hook, priority, rule
     (NAT_OUTPUT_CHAIN, "nat", "output", DNAT_PRIORITY, f"{DISPATCH} vmap @{SERVICE_IPS_MAP}"),
     (NAT_PREROUTING_CHAIN, "nat", "prerouting", DNAT_PRIORITY, f"{DISPATCH} vmap @{SERVICE_IPS_MAP}"),
-    (FILTER_OUTPUT_CHAIN, "filter", "output", FILTER_PRIORITY,
-     f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
     (FILTER_INPUT_CHAIN, "filter", "input", FILTER_PRIORITY,
      f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
 )
