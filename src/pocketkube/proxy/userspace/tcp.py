@@ -1,0 +1,203 @@
+"""TCP frontends of the userspace proxy: accept, pick an endpoint, splice both sockets.
+
+The splice uses asyncio Protocols (callbacks, no per-connection read loops): bytes read on one
+side are written to the other, and a full write buffer pauses reading on the opposite side, so
+memory per connection is bounded by the transport high-water mark. The only per-connection
+task is the backend connect, which ends as soon as the backend answers or refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+
+from pocketkube.proxy.model import Endpoint
+from pocketkube.proxy.userspace.affinity import Balancer, Route
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 4096
+CONNECT_TIMEOUT = 5.0
+WRITE_HIGH_WATER = 1 << 20
+
+
+class AddressInUse(Exception):
+    """Another node agent (or process) owns this frontend address."""
+
+
+def bind_socket(kind: int, ip: str, port: int) -> socket.socket:
+    """Bind without SO_REUSEPORT, so exactly one agent on the machine owns a shared address.
+
+    SO_REUSEADDR (TCP only) just allows rebinding over TIME_WAIT; Linux never lets two TCP
+    listeners share an address with it, whereas for UDP it would, so UDP does without it.
+    """
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setblocking(False)
+        sock.bind((ip, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"{ip}:{port}") from None
+        raise
+    return sock
+
+
+class _Side(asyncio.Protocol):
+    """One half of a spliced connection; `other` is the opposite half."""
+
+    __slots__ = ("closed", "eof", "other", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.other: _Side | None = None
+        self.eof = False
+        self.closed = False
+
+    def data_received(self, data: bytes) -> None:
+        self.other.transport.write(data)  # type: ignore[union-attr]
+
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None and not self.other.closed:
+            self.other.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        other = self.other
+        if other is None or other.closed:
+            return False
+        if other.eof:  # both directions finished
+            other.transport.close()  # type: ignore[union-attr]
+            return False
+        if other.transport.can_write_eof():  # type: ignore[union-attr]
+            other.transport.write_eof()  # type: ignore[union-attr]
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        other = self.other
+        if other is not None and other.transport is not None and not other.closed:
+            if exc is None:
+                other.transport.close()  # flushes what is buffered first
+            else:
+                other.transport.abort()
+
+
+class _BackendSide(_Side):
+    __slots__ = ()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+
+
+class _ClientSide(_Side):
+    __slots__ = ("connecting", "frontend")
+
+    def __init__(self, frontend: TcpFrontend) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.connecting: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.pause_reading()  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        self.frontend.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(peer[0] if peer else ""))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.frontend.connections.discard(self)
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+
+    async def _connect(self, client_ip: str) -> None:
+        frontend = self.frontend
+        route = frontend.route
+        loop = asyncio.get_running_loop()
+        tried: list[Endpoint] = []
+        while not self.closed:
+            endpoint = frontend.balancer.choose(route, client_ip, tried)
+            if endpoint is None:
+                break
+            backend = _BackendSide()
+            backend.other = self
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await loop.create_connection(lambda b=backend: b, endpoint.ip, endpoint.port)
+            except (OSError, TimeoutError) as e:
+                log.debug("%s: endpoint %s failed: %s", route.service, endpoint.address, e)
+                tried.append(endpoint)
+                continue
+            if self.closed:  # the client went away while we were connecting
+                backend.transport.close()  # type: ignore[union-attr]
+                return
+            frontend.balancer.connected(route, client_ip, endpoint)
+            self.other = backend
+            self.connecting = None
+            self.transport.resume_reading()  # type: ignore[union-attr]
+            return
+        self._reset()
+
+    def _reset(self) -> None:
+        """No endpoint would take the connection: reset it, as a refusal would."""
+        if self.transport is not None and not self.closed:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.transport.abort()
+
+
+class TcpFrontend:
+    """A listening socket at ip:port whose connections go to `route` (swapped on model changes)."""
+
+    def __init__(self, ip: str, port: int, route: Route, balancer: Balancer) -> None:
+        self.ip = ip
+        self.port = port
+        self.route = route
+        self.balancer = balancer
+        self.connections: set[_ClientSide] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def listen(self) -> None:
+        """Start accepting; raises AddressInUse if another agent owns the address."""
+        if self._server is not None:
+            return
+        sock = bind_socket(socket.SOCK_STREAM, self.ip, self.port)
+        try:
+            sock.listen(BACKLOG)
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: _ClientSide(self), sock=sock, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+
+    def stop_listening(self) -> None:
+        """Close the listener so new connections are refused by the kernel; keep established ones."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def close(self) -> None:
+        self.stop_listening()
+        for conn in list(self.connections):
+            if conn.connecting is not None:
+                conn.connecting.cancel()
+            for side in (conn, conn.other):
+                if side is not None and side.transport is not None:
+                    side.transport.abort()
+        self.connections.clear()
