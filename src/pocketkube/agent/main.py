@@ -1,0 +1,101 @@
+"""The node agent process: log server, node registration and heartbeat, kubelet.
+
+`run_agent(cfg)` is the whole `pocketkube agent` command: it prints `Node ready: <name>` once
+the node is registered and its pods are being reconciled, and on SIGTERM/SIGINT stops every
+container it runs (unless cfg.kill_pods_on_exit is False) so that nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pocketkube.agent.kubelet import Kubelet
+from pocketkube.agent.logserver import LogServer
+from pocketkube.agent.node import NodeAgent
+from pocketkube.agent.runtime.process import ProcessRuntime
+from pocketkube.api import errors
+from pocketkube.client.rest import Client
+
+log = logging.getLogger(__name__)
+
+REGISTER_TIMEOUT = 30.0
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    token: str
+    ca_file: str | None
+    node_name: str
+    node_ip: str
+    data_dir: Path
+    pod_cidr: str = "127.244.1.0/24"
+    dataplane: str = "auto"  # for the Service proxy that runs beside the kubelet
+    kubelet_port: int = 10250  # the log server; 0 picks a free port
+    kill_pods_on_exit: bool = True
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        data_dir = Path(cfg.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
+        self.runtime = ProcessRuntime(data_dir)
+        self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port)
+        self.kubelet = Kubelet(self.client, self.runtime, cfg.node_name, cfg.node_ip, cfg.pod_cidr,
+                               allocatable=self.node.capacity)
+        self.log_server = LogServer(self.kubelet, cfg.node_ip, cfg.kubelet_port, cfg.token)
+        self._heartbeat: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.node.kubelet_port = await self.log_server.start()
+        await self._register()
+        await self.kubelet.start()
+        self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
+
+    async def _register(self) -> None:
+        """Register the node, waiting for the API server for up to REGISTER_TIMEOUT seconds."""
+        deadline = time.monotonic() + REGISTER_TIMEOUT
+        while True:
+            try:
+                await self.node.register()
+                await self.node.renew_lease()
+                return
+            except errors.ServiceUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def shutdown(self, kill_pods: bool) -> None:
+        """Stop the agent; with kill_pods every container process group is stopped too. Without it
+        the containers keep running and a restarted agent re-adopts them."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        await self.kubelet.shutdown(kill_pods)
+        await self.log_server.stop()
+        await self.client.close()
+
+
+async def run_agent(cfg: AgentConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(cfg)
+    try:
+        await agent.start()
+    except (OSError, errors.ApiError) as e:
+        log.error("node agent %s could not start: %s", cfg.node_name, e)
+        await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)
+        return 1
+    print(f"Node ready: {cfg.node_name} ({cfg.node_ip}, pods {cfg.pod_cidr}, logs on port "
+          f"{agent.node.kubelet_port})", flush=True)
+    await stop.wait()
+    await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)
+    return 0

@@ -1,0 +1,189 @@
+"""Node registration, node status and the lease heartbeat, as the kubelet keeps them.
+
+The Node is created once (or taken over on restart), its status refreshed every
+NODE_STATUS_INTERVAL; the Lease kube-node-lease/<node> is renewed every LEASE_RENEW_INTERVAL,
+which is what the node lifecycle controller reads to decide a node is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pocketkube
+from pocketkube.api import errors
+from pocketkube.api.resources import BY_PLURAL
+from pocketkube.client.rest import MERGE_PATCH, Client
+
+log = logging.getLogger(__name__)
+
+NODES = BY_PLURAL[("", "nodes")]
+LEASES = BY_PLURAL[("coordination.k8s.io", "leases")]
+NAMESPACES = BY_PLURAL[("", "namespaces")]
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION = 40
+LEASE_RENEW_INTERVAL = 10.0
+NODE_STATUS_INTERVAL = 20.0
+MAX_PODS = "110"
+RUNTIME_VERSION = "pocketkube-process://0.1"
+ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def micro_time() -> str:
+    """metav1.MicroTime: RFC3339 with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def arch() -> str:
+    machine = platform.machine()
+    return ARCH.get(machine, machine)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+def memory_kib() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    return 0
+
+
+def capacity(data_dir: Path) -> dict[str, str]:
+    disk = shutil.disk_usage(data_dir)
+    return {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib()}Ki", "pods": MAX_PODS,
+            "ephemeral-storage": f"{disk.total // 1024}Ki", "hugepages-2Mi": "0"}
+
+
+def node_labels(name: str) -> dict[str, str]:
+    return {"beta.kubernetes.io/arch": arch(), "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": arch(),
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+
+
+def node_info() -> dict[str, str]:
+    return {"machineID": _read("/etc/machine-id"), "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
+            "bootID": _read("/proc/sys/kernel/random/boot_id"), "kernelVersion": platform.release(),
+            "osImage": os_image(), "containerRuntimeVersion": RUNTIME_VERSION,
+            "kubeletVersion": pocketkube.KUBERNETES_VERSION, "kubeProxyVersion": pocketkube.KUBERNETES_VERSION,
+            "operatingSystem": "linux", "architecture": arch()}
+
+
+def conditions(heartbeat: str, since: dict[str, str]) -> list[dict]:
+    """Ready=True and no pressure; lastTransitionTime kept from `since` (type → time)."""
+    def cond(type_: str, status: str, reason: str, message: str) -> dict:
+        return {"type": type_, "status": status, "lastHeartbeatTime": heartbeat,
+                "lastTransitionTime": since.get(type_, heartbeat), "reason": reason, "message": message}
+    return [
+        cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ]
+
+
+class NodeAgent:
+    def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int) -> None:
+        self.client = client
+        self.name = name
+        self.ip = ip
+        self.pod_cidr = pod_cidr
+        self.kubelet_port = kubelet_port
+        self.capacity = capacity(data_dir)
+        self._transitions: dict[str, str] = {}
+
+    def node_object(self) -> dict:
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.name, "labels": node_labels(self.name),
+                             "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+                "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}}
+
+    def status(self) -> dict:
+        heartbeat = now_rfc3339()
+        conds = conditions(heartbeat, self._transitions)
+        self._transitions = {c["type"]: c["lastTransitionTime"] for c in conds}
+        return {"capacity": self.capacity, "allocatable": dict(self.capacity), "conditions": conds,
+                "addresses": [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+                "nodeInfo": node_info()}
+
+    async def register(self) -> dict:
+        """Create the Node, or take over the existing one (an agent restart), then post its status."""
+        try:
+            await self.client.create(NODES, self.node_object())
+        except errors.AlreadyExists:
+            existing = await self.client.get(NODES, "", self.name)
+            patch: dict = {"metadata": {"labels": node_labels(self.name)}}
+            if not (existing.get("spec") or {}).get("podCIDR"):
+                patch["spec"] = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}
+            await self.client.patch(NODES, "", self.name, patch)
+            ours = {c["type"]: c["status"] for c in conditions("", {})}
+            for c in (existing.get("status") or {}).get("conditions") or []:
+                if c.get("lastTransitionTime") and ours.get(c.get("type")) == c.get("status"):
+                    self._transitions[c["type"]] = c["lastTransitionTime"]
+        return await self.post_status()
+
+    async def post_status(self) -> dict:
+        return await self.client.patch(NODES, "", self.name, {"status": self.status()}, MERGE_PATCH,
+                                       subresource="status")
+
+    def lease_object(self) -> dict:
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
+                "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION,
+                         "renewTime": micro_time()}}
+
+    async def _ensure_lease_namespace(self) -> None:
+        try:
+            await self.client.get(NAMESPACES, "", LEASE_NAMESPACE)
+        except errors.NotFound:
+            try:
+                await self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": LEASE_NAMESPACE}})
+            except errors.AlreadyExists:
+                pass
+
+    async def renew_lease(self) -> None:
+        spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": micro_time()}
+        try:
+            await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
+        except errors.NotFound:
+            await self._ensure_lease_namespace()
+            lease = self.lease_object()
+            lease["spec"]["acquireTime"] = spec["renewTime"]
+            try:
+                await self.client.create(LEASES, lease)
+            except errors.AlreadyExists:
+                await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
+
+    async def heartbeat(self) -> None:
+        """Renew the lease every 10 s and the node status every 20 s; errors are retried next tick."""
+        ticks = 0
+        while True:
+            try:
+                await self.renew_lease()
+                if ticks % int(NODE_STATUS_INTERVAL // LEASE_RENEW_INTERVAL) == 0 and ticks:
+                    await self.post_status()
+            except errors.ApiError as e:
+                log.warning("node heartbeat failed: %s", e)
+            ticks += 1
+            await asyncio.sleep(LEASE_RENEW_INTERVAL)

@@ -1,0 +1,108 @@
+"""The container runtime contract the kubelet drives: start, stop, watch and inspect containers.
+
+A runtime keeps its own record of every container it started, on disk, so that a restarted node
+agent finds its containers again (re-adoption) instead of starting them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class User:
+    """Who a container runs as; `bind_low_ports` grants CAP_NET_BIND_SERVICE and nothing else."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+    bind_low_ports: bool = True
+
+
+@dataclass
+class ContainerConfig:
+    """Everything needed to start one container process."""
+
+    pod_uid: str
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    restart_count: int
+    image: str = ""
+    image_id: str = ""
+    user: User | None = None  # None: run as the agent's own user
+    files: dict[str, str] = field(default_factory=dict)  # relative path in the container dir → content
+    dirs: list[str] = field(default_factory=list)  # relative dirs the container must be able to write
+
+
+@dataclass
+class ContainerRecord:
+    """One run of a container: what started, and how it ended (persisted as JSON)."""
+
+    id: str
+    name: str
+    pid: int
+    start_ticks: int  # /proc/<pid>/stat starttime: tells our process from a reused pid
+    started_at: str
+    restart_count: int
+    log_path: str
+    image: str = ""
+    image_id: str = ""
+    exit_code: int | None = None
+    finished_at: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ContainerRecord:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ContainerHistory:
+    """The current run of a container and the one before it (for lastState and --previous)."""
+
+    current: ContainerRecord
+    last: ContainerRecord | None = None
+
+
+class StartError(Exception):
+    """The container could not be started at all (e.g. its executable does not exist)."""
+
+
+class Runtime(Protocol):
+    def container_dir(self, pod_uid: str, name: str) -> Path: ...
+
+    def log_path(self, pod_uid: str, name: str, restart_count: int) -> Path: ...
+
+    async def start(self, cfg: ContainerConfig) -> ContainerRecord: ...
+
+    def exited(self, record: ContainerRecord) -> asyncio.Future[ContainerRecord]:
+        """Resolves (with the record, now terminated) when the container's main process exits."""
+        ...
+
+    async def stop(self, record: ContainerRecord, grace: float) -> None:
+        """SIGTERM the container's process group, SIGKILL it after `grace` seconds."""
+        ...
+
+    def history(self, pod_uid: str, name: str) -> ContainerHistory | None: ...
+
+    def pods(self) -> dict[str, dict]:
+        """Pods with state on this node, by uid: their saved pod info (name, namespace, ip)."""
+        ...
+
+    def save_pod(self, pod_uid: str, info: dict) -> None: ...
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        """Kill whatever still runs in the pod and delete its directory."""
+        ...

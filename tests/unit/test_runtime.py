@@ -1,0 +1,348 @@
+"""The node agent's pure parts and the process runtime: env, $(VAR), images, back-off, status, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from pocketkube.agent import kubelet
+from pocketkube.agent.logserver import tail_offset
+from pocketkube.agent.runtime import images
+from pocketkube.agent.runtime.interface import ContainerConfig, StartError
+from pocketkube.agent.runtime.process import (
+    EnvError,
+    ProcessRuntime,
+    container_env,
+    expand,
+    proc_start_ticks,
+    service_env,
+    services_for_pod,
+)
+
+# ---- $(VAR) expansion ----
+
+@pytest.mark.parametrize("text,want", [
+    ("$(A)", "a"),
+    ("x$(A)y$(B)z", "xaybz"),
+    ("$$(A)", "$(A)"),
+    ("$$$(A)", "$a"),
+    ("$(UNKNOWN)", "$(UNKNOWN)"),
+    ("$(A", "$(A"),
+    ("$A", "$A"),
+    ("end$", "end$"),
+    ("$()", "$()"),
+    ("$(A)$(A)", "aa"),
+])
+def test_expand_follows_kubernetes_rules(text, want):
+    assert expand(text, {"A": "a", "B": "b"}.get) == want
+
+
+# ---- environment ----
+
+def _svc(name: str, ns: str, ip: str, ports: list[dict]) -> dict:
+    return {"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}}
+
+
+KUBERNETES = _svc("kubernetes", "default", "127.96.0.1", [{"name": "https", "port": 443, "protocol": "TCP"}])
+MYAPP = _svc("myapp-service", "shop", "127.96.0.20", [{"port": 80, "protocol": "TCP"},
+                                                       {"name": "metrics-port", "port": 9090, "protocol": "TCP"}])
+HEADLESS = _svc("headless", "shop", "None", [{"port": 80}])
+OTHER_NS = _svc("elsewhere", "default", "127.96.0.30", [{"port": 81}])
+
+
+def _pod(**spec) -> dict:
+    return {"metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"},
+                         "annotations": {"team": "blue"}},
+            "spec": {"nodeName": "node-1", "serviceAccountName": "default", **spec}}
+
+
+def test_service_link_variables_as_kubelet_writes_them():
+    env = service_env([MYAPP])
+    assert env == {
+        "MYAPP_SERVICE_SERVICE_HOST": "127.96.0.20",
+        "MYAPP_SERVICE_SERVICE_PORT": "80",
+        "MYAPP_SERVICE_SERVICE_PORT_METRICS_PORT": "9090",
+        "MYAPP_SERVICE_PORT": "tcp://127.96.0.20:80",
+        "MYAPP_SERVICE_PORT_80_TCP": "tcp://127.96.0.20:80",
+        "MYAPP_SERVICE_PORT_80_TCP_PROTO": "tcp",
+        "MYAPP_SERVICE_PORT_80_TCP_PORT": "80",
+        "MYAPP_SERVICE_PORT_80_TCP_ADDR": "127.96.0.20",
+        "MYAPP_SERVICE_PORT_9090_TCP": "tcp://127.96.0.20:9090",
+        "MYAPP_SERVICE_PORT_9090_TCP_PROTO": "tcp",
+        "MYAPP_SERVICE_PORT_9090_TCP_PORT": "9090",
+        "MYAPP_SERVICE_PORT_9090_TCP_ADDR": "127.96.0.20",
+    }
+
+
+def test_services_for_pod_own_namespace_plus_kubernetes_and_enable_service_links():
+    all_svcs = [KUBERNETES, MYAPP, HEADLESS, OTHER_NS]
+    names = [s["metadata"]["name"] for s in services_for_pod(_pod(), all_svcs)]
+    assert names == ["kubernetes", "myapp-service"]
+    names = [s["metadata"]["name"] for s in services_for_pod(_pod(enableServiceLinks=False), all_svcs)]
+    assert names == ["kubernetes"]
+
+
+def test_container_env_order_expansion_and_field_refs():
+    c = {"name": "app", "env": [
+        {"name": "GREETING", "value": "hello $(MYAPP_SERVICE_SERVICE_HOST)"},
+        {"name": "TWICE", "value": "$(GREETING)/$(GREETING)/$$(GREETING)/$(LATER)"},
+        {"name": "LATER", "value": "x"},
+        {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+        {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "TEAM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['team']"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+        {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MY_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+        {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+    ], "resources": {"requests": {"cpu": "250m"}}}
+    env = container_env(_pod(), c, [KUBERNETES, MYAPP], "127.244.1.7", "127.0.1.1", {"memory": "2Gi"})
+    assert env["GREETING"] == "hello 127.96.0.20"
+    assert env["TWICE"] == "hello 127.96.0.20/hello 127.96.0.20/$(GREETING)/$(LATER)"
+    assert (env["NAME"], env["NS"], env["UID"]) == ("web-1", "shop", "u-1")
+    assert (env["APP"], env["TEAM"], env["NODE"], env["SA"]) == ("web", "blue", "node-1", "default")
+    assert (env["MY_IP"], env["MY_IPS"], env["HOST"]) == ("127.244.1.7", "127.244.1.7", "127.0.1.1")
+    assert (env["MEM"], env["CPU"]) == ("2048", "250")
+    assert env["KUBERNETES_SERVICE_HOST"] == "127.96.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["HOSTNAME"] == "web-1" and env["POD_IP"] == "127.244.1.7" and "PATH" in env
+
+
+def test_user_env_overrides_runtime_defaults_and_missing_configmap_is_an_error():
+    env = container_env(_pod(), {"name": "a", "env": [{"name": "POD_IP", "value": "0.0.0.0"}]}, [], "1.2.3.4", "h")
+    assert env["POD_IP"] == "0.0.0.0"
+    c = {"name": "a", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}
+    with pytest.raises(EnvError, match='configmap "cfg" not found'):
+        container_env(_pod(), c, [], "1.2.3.4", "h")
+    c["env"][0]["valueFrom"]["configMapKeyRef"]["optional"] = True
+    assert "X" not in container_env(_pod(), c, [], "1.2.3.4", "h")
+
+
+# ---- images ----
+
+@pytest.mark.parametrize("ref,normalized,name", [
+    ("nginx", "docker.io/library/nginx:latest", "nginx"),
+    ("nginx:1.27", "docker.io/library/nginx:1.27", "nginx"),
+    ("docker.io/library/nginx:1.27-alpine", "docker.io/library/nginx:1.27-alpine", "nginx"),
+    ("bitnami/nginx", "docker.io/bitnami/nginx:latest", "nginx"),
+    ("localhost:5000/team/app:v2", "localhost:5000/team/app:v2", "app"),
+    ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10", "pause"),
+    ("nginx@sha256:" + "a" * 64, "docker.io/library/nginx@sha256:" + "a" * 64, "nginx"),
+])
+def test_parse_image(ref, normalized, name):
+    parsed = images.parse_image(ref)
+    assert parsed.normalized() == normalized and parsed.name == name
+
+
+def test_resolve_explicit_command_runs_on_host_whatever_the_image():
+    launch = images.resolve({"image": "busybox", "command": ["sleep"], "args": ["3600"]}, "127.244.1.2")
+    assert launch.argv == ["sleep", "3600"]
+    assert images.resolve({"image": "whatever:1", "args": ["echo", "hi"]}, "x").argv == ["echo", "hi"]
+    assert images.resolve({"image": "registry.k8s.io/pause:3.10"}, "x").argv == ["sleep", "infinity"]
+
+
+def test_unknown_image_without_command_is_not_runnable_with_a_clear_message():
+    with pytest.raises(images.ImageNotRunnable) as e:
+        images.resolve({"image": "foo:1.0"}, "127.244.1.2")
+    assert str(e.value).startswith('image "foo:1.0" cannot be run locally by pocketkube: no local catalog entry '
+                                   "(known: ")
+    assert "nginx" in str(e.value) and str(e.value).endswith("; or give the container a command)")
+
+
+@pytest.mark.skipif(not os.access(images.NGINX, os.X_OK), reason="nginx not installed")
+def test_nginx_listens_on_the_pod_ip_and_each_container_port():
+    launch = images.resolve({"image": "docker.io/library/nginx:1.27",
+                             "ports": [{"containerPort": 8080}, {"containerPort": 80}]}, "127.244.1.9")
+    assert launch.argv[0] == images.NGINX and "daemon off;" in launch.argv
+    conf = launch.files["nginx/nginx.conf"]
+    assert "listen 127.244.1.9:80;" in conf and "listen 127.244.1.9:8080;" in conf
+    assert "\nuser " not in conf and "Welcome to nginx!" in launch.files["nginx/html/index.html"]
+    default = images.resolve({"image": "nginx"}, "127.244.1.9").files["nginx/nginx.conf"]
+    assert "listen 127.244.1.9:80;" in default
+
+
+# ---- back-off and decisions ----
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_crash_loop_backoff_doubles_caps_and_resets_after_a_long_run():
+    clock = FakeClock()
+    b = kubelet.Backoff(clock=clock)
+    key = "uid/c"
+    # First crash: restart at once (not in back-off), then 10 s.
+    assert not b.in_backoff_since(key, clock.now)
+    b.next(key, clock.now)
+    assert b.duration(key) == 10
+    clock.now += 1  # crashed again after 1 s
+    finished = clock.now
+    assert b.in_backoff_since(key, finished)
+    clock.now += 9.5
+    assert b.in_backoff_since(key, finished) and b.remaining(key, finished) == pytest.approx(0.5)
+    clock.now += 0.6
+    assert not b.in_backoff_since(key, finished)
+    durations = []
+    for _ in range(8):
+        b.next(key, clock.now)
+        durations.append(b.duration(key))
+    assert durations == [20, 40, 80, 160, 300, 300, 300, 300]
+    clock.now += 601  # ran for more than 2 × 5 min: forgotten
+    assert not b.in_backoff_since(key, clock.now)
+    b.next(key, clock.now)
+    assert b.duration(key) == 10
+
+
+@pytest.mark.parametrize("seconds,text", [(10, "10s"), (40, "40s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")])
+def test_go_duration(seconds, text):
+    assert kubelet.go_duration(seconds) == text
+
+
+def _status(state: dict, last: dict | None = None) -> dict:
+    return {"state": state, "lastState": last or {}}
+
+
+RUN = {"running": {}}
+OK = {"terminated": {"exitCode": 0}}
+FAIL = {"terminated": {"exitCode": 1}}
+WAIT = {"waiting": {"reason": "ContainerCreating"}}
+
+
+@pytest.mark.parametrize("policy,states,want", [
+    ("Always", [RUN], "Running"),
+    ("Always", [WAIT], "Pending"),
+    ("Always", [RUN, WAIT], "Pending"),
+    ("Always", [OK], "Running"),
+    ("OnFailure", [OK, OK], "Succeeded"),
+    ("OnFailure", [FAIL], "Running"),
+    ("Never", [FAIL, OK], "Failed"),
+    ("Never", [OK], "Succeeded"),
+])
+def test_pod_phase(policy, states, want):
+    assert kubelet.pod_phase(policy, [_status(s) for s in states], False, False) == want
+
+
+def test_pod_phase_crash_looping_container_counts_as_stopped_and_terminal_pods_are_final():
+    looping = _status({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 1}})
+    assert kubelet.pod_phase("Always", [looping], False, False) == "Running"
+    assert kubelet.pod_phase("Always", [_status(OK)], False, False, terminal=True) == "Succeeded"
+    assert kubelet.pod_phase("Always", [_status(FAIL)], False, False, terminal=True) == "Failed"
+    assert kubelet.pod_phase("Always", [_status(RUN)], True, False) == "Pending"
+    assert kubelet.pod_phase("Never", [_status(WAIT)], True, True) == "Failed"
+
+
+def test_qos_class():
+    def pod(*resources: dict) -> dict:
+        return {"spec": {"containers": [{"name": str(i), "resources": r} for i, r in enumerate(resources)]}}
+    assert kubelet.qos_class(pod({})) == "BestEffort"
+    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
+    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"},
+                                  "requests": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
+    assert kubelet.qos_class(pod({"requests": {"cpu": "100m"}})) == "Burstable"
+    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}}, {})) == "Burstable"
+
+
+def test_pod_ips_skip_network_gateway_and_broadcast():
+    ips = kubelet.PodIPs("127.244.3.0/30")
+    assert ips.allocate("a") == "127.244.3.2"
+    assert ips.allocate("a") == "127.244.3.2"
+    with pytest.raises(RuntimeError, match="full"):
+        ips.allocate("b")
+    ips.release("a")
+    ips.restore("c", "127.244.3.2")
+    with pytest.raises(RuntimeError):
+        ips.allocate("d")
+
+
+def test_tail_offset(tmp_path: Path):
+    f = tmp_path / "0.log"
+    f.write_bytes(b"one\ntwo\nthree\n")
+    data = f.read_bytes()
+    assert data[tail_offset(str(f), 1):] == b"three\n"
+    assert data[tail_offset(str(f), 2):] == b"two\nthree\n"
+    assert data[tail_offset(str(f), 10):] == data
+    assert data[tail_offset(str(f), 0):] == b""
+    f.write_bytes(b"a\nb")  # unterminated last line
+    assert f.read_bytes()[tail_offset(str(f), 1):] == b"b"
+
+
+# ---- the process runtime, with real processes ----
+
+def _cfg(uid: str, name: str, argv: list[str], restart: int = 0) -> ContainerConfig:
+    return ContainerConfig(pod_uid=uid, name=name, argv=argv, env={"PATH": os.environ["PATH"], "X": "42"},
+                           restart_count=restart)
+
+
+async def test_process_runtime_start_exit_log_and_history(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    rec = await rt.start(_cfg("p1", "c", ["sh", "-c", 'echo "out $X"; echo err >&2; pwd; exit 3']))
+    done = await asyncio.wait_for(rt.exited(rec), 5)
+    assert (done.exit_code, done.reason) == (3, "Error") and done.finished_at
+    log = Path(done.log_path).read_text()
+    assert log.splitlines() == ["out 42", "err", str(rt.container_dir("p1", "c"))]
+    rec2 = await rt.start(_cfg("p1", "c", ["true"], restart=1))
+    await asyncio.wait_for(rt.exited(rec2), 5)
+    h = ProcessRuntime(tmp_path).history("p1", "c")  # as a restarted agent sees it
+    assert h is not None and h.current.restart_count == 1 and h.current.reason == "Completed"
+    assert h.last is not None and h.last.exit_code == 3 and h.last.log_path.endswith("/0.log")
+
+
+async def test_process_runtime_missing_executable_is_a_start_error(tmp_path: Path):
+    with pytest.raises(StartError, match='exec: "no-such-binary-xyz": executable file not found in \\$PATH'):
+        await ProcessRuntime(tmp_path).start(_cfg("p1", "c", ["no-such-binary-xyz"]))
+
+
+async def test_stop_kills_the_whole_process_group_with_sigkill_after_grace(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    script = "trap '' TERM; sleep 30 & echo $! > child.pid; wait"
+    rec = await rt.start(_cfg("p1", "c", ["sh", "-c", script]))
+    child_file = rt.container_dir("p1", "c") / "child.pid"
+    for _ in range(100):
+        if child_file.exists() and child_file.read_text().strip():
+            break
+        await asyncio.sleep(0.01)
+    child = int(child_file.read_text())
+    await asyncio.wait_for(rt.stop(rec, grace=0.2), 5)
+    assert rec.exit_code == 137
+    await asyncio.sleep(0.05)
+    assert proc_start_ticks(child) is None  # the background child died with its group
+
+
+async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    rt.save_pod("p1", {"ip": "127.244.1.2"})
+    live = await rt.start(_cfg("p1", "live", ["sleep", "30"]))
+    dead = await rt.start(_cfg("p1", "dead", ["sleep", "30"]))
+    try:
+        os.killpg(dead.pid, signal.SIGKILL)
+        await asyncio.wait_for(rt.exited(dead), 5)
+        # Make the saved record look like the agent died before it saw this exit.
+        state = rt.container_dir("p1", "dead") / "state.json"
+        state.write_text(state.read_text().replace('"exit_code": 137', '"exit_code": null'))
+        rt2 = ProcessRuntime(tmp_path)
+        rt2.adopt_all()
+        adopted = rt2.history("p1", "live").current
+        assert adopted.running and adopted.pid == live.pid
+        lost = rt2.history("p1", "dead").current
+        assert not lost.running and lost.reason == "ContainerStatusUnknown"
+        assert rt2.pods() == {"p1": {"ip": "127.244.1.2"}}
+        await rt2.remove_pod("p1")
+        assert adopted.exit_code is not None and not rt2.pod_dir("p1").exists()
+        await asyncio.wait_for(rt.exited(live), 5)
+    finally:
+        for r in (live, dead):
+            try:
+                os.killpg(r.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
