@@ -43,11 +43,8 @@ def test_three_endpoints_fan_out_with_numgen_from_cluster_ip_and_own_node_port()
     r = service_rules(entry(None, ep("127.244.1.2"), ep("127.244.1.3"), ep("127.244.2.2", "node-2")), CTX)
     svc = "svc-default/web/tcp/http"
     assert r.dispatch == {"127.96.0.10 . tcp . 80": f"goto {svc}", "127.0.1.1 . tcp . 30008": f"goto {svc}"}
-    assert r.chains[svc] == (("numgen random mod 3 vmap { "
-                              "0 : goto ep-default/web/tcp/http__127.244.1.2/8080, "
-                              "1 : goto ep-default/web/tcp/http__127.244.1.3/8080, "
-                              "2 : goto ep-default/web/tcp/http__127.244.2.2/8080 }"),)
-    assert r.chains["ep-default/web/tcp/http__127.244.2.2/8080"] == ("meta l4proto tcp dnat to 127.244.2.2:8080",)
+    assert r.chains == {svc: (("meta l4proto tcp dnat to numgen random mod 3 map { "
+                               "0 : 127.244.1.2 . 8080, 1 : 127.244.1.3 . 8080, 2 : 127.244.2.2 . 8080 }"),)}
     assert not r.no_endpoints and not r.sets
 
 
@@ -70,7 +67,7 @@ def test_external_local_uses_only_local_endpoints_for_node_port():
     ext = "ext-default/web/tcp/http"
     assert r.dispatch["127.0.1.1 . tcp . 30008"] == f"goto {ext}"
     assert r.dispatch["127.200.0.1 . tcp . 80"] == f"goto {ext}"
-    assert r.chains[ext] == ("goto ep-default/web/tcp/http__127.244.1.2/8080",)
+    assert r.chains[ext] == ("meta l4proto tcp dnat to 127.244.1.2:8080",)
     assert "mod 2" in r.chains["svc-default/web/tcp/http"][0]
 
 
@@ -87,13 +84,14 @@ def test_session_affinity_checks_sets_before_random_and_refreshes_in_endpoint():
     rules = r.chains["svc-default/web/tcp/http"]
     assert rules[0] == f"ip saddr @{aff} goto ep-default/web/tcp/http__127.244.1.2/8080"
     assert rules[2].startswith("numgen random mod 2")
-    assert r.chains["ep-default/web/tcp/http__127.244.1.2/8080"][0] == f"update @{aff} {{ ip saddr }}"
+    assert r.chains["ep-default/web/tcp/http__127.244.1.2/8080"] == (
+        f"update @{aff} {{ ip saddr }}", "meta l4proto tcp dnat to 127.244.1.2:8080")
 
 
 def test_udp_and_ipv6_cluster_ip():
     r = service_rules(entry(port(protocol="UDP", cluster_ips=("127.96.0.10", "fd00::10")), ep("127.244.1.2")), CTX)
     assert set(r.dispatch) == {"127.96.0.10 . udp . 80", "127.0.1.1 . udp . 30008"}
-    assert r.chains["ep-default/web/udp/http__127.244.1.2/8080"] == ("meta l4proto udp dnat to 127.244.1.2:8080",)
+    assert r.chains["svc-default/web/udp/http"] == ("meta l4proto udp dnat to 127.244.1.2:8080",)
 
 
 def test_full_render_replaces_the_table_atomically():
@@ -115,7 +113,8 @@ def test_delta_touches_only_the_changed_service_and_nothing_when_equal():
     assert render_delta(CTX, old, ruleset(entry(None, ep("127.244.1.2"), ep("127.244.1.3")), other)) == ""
     script = render_delta(CTX, old, new)
     assert "other" not in script and "delete table" not in script
-    assert f"delete chain {T} ep-default/web/tcp/http__127.244.1.3/8080" in script
+    assert script.splitlines() == [f"flush chain {T} svc-default/web/tcp/http",
+                                   f"add rule {T} svc-default/web/tcp/http meta l4proto tcp dnat to 127.244.1.2:8080"]
 
 
 # --- a fake of nft transaction semantics, to check that deltas are valid and complete ---
@@ -185,8 +184,7 @@ def test_fake_refuses_deleting_a_referenced_chain():
     nft.apply(render_full(CTX, ruleset(entry(None, ep("127.244.1.2")))))
     before = copy.deepcopy(nft.state())
     try:
-        nft.apply(f"flush chain {T} ep-default/web/tcp/http__127.244.1.2/8080\n"
-                  f"delete chain {T} ep-default/web/tcp/http__127.244.1.2/8080\n")
+        nft.apply(f"flush chain {T} svc-default/web/tcp/http\ndelete chain {T} svc-default/web/tcp/http\n")
     except AssertionError:
         pass
     else:

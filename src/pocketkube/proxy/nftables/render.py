@@ -7,9 +7,10 @@ Layout of one node's table (`ip pocketkube-<node>`), kube-proxy's nftables mode 
   nodePort. `nat-output` (host traffic) and `nat-prerouting` (traffic from other network
   namespaces) look a packet up there once, at DNAT priority, and `goto` the service chain.
 - A service chain (`svc-…` for cluster traffic, `ext-…` when external traffic sees a different
-  endpoint set under externalTrafficPolicy Local) checks the ClientIP affinity sets, then
-  picks an endpoint with `numgen random mod N vmap`. Each endpoint chain (`ep-…`) refreshes
-  its affinity set and DNATs.
+  endpoint set under externalTrafficPolicy Local) DNATs to `numgen random mod N map
+  { i : ip . port }`. With ClientIP affinity it checks the per-endpoint affinity sets first,
+  then jumps with `numgen random mod N vmap` to an endpoint chain (`ep-…`) that refreshes
+  its set and DNATs.
 - Frontends with no usable endpoint go into `no-endpoint-services` instead, whose verdict is
   `goto reject-chain` (nothing anywhere: connection refused at once) or `drop` (endpoints
   exist but none local under a Local policy, as kube-proxy). It is consulted in the input
@@ -102,9 +103,16 @@ def _endpoint_names(ident: str, ep: Endpoint) -> tuple[str, str]:
     return ENDPOINT_CHAIN_PREFIX + suffix, AFFINITY_SET_PREFIX + suffix
 
 
-def _fan_out(endpoints: tuple[Endpoint, ...], ident: str, affinity: bool) -> tuple[str, ...]:
+def _fan_out(endpoints: tuple[Endpoint, ...], ident: str, proto: str, affinity: bool) -> tuple[str, ...]:
+    """Pick an endpoint at random. Without affinity the DNAT is inline (no endpoint chains:
+    nft's per-transaction cache load grows with the number of chains on the host)."""
+    if not affinity:
+        if len(endpoints) == 1:
+            return (f"meta l4proto {proto} dnat to {endpoints[0].ip}:{endpoints[0].port}",)
+        choices = ", ".join(f"{i} : {ep.ip} . {ep.port}" for i, ep in enumerate(endpoints))
+        return (f"meta l4proto {proto} dnat to numgen random mod {len(endpoints)} map {{ {choices} }}",)
     names = [_endpoint_names(ident, ep) for ep in endpoints]
-    rules = [f"ip saddr @{aff} goto {chain}" for chain, aff in names] if affinity else []
+    rules = [f"ip saddr @{aff} goto {chain}" for chain, aff in names]
     if len(names) == 1:
         rules.append(f"goto {names[0][0]}")
     else:
@@ -113,9 +121,8 @@ def _fan_out(endpoints: tuple[Endpoint, ...], ident: str, affinity: bool) -> tup
     return tuple(rules)
 
 
-def _endpoint_rules(ep: Endpoint, proto: str, aff_set: str | None) -> tuple[str, ...]:
-    update = (f"update @{aff_set} {{ ip saddr }}",) if aff_set else ()
-    return update + (f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}",)
+def _endpoint_rules(ep: Endpoint, proto: str, aff_set: str) -> tuple[str, ...]:
+    return f"update @{aff_set} {{ ip saddr }}", f"meta l4proto {proto} dnat to {ep.ip}:{ep.port}"
 
 
 def _element_key(ip: str, proto: str, port: int) -> str:
@@ -129,18 +136,17 @@ def service_rules(entry: ServiceEntry, ctx: NodeContext) -> ServiceRules:
     affinity = sp.affinity_timeout > 0
     chains: dict[str, tuple[str, ...]] = {}
     sets: dict[str, int] = {}
-    for ep in dict.fromkeys(cat.cluster + cat.external):
+    for ep in dict.fromkeys(cat.cluster + cat.external) if affinity else ():
         chain, aff = _endpoint_names(ident, ep)
-        chains[chain] = _endpoint_rules(ep, proto, aff if affinity else None)
-        if affinity:
-            sets[aff] = sp.affinity_timeout
+        chains[chain] = _endpoint_rules(ep, proto, aff)
+        sets[aff] = sp.affinity_timeout
     cluster_chain = SERVICE_CHAIN_PREFIX + ident
     if cat.cluster:
-        chains[cluster_chain] = _fan_out(cat.cluster, ident, affinity)
+        chains[cluster_chain] = _fan_out(cat.cluster, ident, proto, affinity)
     external_chain = cluster_chain
     if cat.external and cat.external != cat.cluster:
         external_chain = EXTERNAL_CHAIN_PREFIX + ident
-        chains[external_chain] = _fan_out(cat.external, ident, affinity)
+        chains[external_chain] = _fan_out(cat.external, ident, proto, affinity)
     empty_verdict = DROP_VERDICT if cat.has_any else REJECT_VERDICT
     dispatch: dict[str, str] = {}
     no_endpoints: dict[str, str] = {}
