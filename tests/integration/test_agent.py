@@ -301,3 +301,60 @@ async def test_restarted_agent_readopts_running_containers_and_kills_orphans(nod
 
 async def _dead(pid: int) -> bool:
     return proc_start_ticks(pid) is None
+
+
+async def test_failed_liveness_probe_restarts_the_container(node: Node, client: Client):
+    # The probe fails once (creating its marker), then passes: one restart, then a healthy container.
+    probe = {"exec": {"command": ["sh", "-c", "test -f alive || { touch alive; exit 1; }"]},
+             "periodSeconds": 1, "failureThreshold": 1}
+    await client.create(PODS, pod_manifest("live", node, [{"name": "c", "image": "busybox",
+                                                            "command": ["sleep", "60"], "livenessProbe": probe}],
+                                           terminationGracePeriodSeconds=2))
+
+    def restarted(s: dict) -> bool:
+        cs = (s.get("containerStatuses") or [{}])[0]
+        return cs.get("restartCount") == 1 and "running" in (cs.get("state") or {})
+    pod = await wait_status(client, "live", restarted)
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["lastState"]["terminated"]["exitCode"] == 143  # SIGTERM
+    assert cs["ready"] and is_ready(pod["status"])
+    container_pid(node, pod, "c")
+
+    async def events():
+        items, _ = await client.list(EVENTS, "default")
+        got = {(e["reason"], e["message"]) for e in items if e["involvedObject"]["name"] == "live"}
+        want = {("Killing", "Container c failed liveness probe, will be restarted"),
+                ("Unhealthy", "Liveness probe failed: ")}
+        return got if got >= want else None
+    await eventually(events)
+    await client.delete(PODS, "default", "live", grace_period=0)
+
+
+async def test_init_containers_run_to_completion_first(node: Node, client: Client):
+    await client.create(PODS, pod_manifest(
+        "inits", node, [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo main; sleep 60"]}],
+        initContainers=[{"name": "first", "image": "busybox", "command": ["sh", "-c", "echo first"]},
+                        {"name": "second", "image": "busybox", "command": ["true"]}]))
+    pod = await wait_status(client, "inits", is_ready)
+    inits = pod["status"]["initContainerStatuses"]
+    assert [s["name"] for s in inits] == ["first", "second"]
+    assert all(s["state"]["terminated"]["reason"] == "Completed" for s in inits)
+    assert next(c for c in pod["status"]["conditions"] if c["type"] == "Initialized")["status"] == "True"
+    container_pid(node, pod, "main")
+    assert (await fetch_logs(node, "inits", "first")) == (200, "first\n")
+    await client.delete(PODS, "default", "inits", grace_period=0)
+
+
+async def test_follow_streams_until_the_container_exits_and_tail_lines(node: Node, client: Client):
+    await client.create(PODS, pod_manifest("follow", node, [{"name": "c", "image": "busybox", "command": [
+        "sh", "-c", "echo one; echo two; sleep 0.3; echo three"]}], restartPolicy="Never"))
+    await wait_status(client, "follow", lambda s: s.get("phase") in ("Running", "Succeeded"))
+    t0 = time.monotonic()
+    status, text = await fetch_logs(node, "follow", "c", follow="true")
+    assert (status, text) == (200, "one\ntwo\nthree\n")
+    assert time.monotonic() - t0 < 2
+    assert await fetch_logs(node, "follow", "c", tailLines="1") == (200, "three\n")
+    assert await fetch_logs(node, "follow", "c", limitBytes="5") == (200, "one\nt")
+    status, text = await fetch_logs(node, "follow", "nope")
+    assert (status, text) == (400, "container nope is not valid for pod follow")
+    await client.delete(PODS, "default", "follow", grace_period=0)

@@ -557,6 +557,14 @@ class PodWorker:
             asyncio.create_task(self.k.runtime.stop(record, self._termination_grace()))
         self.wake.set()
 
+    def detach(self) -> None:
+        """Stop watching this pod's containers without touching them (the agent is going away)."""
+        self.task.cancel()
+        for name in list(self.probe_tasks):
+            self._stop_probes(name)
+        for t in self.exit_tasks.values():
+            t.cancel()
+
     def _stop_probes(self, name: str) -> None:
         for t in self.probe_tasks.pop(name, []):
             t.cancel()
@@ -797,7 +805,7 @@ class Kubelet:
             t.cancel()
         workers = list(self.workers.values())
         for w in workers:
-            w.task.cancel()
+            w.detach()
         if kill_pods:
             await asyncio.gather(*(w.stop_containers(min(w._grace(), SHUTDOWN_GRACE)) for w in workers),
                                  return_exceptions=True)

@@ -136,8 +136,8 @@ async def exec_command(spec: dict, target: ProbeTarget, timeout: float) -> Probe
         return ProbeResult(False, f"command {argv!r} timed out")
     if proc.returncode == 0:
         return ProbeResult(True)
-    text = out.decode(errors="replace").strip()
-    return ProbeResult(False, text or f"command {argv!r} exited with {proc.returncode}")
+    # The kubelet reports an exec probe's output as its failure message, even when it is empty.
+    return ProbeResult(False, out.decode(errors="replace").strip())
 
 
 def _kill_group(pid: int) -> None:
