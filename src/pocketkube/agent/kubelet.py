@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime import images
-from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, StartError, User
+from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, Runtime, StartError, User
 from pocketkube.agent.runtime.process import (
     NOBODY,
     EnvError,
-    ProcessRuntime,
     can_switch_user,
     container_env,
     expand_argv,
@@ -158,10 +157,6 @@ def pod_phase(policy: str, statuses: list[dict], init_pending: bool, init_failed
             return "Succeeded"
         return "Failed" if policy == "Never" else "Running"
     return "Pending"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(s: str | None) -> float:
@@ -730,7 +725,7 @@ def _terminated(rec: ContainerRecord) -> dict:
 class Kubelet:
     """Watches this node's pods (spec.nodeName=<node>) and runs one PodWorker per pod."""
 
-    def __init__(self, client: Client, runtime: ProcessRuntime, node_name: str, node_ip: str, pod_cidr: str,
+    def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str, pod_cidr: str,
                  allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.runtime = runtime

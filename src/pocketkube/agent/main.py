@@ -52,12 +52,25 @@ class Agent:
                                allocatable=self.node.capacity)
         self.log_server = LogServer(self.kubelet, cfg.node_ip, cfg.kubelet_port, cfg.token)
         self._heartbeat: asyncio.Task | None = None
+        self.proxy = None
+        self._proxy_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.node.kubelet_port = await self.log_server.start()
         await self._register()
         await self.kubelet.start()
         self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
+        await self._start_proxy()
+
+    async def _start_proxy(self) -> None:
+        """The node's Service proxy (kube-proxy's role) runs beside the kubelet."""
+        from pocketkube.proxy.runner import ServiceProxy
+        from pocketkube.proxy.select import make_data_plane
+
+        plane = make_data_plane(self.cfg.dataplane, self.cfg.node_name, self.cfg.node_ip)
+        self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.node_ip, plane)
+        self._proxy_task = asyncio.create_task(self.proxy.run(), name="service proxy")
+        log.info("node %s: Service data plane %s", self.cfg.node_name, getattr(plane, "name", plane))
 
     async def _register(self) -> None:
         """Register the node, waiting for the API server for up to REGISTER_TIMEOUT seconds."""
@@ -77,6 +90,8 @@ class Agent:
         the containers keep running and a restarted agent re-adopts them."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self.proxy is not None:
+            await self.proxy.stop()
         await self.kubelet.shutdown(kill_pods)
         await self.log_server.stop()
         await self.client.close()

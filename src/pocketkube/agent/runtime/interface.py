@@ -85,7 +85,13 @@ class Runtime(Protocol):
 
     def log_path(self, pod_uid: str, name: str, restart_count: int) -> Path: ...
 
-    async def start(self, cfg: ContainerConfig) -> ContainerRecord: ...
+    async def start(self, cfg: ContainerConfig) -> ContainerRecord:
+        """Start one run of a container; raises StartError when it cannot be started at all."""
+        ...
+
+    def record_failed_start(self, pod_uid: str, name: str, restart_count: int, message: str) -> ContainerRecord:
+        """Record a run that never started (terminated at once, reason StartError)."""
+        ...
 
     def exited(self, record: ContainerRecord) -> asyncio.Future[ContainerRecord]:
         """Resolves (with the record, now terminated) when the container's main process exits."""
@@ -96,6 +102,14 @@ class Runtime(Protocol):
         ...
 
     def history(self, pod_uid: str, name: str) -> ContainerHistory | None: ...
+
+    def running(self) -> list[tuple[str, ContainerRecord]]:
+        """(pod uid, record) of every container known to be running."""
+        ...
+
+    def adopt_all(self) -> None:
+        """Load every saved container, watching again those still alive (after an agent restart)."""
+        ...
 
     def pods(self) -> dict[str, dict]:
         """Pods with state on this node, by uid: their saved pod info (name, namespace, ip)."""
