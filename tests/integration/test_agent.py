@@ -39,7 +39,7 @@ def server():
     s.data_dir.mkdir()
     s.start()
     yield s
-    s.stop(timeout=1)
+    s.stop(timeout=0.3)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -52,7 +52,7 @@ class Node:
         self.root = Path(tempfile.mkdtemp(prefix="pk-agent-"))
         self.cfg = AgentConfig(server=server.url, token=server.token(), ca_file=str(server.ca_file),
                                node_name=self.name, node_ip=self.ip, pod_cidr=f"127.245.{n}.0/24",
-                               data_dir=self.root, kubelet_port=0)
+                               data_dir=self.root, kubelet_port=0, dataplane="userspace")
         self.agent: Agent | None = None
         self.pids: set[int] = set()
 
