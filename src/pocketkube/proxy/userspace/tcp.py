@@ -19,8 +19,6 @@ from pocketkube.proxy.userspace.affinity import Balancer, Route
 log = logging.getLogger(__name__)
 
 BACKLOG = 4096
-CONNECT_TIMEOUT = 5.0
-WRITE_HIGH_WATER = 1 << 20
 
 
 class AddressInUse(Exception):
@@ -96,24 +94,35 @@ class _BackendSide(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
 
 
 class _ClientSide(_Side):
-    __slots__ = ("connecting", "frontend")
+    __slots__ = ("connecting", "early", "frontend")
 
     def __init__(self, frontend: TcpFrontend) -> None:
         super().__init__()
         self.frontend = frontend
         self.connecting: asyncio.Task | None = None
+        self.early: list[bytes] = []  # read before the backend answered (pausing is not immediate)
+
+    def data_received(self, data: bytes) -> None:
+        other = self.other
+        if other is None:
+            self.early.append(data)
+        else:
+            other.transport.write(data)  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.other is None:  # forwarded once the backend is connected
+            self.eof = True
+            return True
+        return super().eof_received()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.pause_reading()  # type: ignore[attr-defined]
-        transport.set_write_buffer_limits(WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self.frontend.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        self.connecting = asyncio.get_running_loop().create_task(self._connect(peer[0] if peer else ""))
+        self.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -121,9 +130,14 @@ class _ClientSide(_Side):
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
 
-    async def _connect(self, client_ip: str) -> None:
+    def _client_ip(self) -> str:
+        peer = self.transport.get_extra_info("peername")  # type: ignore[union-attr]
+        return peer[0] if peer else ""
+
+    async def _connect(self) -> None:
         frontend = self.frontend
         route = frontend.route
+        client_ip = self._client_ip() if route.affinity_timeout else ""  # a syscall: only when needed
         loop = asyncio.get_running_loop()
         tried: list[Endpoint] = []
         while not self.closed:
@@ -132,10 +146,9 @@ class _ClientSide(_Side):
                 break
             backend = _BackendSide()
             backend.other = self
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT):
-                    await loop.create_connection(lambda b=backend: b, endpoint.ip, endpoint.port)
-            except (OSError, TimeoutError) as e:
+            try:  # no timeout: endpoints are local, so a connect is answered or refused at once
+                await loop.create_connection(lambda b=backend: b, endpoint.ip, endpoint.port)
+            except OSError as e:
                 log.debug("%s: endpoint %s failed: %s", route.service, endpoint.address, e)
                 tried.append(endpoint)
                 continue
@@ -145,9 +158,18 @@ class _ClientSide(_Side):
             frontend.balancer.connected(route, client_ip, endpoint)
             self.other = backend
             self.connecting = None
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self._flush_early(backend)
             return
         self._reset()
+
+    def _flush_early(self, backend: _BackendSide) -> None:
+        if self.early:
+            backend.transport.write(b"".join(self.early))  # type: ignore[union-attr]
+            self.early.clear()
+        if self.eof:
+            backend.transport.write_eof()  # type: ignore[union-attr]
+        else:
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def _reset(self) -> None:
         """No endpoint would take the connection: reset it, as a refusal would."""
