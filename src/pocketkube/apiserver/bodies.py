@@ -35,8 +35,8 @@ def decode_object(content_type: str, data: bytes) -> dict:
         obj = _decode_yaml(data)
     else:
         raise errors.UnsupportedMediaType(
-            f'the body of the request was in an unknown format - accepted media types include: '
-            f'application/json, application/yaml, application/vnd.kubernetes.protobuf')
+            'the body of the request was in an unknown format - accepted media types include: '
+            'application/json, application/yaml, application/vnd.kubernetes.protobuf')
     if not isinstance(obj, dict):
         raise errors.BadRequest(f"Object 'Kind' is missing in '{data[:200].decode(errors='replace')}'")
     check_depth(obj)
