@@ -95,6 +95,19 @@ async def test_every_endpoint_refusing_resets_at_once(plane):
     writer.close()
 
 
+async def test_request_sent_and_half_closed_before_the_backend_answers(plane):
+    echo = await Echo().start()
+    model, e = entry([(echo.ip, echo.port)])
+    await plane.apply(model)
+    reader, writer = await asyncio.open_connection(e.port.cluster_ips[0], 8080)
+    writer.write(b"hello")
+    writer.write_eof()
+    async with asyncio.timeout(2):
+        assert await reader.read() == f"{echo.ip}\nhello".encode()
+    writer.close()
+    echo.close()
+
+
 async def test_large_transfer_with_backpressure_and_half_close(plane):
     echo = await Echo().start()
     model, e = entry([(echo.ip, echo.port)])
@@ -137,6 +150,23 @@ async def test_many_connections_leave_nothing_behind(plane):
             break
     assert not fe.connections and open_fds() <= fds
     echo.close()
+
+
+def test_splicing_on_uvloop():
+    """The agent runs on uvloop, whose transports differ in details (e.g. data after pause_reading)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenarios() -> None:
+        dp = UserspaceDataPlane(NODE, NODE_IP)
+        await dp.start()
+        try:
+            await test_request_sent_and_half_closed_before_the_backend_answers(dp)
+            await test_large_transfer_with_backpressure_and_half_close(dp)
+            await test_many_connections_leave_nothing_behind(dp)
+        finally:
+            await dp.stop()
+
+    uvloop.run(scenarios())
 
 
 async def test_no_endpoints_closes_the_listener(plane):
