@@ -99,10 +99,17 @@ async def _run_server(args: argparse.Namespace) -> int:
               file=sys.stderr)
         await server.stop()
         return 1
+    from pocketkube.controlplane import ControlPlane, ControlPlaneSettings
+
+    control_plane = ControlPlane(server.url, server.pki.admin_token(), str(server.pki.ca_cert), ControlPlaneSettings(
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        pod_eviction_timeout=args.pod_eviction_timeout, load_balancer_pool=args.load_balancer_pool))
+    await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
     await stop.wait()
+    await control_plane.stop()
     await server.stop()
     return 0
 

@@ -70,7 +70,10 @@ class APIServer:
         for problem in self.registry.repair_allocations():
             log.warning("allocation repair: %s", problem)
         app = self.make_app()
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a watch whose client went away ends at once instead of lingering
+        # until its next event; shutdown_timeout bounds how long open streams delay a stop.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
