@@ -1,8 +1,10 @@
 """Endpoints, EndpointSlice and LoadBalancer controllers against a real API server.
 
-The controllers run in-process over the REST client. There is no kubelet: the test creates
-pods already bound to a node and plays the kubelet's part through the pods/status subresource
-(`simulated_*` helpers): pod IP, Ready condition, and finishing a graceful delete.
+The controllers run in-process over the REST client, unless the server process already runs
+them (its control plane registers them): two sets would race, so the probe below decides once
+per module. There is no kubelet: the test creates pods already bound to a node and plays the
+kubelet's part through the pods/status subresource (`simulated_*` helpers): pod IP, Ready
+condition, and finishing a graceful delete.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +31,7 @@ from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.endpointslice_plan import TRIGGER_TIME_ANNOTATION
 from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.loadbalancer import CONDITION_TYPE, LoadBalancerController
+from pocketkube.testing.procs import ServerProcess
 
 PODS = BY_PLURAL[("", "pods")]
 NODES = BY_PLURAL[("", "nodes")]
@@ -76,6 +82,34 @@ class Controllers:
         await asyncio.gather(*(r.stop() for r in self.recorders))
 
 
+@pytest.fixture(scope="module")
+def server():
+    """This module's API server, with a five-address LoadBalancer pool for its control plane."""
+    root = Path(tempfile.mkdtemp(prefix="pk-ep-"))
+    s = ServerProcess(root / "data", extra_args=["--load-balancer-pool", LB_POOL])
+    s.data_dir.mkdir()
+    s.start()
+    yield s
+    s.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+_server_runs_them: dict[int, bool] = {}
+
+
+async def server_runs_controllers(client: Client, server: ServerProcess) -> bool:
+    """Whether the server process's own control plane makes EndpointSlices (probed once)."""
+    if server.port not in _server_runs_them:
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ep-probe"}})
+        await client.create(SERVICES, service("ep-probe", "probe", selector={"app": "nobody"}))
+        try:
+            await until(lambda: slices_of(client, "ep-probe", "probe"), "a slice made by the server", timeout=1.5)
+            _server_runs_them[server.port] = True
+        except AssertionError:
+            _server_runs_them[server.port] = False
+    return _server_runs_them[server.port]
+
+
 @pytest.fixture
 async def client(server):
     c = Client(server.url, server.token(), str(server.ca_file))
@@ -90,7 +124,10 @@ async def client(server):
 
 
 @pytest.fixture
-async def controllers(client):
+async def controllers(client, server):
+    if await server_runs_controllers(client, server):
+        yield None
+        return
     cs = Controllers(client)
     await cs.start()
     yield cs
@@ -404,20 +441,36 @@ async def test_load_balancer_ip_assigned_released_and_pool_full(client, controll
     await client.delete(SERVICES, ns, "lb2")
     await client.create(SERVICES, service(ns, name="wants", type="LoadBalancer", loadBalancerIP=ips[0]))
     assert await until(lambda: _lb_ip(client, ns, "wants"), "the requested IP") == ips[0]
+    for name in ("lb3", "lb4", "lb5", "lb6", "wants"):  # give the pool back to the next test
+        await client.delete(SERVICES, ns, name)
 
 
-async def test_load_balancer_allocations_survive_a_controller_restart(client, ns):
-    first = Controllers(client, pool="127.202.0.0/24")
-    await first.start()
+async def test_load_balancer_allocations_survive_a_controller_restart(client, server, ns):
+    """A restarted controller re-owns the IPs in the services' status before allocating."""
+    in_server = await server_runs_controllers(client, server)
+    first = None if in_server else Controllers(client)
+    if first is not None:
+        await first.start()
     await client.create(SERVICES, service(ns, name="keep", type="LoadBalancer"))
     ip = await until(lambda: _lb_ip(client, ns, "keep"), "an IP")
-    await first.stop()
-    second = Controllers(client, pool="127.202.0.0/24")
-    await second.start()
-    await client.create(SERVICES, service(ns, name="new", type="LoadBalancer"))
-    new_ip = await until(lambda: _lb_ip(client, ns, "new"), "an IP for the new service")
-    await second.stop()
-    assert new_ip != ip and await _lb_ip(client, ns, "keep") == ip
+    if first is not None:
+        await first.stop()
+        second = Controllers(client)
+        await second.start()
+    else:
+        server.kill9()
+        server.start()
+        await client.close()
+        client = Client(server.url, server.token(), str(server.ca_file))  # the old connections are dead
+    try:
+        await client.create(SERVICES, service(ns, name="new", type="LoadBalancer"))
+        new_ip = await until(lambda: _lb_ip(client, ns, "new"), "an IP for the new service")
+        assert new_ip != ip and await _lb_ip(client, ns, "keep") == ip
+    finally:
+        if first is not None:
+            await second.stop()
+        else:
+            await client.close()
 
 
 async def test_kubectl_shows_endpoints_slices_and_describe(client, controllers, ns, kubectl):
