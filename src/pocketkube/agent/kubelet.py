@@ -14,7 +14,8 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -215,10 +216,16 @@ class PodIPs:
 # ---------------------------------------------------------------------------------------------
 
 class EventRecorder:
-    """Sends Events in the background; a repeat of the same event PATCHes its count instead."""
+    """Sends Events in the background; a repeat of the same event PATCHes its count instead.
 
-    def __init__(self, client: Client, node: str, cache_size: int = 4096) -> None:
+    Events yield to pod status writes: during a burst of pod starts, the statuses (which make
+    pods Ready) go first and the events follow.
+    """
+
+    def __init__(self, client: Client, node: str, cache_size: int = 4096,
+                 quiet: asyncio.Event | None = None) -> None:
         self.client, self.node = client, node
+        self._quiet = quiet
         self._queue: asyncio.Queue[tuple[dict, str, str, str, str]] = asyncio.Queue()
         self._seen: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
         self._cache_size = cache_size
@@ -229,6 +236,8 @@ class EventRecorder:
     async def run(self) -> None:
         while True:
             item = await self._queue.get()
+            if self._quiet is not None:
+                await self._quiet.wait()
             try:
                 await self._send(*item)
             except asyncio.CancelledError:
@@ -698,9 +707,10 @@ class PodWorker:
             return
         m = self.pod["metadata"]
         try:
-            updated = await self.k.client.patch(PODS, m["namespace"], m["name"],
-                                                {"metadata": {"uid": self.uid}, "status": status},
-                                                MERGE_PATCH, subresource="status")
+            with self.k.status_write():
+                updated = await self.k.client.patch(PODS, m["namespace"], m["name"],
+                                                    {"metadata": {"uid": self.uid}, "status": status},
+                                                    MERGE_PATCH, subresource="status")
         except (errors.NotFound, errors.Conflict):
             return
         self.last_patch = status
@@ -736,7 +746,10 @@ class Kubelet:
         self.ips = PodIPs(pod_cidr)
         self.backoff = Backoff(clock=clock)
         self.image_backoff = Backoff(clock=clock)
-        self.events = EventRecorder(client, node_name)
+        self._status_writes = 0
+        self._no_status_writes = asyncio.Event()
+        self._no_status_writes.set()
+        self.events = EventRecorder(client, node_name, quiet=self._no_status_writes)
         self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, SERVICES)
         self.workers: dict[str, PodWorker] = {}
@@ -762,6 +775,17 @@ class Kubelet:
                 log.info("removing pod %s: it no longer exists in the API", uid)
                 await self.runtime.remove_pod(uid)
                 self.ips.release(uid)
+
+    @contextmanager
+    def status_write(self) -> Iterator[None]:
+        self._status_writes += 1
+        self._no_status_writes.clear()
+        try:
+            yield
+        finally:
+            self._status_writes -= 1
+            if not self._status_writes:
+                self._no_status_writes.set()
 
     async def services_synced(self) -> None:
         await self.service_informer.synced.wait()

@@ -262,7 +262,7 @@ def exit_reason(code: int) -> str:
 
 
 def _spawn(argv: list[str], cfg: ContainerConfig, cwd: Path, log_path: Path) -> subprocess.Popen:
-    """Fork/exec is fast (vfork); doing it inline keeps a pod's start free of thread hand-offs."""
+    """Open the log file and start the process (the caller runs this in a worker thread)."""
     with open(log_path, "ab") as logf:
         if cfg.user is not None:
             os.chown(log_path, cfg.user.uid, cfg.user.gid)
@@ -322,7 +322,10 @@ class ProcessRuntime:
         if exe is None:
             raise StartError(f'exec: "{cfg.argv[0] if cfg.argv else ""}": executable file not found in $PATH')
         log_path = self.log_path(cfg.pod_uid, cfg.name, cfg.restart_count)
-        proc = _spawn(privilege_prefix(cfg.user) + [exe, *cfg.argv[1:]], cfg, cdir, log_path)
+        # In a thread: under load a fork/exec can take milliseconds, and other pods' status
+        # writes should not wait behind it.
+        proc = await asyncio.get_running_loop().run_in_executor(
+            None, _spawn, privilege_prefix(cfg.user) + [exe, *cfg.argv[1:]], cfg, cdir, log_path)
         record = ContainerRecord(
             id=secrets.token_hex(32), name=cfg.name, pid=proc.pid, start_ticks=proc_start_ticks(proc.pid) or 0,
             started_at=now_rfc3339(), restart_count=cfg.restart_count, log_path=str(log_path),
