@@ -3,6 +3,7 @@ import itertools
 
 import pytest
 
+from pocketkube.controllers.endpointslice import ServiceIndex
 from pocketkube.controllers.endpointslice_plan import (
     CONTROLLER_NAME,
     MANAGED_BY_LABEL,
@@ -249,3 +250,32 @@ def test_should_pod_be_in_endpoints():
     assert should_pod_be_in_endpoints(pod("a", "10.0.0.1", deleting=True), True)
     assert not should_pod_be_in_endpoints(pod("a", "10.0.0.1", deleting=True), False)
     assert not should_pod_be_in_endpoints(pod("a", "10.0.0.1", phase="Failed"), True)
+
+
+class FakeInformer:
+    def __init__(self, objs):
+        self.objs, self.handlers = objs, None
+
+    def list(self):
+        return list(self.objs)
+
+    def add_handlers(self, on_add=None, on_update=None, on_delete=None):
+        self.handlers = (on_add, on_update, on_delete)
+
+
+def test_service_index_follows_label_changes_and_maps_pods_to_services():
+    web, other_ns = pod("a", "10.1.0.1"), pod("b", "10.1.0.2", ns="prod")
+    services, pods = FakeInformer([service(), service("all", selector={})]), FakeInformer([web, other_ns])
+    index = ServiceIndex(services, pods)
+    assert [p["metadata"]["name"] for p in index.pods_for(service())] == ["a"]
+    assert index.service_keys_for_pod_change(None, web) == {"default/web", "default/all"}
+    relabelled = copy.deepcopy(web)
+    relabelled["metadata"]["labels"] = {"app": "db"}
+    pods.handlers[1](web, relabelled)
+    assert index.pods_for(service()) == [] and len(index.pods_for(service("all", selector={}))) == 1
+    assert index.service_keys_for_pod_change(web, relabelled) == {"default/web", "default/all"}
+    status_only = copy.deepcopy(relabelled)
+    status_only["status"]["startTime"] = "now"
+    assert index.service_keys_for_pod_change(relabelled, status_only) == set()
+    pods.handlers[2](relabelled)
+    assert index.pods_for(service("all", selector={})) == []

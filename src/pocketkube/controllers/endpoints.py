@@ -88,7 +88,7 @@ class EndpointsController(Controller):
         current = self.endpoints.get(key)
         if current is not None and _rv(current) < self._written.get(key, 0):
             raise StaleCache(f"endpoints cache for service {key} is behind this controller's writes")
-        plan = plan_endpoints(svc, self.index.pods_in(namespace), current,
+        plan = plan_endpoints(svc, self.index.pods_for(svc), current,
                               trigger_time=format_trigger_time(stamp) if stamp else None)
         if plan.action == "none" or plan.endpoints is None:
             return

@@ -84,32 +84,61 @@ def pod_endpoints_changed(old: dict, new: dict) -> bool:
 
 
 class ServiceIndex:
-    """Pods by namespace, and the services of a namespace selecting a pod, from the informers'
-    caches (kept in step by handlers, so a sync never scans other namespaces)."""
+    """Pods by namespace and by label, and the services of a namespace selecting a pod, from the
+    informers' caches (kept in step by handlers): a sync reads only the pods carrying the
+    rarest of its selector's labels, not the whole namespace."""
 
     def __init__(self, services: Informer, pods: Informer) -> None:
         self.services = services
         self._pods: dict[str, dict[str, dict]] = {}
+        self._pods_by_label: dict[tuple[str, str, str], dict[str, dict]] = {}
         self._services: dict[str, dict[str, dict]] = {}
         for pod in pods.list():
-            self._put(self._pods, pod)
+            self._add_pod(pod)
         for svc in services.list():
             self._put(self._services, svc)
-        pods.add_handlers(lambda o: self._put(self._pods, o), lambda _, o: self._put(self._pods, o),
-                          lambda o: self._drop(self._pods, o))
+        pods.add_handlers(self._add_pod, self._replace_pod, self._remove_pod)
         services.add_handlers(lambda o: self._put(self._services, o), lambda _, o: self._put(self._services, o),
                               lambda o: self._drop(self._services, o))
 
     @staticmethod
-    def _put(index: dict[str, dict[str, dict]], obj: dict) -> None:
+    def _put(index: dict, obj: dict) -> None:
         index.setdefault(_namespace(obj), {})[obj["metadata"]["name"]] = obj
 
     @staticmethod
-    def _drop(index: dict[str, dict[str, dict]], obj: dict) -> None:
+    def _drop(index: dict, obj: dict) -> None:
         index.get(_namespace(obj), {}).pop(obj["metadata"]["name"], None)
 
-    def pods_in(self, namespace: str) -> list[dict]:
-        return list(self._pods.get(namespace, {}).values())
+    def _add_pod(self, pod: dict) -> None:
+        self._put(self._pods, pod)
+        ns, name = _namespace(pod), pod["metadata"]["name"]
+        for k, v in _labels(pod).items():
+            self._pods_by_label.setdefault((ns, k, v), {})[name] = pod
+
+    def _remove_pod(self, pod: dict) -> None:
+        self._drop(self._pods, pod)
+        ns, name = _namespace(pod), pod["metadata"]["name"]
+        for k, v in _labels(pod).items():
+            bucket = self._pods_by_label.get((ns, k, v))
+            if bucket is not None:
+                bucket.pop(name, None)
+                if not bucket:
+                    del self._pods_by_label[(ns, k, v)]
+
+    def _replace_pod(self, old: dict, new: dict) -> None:
+        self._remove_pod(old)
+        self._add_pod(new)
+
+    def pods_for(self, service: dict) -> list[dict]:
+        """A superset of the pods the service selects (the plan checks the whole selector)."""
+        ns = _namespace(service)
+        selector = (service.get("spec") or {}).get("selector")
+        if selector is None:
+            return []
+        if not selector:
+            return list(self._pods.get(ns, {}).values())
+        buckets = [self._pods_by_label.get((ns, k, v), {}) for k, v in selector.items()]
+        return list(min(buckets, key=len).values())
 
     def services_selecting(self, pod: dict) -> list[dict]:
         labels = _labels(pod)
@@ -302,8 +331,7 @@ class EndpointSliceController(Controller):
         if svc is None:
             await self._delete_all(key, [s for s in existing if is_managed_slice(s)])
             return
-        namespace, _ = split_key(key)
-        plan = plan_slices(svc, self.index.pods_in(namespace), self.nodes.cache, existing,
+        plan = plan_slices(svc, self.index.pods_for(svc), self.nodes.cache, existing,
                            trigger_time=format_trigger_time(stamp) if stamp else None,
                            max_per_slice=self.max_endpoints_per_slice)
         for node in plan.missing_nodes:
