@@ -18,6 +18,7 @@ from pocketkube.agent.runtime.process import (
     ProcessRuntime,
     container_env,
     expand,
+    kill_recorded,
     proc_start_ticks,
     service_env,
     services_for_pod,
@@ -346,3 +347,12 @@ async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp
                 os.killpg(r.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+async def test_kill_recorded_stops_what_a_dead_agent_left_running(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    rec = await rt.start(_cfg("p1", "c", ["sleep", "30"]))
+    assert kill_recorded(tmp_path) == 1
+    done = await asyncio.wait_for(rt.exited(rec), 5)
+    assert done.exit_code == 137
+    assert kill_recorded(tmp_path) == 0

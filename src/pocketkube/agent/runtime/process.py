@@ -479,3 +479,25 @@ class ProcessRuntime:
         for key in [k for k in self._histories if k[0] == pod_uid]:
             del self._histories[key]
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
+
+
+def kill_recorded(data_dir: Path) -> int:
+    """SIGKILL every container process recorded under a node's data dir that is still alive.
+
+    For whoever outlives a node agent that died without stopping its pods (`up`, tests): a
+    SIGKILLed agent leaves its containers running by design, so that a restart re-adopts them.
+    Returns how many process groups were killed.
+    """
+    killed = 0
+    for state in (Path(data_dir) / "pods").glob(f"*/*/{STATE_FILE}"):
+        try:
+            current = ContainerRecord.from_json(json.loads(state.read_text())["current"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if current.running and current.pid and proc_start_ticks(current.pid) == current.start_ticks:
+            try:
+                os.killpg(current.pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
