@@ -37,7 +37,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                    help="seconds without a node heartbeat before the node is NotReady (default: %(default)s)")
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0,
-                   help="seconds a node may stay NotReady before its pods are evicted (default: %(default)s)")
+                   help="seconds a lost node's pods wait before eviction: the tolerationSeconds admission gives pods "
+                        "for the not-ready/unreachable taints (default: %(default)s)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +88,8 @@ async def _run_server(args: argparse.Namespace) -> int:
 
     server = APIServer(ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port,
                                     storage=args.storage, service_cidr=args.service_cidr,
-                                    node_port_range=args.service_node_port_range))
+                                    node_port_range=args.service_node_port_range,
+                                    default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -38,6 +38,9 @@ class ServerConfig:
     service_cidr: str = "127.96.0.0/16"
     node_port_range: tuple[int, int] = (30000, 32767)
     extra_sans: list[str] = field(default_factory=list)
+    # The tolerationSeconds that admission gives pods for the not-ready/unreachable taints
+    # (DefaultTolerationSeconds): how long a lost node's pods wait before they are evicted.
+    default_toleration_seconds: int = 300
 
 
 class APIServer:
@@ -67,6 +70,9 @@ class APIServer:
         self.backend = open_backend(self.cfg.storage or f"sqlite://{self.data_dir / 'state.db'}")
         await self.backend.start()
         self.registry = Registry(self.backend, self.cfg.service_cidr, self.cfg.node_port_range)
+        from pocketkube.registry.core import pods
+
+        pods.DEFAULT_TOLERATION_SECONDS = self.cfg.default_toleration_seconds
         for problem in self.registry.repair_allocations():
             log.warning("allocation repair: %s", problem)
         app = self.make_app()
