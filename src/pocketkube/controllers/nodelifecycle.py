@@ -59,7 +59,9 @@ _MANAGED_TAINTS = {NOT_READY_TAINT, UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT}
 @dataclass(frozen=True)
 class NodeLifecycleSettings:
     grace_period: float = 40.0  # --node-monitor-grace-period
-    eviction_timeout: float = 300.0  # DefaultTolerationSeconds' not-ready/unreachable tolerations
+    # For pods without a toleration of the taint. The API server's DefaultTolerationSeconds
+    # admission gives most pods explicit 300 s tolerations, which are respected instead.
+    eviction_timeout: float = 300.0
     monitor_period: float = 5.0  # --node-monitor-period
 
 
