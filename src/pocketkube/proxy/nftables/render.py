@@ -283,4 +283,4 @@ def render_delta(ctx: NodeContext, old: Ruleset, new: Ruleset) -> str:
     lines += [f"add chain {t} {c}" for c in added_chains]
     lines += [f"add rule {t} {c} {rule}" for c in added_chains + rewritten for rule in new_chains[c]]
     lines += additions
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else ""
