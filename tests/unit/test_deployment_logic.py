@@ -77,6 +77,10 @@ def test_safe_encode_maps_digits_like_upstream():
 def test_equal_ignore_hash_and_find_new_rs():
     hashed = {"metadata": {"labels": {"app": "web", HASH_LABEL: "abc"}}, "spec": TEMPLATE["spec"]}
     assert equal_ignore_hash(hashed, TEMPLATE)
+    undone = {"metadata": {"creationTimestamp": None, "labels": {"app": "web"}}, "spec": {**TEMPLATE["spec"],
+                                                                                         "volumes": []}}
+    assert equal_ignore_hash(hashed, undone)  # what `kubectl rollout undo` writes back
+    assert compute_hash(undone) == compute_hash(TEMPLATE)
     assert not equal_ignore_hash(hashed, {**TEMPLATE, "spec": {}})
     old = rs("web-old", 3, template={"metadata": {"labels": {"app": "web"}}, "spec": {}})
     new_a = rs("web-a", 0, created=NOW - 50, template=hashed)

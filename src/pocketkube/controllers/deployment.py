@@ -102,8 +102,19 @@ def safe_encode(s: str) -> str:
     return "".join(_SAFE_ALPHABET[ord(c) % len(_SAFE_ALPHABET)] for c in s)
 
 
+def _canonical(value: Any) -> Any:
+    """Drop null, empty-map and empty-list fields: Go's semantic equality and hashing do not see
+    them (kubectl rollout undo sends `creationTimestamp: null`, for one)."""
+    if isinstance(value, dict):
+        out = {k: _canonical(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def compute_hash(template: dict, collision_count: int | None = None) -> str:
-    h = _fnv32a(orjson.dumps(template, option=orjson.OPT_SORT_KEYS))
+    h = _fnv32a(orjson.dumps(_canonical(template), option=orjson.OPT_SORT_KEYS))
     if collision_count is not None:
         h = _fnv32a((collision_count & 0xFFFFFFFF).to_bytes(4, "little") + bytes(4), h)
     return safe_encode(str(h))
@@ -114,13 +125,11 @@ def _without_hash(template: dict) -> dict:
     labels = (t.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(HASH_LABEL, None)
-        if not labels:
-            del t["metadata"]["labels"]
     return t
 
 
 def equal_ignore_hash(t1: dict, t2: dict) -> bool:
-    return _without_hash(t1) == _without_hash(t2)
+    return _canonical(_without_hash(t1)) == _canonical(_without_hash(t2))
 
 
 def _created(obj: dict) -> tuple[float, str]:
