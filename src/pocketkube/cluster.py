@@ -155,6 +155,12 @@ class Cluster:
 
     async def stop(self) -> None:
         await asyncio.gather(*(_stop(p, 40) for p in self.agents.values()))
+        # An agent that died (a simulated node crash) left its pods running for a restart to
+        # re-adopt; `up` is stopping the whole cluster, so they go too.
+        from pocketkube.agent.runtime.process import kill_recorded
+
+        for plan in self.plans:
+            kill_recorded(self.data_dir / "nodes" / plan.name)
         if self.server is not None:
             await _stop(self.server, 15)
         for t in self._drains:

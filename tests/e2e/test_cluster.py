@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -31,7 +32,8 @@ def cluster():
     yield c
     out = c.stop()
     leftovers = processes_under(root)
-    shutil.rmtree(root, ignore_errors=True)
+    if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
+        shutil.rmtree(root, ignore_errors=True)
     assert "stopped" in out
     assert leftovers == [], f"processes left behind: {leftovers}"
 
@@ -187,13 +189,7 @@ def test_node_crash_evicts_and_replaces_pods(k, cluster):
         agent = cluster.agent_pids()[node]
         node_dir = cluster.data_dir / "nodes" / node
         os.kill(agent, signal.SIGKILL)
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    if str(node_dir).encode() in open(f"/proc/{pid}/cmdline", "rb").read():
-                        os.kill(int(pid), signal.SIGKILL)
-                except (OSError, ProcessLookupError):
-                    pass
+        kill_recorded(node_dir)  # the machine's pods die with it
         wait_for(lambda: "NotReady" in k.ok("get", "node", node), timeout=30, what=f"{node} NotReady")
 
         def replaced():

@@ -203,8 +203,9 @@ def processes_under(path: Path) -> list[str]:
             continue
         try:
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+            cwd = os.readlink(f"/proc/{pid}/cwd").encode()
         except OSError:
             continue
-        if needle in cmdline:
+        if needle in cmdline or cwd.startswith(needle):
             found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return found
