@@ -34,6 +34,7 @@ from pocketkube.scheduler.scheduler import Scheduler
 from pocketkube.testing.procs import ServerProcess
 
 PODS = BY_PLURAL[("", "pods")]
+SERVICES = BY_PLURAL[("", "services")]
 NODES = BY_PLURAL[("", "nodes")]
 EVENTS = BY_PLURAL[("", "events")]
 LEASES = BY_PLURAL[("coordination.k8s.io", "leases")]
@@ -321,3 +322,35 @@ async def test_hundred_replicas_are_bound_quickly(cluster):
     assert per_node == {"simulated-node-1": 50, "simulated-node-2": 50}
     assert elapsed < 2, f"100 pods took {elapsed:.2f}s to create and bind"
     await client.delete(DEPLOYMENTS, NS, "many")
+
+
+@pytest.mark.parametrize("finalizer", ["orphan", "foregroundDeletion"])
+async def test_garbage_collector_honours_deletion_finalizers(cluster, finalizer):
+    """The controller side of Orphan and Foreground deletion: the owner waits, with its finalizer,
+    while the garbage collector orphans or deletes its dependents, then lets it go."""
+    client, _ = cluster
+    name = f"owner-{finalizer.lower()}"
+    owner = await client.create(SERVICES, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "finalizers": [finalizer]},
+        "spec": {"ports": [{"port": 80}]}})
+    ref = {"apiVersion": "v1", "kind": "Service", "name": name, "uid": owner["metadata"]["uid"],
+           "blockOwnerDeletion": True}
+    await client.create(PODS, {"apiVersion": "v1", "kind": "Pod",
+                               "metadata": {"name": f"{name}-dependent", "namespace": NS, "ownerReferences": [ref]},
+                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    await client.delete(SERVICES, NS, name)
+
+    async def owner_gone():
+        try:
+            await client.get(SERVICES, NS, name)
+        except errors.NotFound:
+            return True
+        return False
+    await until(owner_gone, "the owner's finalizer removed and the owner deleted")
+    if finalizer == "orphan":
+        pod = await client.get(PODS, NS, f"{name}-dependent")
+        assert not pod["metadata"].get("ownerReferences")
+        await client.delete(PODS, NS, f"{name}-dependent", grace_period=0)
+    else:
+        with pytest.raises(errors.NotFound):
+            await client.get(PODS, NS, f"{name}-dependent")

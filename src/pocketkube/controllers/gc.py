@@ -223,19 +223,33 @@ class GarbageCollector(Controller):
         except errors.NotFound:
             pass
 
+    async def _live_dependents(self, res: Resource, obj: dict) -> list[tuple[Resource, dict]]:
+        """Dependents as the API server has them now. Used before letting an owner go: a dependent
+        created just before the owner's deletion may not be in the informers yet."""
+        uid = obj["metadata"]["uid"]
+        namespace = obj["metadata"].get("namespace", "") if res.namespaced else ""
+        kinds = [r for r in self.resources if r.namespaced or not res.namespaced]
+        listings = await asyncio.gather(*(self.client.list(r, namespace if r.namespaced else "") for r in kinds))
+        return [(r, dep) for r, (items, _) in zip(kinds, listings) for dep in items
+                if any(ref.get("uid") == uid for ref in dep["metadata"].get("ownerReferences") or [])]
+
     async def _orphan_dependents(self, res: Resource, obj: dict) -> None:
         uid = obj["metadata"]["uid"]
-        await asyncio.gather(*(self._remove_owner_refs(dep_res, dep, {uid})
-                               for dep_res, dep in self._dependents_of(uid)))
+        for dependents in (self._dependents_of(uid), await self._live_dependents(res, obj)):
+            await asyncio.gather(*(self._remove_owner_refs(dep_res, dep, {uid}) for dep_res, dep in dependents))
         await self._remove_finalizer(res, obj, ORPHAN)
 
     async def _delete_dependents_first(self, res: Resource, obj: dict) -> None:
         uid = obj["metadata"]["uid"]
-        dependents = self._dependents_of(uid)
+        if await self._delete_blocking(uid, self._dependents_of(uid)):
+            return  # their deletion events bring this owner back
+        if await self._delete_blocking(uid, await self._live_dependents(res, obj)):
+            return
+        await self._remove_finalizer(res, obj, FOREGROUND)
+
+    async def _delete_blocking(self, owner_uid: str, dependents: list[tuple[Resource, dict]]) -> bool:
+        """Delete the dependents (Foreground, so the cascade goes down); True while any still blocks."""
         await asyncio.gather(*(self._delete(dep_res, dep, "Foreground") for dep_res, dep in dependents
                                if not dep["metadata"].get("deletionTimestamp")))
-        blocking = [dep for _, dep in dependents
-                    if any(r.get("uid") == uid and r.get("blockOwnerDeletion")
-                           for r in dep["metadata"].get("ownerReferences") or [])]
-        if not blocking:
-            await self._remove_finalizer(res, obj, FOREGROUND)
+        return any(r.get("uid") == owner_uid and r.get("blockOwnerDeletion")
+                   for _, dep in dependents for r in dep["metadata"].get("ownerReferences") or [])
