@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
+    agent.add_argument("--lease-interval", type=float, default=10.0,
+                       help="seconds between node heartbeats (default: %(default)s)")
     kubectl = sub.add_parser("kubectl", help="run kubectl against the pocketkube cluster", add_help=False)
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -131,6 +133,7 @@ async def _run_up(args: argparse.Namespace) -> int:
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
                                  node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
+                                 lease_interval=min(10.0, args.node_monitor_grace_period / 4),
                                  update_user_kubeconfig=not args.no_user_kubeconfig))
 
 
@@ -140,7 +143,7 @@ async def _run_agent(args: argparse.Namespace) -> int:
     return await run_agent(AgentConfig(
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
-        dataplane=args.dataplane, kubelet_port=args.kubelet_port))
+        dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval))
 
 
 def _kubectl(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ class UpConfig:
     dataplane: str = "auto"
     node_ip_base: str = "127.0.1.0"
     pod_cidr_base: str = "127.244.0.0/16"
+    lease_interval: float = 10.0
     server_args: tuple[str, ...] = ()
     update_user_kubeconfig: bool = True
 
@@ -133,6 +134,7 @@ class Cluster:
                 "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
                 "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.cfg.dataplane,
                 "--data-dir", str(self.data_dir / "nodes" / plan.name),
+                "--lease-interval", str(self.cfg.lease_interval),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
         for name, proc in self.agents.items():
             try:

@@ -38,6 +38,7 @@ class AgentConfig:
     dataplane: str = "auto"  # for the Service proxy that runs beside the kubelet
     kubelet_port: int = 10250  # the log server; 0 picks a free port
     kill_pods_on_exit: bool = True
+    lease_interval: float = 10.0  # must stay well under the control plane's node-monitor grace period
 
 
 class Agent:
@@ -47,7 +48,8 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
         self.runtime = ProcessRuntime(data_dir)
-        self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port)
+        self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
+                              cfg.lease_interval)
         self.kubelet = Kubelet(self.client, self.runtime, cfg.node_name, cfg.node_ip, cfg.pod_cidr,
                                allocatable=self.node.capacity)
         self.log_server = LogServer(self.kubelet, cfg.node_ip, cfg.kubelet_port, cfg.token)

@@ -102,8 +102,10 @@ def conditions(heartbeat: str, since: dict[str, str]) -> list[dict]:
 
 
 class NodeAgent:
-    def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int) -> None:
+    def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int,
+                 lease_interval: float = LEASE_RENEW_INTERVAL) -> None:
         self.client = client
+        self.lease_interval = lease_interval
         self.name = name
         self.ip = ip
         self.pod_cidr = pod_cidr
@@ -176,14 +178,16 @@ class NodeAgent:
                 await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
 
     async def heartbeat(self) -> None:
-        """Renew the lease every 10 s and the node status every 20 s; errors are retried next tick."""
+        """Renew the lease every lease_interval (10 s) and the node status every 20 s; errors are
+        retried next tick."""
         ticks = 0
+        status_every = max(1, round(NODE_STATUS_INTERVAL / self.lease_interval))
         while True:
             try:
                 await self.renew_lease()
-                if ticks % int(NODE_STATUS_INTERVAL // LEASE_RENEW_INTERVAL) == 0 and ticks:
+                if ticks % status_every == 0 and ticks:
                     await self.post_status()
             except errors.ApiError as e:
                 log.warning("node heartbeat failed: %s", e)
             ticks += 1
-            await asyncio.sleep(LEASE_RENEW_INTERVAL)
+            await asyncio.sleep(self.lease_interval)
