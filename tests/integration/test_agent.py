@@ -48,10 +48,10 @@ class Node:
 
     def __init__(self, server, n: int) -> None:
         self.name = f"agent-test-{n}"
-        self.ip = f"127.0.9.{n}"
+        self.ip = f"127.0.7.{n}"
         self.root = Path(tempfile.mkdtemp(prefix="pk-agent-"))
         self.cfg = AgentConfig(server=server.url, token=server.token(), ca_file=str(server.ca_file),
-                               node_name=self.name, node_ip=self.ip, pod_cidr=f"127.245.{n}.0/24",
+                               node_name=self.name, node_ip=self.ip, pod_cidr=f"127.247.{n}.0/24",
                                data_dir=self.root, kubelet_port=0, dataplane="userspace")
         self.agent: Agent | None = None
         self.pids: set[int] = set()
@@ -156,7 +156,7 @@ async def test_nginx_pod_runs_serves_logs_and_is_deleted_gracefully(node: Node, 
                                                            "ports": [{"containerPort": 80}]}]))
     pod = await wait_status(client, "web", lambda s: s.get("phase") == "Running" and is_ready(s))
     st = pod["status"]
-    assert st["podIP"].startswith(f"127.245.{node.ip.rsplit('.', 1)[1]}.") and st["hostIP"] == node.ip
+    assert st["podIP"].startswith(f"127.247.{node.ip.rsplit('.', 1)[1]}.") and st["hostIP"] == node.ip
     cs = st["containerStatuses"][0]
     assert cs["ready"] and cs["started"] and cs["restartCount"] == 0 and "running" in cs["state"]
     assert cs["containerID"].startswith("pocketkube://")
