@@ -163,10 +163,25 @@ class Cluster:
 
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
+        _remove_dead_node_tables(self.plans)
         if self.server is not None:
             await _stop(self.server, 15)
         for t in self._drains:
             t.cancel()
+
+
+def _remove_dead_node_tables(plans: list[NodePlan]) -> None:
+    """A crashed agent could not remove its nftables table; the cluster's stop does."""
+    import shutil
+    import subprocess
+
+    from pocketkube.proxy.nftables.render import NodeContext
+
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        return
+    for plan in plans:
+        table = NodeContext(plan.name, plan.ip).table
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
 
 
 def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None) -> None:

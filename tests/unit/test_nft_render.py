@@ -98,7 +98,7 @@ def test_full_render_replaces_the_table_atomically():
     script = render_full(CTX, {("default/web:http", "TCP"): service_rules(entry(None, ep("127.244.1.2")), CTX)})
     lines = script.splitlines()
     assert lines[:2] == [f"add table {T}", f"delete table {T}"]
-    assert "add chain ip pocketkube-node-1 nat-output { type nat hook output priority -100 ; policy accept ; }" in lines
+    assert "add chain ip pocketkube-node-1-127-0-1-1 nat-output { type nat hook output priority -100 ; policy accept ; }" in lines
     assert lines[-1].startswith(f"add element {T} {SERVICE_IPS_MAP} {{ ")
 
 

@@ -1,6 +1,6 @@
 """Pure rendering of the Service model into `nft -f` scripts (no I/O here).
 
-Layout of one node's table (`ip pocketkube-<node>`), kube-proxy's nftables mode in miniature:
+Layout of one node's table (`ip pocketkube-<node>-<node-ip>`), kube-proxy's nftables mode in miniature:
 
 - `service-ips` (ipv4_addr . inet_proto . inet_service : verdict) holds every frontend this
   node serves: ClusterIPs, LoadBalancer and external IPs, and *this node's* IP with each
@@ -73,7 +73,9 @@ class NodeContext:
 
     @property
     def table(self) -> str:
-        return f"{TABLE_PREFIX}{self.node_name}"
+        # The node IP is part of the name: two clusters on one host (a developer's `up` and a
+        # test cluster) may both have a "node-1", but never the same node IP.
+        return f"{TABLE_PREFIX}{self.node_name}-{self.node_ip.replace('.', '-')}"
 
     @property
     def qualified_table(self) -> str:
