@@ -45,8 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     sub = p.add_subparsers(dest="command", required=True)
-    server = sub.add_parser("server", help="run the API server")
+    server = sub.add_parser("server", help="run the API server (with the controllers and the scheduler)")
     _server_args(server)
+    server.add_argument("--no-control-plane", action="store_true",
+                        help="run the API server alone, without controllers and scheduler")
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
@@ -105,15 +107,19 @@ async def _run_server(args: argparse.Namespace) -> int:
         return 1
     from pocketkube.controlplane import ControlPlane, ControlPlaneSettings
 
-    control_plane = ControlPlane(server.url, server.pki.admin_token(), str(server.pki.ca_cert), ControlPlaneSettings(
-        node_monitor_grace_period=args.node_monitor_grace_period,
-        pod_eviction_timeout=args.pod_eviction_timeout, load_balancer_pool=args.load_balancer_pool))
-    await control_plane.start()
+    control_plane = None
+    if not args.no_control_plane:
+        control_plane = ControlPlane(server.url, server.pki.admin_token(), str(server.pki.ca_cert),
+                                     ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
+                                                          pod_eviction_timeout=args.pod_eviction_timeout,
+                                                          load_balancer_pool=args.load_balancer_pool))
+        await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
     await stop.wait()
-    await control_plane.stop()
+    if control_plane is not None:
+        await control_plane.stop()
     await server.stop()
     return 0
 

@@ -27,7 +27,12 @@ class ControlPlane:
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
                                                  monitor_period=monitor)))
-        self.scheduler = Scheduler(self.client)
+        # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
+        from pocketkube.api.resources import BY_PLURAL
+
+        self.scheduler = Scheduler(self.client,
+                                   pod_informer=self.manager.informers.get(BY_PLURAL[("", "pods")]),
+                                   node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]))
         self.settings = settings
         _add_service_controllers(self.manager, self.client, settings)
 
