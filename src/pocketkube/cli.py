@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     _server_args(server)
     server.add_argument("--no-control-plane", action="store_true",
                         help="run the API server alone, without controllers and scheduler")
+    # `up` binds the API port itself and hands the listening socket over (internal: no help).
+    server.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
@@ -93,7 +95,8 @@ async def _run_server(args: argparse.Namespace) -> int:
     server = APIServer(ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port,
                                     storage=args.storage, service_cidr=args.service_cidr,
                                     node_port_range=args.service_node_port_range,
-                                    default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
+                                    default_toleration_seconds=max(0, int(args.pod_eviction_timeout)),
+                                    listen_fd=args.listen_fd))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

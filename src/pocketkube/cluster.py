@@ -8,8 +8,10 @@ running, listening or programmed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -39,15 +41,26 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-async def _spawn(*args: str, log: Path) -> asyncio.subprocess.Process:
+async def _spawn(*args: str, log: Path, pass_fds: tuple[int, ...] = ()) -> asyncio.subprocess.Process:
     log.parent.mkdir(parents=True, exist_ok=True)
     f = open(log, "ab")
     try:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pocketkube", *args, stdout=asyncio.subprocess.PIPE, stderr=f,
-            start_new_session=True)
+            start_new_session=True, pass_fds=pass_fds)
     finally:
         f.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The API server's socket, bound here so that a busy port is reported at once and agents can
+    connect (waiting in the backlog) while the server process is still starting."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        hint = "; is another cluster running? pick another --port" if e.errno == errno.EADDRINUSE else ""
+        raise RuntimeError(f"cannot listen on {host}:{port} for the API server: {reason}{hint}") from None
 
 
 async def _wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
@@ -116,11 +129,21 @@ class Cluster:
     async def start(self) -> None:
         t0 = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_credentials()
-        _say(f"• starting API server on {self.cfg.host}:{self.cfg.port} (data dir {self.data_dir})")
-        self.server = await _spawn("server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host,
-                                   "--port", str(self.cfg.port), *self.cfg.server_args,
-                                   log=self.data_dir / "logs" / "server.log")
+        listener = _listen(self.cfg.host, self.cfg.port)
+        try:
+            self._prepare_credentials()
+            port = listener.getsockname()[1]
+            _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
+                 f"(data dir {self.data_dir})")
+            self.server = await _spawn(
+                "server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host, "--port", str(port),
+                "--listen-fd", str(listener.fileno()), *self.cfg.server_args,
+                log=self.data_dir / "logs" / "server.log", pass_fds=(listener.fileno(),))
+        finally:
+            listener.close()  # the server holds it now
+        # The agents start alongside the server, not after it: their start-up (a Python process
+        # and its imports) overlaps the server's, and their first requests wait in the backlog.
+        await self._spawn_agents(f"https://{self.cfg.host}:{port}")
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
         except (RuntimeError, asyncio.TimeoutError):
@@ -128,14 +151,22 @@ class Cluster:
                 from None
         self._drains.append(asyncio.create_task(_drain(self.server)))
         _say(f"• API server ready at {self.url} ({time.monotonic() - t0:.2f}s)")
+        await self._wait_agents()
+        _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
+        if self.cfg.update_user_kubeconfig:
+            merge_user_kubeconfig(self.kubeconfig)
+
+    async def _spawn_agents(self, url: str) -> None:
         for plan in self.plans:
             self.agents[plan.name] = await _spawn(
-                "agent", "--server", self.url, "--token-file", str(self._node_token_file(plan)),
+                "agent", "--server", url, "--token-file", str(self._node_token_file(plan)),
                 "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
                 "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.cfg.dataplane,
                 "--data-dir", str(self.data_dir / "nodes" / plan.name),
                 "--lease-interval", str(self.cfg.lease_interval),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
+
+    async def _wait_agents(self) -> None:
         for name, proc in self.agents.items():
             try:
                 await _wait_line(proc, "Node ready: ", 30)
@@ -143,9 +174,6 @@ class Cluster:
                 raise RuntimeError(f"node {name} did not become ready; see "
                                    f"{self.data_dir / 'logs' / (name + '.log')}") from None
             self._drains.append(asyncio.create_task(_drain(proc)))
-        _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
-        if self.cfg.update_user_kubeconfig:
-            merge_user_kubeconfig(self.kubeconfig)
 
     def summary(self) -> str:
         lines = ["", "NODE      IP"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class ServerConfig:
     # The tolerationSeconds that admission gives pods for the not-ready/unreachable taints
     # (DefaultTolerationSeconds): how long a lost node's pods wait before they are evicted.
     default_toleration_seconds: int = 300
+    # A socket already listening, inherited from `pocketkube up`: clients can connect (and wait
+    # in its backlog) before this process has even imported its modules.
+    listen_fd: int | None = None
 
 
 class APIServer:
@@ -81,23 +85,29 @@ class APIServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port, ssl_context=ctx, reuse_address=True,
-                           backlog=1024)
-        await site.start()
-        if self.cfg.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        sock = self._listening_socket()
+        self.port = sock.getsockname()[1]
+        # System namespaces and the `kubernetes` Service exist before the first request is served:
+        # agents started alongside the server may already be waiting in the socket's backlog.
         from pocketkube.apiserver.bootstrap import bootstrap
 
         await bootstrap(self.registry, self.cfg.host, self.port)
         from pocketkube.registry.namespaces import resume_pending
 
         resume_pending(self.registry)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        await web.SockSite(self._runner, sock, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
                                                           self.pki.admin_token()))
+
+    def _listening_socket(self) -> socket.socket:
+        """The socket inherited from `pocketkube up` (already listening), or a new one."""
+        if self.cfg.listen_fd is not None:
+            return socket.socket(fileno=self.cfg.listen_fd)
+        return socket.create_server((self.cfg.host, self.cfg.port), backlog=1024)
 
     async def stop(self) -> None:
         for t in self._tasks:
