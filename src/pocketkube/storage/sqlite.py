@@ -28,6 +28,7 @@ from pocketkube.storage.interface import (
 )
 
 Value = bytes | Callable[[int], bytes]  # a callable gets the revision the write will have
+BUSY_TIMEOUT_MS = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -92,7 +93,9 @@ class SQLiteBackend:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
+        # Another process holding the database (a backup, the sqlite3 shell) makes writes fail with
+        # 503 after this long instead of stalling every writer behind it.
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.executescript(_SCHEMA)
         rows = db.execute(
             "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
