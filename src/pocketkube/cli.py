@@ -112,7 +112,7 @@ async def _run_server(args: argparse.Namespace) -> int:
 
     control_plane = None
     if not args.no_control_plane:
-        control_plane = ControlPlane(server.url, server.pki.admin_token(), str(server.pki.ca_cert),
+        control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
                                      ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
                                                           pod_eviction_timeout=args.pod_eviction_timeout,
                                                           load_balancer_pool=args.load_balancer_pool))

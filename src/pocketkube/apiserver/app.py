@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.apiserver import discovery
+from pocketkube.apiserver import authz, discovery
 from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
@@ -133,7 +133,7 @@ class APIServer:
 
     # ---- HTTP ----
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._authenticate],
+        app = web.Application(middlewares=[self._errors, self._authenticate, authz.authorize],
                               client_max_size=4 * 1024 * 1024)
         app["registry"] = self.registry
         from pocketkube.apiserver.logs import make_log_relay

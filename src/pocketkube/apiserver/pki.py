@@ -54,6 +54,7 @@ class PKI:
             self._make_server_cert(hosts)
         if not self.tokens.exists():
             _write_private(self.tokens, yaml.safe_dump({"admin": secrets.token_urlsafe(32), "nodes": {}}).encode())
+        self.controlplane_token()
 
     def _make_ca(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -114,10 +115,20 @@ class PKI:
             _write_private(self.tokens, yaml.safe_dump(data).encode())
         return nodes[node]
 
+    def controlplane_token(self) -> str:
+        """The credential of the controllers and the scheduler, created on first use."""
+        data = self._load_tokens()
+        if not data.get("controlplane"):
+            data["controlplane"] = secrets.token_urlsafe(32)
+            _write_private(self.tokens, yaml.safe_dump(data).encode())
+        return data["controlplane"]
+
     def identities(self) -> dict[str, tuple[str, list[str]]]:
         """token → (user name, groups), as the authenticator sees them."""
         data = self._load_tokens()
         out = {data["admin"]: ("kubernetes-admin", ["system:masters", "system:authenticated"])}
+        if data.get("controlplane"):
+            out[data["controlplane"]] = ("system:pocketkube-controlplane", ["system:authenticated"])
         for node, tok in (data.get("nodes") or {}).items():
             out[tok] = (f"system:node:{node}", ["system:nodes", "system:authenticated"])
         return out
