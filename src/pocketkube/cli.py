@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
-    kubectl = sub.add_parser("kubectl", help="run kubectl against the pocketkube cluster", add_help=False)
+    kubectl = sub.add_parser("kubectl", add_help=False,
+                             help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -155,18 +156,20 @@ async def _run_agent(args: argparse.Namespace) -> int:
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval))
 
 
-def _kubectl(args: argparse.Namespace) -> int:
+def _kubectl(args: list[str]) -> int:
     from pocketkube.kubectl import exec_kubectl
 
-    return exec_kubectl(args.args, DEFAULT_DATA_DIR)
+    return exec_kubectl(args, DEFAULT_DATA_DIR)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kubectl"]:
+        # kubectl's own flags (`-n`, `--kubeconfig`...) go through untouched: not argparse's.
+        return _kubectl(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "kubectl":
-        return _kubectl(args)
     try:
         import uvloop
 
