@@ -43,13 +43,10 @@ def _say(msg: str) -> None:
 
 async def _spawn(*args: str, log: Path, pass_fds: tuple[int, ...] = ()) -> asyncio.subprocess.Process:
     log.parent.mkdir(parents=True, exist_ok=True)
-    f = open(log, "ab")
-    try:
+    with log.open("ab") as f:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pocketkube", *args, stdout=asyncio.subprocess.PIPE, stderr=f,
             start_new_session=True, pass_fds=pass_fds)
-    finally:
-        f.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -91,7 +88,7 @@ async def _stop(proc: asyncio.subprocess.Process, timeout: float) -> None:
         return
     try:
         await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -146,7 +143,7 @@ class Cluster:
         await self._spawn_agents(f"https://{self.cfg.host}:{port}")
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
-        except (RuntimeError, asyncio.TimeoutError):
+        except (RuntimeError, TimeoutError):
             raise RuntimeError(f"the API server did not start; see {self.data_dir / 'logs' / 'server.log'}") \
                 from None
         self._drains.append(asyncio.create_task(_drain(self.server)))
@@ -170,7 +167,7 @@ class Cluster:
         for name, proc in self.agents.items():
             try:
                 await _wait_line(proc, "Node ready: ", 30)
-            except (RuntimeError, asyncio.TimeoutError):
+            except (RuntimeError, TimeoutError):
                 raise RuntimeError(f"node {name} did not become ready; see "
                                    f"{self.data_dir / 'logs' / (name + '.log')}") from None
             self._drains.append(asyncio.create_task(_drain(proc)))
@@ -262,9 +259,9 @@ async def run_up(cfg: UpConfig) -> int:
     done, _ = await asyncio.wait([waiter, *deaths], return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         _say(f"• the API server exited unexpectedly; stopping (see {cluster.data_dir / 'logs'})")
+    for t in [waiter, *deaths, *watchers]:
+        t.cancel()  # agents exiting from here on are stopping, not failing
     _say("• stopping: pods, agents, server")
     await cluster.stop()
-    for t in [waiter, *deaths, *watchers]:
-        t.cancel()
     _say("• stopped")
     return 0

@@ -24,6 +24,7 @@ from pocketkube.client.rest import Client
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 30.0
+REGISTER_RETRY_INTERVAL = 0.05  # a server started alongside the agent is up within a second
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Agent:
             except errors.ServiceUnavailable:
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(REGISTER_RETRY_INTERVAL)
 
     async def shutdown(self, kill_pods: bool) -> None:
         """Stop the agent; with kill_pods every container process group is stopped too. Without it
