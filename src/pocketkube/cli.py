@@ -170,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
+    if not os.environ.get("POCKETKUBE_NO_UVLOOP"):
+        try:
+            import uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+            uvloop.install()
+        except ImportError:
+            pass
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent}[args.command]
     return asyncio.run(runner(args))
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pocketkube.api import errors
 from pocketkube.apiserver import authz, discovery
+from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
@@ -100,6 +101,7 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         await web.SockSite(self._runner, sock, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
+        self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))
         write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
                                                           self.pki.admin_token()))
 
@@ -133,7 +135,7 @@ class APIServer:
 
     # ---- HTTP ----
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._authenticate, authz.authorize],
+        app = web.Application(middlewares=[self._errors, self._authenticate, FlowControl().middleware, authz.authorize],
                               client_max_size=4 * 1024 * 1024)
         app["registry"] = self.registry
         from pocketkube.apiserver.logs import make_log_relay
@@ -217,6 +219,23 @@ class APIServer:
             if doc is not None:
                 return json_response(doc)
         raise errors.NotFound.path()
+
+
+async def _trim_memory_loop(interval: float = 5.0) -> None:
+    """Give freed heap back to the OS now and then. A 10,000-object LIST builds tens of MB of
+    short-lived buffers; glibc keeps such freed memory in its arenas, and the server's RSS would
+    keep the high-water mark of its largest responses rather than what it holds."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    while True:
+        await asyncio.sleep(interval)
+        trim(0)
 
 
 def _aggregated(body: dict) -> web.Response:

@@ -75,7 +75,7 @@ class Handlers:
                 return await self._watch(request, store, t)
             if t.name:
                 return self._render_one(request, store, store.get_bytes(t.namespace, t.name))
-            return self._list(request, store, t)
+            return await self._list(request, store, t)
         if method == "POST" and not t.name:
             return await self._create(request, store, t)
         if method == "PUT" and t.name:
@@ -100,7 +100,7 @@ class Handlers:
                                        resource_version=obj["metadata"].get("resourceVersion", "")))
         return json_response(value)
 
-    def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+    async def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
         limit = int_param(request.query, "limit") or 0
         result = store.list(t.namespace, _selectors(request, t.res), limit, request.query.get("continue", ""))
         rv = str(result.resource_version)
@@ -115,7 +115,10 @@ class Handlers:
         if result.continue_token:
             meta["continue"] = result.continue_token
         head = orjson.dumps({"kind": store.res.list_kind, "apiVersion": store.res.api_version, "metadata": meta})
-        return json_response(head[:-1] + b',"items":[' + b",".join(result.items) + b"]}")
+        head = head[:-1] + b',"items":['
+        if len(result.items) <= _STREAM_LIST_ITEMS:
+            return json_response(head + b",".join(result.items) + b"]}")
+        return await _stream_list(request, head, result.items)
 
     async def _watch(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
         q = request.query
@@ -371,6 +374,25 @@ class Handlers:
         from pocketkube.apiserver.logs import serve_pod_log
 
         return await serve_pod_log(request, self.registry, pod)
+
+
+_STREAM_LIST_ITEMS = 500  # larger lists are streamed in chunks rather than built as one body
+_STREAM_CHUNK_ITEMS = 500
+
+
+async def _stream_list(request: web.Request, head: bytes, items: list[bytes]) -> web.StreamResponse:
+    """A large list as chunks of stored bytes: memory stays at one chunk, not the whole body
+    (which a keep-alive connection would otherwise hold on to after the response)."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await resp.write(head)
+    for i in range(0, len(items), _STREAM_CHUNK_ITEMS):
+        chunk = b",".join(items[i:i + _STREAM_CHUNK_ITEMS])
+        await resp.write(chunk if i == 0 else b"," + chunk)
+    await resp.write(b"]}")
+    await resp.write_eof()
+    return resp
 
 
 def _legacy_propagation(opts: dict) -> str | None:
