@@ -1,4 +1,7 @@
-"""The nftables data plane: one `ip pocketkube-<node>` table, updated by atomic deltas."""
+"""The nftables data plane: one `ip pocketkube-<node>` table, updated by atomic deltas.
+
+healthCheckNodePorts are answered in userspace, as kube-proxy does in every mode.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 import logging
 import time
 
+from pocketkube.proxy.healthcheck import HealthCheckServers
 from pocketkube.proxy.model import Model, ServiceEntry
 from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import NftError, NftRunner, default_runner
@@ -19,6 +23,7 @@ class NftablesDataPlane:
     def __init__(self, node_name: str, node_ip: str, runner: NftRunner | None = None) -> None:
         self.ctx = render.NodeContext(node_name, node_ip)
         self._runner = runner
+        self.health = HealthCheckServers(node_name, node_ip)
         self._lock = asyncio.Lock()
         # What the kernel holds now, and the model entries it was rendered from (so unchanged
         # entries keep their ServiceRules object and the diff skips them by identity).
@@ -26,17 +31,19 @@ class NftablesDataPlane:
         self._entries: dict[tuple[str, str], ServiceEntry] = {}
         self.last_sync_seconds = 0.0
         self.full_syncs = 0
+        self._replace_table = True  # until the first apply: what the kernel holds is unknown
 
     @property
     def table(self) -> str:
         return self.ctx.table
 
     async def start(self) -> None:
-        """Create the table, or flush and rebuild a leftover of an earlier run."""
+        """Get ready to program. The table of an earlier run (a restarted agent) keeps serving until
+        the first apply replaces it whole, in one transaction: emptying it here would refuse
+        connections until the proxy has listed Services again."""
         if self._runner is None:
             self._runner = default_runner()
-        async with self._lock:
-            await self._full_sync(self._programmed)
+        self._replace_table = True
 
     async def apply(self, model: Model) -> None:
         """Program `model` in one transaction holding only what changed."""
@@ -44,7 +51,10 @@ class NftablesDataPlane:
             started = time.perf_counter()
             desired = self._desired(model)
             script = render.render_delta(self.ctx, self._programmed, desired)
-            if script:
+            if self._replace_table:
+                await self._full_sync(desired)
+                self._replace_table = False
+            elif script:
                 try:
                     await self._run(script)
                 except NftError as err:  # our view of the kernel was wrong: rebuild it whole
@@ -53,8 +63,10 @@ class NftablesDataPlane:
             self._programmed = desired
             self._entries = dict(model)
             self.last_sync_seconds = time.perf_counter() - started
+        await self.health.apply(model)
 
     async def stop(self) -> None:
+        await self.health.stop()
         async with self._lock:
             if self._runner is not None:
                 await self._run(render.render_delete(self.ctx))
