@@ -1,6 +1,6 @@
 """`pocketkube up` as a user meets it: resume on the same data dir, a clean Ctrl-C, `pocketkube
-kubectl`, the merged user kubeconfig and a busy port. Address ranges of its own: nodes 127.0.12.x,
-pods 127.250.0.0/16, Services 127.100.0.0/16, load balancers 127.204.0.0/24."""
+kubectl`, the merged user kubeconfig and a busy port. Address ranges of its own: nodes 127.0.14.x,
+pods 127.252.0.0/16, Services 127.102.0.0/16, load balancers 127.206.0.0/24."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ pytestmark = [
     pytest.mark.skipif(not kubectl_binaries(), reason="needs a kubectl binary"),
 ]
 
-NODE_IPS = ["127.0.12.1", "127.0.12.2", "127.0.12.3"]
-UP_ARGS = ["--nodes", "3", "--node-ip-base", "127.0.12.0", "--pod-cidr-base", "127.250.0.0/16",
-           "--service-cidr", "127.100.0.0/16", "--load-balancer-pool", "127.204.0.0/24"]
+NODE_IPS = ["127.0.14.1", "127.0.14.2", "127.0.14.3"]
+UP_ARGS = ["--nodes", "3", "--node-ip-base", "127.0.14.0", "--pod-cidr-base", "127.252.0.0/16",
+           "--service-cidr", "127.102.0.0/16", "--load-balancer-pool", "127.206.0.0/24"]
 OTHER_CONTEXT = {
     "apiVersion": "v1", "kind": "Config", "current-context": "work",
     "clusters": [{"name": "work", "cluster": {"server": "https://203.0.113.7:6443"}}],
@@ -190,11 +190,11 @@ def test_ctrl_c_leaves_nothing_and_up_resumes_the_cluster(up, k):
     k.ok("create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80")
     k.ok("expose", "deployment", "web", "--type=NodePort", "--port=80")
     before = json.loads(k.ok("get", "service", "web", "-o", "json"))["spec"]
-    assert ipaddress.ip_address(before["clusterIP"]) in ipaddress.ip_network("127.100.0.0/16")
+    assert ipaddress.ip_address(before["clusterIP"]) in ipaddress.ip_network("127.102.0.0/16")
     wait_for(lambda: len(ready_pods(k, "app=web")) == 2, what="2 web pods Ready")
     assert listening_on(NODE_IPS), "a running cluster listens on its node IPs (kubelet log servers)"
     tables = nft_tables_of(NODE_IPS)
-    assert tables is None or sorted(tables) == [f"pocketkube-node-{i}-127-0-12-{i}" for i in (1, 2, 3)]
+    assert tables is None or sorted(tables) == [f"pocketkube-node-{i}-127-0-14-{i}" for i in (1, 2, 3)]
 
     out = up.stop()
     assert "stopped" in out and "Traceback" not in out, out
