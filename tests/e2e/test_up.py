@@ -136,12 +136,14 @@ def up():
     root = Path(tempfile.mkdtemp(prefix="pk-up-e2e-"))
     (root / "home" / ".kube").mkdir(parents=True)
     (root / "home" / ".kube" / "config").write_text(yaml.safe_dump(OTHER_CONTEXT))
-    cluster = Up(root).start()
-    yield cluster
-    cluster.stop()
-    leftovers = processes_under(root)
-    if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
-        shutil.rmtree(root, ignore_errors=True)
+    cluster = Up(root)
+    try:
+        yield cluster.start()
+    finally:  # also when the start failed: its data dir goes too
+        cluster.stop()
+        leftovers = processes_under(root)
+        if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
+            shutil.rmtree(root, ignore_errors=True)
     assert leftovers == [], f"processes left behind: {leftovers}"
 
 
