@@ -100,7 +100,7 @@ def server():
 
 
 def rss_kib(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
@@ -131,7 +131,7 @@ async def _flood(url: str, token: str, ca_file: str, clients: int, seconds: floa
                         key = str(resp.status)
                         if resp.status == 429:
                             retry_after.add(resp.headers.get("Retry-After", ""))
-                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                except (TimeoutError, aiohttp.ClientError) as e:
                     key = type(e).__name__
                 counts[key] = counts.get(key, 0) + 1
         await asyncio.gather(*(client(i) for i in range(clients)))

@@ -236,6 +236,8 @@ def proc_start_ticks(pid: int) -> int | None:
 
 
 def resolve_executable(name: str, path: str) -> str | None:
+    if "\0" in name:
+        return None
     if "/" in name:
         return name if os.access(name, os.X_OK) else None
     return shutil.which(name, path=path)
@@ -271,6 +273,16 @@ def _spawn(argv: list[str], cfg: ContainerConfig, cwd: Path, log_path: Path) -> 
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise StartError(f"exec: {cfg.argv[0]!r}: {e.strerror}") from None
+        except ValueError as e:  # a NUL byte in an argument or in the environment
+            raise StartError(f"exec: {cfg.argv[0]!r}: {e}") from None
+
+
+def _path_component(value: str) -> str:
+    """A pod UID or container name used as one directory name: whatever a manifest says, the
+    path stays inside the data dir (the API validates both; this holds even if it did not)."""
+    if not value or value in (".", "..") or "/" in value or "\0" in value:
+        raise StartError(f"invalid name for a container directory: {value!r}")
+    return value
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -291,10 +303,10 @@ class ProcessRuntime:
 
     # ---- layout ----
     def pod_dir(self, pod_uid: str) -> Path:
-        return self.root / pod_uid
+        return self.root / _path_component(pod_uid)
 
     def container_dir(self, pod_uid: str, name: str) -> Path:
-        return self.root / pod_uid / name
+        return self.pod_dir(pod_uid) / _path_component(name)
 
     def log_path(self, pod_uid: str, name: str, restart_count: int) -> Path:
         return self.container_dir(pod_uid, name) / f"{restart_count}.log"
