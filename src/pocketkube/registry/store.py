@@ -239,8 +239,9 @@ class ObjectStore:
             try:
                 return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
             except errors.Conflict:
-                if rv not in (None, ""):
-                    raise
+                # Retry on the fresh object: a resourceVersion the patch merely carried over
+                # matches again; one the client set on purpose no longer does, and fails above.
+                continue
         raise errors.Conflict.modified(self.res.plural, name, self.res.group)
 
     def _merge_update(self, old: dict, new: dict, subresource: str) -> dict:
