@@ -1,0 +1,209 @@
+"""No packet addressed to a cluster range leaves through a non-loopback interface.
+
+Every cluster address (node IPs, pods, Services, load balancers) lives in 127.0.0.0/8, which the
+kernel routes to `lo`. These tests check that routing for samples of each range, that the nftables
+plane never rewrites a destination out of 127/8, and, with a packet capture on every other
+interface, that traffic to every range (live Services, addresses with no listener, a ClusterIP
+whose proxy has stopped) puts nothing on the wire, for both data planes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
+from pocketkube.proxy.select import nftables_usable
+
+# The default cluster ranges; the addresses used are clear of what a running cluster hands out.
+RANGES = {"services": "127.96.0.0/16", "pods": "127.244.0.0/16", "load balancers": "127.200.0.0/24",
+          "nodes": "127.0.1.0/24"}
+NODE_IP, OTHER_NODE_IP = "127.0.1.247", "127.0.1.248"
+VIP, UNUSED_VIP = "127.96.247.10", "127.96.247.11"
+LB_IP, UNUSED_LB_IP = "127.200.0.247", "127.200.0.248"
+POD_IP, SILENT_POD_IP = "127.244.247.2", "127.244.247.3"
+NODE_PORT = 30947
+CONTROL_DESTINATION = ("198.51.100.1", 9)  # TEST-NET-2 via the default route: the capture's control
+ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
+
+
+def dataplanes() -> list:
+    nft = pytest.mark.skipif(not nftables_usable(), reason="needs root and nft")
+    return [pytest.param("nftables", marks=nft), "userspace"]
+
+
+def samples(cidr: str) -> list[str]:
+    net = ipaddress.ip_network(cidr)
+    return [str(net.network_address + 1), str(net.network_address + net.num_addresses // 2),
+            str(net.broadcast_address - 1)]
+
+
+def test_every_cluster_range_routes_to_loopback():
+    for name, cidr in RANGES.items():
+        for addr in samples(cidr):
+            route = subprocess.run(["ip", "-o", "route", "get", addr], capture_output=True, text=True,
+                                   check=True).stdout
+            assert re.search(r"\bdev lo\b", route), f"{name} address {addr} routes elsewhere: {route}"
+
+
+class Capture:
+    """IPv4 packets seen on every interface but lo (AF_PACKET), while the context is open."""
+
+    def __init__(self) -> None:
+        # ETH_P_ALL: a socket bound to one protocol is not shown outgoing packets, only taps are.
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        self.sock.settimeout(0.1)
+        self.seen: list[tuple[str, str, str]] = []  # (interface, source, destination)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                packet, (interface, protocol, *_rest) = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if interface != "lo" and protocol == ETH_P_IP and len(packet) >= 20:
+                self.seen.append((interface, socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])))
+
+    def loopback_packets(self) -> list[tuple[str, str, str]]:
+        loopback = ipaddress.ip_network("127.0.0.0/8")
+        return [p for p in self.seen if ipaddress.ip_address(p[1]) in loopback
+                or ipaddress.ip_address(p[2]) in loopback]
+
+    def saw_destination(self, addr: str) -> bool:
+        return any(dst == addr for _, _, dst in self.seen)
+
+    @contextmanager
+    def running(self) -> Iterator[Capture]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join()
+            self.sock.close()
+
+
+def capture_usable() -> bool:
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL)).close()
+    except (PermissionError, OSError):
+        return False
+    return True
+
+
+def send_control_packet() -> None:
+    """A datagram that does leave (if there is a default route): proves the capture sees the wire."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(b"pocketkube network-safety control", CONTROL_DESTINATION)
+        except OSError:
+            pass
+
+
+def has_default_route() -> bool:
+    route = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True, check=False)
+    return bool(route.stdout.strip())
+
+
+def poke(addr: str, port: int) -> None:
+    """A TCP connect and a UDP datagram to addr:port, whatever answers (or not)."""
+    try:
+        with socket.create_connection((addr, port), timeout=0.5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.recv(100)
+    except OSError:
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.sendto(b"hello", (addr, port))
+        except OSError:
+            pass
+
+
+def traffic_to_every_range() -> None:
+    targets = [(VIP, 80), (UNUSED_VIP, 80), (LB_IP, 80), (UNUSED_LB_IP, 80), (NODE_IP, NODE_PORT),
+               (OTHER_NODE_IP, NODE_PORT), (POD_IP, 8080), (SILENT_POD_IP, 8080)]
+    for cidr in RANGES.values():
+        targets += [(addr, 80) for addr in samples(cidr)]
+    for addr, port in targets:
+        poke(addr, port)
+
+
+def make_plane(kind: str):
+    name = f"netsafety-{os.getpid()}"
+    if kind == "nftables":
+        from pocketkube.proxy.nftables.proxier import NftablesDataPlane
+
+        return NftablesDataPlane(name, NODE_IP)
+    from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+
+    return UserspaceDataPlane(name, NODE_IP)
+
+
+def model() -> dict:
+    port = ServicePort("netsafety", "web", "", "TCP", 80, (VIP,), NODE_PORT, load_balancer_ips=(LB_IP,))
+    entry = ServiceEntry(port, (Endpoint(POD_IP, 8080, f"netsafety-{os.getpid()}"),))
+    return {(port.key, "TCP"): entry}
+
+
+async def backend() -> asyncio.AbstractServer:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\npod")
+        await writer.drain()
+        writer.close()
+    return await asyncio.start_server(answer, POD_IP, 8080)
+
+
+async def fetch(addr: str, port: int) -> bytes:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), 2)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 2)
+    writer.close()
+    return data
+
+
+def nft_destinations(table: str) -> set[str]:
+    """Every address a `dnat to` in the table rewrites to."""
+    listing = subprocess.run(["nft", "list", "table", "ip", table], capture_output=True, text=True,
+                             check=True).stdout
+    return set(re.findall(r"dnat to (\d+\.\d+\.\d+\.\d+)", listing))
+
+
+@pytest.mark.skipif(not capture_usable(), reason="needs CAP_NET_RAW for an AF_PACKET capture")
+@pytest.mark.parametrize("kind", dataplanes())
+async def test_no_cluster_packet_leaves_through_another_interface(kind):
+    server = await backend()
+    plane = make_plane(kind)
+    capture = Capture()
+    try:
+        with capture.running():
+            await plane.start()
+            await plane.apply(model())
+            assert (await fetch(VIP, 80)).endswith(b"pod")  # the data plane is live, traffic is real
+            assert (await fetch(NODE_IP, NODE_PORT)).endswith(b"pod")
+            if kind == "nftables":
+                rewrites = nft_destinations(plane.table)
+                assert rewrites and all(ipaddress.ip_address(a).is_loopback for a in rewrites), rewrites
+            await asyncio.to_thread(traffic_to_every_range)
+            await plane.stop()  # the proxy stopped: its ClusterIP and NodePort have nothing behind them
+            await asyncio.to_thread(traffic_to_every_range)
+            send_control_packet()
+            await asyncio.sleep(0.3)
+    finally:
+        await plane.stop()
+        server.close()
+        await server.wait_closed()
+    assert capture.loopback_packets() == []
+    if has_default_route():
+        assert capture.saw_destination(CONTROL_DESTINATION[0]), "the capture saw nothing: it proves nothing"
