@@ -20,18 +20,25 @@ async def begin_namespace_deletion(registry, name: str, dry_run: bool = False) -
         ns["metadata"].setdefault("deletionTimestamp", now_rfc3339())
         ns.setdefault("status", {})["phase"] = "Terminating"
         return ns
+    already = (ns_store.try_get("", name) or {}).get("metadata", {}).get("deletionTimestamp")
     obj = await ns_store.guaranteed_update("", name, mark, "binding", dry_run)
-    if not dry_run:
-        task = asyncio.create_task(_finalize(registry, name))
+    if not dry_run and not already:
+        task = asyncio.create_task(_finalize(registry, name, obj["metadata"]["uid"]))
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
     return obj
 
 
-async def _finalize(registry, name: str) -> None:
-    """Delete everything in the namespace, wait until it is gone, then remove the namespace."""
+async def _finalize(registry, name: str, uid: str) -> None:
+    """Delete everything in the namespace, wait until it is gone, then remove the namespace.
+
+    Bound to the namespace's uid: a namespace of the same name created afterwards is not touched.
+    """
     try:
         while True:
+            current = registry.namespaces.try_get("", name)
+            if current is None or current["metadata"].get("uid") != uid:
+                return
             remaining = 0
             for res in RESOURCES:
                 if not res.namespaced:
@@ -48,8 +55,8 @@ async def _finalize(registry, name: str) -> None:
             if remaining == 0:
                 break
             await asyncio.sleep(0.5)
-        await registry.namespaces.delete("", name)
-    except errors.NotFound:
+        await registry.namespaces.delete("", name, preconditions={"uid": uid})
+    except (errors.NotFound, errors.Conflict):
         pass
     except Exception:  # noqa: BLE001 - a background task must log, not die silently
         log.exception("finalizing namespace %s failed", name)
@@ -59,6 +66,6 @@ def resume_pending(registry) -> None:
     """At startup, finish the deletion of namespaces that were Terminating when we stopped."""
     for ns in registry.namespaces.list_objects():
         if ns["metadata"].get("deletionTimestamp"):
-            task = asyncio.create_task(_finalize(registry, ns["metadata"]["name"]))
+            task = asyncio.create_task(_finalize(registry, ns["metadata"]["name"], ns["metadata"]["uid"]))
             _tasks.add(task)
             task.add_done_callback(_tasks.discard)
