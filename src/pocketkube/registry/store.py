@@ -285,7 +285,8 @@ class ObjectStore:
                 raise errors.Invalid(self.res.kind, old["metadata"]["name"], errs, self.res.group)
             return old  # a no-op update keeps the resourceVersion, as Kubernetes does
         # The last finalizer removed from an object being deleted: the object goes.
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        if (new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
+                and not new["metadata"].get("finalizers")):
             if txn is not None:
                 txn.revert()
             if dry_run:
