@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import socket
@@ -15,13 +16,13 @@ from dataclasses import dataclass, field
 import yaml
 
 # A pod that says who it is: HTTP on TCP and an echo on UDP, on every port in argv, bound to the
-# pod IP. Each answer is "<pod name> <port>" (UDP: that, then what was sent). No "$(": the agent
+# pod IP. An HTTP answer is "<pod name> <port> <client IP>"; a UDP one "<pod name> <port> <what was sent>". No "$(": the agent
 # expands $(VAR) in argv.
 WHOAMI = r"""
 import os, socket, sys, threading
 ip, name = os.environ["POD_IP"], os.environ["HOSTNAME"]
 
-def http(conn, port):
+def http(conn, port, peer):
     with conn:
         data = b""
         while b"\r\n\r\n" not in data:
@@ -29,7 +30,7 @@ def http(conn, port):
             if not chunk:
                 return
             data += chunk
-        body = f"{name} {port}\n".encode()
+        body = f"{name} {port} {peer[0]}\n".encode()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
@@ -39,8 +40,8 @@ def serve_tcp(port):
     s.bind((ip, port))
     s.listen(512)
     while True:
-        conn, _ = s.accept()
-        threading.Thread(target=http, args=(conn, port), daemon=True).start()
+        conn, peer = s.accept()
+        threading.Thread(target=http, args=(conn, port, peer), daemon=True).start()
 
 def serve_udp(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -143,6 +144,17 @@ def http_get(host: str, port: int, timeout: float = 2.0) -> str:
 def who(host: str, port: int, timeout: float = 2.0) -> str:
     """The name of the WHOAMI pod answering a new connection to host:port."""
     return http_get(host, port, timeout).split()[0]
+
+
+def who_sees(host: str, port: int, source_ip: str, timeout: float = 2.0) -> tuple[str, str]:
+    """(pod name, the client IP the pod saw) for a connection from `source_ip` (any 127/8 address is ours)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout, source_address=(source_ip, 0))
+    try:
+        conn.request("GET", "/")
+        name, _port, client = conn.getresponse().read().decode().split()
+    finally:
+        conn.close()
+    return name, client
 
 
 def try_who(host: str, port: int, timeout: float = 1.0) -> str | None:

@@ -41,6 +41,7 @@ from svc_helpers import (
     wait_for,
     wait_ready,
     who,
+    who_sees,
     whoami_container,
 )
 
@@ -65,6 +66,7 @@ PLANES = {
 }
 NODES = 3
 WHOAMI_PORT = 8080
+CLIENT_IP = "127.0.0.77"  # a client address of our own: every 127/8 address is local
 
 
 def _nft_tables() -> str:
@@ -280,7 +282,7 @@ def test_multiport_with_named_target_ports(k, cluster):
         wait_for(lambda: endpoints_by_port() == want, what="endpoints per named port")
         vip = cluster_ip(k, "multiport")
         assert wait_for(lambda: try_who(vip, 80) == "mp-1" and try_who(vip, 81) == "mp-2", what="traffic per port")
-        assert http_get(vip, 80).strip() == "mp-1 100" and http_get(vip, 81).strip() == "mp-2 101"
+        assert http_get(vip, 80).split()[:2] == ["mp-1", "100"] and http_get(vip, 81).split()[:2] == ["mp-2", "101"]
         delete(k, "pod/mp-1")
         wait_for(lambda: endpoints_by_port() == {"portname2": want["portname2"]}, what="mp-1 gone from endpoints")
         wait_for(lambda: connect_outcome(vip, 80)[0] == "refused", what="port 80 refused without endpoints")
@@ -449,6 +451,7 @@ def test_external_traffic_policy_local(k, cluster):
             wait_for(lambda ip=ip: try_who(ip, np), what=f"NodePort via {ip}")
             assert hits(ip, np, 10) == {local: 10}
             assert _health(ip, hc) == (200, 1)
+            assert who_sees(ip, np, CLIENT_IP) == (local, CLIENT_IP), "the client IP is preserved"
         outcome, _seconds = connect_outcome(n3, np, timeout=1)  # dropped or refused, never forwarded
         assert outcome in ("refused", "timeout"), outcome
         assert try_who(n3, np, timeout=1) is None

@@ -54,19 +54,23 @@ class AffinityTable:
 class Route:
     """Where one frontend (ip:port/protocol) sends new connections; replaced on every model change."""
 
-    __slots__ = ("affinity_key", "affinity_timeout", "endpoints", "protocol", "service", "usable")
+    __slots__ = ("affinity_key", "affinity_timeout", "endpoints", "preserve_client_ip", "protocol", "service",
+                 "usable")
 
-    def __init__(self, service: str, protocol: str, endpoints: tuple[Endpoint, ...], affinity_timeout: int) -> None:
+    def __init__(self, service: str, protocol: str, endpoints: tuple[Endpoint, ...], affinity_timeout: int,
+                 preserve_client_ip: bool = False) -> None:
         self.service = service
         self.protocol = protocol
         self.endpoints = endpoints
         self.usable = frozenset(endpoints)
         self.affinity_timeout = affinity_timeout
         self.affinity_key = f"{service}/{protocol}"  # affinity is per service port and protocol
+        self.preserve_client_ip = preserve_client_ip  # externalTrafficPolicy: Local
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Route) and (self.service, self.protocol, self.endpoints, self.affinity_timeout) == (
-            other.service, other.protocol, other.endpoints, other.affinity_timeout)
+        return isinstance(other, Route) and (
+            self.service, self.protocol, self.endpoints, self.affinity_timeout, self.preserve_client_ip) == (
+            other.service, other.protocol, other.endpoints, other.affinity_timeout, other.preserve_client_ip)
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -14,8 +14,9 @@ seconds, taking over within about a second if the owner dies. A consequence: Clu
 traffic is routed by whichever agent owns the address, so `internalTrafficPolicy: Local`
 follows that agent's node, not the client's.
 
-Limits of proxying in userspace: the endpoint sees the proxy's address as the client, so
-the client IP is not preserved (even with `externalTrafficPolicy: Local`); established TCP
+Limits of proxying in userspace: the endpoint sees the proxy's address as the client, except
+for TCP under `externalTrafficPolicy: Local`, whose backend connections are made from the
+client's own IP (every client of a node on 127/8 has a local address); established TCP
 connections survive endpoint removal (as with conntrack), UDP sessions to a removed endpoint
 are ended (as kube-proxy flushes their conntrack entries).
 """
@@ -46,7 +47,7 @@ def frontend_routes(entry: ServiceEntry, node_name: str, node_ip: str) -> dict[A
         return {}
     cat = categorize_endpoints(entry, node_name)
     cluster = Route(sp.key, sp.protocol, cat.cluster, sp.affinity_timeout)
-    external = Route(sp.key, sp.protocol, cat.external, sp.affinity_timeout)
+    external = Route(sp.key, sp.protocol, cat.external, sp.affinity_timeout, preserve_client_ip=sp.external_local)
     routes: dict[Address, Route] = {}
     for ip in sp.cluster_ips:
         routes[(sp.protocol, ip, sp.port)] = cluster

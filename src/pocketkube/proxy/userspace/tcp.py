@@ -19,6 +19,7 @@ from pocketkube.proxy.userspace.affinity import Balancer, Route
 log = logging.getLogger(__name__)
 
 BACKLOG = 4096
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux; absent from Python < 3.12
 
 
 class AddressInUse(Exception):
@@ -137,7 +138,8 @@ class _ClientSide(_Side):
     async def _connect(self) -> None:
         frontend = self.frontend
         route = frontend.route
-        client_ip = self._client_ip() if route.affinity_timeout else ""  # a syscall: only when needed
+        needs_client_ip = route.affinity_timeout or route.preserve_client_ip
+        client_ip = self._client_ip() if needs_client_ip else ""  # a syscall: only when needed
         loop = asyncio.get_running_loop()
         tried: list[Endpoint] = []
         while not self.closed:
@@ -147,7 +149,11 @@ class _ClientSide(_Side):
             backend = _BackendSide()
             backend.other = self
             try:  # no timeout: endpoints are local, so a connect is answered or refused at once
-                await loop.create_connection(lambda b=backend: b, endpoint.ip, endpoint.port)
+                if route.preserve_client_ip:
+                    sock = await _connect_from(client_ip, endpoint)
+                    await loop.create_connection(lambda b=backend: b, sock=sock)
+                else:
+                    await loop.create_connection(lambda b=backend: b, endpoint.ip, endpoint.port)
             except OSError as e:
                 log.debug("%s: endpoint %s failed: %s", route.service, endpoint.address, e)
                 tried.append(endpoint)
@@ -178,6 +184,28 @@ class _ClientSide(_Side):
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             self.transport.abort()
+
+
+async def _connect_from(client_ip: str, endpoint: Endpoint) -> socket.socket:
+    """A socket connected to `endpoint` from the client's IP, so the endpoint sees the real client.
+
+    The port is chosen at connect time (IP_BIND_ADDRESS_NO_PORT), not at bind, so connections
+    from one client IP can reuse ports per destination as unbound ones do. A client IP that is
+    not an address of this host (EADDRNOTAVAIL) falls back to the proxy's own address."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        try:
+            sock.bind((client_ip, 0))
+        except OSError as e:
+            if e.errno != errno.EADDRNOTAVAIL:
+                raise
+        await asyncio.get_running_loop().sock_connect(sock, (endpoint.ip, endpoint.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class TcpFrontend:
