@@ -147,6 +147,33 @@ def test_node_may_not_touch_another_node(api, node1):
     assert api.get(f"{NODES}/node-2").status == 200
 
 
+def test_node_may_not_steer_workloads_to_itself(api, node1):
+    api.post(NODES, node_obj("node-1"))  # registered already, or now
+    labels = {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": "", "example.com/ok": "1"}}}
+    forbidden(node1.request("PATCH", f"{NODES}/node-1", labels, content_type=MERGE),
+              'nodes "node-1" is forbidden: is not allowed to modify labels: node-role.kubernetes.io/control-plane',
+              "node-1", "nodes")
+    taints = {"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}
+    forbidden(node1.request("PATCH", f"{NODES}/node-1", taints, content_type=MERGE),
+              'nodes "node-1" is forbidden: node "node-1" is not allowed to modify taints', "node-1", "nodes")
+    current = node1.get(f"{NODES}/node-1").json()
+    current.setdefault("spec", {})["taints"] = taints["spec"]["taints"]
+    assert node1.request("PUT", f"{NODES}/node-1", current).status == 403
+    allowed = {"metadata": {"labels": {"kubernetes.io/hostname": "node-1", "node.kubernetes.io/instance-type": "x",
+                                       "example.com/ok": "1"}}}
+    r = node1.request("PATCH", f"{NODES}/node-1", allowed, content_type=MERGE)
+    assert r.status == 200, r.body
+    assert api.request("PATCH", f"{NODES}/node-1", taints, content_type=MERGE).status == 200  # the admin may
+    r = node1.request("PATCH", f"{NODES}/node-1/status", {"status": {"phase": "Running"}}, content_type=MERGE)
+    assert r.status == 200, r.body  # a status write keeps the taints it cannot change
+    api.request("DELETE", f"{NODES}/node-1")
+    r = node1.post(NODES, {**node_obj("node-1"), "metadata": {
+        "name": "node-1", "labels": {"node-restriction.kubernetes.io/pool": "a", "kubernetes.io/os": "linux"}}})
+    forbidden(r, 'nodes "node-1" is forbidden: node "node-1" is not allowed to set the following labels: '
+                 "node-restriction.kubernetes.io/pool", "node-1", "nodes")
+    assert node1.post(NODES, node_obj("node-1")).status == 201
+
+
 def test_node_leases_are_its_own_and_in_the_lease_namespace(node1):
     group = "coordination.k8s.io"
     forbidden(node1.post(LEASES, lease("node-2")),

@@ -187,17 +187,31 @@ def denial(a: Attributes) -> errors.Forbidden:
 
 # ---- NodeRestriction ----
 
-def admit_node_request(a: Attributes, node: str, registry, body: dict) -> None:
+@dataclass(frozen=True)
+class Body:
+    """A request body read ahead of its handler; decoded only when a check needs it."""
+    raw: bytes = b""
+    content_type: str = ""
+
+    def object(self) -> dict:
+        from pocketkube.apiserver.bodies import decode_object
+
+        return _mapping(decode_object(self.content_type, self.raw)) if self.raw else {}
+
+
+def admit_node_request(a: Attributes, node: str, registry, body: Body) -> None:
     """NodeRestriction's checks for a write by `node`; raises Forbidden (or NotFound) to refuse.
-    `body` is the decoded request body of a create, {} otherwise."""
+    `body` is read for creates and for writes to the node's own Node, empty otherwise."""
     if a.verb not in ("create", "update", "patch", "delete"):
         return
     if (a.api_group, a.resource) == ("", "nodes"):
-        name = a.name or _body_name(body)
+        name = a.name or _body_name(body.object())
         if name != node:
             raise _forbidden("", "nodes", name, f'node "{node}" is not allowed to modify node "{name}"')
+        if not a.subresource:
+            _admit_own_node(a, node, registry, body)
     elif (a.api_group, a.resource) == ("coordination.k8s.io", "leases"):
-        name = a.name or _body_name(body)
+        name = a.name or _body_name(body.object())
         if a.namespace != NODE_LEASE_NAMESPACE:
             raise _forbidden(a.api_group, "leases", name,
                              f'can only access leases in the "{NODE_LEASE_NAMESPACE}" system namespace')
@@ -208,12 +222,60 @@ def admit_node_request(a: Attributes, node: str, registry, body: dict) -> None:
         _admit_pod(a, node, registry, body)
 
 
-def _admit_pod(a: Attributes, node: str, registry, body: dict) -> None:
+def _admit_own_node(a: Attributes, node: str, registry, body: Body) -> None:
+    """A node may not steer workloads to itself: no new restricted labels, no taint changes."""
+    if a.verb == "create":
+        labels = _mapping(_mapping(body.object().get("metadata")).get("labels"))
+        if bad := _forbidden_labels(labels, {}):
+            raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to set the following labels: '
+                                                f'{", ".join(bad)}')
+        return
+    if a.verb not in ("update", "patch"):
+        return
+    from pocketkube.apiserver.patch import apply_patch
+
+    old = registry.store("", "nodes").get("", node)
+    new = body.object() if a.verb == "update" else apply_patch(body.content_type, old, body.raw, "Node")
+    if _taints(new) != _taints(old):
+        raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to modify taints')
+    new_labels = _mapping(_mapping(new.get("metadata")).get("labels"))
+    if bad := _forbidden_labels(new_labels, _mapping(old["metadata"].get("labels"))):
+        # Upstream words this one without the node's name.
+        raise _forbidden("", "nodes", node, f'is not allowed to modify labels: {", ".join(bad)}')
+
+
+def _taints(node: dict) -> list:
+    return _mapping(node.get("spec")).get("taints") or []  # nil and empty are the same list
+
+
+_KUBELET_LABELS = {"kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
+                   "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
+                   "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "kubernetes.io/os",
+                   "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
+
+
+def _in_namespace(key: str, *namespaces: str) -> bool:
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return any(prefix == ns or prefix.endswith("." + ns) for ns in namespaces)
+
+
+def _forbidden_labels(new: dict, old: dict) -> list[str]:
+    """Changed labels a kubelet may not set: node-restriction.kubernetes.io ones, and other
+    kubernetes.io/k8s.io ones that are not the kubelet's own."""
+    changed = {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)}
+
+    def kubelet_label(key: str) -> bool:
+        return key in _KUBELET_LABELS or _in_namespace(key, "kubelet.kubernetes.io", "node.kubernetes.io")
+    return sorted(k for k in changed if _in_namespace(k, "node-restriction.kubernetes.io") or
+                  (_in_namespace(k, "kubernetes.io", "k8s.io") and not kubelet_label(k)))
+
+
+def _admit_pod(a: Attributes, node: str, registry, body: Body) -> None:
     if a.subresource not in ("", "status"):
         raise _forbidden("", "pods", a.name,
                          f"unexpected pod subresource \"{a.subresource}\", only 'status' and 'eviction' are allowed")
     if a.verb == "create" and not a.subresource:
-        _admit_mirror_pod(node, body)
+        _admit_mirror_pod(node, body.object())
         return
     # RBAC already refused every other pod write: what is left is a status write or a delete.
     bound = (registry.store("", "pods").get(a.namespace, a.name).get("spec") or {}).get("nodeName")
@@ -253,11 +315,11 @@ def _body_name(body: dict) -> str:
     return name if isinstance(name, str) else ""
 
 
-async def _read_body(request: web.Request) -> tuple[dict, web.Request]:
-    """The decoded body, and a request that can still be read by the handler (the body replayed)."""
+async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
+    """The body, and a request whose handler can still read it (the body replayed)."""
     from aiohttp.streams import StreamReader
 
-    from pocketkube.apiserver.bodies import MAX_BODY, decode_object
+    from pocketkube.apiserver.bodies import MAX_BODY
 
     data = b""
     while not request.content.at_eof():
@@ -269,8 +331,16 @@ async def _read_body(request: web.Request) -> tuple[dict, web.Request]:
     replay.feed_eof()
     clone = request.clone()
     clone._payload = replay  # aiohttp has no public way to hand a handler a body already read
-    obj = decode_object(request.headers.get("Content-Type", ""), data) if data else {}
-    return _mapping(obj), clone
+    return Body(data, request.headers.get("Content-Type", "")), clone
+
+
+def _needs_body(a: Attributes, node: str | None) -> bool:
+    """Self-reviews are answered from their body; NodeRestriction reads a node's creates and the
+    writes to its own Node."""
+    if _review_target(a) is not None:
+        return True
+    return node is not None and (a.verb == "create" or (
+        (a.api_group, a.resource, a.subresource) == ("", "nodes", "") and a.verb in ("update", "patch")))
 
 
 # ---- self reviews ----
@@ -371,12 +441,12 @@ async def authorize(request: web.Request, handler):
     if not allowed(a):
         raise denial(a)
     node = user.node_name
-    review = _review_target(a)
-    body: dict = {}
-    if review is not None or (node is not None and a.verb == "create"):
+    body = Body()
+    if _needs_body(a, node):
         body, request = await _read_body(request)
+    review = _review_target(a)
     if review is not None:
-        return answer_review(review, user, body)
+        return answer_review(review, user, body.object())
     if node is not None and a.is_resource_request:
         admit_node_request(a, node, request.app["registry"], body)
     return await handler(request)
