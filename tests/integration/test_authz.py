@@ -267,6 +267,15 @@ def test_kubectl_auth_can_i_and_whoami(server, node_kubeconfig, binary, tmp_path
         assert cp.returncode == 0, cp.stderr
         info = yaml.safe_load(cp.stdout)["status"]["userInfo"]
         assert info == {"username": "system:node:node-1", "groups": ["system:nodes", "system:authenticated"]}
+        as_node = ("--as=system:node:node-1", "--as-group=system:nodes")
+        cp = admin.run("auth", "can-i", "create", "deployments", *as_node)
+        assert (cp.returncode, cp.stdout.strip()) == (1, "no"), cp.stderr
+        cp = admin.run("auth", "can-i", "get", "nodes", *as_node)
+        assert (cp.returncode, cp.stdout.strip()) == (0, "yes"), cp.stderr
+        cp = admin.run("get", "deployments", *as_node)
+        assert cp.returncode == 1 and 'User "system:node:node-1" cannot list resource "deployments"' in cp.stderr
+        cp = node.run("get", "pods", "--as=kubernetes-admin", "--as-group=system:masters")
+        assert cp.returncode == 1 and 'User "system:node:node-1" cannot impersonate resource "users"' in cp.stderr
         cp = node.run("delete", "service", "kubernetes")
         assert cp.returncode == 1
         assert 'Error from server (Forbidden): services "kubernetes" is forbidden: User "system:node:node-1" ' \

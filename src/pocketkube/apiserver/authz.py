@@ -428,6 +428,23 @@ def _review_target(a: Attributes) -> tuple[str, str] | None:
     return None
 
 
+# ---- impersonation (kubectl --as / --as-group) ----
+
+def _impersonated(user: User, request: web.Request) -> User:
+    """The user named by Impersonate-User/-Group, if `user` may impersonate them; else `user`."""
+    name = request.headers.get("Impersonate-User", "")
+    groups = tuple(request.headers.getall("Impersonate-Group", ()))
+    if not name:
+        if groups:
+            raise errors.BadRequest(f"requested {list(groups)} without impersonating a user")
+        return user
+    for resource, target in (("users", name), *(("groups", g) for g in groups)):
+        a = Attributes(user, "impersonate", "", resource, name=target)
+        if not allowed(a):
+            raise denial(a)
+    return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
+
+
 # ---- middleware ----
 
 @web.middleware
@@ -436,7 +453,9 @@ async def authorize(request: web.Request, handler):
     ident = request.get("user")
     if ident is None:  # a public path (/healthz, /version)
         return await handler(request)
-    user = User(ident[0], tuple(ident[1]))
+    user = _impersonated(User(ident[0], tuple(ident[1])), request)
+    if user.name != ident[0]:
+        request["user"] = (user.name, list(user.groups))
     a = request_attributes(user, request.method, request.path, request.query.get("watch") in ("true", "1"))
     if not allowed(a):
         raise denial(a)
