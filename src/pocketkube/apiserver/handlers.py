@@ -148,10 +148,15 @@ class Handlers:
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > bodies.MAX_BODY:
             raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {bodies.MAX_BODY}")
-        data = await request.content.read(bodies.MAX_BODY + 1)
-        if len(data) > bodies.MAX_BODY:
-            raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {bodies.MAX_BODY}")
-        return data
+        # read() returns what is buffered, not the whole body: read until EOF, within the limit.
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(bodies.MAX_BODY + 1 - size):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > bodies.MAX_BODY:
+                raise errors.RequestEntityTooLarge(f"Request entity too large: limit is {bodies.MAX_BODY}")
+        return b"".join(parts)
 
     async def _decode(self, request: web.Request, res: Resource) -> tuple[dict, list[str]]:
         body = await self._body(request)
