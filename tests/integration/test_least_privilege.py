@@ -18,9 +18,8 @@ from pocketkube.agent import main as agent_main
 from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import ContainerConfig, StartError
 from pocketkube.agent.runtime.process import ProcessRuntime, can_switch_user
-from pocketkube.api import errors
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
-from pocketkube.client.rest import Client
+from pocketkube.client.rest import Client, UntrustedServer
 from pocketkube.testing.procs import ClusterProcess, ServerProcess, processes_under
 
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -83,19 +82,20 @@ def test_client_refuses_a_server_signed_by_another_ca(server, wrong_ca):
             return await client.request("GET", "/api/v1/nodes")
         finally:
             await client.close()
-    with pytest.raises(errors.ServiceUnavailable, match="certificate verify failed"):
+    with pytest.raises(UntrustedServer, match="certificate verify failed"):
         asyncio.run(call(str(wrong_ca)))
     assert asyncio.run(call(str(server.ca_file)))["kind"] == "NodeList"
 
 
 def test_agent_with_a_wrong_ca_fails_clearly(server, wrong_ca, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(agent_main, "REGISTER_TIMEOUT", 0.5)
     cfg = agent_main.AgentConfig(server=server.url, token=server.node_token, ca_file=str(wrong_ca),
                                  node_name="node-lp", node_ip="127.0.31.1", data_dir=tmp_path / "agent",
                                  pod_cidr="127.247.1.0/24", dataplane="userspace", kubelet_port=0)
+    started = time.monotonic()
     with caplog.at_level(logging.ERROR):
         code = asyncio.run(agent_main.run_agent(cfg))
     assert code == 1
+    assert time.monotonic() - started < 5, "a certificate failure is final: no 30 s of retries"
     assert "could not start" in caplog.text and "certificate verify failed" in caplog.text
     assert Api(server).get("/api/v1/nodes/node-lp").status == 404  # it never registered
 

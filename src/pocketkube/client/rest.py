@@ -6,9 +6,9 @@ the same ApiError classes the server raised, so a caller can `except errors.Conf
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -21,6 +21,11 @@ from pocketkube.api.status import from_status
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+
+
+class UntrustedServer(errors.ApiError):
+    """The server's certificate does not verify against our CA: retrying will not help."""
+    code, reason = 495, "UntrustedServer"
 
 
 def resource_path(res: Resource, namespace: str = "", name: str = "", subresource: str = "") -> str:
@@ -76,7 +81,9 @@ class Client:
                 if resp.content_type == "application/json":
                     return orjson.loads(raw) if raw else None
                 return raw
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+        except aiohttp.ClientSSLError as e:
+            raise UntrustedServer(f"the API server at {self.server} failed TLS verification: {e}") from None
+        except (TimeoutError, aiohttp.ClientConnectionError) as e:
             raise errors.ServiceUnavailable(f"cannot reach the API server at {self.server}: {e}") from None
 
     # ---- verbs ----
@@ -112,7 +119,7 @@ class Client:
                         obj = ev.get("object") or {}
                         raise from_status(int(obj.get("code") or 500), obj)
                     yield ev["type"], ev["object"]
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise errors.ServiceUnavailable(f"watch of {res.plural} interrupted: {e}") from None
 
     async def create(self, res: Resource, obj: dict, namespace: str = "") -> dict:
