@@ -21,6 +21,9 @@ import yaml
 WHOAMI = r"""
 import os, socket, sys, threading
 ip, name = os.environ["POD_IP"], os.environ["HOSTNAME"]
+if os.environ.get("IGNORE_SIGTERM"):  # keeps serving while terminating, until SIGKILL
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 def http(conn, port, peer):
     with conn:

@@ -456,6 +456,8 @@ def test_external_traffic_policy_local(k, cluster):
         assert outcome in ("refused", "timeout"), outcome
         assert try_who(n3, np, timeout=1) is None
         assert _health(n3, hc) == (503, 0)
+        lb_ip = _ingress_ip(k, "etp")
+        assert wait_for(lambda: try_who(lb_ip, 80), what="the LoadBalancer IP with local endpoints") in placed
         _patch(k, "etp", {"spec": {"externalTrafficPolicy": "Cluster"}})
         assert "healthCheckNodePort" not in svc_json(k, "etp")["spec"]
         assert wait_for(lambda: try_who(n3, np), what="node-3 forwards once the policy is Cluster") in placed
@@ -493,6 +495,36 @@ def test_publish_not_ready_addresses(k, cluster):
         assert wait_for(lambda: try_who(vip, 80), timeout=5, what="published again") == "unready"
     finally:
         delete(k, "service/pnra", "pod/unready")
+
+
+def test_fallback_to_terminating_endpoints(k, cluster):
+    """should fallback to terminating endpoints when there are no ready endpoints: a terminating pod
+    that still serves keeps the Service reachable through the ClusterIP and every node."""
+    container = whoami_container({"http": WHOAMI_PORT}, probe_port="http")
+    container["env"] = [{"name": "IGNORE_SIGTERM", "value": "1"}]
+    backend = pod("lingering", container, {"app": "lingering"})
+    backend["spec"]["terminationGracePeriodSeconds"] = 30
+    create(k, backend, service("lingering", {"app": "lingering"}, [{"port": 80, "targetPort": "http"}], "NodePort"))
+    try:
+        wait_ready(k, "app=lingering", 1)
+        vip, np = cluster_ip(k, "lingering"), node_port(k, "lingering")
+        frontends = [(vip, 80)] + [(ip, np) for ip in node_ips(cluster)]
+        for host, port in frontends:
+            assert wait_for(lambda h=host, p=port: try_who(h, p), what=f"{host}:{port}") == "lingering"
+        k.ok("delete", "pod", "lingering", "--wait=false")
+
+        def terminating_and_serving():
+            slices = get_json(k, "endpointslices", "-l", "kubernetes.io/service-name=lingering")["items"]
+            conds = [ep.get("conditions") or {} for s in slices for ep in s.get("endpoints") or []]
+            return conds if conds and all(c.get("terminating") and c.get("serving") and not c.get("ready")
+                                          for c in conds) else None
+        wait_for(terminating_and_serving, timeout=10, what="a terminating, serving endpoint")
+        time.sleep(PROGRAMMING_GRACE)
+        for host, port in frontends:
+            assert try_who(host, port) == "lingering", f"{host}:{port} should fall back to the terminating pod"
+    finally:
+        k.run("delete", "pod", "lingering", "--grace-period=0", "--force", "--wait=true", timeout=60)
+        delete(k, "service/lingering")
 
 
 def test_same_port_on_tcp_and_udp(k, cluster):
