@@ -143,7 +143,8 @@ class APIServer:
         app["log_relay"] = make_log_relay(self.pki)
         handlers = Handlers(self.registry)
         app["handlers"] = handlers
-        app.router.add_route("*", "/{tail:.*}", self._route)
+        # [\s\S]: a path may hold a (percent-encoded) newline; `.` would leave it to aiohttp's own 404.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._route)
         return app
 
     @web.middleware

@@ -108,12 +108,13 @@ def prune(obj: dict, paths: list[str]) -> None:
 def _split(path: str) -> list[str | int]:
     out: list[str | int] = []
     for part in path.lstrip(".").split("."):
+        indexed = "[" in part
         while "[" in part:
             head, _, rest = part.partition("[")
             if head:
                 out.append(head)
             idx, _, part = rest.partition("]")
             out.append(int(idx) if idx.isdigit() else idx)
-        if part:
+        if part or not indexed:  # a field may be named "": `spec.` names it inside spec
             out.append(part)
     return out
