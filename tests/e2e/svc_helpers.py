@@ -208,7 +208,14 @@ def udp_outcome(host: str, port: int, payload: bytes = b"ping",
 
 
 def hits(host: str, port: int, n: int) -> Counter:
-    return Counter(who(host, port) for _ in range(n))
+    """Which pods answer `n` new connections to host:port."""
+    counts: Counter = Counter()
+    for i in range(n):
+        try:
+            counts[who(host, port)] += 1
+        except OSError as e:
+            raise AssertionError(f"connection {i + 1} of {n} to {host}:{port} failed ({e}); so far {dict(counts)}") from e
+    return counts
 
 
 # ---- statistics ----
