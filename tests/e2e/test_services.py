@@ -57,12 +57,13 @@ pytestmark = [
     pytest.mark.skipif(not kubectl_binaries(), reason="needs a real kubectl"),
 ]
 
-# Address ranges per data plane: apart from each other and from tests/e2e/test_cluster.py.
+# Address ranges per data plane, apart from each other and from every other cluster the tests
+# and benches start (several sessions run them side by side on one host).
 PLANES = {
-    "nftables": {"node_ip_base": "127.0.10.0", "pod_cidr_base": "127.248.0.0/16",
-                 "service_cidr": "127.98.0.0/16", "lb_pool": "127.202.0.0/24"},
-    "userspace": {"node_ip_base": "127.0.12.0", "pod_cidr_base": "127.246.0.0/16",
-                  "service_cidr": "127.94.0.0/16", "lb_pool": "127.204.0.0/24"},
+    "nftables": {"node_ip_base": "127.0.20.0", "pod_cidr_base": "127.230.0.0/16",
+                 "service_cidr": "127.110.0.0/16", "lb_pool": "127.210.0.0/24"},
+    "userspace": {"node_ip_base": "127.0.21.0", "pod_cidr_base": "127.231.0.0/16",
+                  "service_cidr": "127.111.0.0/16", "lb_pool": "127.211.0.0/24"},
 }
 NODES = 3
 WHOAMI_PORT = 8080
