@@ -22,6 +22,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/apiserver.py
+	$(VENV)/bin/python bench/cluster.py
+	$(VENV)/bin/python bench/dataplane.py --plane nftables
+	$(VENV)/bin/python bench/dataplane.py --plane userspace
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
