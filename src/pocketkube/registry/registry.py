@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable
 
 from pocketkube.api import errors
-from pocketkube.api.fields import FieldError
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry.store import Hooks, ObjectStore
 from pocketkube.registry.strategy import Strategy

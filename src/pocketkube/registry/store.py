@@ -111,19 +111,18 @@ class ObjectStore:
             start_after, rev = _decode_continue(continue_token)
         items: list[bytes] = []
         next_token = ""
-        remaining = None
-        for i, kv in enumerate(kvs):
+        last_key = ""
+        for kv in kvs:
             if start_after and kv.key <= start_after:
                 continue
             if match is not None and not match(orjson.loads(kv.value)):
                 continue
             if limit and len(items) == limit:
-                next_token = _encode_continue(items_last_key, rev)
-                remaining = None
+                next_token = _encode_continue(last_key, rev)
                 break
             items.append(kv.value)
-            items_last_key = kv.key
-        return ListResult(items, rev, next_token, remaining)
+            last_key = kv.key
+        return ListResult(items, rev, next_token)
 
     def list_objects(self, namespace: str = "", match: Filter | None = None) -> list[dict]:
         return [orjson.loads(v) for v in self.list(namespace, match).items]

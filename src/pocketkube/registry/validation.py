@@ -359,3 +359,19 @@ def _no_new_finalizers(new: Any, old: Any, path: Path) -> list[FieldError]:
 def _go_string_slice(items: list[str]) -> str:
     """Go's %#v of a []string, which upstream uses in this message."""
     return "[]string{" + ", ".join(f'"{i}"' for i in items) + "}"
+
+
+def port_name_errors(name: str) -> list[str]:
+    """IsValidPortName (IANA_SVC_NAME)."""
+    errs = []
+    if len(name) > 15:
+        errs.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", name):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", name):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        errs.append("must not contain consecutive hyphens")
+    if name.startswith("-") or name.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs

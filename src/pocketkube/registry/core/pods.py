@@ -22,6 +22,7 @@ from pocketkube.registry.validation import (
     dns1123_subdomain_errors,
     is_int,
     label_value_errors,
+    port_name_errors,
     qualified_name_errors,
     validate_annotations,
     validate_labels,
@@ -135,22 +136,6 @@ def nonnegative(value: int | None, path: Path) -> list[FieldError]:
 # ---------------------------------------------------------------------------------------------
 # Names, ports, quantities
 # ---------------------------------------------------------------------------------------------
-
-def port_name_errors(name: str) -> list[str]:
-    """IsValidPortName (IANA_SVC_NAME)."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name.startswith("-") or name.endswith("-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
-
 
 def port_number_errors(value: int, path: Path) -> list[FieldError]:
     return [] if 1 <= value <= 65535 else [invalid(path, value, PORT_RANGE)]

@@ -35,6 +35,7 @@ from pocketkube.registry.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
     is_int,
+    port_name_errors,
     qualified_name_errors,
     validate_labels,
     validate_object_meta,
@@ -500,22 +501,6 @@ def _target_port_errors(target: Any, path: Path) -> list[FieldError]:
         return [invalid(path, target, m) for m in port_name_errors(target)]
     number = target if is_int(target) else 0
     return [] if 1 <= number <= 65535 else [invalid(path, number, PORT_RANGE_MSG)]
-
-
-def port_name_errors(name: str) -> list[str]:
-    """IsValidPortName: an IANA_SVC_NAME."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name.startswith("-") or name.endswith("-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
 
 
 def _session_affinity_errors(spec: dict) -> list[FieldError]:
