@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.apiserver import authz, discovery
+from pocketkube.apiserver import authz, discovery, event_ttl
 from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
@@ -101,6 +101,8 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         await web.SockSite(self._runner, sock, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
+        ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
+        self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.backend, ttl), name="event-ttl"))
         self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))
         write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
                                                           self.pki.admin_token()))

@@ -1,0 +1,76 @@
+"""Events expire: Kubernetes stores each Event under an etcd lease of --event-ttl (1 h) renewed by
+every write, so the store forgets them on its own. Without it a cluster that churns pods keeps
+every FailedScheduling/Killing event forever, in memory and on disk.
+
+The expiry here deletes straight from the store, as an expiring lease does (no admission, no
+finalizers; watchers see DELETED), once an Event's last recorded time is older than the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import orjson
+
+from pocketkube.storage.interface import KeyNotFound, RevisionMismatch
+
+log = logging.getLogger(__name__)
+
+EVENT_TTL = 3600.0
+EVENT_TTL_ENV = "POCKETKUBE_EVENT_TTL"  # seconds; tests shorten it
+EVENTS_PREFIX = "/registry/core/events/"
+_TIME_FIELDS = ("lastTimestamp", "eventTime", "firstTimestamp")
+
+
+def _epoch(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def last_recorded(event: dict) -> float | None:
+    """The latest time an Event carries (its series, its timestamps, its creation)."""
+    meta = event.get("metadata") or {}
+    series = event.get("series") or {}
+    candidates = [event.get(f) for f in _TIME_FIELDS] + [
+        series.get("lastObservedTime") if isinstance(series, dict) else None,
+        meta.get("creationTimestamp") if isinstance(meta, dict) else None]
+    times = [t for t in map(_epoch, candidates) if t is not None]
+    return max(times) if times else None
+
+
+async def expire_events(backend, ttl: float, now: Callable[[], float] = time.time) -> int:
+    """Delete every Event last recorded more than `ttl` seconds ago; returns how many went."""
+    cutoff = now() - ttl
+    expired = 0
+    for kv in backend.range_now(EVENTS_PREFIX):
+        try:
+            at = last_recorded(orjson.loads(kv.value))
+        except orjson.JSONDecodeError:
+            continue
+        if at is None or at >= cutoff:
+            continue
+        try:
+            await backend.delete(kv.key, kv.mod_revision)
+            expired += 1
+        except (KeyNotFound, RevisionMismatch):  # written or deleted meanwhile: not expired
+            pass
+    return expired
+
+
+async def expire_loop(backend, ttl: float) -> None:
+    while True:
+        await asyncio.sleep(min(60.0, max(ttl / 10, 0.5)))
+        try:
+            n = await expire_events(backend, ttl)
+            if n:
+                log.info("expired %d events older than %ss", n, ttl)
+        except Exception:  # a failed pass (storage unavailable) is retried next time
+            log.exception("event expiry failed")
