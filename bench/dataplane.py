@@ -222,7 +222,9 @@ async def main() -> None:
     ap.add_argument("--no-tune", action="store_true", help="leave conntrack/TCP sysctls alone")
     args = ap.parse_args()
     if not args.skip_throughput:
-        tuning = {} if args.no_tune or args.plane != "nftables" else TUNING
+        # The same host tuning for both planes: the userspace proxy opens a backend connection
+        # per client connection, so it needs the TIME_WAIT reuse and port range as much as DNAT.
+        tuning = {} if args.no_tune else TUNING
         print(f"throughput ({args.runs} runs x {args.duration} s, median; sysctls: {tuning or 'unchanged'})")
         with sysctls(tuning), nginx_pods(PODS):
             await throughput(args.plane, args.runs, args.duration)
@@ -232,4 +234,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    try:
+        import uvloop  # the agent runs on uvloop too (cli.main installs it)
+
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())
