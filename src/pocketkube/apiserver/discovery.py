@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from functools import lru_cache
+from functools import cache
 
 from pocketkube import KUBERNETES_VERSION, __version__
 from pocketkube.api.resources import RESOURCES, Resource, group_versions
@@ -62,7 +62,7 @@ def _aggregated_resource(res: Resource) -> dict:
     return d
 
 
-@lru_cache(maxsize=None)
+@cache
 def aggregated(core: bool) -> dict:
     items = []
     for group, version in group_versions():
@@ -88,7 +88,7 @@ def _group(group: str, version: str) -> dict:
     return {"name": group, "versions": [gv], "preferredVersion": gv}
 
 
-@lru_cache(maxsize=None)
+@cache
 def api_group_list() -> dict:
     return {"kind": "APIGroupList", "apiVersion": "v1",
             "groups": [_group(g, v) for g, v in group_versions() if g]}
@@ -101,7 +101,7 @@ def api_group(group: str) -> dict | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def api_resource_list(group: str, version: str) -> dict | None:
     resources = []
     for r in RESOURCES:

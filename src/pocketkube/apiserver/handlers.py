@@ -68,7 +68,7 @@ class Handlers:
             return await self._log(request, store, t)
         if t.subresource == "binding":
             if method != "POST":
-                raise errors.MethodNotAllowed(f"the server does not allow this method on the requested resource")
+                raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             return await self._bind(request, store, t)
         if method == "GET":
             if t.legacy_watch or bool_param(request.query.get("watch")):

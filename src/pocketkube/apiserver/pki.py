@@ -58,7 +58,7 @@ class PKI:
 
     def _make_ca(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(_name("pocketkube-ca")).issuer_name(_name("pocketkube-ca"))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
@@ -89,7 +89,7 @@ class PKI:
                 names.append(x509.IPAddress(ipaddress.ip_address(h)))
             except ValueError:
                 names.append(x509.DNSName(h))
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(_name("kube-apiserver")).issuer_name(ca_cert.subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -71,7 +71,7 @@ async def serve_watch(request: web.Request, store: ObjectStore, namespace: str, 
                     break
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if bookmarks and queue.empty():
                     await resp.write(_bookmark(store, last_rev, False))
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from pocketkube.api import errors
 from pocketkube.api.resources import Resource

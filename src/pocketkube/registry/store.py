@@ -12,8 +12,9 @@ import base64
 import copy
 import random
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import orjson
 

@@ -11,8 +11,8 @@ resourceVersion, timestamps, status/spec separation and persistence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pocketkube.api.fields import FieldError
 

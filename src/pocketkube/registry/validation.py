@@ -8,7 +8,8 @@ a bad type becomes a FieldError on that field, never an exception (user input mu
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
 

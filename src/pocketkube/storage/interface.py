@@ -8,8 +8,9 @@ the last compaction is answered with Compacted, as etcd does (the apiserver turn
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ import asyncio
 import collections
 import sqlite3
 import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
 
 from pocketkube.storage.interface import (
     Compacted,

@@ -49,7 +49,7 @@ class ServerProcess:
     def ca_file(self) -> Path:
         return self.data_dir / "pki" / "ca.crt"
 
-    def start(self, port: int | None = None, timeout: float = 20) -> "ServerProcess":
+    def start(self, port: int | None = None, timeout: float = 20) -> ServerProcess:
         port = self.port if port is None else port
         cmd = [sys.executable, "-m", "pocketkube", "server", "--data-dir", str(self.data_dir),
                "--port", str(port), *self.extra_args]
@@ -140,7 +140,7 @@ class ClusterProcess:
 
         return str(ipaddress.ip_address(self.node_ip_base) + i)
 
-    def start(self, timeout: float = 60) -> "ClusterProcess":
+    def start(self, timeout: float = 60) -> ClusterProcess:
         cmd = [sys.executable, "-m", "pocketkube", "up", "--data-dir", str(self.data_dir), "--port", "0",
                "--nodes", str(self.nodes), "--node-ip-base", self.node_ip_base,
                "--pod-cidr-base", self.pod_cidr_base, "--service-cidr", self.service_cidr,

@@ -7,7 +7,7 @@ leaves the old object's values allocated.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Action = Callable[[], None]
 
