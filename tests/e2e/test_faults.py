@@ -130,18 +130,35 @@ def get(ip: str, port: int, timeout: float = 2.0) -> str:
     return body.decode(errors="replace") if head.startswith(b"HTTP/1.") and b" 200 " in head[:16] else ""
 
 
-def load(ips: list[str], port: int, seconds: float) -> Counter:
-    """Requests through every node in turn for `seconds`: how many succeeded and failed, per node."""
+def attempt(ip: str, port: int, timeout: float = 5.0) -> str:
+    """'' if a GET through ip:port succeeded, else why not."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            head = s.recv(16)
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    return "" if head.startswith(b"HTTP/1.") and b" 200 " in head else f"answer {head!r}"
+
+
+def load(ips: list[str], port: int, seconds: float, pause: float = 0.05) -> Counter:
+    """Requests through every node in turn for `seconds`: (node, '' or the failure) -> count.
+
+    Paced: a new loopback connection per request as fast as possible soon reuses a client port
+    whose DNAT conntrack entry is still in TIME_WAIT, and that SYN is lost (see bench/dataplane.py
+    TUNING); that is a host tuning matter, not what this test is about.
+    """
     results: Counter = Counter()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for ip in ips:
-            results[(ip, bool(get(ip, port)))] += 1
+            results[(ip, attempt(ip, port))] += 1
+        time.sleep(pause)
     return results
 
 
 def failures(results: Counter) -> dict:
-    return {ip: n for (ip, ok), n in results.items() if not ok}
+    return {key: n for key, n in results.items() if key[1]}
 
 
 def node_ips(cluster: ClusterProcess) -> list[str]:
@@ -168,8 +185,8 @@ def test_data_plane_serves_while_the_server_is_stopped_then_changes_flow_again(c
         results = load(node_ips(cluster), web, OUTAGE)
     finally:
         os.kill(server, signal.SIGCONT)
-    assert sum(results.values()) > 10 * len(node_ips(cluster))
-    assert failures(results) == {}, results
+    assert sum(results.values()) > 5 * OUTAGE * len(node_ips(cluster))
+    assert failures(results) == {}, (sum(results.values()), failures(results))
     assert container_pids(cluster) == pids and alive(pids)
     # The agents and proxies are live again: a new pod behind the Service starts and joins the data
     # plane, and a new Service is programmed, on every node.
@@ -208,12 +225,12 @@ def test_killed_agent_restarts_and_readopts_its_pods_while_serving(cluster, k, w
     # The kernel's rules outlive the agent; a userspace proxy dies with its process.
     serving = node_ips(cluster) if cluster.dataplane == "nftables" else others
     results = load(serving, web, 3)
-    assert failures(results) == {}, results
+    assert failures(results) == {}, (sum(results.values()), failures(results))
     restart_agent(cluster, args)
     if cluster.dataplane == "userspace":  # its listeners come back once the proxy has listed Services
         wait_for(lambda: get(victim_ip, web), timeout=10, what="the restarted node's proxy")
     results = load(node_ips(cluster), web, 3)
-    assert failures(results) == {}, results
+    assert failures(results) == {}, (sum(results.values()), failures(results))
     assert container_pids(cluster) == pids and alive(pids), "the restarted agent did not re-adopt its pods"
     after = {p["metadata"]["name"]: p for p in
              json.loads(k.ok("get", "pods", "-l", "app=web", "-o", "json"))["items"]}
