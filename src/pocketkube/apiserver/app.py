@@ -24,6 +24,7 @@ from pocketkube.storage.drivers import open_backend
 
 log = logging.getLogger(__name__)
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+BOOTSTRAP_INTERVAL = 10.0
 COMPACT_INTERVAL = 60.0
 COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
 # Tests shorten compaction through these to exercise 410 Expired.
@@ -101,6 +102,7 @@ class APIServer:
         ctx.set_alpn_protocols(["http/1.1"])
         await web.SockSite(self._runner, sock, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
+        self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
         ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
         self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.backend, ttl), name="event-ttl"))
         self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))
@@ -121,6 +123,18 @@ class APIServer:
             await self._runner.cleanup()
         if self.backend is not None:
             await self.backend.close()
+
+    async def _bootstrap_loop(self) -> None:
+        """Recreate the system namespaces and the `kubernetes` Service if someone deletes them,
+        as the Kubernetes apiserver's bootstrap controller does."""
+        from pocketkube.apiserver.bootstrap import bootstrap
+
+        while True:
+            await asyncio.sleep(BOOTSTRAP_INTERVAL)
+            try:
+                await bootstrap(self.registry, self.cfg.host, self.port)
+            except errors.ApiError as e:
+                log.warning("bootstrap reconcile failed: %s", e.message)
 
     async def _compact_loop(self) -> None:
         interval = float(os.environ.get(COMPACT_INTERVAL_ENV, COMPACT_INTERVAL))

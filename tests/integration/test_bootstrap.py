@@ -1,0 +1,25 @@
+"""The `kubernetes` Service and the system namespaces come back if they are deleted."""
+
+import asyncio
+
+from pocketkube.apiserver import app as app_module
+from pocketkube.apiserver.app import APIServer, ServerConfig
+
+
+async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
+    monkeypatch.setattr(app_module, "BOOTSTRAP_INTERVAL", 0.1)
+    server = APIServer(ServerConfig(data_dir=tmp_path / "data", port=0))
+    await server.start()
+    try:
+        services = server.registry.services
+        cluster_ip = services.get("default", "kubernetes")["spec"]["clusterIP"]
+        await services.delete("default", "kubernetes")
+        await server.registry.namespaces.delete("", "kube-public")
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            svc = services.try_get("default", "kubernetes")
+            if svc is not None and server.registry.namespaces.try_get("", "kube-public") is not None:
+                break
+        assert svc is not None and svc["spec"]["clusterIP"] == cluster_ip
+    finally:
+        await server.stop()
