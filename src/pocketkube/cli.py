@@ -32,6 +32,10 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cidr", default="127.96.0.0/16", help="ClusterIP range (default: %(default)s)")
     p.add_argument("--service-node-port-range", type=_port_range, default=(30000, 32767),
                    help="NodePort range (default: 30000-32767)")
+    _control_plane_args(p)
+
+
+def _control_plane_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load-balancer-pool", default="127.200.0.0/24",
                    help="addresses given to LoadBalancer Services (default: %(default)s)")
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
@@ -74,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
+    cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
+    cm.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    cm.add_argument("--token-file", type=Path, required=True, help="file holding the control plane's token")
+    cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    _control_plane_args(cm)
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -109,14 +118,12 @@ async def _run_server(args: argparse.Namespace) -> int:
               file=sys.stderr)
         await server.stop()
         return 1
-    from pocketkube.controlplane import ControlPlane, ControlPlaneSettings
+    from pocketkube.controlplane import ControlPlane
 
     control_plane = None
     if not args.no_control_plane:
         control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
-                                                          pod_eviction_timeout=args.pod_eviction_timeout,
-                                                          load_balancer_pool=args.load_balancer_pool))
+                                     _control_plane_settings(args))
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
@@ -134,17 +141,43 @@ async def _run_up(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.nodes > 200:
         print("pocketkube: --nodes must be between 1 and 200", file=sys.stderr)
         return 2
+    control_plane = ["--load-balancer-pool", args.load_balancer_pool,
+                     "--node-monitor-grace-period", str(args.node_monitor_grace_period),
+                     "--pod-eviction-timeout", str(args.pod_eviction_timeout)]
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
-             "{}-{}".format(*args.service_node_port_range), "--load-balancer-pool", args.load_balancer_pool,
-             "--node-monitor-grace-period", str(args.node_monitor_grace_period),
-             "--pod-eviction-timeout", str(args.pod_eviction_timeout)]
+             "{}-{}".format(*args.service_node_port_range), *control_plane]
     if args.storage:
         extra += ["--storage", args.storage]
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
                                  node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
+                                 control_plane_args=tuple(control_plane),
                                  lease_interval=min(10.0, args.node_monitor_grace_period / 4),
                                  update_user_kubeconfig=not args.no_user_kubeconfig))
+
+
+def _control_plane_settings(args: argparse.Namespace):
+    from pocketkube.controlplane import ControlPlaneSettings
+
+    return ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
+                                pod_eviction_timeout=args.pod_eviction_timeout,
+                                load_balancer_pool=args.load_balancer_pool)
+
+
+async def _run_controller_manager(args: argparse.Namespace) -> int:
+    from pocketkube.controlplane import ControlPlane
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    control_plane = ControlPlane(args.server, args.token_file.read_text().strip(), str(args.ca_file),
+                                 _control_plane_settings(args))
+    await control_plane.start()
+    print("Control plane started", flush=True)
+    await stop.wait()
+    await control_plane.stop()
+    return 0
 
 
 async def _run_agent(args: argparse.Namespace) -> int:
@@ -177,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:
             pass
-    runner = {"server": _run_server, "up": _run_up, "agent": _run_agent}[args.command]
+    runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
+              "controller-manager": _run_controller_manager}[args.command]
     return asyncio.run(runner(args))
 
 

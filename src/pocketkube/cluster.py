@@ -34,6 +34,7 @@ class UpConfig:
     pod_cidr_base: str = "127.244.0.0/16"
     lease_interval: float = 10.0
     server_args: tuple[str, ...] = ()
+    control_plane_args: tuple[str, ...] = ()
     update_user_kubeconfig: bool = True
 
 
@@ -103,6 +104,7 @@ class Cluster:
         self.plans: list[NodePlan] = node_plan(cfg.nodes, cfg.node_ip_base, cfg.pod_cidr_base)
         self.server: asyncio.subprocess.Process | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
+        self.controller_manager: asyncio.subprocess.Process | None = None
         self.url = ""
         self._drains: list[asyncio.Task] = []
 
@@ -122,6 +124,13 @@ class Cluster:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(pki.node_token(plan.name))
+        fd = os.open(self._controlplane_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(pki.controlplane_token())
+
+    @property
+    def _controlplane_token_file(self) -> Path:
+        return self.data_dir / "pki" / "controlplane.token"
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -134,13 +143,21 @@ class Cluster:
                  f"(data dir {self.data_dir})")
             self.server = await _spawn(
                 "server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host, "--port", str(port),
-                "--listen-fd", str(listener.fileno()), *self.cfg.server_args,
+                "--listen-fd", str(listener.fileno()), "--no-control-plane", *self.cfg.server_args,
                 log=self.data_dir / "logs" / "server.log", pass_fds=(listener.fileno(),))
         finally:
             listener.close()  # the server holds it now
         # The agents start alongside the server, not after it: their start-up (a Python process
         # and its imports) overlaps the server's, and their first requests wait in the backlog.
         await self._spawn_agents(f"https://{self.cfg.host}:{port}")
+        # The controllers and the scheduler run in a process of their own, as
+        # kube-controller-manager does: they use the second core, and the API server's event loop
+        # serves requests only.
+        self.controller_manager = await _spawn(
+            "controller-manager", "--server", f"https://{self.cfg.host}:{port}",
+            "--token-file", str(self._controlplane_token_file), "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
+            *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
+        self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
         except (RuntimeError, TimeoutError):
@@ -181,6 +198,8 @@ class Cluster:
         return "\n".join(lines)
 
     async def stop(self) -> None:
+        if self.controller_manager is not None:
+            await _stop(self.controller_manager, 15)
         await asyncio.gather(*(_stop(p, 40) for p in self.agents.values()))
         # An agent that died (a simulated node crash) left its pods running for a restart to
         # re-adopt; `up` is stopping the whole cluster, so they go too.
