@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.apiserver import authz, discovery, event_ttl
+from pocketkube.apiserver import authz, discovery, event_ttl, metrics
 from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
@@ -151,7 +151,8 @@ class APIServer:
 
     # ---- HTTP ----
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._authenticate, FlowControl().middleware, authz.authorize],
+        app = web.Application(middlewares=[metrics.middleware, self._errors, self._authenticate,
+                                           FlowControl().middleware, authz.authorize],
                               client_max_size=4 * 1024 * 1024)
         app["registry"] = self.registry
         from pocketkube.apiserver.logs import make_log_relay
@@ -198,6 +199,8 @@ class APIServer:
             return web.Response(text="ok")
         if path == "/version":
             return json_response(discovery.version_info())
+        if path == "/metrics" and request.method == "GET":
+            return metrics.metrics_response()
         if request.method == "GET":
             if path == "/api":
                 if discovery.wants_aggregated(accept):
