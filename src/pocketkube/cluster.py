@@ -141,10 +141,7 @@ class Cluster:
             port = listener.getsockname()[1]
             _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
-            self.server = await _spawn(
-                "server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host, "--port", str(port),
-                "--listen-fd", str(listener.fileno()), "--no-control-plane", *self.cfg.server_args,
-                log=self.data_dir / "logs" / "server.log", pass_fds=(listener.fileno(),))
+            self.server = await self._spawn_server(listener)
         finally:
             listener.close()  # the server holds it now
         # The agents start alongside the server, not after it: their start-up (a Python process
@@ -169,6 +166,25 @@ class Cluster:
         _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
+
+    async def _spawn_server(self, listener: socket.socket) -> asyncio.subprocess.Process:
+        port = listener.getsockname()[1]
+        return await _spawn(
+            "server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host, "--port", str(port),
+            "--listen-fd", str(listener.fileno()), "--no-control-plane", *self.cfg.server_args,
+            log=self.data_dir / "logs" / "server.log", pass_fds=(listener.fileno(),))
+
+    async def restart_server(self) -> None:
+        """Start the API server again on the same port and data dir (after a crash). Agents and
+        the controller manager reconnect by themselves and resume their watches."""
+        port = int(self.url.rsplit(":", 1)[1])
+        listener = _listen(self.cfg.host, port)
+        try:
+            self.server = await self._spawn_server(listener)
+        finally:
+            listener.close()
+        await _wait_line(self.server, "API server: ", 30)
+        self._drains.append(asyncio.create_task(_drain(self.server)))
 
     async def _spawn_agents(self, url: str) -> None:
         for plan in self.plans:
@@ -253,6 +269,33 @@ def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None)
         yaml.safe_dump(theirs, f, sort_keys=False)
 
 
+SERVER_RESTARTS = 5  # within SERVER_RESTART_WINDOW seconds, before `up` gives up
+SERVER_RESTART_WINDOW = 60.0
+
+
+async def _supervise_server(cluster: Cluster) -> None:
+    """Restart a crashed API server, as a service manager would; returns when it keeps crashing.
+
+    The state is on disk, so a restarted server has every acknowledged write; node data planes
+    keep serving meanwhile, and clients resume their watches from their last resourceVersion.
+    """
+    restarts: list[float] = []
+    while cluster.server is not None:
+        code = await cluster.server.wait()
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < SERVER_RESTART_WINDOW] + [now]
+        if len(restarts) > SERVER_RESTARTS:
+            return
+        _say(f"• the API server exited (code {code}); restarting it")
+        await asyncio.sleep(0.5)
+        try:
+            await cluster.restart_server()
+        except (RuntimeError, OSError, TimeoutError) as e:
+            _say(f"• the API server could not restart: {e}")
+            return
+        _say("• API server restarted")
+
+
 async def _report_death(name: str, proc: asyncio.subprocess.Process) -> None:
     code = await proc.wait()
     _say(f"• node agent {name} exited (code {code}); the node will turn NotReady")
@@ -274,10 +317,11 @@ async def run_up(cfg: UpConfig) -> int:
     waiter = asyncio.create_task(stop.wait())
     # A node agent that dies is a failed node: the cluster goes on without it, as Kubernetes does.
     watchers = [asyncio.create_task(_report_death(name, p)) for name, p in cluster.agents.items()]
-    deaths = [asyncio.create_task(cluster.server.wait())] if cluster.server else []
-    done, _ = await asyncio.wait([waiter, *deaths], return_when=asyncio.FIRST_COMPLETED)
+    supervisor = asyncio.create_task(_supervise_server(cluster))
+    done, _ = await asyncio.wait([waiter, supervisor], return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
-        _say(f"• the API server exited unexpectedly; stopping (see {cluster.data_dir / 'logs'})")
+        _say(f"• the API server keeps failing; stopping (see {cluster.data_dir / 'logs'})")
+    deaths = [supervisor]
     for t in [waiter, *deaths, *watchers]:
         t.cancel()  # agents exiting from here on are stopping, not failing
     _say("• stopping: pods, agents, server")

@@ -1,0 +1,115 @@
+"""`up` restarts a crashed API server; Services keep serving through the outage, and clients
+resume their watches instead of relisting (kube-apiserver's own request counter shows it)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="pk-restart-"))
+    c = ClusterProcess(root / "data", node_ip_base="127.0.41.0", pod_cidr_base="127.241.0.0/16",
+                       service_cidr="127.141.0.0/16", lb_pool="127.242.0.0/24",
+                       extra_args=["--dataplane", "userspace"])
+    c.start()
+    yield c
+    c.stop()
+    leftovers = processes_under(root)
+    shutil.rmtree(root, ignore_errors=True)
+    assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def server_pid(cluster) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"server" in argv and str(cluster.data_dir).encode() in argv:
+                return int(entry)
+    raise AssertionError("no server process")
+
+
+def api_get(cluster, path: str) -> bytes:
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    ctx = ssl.create_default_context(cafile=str(cluster.data_dir / "pki" / "ca.crt"))
+    req = urllib.request.Request(cluster.url + path,
+                                 headers={"Authorization": f"Bearer {cfg['users'][0]['user']['token']}"})
+    return urllib.request.urlopen(req, timeout=2, context=ctx).read()
+
+
+def list_requests(metrics: str) -> int:
+    return sum(int(float(m.group(1))) for m in re.finditer(r'apiserver_request_total\{[^}]*verb="LIST"[^}]*\} (\S+)',
+                                                          metrics))
+
+
+def test_crashed_server_is_restarted_and_traffic_never_stops(cluster):
+    k = Kubectl(next(iter(kubectl_binaries().values())), cluster.kubeconfig)
+    try:
+        k.ok("create", "deployment", "web", "--image=nginx", "--replicas=3")
+        k.ok("create", "service", "nodeport", "web", "--tcp=80:80", "--node-port=30080")
+        urls = [f"http://{cluster.node_ip(i)}:30080/" for i in (1, 2, 3)]
+        wait_for(lambda: all(_ok(u) for u in urls), timeout=60, what="NodePort serving on every node")
+        old_pid = server_pid(cluster)
+        os.kill(old_pid, signal.SIGKILL)
+        failures = requests = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for u in urls:
+                requests += 1
+                failures += not _ok(u)
+            try:
+                pid = server_pid(cluster)
+                if pid != old_pid and api_get(cluster, "/version"):
+                    break
+            except (AssertionError, OSError):
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the API server was not restarted")
+        assert failures == 0, f"{failures} of {requests} requests failed while the API server was down"
+        time.sleep(3)  # agents and the controller manager reconnect
+        relists = list_requests(api_get(cluster, "/metrics").decode())
+        assert relists == 0, f"{relists} LIST requests after the restart: clients should resume their watches"
+        k.ok("scale", "deployment", "web", "--replicas=4")
+
+        def four_endpoints():
+            slices = json.loads(k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"))
+            return sum(len(s.get("endpoints") or []) for s in slices["items"]) == 4
+        wait_for(four_endpoints, timeout=60, what="the restarted control plane to scale and publish 4 endpoints")
+    finally:
+        k.run("delete", "deployment", "web", "--wait=true", timeout=60)
+        k.run("delete", "service", "web")
+        k.close()
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _ok(url: str) -> bool:
+    try:
+        return b"Welcome to nginx" in urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        return False
