@@ -179,11 +179,16 @@ class Handlers:
                 f'fieldValidation parameter unsupported: {mode}. Accepted values: "Ignore", "Strict", "Warn"')
         from pocketkube.apiserver import openapi
 
-        unknown = openapi.unknown_fields(obj, res.api_version, res.kind)
-        texts = openapi.field_errors(raw_json, res.api_version, res.kind) if raw_json is not None \
-            else openapi.warning_texts(unknown)
-        if not texts:
-            return []
+        if raw_json is not None:  # one walk of the raw body finds unknown and duplicate fields
+            texts = openapi.field_errors(raw_json, res.api_version, res.kind)
+            if not texts:
+                return []
+            unknown = openapi.unknown_fields(obj, res.api_version, res.kind)
+        else:
+            unknown = openapi.unknown_fields(obj, res.api_version, res.kind)
+            texts = openapi.warning_texts(unknown)
+            if not texts:
+                return []
         if mode == "Strict":
             detail = openapi.strict_decoding_error(texts)
             raise errors.BadRequest(openapi.cannot_handle_message(res.kind, res.api_version, detail)
