@@ -14,14 +14,12 @@ node stops both, like pulling its power cord.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+from control_plane_helpers import server_in_temp_dir, until
 
 from pocketkube.api import errors
 from pocketkube.api.meta import deep_get, now_rfc3339
@@ -31,7 +29,6 @@ from pocketkube.client.rest import Client
 from pocketkube.controllers.manager import ControllerManager, ControllerManagerSettings
 from pocketkube.controllers.nodelifecycle import NodeLifecycleSettings
 from pocketkube.scheduler.scheduler import Scheduler
-from pocketkube.testing.procs import ServerProcess
 
 PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
@@ -115,30 +112,13 @@ class SimulatedKubelets:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def until(check: Callable[[], Awaitable[object]], what: str, timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 GRACE_PERIOD, EVICTION_TIMEOUT = 1.5, 1.0
 
 
 @pytest.fixture(scope="module")
 def server():
-    root = Path(tempfile.mkdtemp(prefix="pk-ctl-"))
-    s = ServerProcess(root / "data", extra_args=["--node-monitor-grace-period", str(GRACE_PERIOD),
-                                                 "--pod-eviction-timeout", str(EVICTION_TIMEOUT)])
-    s.data_dir.mkdir()
-    s.start()
-    yield s
-    s.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from server_in_temp_dir("pk-ctl-", ["--node-monitor-grace-period", str(GRACE_PERIOD),
+                                              "--pod-eviction-timeout", str(EVICTION_TIMEOUT)])
 
 
 _server_runs_them: dict[int, bool] = {}

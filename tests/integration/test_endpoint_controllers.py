@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 
 import pytest
+from control_plane_helpers import server_in_temp_dir, until
 
 from pocketkube.api import errors
 from pocketkube.api.meta import now_rfc3339
@@ -44,17 +42,6 @@ NODE_NAMES = ("ep-node-1", "ep-node-2")
 LB_POOL = "127.201.0.0/29"  # hands out .2 to .6: five IPs
 _ns_counter = itertools.count(1)
 _ip_counter = itertools.count(1)
-
-
-async def until(check: Callable[[], Awaitable[object]], what: str, timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 class Controllers:
@@ -85,13 +72,7 @@ class Controllers:
 @pytest.fixture(scope="module")
 def server():
     """This module's API server, with a five-address LoadBalancer pool for its control plane."""
-    root = Path(tempfile.mkdtemp(prefix="pk-ep-"))
-    s = ServerProcess(root / "data", extra_args=["--load-balancer-pool", LB_POOL])
-    s.data_dir.mkdir()
-    s.start()
-    yield s
-    s.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from server_in_temp_dir("pk-ep-", ["--load-balancer-pool", LB_POOL])
 
 
 _server_runs_them: dict[int, bool] = {}
