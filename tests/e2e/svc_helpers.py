@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 import math
 import socket
 import threading
@@ -14,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import yaml
+
+from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 # A pod that says who it is: HTTP on TCP and an echo on UDP, on every port in argv, bound to the
 # pod IP. An HTTP answer is "<pod name> <port> <client IP>"; a UDP one "<pod name> <port> <what was sent>". No "$(": the agent
@@ -102,26 +103,6 @@ def as_input(*objects: dict) -> str:
 
 
 # ---- waiting and reading state ----
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def get_json(k, *args: str) -> dict:
-    return json.loads(k.ok("get", *args, "-o", "json"))
-
-
-def is_ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
 
 def live_pods(k, selector: str) -> list[dict]:
     """Pods matching `selector` that are not being deleted."""

@@ -1,7 +1,6 @@
 """`pocketkube up` end to end with the real kubectl: nodes, pods as processes, controllers."""
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import yaml
 
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = [
@@ -46,23 +46,8 @@ def k(cluster):
     kc.close()
 
 
-def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 def pods(k, selector="app=myapp"):
-    return json.loads(k.ok("get", "pods", "-l", selector, "-o", "json"))["items"]
-
-
-def ready(pod):
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+    return get_json(k, "pods", "-l", selector)["items"]
 
 
 def test_three_nodes_ready(k, cluster):
@@ -76,7 +61,7 @@ def test_three_nodes_ready(k, cluster):
 def test_seed_pod_runs_nginx_on_its_pod_ip(k):
     k.ok("create", "-f", str(EXAMPLES / "pod-definition.yaml"))
     try:
-        pod = wait_for(lambda: next((p for p in pods(k, "app=myapp,type=front-end") if ready(p)), None),
+        pod = wait_for(lambda: next((p for p in pods(k, "app=myapp,type=front-end") if is_ready(p)), None),
                        what="myapp-pod Ready")
         ip = pod["status"]["podIP"]
         assert ip.startswith("127.245.")
@@ -96,7 +81,7 @@ def test_deployment_spreads_scales_rolls_and_cascades(k):
     k.ok("create", "-f", deploy)
     try:
         k.ok("rollout", "status", "deployment/myapp-deployment", "--timeout=60s")
-        ps = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(ready(p) for p in ps) else None)(
+        ps = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(is_ready(p) for p in ps) else None)(
             pods(k, "type=front-end")), what="3 ready pods")
         assert len({p["spec"]["nodeName"] for p in ps}) >= 2, "replicas should spread over nodes"
         k.ok("scale", "deployment", "myapp-deployment", "--replicas=5")
@@ -109,7 +94,7 @@ def test_deployment_spreads_scales_rolls_and_cascades(k):
         min_available = 3
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            d = json.loads(k.ok("get", "deploy", "myapp-deployment", "-o", "json"))
+            d = get_json(k, "deploy", "myapp-deployment")
             st = d.get("status", {})
             min_available = min(min_available, st.get("availableReplicas", 0))
             if (st.get("observedGeneration") == d["metadata"]["generation"] and st.get("updatedReplicas") == 3
@@ -120,11 +105,11 @@ def test_deployment_spreads_scales_rolls_and_cascades(k):
             pytest.fail("rolling update did not finish")
         # maxUnavailable 25% of 3 rounds down to 0: never fewer than 3 available
         assert min_available >= 3, min_available
-        rs = json.loads(k.ok("get", "rs", "-o", "json"))["items"]
+        rs = get_json(k, "rs")["items"]
         assert sorted(r["spec"]["replicas"] for r in rs) == [0, 3]
     finally:
         k.run("delete", "-f", deploy, "--wait=true", timeout=60)
-    wait_for(lambda: not pods(k, "type=front-end") and not json.loads(k.ok("get", "rs", "-o", "json"))["items"],
+    wait_for(lambda: not pods(k, "type=front-end") and not get_json(k, "rs")["items"],
              what="deployment cascade")
 
 
@@ -136,7 +121,7 @@ def test_crashing_container_backs_off(k, tmp_path):
     k.ok("create", "-f", str(path))
     try:
         def crashing():
-            p = json.loads(k.ok("get", "pod", "crasher", "-o", "json"))
+            p = get_json(k, "pod", "crasher")
             cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
             waiting = cs.get("state", {}).get("waiting", {})
             return cs if waiting.get("reason") == "CrashLoopBackOff" and cs.get("restartCount", 0) >= 1 else None
@@ -155,11 +140,11 @@ def test_failing_readiness_probe_keeps_pod_not_ready(k, tmp_path):
     path.write_text(yaml.safe_dump(manifest))
     k.ok("create", "-f", str(path))
     try:
-        wait_for(lambda: json.loads(k.ok("get", "pod", "unready", "-o", "json")).get("status", {}).get("phase")
+        wait_for(lambda: get_json(k, "pod", "unready").get("status", {}).get("phase")
                  == "Running", what="Running")
         time.sleep(3)
-        p = json.loads(k.ok("get", "pod", "unready", "-o", "json"))
-        assert not ready(p)
+        p = get_json(k, "pod", "unready")
+        assert not is_ready(p)
         assert "0/1" in k.ok("get", "pod", "unready")
     finally:
         k.run("delete", "pod", "unready", "--wait=true", timeout=60)
@@ -169,7 +154,7 @@ def test_unrunnable_image_fails_visibly(k):
     k.ok("run", "ghost", "--image=example.com/ghost:1.0")
     try:
         def failed():
-            p = json.loads(k.ok("get", "pod", "ghost", "-o", "json"))
+            p = get_json(k, "pod", "ghost")
             cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
             return cs.get("state", {}).get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff")
         wait_for(failed, what="ErrImagePull")
@@ -182,7 +167,7 @@ def test_node_crash_evicts_and_replaces_pods(k, cluster):
     """Kill one agent and its pods (a simulated machine crash): NotReady, eviction, replacement."""
     k.ok("create", "deployment", "crashy", "--image=nginx", "--replicas=3")
     try:
-        wait_for(lambda: (lambda ps: len(ps) == 3 and all(ready(p) for p in ps))(pods(k, "app=crashy")),
+        wait_for(lambda: (lambda ps: len(ps) == 3 and all(is_ready(p) for p in ps))(pods(k, "app=crashy")),
                  timeout=60, what="3 ready pods")
         victim_pod = pods(k, "app=crashy")[0]
         node = victim_pod["spec"]["nodeName"]
@@ -194,7 +179,7 @@ def test_node_crash_evicts_and_replaces_pods(k, cluster):
 
         def replaced():
             ps = [p for p in pods(k, "app=crashy") if not p["metadata"].get("deletionTimestamp")]
-            return len(ps) == 3 and all(ready(p) and p["spec"]["nodeName"] != node for p in ps)
+            return len(ps) == 3 and all(is_ready(p) and p["spec"]["nodeName"] != node for p in ps)
         wait_for(replaced, timeout=60, what="pods replaced on other nodes")
     finally:
         k.run("delete", "deployment", "crashy", "--wait=true", timeout=60)

@@ -28,6 +28,7 @@ from pocketkube.proxy.model import ServiceEntry, ServicePort
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
 from pocketkube.proxy.select import nftables_usable
 from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.waits import get_json, wait_for
 
 OUTAGE = float(os.environ.get("POCKETKUBE_FAULT_OUTAGE", "10"))
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
@@ -72,17 +73,6 @@ def k(cluster):
     kc = Kubectl(next(iter(kubectl_binaries().values())), cluster.kubeconfig)
     yield kc
     kc.close()
-
-
-def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def cmdline(pid: int) -> list[str]:
@@ -171,7 +161,7 @@ def web(cluster, k):
     k.ok("create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=80")
     k.ok("expose", "deployment", "web", "--type=NodePort", "--port=80")
     k.ok("rollout", "status", "deployment/web", "--timeout=60s")
-    port = json.loads(k.ok("get", "svc", "web", "-o", "json"))["spec"]["ports"][0]["nodePort"]
+    port = get_json(k, "svc", "web")["spec"]["ports"][0]["nodePort"]
     wait_for(lambda: all(get(ip, port) for ip in node_ips(cluster)), what="NodePort serving on every node")
     return port
 
@@ -196,7 +186,7 @@ def test_data_plane_serves_while_the_server_is_stopped_then_changes_flow_again(c
         wait_for(lambda ip=ip: any(get(ip, web) == "extra" for _ in range(12)), timeout=30,
                  what=f"the new pod served through {ip}")
     k.ok("expose", "deployment", "web", "--name=web2", "--type=NodePort", "--port=80")
-    port2 = json.loads(k.ok("get", "svc", "web2", "-o", "json"))["spec"]["ports"][0]["nodePort"]
+    port2 = get_json(k, "svc", "web2")["spec"]["ports"][0]["nodePort"]
     wait_for(lambda: all(get(ip, port2) for ip in node_ips(cluster)), what="the new Service on every node")
     k.ok("delete", "pod", "extra", "--wait=true")
     k.ok("delete", "svc", "web2")
@@ -214,7 +204,7 @@ def restart_agent(cluster: ClusterProcess, args: list[str]) -> subprocess.Popen:
 
 
 def test_killed_agent_restarts_and_readopts_its_pods_while_serving(cluster, k, web):
-    pods = json.loads(k.ok("get", "pods", "-l", "app=web", "-o", "json"))["items"]
+    pods = get_json(k, "pods", "-l", "app=web")["items"]
     node = pods[0]["spec"]["nodeName"]
     agent = cluster.agent_pids()[node]
     args = cmdline(agent)
@@ -233,7 +223,7 @@ def test_killed_agent_restarts_and_readopts_its_pods_while_serving(cluster, k, w
     assert failures(results) == {}, (sum(results.values()), failures(results))
     assert container_pids(cluster) == pids and alive(pids), "the restarted agent did not re-adopt its pods"
     after = {p["metadata"]["name"]: p for p in
-             json.loads(k.ok("get", "pods", "-l", "app=web", "-o", "json"))["items"]}
+             get_json(k, "pods", "-l", "app=web")["items"]}
     for p in pods:
         now = after[p["metadata"]["name"]]
         assert now["status"]["phase"] == "Running"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 pytestmark = [
     pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
@@ -110,21 +110,9 @@ def nft_tables_of(ips: list[str]) -> list[str] | None:
     return [line.split()[-1] for line in out.splitlines() if line.split()[-1].endswith(suffixes)]
 
 
-def wait_for(predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 def ready_pods(k: Kubectl, selector: str) -> list[dict]:
-    items = json.loads(k.ok("get", "pods", "-l", selector, "-o", "json"))["items"]
-    return [p for p in items if p.get("status", {}).get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    return [p for p in get_json(k, "pods", "-l", selector)["items"]
+            if p.get("status", {}).get("phase") == "Running" and is_ready(p)]
 
 
 def serves_nginx(pod_ip: str) -> bool:
@@ -191,9 +179,9 @@ def test_user_kubeconfig_gains_the_pocketkube_context_and_keeps_others(up):
 def test_ctrl_c_leaves_nothing_and_up_resumes_the_cluster(up, k):
     k.ok("create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80")
     k.ok("expose", "deployment", "web", "--type=NodePort", "--port=80")
-    before = json.loads(k.ok("get", "service", "web", "-o", "json"))["spec"]
+    before = get_json(k, "service", "web")["spec"]
     assert ipaddress.ip_address(before["clusterIP"]) in ipaddress.ip_network("127.102.0.0/16")
-    wait_for(lambda: len(ready_pods(k, "app=web")) == 2, what="2 web pods Ready")
+    wait_for(lambda: len(ready_pods(k, "app=web")) == 2, timeout=20, what="2 web pods Ready")
     assert listening_on(NODE_IPS), "a running cluster listens on its node IPs (kubelet log servers)"
     tables = nft_tables_of(NODE_IPS)
     assert tables is None or sorted(tables) == [f"pocketkube-node-{i}-127-0-14-{i}" for i in (1, 2, 3)]
@@ -205,10 +193,11 @@ def test_ctrl_c_leaves_nothing_and_up_resumes_the_cluster(up, k):
     assert nft_tables_of(NODE_IPS) in (None, [])
 
     up.start()
-    after = json.loads(k.ok("get", "service", "web", "-o", "json"))["spec"]
+    after = get_json(k, "service", "web")["spec"]
     assert after["clusterIP"] == before["clusterIP"]
     assert after["ports"][0]["nodePort"] == before["ports"][0]["nodePort"]
-    wait_for(lambda: len(ready_pods(k, "app=web")) == 2, what="web pods Running again after the resume")
+    wait_for(lambda: len(ready_pods(k, "app=web")) == 2, timeout=20,
+             what="web pods Running again after the resume")
     pods = ready_pods(k, "app=web")
     assert all(serves_nginx(p["status"]["podIP"]) for p in pods), "the pods are real processes again"
 
