@@ -33,6 +33,7 @@ __all__ = [
     "Controller",
     "SharedInformers",
     "apply_claims",
+    "cached_controller",
     "fresh_owner_check",
     "object_key",
     "owner_reference",
@@ -53,6 +54,16 @@ def owner_reference(owner: dict, res: Resource) -> dict:
     m = owner["metadata"]
     return {"apiVersion": res.api_version, "kind": res.kind, "name": m["name"], "uid": m["uid"],
             "controller": True, "blockOwnerDeletion": True}
+
+
+def cached_controller(owners: Informer, obj: dict, kind: str) -> dict | None:
+    """The `kind` object that controls `obj`, from the `owners` cache; None when there is none or
+    the cached one has another uid (a namesake created after the owner was deleted)."""
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    owner = owners.get(f"{obj['metadata'].get('namespace', '')}/{ref.get('name')}")
+    return owner if owner is not None and owner["metadata"].get("uid") == ref.get("uid") else None
 
 
 class SharedInformers:

@@ -31,6 +31,7 @@ from pocketkube.controllers.base import (
     Controller,
     SharedInformers,
     apply_claims,
+    cached_controller,
     fresh_owner_check,
     owner_reference,
     plan_claims,
@@ -95,11 +96,7 @@ class DeploymentController(Controller):
     # ---- handlers ----
 
     def _owner_of(self, rs: dict) -> dict | None:
-        ref = controller_ref(rs)
-        if ref is None or ref.get("kind") != "Deployment":
-            return None
-        d = self.d_informer.get(f"{rs['metadata'].get('namespace', '')}/{ref.get('name')}")
-        return d if d is not None and d["metadata"].get("uid") == ref.get("uid") else None
+        return cached_controller(self.d_informer, rs, "Deployment")
 
     def _matching_deployments(self, rs: dict) -> list[dict]:
         out = []

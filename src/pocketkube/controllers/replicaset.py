@@ -31,6 +31,7 @@ from pocketkube.controllers.base import (
     Controller,
     SharedInformers,
     apply_claims,
+    cached_controller,
     fresh_owner_check,
     owner_reference,
     plan_claims,
@@ -268,11 +269,7 @@ class ReplicaSetController(Controller):
         self.enqueue(rs)
 
     def _owner_of(self, pod: dict) -> dict | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return None
-        rs = self.rs_informer.get(f"{pod['metadata'].get('namespace', '')}/{ref.get('name')}")
-        return rs if rs is not None and rs["metadata"].get("uid") == ref.get("uid") else None
+        return cached_controller(self.rs_informer, pod, "ReplicaSet")
 
     def _matching_replicasets(self, pod: dict) -> list[dict]:
         ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
