@@ -16,11 +16,10 @@ from collections.abc import Callable
 
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
-from pocketkube.controllers.base import Controller, SharedInformers, split_key
+from pocketkube.controllers.base import SharedInformers, split_key
 from pocketkube.controllers.endpoints_plan import plan_endpoints
-from pocketkube.controllers.endpointslice import PODS, SERVICES, ServiceIndex, StaleCache, TriggerTimes
+from pocketkube.controllers.endpointslice import PODS, SERVICES, ServiceKeyedController, StaleCache
 from pocketkube.controllers.endpointslice_plan import format_trigger_time
 from pocketkube.controllers.events import WARNING, EventRecorder
 
@@ -38,7 +37,7 @@ def _rv(obj: dict) -> int:
         return 0
 
 
-class EndpointsController(Controller):
+class EndpointsController(ServiceKeyedController):
     name = "endpoint-controller"
 
     def __init__(self, client: Client, informers: SharedInformers, recorder: EventRecorder, *, workers: int = 5,
@@ -49,31 +48,9 @@ class EndpointsController(Controller):
         self.pods = informers.get(PODS)
         self.endpoints = informers.get(ENDPOINTS)
         super().__init__([self.services, self.pods, self.endpoints], workers=workers)
-        self.index = ServiceIndex(self.services, self.pods)
-        self.trigger_times = TriggerTimes(clock)
         self._written: dict[str, int] = {}  # resourceVersion of our last write per key
-        self.services.add_handlers(self._on_service, lambda _, new: self._on_service(new), self._on_service)
-        self.pods.add_handlers(lambda p: self._on_pod(None, p), self._on_pod, lambda p: self._on_pod(p, None))
+        self._watch_services_and_pods(self.services, self.pods, clock)
         self.endpoints.add_handlers(on_delete=self.enqueue)
-
-    def _changed(self, key: str) -> None:
-        self.trigger_times.observe(key)
-        self.queue.add(key)
-
-    def _on_service(self, svc: dict) -> None:
-        self._changed(object_key(svc))
-
-    def _on_pod(self, old: dict | None, new: dict | None) -> None:
-        for key in self.index.service_keys_for_pod_change(old, new):
-            self._changed(key)
-
-    async def sync(self, key: str) -> None:
-        stamp = self.trigger_times.take(key)
-        try:
-            await self.sync_service(key, stamp)
-        except BaseException:
-            self.trigger_times.restore(key, stamp)
-            raise
 
     async def sync_service(self, key: str, stamp: int | None = None) -> None:
         namespace, name = split_key(key)

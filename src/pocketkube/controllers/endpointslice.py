@@ -227,7 +227,41 @@ class SliceTracker:
         return any(v != _DELETION_EXPECTED and uid not in present for uid, v in versions.items())
 
 
-class EndpointSliceController(Controller):
+class ServiceKeyedController(Controller):
+    """What the EndpointSlice and Endpoints controllers share: keyed by Service, woken by the
+    Service and by changes of the pods it selects. Each wake-up stamps the key's trigger time;
+    a sync takes the stamp and puts it back when it fails."""
+
+    def _watch_services_and_pods(self, services: Informer, pods: Informer, clock: Callable[[], int]) -> None:
+        self.index = ServiceIndex(services, pods)
+        self.trigger_times = TriggerTimes(clock)
+        services.add_handlers(self._on_service, lambda _, new: self._on_service(new), self._on_service)
+        pods.add_handlers(lambda p: self._on_pod(None, p), self._on_pod, lambda p: self._on_pod(p, None))
+
+    def _changed(self, key: str) -> None:
+        self.trigger_times.observe(key)
+        self.queue.add(key)
+
+    def _on_service(self, svc: dict) -> None:
+        self._changed(object_key(svc))
+
+    def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        for key in self.index.service_keys_for_pod_change(old, new):
+            self._changed(key)
+
+    async def sync(self, key: str) -> None:
+        stamp = self.trigger_times.take(key)
+        try:
+            await self.sync_service(key, stamp)
+        except BaseException:
+            self.trigger_times.restore(key, stamp)
+            raise
+
+    async def sync_service(self, key: str, stamp: int | None = None) -> None:
+        raise NotImplementedError
+
+
+class EndpointSliceController(ServiceKeyedController):
     name = "endpointslice-controller"
 
     def __init__(self, client: Client, informers: SharedInformers, recorder: EventRecorder, *, workers: int = 5,
@@ -241,30 +275,16 @@ class EndpointSliceController(Controller):
         self.nodes = informers.get(NODES)
         self.slices = informers.get(ENDPOINTSLICES)
         super().__init__([self.services, self.pods, self.nodes, self.slices], workers=workers)
-        self.index = ServiceIndex(self.services, self.pods)
-        self.trigger_times = TriggerTimes(clock)
         self.tracker = SliceTracker()
         self._slices_by_service: dict[str, dict[str, dict]] = {}
         self._waiting_for_node: dict[str, set[str]] = {}
         for s in self.slices.list():
             self._index_slice(s)
-        self.services.add_handlers(self._on_service, lambda _, new: self._on_service(new), self._on_service)
-        self.pods.add_handlers(lambda p: self._on_pod(None, p), self._on_pod, lambda p: self._on_pod(p, None))
+        self._watch_services_and_pods(self.services, self.pods, clock)
         self.nodes.add_handlers(self._on_node)
         self.slices.add_handlers(self._on_slice_add, self._on_slice_update, self._on_slice_delete)
 
     # ---- handlers: keys only ----
-
-    def _changed(self, key: str) -> None:
-        self.trigger_times.observe(key)
-        self.queue.add(key)
-
-    def _on_service(self, svc: dict) -> None:
-        self._changed(object_key(svc))
-
-    def _on_pod(self, old: dict | None, new: dict | None) -> None:
-        for key in self.index.service_keys_for_pod_change(old, new):
-            self._changed(key)
 
     def _on_node(self, node: dict) -> None:
         for key in self._waiting_for_node.pop(node["metadata"]["name"], ()):
@@ -314,14 +334,6 @@ class EndpointSliceController(Controller):
 
     def slices_of(self, key: str) -> list[dict]:
         return list(self._slices_by_service.get(key, {}).values())
-
-    async def sync(self, key: str) -> None:
-        stamp = self.trigger_times.take(key)
-        try:
-            await self.sync_service(key, stamp)
-        except BaseException:
-            self.trigger_times.restore(key, stamp)
-            raise
 
     async def sync_service(self, key: str, stamp: int | None = None) -> None:
         existing = self.slices_of(key)
