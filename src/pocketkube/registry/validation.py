@@ -265,9 +265,9 @@ def validate_finalizers(finalizers: Any, path: Path) -> list[FieldError]:
     return errs
 
 
-def _string_field(meta: dict, key: str, path: Path, errs: list[FieldError]) -> str:
-    """meta[key] as a string ("" when absent); a wrong type is recorded in errs."""
-    value = meta.get(key)
+def get_str(parent: dict, key: str, path: Path, errs: list[FieldError]) -> str:
+    """parent[key] as a string ("" when absent); a wrong type is recorded in errs."""
+    value = parent.get(key)
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -286,8 +286,8 @@ def validate_object_meta(obj: dict, namespaced: bool,
     if not isinstance(meta, dict):
         return [wrong_type(path, meta, "object")]
     errs: list[FieldError] = []
-    generate_name = _string_field(meta, "generateName", path, errs)
-    name = _string_field(meta, "name", path, errs)
+    generate_name = get_str(meta, "generateName", path, errs)
+    name = get_str(meta, "name", path, errs)
     if generate_name:
         errs.extend(invalid(path.child("generateName"), generate_name, m)
                     for m in name_errors(_mask_trailing_dash(generate_name)))
@@ -295,7 +295,7 @@ def validate_object_meta(obj: dict, namespaced: bool,
         errs.extend(invalid(path.child("name"), name, m) for m in name_errors(name))
     elif not generate_name and not _has_wrong_type(meta, "name"):
         errs.append(required(path.child("name"), "name or generateName is required"))
-    namespace = _string_field(meta, "namespace", path, errs)
+    namespace = get_str(meta, "namespace", path, errs)
     if namespaced:
         if not namespace and not _has_wrong_type(meta, "namespace"):
             errs.append(required(path.child("namespace")))

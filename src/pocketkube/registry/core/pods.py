@@ -20,6 +20,7 @@ from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invali
 from pocketkube.registry.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
+    get_str,
     is_int,
     label_value_errors,
     port_name_errors,
@@ -80,16 +81,6 @@ def get_list(parent: dict, key: str, path: Path, errs: list[FieldError]) -> list
     if not isinstance(value, list):
         errs.append(wrong_type(path.child(key), value, "array"))
         return []
-    return value
-
-
-def get_str(parent: dict, key: str, path: Path, errs: list[FieldError]) -> str:
-    value = parent.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errs.append(wrong_type(path.child(key), value, "string"))
-        return ""
     return value
 
 
