@@ -23,7 +23,14 @@ from pocketkube.api.meta import new_uid, now_rfc3339
 from pocketkube.api.resources import Resource
 from pocketkube.registry import codec
 from pocketkube.registry.strategy import Strategy
-from pocketkube.storage.interface import Compacted, KeyExists, KeyNotFound, RevisionMismatch, Unavailable
+from pocketkube.storage.interface import (
+    Compacted,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    Unavailable,
+)
 from pocketkube.storage.sqlite import SQLiteBackend
 
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -200,14 +207,24 @@ class ObjectStore:
         return orjson.loads(kv.value)
 
     # ---- update ----
+    def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
+        """The stored record and its object; NotFound when there is none."""
+        kv = self.backend.get_now(key)
+        if kv is None:
+            raise errors.NotFound.object(self.res.plural, name, self.res.group)
+        return kv, orjson.loads(kv.value)
+
+    def _require_version(self, meta: dict, kv: KeyValue, name: str) -> None:
+        """A resourceVersion in the written metadata, when set, must be the stored one."""
+        rv = meta.get("resourceVersion")
+        if rv not in (None, "") and str(rv) != str(kv.mod_revision):
+            raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+
     async def update(self, namespace: str, name: str, new: dict, subresource: str = "",
                      dry_run: bool = False) -> dict:
         """PUT semantics: the body replaces the object; its resourceVersion, if set, must match."""
         key = self._key(namespace, name)
-        kv = self.backend.get_now(key)
-        if kv is None:
-            raise errors.NotFound.object(self.res.plural, name, self.res.group)
-        old = orjson.loads(kv.value)
+        kv, old = self._read(key, name)
         new = copy.deepcopy(new)
         nm = new.get("metadata")
         if not isinstance(nm, dict):
@@ -215,9 +232,7 @@ class ObjectStore:
         if nm.get("name", name) != name:
             raise errors.BadRequest(
                 f"the name of the object ({nm.get('name')}) does not match the name on the URL ({name})")
-        rv = nm.get("resourceVersion")
-        if rv not in (None, "") and str(rv) != str(kv.mod_revision):
-            raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+        self._require_version(nm, kv, name)
         return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
 
     async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict],
@@ -225,17 +240,12 @@ class ObjectStore:
         """Read-modify-write, retried on a concurrent write (PATCH, scale, binding)."""
         key = self._key(namespace, name)
         for _ in range(20):
-            kv = self.backend.get_now(key)
-            if kv is None:
-                raise errors.NotFound.object(self.res.plural, name, self.res.group)
-            old = orjson.loads(kv.value)
+            kv, old = self._read(key, name)
             new = mutate(copy.deepcopy(old))
             nm = new.get("metadata") if isinstance(new, dict) else None
             if not isinstance(nm, dict):
                 raise errors.BadRequest("metadata must be an object")
-            rv = nm.get("resourceVersion")
-            if rv not in (None, "") and str(rv) != str(kv.mod_revision):
-                raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+            self._require_version(nm, kv, name)
             try:
                 return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
             except errors.Conflict:
@@ -325,10 +335,7 @@ class ObjectStore:
         """
         key = self._key(namespace, name)
         for _ in range(20):
-            kv = self.backend.get_now(key)
-            if kv is None:
-                raise errors.NotFound.object(self.res.plural, name, self.res.group)
-            obj = orjson.loads(kv.value)
+            kv, obj = self._read(key, name)
             m = obj["metadata"]
             if preconditions:
                 if preconditions.get("uid") and preconditions["uid"] != m.get("uid"):
