@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,20 @@ def kubectl_binaries() -> dict[str, str]:
     if os.path.exists(KUBECTL_BUNDLED):
         out["kubectl-bundled"] = KUBECTL_BUNDLED
     return out
+
+
+def read_until(proc: subprocess.Popen, done: Callable[[str], bool], timeout: float) -> bool:
+    """Feeds `proc`'s output lines to `done` until it returns True (then True); False at the end of
+    the output or when `timeout` passes first."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line:
+            return False
+        if done(line):
+            return True
+    return False
 
 
 @dataclass
@@ -55,16 +70,14 @@ class ServerProcess:
                "--port", str(port), *self.extra_args]
         self.log = open(self.data_dir.parent / f"{self.data_dir.name}-server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                break
+
+        def serving(line: str) -> bool:
             m = re.match(r"API server: (https://[\d.]+:(\d+))", line)
             if m:
                 self.url, self.port = m.group(1), int(m.group(2))
-                return self
+            return m is not None
+        if read_until(self.proc, serving, timeout):
+            return self
         self.stop()
         raise RuntimeError(f"API server did not start; see {self.log.name}")
 
@@ -147,18 +160,15 @@ class ClusterProcess:
                "--load-balancer-pool", self.lb_pool, "--no-user-kubeconfig", *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                break
+
+        def ready(line: str) -> bool:
             self.output.append(line)
             m = re.search(r"API server ready at (https://\S+)", line)
             if m:
                 self.url = m.group(1)
-            if line.startswith("Press Ctrl-C"):
-                return self
+            return line.startswith("Press Ctrl-C")
+        if read_until(self.proc, ready, timeout):
+            return self
         out = "".join(self.output)
         self.stop()
         raise RuntimeError(f"pocketkube up did not start:\n{out}")
