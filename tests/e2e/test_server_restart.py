@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.waits import wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
 
@@ -97,15 +98,6 @@ def test_crashed_server_is_restarted_and_traffic_never_stops(cluster):
         k.run("delete", "deployment", "web", "--wait=true", timeout=60)
         k.run("delete", "service", "web")
         k.close()
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _ok(url: str) -> bool:

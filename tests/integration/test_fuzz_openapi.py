@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 
 import orjson
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root
+
+schemathesis = pytest.importorskip("schemathesis")
 
 REQUESTS = int(os.environ.get("POCKETKUBE_FUZZ_REQUESTS", "1000"))
 TIMEOUT = 10.0
