@@ -132,7 +132,7 @@ def test_label_selector_transitions(api, background):
 
 def test_field_selector_transition_when_a_pod_is_bound(api, background):
     future = background(PODS, f"resourceVersion={list_rv(api, PODS)}&fieldSelector=spec.nodeName%3D"
-                              "&timeoutSeconds=1")
+                              "&timeoutSeconds=3")
     api.post(PODS, pod("unbound"))
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "unbound"},
                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}}
