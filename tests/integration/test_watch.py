@@ -61,7 +61,7 @@ def test_list_then_watch_from_the_lists_resource_version(api):
 
 
 def test_watch_receives_live_events(api, background):
-    future = background(SERVICES, f"resourceVersion={list_rv(api)}&timeoutSeconds=1")
+    future = background(SERVICES, f"resourceVersion={list_rv(api)}&timeoutSeconds=2")
     api.post(SERVICES, service("live"))
     api.request("DELETE", SERVICES + "/live")
     assert summary(future.result(10)) == [("ADDED", "live"), ("DELETED", "live")]
@@ -71,7 +71,7 @@ def test_watch_receives_live_events(api, background):
 def test_unset_or_zero_resource_version_starts_with_synthetic_added_events(api, background, rv):
     api.post(SERVICES, service(f"synthetic{rv or 'empty'}"))
     existing = {s["metadata"]["name"] for s in api.get(SERVICES).json()["items"]}
-    future = background(SERVICES, f"resourceVersion={rv}&timeoutSeconds=1")
+    future = background(SERVICES, f"resourceVersion={rv}&timeoutSeconds=2")
     api.post(SERVICES, service(f"after{rv or 'empty'}"))
     events = summary(future.result(10))
     initial = events[:len(existing)]
@@ -117,7 +117,7 @@ def test_bookmarks_only_when_allowed(api, background):
 
 def test_label_selector_transitions(api, background):
     path = SERVICES + "/moving"
-    future = background(SERVICES, f"resourceVersion={list_rv(api)}&labelSelector=tier%3Dweb&timeoutSeconds=1")
+    future = background(SERVICES, f"resourceVersion={list_rv(api)}&labelSelector=tier%3Dweb&timeoutSeconds=2")
     api.post(SERVICES, service("moving", labels={"tier": "web"}))
     relabel(api, path, {"tier": "web", "extra": "1"})  # still matching: MODIFIED
     left = relabel(api, path, {"tier": "db"})  # stops matching: DELETED, with the new state
@@ -146,7 +146,7 @@ def test_field_selector_transition_when_a_pod_is_bound(api, background):
 def test_watch_of_one_named_object(api, background):
     api.post(SERVICES, service("named-a"))
     future = background(SERVICES, f"resourceVersion={list_rv(api)}&fieldSelector=metadata.name%3Dnamed-a"
-                                  "&timeoutSeconds=1")
+                                  "&timeoutSeconds=2")
     api.post(SERVICES, service("named-b"))
     relabel(api, SERVICES + "/named-a", {"seen": "yes"})
     assert summary(future.result(10)) == [("MODIFIED", "named-a")]
