@@ -1,5 +1,6 @@
 """The official Python client (`kubernetes` on PyPI) against a real `pocketkube server`."""
 
+import tempfile
 import threading
 import time
 
@@ -50,7 +51,8 @@ def test_create_list_watch_patch_delete_service(api_client):
     assert e.value.status == 404
 
 
-def test_dynamic_client_uses_legacy_discovery(api_client):
+def test_dynamic_client_uses_legacy_discovery(api_client, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its discovery cache file goes here
     dyn = dynamic.DynamicClient(api_client)
     services = dyn.resources.get(api_version="v1", kind="Service")
     assert any(s.metadata.name == "kubernetes" for s in services.get(namespace="default").items)
