@@ -38,6 +38,19 @@ _PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion
 _SPEC_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Pod", "Namespace"}
 
 
+class _NoTransaction:
+    """What a kind without side effects 'allocates': nothing to commit or revert."""
+
+    def commit(self) -> None:
+        pass
+
+    def revert(self) -> None:
+        pass
+
+
+_NO_TRANSACTION = _NoTransaction()
+
+
 class Hooks:
     """Side effects of a kind that must commit or revert with its write."""
 
@@ -179,32 +192,33 @@ class ObjectStore:
         key = self._key(obj["metadata"].get("namespace", ""), name)
         # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort
         # reports the port as already allocated, not the name as already existing.
-        txn = self.hooks.before_create(obj)
+        txn = self.hooks.before_create(obj) or _NO_TRANSACTION
         try:
             self.validate_create(obj)
             if self.backend.get_now(key) is not None:
                 raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
-        except errors.ApiError:
-            if txn is not None:
+            if dry_run:
                 txn.revert()
+                return obj
+            kv = await self._write(self.backend.create(key, codec.encode_at(obj)), name)
+        except BaseException:  # cancellation too: an allocation must not outlive a failed write
+            txn.revert()
             raise
-        if dry_run:
-            if txn is not None:
-                txn.revert()
-            return obj
-        try:
-            kv = await self.backend.create(key, codec.encode_at(obj))
-        except KeyExists:
-            if txn is not None:
-                txn.revert()
-            raise errors.AlreadyExists.object(self.res.plural, name, self.res.group) from None
-        except Unavailable as e:
-            if txn is not None:
-                txn.revert()
-            raise errors.StorageError(str(e)) from None
-        if txn is not None:
-            txn.commit()
+        txn.commit()
         return orjson.loads(kv.value)
+
+    async def _write(self, operation, name: str) -> KeyValue:
+        """A store write, its errors in the API's terms."""
+        try:
+            return await operation
+        except KeyExists:
+            raise errors.AlreadyExists.object(self.res.plural, name, self.res.group) from None
+        except RevisionMismatch:
+            raise errors.Conflict.modified(self.res.plural, name, self.res.group) from None
+        except KeyNotFound:
+            raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
+        except Unavailable as e:
+            raise errors.StorageError(str(e)) from None
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
@@ -284,44 +298,33 @@ class ObjectStore:
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
                             dry_run: bool) -> dict:
         new = self._merge_update(old, new, subresource)
-        txn = self.hooks.before_update(new, old) if subresource not in ("status", "binding") else None
-        # A binding is a server-side write of spec.nodeName, which pod updates may not change.
-        errs = [] if subresource == "binding" else self.strategy.validate_update(new, old)
-        new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")
-        if errs or new == old:
-            if txn is not None:
-                txn.revert()
-            if errs:
-                raise errors.Invalid(self.res.kind, old["metadata"]["name"], errs, self.res.group)
-            return old  # a no-op update keeps the resourceVersion, as Kubernetes does
-        # The last finalizer removed from an object being deleted: the object goes.
-        if (new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                and not new["metadata"].get("finalizers")):
-            if txn is not None:
-                txn.revert()
-            if dry_run:
-                return new
-            return await self._delete_now(key, mod_rev, old)
-        if dry_run:
-            if txn is not None:
-                txn.revert()
-            return new
+        if subresource in ("status", "binding"):
+            txn = _NO_TRANSACTION
+        else:
+            txn = self.hooks.before_update(new, old) or _NO_TRANSACTION
+        name = old["metadata"]["name"]
         try:
-            kv = await self.backend.update(key, codec.encode_at(new), mod_rev)
-        except RevisionMismatch:
-            if txn is not None:
+            # A binding is a server-side write of spec.nodeName, which pod updates may not change.
+            errs = [] if subresource == "binding" else self.strategy.validate_update(new, old)
+            if errs:
+                raise errors.Invalid(self.res.kind, name, errs, self.res.group)
+            new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")
+            if new == old:
                 txn.revert()
-            raise errors.Conflict.modified(self.res.plural, old["metadata"]["name"], self.res.group) from None
-        except KeyNotFound:
-            if txn is not None:
+                return old  # a no-op update keeps the resourceVersion, as Kubernetes does
+            # The last finalizer removed from an object being deleted: the object goes.
+            if (new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
+                    and not new["metadata"].get("finalizers")):
                 txn.revert()
-            raise errors.NotFound.object(self.res.plural, old["metadata"]["name"], self.res.group) from None
-        except Unavailable as e:
-            if txn is not None:
+                return new if dry_run else await self._delete_now(key, mod_rev, old)
+            if dry_run:
                 txn.revert()
-            raise errors.StorageError(str(e)) from None
-        if txn is not None:
-            txn.commit()
+                return new
+            kv = await self._write(self.backend.update(key, codec.encode_at(new), mod_rev), name)
+        except BaseException:
+            txn.revert()
+            raise
+        txn.commit()
         return orjson.loads(kv.value)
 
     # ---- delete ----
@@ -390,14 +393,7 @@ class ObjectStore:
             return 30
 
     async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
-        try:
-            kv = await self.backend.delete(key, mod_rev)
-        except RevisionMismatch:
-            raise errors.Conflict.modified(self.res.plural, obj["metadata"]["name"], self.res.group) from None
-        except KeyNotFound:
-            raise errors.NotFound.object(self.res.plural, obj["metadata"]["name"], self.res.group) from None
-        except Unavailable as e:
-            raise errors.StorageError(str(e)) from None
+        kv = await self._write(self.backend.delete(key, mod_rev), obj["metadata"]["name"])
         self.hooks.after_delete(obj)
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
