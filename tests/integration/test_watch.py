@@ -133,7 +133,9 @@ def test_label_selector_transitions(api, background):
 def test_field_selector_transition_when_a_pod_is_bound(api, background):
     future = background(PODS, f"resourceVersion={list_rv(api, PODS)}&fieldSelector=spec.nodeName%3D"
                               "&timeoutSeconds=3")
-    api.post(PODS, pod("unbound"))
+    unbound = pod("unbound")
+    unbound["spec"]["schedulerName"] = "test-binds-it"  # keep the server's own scheduler away
+    api.post(PODS, unbound)
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "unbound"},
                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"}}
     assert api.post(PODS + "/unbound/binding", binding).status == 201
