@@ -2,9 +2,7 @@
 
 import importlib.util
 import os
-import shutil
 import signal
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +11,11 @@ import pytest
 import yaml
 
 from pocketkube.agent.runtime.process import kill_recorded
-from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.procs import (
+    Kubectl,
+    kubectl_binaries,
+    running_cluster,
+)
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -25,17 +27,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def cluster():
-    root = Path(tempfile.mkdtemp(prefix="pk-up-"))
-    c = ClusterProcess(root / "data", extra_args=["--node-monitor-grace-period", "3",
-                                                  "--pod-eviction-timeout", "2"])
-    c.start()
-    yield c
-    out = c.stop()
-    leftovers = processes_under(root)
-    if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
-        shutil.rmtree(root, ignore_errors=True)
-    assert "stopped" in out
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with running_cluster("pk-up-", extra_args=["--node-monitor-grace-period", "3",
+                                               "--pod-eviction-timeout", "2"]) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pocketkube.proxy.model import ServiceEntry, ServicePort
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
 from pocketkube.proxy.select import nftables_usable
-from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.procs import (
+    ClusterProcess,
+    Kubectl,
+    kubectl_binaries,
+    running_cluster,
+)
 from pocketkube.testing.waits import get_json, wait_for
 
 OUTAGE = float(os.environ.get("POCKETKUBE_FAULT_OUTAGE", "10"))
@@ -51,21 +53,15 @@ def dataplanes() -> list:
 
 @pytest.fixture(scope="module", params=dataplanes())
 def cluster(request):
-    root = Path(tempfile.mkdtemp(prefix="pk-faults-"))
-    c = ClusterProcess(root / "data", node_ip_base="127.0.13.0", pod_cidr_base="127.251.0.0/16",
-                       service_cidr="127.101.0.0/16", lb_pool="127.205.0.0/24",
-                       extra_args=["--dataplane", request.param])
-    c.dataplane = request.param
-    c.restarted: list[subprocess.Popen] = []
-    c.start()
-    yield c
-    for agent in c.restarted:  # not children of `up`: stop them first, as `up` stops its own
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(40)
-    c.stop()
-    leftovers = processes_under(root)
-    shutil.rmtree(root, ignore_errors=True)
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with running_cluster("pk-faults-", node_ip_base="127.0.13.0", pod_cidr_base="127.251.0.0/16",
+                         service_cidr="127.101.0.0/16", lb_pool="127.205.0.0/24",
+                         extra_args=["--dataplane", request.param]) as c:
+        c.dataplane = request.param
+        c.restarted: list[subprocess.Popen] = []
+        yield c
+        for agent in c.restarted:  # not children of `up`: stop them first, as `up` stops its own
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(40)
 
 
 @pytest.fixture(scope="module")

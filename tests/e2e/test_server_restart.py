@@ -4,18 +4,19 @@ resume their watches instead of relisting (kube-apiserver's own request counter 
 import json
 import os
 import re
-import shutil
 import signal
 import ssl
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
-from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.procs import (
+    Kubectl,
+    kubectl_binaries,
+    running_cluster,
+)
 from pocketkube.testing.waits import wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
@@ -23,16 +24,10 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="n
 
 @pytest.fixture(scope="module")
 def cluster():
-    root = Path(tempfile.mkdtemp(prefix="pk-restart-"))
-    c = ClusterProcess(root / "data", node_ip_base="127.0.41.0", pod_cidr_base="127.241.0.0/16",
-                       service_cidr="127.141.0.0/16", lb_pool="127.242.0.0/24",
-                       extra_args=["--dataplane", "userspace"])
-    c.start()
-    yield c
-    c.stop()
-    leftovers = processes_under(root)
-    shutil.rmtree(root, ignore_errors=True)
-    assert leftovers == [], f"processes left behind: {leftovers}"
+    with running_cluster("pk-restart-", node_ip_base="127.0.41.0", pod_cidr_base="127.241.0.0/16",
+                         service_cidr="127.141.0.0/16", lb_pool="127.242.0.0/24",
+                         extra_args=["--dataplane", "userspace"]) as c:
+        yield c
 
 
 def server_pid(cluster) -> int:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +43,11 @@ from svc_helpers import (
 )
 
 from pocketkube.proxy.select import nftables_usable
-from pocketkube.testing.procs import ClusterProcess, Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.procs import (
+    Kubectl,
+    kubectl_binaries,
+    running_cluster,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -70,31 +71,15 @@ WHOAMI_PORT = 8080
 CLIENT_IP = "127.0.0.77"  # a client address of our own: every 127/8 address is local
 
 
-def _nft_tables() -> str:
-    done = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
-    return done.stdout
-
-
 @pytest.fixture(scope="module", params=sorted(PLANES))
 def cluster(request):
     plane = request.param
     if plane == "nftables" and not nftables_usable():
         pytest.skip("the nftables data plane needs root and a working nft")
-    root = Path(tempfile.mkdtemp(prefix=f"pk-svc-{plane}-"))
-    c = ClusterProcess(root / "data", nodes=NODES, extra_args=["--dataplane", plane], **PLANES[plane])
-    c.plane = plane
-    c.start()
-    yield c
-    out = c.stop()
-    leftovers = processes_under(root)
-    if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
-        shutil.rmtree(root, ignore_errors=True)
-    assert "stopped" in out
-    assert leftovers == [], f"processes left behind: {leftovers}"
-    if shutil.which("nft"):
-        ours = [f"pocketkube-node-{i}-{c.node_ip(i).replace('.', '-')}" for i in range(1, NODES + 1)]
-        tables = _nft_tables()
-        assert not set(ours) & set(tables.split()), f"nftables tables left behind:\n{tables}"
+    with running_cluster(f"pk-svc-{plane}-", nodes=NODES, extra_args=["--dataplane", plane],
+                         **PLANES[plane]) as c:
+        c.plane = plane
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pocketkube.agent.runtime.interface import ContainerConfig, StartError
 from pocketkube.agent.runtime.process import ProcessRuntime, can_switch_user
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
 from pocketkube.client.rest import Client, UntrustedServer
-from pocketkube.testing.procs import ClusterProcess, ServerProcess, processes_under
+from pocketkube.testing.procs import ServerProcess, running_cluster
 
 CAP_NET_BIND_SERVICE = 1 << 10
 
@@ -133,16 +133,10 @@ def test_nul_bytes_fail_the_start_not_the_agent(tmp_path, argv, env):
 
 @pytest.fixture(scope="module")
 def cluster():
-    root = Path(tempfile.mkdtemp(prefix="pk-lp-up-"))
-    c = ClusterProcess(root / "data", nodes=1, node_ip_base="127.0.33.0", pod_cidr_base="127.248.0.0/16",
-                       service_cidr="127.99.0.0/16", lb_pool="127.203.0.0/24",
-                       extra_args=["--dataplane", "userspace"])
-    c.start()
-    yield c
-    c.stop()
-    leftovers = processes_under(root)
-    shutil.rmtree(root, ignore_errors=True)
-    assert leftovers == [], leftovers
+    with running_cluster("pk-lp-up-", nodes=1, node_ip_base="127.0.33.0", pod_cidr_base="127.248.0.0/16",
+                         service_cidr="127.99.0.0/16", lb_pool="127.203.0.0/24",
+                         extra_args=["--dataplane", "userspace"]) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

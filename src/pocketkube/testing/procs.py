@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,3 +220,32 @@ def processes_under(path: Path) -> list[str]:
         if needle in cmdline or cwd.startswith(needle):
             found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return found
+
+
+def leftover_tables(cluster: ClusterProcess) -> list[str]:
+    """nftables tables of this cluster's nodes that are still programmed (none after a stop)."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        return []
+    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    ours = {f"pocketkube-node-{i}-{cluster.node_ip(i).replace('.', '-')}" for i in range(1, cluster.nodes + 1)}
+    return sorted(ours & set(listed.split()))
+
+
+@contextlib.contextmanager
+def running_cluster(prefix: str, **kwargs) -> Iterator[ClusterProcess]:
+    """A started `pocketkube up` in a temp dir; on exit, Ctrl-C it and check that it stopped and
+    left no process and no nftables table behind (POCKETKUBE_KEEP_TEST_DATA keeps the dir)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = ClusterProcess(root / "data", **kwargs)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        output = cluster.stop()
+        leftovers = processes_under(root)
+        tables = leftover_tables(cluster)
+        if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
+            shutil.rmtree(root, ignore_errors=True)
+    assert "stopped" in output, output
+    assert leftovers == [], f"processes left behind: {leftovers}"
+    assert tables == [], f"nftables tables left behind: {tables}"
