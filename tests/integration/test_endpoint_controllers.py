@@ -19,8 +19,8 @@ import pytest
 from control_plane_helpers import server_in_temp_dir, until
 
 from pocketkube.api import errors
-from pocketkube.api.meta import now_rfc3339
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import SharedInformers

@@ -7,15 +7,10 @@ import random
 
 import pytest
 
-from pocketkube.registry.allocators.bitmap import Bitmap
-from pocketkube.registry.allocators.ipalloc import IPAllocator, ip_range_offset
-from pocketkube.registry.allocators.portalloc import (
-    AlreadyAllocated,
-    NotInRange,
-    PortAllocator,
-    RangeFull,
-    port_range_offset,
-)
+from pocketkube.net.bitmap import Bitmap
+from pocketkube.net.errors import AlreadyAllocated, NotInRange, RangeFull
+from pocketkube.net.ipalloc import IPAllocator, ip_range_offset
+from pocketkube.registry.allocators.portalloc import PortAllocator, port_range_offset
 from pocketkube.registry.allocators.transaction import Transaction
 
 

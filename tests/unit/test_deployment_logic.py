@@ -2,7 +2,7 @@
 
 import pytest
 
-from pocketkube.api.meta import now_rfc3339
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.controllers.deployment_plan import (
     DESIRED_REPLICAS,
     HASH_LABEL,

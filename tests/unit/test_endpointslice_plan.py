@@ -3,6 +3,7 @@ import itertools
 
 import pytest
 
+from pocketkube.api.timestamps import format_rfc3339_nano
 from pocketkube.controllers.endpointslice import ServiceIndex
 from pocketkube.controllers.endpointslice_plan import (
     CONTROLLER_NAME,
@@ -10,7 +11,6 @@ from pocketkube.controllers.endpointslice_plan import (
     SERVICE_NAME_LABEL,
     TRIGGER_TIME_ANNOTATION,
     find_port,
-    format_trigger_time,
     plan_slices,
     should_pod_be_in_endpoints,
 )
@@ -243,7 +243,7 @@ def test_trigger_time_cleared_when_not_given():
                                      (1_700_000_000_123_450_000, "2023-11-14T22:13:20.12345Z"),
                                      (1_700_000_000_000_000_001, "2023-11-14T22:13:20.000000001Z")])
 def test_format_trigger_time_is_rfc3339nano(ns, text):
-    assert format_trigger_time(ns) == text
+    assert format_rfc3339_nano(ns) == text
 
 
 def test_should_pod_be_in_endpoints():

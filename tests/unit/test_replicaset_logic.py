@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from pocketkube.api.meta import now_rfc3339
 from pocketkube.api.selectors import LabelSelector
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.controllers.base import owner_reference, plan_claims
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.replicaset import (

@@ -181,28 +181,28 @@ class FakeClock:
 
 def test_crash_loop_backoff_doubles_caps_and_resets_after_a_long_run():
     clock = FakeClock()
-    b = kubelet.Backoff(clock=clock)
+    b = kubelet.crash_loop_backoff(clock)
     key = "uid/c"
     # First crash: restart at once (not in back-off), then 10 s.
-    assert not b.in_backoff_since(key, clock.now)
+    assert not b.failures_pending(key, clock.now)
     b.next(key, clock.now)
-    assert b.duration(key) == 10
+    assert b.delay(key) == 10
     clock.now += 1  # crashed again after 1 s
     finished = clock.now
-    assert b.in_backoff_since(key, finished)
+    assert b.failures_pending(key, finished)
     clock.now += 9.5
-    assert b.in_backoff_since(key, finished) and b.remaining(key, finished) == pytest.approx(0.5)
+    assert b.failures_pending(key, finished) and b.remaining(key, finished) == pytest.approx(0.5)
     clock.now += 0.6
-    assert not b.in_backoff_since(key, finished)
+    assert not b.failures_pending(key, finished)
     durations = []
     for _ in range(8):
         b.next(key, clock.now)
-        durations.append(b.duration(key))
+        durations.append(b.delay(key))
     assert durations == [20, 40, 80, 160, 300, 300, 300, 300]
     clock.now += 601  # ran for more than 2 × 5 min: forgotten
-    assert not b.in_backoff_since(key, clock.now)
+    assert not b.failures_pending(key, clock.now)
     b.next(key, clock.now)
-    assert b.duration(key) == 10
+    assert b.delay(key) == 10
 
 
 @pytest.mark.parametrize("seconds,text", [(10, "10s"), (40, "40s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")])

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from pocketkube.api.meta import now_rfc3339
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.controllers.nodelifecycle import desired_taints, eviction_delay, unknown_conditions
 from pocketkube.scheduler.plugins import NodeInfo, filter_node, fit_error_message, select_node, tolerates
 

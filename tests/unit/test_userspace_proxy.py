@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from pocketkube.api import errors
+from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.proxy.healthcheck import HealthCheck, HealthCheckServers, render
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort, build_model
-from pocketkube.proxy.runner import ProxyMetrics, ServiceProxy, parse_trigger_time
+from pocketkube.proxy.runner import ProxyMetrics, ServiceProxy
 from pocketkube.proxy.select import make_data_plane
 from pocketkube.proxy.userspace.affinity import AffinityTable
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
@@ -456,6 +457,6 @@ async def test_connection_counts_are_exported():
 
 
 def test_trigger_time_parsing():
-    assert parse_trigger_time("2024-05-01T10:00:00Z") == parse_trigger_time("2024-05-01T10:00:00.000000Z")
-    assert parse_trigger_time("2024-05-01T10:00:00.5+00:00") % 1 == 0.5
-    assert parse_trigger_time("garbage") is None
+    assert parse_rfc3339("2024-05-01T10:00:00Z") == parse_rfc3339("2024-05-01T10:00:00.000000Z")
+    assert parse_rfc3339("2024-05-01T10:00:00.5+00:00") % 1 == 0.5
+    assert parse_rfc3339("garbage") is None

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime import images
@@ -28,12 +27,13 @@ from pocketkube.agent.runtime.process import (
     can_switch_user,
     container_env,
     expand_argv,
-    now_rfc3339,
 )
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import MERGE_PATCH, Client
+from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +49,10 @@ CONFIG_RETRY = 10.0
 # Pure decisions
 # ---------------------------------------------------------------------------------------------
 
-class Backoff:
-    """The kubelet's crash-loop back-off (client-go flowcontrol.Backoff): 10 s doubling to 5 min,
-    forgotten once a container ran for twice the maximum."""
-
-    def __init__(self, initial: float = 10.0, maximum: float = 300.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.initial, self.maximum, self.clock = initial, maximum, clock
-        self._entries: dict[str, tuple[float, float]] = {}  # key → (duration, last update)
-
-    def _expired(self, event_time: float, last_update: float) -> bool:
-        return event_time - last_update > 2 * self.maximum
-
-    def in_backoff_since(self, key: str, event_time: float) -> bool:
-        entry = self._entries.get(key)
-        if entry is None or self._expired(event_time, entry[1]):
-            return False
-        return self.clock() - event_time < entry[0]
-
-    def remaining(self, key: str, event_time: float) -> float:
-        entry = self._entries.get(key)
-        return max(0.0, entry[0] - (self.clock() - event_time)) if entry else 0.0
-
-    def next(self, key: str, event_time: float) -> None:
-        entry = self._entries.get(key)
-        if entry is None or self._expired(event_time, entry[1]):
-            duration = self.initial
-        else:
-            duration = min(entry[0] * 2, self.maximum)
-        self._entries[key] = (duration, self.clock())
-
-    def duration(self, key: str) -> float:
-        entry = self._entries.get(key)
-        return entry[0] if entry else 0.0
-
-    def forget_prefix(self, prefix: str) -> None:
-        for key in [k for k in self._entries if k.startswith(prefix)]:
-            del self._entries[key]
+def crash_loop_backoff(clock: Callable[[], float] = time.time) -> Backoff:
+    """The kubelet's crash-loop and image-pull back-off (flowcontrol.Backoff): 10 s doubling to
+    5 min, forgotten once a container ran for twice the maximum."""
+    return Backoff(initial=10.0, maximum=300.0, reset_after=600.0, clock=clock)
 
 
 def go_duration(seconds: float) -> str:
@@ -158,12 +125,6 @@ def pod_phase(policy: str, statuses: list[dict], init_pending: bool, init_failed
             return "Succeeded"
         return "Failed" if policy == "Never" else "Running"
     return "Pending"
-
-
-def parse_rfc3339(s: str | None) -> float:
-    if not s:
-        return 0.0
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def container_user(pod: dict, container: dict) -> User | None:
@@ -419,9 +380,9 @@ class PodWorker:
         name = c["name"]
         key = f"{self.uid}/{name}"
         if rec is not None:
-            finished = parse_rfc3339(rec.finished_at)
-            if self.k.backoff.in_backoff_since(key, finished):
-                wait = self.k.backoff.duration(key)
+            finished = parse_rfc3339(rec.finished_at, default=0.0)
+            if self.k.backoff.failures_pending(key, finished):
+                wait = self.k.backoff.delay(key)
                 message = f"back-off {go_duration(wait)} restarting failed container={name} pod={self.pod_ref()}"
                 if self.waiting.get(name) != Waiting("CrashLoopBackOff", message):
                     self.k.events.emit(self.pod, "Warning", "BackOff",
@@ -475,7 +436,7 @@ class PodWorker:
         key = f"{self.uid}/{name}/image"
         fp = self._field_path(name)
         failed_at = self.image_failed_at.get(name)
-        if failed_at is not None and self.k.image_backoff.in_backoff_since(key, failed_at):
+        if failed_at is not None and self.k.image_backoff.failures_pending(key, failed_at):
             if self.waiting[name].reason != "ImagePullBackOff":
                 self.k.events.emit(self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', fp)
                 self.k.events.emit(self.pod, "Warning", "Failed", "Error: ImagePullBackOff", fp)
@@ -492,7 +453,7 @@ class PodWorker:
             self.waiting[name] = Waiting("ErrImagePull", str(e))
             self.k.events.emit(self.pod, "Warning", "Failed", f'Failed to pull image "{image}": {e}', fp)
             self.k.events.emit(self.pod, "Warning", "Failed", "Error: ErrImagePull", fp)
-            delays.append(self.k.image_backoff.duration(key) + 0.01)
+            delays.append(self.k.image_backoff.delay(key) + 0.01)
             return None
         self.image_failed_at.pop(name, None)
         self.k.image_backoff.forget_prefix(key)
@@ -744,8 +705,8 @@ class Kubelet:
         self.allocatable = allocatable or {}
         self.clock = clock
         self.ips = PodIPs(pod_cidr)
-        self.backoff = Backoff(clock=clock)
-        self.image_backoff = Backoff(clock=clock)
+        self.backoff = crash_loop_backoff(clock)
+        self.image_backoff = crash_loop_backoff(clock)
         self._status_writes = 0
         self._no_status_writes = asyncio.Event()
         self._no_status_writes.set()

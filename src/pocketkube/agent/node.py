@@ -12,12 +12,12 @@ import logging
 import os
 import platform
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pocketkube
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_micro, now_rfc3339
 from pocketkube.client.rest import MERGE_PATCH, Client
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,6 @@ NODE_STATUS_INTERVAL = 20.0
 MAX_PODS = "110"
 RUNTIME_VERSION = "pocketkube-process://0.1"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-def micro_time() -> str:
-    """metav1.MicroTime: RFC3339 with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def arch() -> str:
@@ -152,7 +143,7 @@ class NodeAgent:
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
                 "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION,
-                         "renewTime": micro_time()}}
+                         "renewTime": now_micro()}}
 
     async def _ensure_lease_namespace(self) -> None:
         try:
@@ -165,7 +156,7 @@ class NodeAgent:
                 pass
 
     async def renew_lease(self) -> None:
-        spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": micro_time()}
+        spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": now_micro()}
         try:
             await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
         except errors.NotFound:

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
-
-
-def now_rfc3339(t: float | None = None) -> str:
-    """RFC 3339 with second precision in UTC, as Kubernetes serializes metav1.Time."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
-
-
-def parse_rfc3339(s: str) -> float:
-    return datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
 
 
 def new_uid() -> str:

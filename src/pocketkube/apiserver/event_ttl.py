@@ -12,10 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 import orjson
 
+from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.storage.interface import KeyNotFound, RevisionMismatch
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,6 @@ EVENTS_PREFIX = "/registry/core/events/"
 _TIME_FIELDS = ("lastTimestamp", "eventTime", "firstTimestamp")
 
 
-def _epoch(value: object) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 def last_recorded(event: dict) -> float | None:
     """The latest time an Event carries (its series, its timestamps, its creation)."""
     meta = event.get("metadata") or {}
@@ -42,7 +33,7 @@ def last_recorded(event: dict) -> float | None:
     candidates = [event.get(f) for f in _TIME_FIELDS] + [
         series.get("lastObservedTime") if isinstance(series, dict) else None,
         meta.get("creationTimestamp") if isinstance(meta, dict) else None]
-    times = [t for t in map(_epoch, candidates) if t is not None]
+    times = [t for t in map(parse_rfc3339, candidates) if t is not None]
     return max(times) if times else None
 
 

@@ -369,7 +369,7 @@ class Handlers:
             pod["spec"]["nodeName"] = node
             conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
                           if c.get("type") != "PodScheduled"]
-            from pocketkube.api.meta import now_rfc3339
+            from pocketkube.api.timestamps import now_rfc3339
 
             conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                                "lastTransitionTime": now_rfc3339()})

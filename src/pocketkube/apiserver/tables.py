@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pocketkube.api.timestamps import parse_rfc3339
+
 Cell = str | int | bool | None
 CellsFn = Callable[[dict, float], list[Cell]]
 
@@ -178,21 +180,9 @@ def _now_epoch(now: datetime | float) -> float:
     return float(now)
 
 
-def _epoch(timestamp: Any) -> float | None:
-    """Seconds since the epoch of an RFC 3339 (or MicroTime) string; None when unset or bad."""
-    if not isinstance(timestamp, str) or not timestamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
 
 def _since(timestamp: Any, now: float) -> str:
-    moment = _epoch(timestamp)
+    moment = parse_rfc3339(timestamp)
     return UNKNOWN if moment is None else human_duration(now - moment)
 
 
@@ -300,7 +290,7 @@ class RestartSummary:
 
     def add(self, status: dict) -> None:
         self.count += _int(status.get("restartCount"))
-        finished = _epoch(_dig(status, "lastState", "terminated", "finishedAt"))
+        finished = parse_rfc3339(_dig(status, "lastState", "terminated", "finishedAt"))
         if finished is not None and (self.last is None or finished > self.last):
             self.last = finished
 
@@ -640,7 +630,7 @@ def _event_cells(event: dict, now: float) -> list[Cell]:
 
 
 def _since_or(timestamp: Any, fallback: str, now: float) -> str:
-    return fallback if _epoch(timestamp) is None else _since(timestamp, now)
+    return fallback if parse_rfc3339(timestamp) is None else _since(timestamp, now)
 
 
 def _event_source(event: dict) -> str:

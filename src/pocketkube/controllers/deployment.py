@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 
 from pocketkube.api import errors
-from pocketkube.api.meta import controller_ref, deep_get, now_rfc3339, parse_rfc3339
+from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.selectors import LabelSelector
+from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import (
@@ -417,7 +418,7 @@ class _Rollout:
             return
         if cond.get("reason") == "ProgressDeadlineExceeded":
             return
-        since = parse_rfc3339(cond.get("lastUpdateTime") or now_rfc3339(self.now))
+        since = parse_rfc3339(cond.get("lastUpdateTime"), default=self.now)
         after = since + int(deep_get(self.d, "spec", "progressDeadlineSeconds")) - self.ctl.clock()
         self.ctl.queue.add_after(object_key(self.d), max(after, 0) + 1)
 

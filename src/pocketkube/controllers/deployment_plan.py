@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from pocketkube.api.meta import deep_get, now_rfc3339, parse_rfc3339
+from pocketkube.api.meta import deep_get
+from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 
 __all__ = [
     "DESIRED_REPLICAS", "HASH_LABEL", "MAX_REPLICAS", "REVISION", "REVISION_HISTORY", "annotation_int",
@@ -87,7 +88,7 @@ def equal_ignore_hash(t1: dict, t2: dict) -> bool:
 
 def created_at(obj: dict) -> tuple[float, str]:
     ts = deep_get(obj, "metadata", "creationTimestamp")
-    return (parse_rfc3339(ts) if ts else 0.0, deep_get(obj, "metadata", "name", default=""))
+    return (parse_rfc3339(ts, default=0.0), deep_get(obj, "metadata", "name", default=""))
 
 
 def find_new_rs(d: dict, rss: list[dict]) -> dict | None:
@@ -359,7 +360,7 @@ def _timed_out(d: dict, status: dict, now: float) -> bool:
         return False
     if cond.get("reason") == "ProgressDeadlineExceeded":
         return True
-    since = parse_rfc3339(cond.get("lastUpdateTime") or cond.get("lastTransitionTime") or now_rfc3339(now))
+    since = parse_rfc3339(cond.get("lastUpdateTime") or cond.get("lastTransitionTime"), default=now)
     return since + int(deep_get(d, "spec", "progressDeadlineSeconds")) < now
 
 

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import format_rfc3339_nano
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import SharedInformers, split_key
 from pocketkube.controllers.endpoints_plan import plan_endpoints
 from pocketkube.controllers.endpointslice import PODS, SERVICES, ServiceKeyedController, StaleCache
-from pocketkube.controllers.endpointslice_plan import format_trigger_time
 from pocketkube.controllers.events import WARNING, EventRecorder
 
 __all__ = ["EndpointsController"]
@@ -66,7 +66,7 @@ class EndpointsController(ServiceKeyedController):
         if current is not None and _rv(current) < self._written.get(key, 0):
             raise StaleCache(f"endpoints cache for service {key} is behind this controller's writes")
         plan = plan_endpoints(svc, self.index.pods_for(svc), current,
-                              trigger_time=format_trigger_time(stamp) if stamp else None)
+                              trigger_time=format_rfc3339_nano(stamp) if stamp else None)
         if plan.action == "none" or plan.endpoints is None:
             return
         try:

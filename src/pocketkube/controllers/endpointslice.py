@@ -28,13 +28,13 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import format_rfc3339_nano
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers, split_key
 from pocketkube.controllers.endpointslice_plan import (
     MAX_ENDPOINTS_PER_SLICE,
     SERVICE_NAME_LABEL,
-    format_trigger_time,
     is_managed_slice,
     is_pod_ready,
     plan_slices,
@@ -344,7 +344,7 @@ class EndpointSliceController(ServiceKeyedController):
             await self._delete_all(key, [s for s in existing if is_managed_slice(s)])
             return
         plan = plan_slices(svc, self.index.pods_for(svc), self.nodes.cache, existing,
-                           trigger_time=format_trigger_time(stamp) if stamp else None,
+                           trigger_time=format_rfc3339_nano(stamp) if stamp else None,
                            max_per_slice=self.max_endpoints_per_slice)
         for node in plan.missing_nodes:
             self._waiting_for_node.setdefault(node, set()).add(key)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -31,7 +30,6 @@ __all__ = [
     "SlicePlan",
     "desired_address_types",
     "find_port",
-    "format_trigger_time",
     "is_managed_slice",
     "is_pod_ready",
     "plan_slices",
@@ -115,14 +113,6 @@ def desired_address_types(service: dict) -> list[str]:
 
 def _ip_family(ip: str) -> str:
     return "IPv6" if ":" in ip else "IPv4"
-
-
-def format_trigger_time(ns: int) -> str:
-    """RFC3339Nano as Go prints it: UTC, fractional seconds without trailing zeros."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{frac:09d}".rstrip("0")
-    return f"{base}.{fraction}Z" if fraction else f"{base}Z"
 
 
 def is_managed_slice(slice_: dict) -> bool:

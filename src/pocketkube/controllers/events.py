@@ -18,8 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pocketkube.api import errors
-from pocketkube.api.meta import now_rfc3339
 from pocketkube.api.resources import BY_PLURAL, Resource
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.rest import Client
 
 __all__ = ["NORMAL", "WARNING", "EventRecorder", "object_reference"]

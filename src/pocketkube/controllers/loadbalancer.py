@@ -22,8 +22,8 @@ import copy
 import ipaddress
 import logging
 
-from pocketkube.api.meta import now_rfc3339
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pocketkube.api import errors
-from pocketkube.api.meta import deep_get, now_rfc3339, parse_rfc3339
+from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
@@ -125,7 +126,7 @@ def _eviction_deadline(pod: dict, taints: list[dict], default_seconds: float) ->
             continue
         delay = eviction_delay(pod, taint, default_seconds)
         if delay is not None:
-            added = parse_rfc3339(taint["timeAdded"]) if taint.get("timeAdded") else time.time()
+            added = parse_rfc3339(taint.get("timeAdded"), default=time.time())
             deadlines.append(added + delay)
     return min(deadlines) if deadlines else None
 

@@ -22,9 +22,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from pocketkube.api import errors
-from pocketkube.api.meta import controller_ref, deep_get, now_rfc3339, parse_rfc3339
+from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.selectors import LabelSelector
+from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import (
@@ -113,7 +114,7 @@ def _deletion_cost(pod: dict) -> int:
 
 def _created(pod: dict) -> float | None:
     ts = deep_get(pod, "metadata", "creationTimestamp")
-    return parse_rfc3339(ts) if ts else None
+    return parse_rfc3339(ts)
 
 
 # ---- which pods to delete (pure; mirrors pkg/controller/controller_utils.go ActivePodsWithRanks) ----

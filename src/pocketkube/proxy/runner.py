@@ -14,12 +14,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import Client
 from pocketkube.proxy.model import SERVICE_NAME_LABEL, Model, ServiceEntry, build_model
@@ -71,14 +71,6 @@ class ProxyMetrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def parse_trigger_time(value: str) -> float | None:
-    """RFC 3339 (with or without fraction) → epoch seconds; None if unparsable."""
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
 
 
 def _slice_service(slc: dict) -> str | None:
@@ -143,7 +135,7 @@ class ServiceProxy:
 
     def _note_trigger(self, value: str) -> None:
         if self._live and value:
-            at = parse_trigger_time(value)
+            at = parse_rfc3339(value)
             if at is not None:
                 self._triggers.append(at)
 

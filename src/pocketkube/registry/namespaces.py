@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 from pocketkube.api import errors
-from pocketkube.api.meta import now_rfc3339
 from pocketkube.api.resources import RESOURCES
+from pocketkube.api.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()

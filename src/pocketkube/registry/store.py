@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 
 from pocketkube.api import errors
-from pocketkube.api.meta import new_uid, now_rfc3339
+from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec
 from pocketkube.registry.strategy import Strategy
 from pocketkube.storage.interface import (

@@ -20,8 +20,9 @@ import random
 from dataclasses import dataclass
 
 from pocketkube.api import errors
-from pocketkube.api.meta import deep_get, now_rfc3339
+from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder

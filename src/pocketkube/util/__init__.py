@@ -1,0 +1,1 @@
+"""Leaf helpers with no Kubernetes meaning; they import nothing else of pocketkube."""

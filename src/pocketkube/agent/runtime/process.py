@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from pocketkube.agent.runtime.interface import (
     StartError,
     User,
 )
+from pocketkube.api.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ SETPRIV = "/usr/bin/setpriv"
 NOBODY = 65534
 STATE_FILE = "state.json"
 POD_FILE = "pod.json"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------------------------

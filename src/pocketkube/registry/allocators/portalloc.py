@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import random
 
-from pocketkube.registry.allocators.bitmap import Bitmap
-
-
-class AllocationError(Exception):
-    """An allocator refusal; str() is the exact upstream message."""
-
-
-class NotInRange(AllocationError):
-    pass
-
-
-class AlreadyAllocated(AllocationError):
-    pass
-
-
-class RangeFull(AllocationError):
-    def __init__(self) -> None:
-        super().__init__("range is full")
+from pocketkube.net.bitmap import Bitmap
+from pocketkube.net.errors import AlreadyAllocated, NotInRange, RangeFull
 
 
 def port_range_offset(size: int) -> int:

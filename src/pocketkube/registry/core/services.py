@@ -26,8 +26,9 @@ from pocketkube.api.fields import (
     not_supported,
     required,
 )
-from pocketkube.registry.allocators.ipalloc import IPAddress, IPAllocator
-from pocketkube.registry.allocators.portalloc import AllocationError, PortAllocator, RangeFull
+from pocketkube.net.errors import AllocationError, RangeFull
+from pocketkube.net.ipalloc import IPAddress, IPAllocator
+from pocketkube.registry.allocators.portalloc import PortAllocator
 from pocketkube.registry.allocators.transaction import Transaction
 from pocketkube.registry.validation import (
     IMMUTABLE,

@@ -1,4 +1,5 @@
-"""ClusterIP allocator over one CIDR, worded like Kubernetes' ipallocator.
+"""An IP range allocator over one CIDR, worded like Kubernetes' ipallocator: ClusterIPs, and
+every other range of addresses the cluster hands out.
 
 The network address is never handed out, nor the IPv4 broadcast address; IPv6 ranges are
 capped at 65536 entries, as upstream does.
@@ -9,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from pocketkube.registry.allocators.bitmap import Bitmap
-from pocketkube.registry.allocators.portalloc import AlreadyAllocated, NotInRange, RangeFull
+from pocketkube.net.bitmap import Bitmap
+from pocketkube.net.errors import AlreadyAllocated, NotInRange, RangeFull
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -32,7 +33,7 @@ class IPAllocator:
         else:
             size = min(size, 65536)
         if size < 1:
-            raise ValueError(f"service CIDR {cidr} is too small")
+            raise ValueError(f"CIDR {cidr} is too small")
         self.family = "IPv4" if self.network.version == 4 else "IPv6"
         self.base = int(self.network.network_address) + 1
         self.size = size
