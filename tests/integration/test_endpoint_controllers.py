@@ -21,13 +21,13 @@ from control_plane_helpers import server_in_temp_dir, until
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.endpoints import EndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.endpointslice_plan import TRIGGER_TIME_ANNOTATION
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.loadbalancer import CONDITION_TYPE, LoadBalancerController
 from pocketkube.testing.procs import ServerProcess
 

@@ -26,6 +26,7 @@ from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.selectors import LabelSelector
 from pocketkube.api.timestamps import parse_rfc3339
+from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import (
@@ -66,7 +67,6 @@ from pocketkube.controllers.deployment_plan import (
     spec_replicas,
     status_count,
 )
-from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
 
 __all__ = ["DeploymentController"]
 

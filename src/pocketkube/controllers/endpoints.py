@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import format_rfc3339_nano
+from pocketkube.client.events import WARNING, EventRecorder
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import SharedInformers, split_key
 from pocketkube.controllers.endpoints_plan import plan_endpoints
 from pocketkube.controllers.endpointslice import PODS, SERVICES, ServiceKeyedController, StaleCache
-from pocketkube.controllers.events import WARNING, EventRecorder
 
 __all__ = ["EndpointsController"]
 

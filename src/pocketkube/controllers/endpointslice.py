@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import format_rfc3339_nano
+from pocketkube.client.events import WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers, split_key
@@ -40,7 +41,6 @@ from pocketkube.controllers.endpointslice_plan import (
     plan_slices,
     pod_ips,
 )
-from pocketkube.controllers.events import WARNING, EventRecorder
 
 __all__ = [
     "EndpointSliceController",

@@ -24,10 +24,10 @@ import logging
 
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers
-from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
 
 __all__ = [
     "CONDITION_TYPE",

@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass, field
 
 from pocketkube.api.resources import BY_PLURAL, Resource
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.deployment import DeploymentController
-from pocketkube.controllers.events import EventRecorder
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.replicaset import ReplicaSetController

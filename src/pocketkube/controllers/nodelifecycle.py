@@ -34,9 +34,9 @@ from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
+from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers
-from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
 from pocketkube.scheduler.plugins import NOT_READY_TAINT, UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT, tolerates
 
 __all__ = [

@@ -26,6 +26,7 @@ from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.selectors import LabelSelector
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
+from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
 from pocketkube.client.rest import Client
 from pocketkube.controllers.base import (
@@ -38,7 +39,6 @@ from pocketkube.controllers.base import (
     plan_claims,
     split_key,
 )
-from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
 from pocketkube.controllers.expectations import Expectations
 
 __all__ = [

@@ -23,9 +23,9 @@ from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.rest import Client
-from pocketkube.controllers.events import NORMAL, WARNING, EventRecorder
 from pocketkube.scheduler.plugins import NodeInfo, select_node
 
 __all__ = ["Scheduler", "SchedulerSettings", "needs_scheduling"]
