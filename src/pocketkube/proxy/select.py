@@ -1,15 +1,19 @@
-"""Choosing a node agent's data plane: nftables when it can work here, userspace otherwise."""
+"""Choosing a node agent's data plane: nftables when it can work here, userspace otherwise.
+
+Both planes are plain imports: neither needs an optional package (the nftables one drives
+libnftables through ctypes, or the `nft` binary), so an import that fails is a bug and must
+fail loudly. Whether nftables can work is decided by probing the host, never by an ImportError.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
 
+from pocketkube.proxy.nftables.proxier import NftablesDataPlane
 from pocketkube.proxy.provider import DataPlane
-
-log = logging.getLogger(__name__)
+from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
 
 KINDS = ("auto", "nftables", "userspace")
 
@@ -25,18 +29,17 @@ def nftables_usable() -> bool:
     return done.returncode == 0
 
 
-def make_data_plane(kind: str, node_name: str, node_ip: str) -> DataPlane:
+def choose_kind(kind: str, *, nftables_ok: bool) -> str:
+    """The plane to run for a requested `kind`: `auto` is nftables when usable, else userspace."""
     if kind not in KINDS:
         raise ValueError(f"unknown data plane {kind!r}; expected one of {', '.join(KINDS)}")
-    if kind == "nftables" or (kind == "auto" and nftables_usable()):
-        try:
-            from pocketkube.proxy.nftables.proxier import NftablesDataPlane
-        except ImportError:
-            if kind == "nftables":
-                raise
-            log.warning("the nftables data plane is not available here; using the userspace one")
-        else:
-            return NftablesDataPlane(node_name, node_ip)
-    from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+    if kind == "auto":
+        return "nftables" if nftables_ok else "userspace"
+    return kind
 
+
+def make_data_plane(kind: str, node_name: str, node_ip: str) -> DataPlane:
+    chosen = choose_kind(kind, nftables_ok=kind == "auto" and nftables_usable())
+    if chosen == "nftables":
+        return NftablesDataPlane(node_name, node_ip)
     return UserspaceDataPlane(node_name, node_ip)

@@ -11,14 +11,13 @@ import asyncio
 import itertools
 import os
 import random
-import shutil
-import subprocess
 import time
 from collections import Counter
 
 import pytest
 
 from pocketkube.proxy.model import build_model
+from pocketkube.proxy.select import nftables_usable
 
 NODE = "conf-node-a"
 NODE_IP = "127.0.1.250"
@@ -29,19 +28,7 @@ _ips = itertools.count(1)
 _node_ports = itertools.count(random.randint(30100, 32000))
 
 
-def _nftables_usable() -> bool:
-    if os.geteuid() != 0 or shutil.which("nft") is None:
-        return False
-    if subprocess.run(["nft", "list", "tables"], capture_output=True, check=False).returncode != 0:
-        return False
-    try:
-        import pocketkube.proxy.nftables.proxier  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-PLANES = ["userspace"] + (["nftables"] if _nftables_usable() else [])
+PLANES = ["userspace"] + (["nftables"] if nftables_usable() else [])
 
 
 def _make_plane(kind: str):
