@@ -19,8 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI
 from pocketkube.net.addresses import NodePlan, node_plan
+from pocketkube.proxy.select import remove_leftovers
 
 
 @dataclass
@@ -218,30 +220,14 @@ class Cluster:
             await _stop(self.controller_manager, 15)
         await asyncio.gather(*(_stop(p, 40) for p in self.agents.values()))
         # An agent that died (a simulated node crash) left its pods running for a restart to
-        # re-adopt; `up` is stopping the whole cluster, so they go too.
-        from pocketkube.agent.runtime.process import kill_recorded
-
+        # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
-        _remove_dead_node_tables(self.plans)
+            remove_leftovers(plan.name, plan.ip)
         if self.server is not None:
             await _stop(self.server, 15)
         for t in self._drains:
             t.cancel()
-
-
-def _remove_dead_node_tables(plans: list[NodePlan]) -> None:
-    """A crashed agent could not remove its nftables table; the cluster's stop does."""
-    import shutil
-    import subprocess
-
-    from pocketkube.proxy.nftables.render import NodeContext
-
-    if os.geteuid() != 0 or shutil.which("nft") is None:
-        return
-    for plan in plans:
-        table = NodeContext(plan.name, plan.ip).table
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
 
 
 def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None) -> None:

@@ -11,9 +11,10 @@ import os
 import shutil
 import subprocess
 
-from pocketkube.proxy.nftables.proxier import NftablesDataPlane
+from pocketkube.proxy.nftables.proxier import NftablesDataPlane, remove_leftover_table
 from pocketkube.proxy.provider import DataPlane
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+from pocketkube.proxy.userspace.proxier import remove_leftovers as remove_userspace_leftovers
 
 KINDS = ("auto", "nftables", "userspace")
 
@@ -43,3 +44,12 @@ def make_data_plane(kind: str, node_name: str, node_ip: str) -> DataPlane:
     if chosen == "nftables":
         return NftablesDataPlane(node_name, node_ip)
     return UserspaceDataPlane(node_name, node_ip)
+
+
+def remove_leftovers(node_name: str, node_ip: str) -> None:
+    """Remove what a node's data plane left in the kernel when its agent died without stopping it.
+
+    Every plane is asked, whatever the node ran: which one it chose (`auto`) is not recorded.
+    """
+    remove_leftover_table(node_name, node_ip)
+    remove_userspace_leftovers(node_name, node_ip)

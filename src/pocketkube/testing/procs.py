@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from pocketkube.proxy.nftables.proxier import table_name
+
 KUBECTL_132 = "/usr/bin/kubectl"
 KUBECTL_BUNDLED = str(Path(sys.executable).parent / "kubectl")
 
@@ -227,7 +229,7 @@ def leftover_tables(cluster: ClusterProcess) -> list[str]:
     if os.geteuid() != 0 or shutil.which("nft") is None:
         return []
     listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
-    ours = {f"pocketkube-node-{i}-{cluster.node_ip(i).replace('.', '-')}" for i in range(1, cluster.nodes + 1)}
+    ours = {table_name(f"node-{i}", cluster.node_ip(i)) for i in range(1, cluster.nodes + 1)}
     return sorted(ours & set(listed.split()))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from pocketkube.proxy.healthcheck import HealthCheckServers
@@ -92,3 +93,31 @@ class NftablesDataPlane:
         if self._runner is None:
             raise RuntimeError(f"{self.name} data plane for {self.ctx.node_name} is not started")
         await self._runner.run(script)
+
+
+def table_name(node_name: str, node_ip: str) -> str:
+    """The name of the table a node's nftables data plane programs (for cleanup checks)."""
+    return render.NodeContext(node_name, node_ip).table
+
+
+def remove_leftover_table(node_name: str, node_ip: str, runner: NftRunner | None = None) -> bool:
+    """Delete the table of a node whose agent died before it could (`up` stopping, tests).
+
+    Idempotent; False when nftables cannot be driven here (not root, no library nor binary),
+    in which case no table can exist either.
+    """
+    if runner is None:
+        if os.geteuid() != 0:
+            return False
+        try:
+            runner = default_runner()
+        except OSError:
+            return False
+    try:
+        runner.run_sync(render.render_delete(render.NodeContext(node_name, node_ip)))
+        return True
+    except NftError as err:
+        log.warning("could not remove nftables table of %s: %s", node_name, err)
+        return False
+    finally:
+        runner.close()

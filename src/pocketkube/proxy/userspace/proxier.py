@@ -177,3 +177,8 @@ class UserspaceDataPlane:
         self._owned.clear()
         self._applied = {}
         await self.health.stop()
+
+
+def remove_leftovers(node_name: str, node_ip: str) -> bool:
+    """Nothing outlives a userspace data plane: its sockets close with the agent's process."""
+    return False

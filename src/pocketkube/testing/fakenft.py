@@ -1,0 +1,111 @@
+"""A fake of nft's transaction semantics, for testing the nftables data plane without a kernel.
+
+It keeps chains, sets and verdict maps of one table and applies a script the way the kernel
+does: every command or none, references must be gone before what they point at is deleted,
+map elements must not be added twice nor deleted when absent. A script that breaks a rule
+raises NftError, as a real runner would; so a renderer whose deltas pass here produces
+transactions the kernel accepts. It implements the NftRunner protocol, so a data plane can be
+driven with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from pocketkube.proxy.nftables.nft import NftError
+
+__all__ = ["FakeNft"]
+
+_CHAIN_REF = re.compile(r"(?:goto )([^\s,]+)")
+_SET_REF = re.compile(r"@([^\s,]+)")
+_ANY_REF = re.compile(r"(?:goto |@)([^\s,]+)")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise NftError(message)
+
+
+class FakeNft:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.chains: dict[str, list[str]] = {}
+        self.sets: dict[str, str] = {}
+        self.maps: dict[str, dict[str, str]] = {}
+        self.scripts: list[str] = []  # every script applied, in order
+
+    def state(self) -> tuple[dict, dict, dict]:
+        return self.chains, self.sets, self.maps
+
+    def apply(self, script: str) -> None:
+        """Apply `script` as one transaction: on an error nothing changes."""
+        trial = copy.deepcopy(self)
+        for line in script.splitlines():
+            trial._command(line)
+        trial.scripts.append(script)
+        self.__dict__.update(trial.__dict__)
+
+    # NftRunner
+    def run_sync(self, script: str) -> None:
+        self.apply(script)
+
+    async def run(self, script: str) -> None:
+        self.apply(script)
+
+    def close(self) -> None:
+        pass
+
+    def _referenced(self, name: str) -> bool:
+        texts = [r for rules in self.chains.values() for r in rules]
+        texts += [v for m in self.maps.values() for v in m.values()]
+        return any(name in _ANY_REF.findall(t) for t in texts)
+
+    def _command(self, line: str) -> None:
+        verb, obj, _family, _table, *rest = line.split(" ", 4)
+        rest = rest[0] if rest else ""
+        name, _, body = rest.partition(" ")
+        if obj == "table":
+            if verb == "delete":
+                self.chains, self.sets, self.maps = {}, {}, {}
+        elif obj in ("chain", "set", "map"):
+            self._object(verb, obj, name, body, line)
+        elif obj == "rule":
+            self._rule(name, body, line)
+        elif obj == "element":
+            self._elements(verb, name, body, line)
+        else:
+            raise NftError(f"unexpected command {line}")
+
+    def _object(self, verb: str, obj: str, name: str, body: str, line: str) -> None:
+        store = {"chain": self.chains, "set": self.sets, "map": self.maps}[obj]
+        if verb == "add":
+            store.setdefault(name, {"chain": [], "set": body, "map": {}}[obj])
+        elif verb == "flush":
+            store[name].clear()
+        else:
+            _require(name in store, line)
+            _require(not self._referenced(name), f"{name} still referenced: {line}")
+            _require(not (obj == "chain" and store[name]), f"chain not empty: {line}")
+            del store[name]
+
+    def _rule(self, chain: str, body: str, line: str) -> None:
+        _require(chain in self.chains, line)
+        for ref in _CHAIN_REF.findall(body):
+            _require(ref in self.chains, f"unknown chain {ref}: {line}")
+        for ref in _SET_REF.findall(body):
+            _require(ref in self.sets or ref in self.maps, f"unknown set {ref}: {line}")
+        self.chains[chain].append(body)
+
+    def _elements(self, verb: str, map_name: str, body: str, line: str) -> None:
+        elements = self.maps[map_name]
+        for item in body.strip("{} ").split(", "):
+            key, _, verdict = item.partition(" : ")
+            if verb == "add":
+                _require(key not in elements, f"element exists: {line}")
+                _require(verdict in ("drop",) or verdict.split()[1] in self.chains, line)
+                elements[key] = verdict
+            else:
+                _require(key in elements, f"no such element: {line}")
+                del elements[key]
