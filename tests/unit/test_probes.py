@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from pocketkube.agent.probes import ProbeResult, ProbeTarget, ProbeWorker, resolve_port, run_probe
+from pocketkube.agent.runtime.process import ProcessRuntime
 
 
 @pytest.fixture
@@ -72,14 +73,23 @@ async def test_tcp_socket():
 
 
 async def test_exec_probe_uses_the_container_env_and_dir(tmp_path):
-    target = ProbeTarget("127.0.0.1", {"name": "c"}, env={"PATH": "/usr/bin:/bin", "WANT": "yes"}, cwd=str(tmp_path))
-    (tmp_path / "ready").write_text("")
+    rt = ProcessRuntime(tmp_path)
+    cdir = rt.container_dir("p", "c")
+    cdir.mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "WANT": "yes"}
+    target = ProbeTarget("127.0.0.1", {"name": "c"},
+                         exec=lambda argv, timeout: rt.exec_sync("p", "c", argv, env=env, user=None, timeout=timeout))
+    (cdir / "ready").write_text("")
     ok = await run_probe({"exec": {"command": ["sh", "-c", 'test "$WANT" = yes && test -f ready']}}, target)
     assert ok.success
     bad = await run_probe({"exec": {"command": ["sh", "-c", "echo not ready; exit 1"]}}, target)
     assert bad == ProbeResult(False, "not ready")
     slow = await run_probe({"exec": {"command": ["sleep", "5"]}, "timeoutSeconds": 0.2}, target)
     assert not slow.success and "timed out" in slow.message
+    missing = await run_probe({"exec": {"command": ["no-such-command-here"]}}, target)
+    assert not missing.success and missing.message.startswith('exec: "no-such-command-here"')
+    no_exec = await run_probe({"exec": {"command": ["true"]}}, ProbeTarget("127.0.0.1", {"name": "c"}))
+    assert not no_exec.success
 
 
 def test_resolve_port():

@@ -9,20 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pocketkube.agent import kubelet
+from pocketkube.agent.envvars import EnvError, container_env, expand, service_env, services_for_pod
+from pocketkube.agent.kubelet import pod_status
+from pocketkube.agent.kubelet.pod_ips import PodIPs
+from pocketkube.agent.kubelet.pod_workers import crash_loop_backoff, go_duration
 from pocketkube.agent.logserver import tail_offset
 from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import ContainerConfig, StartError
-from pocketkube.agent.runtime.process import (
-    EnvError,
-    ProcessRuntime,
-    container_env,
-    expand,
-    kill_recorded,
-    proc_start_ticks,
-    service_env,
-    services_for_pod,
-)
+from pocketkube.agent.runtime.process import ProcessRuntime, kill_recorded, proc_start_ticks
+from pocketkube.net.errors import RangeFull
 
 # ---- $(VAR) expansion ----
 
@@ -181,7 +176,7 @@ class FakeClock:
 
 def test_crash_loop_backoff_doubles_caps_and_resets_after_a_long_run():
     clock = FakeClock()
-    b = kubelet.crash_loop_backoff(clock)
+    b = crash_loop_backoff(clock)
     key = "uid/c"
     # First crash: restart at once (not in back-off), then 10 s.
     assert not b.failures_pending(key, clock.now)
@@ -207,7 +202,7 @@ def test_crash_loop_backoff_doubles_caps_and_resets_after_a_long_run():
 
 @pytest.mark.parametrize("seconds,text", [(10, "10s"), (40, "40s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")])
 def test_go_duration(seconds, text):
-    assert kubelet.go_duration(seconds) == text
+    assert go_duration(seconds) == text
 
 
 def _status(state: dict, last: dict | None = None) -> dict:
@@ -231,39 +226,50 @@ WAIT = {"waiting": {"reason": "ContainerCreating"}}
     ("Never", [OK], "Succeeded"),
 ])
 def test_pod_phase(policy, states, want):
-    assert kubelet.pod_phase(policy, [_status(s) for s in states], False, False) == want
+    assert pod_status.pod_phase(policy, [_status(s) for s in states], False, False) == want
 
 
 def test_pod_phase_crash_looping_container_counts_as_stopped_and_terminal_pods_are_final():
     looping = _status({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 1}})
-    assert kubelet.pod_phase("Always", [looping], False, False) == "Running"
-    assert kubelet.pod_phase("Always", [_status(OK)], False, False, terminal=True) == "Succeeded"
-    assert kubelet.pod_phase("Always", [_status(FAIL)], False, False, terminal=True) == "Failed"
-    assert kubelet.pod_phase("Always", [_status(RUN)], True, False) == "Pending"
-    assert kubelet.pod_phase("Never", [_status(WAIT)], True, True) == "Failed"
+    assert pod_status.pod_phase("Always", [looping], False, False) == "Running"
+    assert pod_status.pod_phase("Always", [_status(OK)], False, False, terminal=True) == "Succeeded"
+    assert pod_status.pod_phase("Always", [_status(FAIL)], False, False, terminal=True) == "Failed"
+    assert pod_status.pod_phase("Always", [_status(RUN)], True, False) == "Pending"
+    assert pod_status.pod_phase("Never", [_status(WAIT)], True, True) == "Failed"
 
 
 def test_qos_class():
     def pod(*resources: dict) -> dict:
         return {"spec": {"containers": [{"name": str(i), "resources": r} for i, r in enumerate(resources)]}}
-    assert kubelet.qos_class(pod({})) == "BestEffort"
-    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
-    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"},
+    assert pod_status.qos_class(pod({})) == "BestEffort"
+    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
+    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"},
                                   "requests": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
-    assert kubelet.qos_class(pod({"requests": {"cpu": "100m"}})) == "Burstable"
-    assert kubelet.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}}, {})) == "Burstable"
+    assert pod_status.qos_class(pod({"requests": {"cpu": "100m"}})) == "Burstable"
+    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}}, {})) == "Burstable"
 
 
 def test_pod_ips_skip_network_gateway_and_broadcast():
-    ips = kubelet.PodIPs("127.244.3.0/30")
+    ips = PodIPs("127.244.3.0/30")
     assert ips.allocate("a") == "127.244.3.2"
     assert ips.allocate("a") == "127.244.3.2"
-    with pytest.raises(RuntimeError, match="full"):
+    with pytest.raises(RangeFull):
         ips.allocate("b")
     ips.release("a")
     ips.restore("c", "127.244.3.2")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RangeFull):
         ips.allocate("d")
+
+
+def test_pod_ips_restored_after_a_restart_are_never_handed_out_again():
+    ips = PodIPs("127.244.3.0/29")  # .2 to .6 usable
+    ips.restore("old-1", "127.244.3.4")
+    ips.restore("old-2", "127.244.3.9")  # from another CIDR: kept, not allocated from this one
+    assert ips.allocate("old-1") == "127.244.3.4"
+    fresh = {ips.allocate(f"new-{i}") for i in range(4)}
+    assert fresh == {"127.244.3.2", "127.244.3.3", "127.244.3.5", "127.244.3.6"}
+    ips.release("old-1")
+    assert ips.allocate("new-5") == "127.244.3.4"
 
 
 def test_tail_offset(tmp_path: Path):

@@ -8,14 +8,11 @@ successes or failureThreshold failures in a row. Failure messages follow the kub
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pocketkube.agent.runtime.interface import User
-from pocketkube.agent.runtime.process import privilege_prefix
+from pocketkube.agent.runtime.interface import ExecResult, StartError
 
 USER_AGENT = "kube-probe/1.32"
 
@@ -26,15 +23,17 @@ class ProbeResult:
     message: str = ""
 
 
+# Runs a command in the probed container (argv, timeout); the runtime decides what that means.
+ExecFn = Callable[[list[str], float], Awaitable[ExecResult]]
+
+
 @dataclass
 class ProbeTarget:
-    """Where a probe goes: the pod IP and the container's ports, env, working dir and user."""
+    """Where a probe goes: the pod IP, the container's ports, and how to run a command in it."""
 
     pod_ip: str
     container: dict
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    user: User | None = None
+    exec: ExecFn | None = None
 
 
 def resolve_port(port: int | str, container: dict) -> int:
@@ -120,31 +119,18 @@ async def exec_command(spec: dict, target: ProbeTarget, timeout: float) -> Probe
     argv = spec.get("command") or []
     if not argv:
         return ProbeResult(False, "exec probe has no command")
+    if target.exec is None:
+        return ProbeResult(False, "exec probes are not supported for this container")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *privilege_prefix(target.user), *argv, env=target.env or None, cwd=target.cwd,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True)
-    except OSError as e:
-        return ProbeResult(False, f'exec: "{argv[0]}": {e.strerror}')
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        _kill_group(proc.pid)
-        await proc.wait()
+        result = await target.exec(list(argv), timeout)
+    except StartError as e:
+        return ProbeResult(False, str(e))
+    if result.exit_code is None:
         return ProbeResult(False, f"command {argv!r} timed out")
-    if proc.returncode == 0:
+    if result.exit_code == 0:
         return ProbeResult(True)
     # The kubelet reports an exec probe's output as its failure message, even when it is empty.
-    return ProbeResult(False, out.decode(errors="replace").strip())
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    return ProbeResult(False, result.output.strip())
 
 
 async def run_probe(probe: dict, target: ProbeTarget) -> ProbeResult:

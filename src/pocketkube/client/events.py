@@ -7,6 +7,10 @@ instead of creating another, like upstream's EventCorrelator (mirrors
 client-go/tools/record/events_cache.go; similar-event aggregation is not done).
 
 Cluster-scoped objects (Nodes) get their Events in the `default` namespace, as upstream.
+
+A component may pass `quiet`, an asyncio.Event that is set when events may be written: the
+kubelet clears it while pod status writes are in flight, so that during a burst of pod starts
+the statuses (which make pods Ready) reach the API server before the events about them.
 """
 
 from __future__ import annotations
@@ -57,10 +61,12 @@ class _Written:
 
 
 class EventRecorder:
-    def __init__(self, client: Client, component: str, host: str = "") -> None:
+    def __init__(self, client: Client, component: str, host: str = "", *,
+                 quiet: asyncio.Event | None = None) -> None:
         self.client = client
         self.component = component
         self.host = host
+        self._quiet = quiet  # writes wait while this is clear; None: never wait
         self._pending: asyncio.Queue[tuple[tuple, dict]] | None = None
         self._writer: asyncio.Task | None = None
         self._written: OrderedDict[tuple, _Written] = OrderedDict()
@@ -96,6 +102,8 @@ class EventRecorder:
         assert self._pending is not None
         while True:
             batch = [await self._pending.get()]
+            if self._quiet is not None:
+                await self._quiet.wait()
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
             # Distinct events go out concurrently; repeats of one event in a batch go in order.

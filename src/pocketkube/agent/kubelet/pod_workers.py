@@ -1,47 +1,41 @@
-"""The kubelet: per-pod workers reconciling the API's pods (desired) with the runtime's containers.
+"""The pod worker: one task per pod, reconciling the API's pod (desired) with the runtime's containers.
 
-Each pod bound to this node gets one PodWorker task. A worker wakes on a pod update, a container
-exit, a probe result flip or a back-off expiry; it then starts what should run, restarts what
-exited (with the kubelet's exponential back-off), and writes the pod's status through the
-pods/status subresource when it changed. Deletion is graceful: SIGTERM, wait, SIGKILL, then
-the pod object is removed with gracePeriodSeconds=0 and a uid precondition.
+A worker wakes on a pod update, a container exit, a probe result flip or a back-off expiry; it
+then starts what should run, restarts what exited (with the kubelet's exponential back-off), and
+writes the pod's status (computed by kubelet.pod_status) through the pods/status subresource when
+it changed. Deletion is graceful: SIGTERM, wait, SIGKILL, then the pod object is removed with
+gracePeriodSeconds=0 and a uid precondition. The worker reaches the node only through its
+Kubelet host: the runtime interface, the IP allocator, the back-offs and the event recorder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from pocketkube.agent.envvars import EnvError, container_env, expand_argv
+from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime import images
-from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, Runtime, StartError, User
-from pocketkube.agent.runtime.process import (
-    NOBODY,
-    EnvError,
-    can_switch_user,
-    container_env,
-    expand_argv,
-)
+from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, ExecResult, StartError, User
+from pocketkube.agent.security_context import container_user
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
-from pocketkube.client.informer import Informer
-from pocketkube.client.rest import MERGE_PATCH, Client
+from pocketkube.client.events import NORMAL, WARNING
+from pocketkube.client.rest import MERGE_PATCH
 from pocketkube.util.backoff import Backoff
+
+if TYPE_CHECKING:
+    from pocketkube.agent.kubelet.kubelet import Kubelet
 
 log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
-SERVICES = BY_PLURAL[("", "services")]
-EVENTS = BY_PLURAL[("", "events")]
 DEFAULT_GRACE = 30
-SHUTDOWN_GRACE = 3.0
 CONFIG_RETRY = 10.0
 
 
@@ -67,192 +61,9 @@ def go_duration(seconds: float) -> str:
     return f"{h}h{m}m{s}s"
 
 
-def should_restart(policy: str, exit_code: int) -> bool:
-    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
-
-
-def _resources(c: dict) -> tuple[dict, dict]:
-    r = c.get("resources") or {}
-    return r.get("requests") or {}, r.get("limits") or {}
-
-
-def qos_class(pod: dict) -> str:
-    spec = pod.get("spec") or {}
-    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        requests, limits = _resources(c)
-        if requests or limits:
-            any_set = True
-        for res in ("cpu", "memory"):
-            if res not in limits or requests.get(res, limits[res]) != limits[res]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
-def pod_phase(policy: str, statuses: list[dict], init_pending: bool, init_failed: bool,
-              terminal: bool = False) -> str:
-    """The kubelet's getPhase over computed container statuses."""
-    if init_failed:
-        return "Failed"
-    if init_pending:
-        return "Pending"
-    running = waiting = stopped = succeeded = 0
-    for s in statuses:
-        state = s["state"]
-        if "running" in state:
-            running += 1
-        elif "terminated" in state:
-            stopped += 1
-            succeeded += state["terminated"].get("exitCode") == 0
-        elif (s.get("lastState") or {}).get("terminated"):
-            stopped += 1
-        else:
-            waiting += 1
-    if waiting and not terminal:
-        return "Pending"
-    if running and not terminal:
-        return "Running"
-    if stopped or terminal:
-        if terminal:
-            return "Succeeded" if stopped == succeeded and not running and not waiting else "Failed"
-        if policy == "Always":
-            return "Running"
-        if stopped == succeeded:
-            return "Succeeded"
-        return "Failed" if policy == "Never" else "Running"
-    return "Pending"
-
-
-def container_user(pod: dict, container: dict) -> User | None:
-    """Containers run as nobody unless securityContext.runAsUser says otherwise (0 = root)."""
-    if not can_switch_user():
-        return None
-    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
-    sc = {**pod_sc, **(container.get("securityContext") or {})}
-    uid = sc.get("runAsUser")
-    if uid == 0:
-        return None
-    gid = sc.get("runAsGroup", NOBODY if uid is None else 0)
-    groups = tuple(pod_sc.get("supplementalGroups") or ())
-    return User(uid=NOBODY if uid is None else int(uid), gid=int(gid), groups=groups)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pod IPs
-# ---------------------------------------------------------------------------------------------
-
-class PodIPs:
-    """Pod IPs from the node's pod CIDR: never the network, the .1 gateway or the broadcast."""
-
-    def __init__(self, cidr: str) -> None:
-        self.network = ipaddress.ip_network(cidr, strict=False)
-        self.by_uid: dict[str, str] = {}
-
-    def restore(self, uid: str, ip: str) -> None:
-        if ip:
-            self.by_uid[uid] = ip
-
-    def allocate(self, uid: str) -> str:
-        if uid in self.by_uid:
-            return self.by_uid[uid]
-        used = set(self.by_uid.values())
-        for host in self.network.hosts():
-            ip = str(host)
-            if int(host) - int(self.network.network_address) < 2 or ip in used:
-                continue
-            self.by_uid[uid] = ip
-            return ip
-        raise RuntimeError(f"pod CIDR {self.network} is full")
-
-    def release(self, uid: str) -> None:
-        self.by_uid.pop(uid, None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Events
-# ---------------------------------------------------------------------------------------------
-
-class EventRecorder:
-    """Sends Events in the background; a repeat of the same event PATCHes its count instead.
-
-    Events yield to pod status writes: during a burst of pod starts, the statuses (which make
-    pods Ready) go first and the events follow.
-    """
-
-    def __init__(self, client: Client, node: str, cache_size: int = 4096,
-                 quiet: asyncio.Event | None = None) -> None:
-        self.client, self.node = client, node
-        self._quiet = quiet
-        self._queue: asyncio.Queue[tuple[dict, str, str, str, str]] = asyncio.Queue()
-        self._seen: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
-        self._cache_size = cache_size
-
-    def emit(self, pod: dict, type_: str, reason: str, message: str, field_path: str = "") -> None:
-        self._queue.put_nowait((pod, type_, reason, message, field_path))
-
-    async def run(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if self._quiet is not None:
-                await self._quiet.wait()
-            try:
-                await self._send(*item)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - an event that cannot be recorded is only logged
-                log.debug("event not recorded: %s", e)
-
-    async def drain(self, timeout: float = 2.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-
-    async def _send(self, pod: dict, type_: str, reason: str, message: str, field_path: str) -> None:
-        meta = pod["metadata"]
-        key = (meta.get("uid"), field_path, type_, reason, message)
-        now = now_rfc3339()
-        seen = self._seen.get(key)
-        if seen is not None:
-            name, count = seen
-            try:
-                await self.client.patch(EVENTS, meta["namespace"], name, {"count": count + 1, "lastTimestamp": now})
-                self._remember(key, name, count + 1)
-                return
-            except errors.NotFound:
-                pass
-        name = f"{meta['name']}.{time.time_ns():x}"
-        involved = {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"], "uid": meta.get("uid"),
-                    "apiVersion": "v1", "resourceVersion": meta.get("resourceVersion", "")}
-        if field_path:
-            involved["fieldPath"] = field_path
-        await self.client.create(EVENTS, {
-            "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": meta["namespace"]},
-            "involvedObject": involved, "reason": reason, "message": message,
-            "source": {"component": "kubelet", "host": self.node}, "firstTimestamp": now, "lastTimestamp": now,
-            "count": 1, "type": type_, "eventTime": None, "reportingComponent": "kubelet",
-            "reportingInstance": self.node})
-        self._remember(key, name, 1)
-
-    def _remember(self, key: tuple, name: str, count: int) -> None:
-        self._seen[key] = (name, count)
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._cache_size:
-            self._seen.popitem(last=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Pod workers
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class Waiting:
-    reason: str
-    message: str = ""
-
 
 class PodWorker:
     def __init__(self, kubelet: Kubelet, pod: dict) -> None:
@@ -385,7 +196,7 @@ class PodWorker:
                 wait = self.k.backoff.delay(key)
                 message = f"back-off {go_duration(wait)} restarting failed container={name} pod={self.pod_ref()}"
                 if self.waiting.get(name) != Waiting("CrashLoopBackOff", message):
-                    self.k.events.emit(self.pod, "Warning", "BackOff",
+                    self._event(WARNING, "BackOff",
                                        f"Back-off restarting failed container {name} in pod {self.pod_ref()}",
                                        self._field_path(name))
                 self.waiting[name] = Waiting("CrashLoopBackOff", message)
@@ -393,6 +204,9 @@ class PodWorker:
                 return
             self.k.backoff.next(key, finished)
         await self._start(c, rec.restart_count + 1 if rec else 0, delays)
+
+    def _event(self, type_: str, reason: str, message: str, field_path: str = "") -> None:
+        self.k.events.event(self.pod, type_, reason, message, res=PODS, field_path=field_path)
 
     def _field_path(self, name: str) -> str:
         kind = "initContainers" if any(c["name"] == name for c in self.spec.get("initContainers") or []) \
@@ -409,25 +223,25 @@ class PodWorker:
             env = container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable)
         except EnvError as e:
             self.waiting[name] = Waiting("CreateContainerConfigError", str(e))
-            self.k.events.emit(self.pod, "Warning", "Failed", f"Error: {e}", fp)
+            self._event(WARNING, "Failed", f"Error: {e}", fp)
             delays.append(CONFIG_RETRY)
             return
         self.waiting.pop(name, None)
-        user = container_user(self.pod, c)
+        user = self._user(c)
         cfg = ContainerConfig(pod_uid=self.uid, name=name, argv=expand_argv(launch.argv, env), env=env,
                               restart_count=restart_count, image=images.parse_image(image).normalized(),
                               image_id=launch.image_id, user=user, files=launch.files, dirs=launch.dirs)
-        self.k.events.emit(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', fp)
+        self._event(NORMAL, "Pulled", f'Container image "{image}" already present on machine', fp)
         try:
             record = await self.k.runtime.start(cfg)
         except StartError as e:
             message = f"failed to start container {name!r}: {e}"
             self.k.runtime.record_failed_start(self.uid, name, restart_count, message)
-            self.k.events.emit(self.pod, "Warning", "Failed", f"Error: {message}", fp)
+            self._event(WARNING, "Failed", f"Error: {message}", fp)
             delays.append(0.0)
             return
-        self.k.events.emit(self.pod, "Normal", "Created", f"Created container: {name}", fp)
-        self.k.events.emit(self.pod, "Normal", "Started", f"Started container {name}", fp)
+        self._event(NORMAL, "Created", f"Created container: {name}", fp)
+        self._event(NORMAL, "Started", f"Started container {name}", fp)
         self._on_started(c, record, adopted=False)
 
     def _resolve_image(self, c: dict, delays: list[float]) -> images.Launch | None:
@@ -438,8 +252,8 @@ class PodWorker:
         failed_at = self.image_failed_at.get(name)
         if failed_at is not None and self.k.image_backoff.failures_pending(key, failed_at):
             if self.waiting[name].reason != "ImagePullBackOff":
-                self.k.events.emit(self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', fp)
-                self.k.events.emit(self.pod, "Warning", "Failed", "Error: ImagePullBackOff", fp)
+                self._event(NORMAL, "BackOff", f'Back-off pulling image "{image}"', fp)
+                self._event(WARNING, "Failed", "Error: ImagePullBackOff", fp)
                 self.waiting[name] = Waiting("ImagePullBackOff", f'Back-off pulling image "{image}": '
                                              f"ErrImagePull: {self.waiting[name].message}")
             delays.append(self.k.image_backoff.remaining(key, failed_at) + 0.01)
@@ -451,8 +265,8 @@ class PodWorker:
             self.k.image_backoff.next(key, now)
             self.image_failed_at[name] = now
             self.waiting[name] = Waiting("ErrImagePull", str(e))
-            self.k.events.emit(self.pod, "Warning", "Failed", f'Failed to pull image "{image}": {e}', fp)
-            self.k.events.emit(self.pod, "Warning", "Failed", "Error: ErrImagePull", fp)
+            self._event(WARNING, "Failed", f'Failed to pull image "{image}": {e}', fp)
+            self._event(WARNING, "Failed", "Error: ErrImagePull", fp)
             delays.append(self.k.image_backoff.delay(key) + 0.01)
             return None
         self.image_failed_at.pop(name, None)
@@ -487,8 +301,11 @@ class PodWorker:
 
     def _run_probes(self, c: dict, record: ContainerRecord, kinds: list[str], adopted: bool = False) -> None:
         name = c["name"]
-        target = ProbeTarget(self.ip, c, env=self._probe_env(c), user=container_user(self.pod, c),
-                             cwd=str(self.k.runtime.container_dir(self.uid, name)))
+        env, user = self._probe_env(c), self._user(c)
+
+        async def exec_in_container(argv: list[str], timeout: float) -> ExecResult:
+            return await self.k.runtime.exec_sync(self.uid, name, argv, env=env, user=user, timeout=timeout)
+        target = ProbeTarget(self.ip, c, exec=exec_in_container)
         for kind in kinds:
             probe = c.get(f"{kind}Probe")
             if not probe:
@@ -499,6 +316,9 @@ class PodWorker:
                 worker.ok = True
             self.probe_tasks.setdefault(name, []).append(asyncio.create_task(worker.run()))
 
+    def _user(self, c: dict) -> User | None:
+        return container_user(self.pod, c, can_switch_user=self.k.runtime.can_switch_user())
+
     def _probe_env(self, c: dict) -> dict[str, str]:
         try:
             return container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable)
@@ -506,7 +326,7 @@ class PodWorker:
             return {}
 
     def _on_probe_failure(self, name: str, message: str) -> None:
-        self.k.events.emit(self.pod, "Warning", "Unhealthy", message, self._field_path(name))
+        self._event(WARNING, "Unhealthy", message, self._field_path(name))
 
     def _on_probe(self, c: dict, record: ContainerRecord, kind: str, ok: bool) -> None:
         name = c["name"]
@@ -517,7 +337,7 @@ class PodWorker:
             self._stop_probes(name)
             self._run_probes(c, record, ["liveness", "readiness"])
         elif not ok:
-            self.k.events.emit(self.pod, "Normal", "Killing",
+            self._event(NORMAL, "Killing",
                                f"Container {name} failed {kind} probe, will be restarted", self._field_path(name))
             asyncio.create_task(self.k.runtime.stop(record, self._termination_grace()))
         self.wake.set()
@@ -549,7 +369,7 @@ class PodWorker:
             self._stop_probes(name)
         running = [h.current for h in self._histories() if h.current.running]
         for rec in running:
-            self.k.events.emit(self.pod, "Normal", "Killing", f"Stopping container {rec.name}",
+            self._event(NORMAL, "Killing", f"Stopping container {rec.name}",
                                self._field_path(rec.name))
         await asyncio.gather(*(self.k.runtime.stop(rec, grace) for rec in running))
         for t in list(self.exit_tasks.values()):
@@ -577,90 +397,16 @@ class PodWorker:
         self.finished = True
 
     # ---- status ----
-    def container_status(self, c: dict, init_running: bool = False) -> dict:
-        name = c["name"]
-        h = self.k.runtime.history(self.uid, name)
-        rec = h.current if h else None
-        waiting = self.waiting.get(name)
-        status: dict = {"name": name, "image": c.get("image", ""), "imageID": "", "ready": False,
-                        "started": False, "restartCount": rec.restart_count if rec else 0,
-                        "state": {}, "lastState": {}}
-        if rec is not None:
-            status["image"] = rec.image or status["image"]
-            status["imageID"] = rec.image_id
-            if rec.pid:
-                status["containerID"] = f"pocketkube://{rec.id}"
-        if h is not None and h.last is not None:
-            status["lastState"] = {"terminated": _terminated(h.last)}
-        if rec is not None and rec.running:
-            status["state"] = {"running": {"startedAt": rec.started_at}}
-            status["ready"] = bool(self.ready.get(name)) and bool(self.started.get(name))
-            status["started"] = bool(self.started.get(name))
-        elif waiting is not None and not self.terminated:
-            status["state"] = {"waiting": {"reason": waiting.reason, **({"message": waiting.message}
-                                                                        if waiting.message else {})}}
-            if rec is not None:
-                status["lastState"] = {"terminated": _terminated(rec)}
-        elif rec is not None:
-            status["state"] = {"terminated": _terminated(rec)}
-        else:
-            reason = "PodInitializing" if init_running else "ContainerCreating"
-            status["state"] = {"waiting": {"reason": reason}}
-        return status
+    def views(self) -> dict[str, ContainerView]:
+        names = [c["name"] for c in (self.spec.get("initContainers") or []) + (self.spec.get("containers") or [])]
+        return {name: ContainerView(history=self.k.runtime.history(self.uid, name), waiting=self.waiting.get(name),
+                                    ready=bool(self.ready.get(name)), started=bool(self.started.get(name)))
+                for name in names}
 
     def build_status(self, terminal: bool = False) -> dict:
-        spec = self.spec
-        inits = spec.get("initContainers") or []
-        init_statuses = [self.container_status(c) for c in inits]
-        incomplete = [s["name"] for s in init_statuses
-                      if (s["state"].get("terminated") or {}).get("exitCode") != 0]
-        init_failed = self.policy == "Never" and any(
-            (s["state"].get("terminated") or {}).get("exitCode") not in (None, 0) for s in init_statuses)
-        statuses = sorted((self.container_status(c, init_running=bool(incomplete))
-                           for c in spec.get("containers") or []), key=lambda s: s["name"])
-        phase = pod_phase(self.policy, statuses, bool(incomplete), init_failed, terminal)
-        unready = [s["name"] for s in statuses if not s["ready"]]
-        status: dict = {
-            "phase": phase, "hostIP": self.k.node_ip, "hostIPs": [{"ip": self.k.node_ip}],
-            "startTime": self.start_time, "qosClass": qos_class(self.pod), "containerStatuses": statuses,
-        }
-        if self.ip:
-            status["podIP"], status["podIPs"] = self.ip, [{"ip": self.ip}]
-        if inits:
-            status["initContainerStatuses"] = init_statuses
-        status["conditions"] = self._conditions(phase, incomplete, unready)
-        return status
-
-    def _conditions(self, phase: str, incomplete: list[str], unready: list[str]) -> list[dict]:
-        existing = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
-        completed = phase in ("Succeeded", "Failed")
-
-        def cond(type_: str, ok: bool, reason: str = "", message: str = "") -> dict:
-            old = existing.get(type_) or {}
-            status = "True" if ok else "False"
-            c = {"type": type_, "status": status, "lastProbeTime": None,
-                 "lastTransitionTime": old.get("lastTransitionTime") if old.get("status") == status
-                 else now_rfc3339()}
-            if reason:
-                c["reason"] = reason
-            if message:
-                c["message"] = message
-            return c
-
-        def names(items: list[str]) -> str:
-            return "[" + " ".join(items) + "]"
-
-        ready_reason = "PodCompleted" if completed else "ContainersNotReady"
-        out = [cond("PodReadyToStartContainers", bool(self.ip) and not (completed and self.terminated)),
-               cond("Initialized", not incomplete, "" if not incomplete else "ContainersNotInitialized",
-                    f"containers with incomplete status: {names(incomplete)}" if incomplete else "")]
-        ready = not unready and not completed
-        ready_msg = "" if ready or completed else f"containers with unready status: {names(unready)}"
-        out.append(cond("Ready", ready, "" if ready else ready_reason, ready_msg))
-        out.append(cond("ContainersReady", ready, "" if ready else ready_reason, ready_msg))
-        if "PodScheduled" in existing:
-            out.append(existing["PodScheduled"])
-        return out
+        return pod_status(self.pod, self.views(), pod_ip=self.ip, host_ip=self.k.node_ip,
+                          start_time=self.start_time, terminated=self.terminated, terminal=terminal,
+                          now=now_rfc3339())
 
     async def write_status(self, terminal: bool = False) -> None:
         status = self.build_status(terminal)
@@ -677,122 +423,3 @@ class PodWorker:
         self.last_patch = status
         if isinstance(updated, dict) and updated.get("metadata", {}).get("uid") == self.uid:
             self.pod = {**self.pod, "status": updated.get("status") or status}
-
-
-def _terminated(rec: ContainerRecord) -> dict:
-    t = {"exitCode": rec.exit_code, "reason": rec.reason or ("Completed" if rec.exit_code == 0 else "Error"),
-         "startedAt": rec.started_at, "finishedAt": rec.finished_at}
-    if rec.message:
-        t["message"] = rec.message
-    if rec.pid:
-        t["containerID"] = f"pocketkube://{rec.id}"
-    return t
-
-
-# ---------------------------------------------------------------------------------------------
-# The kubelet
-# ---------------------------------------------------------------------------------------------
-
-class Kubelet:
-    """Watches this node's pods (spec.nodeName=<node>) and runs one PodWorker per pod."""
-
-    def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str, pod_cidr: str,
-                 allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.client = client
-        self.runtime = runtime
-        self.node_name = node_name
-        self.node_ip = node_ip
-        self.allocatable = allocatable or {}
-        self.clock = clock
-        self.ips = PodIPs(pod_cidr)
-        self.backoff = crash_loop_backoff(clock)
-        self.image_backoff = crash_loop_backoff(clock)
-        self._status_writes = 0
-        self._no_status_writes = asyncio.Event()
-        self._no_status_writes.set()
-        self.events = EventRecorder(client, node_name, quiet=self._no_status_writes)
-        self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
-        self.service_informer = Informer(client, SERVICES)
-        self.workers: dict[str, PodWorker] = {}
-        self._finished: set[str] = set()
-        self._tasks: list[asyncio.Task] = []
-
-    async def start(self) -> None:
-        """Re-adopt what still runs, sync the pod list, and remove pods the API no longer has."""
-        self.runtime.adopt_all()
-        for uid, info in self.runtime.pods().items():
-            self.ips.restore(uid, info.get("ip", ""))
-        self.pod_informer.add_handlers(self._on_pod, lambda _old, new: self._on_pod(new), self._on_pod_deleted)
-        self._tasks = [asyncio.create_task(self.pod_informer.run(), name="pod informer"),
-                       asyncio.create_task(self.service_informer.run(), name="service informer"),
-                       asyncio.create_task(self.events.run(), name="events")]
-        await self.pod_informer.synced.wait()
-        await self._remove_orphans()
-
-    async def _remove_orphans(self) -> None:
-        known = {p["metadata"].get("uid") for p in self.pod_informer.list()}
-        for uid in set(self.runtime.pods()) - known:
-            if uid not in self.workers:
-                log.info("removing pod %s: it no longer exists in the API", uid)
-                await self.runtime.remove_pod(uid)
-                self.ips.release(uid)
-
-    @contextmanager
-    def status_write(self) -> Iterator[None]:
-        self._status_writes += 1
-        self._no_status_writes.clear()
-        try:
-            yield
-        finally:
-            self._status_writes -= 1
-            if not self._status_writes:
-                self._no_status_writes.set()
-
-    async def services_synced(self) -> None:
-        await self.service_informer.synced.wait()
-
-    def services(self) -> list[dict]:
-        return self.service_informer.list()
-
-    def find_pod(self, namespace: str, name: str) -> dict | None:
-        return self.pod_informer.get(f"{namespace}/{name}")
-
-    def _on_pod(self, pod: dict) -> None:
-        uid = pod["metadata"].get("uid", "")
-        worker = self.workers.get(uid)
-        if worker is not None:
-            worker.update(pod)
-        elif uid not in self._finished:
-            self.workers[uid] = PodWorker(self, pod)
-
-    def _on_pod_deleted(self, pod: dict) -> None:
-        uid = pod["metadata"].get("uid", "")
-        self._finished.discard(uid)
-        worker = self.workers.get(uid)
-        if worker is not None:
-            worker.mark_gone()
-        elif uid in self.runtime.pods():
-            asyncio.create_task(self._remove_orphans())
-
-    def worker_done(self, worker: PodWorker) -> None:
-        self.workers.pop(worker.uid, None)
-        if not worker.gone:
-            self._finished.add(worker.uid)
-
-    async def shutdown(self, kill_pods: bool) -> None:
-        """Stop watching; with kill_pods, also stop every container (a short grace, then SIGKILL)."""
-        for t in self._tasks[:2]:
-            t.cancel()
-        workers = list(self.workers.values())
-        for w in workers:
-            w.detach()
-        if kill_pods:
-            await asyncio.gather(*(w.stop_containers(min(w._grace(), SHUTDOWN_GRACE)) for w in workers),
-                                 return_exceptions=True)
-            await asyncio.gather(*(self.runtime.stop(rec, SHUTDOWN_GRACE) for _, rec in self.runtime.running()),
-                                 return_exceptions=True)
-        await self.events.drain()
-        for t in self._tasks[2:]:
-            t.cancel()
-        await asyncio.gather(*self._tasks, *(w.task for w in workers), return_exceptions=True)
-        self.workers.clear()

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+# The PATH a container gets when its spec sets none (what container runtimes default to).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 @dataclass
 class User:
@@ -76,11 +79,24 @@ class ContainerHistory:
     last: ContainerRecord | None = None
 
 
+@dataclass
+class ExecResult:
+    """How a command run in a container ended: its exit code (None when it timed out) and its
+    combined stdout and stderr."""
+
+    exit_code: int | None
+    output: str = ""
+
+
 class StartError(Exception):
     """The container could not be started at all (e.g. its executable does not exist)."""
 
 
 class Runtime(Protocol):
+    def can_switch_user(self) -> bool:
+        """Whether containers can run as another user than the agent's (else User is ignored)."""
+        ...
+
     def container_dir(self, pod_uid: str, name: str) -> Path: ...
 
     def log_path(self, pod_uid: str, name: str, restart_count: int) -> Path: ...
@@ -99,6 +115,11 @@ class Runtime(Protocol):
 
     async def stop(self, record: ContainerRecord, grace: float) -> None:
         """SIGTERM the container's process group, SIGKILL it after `grace` seconds."""
+        ...
+
+    async def exec_sync(self, pod_uid: str, name: str, argv: list[str], *, env: dict[str, str],
+                        user: User | None, timeout: float) -> ExecResult:
+        """Run a command in a container's context (exec probes); StartError if it cannot start."""
         ...
 
     def history(self, pod_uid: str, name: str) -> ContainerHistory | None: ...

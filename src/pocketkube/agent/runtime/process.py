@@ -1,7 +1,7 @@
 """The process runtime: each container is one child process in its own process group.
 
-argv is exactly as given (no shell); the environment is built as the kubelet builds it
-(service links, env, fieldRefs, `$(VAR)` expansion); stdout and stderr go to
+argv and the environment are exactly as the kubelet computed them (no shell, no expansion
+here; see agent.envvars); stdout and stderr go to
 <data>/pods/<pod uid>/<container>/<restartCount>.log. When a container's main process exits, the
 rest of its process group is killed, as a container's PID namespace dies with its PID 1.
 """
@@ -11,21 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
-import re
 import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 from pocketkube.agent.runtime.interface import (
+    DEFAULT_PATH,
     ContainerConfig,
     ContainerHistory,
     ContainerRecord,
+    ExecResult,
     StartError,
     User,
 )
@@ -33,187 +31,9 @@ from pocketkube.api.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETPRIV = "/usr/bin/setpriv"
-NOBODY = 65534
 STATE_FILE = "state.json"
 POD_FILE = "pod.json"
-
-
-# ---------------------------------------------------------------------------------------------
-# Environment: what the kubelet computes for a container
-# ---------------------------------------------------------------------------------------------
-
-class EnvError(Exception):
-    """An env var cannot be computed; the container waits with CreateContainerConfigError."""
-
-
-def expand(text: str, lookup: Callable[[str], str | None]) -> str:
-    """Kubernetes' $(VAR) expansion: `$$` is a literal `$`, unknown or unclosed references stay as is."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch != "$" or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-        elif nxt == "(":
-            close = text.find(")", i + 2)
-            if close < 0:
-                out.append("$(")
-                i += 2
-                continue
-            name = text[i + 2:close]
-            value = lookup(name)
-            out.append(value if value is not None else f"$({name})")
-            i = close + 1
-        else:
-            out.append("$" + nxt)
-            i += 2
-    return "".join(out)
-
-
-def _service_ip_set(svc: dict) -> bool:
-    ip = (svc.get("spec") or {}).get("clusterIP")
-    return bool(ip) and ip != "None"
-
-
-def services_for_pod(pod: dict, services: list[dict]) -> list[dict]:
-    """The Services whose link variables a pod gets: its namespace's (when enableServiceLinks), plus
-    default/kubernetes unless the namespace has its own `kubernetes` Service."""
-    ns = pod["metadata"].get("namespace", "default")
-    links = (pod.get("spec") or {}).get("enableServiceLinks", True) is not False
-    chosen: dict[str, dict] = {}
-    master: dict | None = None
-    for svc in services:
-        if not _service_ip_set(svc):
-            continue
-        m = svc["metadata"]
-        if m.get("namespace") == "default" and m.get("name") == "kubernetes":
-            master = svc
-        if links and m.get("namespace") == ns:
-            chosen[m["name"]] = svc
-    if master is not None and "kubernetes" not in chosen:
-        chosen["kubernetes"] = master
-    return [chosen[k] for k in sorted(chosen)]
-
-
-def service_env(services: list[dict]) -> dict[str, str]:
-    """The Docker-link style variables (FOO_SERVICE_HOST, FOO_PORT_80_TCP_ADDR, ...) per Service."""
-    env: dict[str, str] = {}
-    for svc in services:
-        prefix = svc["metadata"]["name"].upper().replace("-", "_")
-        ip = svc["spec"]["clusterIP"]
-        host = f"[{ip}]" if ":" in ip else ip
-        ports = svc["spec"].get("ports") or []
-        env[f"{prefix}_SERVICE_HOST"] = ip
-        for i, p in enumerate(ports):
-            port, proto = str(p.get("port")), (p.get("protocol") or "TCP")
-            if i == 0:
-                env[f"{prefix}_SERVICE_PORT"] = port
-                env[f"{prefix}_PORT"] = f"{proto.lower()}://{host}:{port}"
-            if p.get("name"):
-                env[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = port
-            link = f"{prefix}_PORT_{port}_{proto.upper()}"
-            env[link] = f"{proto.lower()}://{host}:{port}"
-            env[f"{link}_PROTO"] = proto.lower()
-            env[f"{link}_PORT"] = port
-            env[f"{link}_ADDR"] = ip
-    return env
-
-
-_SUBSCRIPT = re.compile(r"^(metadata\.(?:labels|annotations))\['(.*)'\]$")
-
-
-def field_ref(pod: dict, path: str, pod_ip: str, host_ip: str) -> str:
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    m = _SUBSCRIPT.match(path)
-    if m:
-        section = meta.get(m.group(1).split(".")[1]) or {}
-        return str(section.get(m.group(2), ""))
-    simple = {
-        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName", ""),
-        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.podIP": pod_ip, "status.podIPs": pod_ip, "status.hostIP": host_ip, "status.hostIPs": host_ip,
-    }
-    if path in simple:
-        return simple[path]
-    if path in ("metadata.labels", "metadata.annotations"):
-        items = meta.get(path.split(".")[1]) or {}
-        return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
-    raise EnvError(f"unsupported fieldRef fieldPath: {path}")
-
-
-_SUFFIX = {"": 1, "m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def quantity(value: str | float) -> Fraction:
-    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
-        raise EnvError(f"invalid quantity {value!r}")
-    return Fraction(m.group(1)) * _SUFFIX[m.group(2)]
-
-
-def resource_field_ref(container: dict, ref: dict, allocatable: dict[str, str]) -> str:
-    """limits.cpu, requests.memory, ... rounded up in units of `divisor`; unset limits are the node's."""
-    resource = ref.get("resource", "")
-    kind, _, name = resource.partition(".")
-    resources = container.get("resources") or {}
-    value = (resources.get(kind) or {}).get(name)
-    if value is None and kind == "limits":
-        value = allocatable.get(name)
-    amount = quantity(value) if value is not None else Fraction(0)
-    divisor = quantity(ref.get("divisor") or "1")
-    return str(math.ceil(amount / divisor)) if divisor else "0"
-
-
-def container_env(pod: dict, container: dict, services: list[dict], pod_ip: str, host_ip: str,
-                  allocatable: dict[str, str] | None = None) -> dict[str, str]:
-    """Service link variables, then the container's env in order, each value expanded against what
-    came before it; finally what a container runtime adds (HOSTNAME, PATH, HOME) and POD_IP."""
-    env = service_env(services_for_pod(pod, services))
-    for src in container.get("envFrom") or []:
-        ref = src.get("configMapRef") or src.get("secretRef") or {}
-        if not ref.get("optional"):
-            kind = "configmap" if "configMapRef" in src else "secret"
-            raise EnvError(f'{kind} "{ref.get("name", "")}" not found')
-    for var in container.get("env") or []:
-        name = var.get("name", "")
-        if "valueFrom" in var:
-            value = _value_from(pod, container, var["valueFrom"], pod_ip, host_ip, allocatable or {})
-            if value is None:
-                continue
-        else:
-            value = expand(var.get("value", ""), env.get)
-        env[name] = value
-    env.setdefault("HOSTNAME", pod["metadata"].get("name", ""))
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("POD_IP", pod_ip)
-    return env
-
-
-def _value_from(pod: dict, container: dict, source: dict, pod_ip: str, host_ip: str,
-                allocatable: dict[str, str]) -> str | None:
-    if "fieldRef" in source:
-        return field_ref(pod, source["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
-    if "resourceFieldRef" in source:
-        return resource_field_ref(container, source["resourceFieldRef"], allocatable)
-    ref = source.get("configMapKeyRef") or source.get("secretKeyRef") or {}
-    if ref.get("optional"):
-        return None
-    kind = "configmap" if "configMapKeyRef" in source else "secret"
-    raise EnvError(f'{kind} "{ref.get("name", "")}" not found')
-
-
-def expand_argv(argv: list[str], env: dict[str, str]) -> list[str]:
-    return [expand(a, env.get) for a in argv]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +73,31 @@ def privilege_prefix(user: User | None) -> list[str]:
 
 def can_switch_user() -> bool:
     return os.geteuid() == 0 and os.access(SETPRIV, os.X_OK)
+
+
+async def exec_in(argv: list[str], *, env: dict[str, str], cwd: str | Path | None, user: User | None,
+                  timeout: float) -> ExecResult:
+    """Run `argv` as `user` in `cwd`, its own process group killed whole on timeout."""
+    if not argv:
+        raise StartError("no command")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *privilege_prefix(user), *argv, env=env or None, cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True)
+    except OSError as e:
+        raise StartError(f'exec: "{argv[0]}": {e.strerror}') from None
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await proc.wait()
+        return ExecResult(None)
+    return ExecResult(proc.returncode, out.decode(errors="replace"))
 
 
 def exit_reason(code: int) -> str:
@@ -296,6 +141,13 @@ class ProcessRuntime:
         self._exits: dict[str, asyncio.Future[ContainerRecord]] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._keys: dict[str, tuple[str, str]] = {}
+
+    def can_switch_user(self) -> bool:
+        return can_switch_user()
+
+    async def exec_sync(self, pod_uid: str, name: str, argv: list[str], *, env: dict[str, str],
+                        user: User | None, timeout: float) -> ExecResult:
+        return await exec_in(argv, env=env, cwd=self.container_dir(pod_uid, name), user=user, timeout=timeout)
 
     # ---- layout ----
     def pod_dir(self, pod_uid: str) -> Path:

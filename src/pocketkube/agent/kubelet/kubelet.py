@@ -1,0 +1,134 @@
+"""The kubelet's wiring: this node's pods from an informer, one PodWorker per pod, status writes.
+
+The Kubelet owns what the pod workers share: the runtime (chosen by the agent's wiring and
+passed in, seen only through the runtime interface), the pod IP allocator, the crash-loop and
+image-pull back-offs, the event recorder and the Service informer (for service link variables).
+Events yield to pod status writes: while any status write is in flight the recorder waits, so
+during a burst of pod starts the statuses (which make pods Ready) go first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pocketkube.agent.kubelet.pod_ips import PodIPs
+from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff
+from pocketkube.agent.runtime.interface import Runtime
+from pocketkube.api.resources import BY_PLURAL
+from pocketkube.client.events import EventRecorder
+from pocketkube.client.informer import Informer
+from pocketkube.client.rest import Client
+
+log = logging.getLogger(__name__)
+
+PODS = BY_PLURAL[("", "pods")]
+SERVICES = BY_PLURAL[("", "services")]
+SHUTDOWN_GRACE = 3.0
+EVENTS_DRAIN_TIMEOUT = 2.0
+
+
+class Kubelet:
+    """Watches this node's pods (spec.nodeName=<node>) and runs one PodWorker per pod."""
+
+    def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str, pod_cidr: str,
+                 allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.allocatable = allocatable or {}
+        self.clock = clock
+        self.ips = PodIPs(pod_cidr)
+        self.backoff = crash_loop_backoff(clock)
+        self.image_backoff = crash_loop_backoff(clock)
+        self._status_writes = 0
+        self._no_status_writes = asyncio.Event()
+        self._no_status_writes.set()
+        self.events = EventRecorder(client, "kubelet", host=node_name, quiet=self._no_status_writes)
+        self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
+        self.service_informer = Informer(client, SERVICES)
+        self.workers: dict[str, PodWorker] = {}
+        self._finished: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        """Re-adopt what still runs, sync the pod list, and remove pods the API no longer has."""
+        self.runtime.adopt_all()
+        for uid, info in self.runtime.pods().items():
+            self.ips.restore(uid, info.get("ip", ""))
+        self.pod_informer.add_handlers(self._on_pod, lambda _old, new: self._on_pod(new), self._on_pod_deleted)
+        self._tasks = [asyncio.create_task(self.pod_informer.run(), name="pod informer"),
+                       asyncio.create_task(self.service_informer.run(), name="service informer")]
+        await self.pod_informer.synced.wait()
+        await self._remove_orphans()
+
+    async def _remove_orphans(self) -> None:
+        known = {p["metadata"].get("uid") for p in self.pod_informer.list()}
+        for uid in set(self.runtime.pods()) - known:
+            if uid not in self.workers:
+                log.info("removing pod %s: it no longer exists in the API", uid)
+                await self.runtime.remove_pod(uid)
+                self.ips.release(uid)
+
+    @contextmanager
+    def status_write(self) -> Iterator[None]:
+        self._status_writes += 1
+        self._no_status_writes.clear()
+        try:
+            yield
+        finally:
+            self._status_writes -= 1
+            if not self._status_writes:
+                self._no_status_writes.set()
+
+    async def services_synced(self) -> None:
+        await self.service_informer.synced.wait()
+
+    def services(self) -> list[dict]:
+        return self.service_informer.list()
+
+    def find_pod(self, namespace: str, name: str) -> dict | None:
+        return self.pod_informer.get(f"{namespace}/{name}")
+
+    def _on_pod(self, pod: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+        elif uid not in self._finished:
+            self.workers[uid] = PodWorker(self, pod)
+
+    def _on_pod_deleted(self, pod: dict) -> None:
+        uid = pod["metadata"].get("uid", "")
+        self._finished.discard(uid)
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.mark_gone()
+        elif uid in self.runtime.pods():
+            asyncio.create_task(self._remove_orphans())
+
+    def worker_done(self, worker: PodWorker) -> None:
+        self.workers.pop(worker.uid, None)
+        if not worker.gone:
+            self._finished.add(worker.uid)
+
+    async def shutdown(self, kill_pods: bool) -> None:
+        """Stop watching; with kill_pods, also stop every container (a short grace, then SIGKILL)."""
+        for t in self._tasks:
+            t.cancel()
+        workers = list(self.workers.values())
+        for w in workers:
+            w.detach()
+        if kill_pods:
+            await asyncio.gather(*(w.stop_containers(min(w._grace(), SHUTDOWN_GRACE)) for w in workers),
+                                 return_exceptions=True)
+            await asyncio.gather(*(self.runtime.stop(rec, SHUTDOWN_GRACE) for _, rec in self.runtime.running()),
+                                 return_exceptions=True)
+        await self.events.flush(EVENTS_DRAIN_TIMEOUT)
+        await self.events.stop()
+        await asyncio.gather(*self._tasks, *(w.task for w in workers), return_exceptions=True)
+        self.workers.clear()
