@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pocketkube.agent.envvars import EnvError, container_env, expand, service_env, services_for_pod
-from pocketkube.agent.kubelet import pod_status
 from pocketkube.agent.kubelet.pod_ips import PodIPs
 from pocketkube.agent.kubelet.pod_workers import crash_loop_backoff, go_duration
 from pocketkube.agent.logserver import tail_offset
@@ -203,50 +202,6 @@ def test_crash_loop_backoff_doubles_caps_and_resets_after_a_long_run():
 @pytest.mark.parametrize("seconds,text", [(10, "10s"), (40, "40s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")])
 def test_go_duration(seconds, text):
     assert go_duration(seconds) == text
-
-
-def _status(state: dict, last: dict | None = None) -> dict:
-    return {"state": state, "lastState": last or {}}
-
-
-RUN = {"running": {}}
-OK = {"terminated": {"exitCode": 0}}
-FAIL = {"terminated": {"exitCode": 1}}
-WAIT = {"waiting": {"reason": "ContainerCreating"}}
-
-
-@pytest.mark.parametrize("policy,states,want", [
-    ("Always", [RUN], "Running"),
-    ("Always", [WAIT], "Pending"),
-    ("Always", [RUN, WAIT], "Pending"),
-    ("Always", [OK], "Running"),
-    ("OnFailure", [OK, OK], "Succeeded"),
-    ("OnFailure", [FAIL], "Running"),
-    ("Never", [FAIL, OK], "Failed"),
-    ("Never", [OK], "Succeeded"),
-])
-def test_pod_phase(policy, states, want):
-    assert pod_status.pod_phase(policy, [_status(s) for s in states], False, False) == want
-
-
-def test_pod_phase_crash_looping_container_counts_as_stopped_and_terminal_pods_are_final():
-    looping = _status({"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 1}})
-    assert pod_status.pod_phase("Always", [looping], False, False) == "Running"
-    assert pod_status.pod_phase("Always", [_status(OK)], False, False, terminal=True) == "Succeeded"
-    assert pod_status.pod_phase("Always", [_status(FAIL)], False, False, terminal=True) == "Failed"
-    assert pod_status.pod_phase("Always", [_status(RUN)], True, False) == "Pending"
-    assert pod_status.pod_phase("Never", [_status(WAIT)], True, True) == "Failed"
-
-
-def test_qos_class():
-    def pod(*resources: dict) -> dict:
-        return {"spec": {"containers": [{"name": str(i), "resources": r} for i, r in enumerate(resources)]}}
-    assert pod_status.qos_class(pod({})) == "BestEffort"
-    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
-    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"},
-                                  "requests": {"cpu": "1", "memory": "1Gi"}})) == "Guaranteed"
-    assert pod_status.qos_class(pod({"requests": {"cpu": "100m"}})) == "Burstable"
-    assert pod_status.qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}}, {})) == "Burstable"
 
 
 def test_pod_ips_skip_network_gateway_and_broadcast():

@@ -197,8 +197,8 @@ class PodWorker:
                 message = f"back-off {go_duration(wait)} restarting failed container={name} pod={self.pod_ref()}"
                 if self.waiting.get(name) != Waiting("CrashLoopBackOff", message):
                     self._event(WARNING, "BackOff",
-                                       f"Back-off restarting failed container {name} in pod {self.pod_ref()}",
-                                       self._field_path(name))
+                                f"Back-off restarting failed container {name} in pod {self.pod_ref()}",
+                                self._field_path(name))
                 self.waiting[name] = Waiting("CrashLoopBackOff", message)
                 delays.append(self.k.backoff.remaining(key, finished) + 0.01)
                 return
@@ -337,8 +337,8 @@ class PodWorker:
             self._stop_probes(name)
             self._run_probes(c, record, ["liveness", "readiness"])
         elif not ok:
-            self._event(NORMAL, "Killing",
-                               f"Container {name} failed {kind} probe, will be restarted", self._field_path(name))
+            self._event(NORMAL, "Killing", f"Container {name} failed {kind} probe, will be restarted",
+                        self._field_path(name))
             asyncio.create_task(self.k.runtime.stop(record, self._termination_grace()))
         self.wake.set()
 
@@ -369,8 +369,7 @@ class PodWorker:
             self._stop_probes(name)
         running = [h.current for h in self._histories() if h.current.running]
         for rec in running:
-            self._event(NORMAL, "Killing", f"Stopping container {rec.name}",
-                               self._field_path(rec.name))
+            self._event(NORMAL, "Killing", f"Stopping container {rec.name}", self._field_path(rec.name))
         await asyncio.gather(*(self.k.runtime.stop(rec, grace) for rec in running))
         for t in list(self.exit_tasks.values()):
             t.cancel()
