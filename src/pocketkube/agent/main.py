@@ -20,11 +20,14 @@ from pocketkube.agent.node import NodeAgent
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
 from pocketkube.client.rest import Client
+from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 30.0
-REGISTER_RETRY_INTERVAL = 0.05  # a server started alongside the agent is up within a second
+# A server started alongside the agent is up within a second: retry fast at first.
+REGISTER_RETRY_INITIAL = 0.05
+REGISTER_RETRY_MAXIMUM = 1.0
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Agent:
     async def _register(self) -> None:
         """Register the node, waiting for the API server for up to REGISTER_TIMEOUT seconds."""
         deadline = time.monotonic() + REGISTER_TIMEOUT
+        retry = Backoff(initial=REGISTER_RETRY_INITIAL, maximum=REGISTER_RETRY_MAXIMUM, jitter=0.2)
         while True:
             try:
                 await self.node.register()
@@ -86,7 +90,7 @@ class Agent:
             except errors.ServiceUnavailable:
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(REGISTER_RETRY_INTERVAL)
+                await asyncio.sleep(retry.next())
 
     async def shutdown(self, kill_pods: bool) -> None:
         """Stop the agent; with kill_pods every container process group is stopped too. Without it

@@ -19,6 +19,7 @@ from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_micro, now_rfc3339
 from pocketkube.client.rest import MERGE_PATCH, Client
+from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION = 40
 LEASE_RENEW_INTERVAL = 10.0
 NODE_STATUS_INTERVAL = 20.0
+# A failed renewal is retried sooner than the next tick, as the kubelet's lease controller does
+# (200 ms doubling, capped at 7 s); jitter keeps the nodes of a restarted server from retrying in step.
+LEASE_RETRY_INITIAL = 0.2
+LEASE_RETRY_MAXIMUM = 7.0
 MAX_PODS = "110"
 RUNTIME_VERSION = "pocketkube-process://0.1"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -92,11 +97,17 @@ def conditions(heartbeat: str, since: dict[str, str]) -> list[dict]:
     ]
 
 
+def lease_retry_backoff(lease_interval: float) -> Backoff:
+    return Backoff(initial=min(LEASE_RETRY_INITIAL, lease_interval),
+                   maximum=min(LEASE_RETRY_MAXIMUM, lease_interval), jitter=0.2)
+
+
 class NodeAgent:
     def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int,
-                 lease_interval: float = LEASE_RENEW_INTERVAL) -> None:
+                 lease_interval: float = LEASE_RENEW_INTERVAL, *, retry: Backoff | None = None) -> None:
         self.client = client
         self.lease_interval = lease_interval
+        self.retry = retry or lease_retry_backoff(lease_interval)
         self.name = name
         self.ip = ip
         self.pod_cidr = pod_cidr
@@ -169,8 +180,8 @@ class NodeAgent:
                 await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
 
     async def heartbeat(self) -> None:
-        """Renew the lease every lease_interval (10 s) and the node status every 20 s; errors are
-        retried next tick."""
+        """Renew the lease every lease_interval (10 s) and the node status every 20 s; a failure is
+        retried with back-off (self.retry) rather than at the next tick."""
         ticks = 0
         status_every = max(1, round(NODE_STATUS_INTERVAL / self.lease_interval))
         while True:
@@ -179,6 +190,10 @@ class NodeAgent:
                 if ticks % status_every == 0 and ticks:
                     await self.post_status()
             except errors.ApiError as e:
-                log.warning("node heartbeat failed: %s", e)
+                delay = self.retry.next()
+                log.warning("node heartbeat failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                continue
+            self.retry.reset()
             ticks += 1
             await asyncio.sleep(self.lease_interval)
