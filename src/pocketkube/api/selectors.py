@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required
-from pocketkube.registry.validation import (
+from pocketkube.api.validation import (
     label_value_errors,
     qualified_name_errors,
     validate_labels,
