@@ -406,6 +406,10 @@ def test_replica_set_cells() -> None:
     ({"matchLabels": {"bad key": "x"}}, "<error>"),
     ({"matchLabels": {"example.com/app": "web"}}, "example.com/app=web"),
     ("app=web", "<error>"),
+    ({"matchExpressions": [{"key": "env", "operator": ["In"], "values": ["x"]}]}, "<error>"),
+    ({"matchExpressions": [{"key": "env", "operator": "In", "values": ["b", "a", "b"]}]}, "env in (a,b)"),
+    ({"matchLabels": {"a": "x" * 64}}, "<error>"),
+    ({"matchLabels": {"/a": "x"}}, "<error>"),
 ])
 def test_format_label_selector(selector: object, formatted: str) -> None:
     assert tables.format_label_selector(selector) == formatted

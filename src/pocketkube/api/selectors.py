@@ -57,7 +57,8 @@ class Requirement:
             return self.key
         if self.operator == "!":
             return "!" + self.key
-        values = ",".join(sorted(self.values))
+        # Set semantics: a matchExpressions list may repeat a value; it is printed once.
+        values = ",".join(sorted(set(self.values)))
         if self.operator in ("in", "notin"):
             return f"{self.key} {self.operator} ({values})"
         return f"{self.key}{_PRINTED_OPERATORS.get(self.operator, self.operator)}{values}"
@@ -302,7 +303,7 @@ class LabelSelector:
         requirements = [_new_requirement(k, "=", [v]) for k, v in (d.get("matchLabels") or {}).items()]
         for expr in d.get("matchExpressions") or []:
             operator = expr.get("operator")
-            if operator not in _SET_OPERATORS:
+            if not isinstance(operator, str) or operator not in _SET_OPERATORS:
                 raise ValueError(f'"{operator}" is not a valid label selector operator')
             requirements.append(_new_requirement(expr.get("key") or "", _SET_OPERATORS[operator],
                                                  list(expr.get("values") or [])))

@@ -8,12 +8,12 @@ tolerant accessors: a stored object of an odd shape degrades one cell, never the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pocketkube.api.selectors import LabelSelector
 from pocketkube.api.timestamps import parse_rfc3339
 
 Cell = str | int | bool | None
@@ -192,16 +192,6 @@ def _age(obj: dict, now: float) -> str:
 
 # --- labels and selectors -----------------------------------------------------------------
 
-_NAME_PART = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE = re.compile(rf"({_NAME_PART})?")
-_LABEL_NAME = re.compile(_NAME_PART)
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-class SelectorError(ValueError):
-    """A label selector that Kubernetes could not turn into a labels.Selector."""
-
-
 def format_labels(labels: Any) -> str:
     """labels.FormatLabels: `k=v,k2=v2` sorted by key, `<none>` when empty."""
     pairs = sorted((k, _text(v)) for k, v in _map(labels).items())
@@ -209,65 +199,15 @@ def format_labels(labels: Any) -> str:
 
 
 def selector_string(selector: Any) -> str:
-    """labels.Selector.String() of a LabelSelector; raises SelectorError if it is invalid."""
-    if not isinstance(selector, dict):
-        if selector is None:
-            return ""
-        raise SelectorError("selector is not an object")
-    requirements: list[tuple[str, str]] = []
-    for key, value in _map(selector.get("matchLabels")).items():
-        _check_key(key)
-        _check_value(value)
-        requirements.append((key, f"{key}={value}"))
-    expressions = selector.get("matchExpressions")
-    if expressions is not None and not isinstance(expressions, list):
-        raise SelectorError("matchExpressions is not a list")
-    for expression in expressions or []:
-        requirements.append(_expression(expression))
-    requirements.sort(key=lambda requirement: requirement[0])
-    return ",".join(text for _, text in requirements)
-
-
-def _expression(expression: Any) -> tuple[str, str]:
-    expression = _map(expression)
-    key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
-    _check_key(key)
-    if not isinstance(values, list):
-        raise SelectorError("values is not a list")
-    for value in values:
-        _check_value(value)
-    if operator in ("In", "NotIn"):
-        if not values:
-            raise SelectorError("values must be non-empty for In and NotIn")
-        word = "in" if operator == "In" else "notin"
-        return key, f"{key} {word} ({','.join(sorted(set(values)))})"
-    if operator in ("Exists", "DoesNotExist"):
-        if values:
-            raise SelectorError("values must be empty for Exists and DoesNotExist")
-        return key, key if operator == "Exists" else f"!{key}"
-    raise SelectorError(f"{operator!r} is not a valid label selector operator")
-
-
-def _check_key(key: Any) -> None:
-    if not isinstance(key, str):
-        raise SelectorError("label key is not a string")
-    prefix, _, name = key.rpartition("/")
-    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        raise SelectorError(f"invalid label key prefix {prefix!r}")
-    if len(name) > 63 or not _LABEL_NAME.fullmatch(name):
-        raise SelectorError(f"invalid label key {key!r}")
-
-
-def _check_value(value: Any) -> None:
-    if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
-        raise SelectorError(f"invalid label value {value!r}")
+    """labels.Selector.String() of a metav1.LabelSelector; ValueError when it is invalid."""
+    return str(LabelSelector.from_dict(selector)) if selector is not None else ""
 
 
 def format_label_selector(selector: Any) -> str:
     """metav1.FormatLabelSelector: `<none>` when empty, `<error>` when invalid."""
     try:
         return selector_string(selector) or NONE
-    except SelectorError:
+    except ValueError:
         return "<error>"
 
 
@@ -594,7 +534,7 @@ def _deployment_cells(deployment: dict, now: float) -> list[Cell]:
     names, images = _containers_and_images(spec.get("template"))
     try:
         selector = selector_string(spec.get("selector"))
-    except SelectorError:
+    except ValueError:
         selector = "<invalid>"
     return [_name(deployment), f"{_int(status.get('readyReplicas'))}/{_int(spec.get('replicas'))}",
             _int(status.get("updatedReplicas")), _int(status.get("availableReplicas")),
