@@ -4,8 +4,8 @@
 status Kubernetes answers for that mistake: bad input is always a 4xx, never another exception.
 
 Strategic merge patch needs each field's patch strategy and merge key (the `patchStrategy` and
-`patchMergeKey` tags of the Go types). We read them from the upstream OpenAPI schemas shipped by
-`kubernetes-validate` (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`) instead of
+`patchMergeKey` tags of the Go types). We read them from the upstream schemas of the release we
+serve (apiserver/schemas.py: `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`) instead of
 retyping a table, walking the schema alongside the object. A kind without a schema still patches:
 maps merge, lists are replaced.
 
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import math
-import os
-import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -31,6 +28,7 @@ import orjson
 import yaml
 
 from pocketkube.api.errors import ApiError, BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from pocketkube.apiserver.schemas import definitions
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -435,32 +433,21 @@ def _scalar_key(value: Json) -> Hashable:
 # --- patch metadata from the upstream schemas -----------------------------------------------------
 
 @functools.cache
-def _definitions() -> dict[str, dict]:
-    """The newest schema set shipped with kubernetes-validate, as {definition name: schema}."""
-    spec = importlib.util.find_spec("kubernetes_validate")
-    root = os.path.join(next(iter(spec.submodule_search_locations)), "kubernetes-json-schema")
-    versions = [d for d in os.listdir(root) if re.fullmatch(r"v[\d.]+-local", d)]
-    newest = max(versions, key=lambda d: tuple(int(n) for n in d[1:-len("-local")].split(".")))
-    with open(os.path.join(root, newest, "_definitions.json"), "rb") as f:
-        return orjson.loads(f.read())["$defs"]
-
-
-@functools.cache
 def _definition_for_kind(kind: str) -> str | None:
     """The schema of a kind, preferring the core group (core/v1 Event over events.k8s.io)."""
-    candidates = [(gvk.get("group") != "", name) for name, schema in _definitions().items()
+    candidates = [(gvk.get("group") != "", name) for name, schema in definitions().items()
                   for gvk in schema.get("x-kubernetes-group-version-kind", ()) if gvk.get("kind") == kind]
     return min(candidates)[1] if candidates else None
 
 
 def _root_schema(kind: str) -> Schema:
     name = _definition_for_kind(kind)
-    return _definitions()[name] if name else None
+    return definitions()[name] if name else None
 
 
 def _resolve(node: Schema) -> Schema:
     while node is not None and "$ref" in node:
-        node = _definitions().get(node["$ref"].rpartition("/")[2])
+        node = definitions().get(node["$ref"].rpartition("/")[2])
     return node
 
 
