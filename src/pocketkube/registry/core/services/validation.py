@@ -75,8 +75,6 @@ _SPEC_STRINGS = ("type", "clusterIP", "externalName", "sessionAffinity", "extern
 
 
 _SPEC_STRING_LISTS = ("clusterIPs", "externalIPs", "loadBalancerSourceRanges", "ipFamilies")
-
-
 _SPEC_BOOLS = ("publishNotReadyAddresses", "allocateLoadBalancerNodePorts")
 
 
