@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from pocketkube import KUBERNETES_VERSION
-from pocketkube.apiserver import patch, schemas
+from pocketkube.apiserver import schemas
 from pocketkube.apiserver.openapi import documents, field_validation
+from pocketkube.apiserver.patch import strategic
 
 
 def make_releases(root: Path, *names: str) -> None:
@@ -33,7 +34,7 @@ def test_release_directory_without_releases_is_an_error(tmp_path: Path) -> None:
 
 
 def test_every_reader_uses_the_same_loaded_release() -> None:
-    assert patch.definitions is schemas.definitions
+    assert strategic.definitions is schemas.definitions
     assert documents.definitions is schemas.definitions
     assert field_validation.definitions is schemas.definitions
     assert KUBERNETES_VERSION.startswith("v1.32.")

@@ -4,8 +4,8 @@ The schemas are data shipped by PyPI's `kubernetes-validate`: JSON Schema defini
 Kubernetes release, under the names the apiserver itself uses (`io.k8s.api.core.v1.Service`),
 with the Go types' tags (`x-kubernetes-group-version-kind`, `x-kubernetes-patch-strategy`,
 `x-kubernetes-patch-merge-key`). Three readers share them: the served OpenAPI documents
-(apiserver/openapi.py), fieldValidation (apiserver/field_validation.py) and strategic merge patch
-(apiserver/patch.py).
+(apiserver/openapi/documents.py), fieldValidation (apiserver/openapi/field_validation.py) and
+strategic merge patch (apiserver/patch/strategic.py).
 
 One release for all of them: the one we claim to be (`KUBERNETES_VERSION`, 1.32 today). The OpenAPI
 documents must describe that release, since kubectl reads them as the server's truth; patch used

@@ -1,13 +1,12 @@
-"""PATCH bodies: JSON patch, JSON merge patch, strategic merge patch, and a server-side-apply stand-in.
-
-`apply_patch` turns (live object, patch body) into the patched object, or raises an ApiError with the
-status Kubernetes answers for that mistake: bad input is always a 4xx, never another exception.
+"""Strategic merge patch, and the server-side-apply stand-in built on it.
 
 Strategic merge patch needs each field's patch strategy and merge key (the `patchStrategy` and
 `patchMergeKey` tags of the Go types). We read them from the upstream schemas of the release we
-serve (apiserver/schemas.py: `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`) instead of
-retyping a table, walking the schema alongside the object. A kind without a schema still patches:
-maps merge, lists are replaced.
+serve (apiserver/schemas.py: `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`) instead
+of retyping a table, walking the schema alongside the object. A kind without a schema still
+patches: maps merge, lists are replaced. The directives are upstream's: `$patch`
+(replace/delete/merge), `$retainKeys`, `$setElementOrder/<list>` and
+`$deleteFromPrimitiveList/<list>`, with the same list ordering rules.
 
 Server-side apply (`application/apply-patch+yaml`) is approximated: the body is the caller's full
 intent and is merged onto the live object like a strategic merge patch. Field ownership
@@ -16,193 +15,35 @@ intent and is merged onto the live object like a strategic merge patch. Field ow
 
 from __future__ import annotations
 
-import copy
 import functools
-import math
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import jsonpatch
-import jsonpointer
-import orjson
-import yaml
-
-from pocketkube.api.errors import ApiError, BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from pocketkube.api.errors import BadRequest
+from pocketkube.apiserver.patch.common import (
+    Json,
+    PatchRejected,
+    bad_arg_type,
+    decode_object,
+    decode_yaml_object,
+    go_repr,
+    json_type,
+)
 from pocketkube.apiserver.schemas import definitions
-
-JSON_PATCH = "application/json-patch+json"
-MERGE_PATCH = "application/merge-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-PATCH_CONTENT_TYPES = (JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_MERGE_PATCH)
-
-MAX_JSON_PATCH_OPERATIONS = 10000
 
 _PATCH = "$patch"
 _RETAIN_KEYS = "$retainKeys"
 _SET_ELEMENT_ORDER = "$setElementOrder/"
 _DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList/"
-
-Json = Any
 Schema = dict[str, Any] | None  # a resolved schema node; None when the type is unknown
 
 
-class PatchRejected(ApiError):
-    """422 for a well-formed patch that cannot be applied (failed `test`, missing path).
-
-    Kubernetes answers these with its generic 422 Status, without the underlying error text; the
-    text is kept in `cause` for logs.
-    """
-    code, reason = 422, "Invalid"
-
-    def __init__(self, cause: str) -> None:
-        super().__init__("the server rejected our request due to an error in our request", {})
-        self.cause = cause
+def apply_strategic_merge_patch(original: dict, body: bytes, kind: str) -> Json:
+    return _merge_map(original, decode_object(body), _root_schema(kind))
 
 
-def apply_patch(content_type: str, original: dict, patch_body: bytes, kind: str) -> dict:
-    """Apply a PATCH body of the given Content-Type to `original` (left untouched); return the result."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    apply = _APPLIERS.get(media_type)
-    if apply is None:
-        raise UnsupportedMediaType(
-            "the body of the request was in an unknown format - accepted media types include: "
-            + ", ".join(PATCH_CONTENT_TYPES))
-    try:
-        patched = apply(copy.deepcopy(original), patch_body, kind)
-    except RecursionError:
-        raise BadRequest("error decoding patch: the patch is nested too deeply") from None
-    if not isinstance(patched, dict):
-        raise BadRequest(f"error decoding patch: the patched document is a JSON {_json_type(patched)}, "
-                         "not an object")
-    return patched
-
-
-# --- decoding -------------------------------------------------------------------------------------
-
-def _decode_json(body: bytes) -> Json:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"error decoding patch: {e}") from None
-
-
-def _decode_object(body: bytes) -> dict:
-    value = _decode_json(body)
-    if not isinstance(value, dict):
-        raise BadRequest(_go_unmarshal_error(value, "map[string]interface {}"))
-    return value
-
-
-class _JsonCompatibleYamlLoader(yaml.SafeLoader):
-    """YAML read the way Kubernetes reads it: a JSON document in YAML syntax.
-
-    Timestamps stay strings, and aliases are refused (an alias bomb would expand without bound).
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not supported",
-                                              self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-_JsonCompatibleYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _decode_yaml_object(body: bytes) -> dict:
-    try:
-        value = orjson.loads(body)  # kubectl sends JSON; YAML parsing is the fallback
-    except orjson.JSONDecodeError:
-        try:
-            value = _as_json(yaml.load(body, Loader=_JsonCompatibleYamlLoader))
-        except yaml.YAMLError as e:
-            raise BadRequest(f"error decoding YAML: {e}") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"error decoding YAML: the body is a {_json_type(value)}, not an object")
-    return value
-
-
-def _as_json(value: Any) -> Json:
-    """The JSON value of a YAML document; YAML-only values (binary, explicit timestamps) are refused."""
-    if isinstance(value, dict):
-        return {_as_json_key(k): _as_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_json(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadRequest(f"error decoding YAML: {value} is not a JSON number")
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-        raise BadRequest(f"error decoding YAML: {value} does not fit in 64 bits")
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise BadRequest(f"error decoding YAML: a {type(value).__name__} value cannot be converted to JSON")
-
-
-def _as_json_key(key: Any) -> str:
-    # sigs.k8s.io/yaml turns scalar keys into their JSON text: 1 -> "1", true -> "true"
-    if isinstance(key, str):
-        return key
-    if key is None or isinstance(key, (bool, int, float)):
-        return orjson.dumps(_as_json(key)).decode()
-    raise BadRequest(f"error decoding YAML: a {type(key).__name__} cannot be a map key")
-
-
-# --- JSON patch (RFC 6902) ------------------------------------------------------------------------
-
-def _apply_json_patch(original: dict, body: bytes, kind: str) -> Json:
-    operations = _decode_json(body)
-    if operations is None:  # Go decodes `null` into an empty patch
-        return original
-    if not isinstance(operations, list):
-        raise BadRequest(_go_unmarshal_error(operations, "jsonpatch.Patch"))
-    for op in operations:
-        if not isinstance(op, dict):
-            raise BadRequest(_go_unmarshal_error(op, "jsonpatch.Operation"))
-    if len(operations) > MAX_JSON_PATCH_OPERATIONS:
-        raise RequestEntityTooLarge(
-            "Request entity too large: The allowed maximum operations in a JSON patch is "
-            f"{MAX_JSON_PATCH_OPERATIONS}, got {len(operations)}")
-    try:
-        return jsonpatch.JsonPatch(operations).apply(original, in_place=True)
-    # The library reports malformed operations (missing members, wrong types) with plain Python
-    # exceptions as well as its own; all of them are a patch that cannot be applied.
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,
-            KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-        raise PatchRejected(str(e)) from None
-
-
-# --- JSON merge patch (RFC 7386) ------------------------------------------------------------------
-
-def _apply_merge_patch(original: dict, body: bytes, kind: str) -> Json:
-    patch = _decode_json(body)
-    if not isinstance(patch, dict):
-        raise BadRequest(_go_unmarshal_error(patch, "map[string]interface {}"))
-    return _merge_patch(original, patch)
-
-
-def _merge_patch(target: Json, patch: Json) -> Json:
-    if not isinstance(patch, dict):
-        return patch
-    result = target if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
-
-
-# --- strategic merge patch ------------------------------------------------------------------------
-
-def _apply_strategic_merge_patch(original: dict, body: bytes, kind: str) -> Json:
-    return _merge_map(original, _decode_object(body), _root_schema(kind))
-
-
-def _apply_server_side_apply(original: dict, body: bytes, kind: str) -> Json:
-    return _merge_map(original, _decode_yaml_object(body), _root_schema(kind))
+def apply_server_side_apply(original: dict, body: bytes, kind: str) -> Json:
+    return _merge_map(original, decode_yaml_object(body), _root_schema(kind))
 
 
 def _merge_map(original: dict, patch: dict, schema: Schema) -> dict:
@@ -244,7 +85,7 @@ def _map_directive(patch: dict, schema: Schema) -> dict:
     if directive == "delete":
         return {}
     patch[_PATCH] = directive
-    raise BadRequest(f"unknown patch type: {_go_repr(directive)} in map: {_go_repr(patch)}")
+    raise BadRequest(f"unknown patch type: {go_repr(directive)} in map: {go_repr(patch)}")
 
 
 def _fresh_list(patch: list, item_schema: Schema) -> list:
@@ -273,7 +114,7 @@ def _delete_from_primitive_list(original: dict, key: str, to_delete: Json) -> No
     if current is None:
         return
     if not isinstance(current, list):
-        raise BadRequest(_bad_arg_type("[]interface {}", current))
+        raise BadRequest(bad_arg_type("[]interface {}", current))
     doomed = {_scalar_key(v) for v in to_delete}
     original[key] = [v for v in current if _scalar_key(v) not in doomed]
 
@@ -319,7 +160,7 @@ def _apply_list_directives(current: list, patch: list, merge_key: str,
         elif directive == "merge":
             raise BadRequest("merging lists cannot yet be specified in the patch")
         else:
-            raise BadRequest(f"unknown patch type: {_go_repr(directive)} in map: {_go_repr(item)}")
+            raise BadRequest(f"unknown patch type: {go_repr(directive)} in map: {go_repr(item)}")
     if replace:
         return [_merge_map({}, item, item_schema) for item in plain], []
     return current, plain
@@ -335,7 +176,7 @@ def _apply_element_orders(original: dict, patch: dict, schema: Schema) -> None:
         current, patch_list = original.get(key), patch.pop(key, None)
         for value in (current, patch_list):
             if value is not None and not isinstance(value, list):
-                raise BadRequest(_bad_arg_type("[]interface {}", value))
+                raise BadRequest(bad_arg_type("[]interface {}", value))
         if current is None and patch_list is None:
             continue
         field = _field(schema, key)
@@ -354,8 +195,8 @@ def _check_order_matches(patch_list: list, order: list, key_of: Callable[[Json],
     items = [item for item in patch_list if not (isinstance(item, dict) and _PATCH in item)]
     wanted = iter(key_of(o) for o in order)
     if not all(any(key_of(item) == w for w in wanted) for item in items):
-        raise BadRequest(f"The order in patch list:\n{_go_repr(patch_list)}\n doesn't match "
-                         f"{_SET_ELEMENT_ORDER} list:\n{_go_repr(order)}\n")
+        raise BadRequest(f"The order in patch list:\n{go_repr(patch_list)}\n doesn't match "
+                         f"{_SET_ELEMENT_ORDER} list:\n{go_repr(order)}\n")
 
 
 def _normalize_order(merged: list, patch_order: list, server_order: list,
@@ -403,11 +244,11 @@ def _dedup(items: list) -> list:
 
 def _element_kind(items: list) -> str | None:
     """"map" or "scalar" for a list Kubernetes can merge; lists of lists and mixed lists are refused."""
-    kinds = {_json_type(item) for item in items}
+    kinds = {json_type(item) for item in items}
     if "array" in kinds:
         raise PatchRejected("lists of lists are not supported")
     if len(kinds) > 1:
-        raise BadRequest(f"list element types are not identical: {_go_repr(items)}")
+        raise BadRequest(f"list element types are not identical: {go_repr(items)}")
     if not kinds:
         return None
     return "map" if kinds == {"object"} else "scalar"
@@ -416,9 +257,9 @@ def _element_kind(items: list) -> str | None:
 def _merge_key_func(merge_key: str) -> Callable[[Json], Hashable]:
     def key_of(item: Json) -> Hashable:
         if not isinstance(item, dict):
-            raise BadRequest(_bad_arg_type("map[string]interface {}", item))
+            raise BadRequest(bad_arg_type("map[string]interface {}", item))
         if merge_key not in item:
-            raise BadRequest(f"map: {_go_repr(item)} does not contain declared merge key: {merge_key}")
+            raise BadRequest(f"map: {go_repr(item)} does not contain declared merge key: {merge_key}")
         return _scalar_key(item[merge_key])
     return key_of
 
@@ -426,11 +267,9 @@ def _merge_key_func(merge_key: str) -> Callable[[Json], Hashable]:
 def _scalar_key(value: Json) -> Hashable:
     """A hashable identity for a JSON scalar: 1 and 1.0 are equal, true and 1 are not."""
     if isinstance(value, (dict, list)):
-        raise BadRequest(f"cannot use {_go_repr(value)} as a merge key or primitive list element")
-    return (_json_type(value), value)
+        raise BadRequest(f"cannot use {go_repr(value)} as a merge key or primitive list element")
+    return (json_type(value), value)
 
-
-# --- patch metadata from the upstream schemas -----------------------------------------------------
 
 @functools.cache
 def _definition_for_kind(kind: str) -> str | None:
@@ -473,52 +312,3 @@ def _patch_meta(field: Schema) -> tuple[frozenset[str], str | None]:
         return frozenset(), None
     strategies = frozenset(s for s in field.get("x-kubernetes-patch-strategy", "").split(",") if s)
     return strategies, field.get("x-kubernetes-patch-merge-key")
-
-
-# --- error text -----------------------------------------------------------------------------------
-
-def _json_type(value: Json) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "null"
-
-
-def _go_unmarshal_error(value: Json, go_type: str) -> str:
-    return f"json: cannot unmarshal {_json_type(value)} into Go value of type {go_type}"
-
-
-_GO_TYPES = {"object": "map[string]interface {}", "array": "[]interface {}", "string": "string",
-             "bool": "bool", "number": "float64", "null": "<nil>"}
-
-
-def _bad_arg_type(expected: str, actual: Json) -> str:
-    return f"expected a {expected}, but received a {_GO_TYPES[_json_type(actual)]}"
-
-
-def _go_repr(value: Json) -> str:
-    """A value as Go's %v prints decoded JSON, for messages that match Kubernetes'."""
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_repr(v)}" for k, v in sorted(value.items())) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_repr(v) for v in value) + "]"
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-_APPLIERS: dict[str, Callable[[dict, bytes, str], Json]] = {
-    JSON_PATCH: _apply_json_patch,
-    MERGE_PATCH: _apply_merge_patch,
-    STRATEGIC_MERGE_PATCH: _apply_strategic_merge_patch,
-    APPLY_PATCH: _apply_server_side_apply,
-}
