@@ -218,10 +218,10 @@ def test_wrong_type_names_the_json_types():
 
 
 def test_registry_validation_reexports_the_api_validators():
-    """Kind modules may still import the name validators from registry.validation: same objects."""
+    """registry/core/pods.py still imports the name validators from registry.validation: same objects."""
     from pocketkube.api import validation as api_validation
     from pocketkube.registry import validation as registry_validation
 
     for name in ("dns1123_label_errors", "qualified_name_errors", "label_value_errors", "validate_labels",
-                 "wrong_type", "is_int", "port_name_errors", "regex_error"):
+                 "wrong_type", "is_int", "port_name_errors", "dns1123_subdomain_errors"):
         assert getattr(registry_validation, name) is getattr(api_validation, name)

@@ -1,11 +1,11 @@
 """apimachinery's name and label validation: the vocabulary every kind's rules are written in.
 
-Kubernetes keeps these in `pkg/util/validation` (DNS-1123/1035 names, qualified names, label values,
-IANA port names) and `pkg/apis/meta/v1/validation` (label maps). They live in `api` rather than
-`registry` because selectors (api/selectors.py) parse label keys and values with the very same
-rules, and `api` imports nothing of ours. Messages match upstream word for word, since kubectl users
-and e2e tests compare them; every function tolerates wrong JSON types (a bad type is a message or a
-FieldError, never an exception: user input must not 500).
+Kubernetes keeps these in `pkg/util/validation` (DNS-1123/1035 names, qualified names, label
+values, IANA port names) and `pkg/apis/meta/v1/validation` (label maps). They live in `api` rather
+than `registry` because label selectors (api/selectors/labels.py) parse label keys and values
+with the very same rules, and `api` imports nothing of ours. Messages match upstream word for
+word, since kubectl users and e2e tests compare them; every function tolerates wrong JSON types
+(a bad type is a message or a FieldError, never an exception: user input must not 500).
 """
 
 from __future__ import annotations

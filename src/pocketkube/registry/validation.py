@@ -5,8 +5,8 @@ tests compare them. Every validator tolerates wrong JSON types: a bad type becom
 that field, never an exception (user input must not 500).
 
 The name and label formats themselves (DNS-1123, qualified names, label values, ...) are
-vocabulary shared with label selectors, so they live in `pocketkube.api.validation`. They are
-re-exported here (see `__all__`) for the kind modules that import them from this module.
+vocabulary shared with label selectors, so they live in `pocketkube.api.validation`; kind modules
+import them from there. The few still re-exported here (see `__all__`) serve registry/core/pods.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
 from pocketkube.api.validation import (
-    dns1035_label_errors,
     dns1123_label_errors,
     dns1123_subdomain_errors,
     is_int,
     label_value_errors,
     port_name_errors,
     qualified_name_errors,
-    regex_error,
     validate_labels,
     wrong_type,
 )
@@ -32,10 +30,9 @@ __all__ = [
     # ObjectMeta validation (this module)
     "IMMUTABLE", "TOTAL_ANNOTATION_SIZE_LIMIT", "get_str", "validate_annotations", "validate_finalizers",
     "validate_object_meta", "validate_object_meta_update", "validate_owner_references",
-    # re-exported from pocketkube.api.validation
-    "dns1035_label_errors", "dns1123_label_errors", "dns1123_subdomain_errors", "is_int",
-    "label_value_errors", "port_name_errors", "qualified_name_errors", "regex_error", "validate_labels",
-    "wrong_type",
+    # re-exported from pocketkube.api.validation, for registry/core/pods.py until it imports them from there
+    "dns1123_label_errors", "dns1123_subdomain_errors", "is_int", "label_value_errors", "port_name_errors",
+    "qualified_name_errors", "validate_labels", "wrong_type",
 ]
 
 IMMUTABLE = "field is immutable"
