@@ -42,7 +42,12 @@ def release_directory(root: Traversable, version: str) -> Traversable:
     releases = [d for d in root.iterdir() if _RELEASE_DIR.fullmatch(d.name)]
     if not releases:
         raise FileNotFoundError(f"no Kubernetes schemas under {root}")
-    return max(releases, key=lambda d: tuple(int(p) for p in _RELEASE_DIR.fullmatch(d.name).group(1).split(".")))
+    return max(releases, key=_release_number)
+
+
+def _release_number(directory: Traversable) -> tuple[int, ...]:
+    """v1.10.0-local -> (1, 10, 0): releases compare numerically, so 1.10 is newer than 1.9."""
+    return tuple(int(part) for part in _RELEASE_DIR.fullmatch(directory.name).group(1).split("."))
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Printers for the apps group (apps/v1): deployments and replica sets, with their -o wide template columns."""
+"""Printers for the apps group (apps/v1): deployments and replica sets, with -o wide template columns."""
 
 from __future__ import annotations
 

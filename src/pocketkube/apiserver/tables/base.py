@@ -1,4 +1,4 @@
-"""The generic half of server-side printing: the `meta.k8s.io/v1` Table, its rows, and what every printer shares.
+"""The generic half of server-side printing: the `meta.k8s.io/v1` Table, its rows, what printers share.
 
 A Printer is a tuple of Columns and a cells function (plus, for pods, row conditions); the
 per-group modules (core, apps, discovery, coordination) define them and tables/__init__.py maps

@@ -1,4 +1,4 @@
-"""Printers for discovery.k8s.io/v1: endpoint slices (address type, ports, endpoints, three of each at most)."""
+"""Printers for discovery.k8s.io/v1: endpoint slices (address type, then ports and endpoints, three at most)."""
 
 from __future__ import annotations
 
