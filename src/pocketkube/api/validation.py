@@ -38,6 +38,7 @@ _QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.'
 _LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
                     "and must start and end with an alphanumeric character")
 
+
 def max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 

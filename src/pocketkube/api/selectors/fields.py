@@ -38,6 +38,8 @@ _Accessor = Callable[[dict], Any]
 
 def _involved(key: str) -> _Accessor:
     return lambda o: _at(o, "involvedObject", key)
+
+
 _NAME: dict[str, _Accessor] = {"metadata.name": lambda o: _meta(o, "name")}
 _NAMESPACED: dict[str, _Accessor] = {**_NAME, "metadata.namespace": lambda o: _meta(o, "namespace")}
 

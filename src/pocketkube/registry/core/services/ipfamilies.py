@@ -4,8 +4,9 @@
   may carry leading zeros and IPv4-mapped IPv6 addresses count as IPv4.
 * cluster_ips_related_errors and the upgrade/downgrade rules are ValidateService's checks of
   clusterIP/clusterIPs/ipFamilies/ipFamilyPolicy.
-* init_ip_family_fields is alloc.go's initIPFamilyFields: a pure decision on the spec (no
-  allocator state, only the family this cluster serves), raising Invalid for what cannot be served.
+* init_ip_family_fields is alloc.go's initIPFamilyFields: it defaults the spec's family fields in
+  place from the spec alone and the one family this cluster serves (no allocator state, so it is
+  tested without one), raising Invalid for what the cluster cannot serve.
 """
 
 from __future__ import annotations
@@ -256,6 +257,7 @@ def init_ip_family_fields(svc: dict, old_spec: dict | None, *, cluster_family: s
         raise Invalid(KIND, name, errs)
     if not families:
         families.append(cluster_family)
+
 
 def _policy_errors(spec: dict, old_spec: dict | None) -> list[FieldError]:
     policy, ips, families = spec["ipFamilyPolicy"], list_field(spec, "clusterIPs"), list_field(spec, "ipFamilies")
