@@ -69,6 +69,13 @@ def test_from_dict():
         LabelSelector.from_dict({"matchExpressions": [{"key": "a", "operator": "Maybe"}]})
 
 
+def test_from_dict_rejects_odd_operators_and_prints_repeated_values_once():
+    with pytest.raises(ValueError, match="is not a valid label selector operator"):
+        LabelSelector.from_dict({"matchExpressions": [{"key": "a", "operator": ["In"], "values": ["x"]}]})
+    sel = LabelSelector.from_dict({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["y", "x", "y"]}]})
+    assert str(sel) == "a notin (x,y)"
+
+
 def test_validate_label_selector_dict():
     errs = validate_label_selector({"matchExpressions": [{"key": "a", "operator": "In"},
                                                          {"key": "b", "operator": "Exists", "values": ["x"]},

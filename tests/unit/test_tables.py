@@ -406,6 +406,10 @@ def test_replica_set_cells() -> None:
     ({"matchLabels": {"bad key": "x"}}, "<error>"),
     ({"matchLabels": {"example.com/app": "web"}}, "example.com/app=web"),
     ("app=web", "<error>"),
+    ({"matchExpressions": [{"key": "env", "operator": ["In"], "values": ["x"]}]}, "<error>"),
+    ({"matchExpressions": [{"key": "env", "operator": "In", "values": ["b", "a", "b"]}]}, "env in (a,b)"),
+    ({"matchLabels": {"a": "x" * 64}}, "<error>"),
+    ({"matchLabels": {"/a": "x"}}, "<error>"),
 ])
 def test_format_label_selector(selector: object, formatted: str) -> None:
     assert tables.format_label_selector(selector) == formatted
@@ -560,3 +564,25 @@ def test_cells_never_raise_when_any_field_of_a_real_object_is_junk(data: st.Data
     printer = tables.PRINTERS[key]
     row = printer.cells(obj if isinstance(obj, dict) else {}, NOW.timestamp())
     assert len(row) == len(printer.columns)
+
+
+# --- the printers package -----------------------------------------------------------------
+
+def test_each_group_module_prints_only_its_own_group() -> None:
+    from pocketkube.apiserver.tables import apps, coordination, core, discovery
+
+    for module, group in ((core, ""), (apps, "apps"), (discovery, "discovery.k8s.io"),
+                          (coordination, "coordination.k8s.io")):
+        assert module.PRINTERS and {g for g, _ in module.PRINTERS} == {group}
+    assert sum(len(m.PRINTERS) for m in (core, apps, discovery, coordination)) == len(tables.PRINTERS)
+
+
+def test_render_draws_with_the_printer_it_is_given() -> None:
+    from pocketkube.apiserver.tables.base import render
+
+    printer = tables.Printer((tables.Column("Name", ""), tables.Column("Kind", "")),
+                             lambda obj, now: [obj["metadata"]["name"], obj.get("kind")])
+    result = render(printer, [{"kind": "Widget", "metadata": {"name": "w"}}], NOW, include_object="None",
+                    continue_token="abc")
+    assert result["metadata"] == {"continue": "abc"}
+    assert result["rows"] == [{"cells": ["w", "Widget"]}]

@@ -7,15 +7,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketkube.api.fields import Path
-from pocketkube.registry.validation import (
-    TOTAL_ANNOTATION_SIZE_LIMIT,
+from pocketkube.api.validation import (
     dns1035_label_errors,
     dns1123_label_errors,
     dns1123_subdomain_errors,
+    is_int,
     label_value_errors,
+    port_name_errors,
     qualified_name_errors,
-    validate_annotations,
+    type_name,
     validate_labels,
+    wrong_type,
+)
+from pocketkube.registry.validation import (
+    TOTAL_ANNOTATION_SIZE_LIMIT,
+    validate_annotations,
     validate_object_meta,
     validate_object_meta_update,
 )
@@ -187,3 +193,35 @@ def test_validators_never_raise_on_any_json(value):
     validate_labels(value, Path("x"))
     validate_annotations(value, Path("x"))
     validate_object_meta({"metadata": value}, False, dns1123_subdomain_errors)
+
+
+@pytest.mark.parametrize("name, errors", [
+    ("http", []),
+    ("http-alt", []),
+    ("a" * 16, ["must be no more than 15 characters"]),
+    ("HTTP", ["must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+              "must contain at least one letter (a-z)"]),
+    ("123", ["must contain at least one letter (a-z)"]),
+    ("a--b", ["must not contain consecutive hyphens"]),
+    ("-ab", ["must not begin or end with a hyphen"]),
+])
+def test_port_name(name, errors):
+    assert port_name_errors(name) == errors
+
+
+def test_wrong_type_names_the_json_types():
+    error = wrong_type(Path("spec").child("x"), [1], "string")
+    assert (error.field, error.detail) == ("spec.x", "must be of type string, not array")
+    assert [type_name(v) for v in (None, True, 1, 1.5, "s", [], {})] == \
+        ["null", "boolean", "integer", "number", "string", "array", "object"]
+    assert is_int(3) and not is_int(True) and not is_int(3.0)
+
+
+def test_registry_validation_reexports_the_api_validators():
+    """registry/core/pods.py still imports the name validators from registry.validation: same objects."""
+    from pocketkube.api import validation as api_validation
+    from pocketkube.registry import validation as registry_validation
+
+    for name in ("dns1123_label_errors", "qualified_name_errors", "label_value_errors", "validate_labels",
+                 "wrong_type", "is_int", "port_name_errors", "dns1123_subdomain_errors"):
+        assert getattr(registry_validation, name) is getattr(api_validation, name)

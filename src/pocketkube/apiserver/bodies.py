@@ -44,11 +44,11 @@ def decode_object(content_type: str, data: bytes) -> dict:
 
 
 def _decode_yaml(data: bytes):
-    # The apply-patch decoder reads YAML as Kubernetes does: JSON values only, no alias bombs.
-    from pocketkube.apiserver.patch import _as_json, _JsonCompatibleYamlLoader
+    # Read as Kubernetes reads YAML (as apply patches are): JSON values only, no alias bombs.
+    from pocketkube.apiserver.yamljson import JsonCompatibleYamlLoader, as_json
 
     try:
-        return _as_json(yaml.load(data, Loader=_JsonCompatibleYamlLoader))
+        return as_json(yaml.load(data, Loader=JsonCompatibleYamlLoader))
     except yaml.YAMLError as e:
         raise errors.BadRequest(f"couldn't get version/kind; yaml parse error: {e}") from None
     except RecursionError:

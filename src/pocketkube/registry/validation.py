@@ -1,183 +1,44 @@
-"""Generic validation shared by every kind: name formats, labels, annotations and ObjectMeta.
+"""ObjectMeta validation shared by every kind: name/namespace rules, annotations, owners, finalizers.
 
-Messages match apimachinery's `pkg/util/validation` and `pkg/api/validation` word for word,
-because kubectl users and e2e tests compare them. Every validator tolerates wrong JSON types:
-a bad type becomes a FieldError on that field, never an exception (user input must not 500).
+Messages match apimachinery's `pkg/api/validation` word for word, because kubectl users and e2e
+tests compare them. Every validator tolerates wrong JSON types: a bad type becomes a FieldError on
+that field, never an exception (user input must not 500).
+
+The name and label formats themselves (DNS-1123, qualified names, label values, ...) are
+vocabulary shared with label selectors, so they live in `pocketkube.api.validation`; kind modules
+import them from there. The few still re-exported here (see `__all__`) serve registry/core/pods.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
+from pocketkube.api.validation import (
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    is_int,
+    label_value_errors,
+    port_name_errors,
+    qualified_name_errors,
+    validate_labels,
+    wrong_type,
+)
+
+__all__ = [
+    # ObjectMeta validation (this module)
+    "IMMUTABLE", "TOTAL_ANNOTATION_SIZE_LIMIT", "get_str", "validate_annotations", "validate_finalizers",
+    "validate_object_meta", "validate_object_meta_update", "validate_owner_references",
+    # re-exported from pocketkube.api.validation, for registry/core/pods.py until it imports them from there
+    "dns1123_label_errors", "dns1123_subdomain_errors", "is_int", "label_value_errors", "port_name_errors",
+    "qualified_name_errors", "validate_labels", "wrong_type",
+]
 
 IMMUTABLE = "field is immutable"
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
-_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE_FMT = "(" + _QUALIFIED_NAME_FMT + ")?"
-
-_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
-_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-
-_DNS1123_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-                      "and must start and end with an alphanumeric character")
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                          "'-' or '.', and must start and end with an alphanumeric character")
-_DNS1035_LABEL_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-                      "start with an alphabetic character, and end with an alphanumeric character")
-_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
-                       "and must start and end with an alphanumeric character")
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                    "and must start and end with an alphanumeric character")
-
 _STANDARD_FINALIZERS = ("orphan", "foregroundDeletion")
-
-
-def max_len_error(length: int) -> str:
-    return f"must be no more than {length} characters"
-
-
-def empty_error() -> str:
-    return "must be non-empty"
-
-
-def regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """apimachinery's RegexError: note the doubled space between examples, kept for fidelity."""
-    s = msg + " (e.g. "
-    for i, example in enumerate(examples):
-        if i > 0:
-            s += " or "
-        s += f"'{example}', "
-    return s + f"regex used for validation is '{fmt}')"
-
-
-def type_name(value: Any) -> str:
-    """JSON type name of a decoded value, for wrong-type messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def wrong_type(path: Path | str, value: Any, expected: str) -> FieldError:
-    """A field whose JSON type is wrong (upstream this is a decode error; we report it on the field)."""
-    return invalid(path, value, f"must be of type {expected}, not {type_name(value)}")
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [f"must be a string, not {type_name(value)}"]
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _DNS1123_LABEL_RE.fullmatch(value):
-        if _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-            # A valid subdomain that is not a label: the only problem left is the dots.
-            errs.append("must not contain dots")
-        else:
-            errs.append(regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return errs
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [f"must be a string, not {type_name(value)}"]
-    errs = []
-    if len(value) > 253:
-        errs.append(max_len_error(253))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def dns1035_label_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [f"must be a string, not {type_name(value)}"]
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _DNS1035_LABEL_RE.fullmatch(value):
-        errs.append(regex_error(_DNS1035_LABEL_MSG, _DNS1035_LABEL_FMT, "my-name", "abc-123"))
-    return errs
-
-
-def qualified_name_errors(value: Any) -> list[str]:
-    """IsQualifiedName: `[prefix/]name`, prefix a DNS-1123 subdomain, name at most 63 characters."""
-    if not isinstance(value, str):
-        return [f"must be a string, not {type_name(value)}"]
-    parts = value.split("/")
-    errs: list[str] = []
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part " + empty_error())
-        else:
-            errs.extend("prefix part " + m for m in dns1123_subdomain_errors(prefix))
-    else:
-        return ["a qualified name " + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name",
-                                                  "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        errs.append("name part " + empty_error())
-    elif len(name) > 63:
-        errs.append("name part " + max_len_error(63))
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
-        errs.append("name part " + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name",
-                                               "123-abc"))
-    return errs
-
-
-def label_value_errors(value: Any) -> list[str]:
-    if not isinstance(value, str):
-        return [f"must be a string, not {type_name(value)}"]
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
-
-
-def validate_labels(labels: Any, path: Path) -> list[FieldError]:
-    """Keys must be qualified names, values label values; errors sit on the map's own path."""
-    if labels is None:
-        return []
-    if not isinstance(labels, dict):
-        return [wrong_type(path, labels, "object")]
-    errs: list[FieldError] = []
-    for key, value in labels.items():
-        errs.extend(invalid(path, key, m) for m in qualified_name_errors(key))
-        if not isinstance(value, str):
-            errs.append(wrong_type(path.key(str(key)), value, "string"))
-            continue
-        errs.extend(invalid(path, value, m) for m in label_value_errors(value))
-    return errs
 
 
 def validate_annotations(annotations: Any, path: Path) -> list[FieldError]:
@@ -360,19 +221,3 @@ def _no_new_finalizers(new: Any, old: Any, path: Path) -> list[FieldError]:
 def _go_string_slice(items: list[str]) -> str:
     """Go's %#v of a []string, which upstream uses in this message."""
     return "[]string{" + ", ".join(f'"{i}"' for i in items) + "}"
-
-
-def port_name_errors(name: str) -> list[str]:
-    """IsValidPortName (IANA_SVC_NAME)."""
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.fullmatch(r"[-a-z0-9]+", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name.startswith("-") or name.endswith("-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs

@@ -7,14 +7,9 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.selectors import LabelSelector, validate_label_selector
+from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
 from pocketkube.registry.core.pods import default_pod_spec, get_int, nonnegative, validate_template
-from pocketkube.registry.validation import (
-    IMMUTABLE,
-    dns1123_subdomain_errors,
-    validate_object_meta,
-    validate_object_meta_update,
-    wrong_type,
-)
+from pocketkube.registry.validation import IMMUTABLE, validate_object_meta, validate_object_meta_update
 
 
 def default(obj: dict) -> None:

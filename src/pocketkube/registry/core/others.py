@@ -10,6 +10,14 @@ import ipaddress
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, duplicate, invalid, not_supported, required
+from pocketkube.api.validation import (
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    label_value_errors,
+    qualified_name_errors,
+    validate_labels,
+    wrong_type,
+)
 from pocketkube.registry.core.pods import (
     PROTOCOLS,
     TAINT_EFFECTS,
@@ -24,17 +32,7 @@ from pocketkube.registry.core.pods import (
     port_number_errors,
     protocol_errors,
 )
-from pocketkube.registry.validation import (
-    IMMUTABLE,
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
-    label_value_errors,
-    qualified_name_errors,
-    validate_labels,
-    validate_object_meta,
-    validate_object_meta_update,
-    wrong_type,
-)
+from pocketkube.registry.validation import IMMUTABLE, validate_object_meta, validate_object_meta_update
 
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 MAX_SLICE_ENDPOINTS = 1000

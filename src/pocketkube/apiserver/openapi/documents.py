@@ -1,75 +1,34 @@
-"""OpenAPI v3 documents and server-side field validation, built from upstream schemas.
+"""The OpenAPI v3 documents we serve: the `/openapi/v3` root and one document per group-version.
 
-The schemas are data shipped by PyPI's `kubernetes-validate` (JSON Schema definitions of every
-Kubernetes release, under the same io.k8s.api.core.v1.Service-style names the apiserver uses).
-From them we build:
-
-* the `/openapi/v3` root and one OpenAPI 3.0 document per served group-version. kubectl reads
-  them before create/apply/replace/edit: it needs, per kind, a `patch` operation carrying
-  `x-kubernetes-group-version-kind` and a `fieldValidation` parameter, and `kubectl explain`
-  reads the component schemas;
-* unknown- and duplicate-field detection for `fieldValidation=Strict|Warn`, reported with the
-  paths and texts of Kubernetes' strict JSON decoder (`unknown field "spec.ports[0].bogus"`).
+kubectl reads them before create/apply/replace/edit: it needs, per kind, a `patch` operation
+carrying `x-kubernetes-group-version-kind` and a `fieldValidation` parameter, and `kubectl explain`
+reads the component schemas. The component schemas are upstream's (apiserver/schemas.py), converted
+from JSON Schema 2020-12 to OpenAPI 3.0 and shaped like the apiserver's own output; the paths and
+operations are generated from the resources we serve (api/resources.py). Documents are built on
+first request, once per group-version, and cached as bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import orjson
 
 from pocketkube import KUBERNETES_VERSION
 from pocketkube.api.resources import RESOURCES, Resource
+from pocketkube.apiserver.schemas import definitions, names_by_gvk
 
-# The strict decoder stops collecting after this many errors.
-MAX_STRICT_ERRORS = 100
-
-_SCHEMA_ROOT = "kubernetes-json-schema"
 _UPSTREAM_REF = "#/$defs/"
 _OPENAPI_REF = "#/components/schemas/"
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 _SCALE_GVK = ("autoscaling", "v1", "Scale")
 
 
-# ----------------------------------------------------------------------------------------------
-# Upstream schemas
-
-
-@cache
-def _definitions() -> dict[str, dict[str, Any]]:
-    """The `$defs` of the release we serve (falling back to the newest release shipped)."""
-    root = resources.files("kubernetes_validate").joinpath(_SCHEMA_ROOT)
-    major_minor = ".".join(KUBERNETES_VERSION.lstrip("v").split(".")[:2])
-    wanted = root.joinpath(f"v{major_minor}.0-local", "_definitions.json")
-    if not wanted.is_file():
-        releases = sorted((d for d in root.iterdir() if re.fullmatch(r"v[\d.]+-local", d.name)),
-                          key=lambda d: tuple(int(p) for p in d.name[1:-6].split(".")))
-        wanted = releases[-1].joinpath("_definitions.json")
-    return orjson.loads(wanted.read_bytes())["$defs"]
-
-
-@cache
-def _names_by_gvk() -> dict[tuple[str, str, str], str]:
-    names: dict[tuple[str, str, str], str] = {}
-    for name, schema in _definitions().items():
-        for gvk in schema.get("x-kubernetes-group-version-kind", ()):
-            names.setdefault((gvk["group"], gvk["version"], gvk["kind"]), name)
-    return names
-
-
 def _schema_name(group: str, version: str, kind: str) -> str | None:
-    return _names_by_gvk().get((group, version, kind))
-
-
-def _split_api_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    return group, version
+    return names_by_gvk().get((group, version, kind))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,7 +64,7 @@ def _convert(node: Any) -> Any:
 
 
 def _component(name: str) -> dict[str, Any]:
-    schema = _convert(_definitions()[name])
+    schema = _convert(definitions()[name])
     if "x-kubernetes-group-version-kind" in schema:
         # kubernetes-validate pins apiVersion/kind with an enum; the apiserver does not.
         for field in ("apiVersion", "kind"):
@@ -132,7 +91,7 @@ def _components_closure(node: Any) -> dict[str, Any]:
     _referenced(node, pending)
     while pending:
         name = pending.pop()
-        if name in schemas or name not in _definitions():
+        if name in schemas or name not in definitions():
             continue
         schemas[name] = _component(name)
         _referenced(schemas[name], pending)
@@ -433,240 +392,3 @@ def openapi_v3_root() -> dict[str, Any]:
         digest = hashlib.sha512(_built_document_bytes(path)).hexdigest().upper()
         paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}
-
-
-# ----------------------------------------------------------------------------------------------
-# Field validation: the schema compiled into a walk-friendly tree
-
-
-class _Struct:
-    """An object with known properties; any other key is an unknown field."""
-    __slots__ = ("fields",)
-
-    def __init__(self) -> None:
-        self.fields: dict[str, _Node] = {}
-
-
-class _Map:
-    """An object whose keys are free (labels, resources.limits); values share one schema."""
-    __slots__ = ("value",)
-
-    def __init__(self, value: _Node) -> None:
-        self.value = value
-
-
-class _List:
-    __slots__ = ("item",)
-
-    def __init__(self, item: _Node) -> None:
-        self.item = item
-
-
-# None stands for a scalar or an opaque value (IntOrString, FieldsV1, RawExtension): not walked.
-_Node = _Struct | _Map | _List | None
-
-
-class _Compiler:
-    def __init__(self, definitions: dict[str, dict[str, Any]]) -> None:
-        self.definitions = definitions
-        self.compiled: dict[str, _Node] = {}
-
-    def definition(self, name: str) -> _Node:
-        if name not in self.compiled:
-            schema = self.definitions.get(name, {})
-            if "properties" in schema:
-                # Registered before its fields are compiled, so recursive schemas terminate.
-                struct = self.compiled[name] = _Struct()
-                struct.fields = {key: self.node(prop) for key, prop in schema["properties"].items()}
-            else:
-                self.compiled[name] = self.node(schema)
-        return self.compiled[name]
-
-    def node(self, schema: dict[str, Any]) -> _Node:
-        ref = schema.get("$ref")
-        if isinstance(ref, str):
-            return self.definition(ref.removeprefix(_UPSTREAM_REF))
-        if "properties" in schema:
-            struct = _Struct()
-            struct.fields = {key: self.node(prop) for key, prop in schema["properties"].items()}
-            return struct
-        values = schema.get("additionalProperties")
-        if isinstance(values, dict):
-            return _Map(self.node(values))
-        items = schema.get("items")
-        if isinstance(items, dict):
-            item = self.node(items)
-            return None if item is None else _List(item)
-        return None
-
-
-def _compiled_kind(api_version: Any, kind: Any) -> _Node:
-    if not isinstance(api_version, str) or not isinstance(kind, str):
-        return None
-    name = _schema_name(*_split_api_version(api_version), kind)
-    return None if name is None else _compiler().definition(name)
-
-
-@cache
-def _compiler() -> _Compiler:
-    return _Compiler(_definitions())
-
-
-class _Pairs(list):
-    """A JSON object decoded as its (key, value) pairs, so duplicate keys survive."""
-
-
-_UNKNOWN, _DUPLICATE = "unknown field", "duplicate field"
-
-
-class _Walker:
-    """Walks a decoded body against a compiled schema, like Kubernetes' strict JSON decoder.
-
-    Problems are collected in document order as (kind, path), deduplicated and capped like the
-    decoder's. Values of the wrong JSON type are not descended into (that is a different error).
-    """
-
-    def __init__(self) -> None:
-        self.problems: list[tuple[str, str]] = []
-        self._seen: set[tuple[str, str]] = set()
-
-    def report(self, problem: str, path: str) -> None:
-        key = (problem, path)
-        if len(self.problems) < MAX_STRICT_ERRORS and key not in self._seen:
-            self._seen.add(key)
-            self.problems.append(key)
-
-    def walk(self, node: _Node, value: Any, path: str) -> None:
-        kind = type(node)
-        if kind is _Struct:
-            self._struct(node.fields, value, path)  # type: ignore[union-attr]
-        elif kind is _Map:
-            self._map(node.value, value, path)  # type: ignore[union-attr]
-        elif kind is _List and type(value) is list:
-            item = node.item  # type: ignore[union-attr]
-            for index, element in enumerate(value):
-                if element is not None:
-                    self.walk(item, element, f"{path}[{index}]")
-
-    def _struct(self, fields: dict[str, _Node], value: Any, path: str) -> None:
-        entries, seen = _entries(value), _seen_keys(value)
-        if entries is None:
-            return
-        prefix = path + "." if path else ""
-        for key, sub in entries:
-            if key not in fields:
-                self.report(_UNKNOWN, prefix + key)
-                continue
-            if seen is not None:
-                if key in seen:
-                    self.report(_DUPLICATE, prefix + key)
-                seen.add(key)
-            child = fields[key]
-            if child is not None and sub is not None:
-                self.walk(child, sub, prefix + key)
-
-    def _map(self, child: _Node, value: Any, path: str) -> None:
-        entries, seen = _entries(value), _seen_keys(value)
-        if entries is None:
-            return
-        prefix = path + "." if path else ""
-        for key, sub in entries:
-            if seen is not None:
-                if key in seen:
-                    self.report(_DUPLICATE, prefix + key)
-                seen.add(key)
-            if child is not None and sub is not None:
-                self.walk(child, sub, prefix + key)
-
-
-def _entries(value: Any) -> Iterable[tuple[str, Any]] | None:
-    kind = type(value)
-    if kind is dict:
-        return value.items()
-    if kind is _Pairs:
-        return value
-    return None
-
-
-def _seen_keys(value: Any) -> set[str] | None:
-    """A fresh duplicate tracker for pair-decoded objects; plain dicts cannot hold duplicates."""
-    return set() if type(value) is _Pairs else None
-
-
-def unknown_fields(obj: dict[str, Any], api_version: str, kind: str) -> list[str]:
-    """Paths (`spec.ports[0].bogus`) of the fields in obj that the kind's schema does not know.
-
-    Unknown kinds give []; values of an unexpected type are skipped, never raised on.
-    """
-    node = _compiled_kind(api_version, kind)
-    if node is None:
-        return []
-    walker = _Walker()
-    walker.walk(node, obj, "")
-    return [path for _, path in walker.problems]
-
-
-def field_errors(body: bytes | str, api_version: str, kind: str) -> list[str]:
-    """Strict-decoding error texts for a raw JSON body, unknown and duplicate fields together,
-    in the decoder's order: `unknown field "spec.x"`, `duplicate field "metadata.name"`.
-
-    A body that is not JSON (e.g. YAML) or a kind we do not know gives [].
-    """
-    node = _compiled_kind(api_version, kind)
-    if node is None:
-        return []
-    try:
-        decoded = json.loads(body, object_pairs_hook=_Pairs)
-    except (ValueError, TypeError, RecursionError):
-        return []
-    walker = _Walker()
-    walker.walk(node, decoded, "")
-    return [f"{problem} {go_quote(path)}" for problem, path in walker.problems]
-
-
-# ----------------------------------------------------------------------------------------------
-# Messages, as the apiserver words them
-
-
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote: double quotes, Go escapes, printable Unicode kept as is."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
-               "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def warning_texts(fields: Sequence[str]) -> list[str]:
-    """One `unknown field "<path>"` text per field: the Warning headers of fieldValidation=Warn."""
-    return [f"{_UNKNOWN} {go_quote(path)}" for path in fields[:MAX_STRICT_ERRORS]]
-
-
-def strict_decoding_error(errors: Sequence[str]) -> str:
-    """`strict decoding error: <e1>, <e2>`: the whole message of a rejected strict PATCH."""
-    return "strict decoding error: " + ", ".join(errors)
-
-
-def cannot_handle_message(kind: str, api_version: str, detail: str) -> str:
-    """How create and update wrap a decoding error: `Service in version "v1" cannot be ...`."""
-    version = _split_api_version(api_version)[1]
-    return f"{kind} in version {go_quote(version)} cannot be handled as a {kind}: {detail}"
-
-
-def strict_error_message(kind: str, api_version: str, fields: Sequence[str]) -> str:
-    """The BadRequest message of fieldValidation=Strict on create/update for unknown fields."""
-    return cannot_handle_message(kind, api_version, strict_decoding_error(warning_texts(fields)))

@@ -1,19 +1,20 @@
-"""Label and field selectors: parsing (with Kubernetes' error messages) and matching.
+"""Label selectors: apimachinery's pkg/labels grammar, metav1.LabelSelector, matching and validation.
 
-Label selectors follow apimachinery's pkg/labels grammar (`a=b`, `a==b`, `a!=b`, `a in (x,y)`,
-`a notin (x)`, `a`, `!a`, `a>1`, `a<1`, comma = AND) and metav1.LabelSelector (matchLabels +
-matchExpressions). Field selectors follow pkg/fields (`=`, `==`, `!=`, backslash escapes) with the
-per-kind field labels the apiserver accepts.
+`LabelSelector.parse` reads the `?labelSelector=` syntax (`a=b`, `a==b`, `a!=b`, `a in (x,y)`,
+`a notin (x)`, `a`, `!a`, `a>1`, `a<1`, comma = AND) with a lexer and parser that fail with
+Kubernetes' exact messages; `LabelSelector.from_dict` reads a metav1.LabelSelector (matchLabels +
+matchExpressions). Both yield the same Requirements, which match label maps and print in
+canonical form (the text `kubectl get -o wide` shows). Keys and values are checked with the name
+rules of api/validation.py, the same ones object validation uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required
-from pocketkube.registry.validation import (
+from pocketkube.api.validation import (
     label_value_errors,
     qualified_name_errors,
     validate_labels,
@@ -28,10 +29,6 @@ _BINARY_OPERATORS = "in, notin, =, ==, !=, gt, lt"
 _PRINTED_OPERATORS = {"gt": ">", "lt": "<"}
 _SET_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
 
-
-# ---------------------------------------------------------------------------------------------
-# Label selectors
-# ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Requirement:
@@ -57,7 +54,8 @@ class Requirement:
             return self.key
         if self.operator == "!":
             return "!" + self.key
-        values = ",".join(sorted(self.values))
+        # Set semantics: a matchExpressions list may repeat a value; it is printed once.
+        values = ",".join(sorted(set(self.values)))
         if self.operator in ("in", "notin"):
             return f"{self.key} {self.operator} ({values})"
         return f"{self.key}{_PRINTED_OPERATORS.get(self.operator, self.operator)}{values}"
@@ -302,7 +300,7 @@ class LabelSelector:
         requirements = [_new_requirement(k, "=", [v]) for k, v in (d.get("matchLabels") or {}).items()]
         for expr in d.get("matchExpressions") or []:
             operator = expr.get("operator")
-            if operator not in _SET_OPERATORS:
+            if not isinstance(operator, str) or operator not in _SET_OPERATORS:
                 raise ValueError(f'"{operator}" is not a valid label selector operator')
             requirements.append(_new_requirement(expr.get("key") or "", _SET_OPERATORS[operator],
                                                  list(expr.get("values") or [])))
@@ -391,165 +389,3 @@ def _expression_errors(expr: dict, path: Path) -> list[FieldError]:
     for i, value in enumerate(values):
         errs.extend(invalid(path.child("values").index(i), value, m) for m in label_value_errors(value))
     return errs
-
-
-# ---------------------------------------------------------------------------------------------
-# Field selectors
-# ---------------------------------------------------------------------------------------------
-
-def _meta(obj: dict, key: str) -> Any:
-    meta = obj.get("metadata")
-    return meta.get(key) if isinstance(meta, dict) else None
-
-
-def _at(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def _pod_ip(obj: dict) -> Any:
-    ips = _at(obj, "status", "podIPs")
-    if isinstance(ips, list) and ips and isinstance(ips[0], dict):
-        return ips[0].get("ip")
-    return _at(obj, "status", "podIP")
-
-
-_Accessor = Callable[[dict], Any]
-
-
-def _involved(key: str) -> _Accessor:
-    return lambda o: _at(o, "involvedObject", key)
-_NAME: dict[str, _Accessor] = {"metadata.name": lambda o: _meta(o, "name")}
-_NAMESPACED: dict[str, _Accessor] = {**_NAME, "metadata.namespace": lambda o: _meta(o, "namespace")}
-
-# Kinds with their own field label conversion upstream; others accept only name and namespace.
-_FIELDS: dict[str, dict[str, _Accessor]] = {
-    "Pod": {
-        **_NAMESPACED,
-        "spec.nodeName": lambda o: _at(o, "spec", "nodeName"),
-        "spec.restartPolicy": lambda o: _at(o, "spec", "restartPolicy"),
-        "spec.schedulerName": lambda o: _at(o, "spec", "schedulerName"),
-        "spec.serviceAccountName": lambda o: _at(o, "spec", "serviceAccountName"),
-        "spec.hostNetwork": lambda o: bool(_at(o, "spec", "hostNetwork")),
-        "status.phase": lambda o: _at(o, "status", "phase"),
-        "status.podIP": _pod_ip,
-        "status.podIPs": _pod_ip,
-        "status.nominatedNodeName": lambda o: _at(o, "status", "nominatedNodeName"),
-    },
-    "Node": {**_NAME, "spec.unschedulable": lambda o: bool(_at(o, "spec", "unschedulable"))},
-    "Event": {
-        **_NAMESPACED,
-        **{f"involvedObject.{k}": _involved(k)
-           for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
-        "reason": lambda o: o.get("reason"),
-        "reportingComponent": lambda o: o.get("reportingComponent"),
-        "source": lambda o: _at(o, "source", "component"),
-        "type": lambda o: o.get("type"),
-    },
-    "Namespace": {**_NAME, "status.phase": lambda o: _at(o, "status", "phase")},
-    "Service": {
-        **_NAMESPACED,
-        "spec.clusterIP": lambda o: _at(o, "spec", "clusterIP"),
-        "spec.type": lambda o: _at(o, "spec", "type"),
-    },
-}
-_FIELD_ALIASES = {("Pod", "spec.host"): "spec.nodeName"}
-
-
-def _field_string(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _split_terms(s: str) -> list[str]:
-    """Split on commas that are not backslash-escaped."""
-    terms, start, escaped = [], 0, False
-    for i, ch in enumerate(s):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            terms.append(s[start:i])
-            start = i + 1
-    terms.append(s[start:])
-    return terms
-
-
-def _split_term(term: str) -> tuple[str, str, str] | None:
-    for i in range(len(term)):
-        for op in ("!=", "==", "="):
-            if term.startswith(op, i):
-                return term[:i], op, term[i + len(op):]
-    return None
-
-
-def _unescape(value: str) -> str:
-    out, escaped = [], False
-    for ch in value:
-        if escaped:
-            if ch not in "\\,=":
-                raise ValueError(f"invalid field selector: invalid escape sequence: \\{ch}")
-            out.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch in ",=":
-            raise ValueError(f"invalid field selector: unescaped character in value: {ord(ch)}")
-        else:
-            out.append(ch)
-    if escaped:
-        raise ValueError("invalid field selector: invalid escape sequence: \\")
-    return "".join(out)
-
-
-class FieldSelector:
-    """Terms (field, op, value) with op "=" or "!=", ANDed, for one kind's field labels."""
-
-    def __init__(self, kind: str, requirements: list[tuple[str, str, str]]) -> None:
-        self.kind = kind
-        self.requirements = requirements
-        self._accessors = _FIELDS.get(kind, _NAMESPACED)
-
-    @classmethod
-    def parse(cls, s: str, kind: str) -> FieldSelector:
-        """Parse `?fieldSelector=`; ValueError with Kubernetes' message on bad syntax or field label."""
-        terms = sorted(t for t in _split_terms(s) if t) if s else []
-        parsed: list[tuple[str, str, str]] = []
-        for term in terms:
-            split = _split_term(term)
-            if split is None:
-                raise ValueError(f"invalid selector: '{s}'; can't understand '{term}'")
-            field, op, value = split
-            parsed.append((field, "!=" if op == "!=" else "=", _unescape(value)))
-        return cls(kind, [(cls._convert(kind, f), op, v) for f, op, v in parsed])
-
-    @staticmethod
-    def _convert(kind: str, field: str) -> str:
-        field = _FIELD_ALIASES.get((kind, field), field)
-        if kind in _FIELDS:
-            if field not in _FIELDS[kind]:
-                raise ValueError(f"field label not supported: {field}")
-        elif field not in _NAMESPACED:
-            raise ValueError(f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
-        return field
-
-    @property
-    def empty(self) -> bool:
-        return not self.requirements
-
-    def matches(self, obj: dict) -> bool:
-        for field, op, value in self.requirements:
-            actual = _field_string(self._accessors[field](obj))
-            if (actual == value) != (op == "="):
-                return False
-        return True
-
-    def __str__(self) -> str:
-        return ",".join(f"{f}{op}{v}" for f, op, v in self.requirements)
