@@ -13,13 +13,12 @@ from pocketkube.api.resources import Resource
 from pocketkube.apiserver import bodies
 from pocketkube.apiserver.request import Target, bool_param, int_param, wants_table
 from pocketkube.apiserver.watch import serve_watch
+from pocketkube.registry.apps import scale
+from pocketkube.registry.core import pod_strategy
 from pocketkube.registry.registry import Registry
 from pocketkube.registry.store import ObjectStore, WatchEvent
 
 JSON = "application/json"
-# Kinds whose DELETE answers with the object rather than a Status, as their Kubernetes registries do.
-_DELETE_RETURNS_OBJECT = {"Pod", "Service", "Namespace"}
-_PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -285,18 +284,11 @@ class Handlers:
 
     async def _delete(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         opts = await self._delete_options(request)
-        if t.res.kind == "Namespace" and t.name in _PROTECTED_NAMESPACES:
-            raise errors.Forbidden(f'namespaces "{t.name}" is forbidden: this namespace may not be deleted',
-                                   {"name": t.name, "kind": "namespaces"})
-        if t.res.kind == "Namespace":
-            from pocketkube.registry.namespaces import begin_namespace_deletion
-
-            obj = await begin_namespace_deletion(self.registry, t.name, self._dry_run(request))
-            return json_response(obj, 200)
+        self.registry.check_deletable(t.res, t.name)
         obj, _ = await store.delete(t.namespace, t.name, opts.get("gracePeriodSeconds"),
                                     opts.get("preconditions"), self._dry_run(request),
                                     opts.get("propagationPolicy") or _legacy_propagation(opts))
-        if t.res.kind in _DELETE_RETURNS_OBJECT:
+        if store.strategy.returns_deleted_object:
             return json_response(obj, 200)
         return json_response(_success(t.res, obj), 200)
 
@@ -315,7 +307,7 @@ class Handlers:
                 continue
             deleted.append(gone)
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
-                              "metadata": {"resourceVersion": str(store.backend.current_revision())},
+                              "metadata": {"resourceVersion": str(store.current_revision())},
                               "items": deleted})
 
     # ---- subresources ----
@@ -323,59 +315,22 @@ class Handlers:
         from pocketkube.apiserver.patch import apply_patch
 
         if request.method == "GET":
-            return json_response(_scale_of(store.get(t.namespace, t.name)))
+            return json_response(await scale.get_scale(store, t.namespace, t.name))
         if request.method not in ("PUT", "PATCH"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource", {})
         body = await self._body(request)
         content_type = bodies.media_type(request.headers.get("Content-Type", "")) or JSON
 
-        def mutate(obj: dict) -> dict:
-            scale = _scale_of(obj)
+        def new_scale(current: dict) -> object:
             if request.method == "PUT":
-                new_scale = bodies.decode_object(content_type, body)
-            else:
-                new_scale = apply_patch(content_type, scale, body, "Scale")
-            replicas = (new_scale.get("spec") or {}).get("replicas", 0) if isinstance(new_scale, dict) else None
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                from pocketkube.api.fields import invalid
-
-                raise errors.Invalid("Scale", t.name, [invalid("spec.replicas", replicas,
-                                                               "must be greater than or equal to 0")],
-                                     "autoscaling")
-            rv = (new_scale.get("metadata") or {}).get("resourceVersion")
-            obj["metadata"]["resourceVersion"] = rv or ""
-            obj.setdefault("spec", {})["replicas"] = replicas
-            return obj
-        updated = await store.guaranteed_update(t.namespace, t.name, mutate, "", self._dry_run(request))
-        return json_response(_scale_of(updated))
+                return bodies.decode_object(content_type, body)
+            return apply_patch(content_type, current, body, "Scale")
+        updated = await scale.update_scale(store, t.namespace, t.name, new_scale, dry_run=self._dry_run(request))
+        return json_response(updated)
 
     async def _bind(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         binding = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
-        target = binding.get("target") if isinstance(binding.get("target"), dict) else {}
-        node = target.get("name")
-        if not isinstance(node, str) or not node:
-            from pocketkube.api.fields import required
-
-            raise errors.Invalid("Binding", t.name, [required("target.name")])
-
-        def mutate(pod: dict) -> dict:
-            if pod["metadata"].get("deletionTimestamp"):
-                raise errors.Conflict(f"pod {t.name} is being deleted, cannot be assigned to a host",
-                                      {"name": t.name, "kind": "pods"})
-            current = (pod.get("spec") or {}).get("nodeName")
-            if current:
-                raise errors.Conflict(f'pod {t.name} is already assigned to node "{current}"',
-                                      {"name": t.name, "kind": "pods"})
-            pod["spec"]["nodeName"] = node
-            conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
-                          if c.get("type") != "PodScheduled"]
-            from pocketkube.api.timestamps import now_rfc3339
-
-            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                               "lastTransitionTime": now_rfc3339()})
-            pod["status"]["conditions"] = conditions
-            return pod
-        await store.guaranteed_update(t.namespace, t.name, mutate, "binding")
+        await pod_strategy.bind(store, t.namespace, t.name, binding)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 
@@ -433,22 +388,6 @@ def _check_preconditions(preconditions: Any) -> None:
         value = preconditions.get(key)
         if value is not None and not isinstance(value, str):
             raise errors.BadRequest(f"error decoding DeleteOptions: preconditions.{key} must be a string")
-
-
-def _scale_of(obj: dict) -> dict:
-    from pocketkube.api.selectors import LabelSelector
-
-    m = obj["metadata"]
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    try:
-        selector = str(LabelSelector.from_dict(spec.get("selector") or {}))
-    except (ValueError, TypeError):
-        selector = ""
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in m},
-            "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {"replicas": status.get("replicas", 0), "selector": selector}}
 
 
 def _success(res: Resource, obj: dict) -> dict:

@@ -1,71 +1,78 @@
-"""Namespace lifecycle: a deleted namespace turns Terminating, its contents go, then it goes."""
+"""Namespace lifecycle (upstream's pkg/registry/core/namespace and the NamespaceLifecycle
+admission plugin).
+
+Deleting a namespace happens in phases. The first DELETE only marks it: deletionTimestamp set,
+phase Terminating. The namespace controller (controllers/namespace.py) then deletes its content
+and removes its `kubernetes` finalizer through the `finalize` subresource; the update that
+leaves spec.finalizers empty deletes the namespace, as does a DELETE once it is empty.
+A main-resource update cannot change spec.finalizers; `finalize` is the only way.
+
+Admission: no new content in a namespace that is missing or terminating, and the system
+namespaces cannot be deleted.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from pocketkube.api import errors
-from pocketkube.api.resources import RESOURCES
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.registry.core import others
+from pocketkube.registry.strategy import MAIN, Strategy, UpdatePath
 
-log = logging.getLogger(__name__)
-_tasks: set[asyncio.Task] = set()
+FINALIZE = "finalize"
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
-async def begin_namespace_deletion(registry, name: str, dry_run: bool = False) -> dict:
-    ns_store = registry.namespaces
+def _spec_finalizers(ns: dict) -> list:
+    spec = ns.get("spec")
+    return (spec.get("finalizers") or []) if isinstance(spec, dict) else []
 
-    def mark(ns: dict) -> dict:
-        ns["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+
+def begin_delete(ns: dict) -> bool:
+    """Mark a namespace Terminating; True while it must stay (not yet finalized)."""
+    terminating = bool(ns["metadata"].get("deletionTimestamp"))
+    if not terminating:
+        ns["metadata"]["deletionTimestamp"] = now_rfc3339()
         ns.setdefault("status", {})["phase"] = "Terminating"
-        return ns
-    already = (ns_store.try_get("", name) or {}).get("metadata", {}).get("deletionTimestamp")
-    obj = await ns_store.guaranteed_update("", name, mark, "binding", dry_run)
-    if not dry_run and not already:
-        task = asyncio.create_task(_finalize(registry, name, obj["metadata"]["uid"]))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-    return obj
+    return not terminating or bool(_spec_finalizers(ns))
 
 
-async def _finalize(registry, name: str, uid: str) -> None:
-    """Delete everything in the namespace, wait until it is gone, then remove the namespace.
-
-    Bound to the namespace's uid: a namespace of the same name created afterwards is not touched.
-    """
-    try:
-        while True:
-            current = registry.namespaces.try_get("", name)
-            if current is None or current["metadata"].get("uid") != uid:
-                return
-            remaining = 0
-            for res in RESOURCES:
-                if not res.namespaced:
-                    continue
-                store = registry.store_for(res)
-                for obj in store.list_objects(name):
-                    remaining += 1
-                    if obj["metadata"].get("deletionTimestamp"):
-                        continue
-                    try:
-                        await store.delete(name, obj["metadata"]["name"])
-                    except errors.NotFound:
-                        pass
-            if remaining == 0:
-                break
-            await asyncio.sleep(0.5)
-        await registry.namespaces.delete("", name, preconditions={"uid": uid})
-    except (errors.NotFound, errors.Conflict):
-        pass
-    except Exception:  # noqa: BLE001 - a background task must log, not die silently
-        log.exception("finalizing namespace %s failed", name)
+def keep_spec_finalizers(new: dict, old: dict) -> None:
+    """A main-resource update leaves spec.finalizers as stored: only `finalize` changes them."""
+    finalizers = (old.get("spec") or {}).get("finalizers")
+    spec = new.get("spec")
+    if not isinstance(spec, dict):
+        spec = new["spec"] = {}
+    if finalizers is None:
+        spec.pop("finalizers", None)
+    else:
+        spec["finalizers"] = finalizers
 
 
-def resume_pending(registry) -> None:
-    """At startup, finish the deletion of namespaces that were Terminating when we stopped."""
-    for ns in registry.namespaces.list_objects():
-        if ns["metadata"].get("deletionTimestamp"):
-            task = asyncio.create_task(_finalize(registry, ns["metadata"]["name"], ns["metadata"]["uid"]))
-            _tasks.add(task)
-            task.add_done_callback(_tasks.discard)
+def finalized(new: dict, old: dict) -> bool:
+    """A terminating namespace goes when no finalizer of either kind is left."""
+    m = new["metadata"]
+    return bool(m.get("deletionTimestamp") and not m.get("finalizers") and not _spec_finalizers(new))
+
+
+def strategy() -> Strategy:
+    return Strategy(default=others.namespace_default, validate=others.namespace_validate,
+                    validate_update=others.namespace_validate_update, tracks_generation=True,
+                    returns_deleted_object=True, begin_delete=begin_delete, should_delete_on_update=finalized,
+                    updates={"": UpdatePath(prepare=keep_spec_finalizers), FINALIZE: MAIN})
+
+
+def check_writable(namespace: dict | None, name: str) -> None:
+    """Namespaced creates need a live namespace (NamespaceLifecycle admission)."""
+    if namespace is None:
+        raise errors.NotFound.object("namespaces", name)
+    if namespace["metadata"].get("deletionTimestamp"):
+        raise errors.Forbidden(
+            f"unable to create new content in namespace {name} because it is being terminated",
+            {"name": name, "kind": "namespaces"})
+
+
+def check_deletable(name: str) -> None:
+    """The system namespaces stay (NamespaceLifecycle admission)."""
+    if name in PROTECTED_NAMESPACES:
+        raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                               {"name": name, "kind": "namespaces"})

@@ -198,8 +198,11 @@ def parse_quantity(value: Any) -> Fraction | None:
 # Defaults
 # ---------------------------------------------------------------------------------------------
 
-def default(obj: dict) -> None:
-    """Static v1 defaults plus the create-time admission defaults a real cluster shows."""
+def default(obj: dict, toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+    """Static v1 defaults plus the create-time admission defaults a real cluster shows.
+
+    `toleration_seconds` is the DefaultTolerationSeconds plugin's setting (the server's
+    --pod-eviction-timeout), given to the pod strategy at construction."""
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
@@ -214,7 +217,7 @@ def default(obj: dict) -> None:
     if not spec.get("priorityClassName"):
         spec.setdefault("priority", 0)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    _default_tolerations(spec)
+    _default_tolerations(spec, toleration_seconds)
     if obj.get("status") is None:
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(spec)}
 
@@ -328,7 +331,7 @@ def _tolerates(toleration: Any, key: str) -> bool:
                                                        and not toleration.get("value"))
 
 
-def _default_tolerations(spec: dict) -> None:
+def _default_tolerations(spec: dict, seconds: int) -> None:
     """What the DefaultTolerationSeconds admission plugin adds."""
     tolerations = spec.get("tolerations")
     if tolerations is None:
@@ -338,7 +341,7 @@ def _default_tolerations(spec: dict) -> None:
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
         if not any(_tolerates(t, key) for t in tolerations):
             tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+                                "tolerationSeconds": seconds})
     spec["tolerations"] = tolerations
 
 

@@ -30,6 +30,7 @@ from pocketkube.net.errors import AllocationError, RangeFull
 from pocketkube.net.ipalloc import IPAddress, IPAllocator
 from pocketkube.registry.allocators.portalloc import PortAllocator
 from pocketkube.registry.allocators.transaction import Transaction
+from pocketkube.registry.strategy import Hooks, Strategy
 from pocketkube.registry.validation import (
     IMMUTABLE,
     dns1035_label_errors,
@@ -1209,3 +1210,32 @@ def _describe(svc: dict) -> str:
     meta = svc.get("metadata") if isinstance(svc, dict) else None
     namespace = meta.get("namespace", "") if isinstance(meta, dict) else ""
     return f"service {namespace}/{_name(svc)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategy: the allocator is the Service kind's hooks, transactional with the write
+
+
+class AllocationHooks(Hooks):
+    """ClusterIP and NodePort allocation, committed or reverted with the Service write."""
+
+    def __init__(self, allocator: ServiceAllocator) -> None:
+        self.allocator = allocator
+
+    def before_create(self, obj: dict) -> Transaction:
+        return self.allocator.allocate_for_create(obj)
+
+    def before_update(self, new: dict, old: dict) -> Transaction:
+        return self.allocator.allocate_for_update(new, old)
+
+    def after_delete(self, obj: dict) -> None:
+        self.allocator.release(obj)
+
+    def repair(self, stored: list[dict]) -> list[str]:
+        return self.allocator.rebuild(stored)
+
+
+def strategy(*, service_cidr: str, node_port_range: tuple[int, int]) -> Strategy:
+    hooks = AllocationHooks(ServiceAllocator(service_cidr, node_port_range))
+    return Strategy(default=default, validate=validate, validate_update=validate_update,
+                    returns_deleted_object=True, hooks=hooks)
