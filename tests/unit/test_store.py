@@ -8,7 +8,7 @@ import pytest
 
 from pocketkube.api import errors
 from pocketkube.registry import codec
-from pocketkube.registry.core import pod_strategy
+from pocketkube.registry.core.pods import binding
 from pocketkube.registry.registry import Registry
 from pocketkube.registry.store import INITIAL_EVENTS_END
 from pocketkube.storage.sqlite import SQLiteBackend
@@ -311,14 +311,14 @@ async def test_watch_from_a_compacted_revision_is_gone(registry):
 async def test_binding_assigns_a_pod_once(registry):
     pods = registry.store("", "pods")
     await pods.create(_pod(), "default")
-    await pod_strategy.bind(pods, "default", "p", {"target": {"name": "node-1"}})
+    await binding.bind(pods, "default", "p", {"target": {"name": "node-1"}})
     pod = pods.get("default", "p")
     assert pod["spec"]["nodeName"] == "node-1"
     assert [c["type"] for c in pod["status"]["conditions"]] == ["PodScheduled"]
     with pytest.raises(errors.Conflict, match='already assigned to node "node-1"'):
-        await pod_strategy.bind(pods, "default", "p", {"target": {"name": "node-2"}})
+        await binding.bind(pods, "default", "p", {"target": {"name": "node-2"}})
     with pytest.raises(errors.Invalid):
-        await pod_strategy.bind(pods, "default", "p", {"target": {}})
+        await binding.bind(pods, "default", "p", {"target": {}})
 
 
 async def test_a_namespace_terminates_then_goes_when_finalized(registry):

@@ -14,7 +14,7 @@ from pocketkube.apiserver import bodies
 from pocketkube.apiserver.request import Target, bool_param, int_param, wants_table
 from pocketkube.apiserver.watch import serve_watch
 from pocketkube.registry.apps import scale
-from pocketkube.registry.core import pod_strategy
+from pocketkube.registry.core.pods import binding
 from pocketkube.registry.registry import Registry
 from pocketkube.registry.store import ObjectStore, WatchEvent
 
@@ -329,8 +329,8 @@ class Handlers:
         return json_response(updated)
 
     async def _bind(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
-        binding = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
-        await pod_strategy.bind(store, t.namespace, t.name, binding)
+        body = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        await binding.bind(store, t.namespace, t.name, body)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry import namespaces
 from pocketkube.registry.apps import deployments, replicasets
-from pocketkube.registry.core import others, pod_strategy, services
+from pocketkube.registry.core import others, services
+from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy
 from pocketkube.storage.interface import Backend
@@ -38,7 +39,7 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
     """Each kind's strategy, configured."""
     return {
         "Service": services.strategy(service_cidr=config.service_cidr, node_port_range=config.node_port_range),
-        "Pod": pod_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds),
+        "Pod": pods_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds),
         "Deployment": Strategy(deployments.default, deployments.validate, deployments.validate_update,
                                tracks_generation=True),
         "ReplicaSet": Strategy(replicasets.default, replicasets.validate, replicasets.validate_update,

@@ -10,24 +10,24 @@ import ipaddress
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, duplicate, invalid, not_supported, required
-from pocketkube.registry.core.pods import (
+from pocketkube.registry.core.pods.typed import (
     PROTOCOLS,
-    TAINT_EFFECTS,
     dict_items,
     get_dict,
     get_int,
     get_list,
-    get_str,
     is_wrong_type,
     nonnegative,
     not_supported_ordered,
     port_number_errors,
     protocol_errors,
 )
+from pocketkube.registry.core.pods.validation import TAINT_EFFECTS
 from pocketkube.registry.validation import (
     IMMUTABLE,
     dns1123_label_errors,
     dns1123_subdomain_errors,
+    get_str,
     label_value_errors,
     qualified_name_errors,
     validate_labels,
