@@ -17,7 +17,7 @@ async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
         await services.delete("default", "kubernetes")
         namespaces = server.registry.namespaces
         await namespaces.delete("", "kube-public")  # Terminating; then finalized as the controller would
-        await namespaces.guaranteed_update("", "kube-public", _without_finalizers, "finalize")
+        await namespaces.guaranteed_update("", "kube-public", _without_finalizers, subresource="finalize")
         for _ in range(50):
             await asyncio.sleep(0.05)
             svc = services.try_get("default", "kubernetes")

@@ -144,7 +144,7 @@ async def test_update_checks_the_name_and_the_subresource(registry):
     with pytest.raises(errors.BadRequest, match="does not match the name"):
         await deployments.update("default", "d", {**d, "metadata": {**d["metadata"], "name": "e"}})
     with pytest.raises(errors.MethodNotAllowed):
-        await deployments.update("default", "d", d, "finalize")
+        await deployments.update("default", "d", d, subresource="finalize")
     with pytest.raises(errors.NotFound):
         await deployments.update("default", "nope", d)
 
@@ -159,7 +159,7 @@ async def test_spec_and_status_are_written_through_their_own_endpoints(registry)
     assert d["metadata"]["generation"] == 2
     d["spec"]["replicas"] = 9
     d["status"] = {"replicas": 3, "observedGeneration": 2}
-    d = await deployments.update("default", "d", d, "status")
+    d = await deployments.update("default", "d", d, subresource="status")
     assert d["spec"]["replicas"] == 3 and d["status"] == {"replicas": 3, "observedGeneration": 2}
     assert d["metadata"]["generation"] == 2  # a status write is not a new generation
     d["metadata"]["labels"] = {"x": "y"}
@@ -273,7 +273,7 @@ async def test_watch_follows_objects_into_and_out_of_a_selector(registry):
 
     def web(obj: dict) -> bool:
         return (obj["metadata"].get("labels") or {}).get("tier") == "web"
-    events = deployments.watch("default", 0, web, send_initial=True)
+    events = deployments.watch("default", 0, match=web, send_initial=True)
     try:
         first = await _next(events)
         assert (first.type, first.object()["metadata"]["name"]) == ("ADDED", "before")
@@ -330,7 +330,7 @@ async def test_a_namespace_terminates_then_goes_when_finalized(registry):
         registry.check_namespace_writable("x")
     assert (await namespaces.delete("", "x"))[1] is False  # the kubernetes finalizer is still there
     marked["spec"]["finalizers"] = []
-    await namespaces.update("", "x", marked, "finalize")
+    await namespaces.update("", "x", marked, subresource="finalize")
     assert namespaces.try_get("", "x") is None
 
 

@@ -101,7 +101,8 @@ class Handlers:
 
     async def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
         limit = int_param(request.query, "limit") or 0
-        result = store.list(t.namespace, _selectors(request, t.res), limit, request.query.get("continue", ""))
+        result = store.list(t.namespace, match=_selectors(request, t.res), limit=limit,
+                            continue_token=request.query.get("continue", ""))
         rv = str(result.resource_version)
         if wants_table(request.headers.get("Accept", "")):
             from pocketkube.apiserver.tables import table
@@ -217,13 +218,14 @@ class Handlers:
         if t.res.namespaced:
             self.registry.check_namespace_writable(t.namespace or (obj.get("metadata") or {}).get("namespace")
                                                    or "default")
-        created = await store.create(obj, t.namespace, self._dry_run(request))
+        created = await store.create(obj, t.namespace, dry_run=self._dry_run(request))
         return json_response(created, 201, self._warning_headers(warnings))
 
     async def _update(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         obj, warnings = await self._decode(request, t.res)
         _check_identity(obj, t)
-        updated = await store.update(t.namespace, t.name, obj, t.subresource, self._dry_run(request))
+        updated = await store.update(t.namespace, t.name, obj, subresource=t.subresource,
+                                     dry_run=self._dry_run(request))
         return json_response(updated, 200, self._warning_headers(warnings))
 
     async def _patch(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
@@ -251,9 +253,10 @@ class Handlers:
             obj.setdefault("metadata", {})["name"] = t.name
             if t.res.namespaced:
                 self.registry.check_namespace_writable(t.namespace)
-            created = await store.create(obj, t.namespace, dry_run)
+            created = await store.create(obj, t.namespace, dry_run=dry_run)
             return json_response(created, 201, self._warning_headers(warnings))
-        updated = await store.guaranteed_update(t.namespace, t.name, mutate, t.subresource, dry_run)
+        updated = await store.guaranteed_update(t.namespace, t.name, mutate, subresource=t.subresource,
+                                                dry_run=dry_run)
         return json_response(updated, 200, self._warning_headers(warnings))
 
     async def _delete_options(self, request: web.Request) -> dict:
@@ -285,9 +288,9 @@ class Handlers:
     async def _delete(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         opts = await self._delete_options(request)
         self.registry.check_deletable(t.res, t.name)
-        obj, _ = await store.delete(t.namespace, t.name, opts.get("gracePeriodSeconds"),
-                                    opts.get("preconditions"), self._dry_run(request),
-                                    opts.get("propagationPolicy") or _legacy_propagation(opts))
+        obj, _ = await store.delete(t.namespace, t.name, grace_period=opts.get("gracePeriodSeconds"),
+                                    preconditions=opts.get("preconditions"), dry_run=self._dry_run(request),
+                                    propagation=opts.get("propagationPolicy") or _legacy_propagation(opts))
         if store.strategy.returns_deleted_object:
             return json_response(obj, 200)
         return json_response(_success(t.res, obj), 200)
@@ -301,8 +304,8 @@ class Handlers:
         for obj in store.list_objects(t.namespace, _selectors(request, t.res)):
             m = obj["metadata"]
             try:
-                gone, _ = await store.delete(m.get("namespace", ""), m["name"], opts.get("gracePeriodSeconds"),
-                                             None, dry_run)
+                gone, _ = await store.delete(m.get("namespace", ""), m["name"],
+                                             grace_period=opts.get("gracePeriodSeconds"), dry_run=dry_run)
             except errors.NotFound:
                 continue
             deleted.append(gone)

@@ -54,7 +54,7 @@ async def serve_watch(request: web.Request, store: ObjectStore, namespace: str, 
     else:
         from_rev, initial = _parse_resource_version(resource_version), False
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
-    source = store.watch(namespace, from_rev, match, send_initial=initial)
+    source = store.watch(namespace, from_rev, match=match, send_initial=initial)
     pump = asyncio.create_task(_pump(source, queue))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()

@@ -55,7 +55,7 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
 
 class Registry:
     def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
-        self.backend = backend
+        self._backend = backend
         self.config = config
         by_kind = strategies(config)
         self.stores: dict[tuple[str, str], ObjectStore] = {
@@ -63,11 +63,11 @@ class Registry:
 
     async def start(self) -> list[str]:
         """Open the backend and rebuild in-memory state from it; the problems the repair found."""
-        await self.backend.start()
+        await self._backend.start()
         return self.repair()
 
     async def close(self) -> None:
-        await self.backend.close()
+        await self._backend.close()
 
     def store(self, group: str, plural: str) -> ObjectStore:
         return self.stores[(group, plural)]
@@ -92,11 +92,11 @@ class Registry:
         return self.services.hooks.allocator
 
     def current_revision(self) -> int:
-        return self.backend.current_revision()
+        return self._backend.current_revision()
 
     async def compact(self, keep: int) -> None:
         """Forget history older than the last `keep` revisions (watches from before get 410)."""
-        await self.backend.compact(self.backend.current_revision() - keep)
+        await self._backend.compact(self._backend.current_revision() - keep)
 
     def check_namespace_writable(self, namespace: str) -> None:
         """Namespaced creates need a live namespace, as Kubernetes' NamespaceLifecycle admission."""

@@ -85,7 +85,7 @@ def generate_name(prefix: str) -> str:
 class ObjectStore:
     def __init__(self, res: Resource, backend: Backend, strategy: Strategy) -> None:
         self.res = res
-        self.backend = backend
+        self._backend = backend
         self.strategy = strategy
         self.hooks = strategy.hooks
         self.has_status = "status" in res.subresources
@@ -96,14 +96,14 @@ class ObjectStore:
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
-        return self.backend.current_revision()
+        return self._backend.current_revision()
 
     # ---- reads ----
     def _key(self, namespace: str, name: str) -> str:
         return codec.key_for(self.res, namespace, name)
 
     def get_bytes(self, namespace: str, name: str) -> bytes:
-        kv = self.backend.get_now(self._key(namespace, name))
+        kv = self._backend.get_now(self._key(namespace, name))
         if kv is None:
             raise errors.NotFound.object(self.res.plural, name, self.res.group)
         return kv.value
@@ -112,14 +112,14 @@ class ObjectStore:
         return orjson.loads(self.get_bytes(namespace, name))
 
     def try_get(self, namespace: str, name: str) -> dict | None:
-        kv = self.backend.get_now(self._key(namespace, name))
+        kv = self._backend.get_now(self._key(namespace, name))
         return orjson.loads(kv.value) if kv else None
 
-    def list(self, namespace: str = "", match: Filter | None = None, limit: int = 0,
+    def list(self, namespace: str = "", *, match: Filter | None = None, limit: int = 0,
              continue_token: str = "") -> ListResult:
         prefix = codec.prefix_for(self.res, namespace)
-        rev = self.backend.current_revision()
-        kvs = sorted(self.backend.range_now(prefix), key=lambda kv: kv.key)
+        rev = self._backend.current_revision()
+        kvs = sorted(self._backend.range_now(prefix), key=lambda kv: kv.key)
         start_after = ""
         if continue_token:
             start_after, rev = _decode_continue(continue_token)
@@ -139,7 +139,7 @@ class ObjectStore:
         return ListResult(items, rev, next_token)
 
     def list_objects(self, namespace: str = "", match: Filter | None = None) -> list[dict]:
-        return [orjson.loads(v) for v in self.list(namespace, match).items]
+        return [orjson.loads(v) for v in self.list(namespace, match=match).items]
 
     # ---- create ----
     def prepare_create(self, obj: dict, namespace: str) -> dict:
@@ -179,7 +179,7 @@ class ObjectStore:
         if errs:
             raise errors.Invalid(self.res.kind, obj["metadata"].get("name", ""), errs, self.res.group)
 
-    async def create(self, obj: dict, namespace: str = "", dry_run: bool = False) -> dict:
+    async def create(self, obj: dict, namespace: str = "", *, dry_run: bool = False) -> dict:
         obj = self.prepare_create(obj, namespace)
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
@@ -188,12 +188,12 @@ class ObjectStore:
         txn = self.hooks.before_create(obj) or _NO_TRANSACTION
         try:
             self.validate_create(obj)
-            if self.backend.get_now(key) is not None:
+            if self._backend.get_now(key) is not None:
                 raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
             if dry_run:
                 txn.revert()
                 return obj
-            kv = await self._write(self.backend.create(key, codec.encode_at(obj)), name)
+            kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
         except BaseException:  # cancellation too: an allocation must not outlive a failed write
             txn.revert()
             raise
@@ -216,7 +216,7 @@ class ObjectStore:
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
         """The stored record and its object; NotFound when there is none."""
-        kv = self.backend.get_now(key)
+        kv = self._backend.get_now(key)
         if kv is None:
             raise errors.NotFound.object(self.res.plural, name, self.res.group)
         return kv, orjson.loads(kv.value)
@@ -227,7 +227,7 @@ class ObjectStore:
         if rv not in (None, "") and str(rv) != str(kv.mod_revision):
             raise errors.Conflict.modified(self.res.plural, name, self.res.group)
 
-    async def update(self, namespace: str, name: str, new: dict, subresource: str = "",
+    async def update(self, namespace: str, name: str, new: dict, *, subresource: str = "",
                      dry_run: bool = False) -> dict:
         """PUT semantics: the body replaces the object; its resourceVersion, if set, must match."""
         key = self._key(namespace, name)
@@ -242,7 +242,7 @@ class ObjectStore:
         self._require_version(nm, kv, name)
         return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
 
-    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict],
+    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict], *,
                                 subresource: str = "", dry_run: bool = False) -> dict:
         """Read-modify-write, retried on a concurrent write (PATCH, scale, binding)."""
         key = self._key(namespace, name)
@@ -316,7 +316,7 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return new
-            kv = await self._write(self.backend.update(key, codec.encode_at(new), mod_rev), name)
+            kv = await self._write(self._backend.update(key, codec.encode_at(new), mod_rev), name)
         except BaseException:
             txn.revert()
             raise
@@ -324,7 +324,7 @@ class ObjectStore:
         return orjson.loads(kv.value)
 
     # ---- delete ----
-    async def delete(self, namespace: str, name: str, grace_period: int | None = None,
+    async def delete(self, namespace: str, name: str, *, grace_period: int | None = None,
                      preconditions: dict | None = None, dry_run: bool = False,
                      propagation: str | None = None) -> tuple[dict, bool]:
         """Returns (object, deleted_now). Not deleted now: graceful, finalizers or a phased delete pending.
@@ -381,7 +381,7 @@ class ObjectStore:
     async def _replace(self, key: str, obj: dict, mod_rev: int) -> dict | None:
         """Write a delete's mark on the object; None when it changed or went meanwhile (read again)."""
         try:
-            kv = await self.backend.update(key, codec.encode_at(obj), mod_rev)
+            kv = await self._backend.update(key, codec.encode_at(obj), mod_rev)
         except (RevisionMismatch, KeyNotFound):
             return None
         except Unavailable as e:
@@ -393,7 +393,7 @@ class ObjectStore:
         return grace < int(m.get("deletionGracePeriodSeconds") or 0)
 
     async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
-        kv = await self._write(self.backend.delete(key, mod_rev), obj["metadata"]["name"])
+        kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
         self.hooks.after_delete(obj)
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
@@ -402,32 +402,32 @@ class ObjectStore:
         does: no finalizers, no grace, no hooks. An object written meanwhile is kept (its new
         version is judged next time). Returns how many went."""
         gone = 0
-        for kv in self.backend.range_now(codec.prefix_for(self.res, "")):
+        for kv in self._backend.range_now(codec.prefix_for(self.res, "")):
             try:
                 if not expired(orjson.loads(kv.value)):
                     continue
             except orjson.JSONDecodeError:
                 continue
             try:
-                await self.backend.delete(kv.key, kv.mod_revision)
+                await self._backend.delete(kv.key, kv.mod_revision)
                 gone += 1
             except (KeyNotFound, RevisionMismatch):
                 pass
         return gone
 
     # ---- watch ----
-    async def watch(self, namespace: str, from_revision: int, match: Filter | None = None,
+    async def watch(self, namespace: str, from_revision: int, *, match: Filter | None = None,
                     send_initial: bool = False) -> AsyncIterator[WatchEvent]:
         """Kubernetes watch semantics over the store's events, with selector transitions."""
         prefix = codec.prefix_for(self.res, namespace)
         if send_initial:
-            from_revision = self.backend.current_revision()
-            for kv in sorted(self.backend.range_now(prefix), key=lambda kv: kv.key):
+            from_revision = self._backend.current_revision()
+            for kv in sorted(self._backend.range_now(prefix), key=lambda kv: kv.key):
                 if match is None or match(orjson.loads(kv.value)):
                     yield WatchEvent("ADDED", kv.value, kv.mod_revision)
             yield WatchEvent(INITIAL_EVENTS_END, b"", from_revision)
         try:
-            async for ev in self.backend.watch(prefix, from_revision):
+            async for ev in self._backend.watch(prefix, from_revision):
                 cur_ok = match is None or match(orjson.loads(ev.kv.value))
                 if ev.type == "DELETE":
                     if cur_ok:

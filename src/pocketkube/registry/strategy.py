@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 from pocketkube.api.fields import FieldError
 
@@ -105,7 +105,7 @@ class Strategy:
     keeps_status_on_create: bool = False
     # Whether DELETE answers with the object rather than a Status (upstream's ReturnDeletedObject).
     returns_deleted_object: bool = False
-    hooks: Any = NO_HOOKS  # a Hooks
+    hooks: Hooks = NO_HOOKS
     grace_period: Callable[[dict, int | None], int] = no_grace
     # Mutates a stored object for a delete that only begins; True while the object must stay.
     begin_delete: Callable[[dict], bool] | None = None

@@ -50,5 +50,5 @@ async def update_scale(store, namespace: str, name: str, new_scale: Callable[[di
                        dry_run: bool = False) -> dict:
     """Write the Scale that `new_scale(current Scale)` returns; the resulting Scale."""
     updated = await store.guaranteed_update(namespace, name, lambda obj: apply_scale(obj, new_scale(scale_of(obj))),
-                                            "", dry_run)
+                                            dry_run=dry_run)
     return scale_of(updated)

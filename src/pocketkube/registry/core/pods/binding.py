@@ -40,4 +40,4 @@ def assign(pod: dict, node: str) -> dict:
 async def bind(store, namespace: str, name: str, binding: dict) -> None:
     """POST pods/{name}/binding: assign the pod to the Binding's target node."""
     node = binding_target(binding, name)
-    await store.guaranteed_update(namespace, name, lambda pod: assign(pod, node), BINDING)
+    await store.guaranteed_update(namespace, name, lambda pod: assign(pod, node), subresource=BINDING)
