@@ -9,7 +9,7 @@ import pytest
 from pocketkube.api import errors
 from pocketkube.registry import codec
 from pocketkube.registry.core.pods import binding
-from pocketkube.registry.registry import Registry
+from pocketkube.registry.registry import Registry, RegistryConfig
 from pocketkube.registry.store import INITIAL_EVENTS_END
 from pocketkube.storage.sqlite import SQLiteBackend
 
@@ -339,3 +339,11 @@ async def test_system_namespaces_may_not_be_deleted(registry):
         registry.check_deletable(registry.namespaces.res, "kube-system")
     registry.check_deletable(registry.namespaces.res, "mine")
     registry.check_deletable(registry.services.res, "kube-system")
+
+
+async def test_the_pod_strategy_takes_its_toleration_seconds_from_the_configuration(backend):
+    registry = Registry(backend, RegistryConfig(default_toleration_seconds=5))
+    pod = await registry.store("", "pods").create(_pod(), "default")
+    assert {t["tolerationSeconds"] for t in pod["spec"]["tolerations"]} == {5}
+    assert {t["tolerationSeconds"] for t in (await Registry(backend).store("", "pods").create(
+        _pod("q"), "default"))["spec"]["tolerations"]} == {300}  # another registry, its own setting
