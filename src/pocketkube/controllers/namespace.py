@@ -1,7 +1,7 @@
 """Namespace controller: a deleted namespace's content goes, then the namespace does
 (mirrors pkg/controller/namespace and its namespaced-resources deleter).
 
-DELETE of a namespace only marks it Terminating (registry/namespaces.py). For each namespace
+DELETE of a namespace only marks it Terminating (registry/core/namespaces.py). For each namespace
 with a deletionTimestamp this controller, through the API like any client, deletes every
 namespaced object in it; while some remain (pods waiting for their kubelet, objects held by
 finalizers) it looks again shortly. When none remain it removes its `kubernetes` finalizer

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
-from pocketkube.registry import namespaces
 from pocketkube.registry.apps import deployments, replicasets
-from pocketkube.registry.core import others, services
+from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy
@@ -29,12 +28,6 @@ class RegistryConfig:
     default_toleration_seconds: int = 300
 
 
-def _plain(prefix: str, **options) -> Strategy:
-    """A kind of registry/core/others.py: its prefixed default/validate/validate_update."""
-    return Strategy(default=getattr(others, prefix + "default"), validate=getattr(others, prefix + "validate"),
-                    validate_update=getattr(others, prefix + "validate_update"), **options)
-
-
 def strategies(config: RegistryConfig) -> dict[str, Strategy]:
     """Each kind's strategy, configured."""
     return {
@@ -45,11 +38,13 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         "ReplicaSet": Strategy(replicasets.default, replicasets.validate, replicasets.validate_update,
                                tracks_generation=True),
         "Namespace": namespaces.strategy(),
-        "Node": _plain("node_", keeps_status_on_create=True),
-        "Endpoints": _plain("endpoints_"),
-        "EndpointSlice": _plain("endpointslice_"),
-        "Event": _plain("event_"),
-        "Lease": _plain("lease_"),
+        "Node": Strategy(others.node_default, others.node_validate, others.node_validate_update,
+                         keeps_status_on_create=True),
+        "Endpoints": Strategy(others.endpoints_default, others.endpoints_validate, others.endpoints_validate_update),
+        "EndpointSlice": Strategy(others.endpointslice_default, others.endpointslice_validate,
+                                  others.endpointslice_validate_update),
+        "Event": Strategy(others.event_default, others.event_validate, others.event_validate_update),
+        "Lease": Strategy(others.lease_default, others.lease_validate, others.lease_validate_update),
     }
 
 
