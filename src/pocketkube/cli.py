@@ -100,13 +100,15 @@ def _tune_gc() -> None:
 
 
 async def _run_server(args: argparse.Namespace) -> int:
-    from pocketkube.apiserver.app import APIServer, ServerConfig
+    from pocketkube.apiserver.app import ServerConfig
+    from pocketkube.registry.registry import RegistryConfig
+    from pocketkube.server import api_server
 
-    server = APIServer(ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port,
-                                    storage=args.storage, service_cidr=args.service_cidr,
-                                    node_port_range=args.service_node_port_range,
-                                    default_toleration_seconds=max(0, int(args.pod_eviction_timeout)),
-                                    listen_fd=args.listen_fd))
+    server = api_server(
+        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd),
+        storage=args.storage,
+        registry_config=RegistryConfig(service_cidr=args.service_cidr, node_port_range=args.service_node_port_range,
+                                       default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -204,12 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.environ.get("POCKETKUBE_NO_UVLOOP"):
-        try:
-            import uvloop
+        import uvloop  # a dependency: a broken install must fail here, not run slower unnoticed
 
-            uvloop.install()
-        except ImportError:
-            pass
+        uvloop.install()
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
               "controller-manager": _run_controller_manager}[args.command]
     return asyncio.run(runner(args))

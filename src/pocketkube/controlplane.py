@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pocketkube.client.rest import Client
 from pocketkube.controllers.manager import ControllerManager, ControllerManagerSettings
 from pocketkube.controllers.nodelifecycle import NodeLifecycleSettings
+from pocketkube.controllers.registration import register_service_controllers
 from pocketkube.scheduler.scheduler import Scheduler
 
 
@@ -47,9 +48,5 @@ class ControlPlane:
 
 
 def _add_service_controllers(manager: ControllerManager, client: Client, settings: ControlPlaneSettings) -> None:
-    """Endpoints, EndpointSlices and the built-in LoadBalancer, when they are built."""
-    try:
-        from pocketkube.controllers.registration import register_service_controllers
-    except ImportError:
-        return
+    """Endpoints, EndpointSlices and the built-in LoadBalancer."""
     register_service_controllers(manager, client, settings.load_balancer_pool)

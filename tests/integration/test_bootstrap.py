@@ -3,18 +3,21 @@
 import asyncio
 
 from pocketkube.apiserver import app as app_module
-from pocketkube.apiserver.app import APIServer, ServerConfig
+from pocketkube.apiserver.app import ServerConfig
+from pocketkube.server import api_server
 
 
 async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
     monkeypatch.setattr(app_module, "BOOTSTRAP_INTERVAL", 0.1)
-    server = APIServer(ServerConfig(data_dir=tmp_path / "data", port=0))
+    server = api_server(ServerConfig(data_dir=tmp_path / "data", port=0))
     await server.start()
     try:
         services = server.registry.services
         cluster_ip = services.get("default", "kubernetes")["spec"]["clusterIP"]
         await services.delete("default", "kubernetes")
-        await server.registry.namespaces.delete("", "kube-public")
+        namespaces = server.registry.namespaces
+        await namespaces.delete("", "kube-public")  # Terminating; then finalized as the controller would
+        await namespaces.guaranteed_update("", "kube-public", _without_finalizers, subresource="finalize")
         for _ in range(50):
             await asyncio.sleep(0.05)
             svc = services.try_get("default", "kubernetes")
@@ -23,3 +26,8 @@ async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
         assert svc is not None and svc["spec"]["clusterIP"] == cluster_ip
     finally:
         await server.stop()
+
+
+def _without_finalizers(ns: dict) -> dict:
+    ns["spec"]["finalizers"] = []
+    return ns

@@ -8,18 +8,14 @@ a short event TTL: the database and the server's RSS level off, Events do not pi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak
-from pocketkube.apiserver.event_ttl import expire_events
-from pocketkube.storage.interface import KeyValue
 
 CONNECTIONS = int(os.environ.get("POCKETKUBE_SOAK_CONNECTIONS", "2000"))
 CHURN_SECONDS = float(os.environ.get("POCKETKUBE_SOAK_SECONDS", "20"))
@@ -41,34 +37,6 @@ def test_pod_churn_keeps_the_store_and_server_memory_bounded():
     assert soak.ChurnSoak.growth(result.db_bytes) <= 0.10, result.db_bytes
     assert soak.ChurnSoak.growth(result.rss) <= 0.10, result.rss
     assert result.events_left <= 5 * 10, "Events did not expire"
-
-
-class _Store:
-    """Just what expire_events uses of a backend."""
-
-    def __init__(self, events: dict[str, dict]) -> None:
-        self.kvs = {k: KeyValue(k, orjson.dumps(v), 1, i + 1) for i, (k, v) in enumerate(events.items())}
-
-    def range_now(self, prefix: str) -> list[KeyValue]:
-        return [kv for k, kv in self.kvs.items() if k.startswith(prefix)]
-
-    async def delete(self, key: str, expected: int) -> KeyValue:
-        assert self.kvs[key].mod_revision == expected
-        return self.kvs.pop(key)
-
-
-def test_events_expire_by_their_latest_time():
-    at = "/registry/core/events/default/"
-    store = _Store({
-        at + "old": {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "lastTimestamp": "2026-01-01T00:10:00Z"},
-        at + "renewed": {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
-                         "series": {"lastObservedTime": "2026-01-01T00:59:00.000000Z"}},
-        at + "new": {"metadata": {"creationTimestamp": "2026-01-01T00:50:00Z"}},
-        at + "timeless": {"metadata": {}},
-    })
-    one_hour_after = 1767229200.0 + 1200  # 2026-01-01T01:20:00Z
-    assert asyncio.run(expire_events(store, 3600, now=lambda: one_hour_after)) == 1
-    assert sorted(k.rsplit("/", 1)[1] for k in store.kvs) == ["new", "renewed", "timeless"]
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds cluster addresses and raises limits")

@@ -1,4 +1,8 @@
-"""The API server: TLS, authentication, routing, and Status errors around the REST handlers."""
+"""The API server: TLS, authentication, routing, and Status errors around the REST handlers.
+
+It serves a Registry it is handed: which storage backend lies beneath (and how it was opened)
+is the wiring's business (pocketkube/server.py), so nothing here imports storage.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
 from pocketkube.registry.registry import Registry
-from pocketkube.storage.drivers import open_backend
 
 log = logging.getLogger(__name__)
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
@@ -37,25 +40,19 @@ class ServerConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 6443
-    storage: str = ""  # DSN; default sqlite:///<data_dir>/state.db
-    service_cidr: str = "127.96.0.0/16"
-    node_port_range: tuple[int, int] = (30000, 32767)
     extra_sans: list[str] = field(default_factory=list)
-    # The tolerationSeconds that admission gives pods for the not-ready/unreachable taints
-    # (DefaultTolerationSeconds): how long a lost node's pods wait before they are evicted.
-    default_toleration_seconds: int = 300
     # A socket already listening, inherited from `pocketkube up`: clients can connect (and wait
     # in its backlog) before this process has even imported its modules.
     listen_fd: int | None = None
 
 
 class APIServer:
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, registry: Registry) -> None:
         self.cfg = cfg
         self.data_dir = Path(cfg.data_dir)
         self.pki = PKI(self.data_dir)
-        self.backend = None
-        self.registry: Registry | None = None
+        self.registry = registry
+        self._registry_started = False
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self.port = cfg.port
@@ -73,13 +70,9 @@ class APIServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pki.ensure([self.cfg.host, "127.0.0.1", *self.cfg.extra_sans])
         self._identities = self.pki.identities()
-        self.backend = open_backend(self.cfg.storage or f"sqlite://{self.data_dir / 'state.db'}")
-        await self.backend.start()
-        self.registry = Registry(self.backend, self.cfg.service_cidr, self.cfg.node_port_range)
-        from pocketkube.registry.core import pods
-
-        pods.DEFAULT_TOLERATION_SECONDS = self.cfg.default_toleration_seconds
-        for problem in self.registry.repair_allocations():
+        problems = await self.registry.start()
+        self._registry_started = True
+        for problem in problems:
             log.warning("allocation repair: %s", problem)
         app = self.make_app()
         # handler_cancellation: a watch whose client went away ends at once instead of lingering
@@ -94,9 +87,6 @@ class APIServer:
         from pocketkube.apiserver.bootstrap import bootstrap
 
         await bootstrap(self.registry, self.cfg.host, self.port)
-        from pocketkube.registry.namespaces import resume_pending
-
-        resume_pending(self.registry)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
         ctx.set_alpn_protocols(["http/1.1"])
@@ -104,7 +94,7 @@ class APIServer:
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
         ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
-        self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.backend, ttl), name="event-ttl"))
+        self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.registry.events, ttl), name="event-ttl"))
         self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))
         write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
                                                           self.pki.admin_token()))
@@ -121,8 +111,8 @@ class APIServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.backend is not None:
-            await self.backend.close()
+        if self._registry_started:
+            await self.registry.close()
 
     async def _bootstrap_loop(self) -> None:
         """Recreate the system namespaces and the `kubernetes` Service if someone deletes them,
@@ -142,7 +132,7 @@ class APIServer:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.backend.compact(self.backend.current_revision() - keep)
+                await self.registry.compact(keep)
             except Exception:  # noqa: BLE001 - compaction failing must not stop the server
                 log.exception("compaction failed")
 

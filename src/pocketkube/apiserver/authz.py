@@ -350,30 +350,6 @@ _SSRR = ("authorization.k8s.io", "selfsubjectrulesreviews")
 _SSR = ("authentication.k8s.io", "selfsubjectreviews")
 
 
-def _register_protobuf_schemas() -> None:
-    """kubectl POSTs the reviews as protobuf; teach the body decoder their messages (field
-    numbers of k8s.io/api authorization/v1 and authentication/v1)."""
-    from pocketkube.apiserver.protobuf import OBJECT_META, SCHEMAS, Field, Kind, Message
-
-    def strings(*names: str) -> tuple[Field, ...]:
-        return tuple(Field(i, n, Kind.STRING) for i, n in enumerate(names, 1))
-
-    resource = Message("ResourceAttributes", *strings("namespace", "verb", "group", "version", "resource",
-                                                      "subresource", "name"))
-    non_resource = Message("NonResourceAttributes", *strings("path", "verb"))
-    access_spec = Message("SelfSubjectAccessReviewSpec", Field(1, "resourceAttributes", Kind.MESSAGE, schema=resource),
-                          Field(2, "nonResourceAttributes", Kind.MESSAGE, schema=non_resource))
-    rules_spec = Message("SelfSubjectRulesReviewSpec", *strings("namespace"))
-    meta = Field(1, "metadata", Kind.MESSAGE, schema=OBJECT_META)
-    for group, kind, spec in (("authorization.k8s.io", "SelfSubjectAccessReview", access_spec),
-                              ("authorization.k8s.io", "SelfSubjectRulesReview", rules_spec)):
-        SCHEMAS.setdefault((f"{group}/v1", kind), Message(kind, meta, Field(2, "spec", Kind.MESSAGE, schema=spec)))
-    SCHEMAS.setdefault(("authentication.k8s.io/v1", "SelfSubjectReview"), Message("SelfSubjectReview", meta))
-
-
-_register_protobuf_schemas()
-
-
 def _review_attributes(user: User, spec: dict) -> Attributes:
     res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if (res is None) == (non_res is None):

@@ -2,8 +2,9 @@
 every write, so the store forgets them on its own. Without it a cluster that churns pods keeps
 every FailedScheduling/Killing event forever, in memory and on disk.
 
-The expiry here deletes straight from the store, as an expiring lease does (no admission, no
-finalizers; watchers see DELETED), once an Event's last recorded time is older than the TTL.
+The expiry here deletes straight from the store (ObjectStore.delete_expired), as an expiring
+lease does (no admission, no finalizers; watchers see DELETED), once an Event's last recorded
+time is older than the TTL. Deciding what expired is a pure function of the Event and the time.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 
-import orjson
-
 from pocketkube.api.timestamps import parse_rfc3339
-from pocketkube.storage.interface import KeyNotFound, RevisionMismatch
+from pocketkube.registry.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 EVENT_TTL = 3600.0
 EVENT_TTL_ENV = "POCKETKUBE_EVENT_TTL"  # seconds; tests shorten it
-EVENTS_PREFIX = "/registry/core/events/"
 _TIME_FIELDS = ("lastTimestamp", "eventTime", "firstTimestamp")
 
 
@@ -37,30 +35,23 @@ def last_recorded(event: dict) -> float | None:
     return max(times) if times else None
 
 
-async def expire_events(backend, ttl: float, now: Callable[[], float] = time.time) -> int:
+def expired(event: dict, cutoff: float) -> bool:
+    """Whether an Event was last recorded before `cutoff`; one without any time never expires."""
+    at = last_recorded(event)
+    return at is not None and at < cutoff
+
+
+async def expire_events(events: ObjectStore, ttl: float, now: Callable[[], float] = time.time) -> int:
     """Delete every Event last recorded more than `ttl` seconds ago; returns how many went."""
     cutoff = now() - ttl
-    expired = 0
-    for kv in backend.range_now(EVENTS_PREFIX):
-        try:
-            at = last_recorded(orjson.loads(kv.value))
-        except orjson.JSONDecodeError:
-            continue
-        if at is None or at >= cutoff:
-            continue
-        try:
-            await backend.delete(kv.key, kv.mod_revision)
-            expired += 1
-        except (KeyNotFound, RevisionMismatch):  # written or deleted meanwhile: not expired
-            pass
-    return expired
+    return await events.delete_expired(lambda event: expired(event, cutoff))
 
 
-async def expire_loop(backend, ttl: float) -> None:
+async def expire_loop(events: ObjectStore, ttl: float) -> None:
     while True:
         await asyncio.sleep(min(60.0, max(ttl / 10, 0.5)))
         try:
-            n = await expire_events(backend, ttl)
+            n = await expire_events(events, ttl)
             if n:
                 log.info("expired %d events older than %ss", n, ttl)
         except Exception:  # a failed pass (storage unavailable) is retried next time

@@ -13,13 +13,12 @@ from pocketkube.api.resources import Resource
 from pocketkube.apiserver import bodies
 from pocketkube.apiserver.request import Target, bool_param, int_param, wants_table
 from pocketkube.apiserver.watch import serve_watch
+from pocketkube.registry.apps import scale
+from pocketkube.registry.core.pods import binding
 from pocketkube.registry.registry import Registry
 from pocketkube.registry.store import ObjectStore, WatchEvent
 
 JSON = "application/json"
-# Kinds whose DELETE answers with the object rather than a Status, as their Kubernetes registries do.
-_DELETE_RETURNS_OBJECT = {"Pod", "Service", "Namespace"}
-_PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -102,7 +101,8 @@ class Handlers:
 
     async def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
         limit = int_param(request.query, "limit") or 0
-        result = store.list(t.namespace, _selectors(request, t.res), limit, request.query.get("continue", ""))
+        result = store.list(t.namespace, match=_selectors(request, t.res), limit=limit,
+                            continue_token=request.query.get("continue", ""))
         rv = str(result.resource_version)
         if wants_table(request.headers.get("Accept", "")):
             from pocketkube.apiserver.tables import table
@@ -218,13 +218,14 @@ class Handlers:
         if t.res.namespaced:
             self.registry.check_namespace_writable(t.namespace or (obj.get("metadata") or {}).get("namespace")
                                                    or "default")
-        created = await store.create(obj, t.namespace, self._dry_run(request))
+        created = await store.create(obj, t.namespace, dry_run=self._dry_run(request))
         return json_response(created, 201, self._warning_headers(warnings))
 
     async def _update(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         obj, warnings = await self._decode(request, t.res)
         _check_identity(obj, t)
-        updated = await store.update(t.namespace, t.name, obj, t.subresource, self._dry_run(request))
+        updated = await store.update(t.namespace, t.name, obj, subresource=t.subresource,
+                                     dry_run=self._dry_run(request))
         return json_response(updated, 200, self._warning_headers(warnings))
 
     async def _patch(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
@@ -252,9 +253,10 @@ class Handlers:
             obj.setdefault("metadata", {})["name"] = t.name
             if t.res.namespaced:
                 self.registry.check_namespace_writable(t.namespace)
-            created = await store.create(obj, t.namespace, dry_run)
+            created = await store.create(obj, t.namespace, dry_run=dry_run)
             return json_response(created, 201, self._warning_headers(warnings))
-        updated = await store.guaranteed_update(t.namespace, t.name, mutate, t.subresource, dry_run)
+        updated = await store.guaranteed_update(t.namespace, t.name, mutate, subresource=t.subresource,
+                                                dry_run=dry_run)
         return json_response(updated, 200, self._warning_headers(warnings))
 
     async def _delete_options(self, request: web.Request) -> dict:
@@ -285,18 +287,11 @@ class Handlers:
 
     async def _delete(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         opts = await self._delete_options(request)
-        if t.res.kind == "Namespace" and t.name in _PROTECTED_NAMESPACES:
-            raise errors.Forbidden(f'namespaces "{t.name}" is forbidden: this namespace may not be deleted',
-                                   {"name": t.name, "kind": "namespaces"})
-        if t.res.kind == "Namespace":
-            from pocketkube.registry.namespaces import begin_namespace_deletion
-
-            obj = await begin_namespace_deletion(self.registry, t.name, self._dry_run(request))
-            return json_response(obj, 200)
-        obj, _ = await store.delete(t.namespace, t.name, opts.get("gracePeriodSeconds"),
-                                    opts.get("preconditions"), self._dry_run(request),
-                                    opts.get("propagationPolicy") or _legacy_propagation(opts))
-        if t.res.kind in _DELETE_RETURNS_OBJECT:
+        self.registry.check_deletable(t.res, t.name)
+        obj, _ = await store.delete(t.namespace, t.name, grace_period=opts.get("gracePeriodSeconds"),
+                                    preconditions=opts.get("preconditions"), dry_run=self._dry_run(request),
+                                    propagation=opts.get("propagationPolicy") or _legacy_propagation(opts))
+        if store.strategy.returns_deleted_object:
             return json_response(obj, 200)
         return json_response(_success(t.res, obj), 200)
 
@@ -309,13 +304,13 @@ class Handlers:
         for obj in store.list_objects(t.namespace, _selectors(request, t.res)):
             m = obj["metadata"]
             try:
-                gone, _ = await store.delete(m.get("namespace", ""), m["name"], opts.get("gracePeriodSeconds"),
-                                             None, dry_run)
+                gone, _ = await store.delete(m.get("namespace", ""), m["name"],
+                                             grace_period=opts.get("gracePeriodSeconds"), dry_run=dry_run)
             except errors.NotFound:
                 continue
             deleted.append(gone)
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
-                              "metadata": {"resourceVersion": str(store.backend.current_revision())},
+                              "metadata": {"resourceVersion": str(store.current_revision())},
                               "items": deleted})
 
     # ---- subresources ----
@@ -323,59 +318,22 @@ class Handlers:
         from pocketkube.apiserver.patch import apply_patch
 
         if request.method == "GET":
-            return json_response(_scale_of(store.get(t.namespace, t.name)))
+            return json_response(await scale.get_scale(store, t.namespace, t.name))
         if request.method not in ("PUT", "PATCH"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource", {})
         body = await self._body(request)
         content_type = bodies.media_type(request.headers.get("Content-Type", "")) or JSON
 
-        def mutate(obj: dict) -> dict:
-            scale = _scale_of(obj)
+        def new_scale(current: dict) -> object:
             if request.method == "PUT":
-                new_scale = bodies.decode_object(content_type, body)
-            else:
-                new_scale = apply_patch(content_type, scale, body, "Scale")
-            replicas = (new_scale.get("spec") or {}).get("replicas", 0) if isinstance(new_scale, dict) else None
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                from pocketkube.api.fields import invalid
-
-                raise errors.Invalid("Scale", t.name, [invalid("spec.replicas", replicas,
-                                                               "must be greater than or equal to 0")],
-                                     "autoscaling")
-            rv = (new_scale.get("metadata") or {}).get("resourceVersion")
-            obj["metadata"]["resourceVersion"] = rv or ""
-            obj.setdefault("spec", {})["replicas"] = replicas
-            return obj
-        updated = await store.guaranteed_update(t.namespace, t.name, mutate, "", self._dry_run(request))
-        return json_response(_scale_of(updated))
+                return bodies.decode_object(content_type, body)
+            return apply_patch(content_type, current, body, "Scale")
+        updated = await scale.update_scale(store, t.namespace, t.name, new_scale, dry_run=self._dry_run(request))
+        return json_response(updated)
 
     async def _bind(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
-        binding = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
-        target = binding.get("target") if isinstance(binding.get("target"), dict) else {}
-        node = target.get("name")
-        if not isinstance(node, str) or not node:
-            from pocketkube.api.fields import required
-
-            raise errors.Invalid("Binding", t.name, [required("target.name")])
-
-        def mutate(pod: dict) -> dict:
-            if pod["metadata"].get("deletionTimestamp"):
-                raise errors.Conflict(f"pod {t.name} is being deleted, cannot be assigned to a host",
-                                      {"name": t.name, "kind": "pods"})
-            current = (pod.get("spec") or {}).get("nodeName")
-            if current:
-                raise errors.Conflict(f'pod {t.name} is already assigned to node "{current}"',
-                                      {"name": t.name, "kind": "pods"})
-            pod["spec"]["nodeName"] = node
-            conditions = [c for c in (pod.setdefault("status", {}).get("conditions") or [])
-                          if c.get("type") != "PodScheduled"]
-            from pocketkube.api.timestamps import now_rfc3339
-
-            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                               "lastTransitionTime": now_rfc3339()})
-            pod["status"]["conditions"] = conditions
-            return pod
-        await store.guaranteed_update(t.namespace, t.name, mutate, "binding")
+        body = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        await binding.bind(store, t.namespace, t.name, body)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
 
@@ -433,22 +391,6 @@ def _check_preconditions(preconditions: Any) -> None:
         value = preconditions.get(key)
         if value is not None and not isinstance(value, str):
             raise errors.BadRequest(f"error decoding DeleteOptions: preconditions.{key} must be a string")
-
-
-def _scale_of(obj: dict) -> dict:
-    from pocketkube.api.selectors import LabelSelector
-
-    m = obj["metadata"]
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    try:
-        selector = str(LabelSelector.from_dict(spec.get("selector") or {}))
-    except (ValueError, TypeError):
-        selector = ""
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in m},
-            "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {"replicas": status.get("replicas", 0), "selector": selector}}
 
 
 def _success(res: Resource, obj: dict) -> dict:

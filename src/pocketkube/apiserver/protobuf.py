@@ -405,12 +405,32 @@ REPLICA_SET = Message(
         _int(7, "terminatingReplicas", True), _int(3, "observedGeneration"),
         _message(6, "conditions", _REPLICA_SET_CONDITION, repeated=True))))
 
+# The self reviews kubectl POSTs as protobuf (`kubectl auth can-i`, `auth whoami`): field
+# numbers of k8s.io/api authorization/v1 and authentication/v1.
+_RESOURCE_ATTRIBUTES = Message("ResourceAttributes", *(_string(i, n) for i, n in enumerate(
+    ("namespace", "verb", "group", "version", "resource", "subresource", "name"), 1)))
+_NON_RESOURCE_ATTRIBUTES = Message("NonResourceAttributes", _string(1, "path"), _string(2, "verb"))
+SELF_SUBJECT_ACCESS_REVIEW = Message(
+    "SelfSubjectAccessReview", _message(1, "metadata", OBJECT_META),
+    _message(2, "spec", Message(
+        "SelfSubjectAccessReviewSpec", _message(1, "resourceAttributes", _RESOURCE_ATTRIBUTES),
+        _message(2, "nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES))))
+SELF_SUBJECT_RULES_REVIEW = Message(
+    "SelfSubjectRulesReview", _message(1, "metadata", OBJECT_META),
+    _message(2, "spec", Message("SelfSubjectRulesReviewSpec", _string(1, "namespace"))))
+SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
+
+# Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
+# module adds to it.
 SCHEMAS: dict[tuple[str, str], Message] = {
     ("v1", "Namespace"): NAMESPACE,
     ("v1", "Service"): SERVICE,
     ("v1", "Pod"): POD,
     ("apps/v1", "Deployment"): DEPLOYMENT,
     ("apps/v1", "ReplicaSet"): REPLICA_SET,
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
 }
 
 

@@ -50,11 +50,11 @@ async def serve_watch(request: web.Request, store: ObjectStore, namespace: str, 
                       send_initial_events: bool, render: Callable[[WatchEvent, bool], bytes]) -> web.StreamResponse:
     """Stream events as `{"type","object"}` lines; render(event, first) gives the object JSON."""
     if resource_version in ("", "0") or send_initial_events:
-        from_rev, initial = store.backend.current_revision(), True
+        from_rev, initial = store.current_revision(), True
     else:
         from_rev, initial = _parse_resource_version(resource_version), False
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
-    source = store.watch(namespace, from_rev, match, send_initial=initial)
+    source = store.watch(namespace, from_rev, match=match, send_initial=initial)
     pump = asyncio.create_task(_pump(source, queue))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()

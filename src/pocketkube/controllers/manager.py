@@ -19,6 +19,7 @@ from pocketkube.client.rest import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
+from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.replicaset import ReplicaSetController
 
@@ -26,7 +27,7 @@ __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerMa
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle"})
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -39,6 +40,7 @@ class ControllerManagerSettings:
     replicaset_workers: int = 5
     deployment_workers: int = 5
     gc_workers: int = 4
+    namespace_workers: int = 2
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
 
 
@@ -72,6 +74,8 @@ class ControllerManager:
         if "nodelifecycle" in enabled:
             self.add(NodeLifecycleController(self.client, self.informers, self.recorder("node-controller"),
                                              self.recorder("taint-eviction-controller"), s.node_lifecycle))
+        if "namespace" in enabled:
+            self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
 
     async def start(self) -> None:
         self._build()

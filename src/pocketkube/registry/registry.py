@@ -1,67 +1,68 @@
-"""All resource stores over one backend, with each kind's strategy and hooks wired in."""
+"""All resource stores over one backend, each with its kind's strategy.
+
+The registry is what the API server sees of the cluster state: it is handed an opened Backend
+(the wiring chooses which, from the storage DSN) and its configuration, and offers the
+per-kind stores plus the few whole-store operations the server runs (start, repair,
+compaction, revision). Nothing here knows a concrete backend.
+"""
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
 
-from pocketkube.api import errors
 from pocketkube.api.resources import RESOURCES, Resource
-from pocketkube.registry.store import Hooks, ObjectStore
-from pocketkube.registry.strategy import Strategy
-from pocketkube.storage.sqlite import SQLiteBackend
-
-# kind -> (module, function prefix). A prefix "" means default/validate/validate_update.
-_STRATEGY_MODULES: dict[str, tuple[str, str]] = {
-    "Service": ("pocketkube.registry.core.services", ""),
-    "Pod": ("pocketkube.registry.core.pods", ""),
-    "Deployment": ("pocketkube.registry.apps.deployments", ""),
-    "ReplicaSet": ("pocketkube.registry.apps.replicasets", ""),
-    "Namespace": ("pocketkube.registry.core.others", "namespace_"),
-    "Node": ("pocketkube.registry.core.others", "node_"),
-    "Endpoints": ("pocketkube.registry.core.others", "endpoints_"),
-    "EndpointSlice": ("pocketkube.registry.core.others", "endpointslice_"),
-    "Event": ("pocketkube.registry.core.others", "event_"),
-    "Lease": ("pocketkube.registry.core.others", "lease_"),
-}
+from pocketkube.registry.apps import deployments, replicasets
+from pocketkube.registry.core import namespaces, others, services
+from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.store import ObjectStore
+from pocketkube.registry.strategy import NO_HOOKS, Strategy
+from pocketkube.storage.interface import Backend
 
 
-def _strategy_for(kind: str) -> Strategy:
-    module_name, prefix = _STRATEGY_MODULES[kind]
-    mod = importlib.import_module(module_name)
-    return Strategy(
-        default=getattr(mod, prefix + "default"),
-        validate=getattr(mod, prefix + "validate"),
-        validate_update=getattr(mod, prefix + "validate_update"),
-    )
+@dataclass(frozen=True)
+class RegistryConfig:
+    service_cidr: str = "127.96.0.0/16"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    # The tolerationSeconds that admission gives pods for the not-ready/unreachable taints
+    # (DefaultTolerationSeconds): how long a lost node's pods wait before they are evicted.
+    default_toleration_seconds: int = 300
 
 
-class _AllocationHooks(Hooks):
-    """ClusterIP and NodePort allocation, transactional with the Service write."""
-
-    def __init__(self, allocator) -> None:
-        self.allocator = allocator
-
-    def before_create(self, obj: dict):
-        return self.allocator.allocate_for_create(obj)
-
-    def before_update(self, new: dict, old: dict):
-        return self.allocator.allocate_for_update(new, old)
-
-    def after_delete(self, obj: dict) -> None:
-        self.allocator.release(obj)
+def strategies(config: RegistryConfig) -> dict[str, Strategy]:
+    """Each kind's strategy, configured."""
+    return {
+        "Service": services.strategy(service_cidr=config.service_cidr, node_port_range=config.node_port_range),
+        "Pod": pods_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds),
+        "Deployment": Strategy(deployments.default, deployments.validate, deployments.validate_update,
+                               tracks_generation=True),
+        "ReplicaSet": Strategy(replicasets.default, replicasets.validate, replicasets.validate_update,
+                               tracks_generation=True),
+        "Namespace": namespaces.strategy(),
+        "Node": Strategy(others.node_default, others.node_validate, others.node_validate_update,
+                         keeps_status_on_create=True),
+        "Endpoints": Strategy(others.endpoints_default, others.endpoints_validate, others.endpoints_validate_update),
+        "EndpointSlice": Strategy(others.endpointslice_default, others.endpointslice_validate,
+                                  others.endpointslice_validate_update),
+        "Event": Strategy(others.event_default, others.event_validate, others.event_validate_update),
+        "Lease": Strategy(others.lease_default, others.lease_validate, others.lease_validate_update),
+    }
 
 
 class Registry:
-    def __init__(self, backend: SQLiteBackend, service_cidr: str = "127.96.0.0/16",
-                 node_port_range: tuple[int, int] = (30000, 32767)) -> None:
-        from pocketkube.registry.core.services import ServiceAllocator
+    def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
+        self._backend = backend
+        self.config = config
+        by_kind = strategies(config)
+        self.stores: dict[tuple[str, str], ObjectStore] = {
+            (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
 
-        self.backend = backend
-        self.allocator = ServiceAllocator(service_cidr, node_port_range)
-        self.stores: dict[tuple[str, str], ObjectStore] = {}
-        for res in RESOURCES:
-            hooks = _AllocationHooks(self.allocator) if res.kind == "Service" else None
-            self.stores[(res.group, res.plural)] = ObjectStore(res, backend, _strategy_for(res.kind), hooks)
+    async def start(self) -> list[str]:
+        """Open the backend and rebuild in-memory state from it; the problems the repair found."""
+        await self._backend.start()
+        return self.repair()
+
+    async def close(self) -> None:
+        await self._backend.close()
 
     def store(self, group: str, plural: str) -> ObjectStore:
         return self.stores[(group, plural)]
@@ -77,18 +78,35 @@ class Registry:
     def namespaces(self) -> ObjectStore:
         return self.stores[("", "namespaces")]
 
+    @property
+    def events(self) -> ObjectStore:
+        return self.stores[("", "events")]
+
+    @property
+    def allocator(self) -> services.ServiceAllocator:
+        return self.services.hooks.allocator
+
+    def current_revision(self) -> int:
+        return self._backend.current_revision()
+
+    async def compact(self, keep: int) -> None:
+        """Forget history older than the last `keep` revisions (watches from before get 410)."""
+        await self._backend.compact(self._backend.current_revision() - keep)
+
     def check_namespace_writable(self, namespace: str) -> None:
         """Namespaced creates need a live namespace, as Kubernetes' NamespaceLifecycle admission."""
-        ns = self.namespaces.try_get("", namespace)
-        if ns is None:
-            raise errors.NotFound.object("namespaces", namespace)
-        if ns["metadata"].get("deletionTimestamp"):
-            raise errors.Forbidden(
-                f"unable to create new content in namespace {namespace} because it is being terminated",
-                {"name": namespace, "kind": "namespaces"})
+        namespaces.check_writable(self.namespaces.try_get("", namespace), namespace)
 
-    def repair_allocations(self) -> list[str]:
-        """Rebuild the allocators from stored Services (startup repair, as Kubernetes' repair loops)."""
-        return self.allocator.rebuild(self.services.list_objects())
+    def check_deletable(self, res: Resource, name: str) -> None:
+        """The system namespaces may not be deleted (NamespaceLifecycle admission)."""
+        if res is self.namespaces.res:
+            namespaces.check_deletable(name)
 
-
+    def repair(self) -> list[str]:
+        """Rebuild each kind's in-memory state (the allocators) from what is stored, as
+        Kubernetes' repair loops do at startup; the conflicts found."""
+        problems: list[str] = []
+        for store in self.stores.values():
+            if store.hooks is not NO_HOOKS:  # only kinds with in-memory state need their objects read
+                problems.extend(store.hooks.repair(store.list_objects()))
+        return problems

@@ -2,8 +2,10 @@
 
 It owns what every kind shares — uid, creationTimestamp, generation, resourceVersion and
 optimistic concurrency, the status/spec split, finalizers and graceful deletion, list and
-watch with selectors — and asks the kind's Strategy for defaulting and validation, and the
-kind's Hooks for side effects that must be transactional with the write (allocation).
+watch with selectors — and asks the kind's Strategy (registry/strategy.py) for everything
+that differs: defaulting and validation, the update endpoints, the grace period, deletion in
+phases, and the hooks for side effects that must be transactional with the write. It sees
+storage only through the Backend contract (storage/interface.py), never a concrete backend.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -23,8 +24,9 @@ from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec
-from pocketkube.registry.strategy import Strategy
+from pocketkube.registry.strategy import STATUS, Merge, Strategy, UpdatePath
 from pocketkube.storage.interface import (
+    Backend,
     Compacted,
     KeyExists,
     KeyNotFound,
@@ -32,11 +34,9 @@ from pocketkube.storage.interface import (
     RevisionMismatch,
     Unavailable,
 )
-from pocketkube.storage.sqlite import SQLiteBackend
 
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
-_SPEC_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Pod", "Namespace"}
 
 
 class _NoTransaction:
@@ -50,19 +50,6 @@ class _NoTransaction:
 
 
 _NO_TRANSACTION = _NoTransaction()
-
-
-class Hooks:
-    """Side effects of a kind that must commit or revert with its write."""
-
-    def before_create(self, obj: dict) -> Any:  # returns something with commit()/revert(), or None
-        return None
-
-    def before_update(self, new: dict, old: dict) -> Any:
-        return None
-
-    def after_delete(self, obj: dict) -> None:
-        return None
 
 
 @dataclass
@@ -96,22 +83,27 @@ def generate_name(prefix: str) -> str:
 
 
 class ObjectStore:
-    def __init__(self, res: Resource, backend: SQLiteBackend, strategy: Strategy,
-                 hooks: Hooks | None = None) -> None:
+    def __init__(self, res: Resource, backend: Backend, strategy: Strategy) -> None:
         self.res = res
-        self.backend = backend
+        self._backend = backend
         self.strategy = strategy
-        self.hooks = hooks or Hooks()
+        self.hooks = strategy.hooks
         self.has_status = "status" in res.subresources
-        # Kinds whose .status is set by the client at create (the node agent registers Nodes with status).
-        self.keep_status_on_create = res.kind in ("Node",) or not self.has_status
+        self.keep_status_on_create = strategy.keeps_status_on_create or not self.has_status
+        self.updates: dict[str, UpdatePath] = dict(strategy.updates)
+        if self.has_status:
+            self.updates.setdefault("status", STATUS)
+
+    def current_revision(self) -> int:
+        """The store's latest revision: where a list or a watch from "now" stands."""
+        return self._backend.current_revision()
 
     # ---- reads ----
     def _key(self, namespace: str, name: str) -> str:
         return codec.key_for(self.res, namespace, name)
 
     def get_bytes(self, namespace: str, name: str) -> bytes:
-        kv = self.backend.get_now(self._key(namespace, name))
+        kv = self._backend.get_now(self._key(namespace, name))
         if kv is None:
             raise errors.NotFound.object(self.res.plural, name, self.res.group)
         return kv.value
@@ -120,14 +112,14 @@ class ObjectStore:
         return orjson.loads(self.get_bytes(namespace, name))
 
     def try_get(self, namespace: str, name: str) -> dict | None:
-        kv = self.backend.get_now(self._key(namespace, name))
+        kv = self._backend.get_now(self._key(namespace, name))
         return orjson.loads(kv.value) if kv else None
 
-    def list(self, namespace: str = "", match: Filter | None = None, limit: int = 0,
+    def list(self, namespace: str = "", *, match: Filter | None = None, limit: int = 0,
              continue_token: str = "") -> ListResult:
         prefix = codec.prefix_for(self.res, namespace)
-        rev = self.backend.current_revision()
-        kvs = sorted(self.backend.range_now(prefix), key=lambda kv: kv.key)
+        rev = self._backend.current_revision()
+        kvs = sorted(self._backend.range_now(prefix), key=lambda kv: kv.key)
         start_after = ""
         if continue_token:
             start_after, rev = _decode_continue(continue_token)
@@ -147,7 +139,7 @@ class ObjectStore:
         return ListResult(items, rev, next_token)
 
     def list_objects(self, namespace: str = "", match: Filter | None = None) -> list[dict]:
-        return [orjson.loads(v) for v in self.list(namespace, match).items]
+        return [orjson.loads(v) for v in self.list(namespace, match=match).items]
 
     # ---- create ----
     def prepare_create(self, obj: dict, namespace: str) -> dict:
@@ -173,7 +165,7 @@ class ObjectStore:
             m.pop(field, None)
         m["uid"] = new_uid()
         m["creationTimestamp"] = now_rfc3339()
-        if self.res.kind in _SPEC_GENERATION_KINDS:
+        if self.strategy.tracks_generation:
             m["generation"] = 1
         else:
             m.pop("generation", None)
@@ -187,7 +179,7 @@ class ObjectStore:
         if errs:
             raise errors.Invalid(self.res.kind, obj["metadata"].get("name", ""), errs, self.res.group)
 
-    async def create(self, obj: dict, namespace: str = "", dry_run: bool = False) -> dict:
+    async def create(self, obj: dict, namespace: str = "", *, dry_run: bool = False) -> dict:
         obj = self.prepare_create(obj, namespace)
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
@@ -196,12 +188,12 @@ class ObjectStore:
         txn = self.hooks.before_create(obj) or _NO_TRANSACTION
         try:
             self.validate_create(obj)
-            if self.backend.get_now(key) is not None:
+            if self._backend.get_now(key) is not None:
                 raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
             if dry_run:
                 txn.revert()
                 return obj
-            kv = await self._write(self.backend.create(key, codec.encode_at(obj)), name)
+            kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
         except BaseException:  # cancellation too: an allocation must not outlive a failed write
             txn.revert()
             raise
@@ -224,7 +216,7 @@ class ObjectStore:
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
         """The stored record and its object; NotFound when there is none."""
-        kv = self.backend.get_now(key)
+        kv = self._backend.get_now(key)
         if kv is None:
             raise errors.NotFound.object(self.res.plural, name, self.res.group)
         return kv, orjson.loads(kv.value)
@@ -235,7 +227,7 @@ class ObjectStore:
         if rv not in (None, "") and str(rv) != str(kv.mod_revision):
             raise errors.Conflict.modified(self.res.plural, name, self.res.group)
 
-    async def update(self, namespace: str, name: str, new: dict, subresource: str = "",
+    async def update(self, namespace: str, name: str, new: dict, *, subresource: str = "",
                      dry_run: bool = False) -> dict:
         """PUT semantics: the body replaces the object; its resourceVersion, if set, must match."""
         key = self._key(namespace, name)
@@ -250,7 +242,7 @@ class ObjectStore:
         self._require_version(nm, kv, name)
         return await self._write_update(key, kv.mod_revision, old, new, subresource, dry_run)
 
-    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict],
+    async def guaranteed_update(self, namespace: str, name: str, mutate: Callable[[dict], dict], *,
                                 subresource: str = "", dry_run: bool = False) -> dict:
         """Read-modify-write, retried on a concurrent write (PATCH, scale, binding)."""
         key = self._key(namespace, name)
@@ -269,11 +261,17 @@ class ObjectStore:
                 continue
         raise errors.Conflict.modified(self.res.plural, name, self.res.group)
 
-    def _merge_update(self, old: dict, new: dict, subresource: str) -> dict:
+    def _update_path(self, subresource: str) -> UpdatePath:
+        path = self.updates.get(subresource)
+        if path is None:
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource", {})
+        return path
+
+    def _merge_update(self, old: dict, new: dict, path: UpdatePath) -> dict:
         om, nm = old["metadata"], new.setdefault("metadata", {})
-        if subresource == "binding":
+        if path.merge is Merge.RAW:
             return new
-        if subresource == "status":
+        if path.merge is Merge.STATUS:
             merged = copy.deepcopy(old)
             merged["status"] = new.get("status", {})
             return merged
@@ -291,6 +289,8 @@ class ObjectStore:
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
+        if path.prepare is not None:
+            path.prepare(new, old)
         self.strategy.default(new)
         if "generation" in om and _strip_for_compare(new) != _strip_for_compare(old):
             nm["generation"] = om["generation"] + 1
@@ -298,30 +298,25 @@ class ObjectStore:
 
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
                             dry_run: bool) -> dict:
-        new = self._merge_update(old, new, subresource)
-        if subresource in ("status", "binding"):
-            txn = _NO_TRANSACTION
-        else:
-            txn = self.hooks.before_update(new, old) or _NO_TRANSACTION
+        path = self._update_path(subresource)
+        new = self._merge_update(old, new, path)
+        txn = (self.hooks.before_update(new, old) if path.allocates else None) or _NO_TRANSACTION
         name = old["metadata"]["name"]
         try:
-            # A binding is a server-side write of spec.nodeName, which pod updates may not change.
-            errs = [] if subresource == "binding" else self.strategy.validate_update(new, old)
+            errs = self.strategy.validate_update(new, old) if path.validate else []
             if errs:
                 raise errors.Invalid(self.res.kind, name, errs, self.res.group)
             new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")
             if new == old:
                 txn.revert()
                 return old  # a no-op update keeps the resourceVersion, as Kubernetes does
-            # The last finalizer removed from an object being deleted: the object goes.
-            if (new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                    and not new["metadata"].get("finalizers")):
+            if self.strategy.should_delete_on_update(new, old):
                 txn.revert()
                 return new if dry_run else await self._delete_now(key, mod_rev, old)
             if dry_run:
                 txn.revert()
                 return new
-            kv = await self._write(self.backend.update(key, codec.encode_at(new), mod_rev), name)
+            kv = await self._write(self._backend.update(key, codec.encode_at(new), mod_rev), name)
         except BaseException:
             txn.revert()
             raise
@@ -329,26 +324,30 @@ class ObjectStore:
         return orjson.loads(kv.value)
 
     # ---- delete ----
-    async def delete(self, namespace: str, name: str, grace_period: int | None = None,
+    async def delete(self, namespace: str, name: str, *, grace_period: int | None = None,
                      preconditions: dict | None = None, dry_run: bool = False,
                      propagation: str | None = None) -> tuple[dict, bool]:
-        """Returns (object, deleted_now). Not deleted now: graceful or finalizers pending.
+        """Returns (object, deleted_now). Not deleted now: graceful, finalizers or a phased delete pending.
 
         Orphan and Foreground propagation leave the object with the `orphan` or
         `foregroundDeletion` finalizer; the garbage collector finishes the job, as in Kubernetes.
+        A delete that loses a race to another one answers NotFound, as upstream's store does.
         """
         key = self._key(namespace, name)
         for _ in range(20):
             kv, obj = self._read(key, name)
             m = obj["metadata"]
-            if preconditions:
-                if preconditions.get("uid") and preconditions["uid"] != m.get("uid"):
-                    raise errors.Conflict(
-                        f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
-                        f'UID in object meta: {m.get("uid")}', {"name": name, "kind": self.res.plural})
-                if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != str(kv.mod_revision):
-                    raise errors.Conflict.modified(self.res.plural, name, self.res.group)
-            grace = self._grace_period(obj, grace_period)
+            self._check_preconditions(preconditions, m, kv, name)
+            if self.strategy.begin_delete is not None:
+                before = copy.deepcopy(obj)
+                if self.strategy.begin_delete(obj):
+                    if obj == before or dry_run:
+                        return obj, False
+                    written = await self._replace(key, obj, kv.mod_revision)
+                    if written is None:
+                        continue
+                    return written, False
+            grace = self.strategy.grace_period(obj, grace_period)
             if dry_run:
                 return obj, True
             finalizer = _PROPAGATION_FINALIZERS.get(propagation or "")
@@ -363,54 +362,72 @@ class ObjectStore:
                 return obj, False  # already terminating
             m["deletionTimestamp"] = now_rfc3339(time.time() + grace)
             m["deletionGracePeriodSeconds"] = grace
-            try:
-                kv2 = await self.backend.update(key, codec.encode_at(obj), kv.mod_revision)
-            except RevisionMismatch:
+            written = await self._replace(key, obj, kv.mod_revision)
+            if written is None:
                 continue
-            except Unavailable as e:
-                raise errors.StorageError(str(e)) from None
-            return orjson.loads(kv2.value), False
+            return written, False
         raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+
+    def _check_preconditions(self, preconditions: dict | None, m: dict, kv: KeyValue, name: str) -> None:
+        if not preconditions:
+            return
+        if preconditions.get("uid") and preconditions["uid"] != m.get("uid"):
+            raise errors.Conflict(
+                f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
+                f'UID in object meta: {m.get("uid")}', {"name": name, "kind": self.res.plural})
+        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != str(kv.mod_revision):
+            raise errors.Conflict.modified(self.res.plural, name, self.res.group)
+
+    async def _replace(self, key: str, obj: dict, mod_rev: int) -> dict | None:
+        """Write a delete's mark on the object; None when it changed or went meanwhile (read again)."""
+        try:
+            kv = await self._backend.update(key, codec.encode_at(obj), mod_rev)
+        except (RevisionMismatch, KeyNotFound):
+            return None
+        except Unavailable as e:
+            raise errors.StorageError(str(e)) from None
+        return orjson.loads(kv.value)
 
     @staticmethod
     def _shortens(m: dict, grace: int) -> bool:
         return grace < int(m.get("deletionGracePeriodSeconds") or 0)
 
-    def _grace_period(self, obj: dict, requested: int | None) -> int:
-        """Only pods bound to a node terminate gracefully; their kubelet finishes the delete."""
-        if self.res.kind != "Pod":
-            return 0
-        spec = obj.get("spec") or {}
-        if not spec.get("nodeName"):
-            return 0
-        phase = (obj.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed"):
-            return 0
-        if requested is None:
-            requested = spec.get("terminationGracePeriodSeconds", 30)
-        try:
-            return max(0, int(requested))
-        except (TypeError, ValueError):
-            return 30
-
     async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
-        kv = await self._write(self.backend.delete(key, mod_rev), obj["metadata"]["name"])
+        kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
         self.hooks.after_delete(obj)
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
+    async def delete_expired(self, expired: Filter) -> int:
+        """Delete every object `expired` picks straight from storage, as an etcd lease expiring
+        does: no finalizers, no grace, no hooks. An object written meanwhile is kept (its new
+        version is judged next time). Returns how many went."""
+        gone = 0
+        for kv in self._backend.range_now(codec.prefix_for(self.res, "")):
+            try:
+                if not expired(orjson.loads(kv.value)):
+                    continue
+            except orjson.JSONDecodeError:
+                continue
+            try:
+                await self._backend.delete(kv.key, kv.mod_revision)
+                gone += 1
+            except (KeyNotFound, RevisionMismatch):
+                pass
+        return gone
+
     # ---- watch ----
-    async def watch(self, namespace: str, from_revision: int, match: Filter | None = None,
+    async def watch(self, namespace: str, from_revision: int, *, match: Filter | None = None,
                     send_initial: bool = False) -> AsyncIterator[WatchEvent]:
         """Kubernetes watch semantics over the store's events, with selector transitions."""
         prefix = codec.prefix_for(self.res, namespace)
         if send_initial:
-            from_revision = self.backend.current_revision()
-            for kv in sorted(self.backend.range_now(prefix), key=lambda kv: kv.key):
+            from_revision = self._backend.current_revision()
+            for kv in sorted(self._backend.range_now(prefix), key=lambda kv: kv.key):
                 if match is None or match(orjson.loads(kv.value)):
                     yield WatchEvent("ADDED", kv.value, kv.mod_revision)
             yield WatchEvent(INITIAL_EVENTS_END, b"", from_revision)
         try:
-            async for ev in self.backend.watch(prefix, from_revision):
+            async for ev in self._backend.watch(prefix, from_revision):
                 cur_ok = match is None or match(orjson.loads(ev.kv.value))
                 if ev.type == "DELETE":
                     if cur_ok:

@@ -1,24 +1,95 @@
-"""What each kind contributes to the generic object store.
+"""What each kind contributes to the generic object store (upstream's rest.RESTCreateStrategy,
+RESTUpdateStrategy and RESTDeleteStrategy, as plain data).
 
-A kind module (registry/core/services.py, registry/apps/deployments.py, ...) exports three
-plain functions; the generic store (registry/store.py) handles uid, generation,
-resourceVersion, timestamps, status/spec separation and persistence.
+The generic store (registry/store.py) handles uid, generation, resourceVersion, timestamps,
+status/spec separation, finalizers and persistence for every kind. Everything that differs
+between kinds is a field of that kind's Strategy, so the store never asks which kind it holds:
 
-    def default(obj: dict) -> None                                   # in place, static defaults
-    def validate(obj: dict) -> list[FieldError]                      # full object, incl. metadata
-    def validate_update(new: dict, old: dict) -> list[FieldError]    # full new object + immutability
+    default(obj)                      static defaults, in place, at create and at update
+    validate(obj) -> errors           the full object, metadata included
+    validate_update(new, old)         the full new object plus immutability rules
+    hooks                             side effects that commit or revert with the write
+                                      (the Service ClusterIP/NodePort allocation)
+    grace_period(obj, requested)      seconds a delete waits (pods bound to a node), 0 = now
+    begin_delete(obj) -> pending      a delete in phases (namespaces turn Terminating first)
+    should_delete_on_update(new, old) when an update finishes a pending delete
+    updates                           the update endpoints: "" (the main resource), "status",
+                                      and kind-specific ones (pods/binding, namespaces/finalize)
+
+A kind module builds its Strategy; registry/registry.py maps kinds to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
 
 from pocketkube.api.fields import FieldError
 
 Defaulter = Callable[[dict], None]
 Validator = Callable[[dict], list[FieldError]]
 UpdateValidator = Callable[[dict, dict], list[FieldError]]
+
+
+class Transaction(Protocol):
+    def commit(self) -> None: ...
+    def revert(self) -> None: ...
+
+
+class Hooks:
+    """Side effects of a kind that must commit or revert with its write. The default: none."""
+
+    def before_create(self, obj: dict) -> Transaction | None:
+        return None
+
+    def before_update(self, new: dict, old: dict) -> Transaction | None:
+        return None
+
+    def after_delete(self, obj: dict) -> None:
+        return None
+
+    def repair(self, stored: list[dict]) -> list[str]:
+        """Rebuild in-memory state from the stored objects at startup; the problems found."""
+        return []
+
+
+NO_HOOKS = Hooks()
+
+
+class Merge(Enum):
+    """How an update endpoint combines the written object with the stored one."""
+
+    SPEC = "spec"  # the main resource: server-owned metadata and .status stay as stored
+    STATUS = "status"  # the status subresource: only .status changes
+    RAW = "raw"  # a server-side write (pods/binding): stored as the registry wrote it
+
+
+@dataclass(frozen=True)
+class UpdatePath:
+    """One update endpoint of a kind: the main resource or one of its subresources."""
+
+    merge: Merge = Merge.SPEC
+    # The kind's own rule after the merge, in place (namespaces keep spec.finalizers on a main update).
+    prepare: Callable[[dict, dict], None] | None = None
+    validate: bool = True
+    allocates: bool = True
+
+
+MAIN = UpdatePath()
+STATUS = UpdatePath(Merge.STATUS, allocates=False)
+
+
+def no_grace(obj: dict, requested: int | None) -> int:
+    """Most kinds are deleted at once, whatever grace period the client asked for."""
+    return 0
+
+
+def last_finalizer_removed(new: dict, old: dict) -> bool:
+    """An object being deleted goes when an update removes its last finalizer."""
+    return bool(new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
+                and not new["metadata"].get("finalizers"))
 
 
 @dataclass(frozen=True)
@@ -28,3 +99,16 @@ class Strategy:
     validate_update: UpdateValidator
     # Whether the main resource endpoint may change .status (false when a status subresource exists).
     status_via_main: bool = False
+    # Whether metadata.generation counts spec changes.
+    tracks_generation: bool = False
+    # Whether .status written at create is kept (the node agent registers Nodes with their status).
+    keeps_status_on_create: bool = False
+    # Whether DELETE answers with the object rather than a Status (upstream's ReturnDeletedObject).
+    returns_deleted_object: bool = False
+    hooks: Hooks = NO_HOOKS
+    grace_period: Callable[[dict, int | None], int] = no_grace
+    # Mutates a stored object for a delete that only begins; True while the object must stay.
+    begin_delete: Callable[[dict], bool] | None = None
+    should_delete_on_update: Callable[[dict, dict], bool] = last_finalizer_removed
+    # Update endpoints beside "" and "status" (which every kind with a status subresource has).
+    updates: Mapping[str, UpdatePath] = field(default_factory=lambda: {"": MAIN})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pocketkube.storage.interface import Backend
 from pocketkube.storage.sqlite import SQLiteBackend
 
 
-def open_backend(dsn: str) -> SQLiteBackend:
+def open_backend(dsn: str) -> Backend:
     if dsn.startswith("sqlite://"):
         return SQLiteBackend(dsn.removeprefix("sqlite://"))
     if dsn == "memory://":

@@ -8,7 +8,8 @@ from typing import Any
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required
 from pocketkube.api.validation import is_int, regex_error, wrong_type
 from pocketkube.registry.apps.replicasets import default_template, validate_workload, validate_workload_update
-from pocketkube.registry.core.pods import get_dict, get_int, get_str, nonnegative
+from pocketkube.registry.core.pods.typed import get_dict, get_int, nonnegative
+from pocketkube.registry.validation import get_str
 
 STRATEGIES = ["Recreate", "RollingUpdate"]
 _PERCENT_MSG = "a valid percent string must be a numeric string followed by an ending '%'"

@@ -8,7 +8,9 @@ from typing import Any
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.selectors import LabelSelector, validate_label_selector
 from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
-from pocketkube.registry.core.pods import default_pod_spec, get_int, nonnegative, validate_template
+from pocketkube.registry.core.pods.defaults import default_pod_spec
+from pocketkube.registry.core.pods.typed import get_int, nonnegative
+from pocketkube.registry.core.pods.validation import validate_template
 from pocketkube.registry.validation import IMMUTABLE, validate_object_meta, validate_object_meta_update
 
 

@@ -18,21 +18,25 @@ from pocketkube.api.validation import (
     validate_labels,
     wrong_type,
 )
-from pocketkube.registry.core.pods import (
+from pocketkube.registry.core.pods.typed import (
     PROTOCOLS,
-    TAINT_EFFECTS,
     dict_items,
     get_dict,
     get_int,
     get_list,
-    get_str,
     is_wrong_type,
     nonnegative,
     not_supported_ordered,
     port_number_errors,
     protocol_errors,
 )
-from pocketkube.registry.validation import IMMUTABLE, validate_object_meta, validate_object_meta_update
+from pocketkube.registry.core.pods.validation import TAINT_EFFECTS
+from pocketkube.registry.validation import (
+    IMMUTABLE,
+    get_str,
+    validate_object_meta,
+    validate_object_meta_update,
+)
 
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 MAX_SLICE_ENDPOINTS = 1000

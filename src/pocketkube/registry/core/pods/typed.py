@@ -1,0 +1,160 @@
+"""Typed access to pod-shaped JSON, shared by every kind's validation: a wrong JSON type
+becomes a FieldError on that field, never an exception. Also the checks on ports, protocols
+and quantities that pods, Services, Endpoints and Nodes share."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any
+
+from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
+from pocketkube.registry.validation import (
+    get_str,
+    is_int,
+    port_name_errors,
+    wrong_type,
+)
+
+NEGATIVE = "must be greater than or equal to 0"
+PORT_RANGE = "must be between 1 and 65535, inclusive"
+PROTOCOLS = ["SCTP", "TCP", "UDP"]
+_QUANTITY_RE = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
+QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIX = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
+                   "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+                   "P": Fraction(10**15), "E": Fraction(10**18)}
+
+# ---------------------------------------------------------------------------------------------
+# Typed access: wrong JSON types become FieldErrors, never exceptions.
+# ---------------------------------------------------------------------------------------------
+
+def get_dict(parent: dict, key: str, path: Path, errs: list[FieldError]) -> dict:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errs.append(wrong_type(path.child(key), value, "object"))
+        return {}
+    return value
+
+
+def get_list(parent: dict, key: str, path: Path, errs: list[FieldError]) -> list:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errs.append(wrong_type(path.child(key), value, "array"))
+        return []
+    return value
+
+
+def get_int(parent: dict, key: str, path: Path, errs: list[FieldError]) -> int | None:
+    value = parent.get(key)
+    if value is None:
+        return None
+    if not is_int(value):
+        errs.append(wrong_type(path.child(key), value, "integer"))
+        return None
+    return value
+
+
+def get_bool(parent: dict, key: str, path: Path, errs: list[FieldError]) -> bool | None:
+    value = parent.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        errs.append(wrong_type(path.child(key), value, "boolean"))
+        return None
+    return value
+
+
+def dict_items(items: list, path: Path, errs: list[FieldError]) -> list[tuple[int, dict]]:
+    """(index, item) for the list entries that are objects; others are reported."""
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            out.append((i, item))
+        else:
+            errs.append(wrong_type(path.index(i), item, "object"))
+    return out
+
+
+def not_supported_ordered(path: Path, value: Any, supported: list[str]) -> FieldError:
+    """NotSupported listing values in the order upstream passes them (fields.not_supported sorts)."""
+    return FieldError("NotSupported", str(path), value, "supported values: " + ", ".join(f'"{s}"' for s in supported))
+
+
+def nonnegative(value: int | None, path: Path) -> list[FieldError]:
+    return [invalid(path, value, NEGATIVE)] if value is not None and value < 0 else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, ports, quantities
+# ---------------------------------------------------------------------------------------------
+
+def port_number_errors(value: int, path: Path) -> list[FieldError]:
+    return [] if 1 <= value <= 65535 else [invalid(path, value, PORT_RANGE)]
+
+
+def port_num_or_name_errors(value: Any, path: Path) -> list[FieldError]:
+    """An IntOrString port: a number in range or an IANA_SVC_NAME."""
+    if is_int(value):
+        return port_number_errors(value, path)
+    if isinstance(value, str):
+        return [invalid(path, value, m) for m in port_name_errors(value)]
+    if value is None:
+        return [invalid(path, 0, PORT_RANGE)]
+    return [wrong_type(path, value, "integer or string")]
+
+
+def protocol_errors(parent: dict, path: Path, errs: list[FieldError]) -> None:
+    protocol = get_str(parent, "protocol", path, errs)
+    if not protocol and not not_a_string(parent, "protocol"):
+        errs.append(required(path.child("protocol")))
+    elif protocol and protocol not in PROTOCOLS:
+        errs.append(not_supported(path.child("protocol"), protocol, PROTOCOLS))
+
+
+def not_a_string(parent: dict, key: str) -> bool:
+    return is_wrong_type(parent, key, str)
+
+
+def is_wrong_type(parent: dict, key: str, expected: type) -> bool:
+    """Whether parent[key] is present with another JSON type (already reported by a get_* accessor)."""
+    value = parent.get(key)
+    if value is None:
+        return False
+    if expected is int:
+        return not is_int(value)
+    return not isinstance(value, expected)
+
+
+def parse_quantity(value: Any) -> Fraction | None:
+    """A resource.Quantity as an exact number, or None when it is not one."""
+    if is_int(value):
+        return Fraction(value)
+    if isinstance(value, float):
+        return Fraction(value).limit_denominator(10**9)
+    if not isinstance(value, str):
+        return None
+    m = _QUANTITY_RE.fullmatch(value)
+    if m is None:
+        return None
+    number, suffix = m.groups()
+    try:
+        base = Fraction(number)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if suffix in _BINARY_SUFFIX:
+        return base * _BINARY_SUFFIX[suffix]
+    if suffix in _DECIMAL_SUFFIX:
+        return base * _DECIMAL_SUFFIX[suffix]
+    if suffix[:1] in ("e", "E"):
+        try:
+            exponent = int(suffix[1:])
+        except ValueError:
+            return None
+        return base * Fraction(10) ** exponent if abs(exponent) < 1000 else None
+    return None

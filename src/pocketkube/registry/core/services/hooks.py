@@ -1,0 +1,36 @@
+"""The Service kind as the generic store sees it: its strategy, whose hooks allocate ClusterIPs
+and NodePorts in a transaction committed or reverted with the write (as upstream's service
+storage wraps the generic store with its allocators)."""
+
+from __future__ import annotations
+
+from pocketkube.registry.allocators.transaction import Transaction
+from pocketkube.registry.core.services.allocation import ServiceAllocator
+from pocketkube.registry.core.services.defaults import default
+from pocketkube.registry.core.services.strategy import validate, validate_update
+from pocketkube.registry.strategy import Hooks, Strategy
+
+
+class AllocationHooks(Hooks):
+    """ClusterIP and NodePort allocation, committed or reverted with the Service write."""
+
+    def __init__(self, allocator: ServiceAllocator) -> None:
+        self.allocator = allocator
+
+    def before_create(self, obj: dict) -> Transaction:
+        return self.allocator.allocate_for_create(obj)
+
+    def before_update(self, new: dict, old: dict) -> Transaction:
+        return self.allocator.allocate_for_update(new, old)
+
+    def after_delete(self, obj: dict) -> None:
+        self.allocator.release(obj)
+
+    def repair(self, stored: list[dict]) -> list[str]:
+        return self.allocator.rebuild(stored)
+
+
+def strategy(*, service_cidr: str, node_port_range: tuple[int, int]) -> Strategy:
+    hooks = AllocationHooks(ServiceAllocator(service_cidr, node_port_range))
+    return Strategy(default=default, validate=validate, validate_update=validate_update,
+                    returns_deleted_object=True, hooks=hooks)
