@@ -215,13 +215,3 @@ def test_wrong_type_names_the_json_types():
     assert [type_name(v) for v in (None, True, 1, 1.5, "s", [], {})] == \
         ["null", "boolean", "integer", "number", "string", "array", "object"]
     assert is_int(3) and not is_int(True) and not is_int(3.0)
-
-
-def test_registry_validation_reexports_the_api_validators():
-    """registry/core/pods.py still imports the name validators from registry.validation: same objects."""
-    from pocketkube.api import validation as api_validation
-    from pocketkube.registry import validation as registry_validation
-
-    for name in ("dns1123_label_errors", "qualified_name_errors", "label_value_errors", "validate_labels",
-                 "wrong_type", "is_int", "port_name_errors", "dns1123_subdomain_errors"):
-        assert getattr(registry_validation, name) is getattr(api_validation, name)

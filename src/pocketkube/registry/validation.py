@@ -6,7 +6,7 @@ that field, never an exception (user input must not 500).
 
 The name and label formats themselves (DNS-1123, qualified names, label values, ...) are
 vocabulary shared with label selectors, so they live in `pocketkube.api.validation`; kind modules
-import them from there. The few still re-exported here (see `__all__`) serve registry/core/pods.py.
+import them from there.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from typing import Any
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
 from pocketkube.api.validation import (
     dns1123_label_errors,
-    dns1123_subdomain_errors,
     is_int,
-    label_value_errors,
-    port_name_errors,
     qualified_name_errors,
     validate_labels,
     wrong_type,
@@ -30,9 +27,6 @@ __all__ = [
     # ObjectMeta validation (this module)
     "IMMUTABLE", "TOTAL_ANNOTATION_SIZE_LIMIT", "get_str", "validate_annotations", "validate_finalizers",
     "validate_object_meta", "validate_object_meta_update", "validate_owner_references",
-    # re-exported from pocketkube.api.validation, for registry/core/pods.py until it imports them from there
-    "dns1123_label_errors", "dns1123_subdomain_errors", "is_int", "label_value_errors", "port_name_errors",
-    "qualified_name_errors", "validate_labels", "wrong_type",
 ]
 
 IMMUTABLE = "field is immutable"

@@ -9,12 +9,8 @@ from fractions import Fraction
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
-from pocketkube.registry.validation import (
-    get_str,
-    is_int,
-    port_name_errors,
-    wrong_type,
-)
+from pocketkube.api.validation import is_int, port_name_errors, wrong_type
+from pocketkube.registry.validation import get_str
 
 NEGATIVE = "must be greater than or equal to 0"
 PORT_RANGE = "must be between 1 and 65535, inclusive"

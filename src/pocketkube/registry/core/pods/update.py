@@ -7,11 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid
+from pocketkube.api.validation import is_int
 from pocketkube.registry.core.pods.validation import validate
-from pocketkube.registry.validation import (
-    is_int,
-    validate_object_meta_update,
-)
+from pocketkube.registry.validation import validate_object_meta_update
 
 UPDATE_FORBIDDEN = (
     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"

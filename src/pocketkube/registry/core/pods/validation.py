@@ -12,6 +12,15 @@ from fractions import Fraction
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invalid, not_supported, required
+from pocketkube.api.validation import (
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    label_value_errors,
+    port_name_errors,
+    qualified_name_errors,
+    validate_labels,
+    wrong_type,
+)
 from pocketkube.registry.core.pods.typed import (
     NEGATIVE,
     QUANTITY_MSG,
@@ -29,18 +38,7 @@ from pocketkube.registry.core.pods.typed import (
     port_number_errors,
     protocol_errors,
 )
-from pocketkube.registry.validation import (
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
-    get_str,
-    label_value_errors,
-    port_name_errors,
-    qualified_name_errors,
-    validate_annotations,
-    validate_labels,
-    validate_object_meta,
-    wrong_type,
-)
+from pocketkube.registry.validation import get_str, validate_annotations, validate_object_meta
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
 DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
