@@ -1,99 +1,17 @@
-"""Decode the Kubernetes protobuf request bodies that kubectl's generator commands POST.
+"""Message schemas of the objects a protobuf request body may hold, after k8s.io/api's
+generated.proto: field numbers, JSON names, kinds, and Go's omitempty rules (`keep_zero`).
 
-`kubectl create namespace|deployment|service ...` send `application/vnd.kubernetes.protobuf`
-with no JSON fallback. The body is the magic `k8s\\x00` followed by a `runtime.Unknown`
-envelope whose `raw` field is the object, encoded per k8s.io/api's generated.proto.
-
-We turn that into the exact dict the JSON API would have received, so the rest of the server
-only ever sees JSON-shaped objects. The output follows Go's encoding/json rules for the Go types
-behind the proto: a zero scalar is dropped unless its Go field is a pointer or lacks
-`omitempty` (`keep_zero`); a nested message that is present on the wire is always emitted,
-since gogo writes non-pointer structs unconditionally and JSON never omits them either.
-
-Only decoding is implemented: responses are always JSON.
+Only the messages kubectl's generator commands send are described; SCHEMAS is fixed here at
+import and no other module adds to it.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-import orjson
+from pocketkube.apiserver.protobuf.wire import VARINT
 
-from pocketkube.api.errors import BadRequest
-
-MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
-MAGIC = b"k8s\x00"
-
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
-_WIRE_NAMES = {_VARINT: "varint", _FIXED64: "64-bit", _LEN: "length-delimited", _FIXED32: "32-bit"}
-
-
-class _Malformed(ValueError):
-    """The bytes are not valid protobuf for the schema; becomes a BadRequest."""
-
-
-# --- wire format -----------------------------------------------------------------------------
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise _Malformed("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed("varint longer than 10 bytes")
-
-
-def _take(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
-    end = pos + size
-    if end > len(data):
-        raise _Malformed("field runs past the end of its message")
-    return data[pos:end], end
-
-
-def iter_fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield (field number, wire type, value) for each field of one encoded message.
-
-    Varints come back as unsigned ints, fixed-width fields as raw bytes, length-delimited
-    fields as their payload bytes.
-    """
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise _Malformed("field number 0")
-        value: int | bytes
-        if wire_type == _VARINT:
-            value, pos = _read_varint(data, pos)
-        elif wire_type == _FIXED64:
-            value, pos = _take(data, pos, 8)
-        elif wire_type == _FIXED32:
-            value, pos = _take(data, pos, 4)
-        elif wire_type == _LEN:
-            size, pos = _read_varint(data, pos)
-            value, pos = _take(data, pos, size)
-        else:
-            raise _Malformed(f"unsupported wire type {wire_type} for field {number}")
-        yield number, wire_type, value
-
-
-def _signed64(value: int) -> int:
-    """Go's int32/int64 are varint-encoded as 64-bit two's complement."""
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-# --- schemas ---------------------------------------------------------------------------------
 
 class Kind(enum.Enum):
     STRING = "string"
@@ -110,7 +28,7 @@ class Kind(enum.Enum):
     BYTES = "bytes"              # kept as bytes: only runtime.Unknown.raw, never in output
 
 
-_EXPECTED_WIRE = {Kind.INT: _VARINT, Kind.BOOL: _VARINT}  # every other kind is length-delimited
+EXPECTED_WIRE = {Kind.INT: VARINT, Kind.BOOL: VARINT}  # every other kind is length-delimited
 
 
 @dataclass(frozen=True)
@@ -162,11 +80,12 @@ def _of(kind: Kind, number: int, name: str) -> Field:
 
 # apimachinery: meta/v1, runtime, intstr
 _TYPE_META = Message("TypeMeta", _string(1, "apiVersion"), _string(2, "kind"))
-_UNKNOWN = Message(
+UNKNOWN = Message(
     "Unknown", _message(1, "typeMeta", _TYPE_META), Field(2, "raw", Kind.BYTES),
     _string(3, "contentEncoding"), _string(4, "contentType"))
-_INT_OR_STRING = Message("IntOrString", _int(1, "type"), _int(2, "intVal"), _string(3, "strVal"))
-_TIMESTAMP = Message("Time", _int(1, "seconds"), _int(2, "nanos"))
+INT_OR_STRING = Message("IntOrString", _int(1, "type"), _int(2, "intVal"), _string(3, "strVal"))
+TIMESTAMP = Message("Time", _int(1, "seconds"), _int(2, "nanos"))
+QUANTITY = Message("Quantity", _string(1, "string"))
 _OWNER_REFERENCE = Message(
     "OwnerReference", _string(5, "apiVersion", True), _string(1, "kind", True),
     _string(3, "name", True), _string(4, "uid", True), _bool(6, "controller", True),
@@ -433,181 +352,3 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
 }
 
-
-# --- decoding --------------------------------------------------------------------------------
-
-def decode_message(data: bytes, schema: Message) -> dict[str, Any]:
-    """Decode one message into its JSON dict; unknown field numbers are skipped."""
-    collected: dict[int, Any] = {}
-    for number, wire_type, raw in iter_fields(data):
-        field = schema.by_number.get(number)
-        if field is None:
-            continue
-        for value in _field_values(field, wire_type, raw, schema):
-            if field.repeated:
-                collected.setdefault(number, []).append(value)
-            elif field.kind in (Kind.STRING_MAP, Kind.QUANTITY_MAP):
-                collected.setdefault(number, {}).update([value])
-            else:
-                collected[number] = value  # proto: the last occurrence wins
-    return _to_json(schema, collected)
-
-
-def _field_values(field: Field, wire_type: int, raw: int | bytes, schema: Message) -> list[Any]:
-    expected = _EXPECTED_WIRE.get(field.kind, _LEN)
-    if field.repeated and expected == _VARINT and wire_type == _LEN:
-        return [_scalar(field, v) for v in _packed_varints(raw)]  # type: ignore[arg-type]
-    if wire_type != expected:
-        raise _Malformed(f"{schema.name}.{field.json_name or field.schema.name}: wire type "
-                         f"{_WIRE_NAMES.get(wire_type)}, expected {_WIRE_NAMES[expected]}")
-    if expected == _VARINT:
-        return [_scalar(field, raw)]  # type: ignore[arg-type]
-    return [_decode_payload(field, raw)]  # type: ignore[arg-type]
-
-
-def _packed_varints(data: bytes) -> Iterator[int]:
-    pos = 0
-    while pos < len(data):
-        value, pos = _read_varint(data, pos)
-        yield value
-
-
-def _scalar(field: Field, value: int) -> int | bool:
-    return value != 0 if field.kind is Kind.BOOL else _signed64(value)
-
-
-def _decode_payload(field: Field, data: bytes) -> Any:
-    kind = field.kind
-    if kind is Kind.STRING:
-        return _text(data)
-    if kind is Kind.BYTES:
-        return data
-    if kind in (Kind.MESSAGE, Kind.INLINE):
-        assert field.schema is not None
-        return decode_message(data, field.schema)
-    if kind is Kind.STRING_MAP:
-        return _map_entry(data, _text)
-    if kind is Kind.QUANTITY_MAP:
-        return _map_entry(data, _decode_quantity)
-    if kind is Kind.INT_OR_STRING:
-        return _decode_int_or_string(data)
-    if kind is Kind.QUANTITY:
-        return _decode_quantity(data)
-    if kind is Kind.TIME:
-        return _decode_time(data)
-    return _decode_fields_v1(data)
-
-
-def _text(data: bytes) -> str:
-    # Go keeps invalid UTF-8 in strings and encoding/json replaces it with U+FFFD; do the same.
-    return data.decode("utf-8", errors="replace")
-
-
-def _map_entry(data: bytes, decode_value: Any) -> tuple[str, Any]:
-    """A proto map entry is a message {1: key, 2: value}; missing parts are zero values."""
-    key, value = "", decode_value(b"")
-    for number, wire_type, raw in iter_fields(data):
-        if number in (1, 2) and wire_type != _LEN:
-            raise _Malformed(f"map entry field {number}: wire type {_WIRE_NAMES.get(wire_type)}")
-        if number == 1:
-            key = _text(raw)  # type: ignore[arg-type]
-        elif number == 2:
-            value = decode_value(raw)
-    return key, value
-
-
-def _decode_int_or_string(data: bytes) -> int | str:
-    value = decode_message(data, _INT_OR_STRING)
-    if value.get("type", 0) == 1:
-        return value.get("strVal", "")
-    return value.get("intVal", 0)
-
-
-def _decode_quantity(data: bytes) -> str:
-    # A zero Quantity serialises as "0" in JSON.
-    return decode_message(data, Message("Quantity", _string(1, "string"))).get("string") or "0"
-
-
-_GO_ZERO_TIME_SECONDS = -62135596800  # 0001-01-01T00:00:00Z as Unix seconds
-
-
-def _decode_time(data: bytes) -> str | None:
-    """metav1.Time as RFC 3339 in whole seconds, or None for Go's zero time (JSON null).
-
-    An empty message is how Go encodes the zero time; nanoseconds never reach JSON.
-    """
-    seconds = decode_message(data, _TIMESTAMP).get("seconds", 0) if data else None
-    if seconds is None or seconds == _GO_ZERO_TIME_SECONDS:
-        return None
-    try:
-        moment = datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError) as e:
-        raise _Malformed(f"timestamp {seconds} out of range") from e
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
-
-
-def _decode_fields_v1(data: bytes) -> Any:
-    raw = b""
-    for number, wire_type, value in iter_fields(data):
-        if number == 1 and wire_type == _LEN:
-            raw = value  # type: ignore[assignment]
-    try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as e:
-        raise _Malformed("managedFields fieldsV1 is not valid JSON") from e
-
-
-def _to_json(schema: Message, collected: dict[int, Any]) -> dict[str, Any]:
-    """Lay the decoded fields out in Go struct order, dropping what omitempty would drop."""
-    out: dict[str, Any] = {}
-    for field in schema.fields:
-        if field.number not in collected:
-            continue
-        value = collected[field.number]
-        if field.kind is Kind.INLINE:
-            out.update(value)
-        elif _emitted(field, value):
-            out[field.json_name] = value
-    return out
-
-
-def _emitted(field: Field, value: Any) -> bool:
-    if field.repeated or field.kind in (Kind.MESSAGE, Kind.STRING_MAP, Kind.QUANTITY_MAP,
-                                        Kind.INT_OR_STRING, Kind.QUANTITY):
-        return True
-    if field.kind is Kind.TIME:
-        return value is not None
-    return field.keep_zero or bool(value)
-
-
-# --- entry point -----------------------------------------------------------------------------
-
-def decode_body(data: bytes) -> dict[str, Any]:
-    """Decode a `application/vnd.kubernetes.protobuf` request body into its JSON object.
-
-    Raises BadRequest for anything that is not a well-formed protobuf Namespace, Service, Pod,
-    Deployment or ReplicaSet.
-    """
-    if not data.startswith(MAGIC):
-        raise BadRequest("the protobuf body does not start with the Kubernetes magic prefix "
-                         "k8s\\x00")
-    try:
-        envelope = decode_message(data[len(MAGIC):], _UNKNOWN)
-        api_version, kind = _type_of(envelope)
-        schema = SCHEMAS.get((api_version, kind))
-        if schema is None:
-            raise BadRequest(f'protobuf bodies of kind "{kind}" in "{api_version}" are not '
-                             "supported; send the object as application/json")
-        obj = decode_message(envelope.get("raw", b""), schema)
-    except _Malformed as e:
-        raise BadRequest(f"the protobuf body could not be decoded: {e}") from None
-    return {"kind": kind, "apiVersion": api_version, **obj}
-
-
-def _type_of(envelope: dict[str, Any]) -> tuple[str, str]:
-    if envelope.get("contentEncoding"):
-        raise BadRequest(f'protobuf content encoding "{envelope["contentEncoding"]}" is not '
-                         "supported")
-    type_meta = envelope.get("typeMeta", {})
-    return type_meta.get("apiVersion", ""), type_meta.get("kind", "")
