@@ -42,7 +42,7 @@ from pocketkube.api.taints import (
 )
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 
 __all__ = [
