@@ -307,7 +307,10 @@ class FakeClient:
                 if remaining is not None and remaining <= 0:
                     return
                 try:
-                    item = await asyncio.wait_for(w.queue.get(), remaining)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that races with an item arriving, and the watcher would never stop.
+                    async with asyncio.timeout(remaining):
+                        item = await w.queue.get()
                 except TimeoutError:
                     return
                 if item is _CLOSED:
