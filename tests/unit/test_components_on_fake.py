@@ -135,3 +135,49 @@ async def test_replicaset_controller_replaces_a_deleted_pod(replicaset_controlle
     await fake.delete(PODS, "ns", victim)
     await until(lambda: len(fake.objects(PODS)) == 2 and victim not in {
         p["metadata"]["name"] for p in fake.objects(PODS)}, "a replacement")
+
+
+SERVICES = BY_PLURAL[("", "services")]
+
+
+def lb_service(name: str, **spec) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], **spec}}
+
+
+def ingress_ip(fake: FakeClient, name: str) -> str | None:
+    svc = next((s for s in fake.objects(SERVICES) if s["metadata"]["name"] == name), {})
+    ingress = deep_get(svc, "status", "loadBalancer", "ingress", default=None) or []
+    return ingress[0]["ip"] if ingress else None
+
+
+async def test_loadbalancer_controller_hands_out_the_pool_in_order():
+    from pocketkube.controllers.loadbalancer import CONDITION_TYPE, LoadBalancerController
+
+    fake = FakeClient((SERVICES, {**lb_service("old"), "status": {"loadBalancer": {"ingress": [{"ip": "127.201.0.3"}]}}}))
+    informers = SharedInformers(fake)
+    recorder = EventRecorder(fake, "service-lb-controller")
+    controller = LoadBalancerController(fake, informers, recorder, pool="127.201.0.0/29")
+    informers.start()
+    task = asyncio.ensure_future(controller.run())
+    try:
+        assert await until(lambda: ingress_ip(fake, "old") == "127.201.0.3", "the old IP kept")
+        for name in ("a", "b", "c", "d"):
+            await fake.create(SERVICES, lb_service(name))
+            await until(lambda name=name: ingress_ip(fake, name), f"an IP for {name}")
+        assert [ingress_ip(fake, n) for n in "abcd"] == ["127.201.0.2", "127.201.0.4", "127.201.0.5", "127.201.0.6"]
+        await fake.create(SERVICES, lb_service("e"))
+
+        def failed() -> bool:
+            svc = next(s for s in fake.objects(SERVICES) if s["metadata"]["name"] == "e")
+            return any(c["type"] == CONDITION_TYPE and c["status"] == "False"
+                       for c in deep_get(svc, "status", "conditions", default=None) or [])
+        await until(failed, "AllocationFailed on e")
+        await fake.delete(SERVICES, "ns", "b")
+        assert await until(lambda: ingress_ip(fake, "e"), "e gets b's IP") == "127.201.0.4"
+    finally:
+        await controller.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await informers.stop()
+        await recorder.stop()
