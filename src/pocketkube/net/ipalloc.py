@@ -47,7 +47,9 @@ class IPAllocator:
         cidr_size = self.network.num_addresses
         first, last = span if span is not None else default_span(self.network)
         size = last - first + 1
-        if size < 1 or first < 0 or last >= cidr_size:
+        if span is not None and (first < 0 or last >= cidr_size):
+            raise ValueError(f"span {span} is outside CIDR {cidr}")
+        if size < 1:
             raise ValueError(f"CIDR {cidr} is too small")
         self.family = "IPv4" if self.network.version == 4 else "IPv6"
         self.base = int(self.network.network_address) + first
