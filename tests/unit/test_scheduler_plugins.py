@@ -4,9 +4,10 @@ import random
 
 import pytest
 
+from pocketkube.api.taints import tolerates
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.controllers.nodelifecycle import desired_taints, eviction_delay, unknown_conditions
-from pocketkube.scheduler.plugins import NodeInfo, filter_node, fit_error_message, select_node, tolerates
+from pocketkube.scheduler.plugins import NodeInfo, filter_node, fit_error_message, select_node
 
 NOW = 1_700_000_000.0
 

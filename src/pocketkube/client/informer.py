@@ -2,7 +2,9 @@
 
 On a 410 (history compacted) it relists; on a dropped connection it resumes the watch from the
 last resourceVersion it saw, with exponential back-off, so a restarting API server costs a
-reconnect, not a relist storm.
+reconnect, not a relist storm. The back-off is jittered: every informer of every component
+loses its watch at the same moment when the API server restarts, and must not come back in
+lockstep. Any event received resets it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from collections.abc import Callable
 
 from pocketkube.api import errors
 from pocketkube.api.resources import Resource
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
+from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., None]
+
+
+def reconnect_backoff() -> Backoff:
+    """0.2 s doubling to 5 s, plus up to half again at random."""
+    return Backoff(initial=0.2, maximum=5.0, jitter=0.5)
 
 
 def object_key(obj: dict) -> str:
@@ -29,7 +37,7 @@ def object_key(obj: dict) -> str:
 
 class Informer:
     def __init__(self, client: Client, res: Resource, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "") -> None:
+                 field_selector: str = "", *, backoff: Backoff | None = None) -> None:
         self.client = client
         self.res = res
         self.namespace = namespace
@@ -38,6 +46,7 @@ class Informer:
         self.cache: dict[str, dict] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
+        self.backoff = backoff or reconnect_backoff()
         self._on_add: list[Handler] = []
         self._on_update: list[Handler] = []
         self._on_delete: list[Handler] = []
@@ -96,8 +105,11 @@ class Informer:
             else:
                 self._emit(self._on_update, old, obj)
 
+    def has_synced(self) -> bool:
+        """Whether the first list has been applied to the cache."""
+        return self.synced.is_set()
+
     async def run(self) -> None:
-        backoff = 0.2
         need_list = True
         while True:
             try:
@@ -112,16 +124,16 @@ class Informer:
                         self.res, self.namespace, self.resource_version, self.label_selector,
                         self.field_selector, timeout_seconds=random.randint(300, 600)):
                     self._apply(type_, obj)
-                    backoff = 0.2
+                    self.backoff.reset()
             except errors.Gone:
                 need_list = True
             except asyncio.CancelledError:
                 raise
             except errors.ApiError as e:
-                log.debug("%s watch ended: %s; retrying in %.1fs", self.res.plural, e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = self.backoff.next()
+                log.debug("%s watch ended: %s; retrying in %.1fs", self.res.plural, e, delay)
+                await asyncio.sleep(delay)
             except Exception:  # noqa: BLE001 - keep informing whatever happens
-                log.exception("%s informer failed; retrying in %.1fs", self.res.plural, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = self.backoff.next()
+                log.exception("%s informer failed; retrying in %.1fs", self.res.plural, delay)
+                await asyncio.sleep(delay)

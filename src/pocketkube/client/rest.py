@@ -17,10 +17,9 @@ import orjson
 from pocketkube.api import errors
 from pocketkube.api.resources import Resource
 from pocketkube.api.status import from_status
+from pocketkube.client.interface import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 
-MERGE_PATCH = "application/merge-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_PATCH", "Client", "UntrustedServer", "resource_path"]
 
 
 class UntrustedServer(errors.ApiError):
@@ -41,6 +40,8 @@ def resource_path(res: Resource, namespace: str = "", name: str = "", subresourc
 
 
 class Client:
+    """The HTTP implementation of pocketkube.client.interface.Client."""
+
     def __init__(self, server: str, token: str, ca_file: str | None = None, *,
                  user_agent: str = "pocketkube", timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")

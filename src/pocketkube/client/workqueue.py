@@ -1,7 +1,9 @@
 """A deduplicating work queue with per-key exponential back-off, as client-go's workqueue.
 
 A key is never processed by two workers at once; a key added while it is being processed is
-processed again afterwards.
+processed again afterwards. `add_rate_limited` delays a key by its own exponential back-off
+(util.backoff.Backoff, one entry per key, as ItemExponentialFailureRateLimiter) until
+`forget` says its last processing succeeded.
 """
 
 from __future__ import annotations
@@ -9,17 +11,18 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from pocketkube.util.backoff import Backoff
+
 
 class WorkQueue:
-    def __init__(self, base_delay: float = 0.005, max_delay: float = 30.0) -> None:
+    def __init__(self, base_delay: float = 0.005, max_delay: float = 30.0, *,
+                 backoff: Backoff | None = None) -> None:
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
-        self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._cond = asyncio.Condition()
-        self._base = base_delay
-        self._max = max_delay
+        self.backoff = backoff or Backoff(initial=base_delay, maximum=max_delay)
         self._shutdown = False
 
     def __len__(self) -> int:
@@ -51,12 +54,12 @@ class WorkQueue:
         self._timers[key] = loop.call_later(delay, fire)
 
     def add_rate_limited(self, key: str) -> None:
-        n = self._failures.get(key, 0)
-        self._failures[key] = n + 1
-        self.add_after(key, min(self._base * (2 ** n), self._max))
+        """Add `key` after its back-off, which doubles with every call until `forget(key)`."""
+        self.add_after(key, self.backoff.next(key))
 
     def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+        """The key was processed successfully: its next failure starts from the initial delay."""
+        self.backoff.reset(key)
 
     async def get(self) -> str | None:
         async with self._cond:

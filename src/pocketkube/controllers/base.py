@@ -25,7 +25,7 @@ from pocketkube.api.meta import controller_ref
 from pocketkube.api.resources import Resource
 from pocketkube.api.selectors import LabelSelector
 from pocketkube.client.informer import Informer, object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.client.workqueue import WorkQueue
 
 __all__ = [

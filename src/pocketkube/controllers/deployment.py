@@ -28,7 +28,7 @@ from pocketkube.api.selectors import LabelSelector
 from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import (
     Controller,
     SharedInformers,

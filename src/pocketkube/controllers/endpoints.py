@@ -18,7 +18,7 @@ from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import format_rfc3339_nano
 from pocketkube.client.events import WARNING, EventRecorder
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import SharedInformers, split_key
 from pocketkube.controllers.endpoints_plan import plan_endpoints
 from pocketkube.controllers.endpointslice import PODS, SERVICES, ServiceKeyedController, StaleCache

@@ -31,7 +31,7 @@ from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import format_rfc3339_nano
 from pocketkube.client.events import WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers, split_key
 from pocketkube.controllers.endpointslice_plan import (
     MAX_ENDPOINTS_PER_SLICE,

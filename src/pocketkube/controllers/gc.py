@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_KIND, Resource
 from pocketkube.client.informer import Informer, object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 
 __all__ = ["FOREGROUND", "ORPHAN", "GarbageCollector", "owner_verdicts"]

@@ -26,8 +26,10 @@ from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
+from pocketkube.net.errors import AllocationError, RangeFull
+from pocketkube.net.ipalloc import IPAddress, IPAllocator
 
 __all__ = [
     "CONDITION_TYPE",
@@ -37,6 +39,7 @@ __all__ = [
     "LoadBalancerController",
     "desired_status",
     "is_ours",
+    "pool_span",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,64 +55,68 @@ def is_ours(svc: dict) -> bool:
     return spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") in (None, "", LOAD_BALANCER_CLASS)
 
 
+def pool_span(cidr: str) -> tuple[int, int]:
+    """Which addresses of the pool are handed out, as offsets from its network address: all but
+    the network, the gateway-like first host and the broadcast address when there is room."""
+    size = ipaddress.ip_network(cidr, strict=False).num_addresses
+    return (2, size - 2) if size > 4 else (0, size - 1)
+
+
 class IPPool:
-    """Which service key holds which IP of one CIDR; the lowest free IP is handed out first."""
+    """Which Service key holds which IP of the pool; the range and the lowest-first allocation
+    are net.ipalloc.IPAllocator's, this only remembers the holders."""
 
     def __init__(self, cidr: str = DEFAULT_POOL) -> None:
         self.cidr = str(ipaddress.ip_network(cidr, strict=False))
-        net = ipaddress.ip_network(cidr, strict=False)
-        first, last = int(net.network_address), int(net.broadcast_address)
-        # Keep the network, gateway-like first host and broadcast addresses out when there is room.
-        self._first, self._last = (first + 2, last - 1) if net.num_addresses > 4 else (first, last)
-        self._version = net.version
-        self._holder: dict[int, str] = {}
-        self._ip_of: dict[str, int] = {}
+        self._ips = IPAllocator(cidr, span=pool_span(cidr), lowest_first=True)
+        self._holder: dict[str, str] = {}  # ip → key
+        self._ip_of: dict[str, str] = {}  # key → ip
 
-    def _int(self, ip: str) -> int | None:
+    @staticmethod
+    def _parse(ip: str) -> IPAddress | None:
         try:
-            addr = ipaddress.ip_address(ip)
+            return ipaddress.ip_address(ip)
         except ValueError:
             return None
-        return int(addr) if addr.version == self._version and self._first <= int(addr) <= self._last else None
-
-    def _str(self, value: int) -> str:
-        return str(ipaddress.ip_address(value))
-
-    def contains(self, ip: str) -> bool:
-        return self._int(ip) is not None
 
     def holder(self, ip: str) -> str | None:
-        value = self._int(ip)
-        return None if value is None else self._holder.get(value)
+        return self._holder.get(ip)
 
     def ip_of(self, key: str) -> str | None:
-        value = self._ip_of.get(key)
-        return None if value is None else self._str(value)
+        return self._ip_of.get(key)
 
     def assign(self, key: str, ip: str) -> bool:
         """Give `key` this IP if it is in the pool and free (or already its own)."""
-        value = self._int(ip)
-        if value is None or self._holder.get(value, key) != key:
+        if self._ip_of.get(key) == ip:
+            return True
+        addr = self._parse(ip)
+        if addr is None or self._holder.get(str(addr), key) != key:
+            return False
+        try:
+            self._ips.allocate(addr)
+        except AllocationError:
             return False
         self.release(key)
-        self._holder[value], self._ip_of[key] = key, value
+        self._holder[str(addr)], self._ip_of[key] = key, str(addr)
         return True
 
     def allocate(self, key: str) -> str | None:
         if key in self._ip_of:
-            return self.ip_of(key)
-        for value in range(self._first, self._last + 1):
-            if value not in self._holder:
-                self._holder[value], self._ip_of[key] = key, value
-                return self._str(value)
-        return None
+            return self._ip_of[key]
+        try:
+            ip = str(self._ips.allocate_next())
+        except RangeFull:
+            return None
+        self._holder[ip], self._ip_of[key] = key, ip
+        return ip
 
     def release(self, key: str) -> str | None:
-        value = self._ip_of.pop(key, None)
-        if value is None:
+        ip = self._ip_of.pop(key, None)
+        if ip is None:
             return None
-        del self._holder[value]
-        return self._str(value)
+        del self._holder[ip]
+        self._ips.release(ipaddress.ip_address(ip))
+        return ip
 
 
 def _condition(status: str, reason: str, message: str, old: dict | None, now: str) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pocketkube.api.resources import BY_PLURAL, Resource
 from pocketkube.client.events import EventRecorder
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector

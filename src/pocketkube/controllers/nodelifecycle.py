@@ -33,11 +33,17 @@ from dataclasses import dataclass
 from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.taints import (
+    NOT_READY_TAINT,
+    UNREACHABLE_TAINT,
+    UNSCHEDULABLE_TAINT,
+    node_ready_status,
+    tolerates,
+)
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
-from pocketkube.scheduler.plugins import NOT_READY_TAINT, UNREACHABLE_TAINT, UNSCHEDULABLE_TAINT, tolerates
 
 __all__ = [
     "LEASE_NAMESPACE",
@@ -86,8 +92,7 @@ def desired_taints(node: dict, reachable: bool, now: float) -> list[dict]:
     """The node's taints with the managed ones (not-ready, unreachable, unschedulable) made to match
     its state; NoExecute taints keep the time they were first added."""
     current = deep_get(node, "spec", "taints", default=None) or []
-    ready = next((c.get("status") for c in deep_get(node, "status", "conditions", default=None) or []
-                  if c.get("type") == "Ready"), None)
+    ready = node_ready_status(node)
     wanted: list[tuple[str, str]] = []
     if not reachable:
         wanted += [(UNREACHABLE_TAINT, "NoSchedule"), (UNREACHABLE_TAINT, "NoExecute")]

@@ -3,7 +3,7 @@ ControllerManager before it starts; they share its informers and get one recorde
 
 from __future__ import annotations
 
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.endpoints import EndpointsController
 from pocketkube.controllers.endpointslice import EndpointSliceController
 from pocketkube.controllers.loadbalancer import DEFAULT_POOL, LoadBalancerController

@@ -3,6 +3,8 @@
 Kubernetes (KEP-3070/3668) splits a range at `offset`: automatic allocation picks a random start
 in the upper band and scans forward with wrap-around, and only falls back to the lower band
 when the upper one is full, so users can request values in the lower (static) band safely.
+`allocate_lowest` is the other order, for pools whose users expect addresses in sequence
+(the LoadBalancer pool hands out .2, .3, ... and reuses the lowest released one first).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ class Bitmap:
             found = self._scan(0, self.offset)
         if found is not None:
             self._used.add(found)
+        return found
+
+    def allocate_lowest(self) -> int | None:
+        """The lowest free index, or None when full."""
+        if len(self._used) >= self.size:
+            return None
+        found = next(i for i in range(self.size) if i not in self._used)
+        self._used.add(found)
         return found
 
     def _scan(self, low: int, high: int) -> int | None:

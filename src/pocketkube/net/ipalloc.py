@@ -1,8 +1,11 @@
 """An IP range allocator over one CIDR, worded like Kubernetes' ipallocator: ClusterIPs, and
 every other range of addresses the cluster hands out.
 
-The network address is never handed out, nor the IPv4 broadcast address; IPv6 ranges are
-capped at 65536 entries, as upstream does.
+By default the network address is never handed out, nor the IPv4 broadcast address; IPv6
+ranges are capped at 65536 entries, as upstream does, and automatic allocation is random with
+the static band kept for last. A pool with other conventions passes `span` (which addresses
+of the CIDR it hands out) and `lowest_first` (sequential allocation) instead of re-implementing
+the allocator.
 """
 
 from __future__ import annotations
@@ -23,21 +26,37 @@ def ip_range_offset(cidr_size: int) -> int:
     return min(max(16, cidr_size // 16), 256)
 
 
+def default_span(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:
+    """Kubernetes' usable range, as (first, last) offsets from the network address: no network
+    address, no IPv4 broadcast address, at most 65536 IPv6 addresses."""
+    last = network.num_addresses - 1
+    if network.version == 4:
+        last -= 1  # the broadcast address
+    else:
+        last = min(last, 65536)
+    return 1, last
+
+
 class IPAllocator:
-    def __init__(self, cidr: str, rng: random.Random | None = None) -> None:
+    def __init__(self, cidr: str, rng: random.Random | None = None, *, span: tuple[int, int] | None = None,
+                 lowest_first: bool = False) -> None:
+        """`span`: the (first, last) offsets from the network address that may be allocated
+        (default_span when None). `lowest_first`: allocate_next hands out the lowest free address
+        instead of a random one."""
         self.network = ipaddress.ip_network(cidr, strict=False)
         cidr_size = self.network.num_addresses
-        size = cidr_size - 1  # the network address
-        if self.network.version == 4:
-            size -= 1  # the broadcast address
-        else:
-            size = min(size, 65536)
+        first, last = span if span is not None else default_span(self.network)
+        size = last - first + 1
+        if span is not None and (first < 0 or last >= cidr_size):
+            raise ValueError(f"span {span} is outside CIDR {cidr}")
         if size < 1:
             raise ValueError(f"CIDR {cidr} is too small")
         self.family = "IPv4" if self.network.version == 4 else "IPv6"
-        self.base = int(self.network.network_address) + 1
+        self.base = int(self.network.network_address) + first
         self.size = size
-        self._bits = Bitmap(size, ip_range_offset(cidr_size), rng)
+        self._lowest_first = lowest_first
+        offset = 0 if lowest_first else ip_range_offset(cidr_size)
+        self._bits = Bitmap(size, offset if offset < size else 0, rng)
 
     def first_ip(self) -> str:
         """Index 0 of the usable range, which Kubernetes gives to the `kubernetes` service."""
@@ -58,7 +77,7 @@ class IPAllocator:
             raise AlreadyAllocated("provided IP is already allocated")
 
     def allocate_next(self) -> IPAddress:
-        index = self._bits.allocate_next()
+        index = self._bits.allocate_lowest() if self._lowest_first else self._bits.allocate_next()
         if index is None:
             raise RangeFull()
         return ipaddress.ip_address(self.base + index)

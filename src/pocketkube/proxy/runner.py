@@ -21,16 +21,16 @@ from prometheus_client.core import CounterMetricFamily
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.client.informer import Informer, object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.proxy.model import SERVICE_NAME_LABEL, Model, ServiceEntry, build_model
 from pocketkube.proxy.provider import DataPlane
+from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 SERVICES = BY_PLURAL[("", "services")]
 ENDPOINT_SLICES = BY_PLURAL[("discovery.k8s.io", "endpointslices")]
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
-RETRY_BACKOFF = (0.1, 5.0)  # first and largest wait before re-applying after a data plane error
 
 SYNC_BUCKETS = tuple(0.0005 * 2 ** i for i in range(16))  # 0.5 ms .. ~16 s
 PROGRAMMING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60,
@@ -85,12 +85,14 @@ def _trigger_time(slc: dict) -> str:
 
 class ServiceProxy:
     def __init__(self, client: Client, node_name: str, node_ip: str, data_plane: DataPlane,
-                 metrics: ProxyMetrics | None = None) -> None:
+                 metrics: ProxyMetrics | None = None, *, retry_backoff: Backoff | None = None) -> None:
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
         self.data_plane = data_plane
         self.metrics = metrics or ProxyMetrics()
+        # Wait before re-applying after a data plane error: 0.1 s doubling to 5 s.
+        self.retry_backoff = retry_backoff or Backoff(initial=0.1, maximum=5.0)
         self.metrics.connections.counts = getattr(data_plane, "connection_counts", None)
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINT_SLICES)
@@ -189,17 +191,15 @@ class ServiceProxy:
         return True
 
     async def _sync_loop(self) -> None:
-        backoff = RETRY_BACKOFF[0]
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             if self._stopping:
                 return
             if await self._sync():
-                backoff = RETRY_BACKOFF[0]
+                self.retry_backoff.reset()
                 continue
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RETRY_BACKOFF[1])
+            await asyncio.sleep(self.retry_backoff.next())
             self._wake.set()
 
     async def run(self) -> None:

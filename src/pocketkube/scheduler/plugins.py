@@ -18,26 +18,26 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pocketkube.api.taints import (
+    NOT_READY_TAINT,
+    UNREACHABLE_TAINT,
+    UNSCHEDULABLE_TAINT,
+    find_untolerated_taint,
+    node_ready_status,
+    tolerates,
+)
+
 __all__ = [
-    "NOT_READY_TAINT",
     "NO_NODES_MESSAGE",
-    "UNREACHABLE_TAINT",
-    "UNSCHEDULABLE_TAINT",
     "Decision",
     "NodeInfo",
     "filter_node",
-    "find_untolerated_taint",
     "fit_error_message",
     "matches_node_selector_term",
-    "node_ready_status",
     "pod_controller_uid",
     "select_node",
-    "tolerates",
 ]
 
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
-UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 NO_NODES_MESSAGE = "no nodes available to schedule pods"
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
@@ -78,34 +78,6 @@ def pod_controller_uid(pod: dict) -> str:
         if ref.get("controller"):
             return ref.get("uid", "")
     return ""
-
-
-def node_ready_status(node: dict) -> str:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c.get("status") or "Unknown"
-    return "Unknown"
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """ToleratesTaint: effect and key must match (empty means any); Exists ignores the value."""
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("key") and toleration["key"] != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return bool(toleration.get("key")) and (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def find_untolerated_taint(taints: Iterable[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
-    for taint in taints:
-        if taint.get("effect") in effects and not any(tolerates(t, taint) for t in tolerations):
-            return taint
-    return None
 
 
 def _implied_taints(node: dict) -> list[dict]:

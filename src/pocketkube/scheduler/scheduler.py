@@ -25,8 +25,9 @@ from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.scheduler.plugins import NodeInfo, select_node
+from pocketkube.util.backoff import Backoff
 
 __all__ = ["Scheduler", "SchedulerSettings", "needs_scheduling"]
 
@@ -69,7 +70,7 @@ class Scheduler:
         self._active: dict[str, None] = {}  # insertion-ordered set of pod keys
         self._wakeup = asyncio.Event()
         self._unschedulable: set[str] = set()
-        self._attempts: dict[str, int] = {}
+        self._backoff = Backoff(initial=settings.initial_backoff, maximum=settings.max_backoff)  # per pod key
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self._assumed: dict[str, str] = {}  # pod key → node, until the informer shows the binding
         self._binds = asyncio.Semaphore(settings.bind_concurrency)
@@ -138,7 +139,7 @@ class Scheduler:
     def _forget(self, key: str) -> None:
         self._active.pop(key, None)
         self._unschedulable.discard(key)
-        self._attempts.pop(key, None)
+        self._backoff.reset(key)
         timer = self._retry_timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -199,7 +200,7 @@ class Scheduler:
                 self._assumed.pop(key, None)
                 self._retry_later(key)
                 return
-        self._attempts.pop(key, None)
+        self._backoff.reset(key)
         self.recorder.event(pod, NORMAL, "Scheduled", f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
                             res=PODS)
 
@@ -210,9 +211,7 @@ class Scheduler:
         self._tasks.append(asyncio.get_running_loop().create_task(self._mark_unschedulable(pod, message)))
 
     def _retry_later(self, key: str) -> None:
-        attempts = self._attempts.get(key, 0)
-        self._attempts[key] = attempts + 1
-        delay = min(self.settings.initial_backoff * 2 ** attempts, self.settings.max_backoff)
+        delay = self._backoff.next(key)
         old = self._retry_timers.pop(key, None)
         if old is not None:
             old.cancel()
