@@ -18,7 +18,7 @@ import pocketkube
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_micro, now_rfc3339
-from pocketkube.client.rest import MERGE_PATCH, Client
+from pocketkube.client.interface import MERGE_PATCH, Client
 from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL, Resource
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 
 __all__ = ["NORMAL", "WARNING", "EventRecorder", "object_reference"]
 

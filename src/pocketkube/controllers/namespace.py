@@ -18,7 +18,7 @@ import logging
 
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL, RESOURCES, Resource
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 
 __all__ = ["FINALIZER", "NamespaceController", "content_resources", "finalize_body", "finalized",

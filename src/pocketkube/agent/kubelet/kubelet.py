@@ -21,7 +21,7 @@ from pocketkube.agent.runtime.interface import Runtime
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.events import NORMAL, WARNING
-from pocketkube.client.rest import MERGE_PATCH
+from pocketkube.client.interface import MERGE_PATCH
 from pocketkube.util.backoff import Backoff
 
 if TYPE_CHECKING:
