@@ -78,6 +78,36 @@ def _strip_for_compare(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
+# Metadata only the server sets: a client's update can never change them.
+SYSTEM_METADATA = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                   "namespace", "generation")
+
+
+def carry_over_system_fields(new: dict, old: dict, *, has_status: bool) -> None:
+    """Give an updated object the system metadata of the stored one, and its status when the
+    kind has a status subresource (a spec update never writes status), as upstream's
+    PrepareForUpdate does."""
+    om, nm = old["metadata"], new.setdefault("metadata", {})
+    for field in SYSTEM_METADATA:
+        if field in om:
+            nm[field] = om[field]
+        else:
+            nm.pop(field, None)
+    nm["name"] = om["name"]
+    if has_status:
+        if "status" in old:
+            new["status"] = old["status"]
+        else:
+            new.pop("status", None)
+
+
+def bump_generation(new: dict, old: dict) -> None:
+    """metadata.generation counts changes of everything but metadata and status."""
+    om = old["metadata"]
+    if "generation" in om and _strip_for_compare(new) != _strip_for_compare(old):
+        new["metadata"]["generation"] = om["generation"] + 1
+
+
 def generate_name(prefix: str) -> str:
     return prefix + "".join(random.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
 
@@ -268,7 +298,7 @@ class ObjectStore:
         return path
 
     def _merge_update(self, old: dict, new: dict, path: UpdatePath) -> dict:
-        om, nm = old["metadata"], new.setdefault("metadata", {})
+        new.setdefault("metadata", {})
         if path.merge is Merge.RAW:
             return new
         if path.merge is Merge.STATUS:
@@ -277,23 +307,11 @@ class ObjectStore:
             return merged
         new["apiVersion"] = self.res.api_version
         new["kind"] = self.res.kind
-        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                      "namespace", "generation"):
-            if field in om:
-                nm[field] = om[field]
-            else:
-                nm.pop(field, None)
-        nm["name"] = om["name"]
-        if self.has_status:
-            if "status" in old:
-                new["status"] = old["status"]
-            else:
-                new.pop("status", None)
+        carry_over_system_fields(new, old, has_status=self.has_status)
         if path.prepare is not None:
             path.prepare(new, old)
         self.strategy.default(new)
-        if "generation" in om and _strip_for_compare(new) != _strip_for_compare(old):
-            nm["generation"] = om["generation"] + 1
+        bump_generation(new, old)
         return new
 
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,

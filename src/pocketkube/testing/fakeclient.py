@@ -43,7 +43,7 @@ from pocketkube.api.selectors import FieldSelector, LabelSelector
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.apiserver.patch import apply_patch
 from pocketkube.client.interface import MERGE_PATCH
-from pocketkube.registry.store import generate_name
+from pocketkube.registry.store import bump_generation, carry_over_system_fields, generate_name
 
 __all__ = ["Action", "FakeClient"]
 
@@ -235,23 +235,9 @@ class FakeClient:
             merged["status"] = copy.deepcopy(new.get("status", {}))
             return merged
         new = copy.deepcopy(new)
-        om, nm = old["metadata"], new.setdefault("metadata", {})
         new["apiVersion"], new["kind"] = res.api_version, res.kind
-        for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                      "namespace", "generation"):
-            if field in om:
-                nm[field] = om[field]
-            else:
-                nm.pop(field, None)
-        if "status" in res.subresources:
-            if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-            else:
-                new.pop("status", None)
-        strip = ("metadata", "status")
-        if "generation" in om and {k: v for k, v in new.items() if k not in strip} != {
-                k: v for k, v in old.items() if k not in strip}:
-            nm["generation"] = om["generation"] + 1
+        carry_over_system_fields(new, copy.deepcopy(old), has_status="status" in res.subresources)
+        bump_generation(new, old)
         return new
 
     @staticmethod
