@@ -1,6 +1,5 @@
 """`pocketkube up` end to end with the real kubectl: nodes, pods as processes, controllers."""
 
-import importlib.util
 import os
 import signal
 import time
@@ -16,13 +15,11 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import NGINX, have_nginx, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
-    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
-]
+pytestmark = [requires(have_nginx(), NGINX), pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

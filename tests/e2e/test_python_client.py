@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-kubernetes = pytest.importorskip("kubernetes")
+from pocketkube.testing.requires import require_module
+
+kubernetes = require_module("kubernetes")
 from kubernetes import client, config, dynamic, watch  # noqa: E402
 
 

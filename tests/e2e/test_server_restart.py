@@ -17,9 +17,10 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import NGINX, have_nginx, requires
 from pocketkube.testing.waits import wait_for
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
+pytestmark = [requires(have_nginx(), NGINX), pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ answer names the pod, so a test can see which endpoint a connection reached.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -48,15 +46,12 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import KUBECTL, NFT, NGINX, have_nginx, require, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
-    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
-    pytest.mark.skipif(not kubectl_binaries(), reason="needs a real kubectl"),
-]
+pytestmark = [requires(have_nginx(), NGINX), requires(bool(kubectl_binaries()), KUBECTL), pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Address ranges per data plane, apart from each other and from every other cluster the tests
 # and benches start (several sessions run them side by side on one host).
@@ -74,8 +69,8 @@ CLIENT_IP = "127.0.0.77"  # a client address of our own: every 127/8 address is 
 @pytest.fixture(scope="module", params=sorted(PLANES))
 def cluster(request):
     plane = request.param
-    if plane == "nftables" and not nftables_usable():
-        pytest.skip("the nftables data plane needs root and a working nft")
+    if plane == "nftables":
+        require(nftables_usable(), NFT)
     with running_cluster(f"pk-svc-{plane}-", nodes=NODES, extra_args=["--dataplane", plane],
                          **PLANES[plane]) as c:
         c.plane = plane

@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass, field
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root
+from pocketkube.testing.requires import require_module
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require_module("schemathesis")
 
 REQUESTS = int(os.environ.get("POCKETKUBE_FUZZ_REQUESTS", "1000"))
 TIMEOUT = 10.0

@@ -23,6 +23,7 @@ import pytest
 
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.select import nftables_usable
+from pocketkube.testing.requires import NET_RAW, NFT, requires
 
 # The default cluster ranges; the addresses used are clear of what a running cluster hands out.
 RANGES = {"services": "127.96.0.0/16", "pods": "127.244.0.0/16", "load balancers": "127.200.0.0/24",
@@ -37,7 +38,7 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 
 
 def dataplanes() -> list:
-    nft = pytest.mark.skipif(not nftables_usable(), reason="needs root and nft")
+    nft = requires(nftables_usable(), NFT)
     return [pytest.param("nftables", marks=nft), "userspace"]
 
 
@@ -180,7 +181,7 @@ def nft_destinations(table: str) -> set[str]:
     return set(re.findall(r"dnat to (\d+\.\d+\.\d+\.\d+)", listing))
 
 
-@pytest.mark.skipif(not capture_usable(), reason="needs CAP_NET_RAW for an AF_PACKET capture")
+@requires(capture_usable(), NET_RAW)
 @pytest.mark.parametrize("kind", dataplanes())
 async def test_no_cluster_packet_leaves_through_another_interface(kind):
     server = await backend()

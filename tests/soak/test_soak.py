@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak
 from pocketkube.apiserver.event_ttl import expire_events
 from pocketkube.storage.interface import KeyValue
+from pocketkube.testing.requires import ROOT, is_root, requires
 
 CONNECTIONS = int(os.environ.get("POCKETKUBE_SOAK_CONNECTIONS", "2000"))
 CHURN_SECONDS = float(os.environ.get("POCKETKUBE_SOAK_SECONDS", "20"))
@@ -71,4 +72,5 @@ def test_events_expire_by_their_latest_time():
     assert sorted(k.rsplit("/", 1)[1] for k in store.kvs) == ["new", "renewed", "timeless"]
 
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds cluster addresses and raises limits")
+# Root: the soaks bind cluster addresses and raise limits.
+pytestmark = [requires(is_root(), ROOT), pytest.mark.slow, pytest.mark.timeout(600)]

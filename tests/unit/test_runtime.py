@@ -23,6 +23,7 @@ from pocketkube.agent.runtime.process import (
     service_env,
     services_for_pod,
 )
+from pocketkube.testing.requires import NGINX, requires
 
 # ---- $(VAR) expansion ----
 
@@ -157,7 +158,7 @@ def test_unknown_image_without_command_is_not_runnable_with_a_clear_message():
     assert "nginx" in str(e.value) and str(e.value).endswith("; or give the container a command)")
 
 
-@pytest.mark.skipif(not os.access(images.NGINX, os.X_OK), reason="nginx not installed")
+@requires(os.access(images.NGINX, os.X_OK), NGINX)
 def test_nginx_listens_on_the_pod_ip_and_each_container_port():
     launch = images.resolve({"image": "docker.io/library/nginx:1.27",
                              "ports": [{"containerPort": 8080}, {"containerPort": 80}]}, "127.244.1.9")

@@ -18,6 +18,7 @@ from pocketkube.proxy.runner import ProxyMetrics, ServiceProxy
 from pocketkube.proxy.select import make_data_plane
 from pocketkube.proxy.userspace.affinity import AffinityTable
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+from pocketkube.testing.requires import require_module
 
 NODE, NODE_IP = "unit-node", "127.0.1.251"
 _ips = itertools.count(random.randint(1, 200))
@@ -155,7 +156,7 @@ async def test_many_connections_leave_nothing_behind(plane):
 
 def test_splicing_on_uvloop():
     """The agent runs on uvloop, whose transports differ in details (e.g. data after pause_reading)."""
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = require_module("uvloop", "uvloop (pip install uvloop)")
 
     async def scenarios() -> None:
         dp = UserspaceDataPlane(NODE, NODE_IP)

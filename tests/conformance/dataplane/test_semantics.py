@@ -19,6 +19,7 @@ from collections import Counter
 import pytest
 
 from pocketkube.proxy.model import build_model
+from pocketkube.testing.requires import NFT, requires
 
 NODE = "conf-node-a"
 NODE_IP = "127.0.1.250"
@@ -41,7 +42,7 @@ def _nftables_usable() -> bool:
     return True
 
 
-PLANES = ["userspace"] + (["nftables"] if _nftables_usable() else [])
+PLANES = ["userspace", pytest.param("nftables", marks=requires(_nftables_usable(), NFT))]
 
 
 def _make_plane(kind: str):
