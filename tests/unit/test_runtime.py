@@ -24,6 +24,7 @@ from pocketkube.agent.runtime.process import (
     services_for_pod,
 )
 from pocketkube.testing.requires import NGINX, requires
+from pocketkube.testing.waits import wait_for_async
 
 # ---- $(VAR) expansion ----
 
@@ -317,8 +318,8 @@ async def test_stop_kills_the_whole_process_group_with_sigkill_after_grace(tmp_p
     child = int(child_file.read_text())
     await asyncio.wait_for(rt.stop(rec, grace=0.2), 5)
     assert rec.exit_code == 137
-    await asyncio.sleep(0.05)
-    assert proc_start_ticks(child) is None  # the background child died with its group
+    await wait_for_async(lambda: proc_start_ticks(child) is None, timeout=5,
+                         what="the background child to die with its group")
 
 
 async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp_path: Path):
