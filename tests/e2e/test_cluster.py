@@ -133,7 +133,7 @@ def test_failing_readiness_probe_keeps_pod_not_ready(k, tmp_path):
     try:
         wait_for(lambda: get_json(k, "pod", "unready").get("status", {}).get("phase")
                  == "Running", what="Running")
-        time.sleep(3)
+        time.sleep(3)  # on purpose: three probe periods in which the pod must never turn ready
         p = get_json(k, "pod", "unready")
         assert not is_ready(p)
         assert "0/1" in k.ok("get", "pod", "unready")

@@ -140,7 +140,7 @@ def load(ips: list[str], port: int, seconds: float, pause: float = 0.05) -> Coun
     while time.monotonic() < deadline:
         for ip in ips:
             results[(ip, attempt(ip, port))] += 1
-        time.sleep(pause)
+        time.sleep(pause)  # on purpose: paced load (see the docstring)
     return results
 
 

@@ -281,7 +281,9 @@ def test_service_without_endpoints_refuses_at_once(k, cluster):
         wait_for(lambda: k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=empty", "-o", "name"),
                  what="the empty EndpointSlice")
         assert k.ok("get", "endpoints", "empty", "--no-headers").split()[1] == "<none>"
-        time.sleep(0.5)  # let every proxy program the service
+        # Nothing to wait for: an unprogrammed address refuses too. The grace lets every proxy
+        # program the service, so that its REJECT rules are what answers below.
+        time.sleep(PROGRAMMING_GRACE)
         tcp_np, udp_np = (p["nodePort"] for p in svc_json(k, "empty")["spec"]["ports"])
         vip = cluster_ip(k, "empty")
         for host, port in [(vip, 80)] + [(ip, tcp_np) for ip in node_ips(cluster)]:
@@ -408,7 +410,7 @@ def test_session_affinity(k, cluster, whoami):
         first = who(vip, 80)
 
         def moved():
-            time.sleep(1.5)  # past the timeout: the next connection chooses afresh
+            time.sleep(1.5)  # on purpose, past the 1 s timeout: the next connection chooses afresh
             return who(vip, 80) != first
         wait_for(moved, timeout=15, interval=0, what="a new pod after the affinity timeout")
     finally:
@@ -500,6 +502,8 @@ def test_fallback_to_terminating_endpoints(k, cluster):
             return conds if conds and all(c.get("terminating") and c.get("serving") and not c.get("ready")
                                           for c in conds) else None
         wait_for(terminating_and_serving, timeout=10, what="a terminating, serving endpoint")
+        # Nothing to wait for: the old rules reach the same pod. The grace lets every proxy
+        # program the terminating endpoint, so that the fallback is what answers below.
         time.sleep(PROGRAMMING_GRACE)
         for host, port in frontends:
             assert try_who(host, port) == "lingering", f"{host}:{port} should fall back to the terminating pod"

@@ -264,7 +264,7 @@ async def test_client_ip_affinity_times_out(plane, backends):
     before = {c: await hit(vip(svc), SERVICE_PORT, c) for c in clients}
     for c in clients:
         assert [await hit(vip(svc), SERVICE_PORT, c) for _ in range(3)] == [before[c]] * 3
-    await asyncio.sleep(2.2)
+    await asyncio.sleep(2.2)  # on purpose: past the 1 s affinity timeout (and the plane's expiry sweep)
     after = {c: await hit(vip(svc), SERVICE_PORT, c) for c in clients}
     assert any(after[c] != before[c] for c in clients)  # (1/3)^20 to fail by chance
 
