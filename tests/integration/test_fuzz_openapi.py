@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ class Findings:
             self.note(f"{code} without a Status: {response.content!r}", case)
 
 
+@pytest.mark.slow  # ~30 s for the 1,000 requests CI sends
 def test_generated_requests_get_no_server_error_and_every_rejection_is_a_status(server):
     findings = Findings()
     auth = {"Authorization": f"Bearer {server.token()}"}

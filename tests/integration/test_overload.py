@@ -143,6 +143,7 @@ def _flood_process(url: str, token: str, ca_file: str, out) -> None:
     out.send(asyncio.run(_flood(url, token, ca_file, FLOOD_CLIENTS, FLOOD_SECONDS)))
 
 
+@pytest.mark.slow  # a FLOOD_SECONDS flood from 2,000 clients
 def test_flood_gets_429_while_node_heartbeats_stay_fast(server):
     node = Api(server)
     node.token = server.node_token
