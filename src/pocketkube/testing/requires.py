@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 from collections import Counter
 from types import ModuleType
 
 import pytest
+
+from pocketkube.agent.runtime.images import NGINX as NGINX_BINARY
 
 NGINX = "nginx (apt-get install nginx-light)"
 ROOT = "root (run the tests as root)"
@@ -33,7 +34,6 @@ TMPFS = "root and tmpfs mounts (run as root)"
 SETPRIV = "root and setpriv (run as root; apt-get install util-linux)"
 TEST_EXTRAS = "the test extras (pip install -e '.[test]')"
 
-NGINX_BINARY = "/usr/sbin/nginx"
 _SKIP_PREFIX = "missing prerequisite: "
 
 
@@ -43,15 +43,12 @@ def in_ci() -> bool:
 
 
 def have_nginx() -> bool:
+    """Whether the host nginx that the `nginx` image runs is installed."""
     return os.access(NGINX_BINARY, os.X_OK)
 
 
 def is_root() -> bool:
     return os.geteuid() == 0
-
-
-def have_command(name: str) -> bool:
-    return shutil.which(name) is not None
 
 
 def require(available: bool, what: str) -> None:
