@@ -1,6 +1,5 @@
 """`pocketkube up` end to end with the real kubectl: nodes, pods as processes, controllers."""
 
-import importlib.util
 import os
 import signal
 import time
@@ -16,13 +15,11 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import NGINX, have_nginx, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
-    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
-]
+pytestmark = [requires(have_nginx(), NGINX), pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def test_failing_readiness_probe_keeps_pod_not_ready(k, tmp_path):
     try:
         wait_for(lambda: get_json(k, "pod", "unready").get("status", {}).get("phase")
                  == "Running", what="Running")
-        time.sleep(3)
+        time.sleep(3)  # on purpose: three probe periods in which the pod must never turn ready
         p = get_json(k, "pod", "unready")
         assert not is_ready(p)
         assert "0/1" in k.ok("get", "pod", "unready")

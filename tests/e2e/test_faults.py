@@ -30,10 +30,11 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import NFT, NGINX, have_nginx, requires
 from pocketkube.testing.waits import get_json, wait_for
 
 OUTAGE = float(os.environ.get("POCKETKUBE_FAULT_OUTAGE", "10"))
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)")
+pytestmark = [requires(have_nginx(), NGINX), pytest.mark.slow, pytest.mark.timeout(300)]
 
 # A backend that names itself, to see a new pod join the data plane.
 WHOAMI = ("import http.server, os\n"
@@ -47,7 +48,7 @@ WHOAMI = ("import http.server, os\n"
 
 
 def dataplanes() -> list:
-    nft = pytest.mark.skipif(not nftables_usable(), reason="needs root and nft")
+    nft = requires(nftables_usable(), NFT)
     return [pytest.param("nftables", marks=nft), "userspace"]
 
 
@@ -139,7 +140,7 @@ def load(ips: list[str], port: int, seconds: float, pause: float = 0.05) -> Coun
     while time.monotonic() < deadline:
         for ip in ips:
             results[(ip, attempt(ip, port))] += 1
-        time.sleep(pause)
+        time.sleep(pause)  # on purpose: paced load (see the docstring)
     return results
 
 
@@ -233,7 +234,7 @@ def test_killed_agent_restarts_and_readopts_its_pods_while_serving(cluster, k, w
     assert failures(load(node_ips(cluster), web, 1)) == {}
 
 
-@pytest.mark.skipif(not nftables_usable(), reason="needs root and nft")
+@requires(nftables_usable(), NFT)
 async def test_restarted_nftables_plane_keeps_the_old_table_until_its_first_apply():
     """A restarted agent's proxy must not empty its node's table before it has listed Services."""
     vip = "127.101.250.7"

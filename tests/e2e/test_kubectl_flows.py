@@ -11,6 +11,8 @@ import time
 import pytest
 import yaml
 
+from pocketkube.testing.waits import wait_for
+
 POD = """apiVersion: v1
 kind: Pod
 metadata: {name: NAME, labels: {app: NAME}}
@@ -55,8 +57,11 @@ def test_delete_pod_without_node_is_immediate(kubectl):
 
 def test_wait_for_delete(kubectl):
     kubectl.ok("apply", "-f", "-", input=POD.replace("NAME", "waited"))
-    waiter = background(kubectl, "wait", "--for=delete", "pod/waited", "--timeout=20s")
-    time.sleep(1)
+    waiter = background(kubectl, "wait", "--for=delete", "pod/waited", "--timeout=20s", "-v=6")
+    # -v=6 logs each request once answered: delete only once kubectl's watch of the pod is open
+    # (before its first list, a missing pod would count as deleted already).
+    assert waiter.stderr is not None
+    wait_for(lambda: "watch=true" in waiter.stderr.readline(), timeout=20, interval=0, what="kubectl's watch")
     kubectl.ok("delete", "pod", "waited", "--wait=false")
     out, err = waiter.communicate(timeout=20)
     assert waiter.returncode == 0, err
@@ -67,9 +72,13 @@ def test_get_watch_receives_a_later_change(kubectl):
     kubectl.ok("apply", "-f", "-", input=svc_manifest("watched"))
     try:
         watcher = background(kubectl, "get", "svc", "watched", "-w", "--request-timeout=3s")
-        time.sleep(1.5)
+        # The header and the first row come from kubectl's read of the Service; its watch starts
+        # from that read's resourceVersion, so a change made after them is always seen.
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline() + watcher.stdout.readline()
         kubectl.ok("label", "svc", "watched", "changed=yes")
         out, err = watcher.communicate(timeout=20)
+        out = first + out
         lines = out.strip().splitlines()
         assert lines[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], out
         rows = [line.split() for line in lines[1:]]

@@ -2,11 +2,13 @@
 
 import tempfile
 import threading
-import time
 
 import pytest
 
-kubernetes = pytest.importorskip("kubernetes")
+from pocketkube.testing.requires import require_module
+from pocketkube.testing.waits import wait_for
+
+kubernetes = require_module("kubernetes")
 from kubernetes import client, config, dynamic, watch  # noqa: E402
 
 
@@ -34,7 +36,9 @@ def test_create_list_watch_patch_delete_service(api_client):
                 w.stop()
     t = threading.Thread(target=watch_services)
     t.start()
-    time.sleep(0.5)
+    # From no resourceVersion the watch opens with the existing Services (there is always
+    # `kubernetes`): once they are in, it is open and sees the writes below.
+    wait_for(lambda: events, timeout=30, what="the watch's initial events")
     created = v1.create_namespaced_service("default", seed_service())
     assert created.spec.ports[0].node_port == 30111
     assert created.spec.cluster_ip.startswith("127.96.")

@@ -7,9 +7,7 @@ answer names the pod, so a test can see which endpoint a connection reached.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -48,15 +46,12 @@ from pocketkube.testing.procs import (
     kubectl_binaries,
     running_cluster,
 )
+from pocketkube.testing.requires import KUBECTL, NFT, NGINX, have_nginx, require, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
-    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
-    pytest.mark.skipif(not kubectl_binaries(), reason="needs a real kubectl"),
-]
+pytestmark = [requires(have_nginx(), NGINX), requires(bool(kubectl_binaries()), KUBECTL), pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Address ranges per data plane, apart from each other and from every other cluster the tests
 # and benches start (several sessions run them side by side on one host).
@@ -74,8 +69,8 @@ CLIENT_IP = "127.0.0.77"  # a client address of our own: every 127/8 address is 
 @pytest.fixture(scope="module", params=sorted(PLANES))
 def cluster(request):
     plane = request.param
-    if plane == "nftables" and not nftables_usable():
-        pytest.skip("the nftables data plane needs root and a working nft")
+    if plane == "nftables":
+        require(nftables_usable(), NFT)
     with running_cluster(f"pk-svc-{plane}-", nodes=NODES, extra_args=["--dataplane", plane],
                          **PLANES[plane]) as c:
         c.plane = plane
@@ -286,7 +281,9 @@ def test_service_without_endpoints_refuses_at_once(k, cluster):
         wait_for(lambda: k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=empty", "-o", "name"),
                  what="the empty EndpointSlice")
         assert k.ok("get", "endpoints", "empty", "--no-headers").split()[1] == "<none>"
-        time.sleep(0.5)  # let every proxy program the service
+        # Nothing to wait for: an unprogrammed address refuses too. The grace lets every proxy
+        # program the service, so that its REJECT rules are what answers below.
+        time.sleep(PROGRAMMING_GRACE)
         tcp_np, udp_np = (p["nodePort"] for p in svc_json(k, "empty")["spec"]["ports"])
         vip = cluster_ip(k, "empty")
         for host, port in [(vip, 80)] + [(ip, tcp_np) for ip in node_ips(cluster)]:
@@ -413,7 +410,7 @@ def test_session_affinity(k, cluster, whoami):
         first = who(vip, 80)
 
         def moved():
-            time.sleep(1.5)  # past the timeout: the next connection chooses afresh
+            time.sleep(1.5)  # on purpose, past the 1 s timeout: the next connection chooses afresh
             return who(vip, 80) != first
         wait_for(moved, timeout=15, interval=0, what="a new pod after the affinity timeout")
     finally:
@@ -505,6 +502,8 @@ def test_fallback_to_terminating_endpoints(k, cluster):
             return conds if conds and all(c.get("terminating") and c.get("serving") and not c.get("ready")
                                           for c in conds) else None
         wait_for(terminating_and_serving, timeout=10, what="a terminating, serving endpoint")
+        # Nothing to wait for: the old rules reach the same pod. The grace lets every proxy
+        # program the terminating endpoint, so that the fallback is what answers below.
         time.sleep(PROGRAMMING_GRACE)
         for host, port in frontends:
             assert try_who(host, port) == "lingering", f"{host}:{port} should fall back to the terminating pod"

@@ -4,7 +4,6 @@ pods 127.252.0.0/16, Services 127.102.0.0/16, load balancers 127.206.0.0/24."""
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import os
 import shutil
@@ -21,13 +20,10 @@ import pytest
 import yaml
 
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, processes_under
+from pocketkube.testing.requires import KUBECTL, NGINX, have_nginx, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx"), reason="needs nginx (nginx-light)"),
-    pytest.mark.skipif(importlib.util.find_spec("pocketkube.agent.main") is None, reason="node agent not built yet"),
-    pytest.mark.skipif(not kubectl_binaries(), reason="needs a kubectl binary"),
-]
+pytestmark = [requires(have_nginx(), NGINX), requires(bool(kubectl_binaries()), KUBECTL), pytest.mark.slow, pytest.mark.timeout(300)]
 
 NODE_IPS = ["127.0.14.1", "127.0.14.2", "127.0.14.3"]
 UP_ARGS = ["--nodes", "3", "--node-ip-base", "127.0.14.0", "--pod-cidr-base", "127.252.0.0/16",

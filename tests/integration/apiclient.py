@@ -6,7 +6,7 @@ import http.client
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,14 +84,18 @@ class Api:
     def post(self, path: str, body: Any, **kw) -> Reply:
         return self.request("POST", path, body, **kw)
 
-    def watch(self, path: str, read_timeout: float = 10) -> Iterator[dict]:
-        """The events of a watch request, until the server ends the stream."""
+    def watch(self, path: str, read_timeout: float = 10,
+              on_open: Callable[[], object] | None = None) -> Iterator[dict]:
+        """The events of a watch request, until the server ends the stream. `on_open` is called
+        when the server has answered 200: its watch is registered, later writes are live events."""
         conn = self._new_connection(read_timeout)
         try:
             conn.request("GET", path, headers=self._headers(None, None, None))
             resp = conn.getresponse()
             if resp.status != 200:
                 raise AssertionError(f"watch {path}: HTTP {resp.status}: {resp.read()[:300]!r}")
+            if on_open is not None:
+                on_open()
             while line := resp.readline():
                 yield json.loads(line)
         finally:

@@ -3,14 +3,13 @@ temporary data dir, and polling the API until the control plane has acted."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.waits import wait_for_async
 
 
 def server_in_temp_dir(prefix: str, extra_args: list[str]) -> Iterator[ServerProcess]:
@@ -26,11 +25,4 @@ def server_in_temp_dir(prefix: str, extra_args: list[str]) -> Iterator[ServerPro
 
 async def until(check: Callable[[], Awaitable[object]], what: str, timeout: float = 10.0) -> object:
     """The first truthy result of `check`; an AssertionError naming `what` when `timeout` passes first."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return await wait_for_async(check, timeout=timeout, interval=0.05, what=what)

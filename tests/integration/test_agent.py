@@ -21,6 +21,7 @@ from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.requires import NGINX, requires
 
 PODS = BY_PLURAL[("", "pods")]
 NODES = BY_PLURAL[("", "nodes")]
@@ -150,7 +151,7 @@ async def test_node_registration_and_lease(node: Node, client: Client):
     await node.start()
 
 
-@pytest.mark.skipif(not os.access(images.NGINX, os.X_OK), reason="needs /usr/sbin/nginx (apt-get install nginx-light)")
+@requires(os.access(images.NGINX, os.X_OK), NGINX)
 async def test_nginx_pod_runs_serves_logs_and_is_deleted_gracefully(node: Node, client: Client):
     await client.create(PODS, pod_manifest("web", node, [{"name": "nginx", "image": "nginx:1.27",
                                                            "ports": [{"containerPort": 80}]}]))

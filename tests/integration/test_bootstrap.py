@@ -1,10 +1,10 @@
 """The `kubernetes` Service and the system namespaces come back if they are deleted."""
 
-import asyncio
 
 from pocketkube.apiserver import app as app_module
 from pocketkube.apiserver.app import ServerConfig
 from pocketkube.server import api_server
+from pocketkube.testing.waits import wait_for_async
 
 
 async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
@@ -18,12 +18,12 @@ async def test_deleted_kubernetes_service_is_recreated(tmp_path, monkeypatch):
         namespaces = server.registry.namespaces
         await namespaces.delete("", "kube-public")  # Terminating; then finalized as the controller would
         await namespaces.guaranteed_update("", "kube-public", _without_finalizers, subresource="finalize")
-        for _ in range(50):
-            await asyncio.sleep(0.05)
+
+        def recreated() -> dict | None:
             svc = services.try_get("default", "kubernetes")
-            if svc is not None and server.registry.namespaces.try_get("", "kube-public") is not None:
-                break
-        assert svc is not None and svc["spec"]["clusterIP"] == cluster_ip
+            return svc if server.registry.namespaces.try_get("", "kube-public") is not None else None
+        svc = await wait_for_async(recreated, timeout=5, what="the kubernetes Service and kube-public back")
+        assert svc["spec"]["clusterIP"] == cluster_ip
     finally:
         await server.stop()
 

@@ -87,7 +87,7 @@ class SimulatedKubelets:
                     await self.client.patch(LEASES, "kube-node-lease", name, {"spec": {"renewTime": micro_time()}})
                 except errors.ApiError:
                     pass
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # on purpose: the fake kubelets' heartbeat period
 
     def _on_pod(self, pod: dict) -> None:
         if deep_get(pod, "spec", "nodeName") in self.alive:

@@ -27,6 +27,7 @@ import pytest
 from apiclient import SERVICES, Api, Reply, service
 
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.requires import TMPFS, require
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 SERVICE_CIDR = "127.96.0.0/24"
@@ -300,7 +301,7 @@ def test_full_disk_fails_writes_with_503_keeps_reads_and_recovers():
     data = root / "data"
     if not mount_tmpfs(data, "8M"):
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip("needs root and tmpfs mounts")
+        require(False, TMPFS)
     srv = ServerProcess(data)
     try:
         srv.start(port=0)

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root
+from pocketkube.testing.requires import require_module
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require_module("schemathesis")
 
 REQUESTS = int(os.environ.get("POCKETKUBE_FUZZ_REQUESTS", "1000"))
 TIMEOUT = 10.0
@@ -79,6 +80,7 @@ class Findings:
             self.note(f"{code} without a Status: {response.content!r}", case)
 
 
+@pytest.mark.slow  # ~30 s for the 1,000 requests CI sends
 def test_generated_requests_get_no_server_error_and_every_rejection_is_a_status(server):
     findings = Findings()
     auth = {"Authorization": f"Bearer {server.token()}"}

@@ -21,6 +21,7 @@ from pocketkube.agent.runtime.process import ProcessRuntime, can_switch_user
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
 from pocketkube.client.rest import Client, UntrustedServer
 from pocketkube.testing.procs import ServerProcess, running_cluster
+from pocketkube.testing.requires import SETPRIV, requires
 
 CAP_NET_BIND_SERVICE = 1 << 10
 
@@ -180,7 +181,7 @@ def test_node_credentials_are_owner_only(cluster):
     assert mode(cluster.data_dir / "kubeconfig") == 0o600
 
 
-@pytest.mark.skipif(not can_switch_user(), reason="needs root and setpriv")
+@requires(can_switch_user(), SETPRIV)
 def test_pods_run_as_nobody_with_only_net_bind_service_unless_run_as_user_says(capi):
     run_pod(capi, "who", {"image": "busybox", "command": ["id", "-u"]})
     run_pod(capi, "root", {"image": "busybox", "command": ["id", "-u"], "securityContext": {"runAsUser": 0}})

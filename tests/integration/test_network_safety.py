@@ -23,6 +23,8 @@ import pytest
 
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.select import nftables_usable
+from pocketkube.testing.requires import NET_RAW, NFT, requires
+from pocketkube.testing.waits import wait_for_async
 
 # The default cluster ranges; the addresses used are clear of what a running cluster hands out.
 RANGES = {"services": "127.96.0.0/16", "pods": "127.244.0.0/16", "load balancers": "127.200.0.0/24",
@@ -37,7 +39,7 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 
 
 def dataplanes() -> list:
-    nft = pytest.mark.skipif(not nftables_usable(), reason="needs root and nft")
+    nft = requires(nftables_usable(), NFT)
     return [pytest.param("nftables", marks=nft), "userspace"]
 
 
@@ -180,7 +182,7 @@ def nft_destinations(table: str) -> set[str]:
     return set(re.findall(r"dnat to (\d+\.\d+\.\d+\.\d+)", listing))
 
 
-@pytest.mark.skipif(not capture_usable(), reason="needs CAP_NET_RAW for an AF_PACKET capture")
+@requires(capture_usable(), NET_RAW)
 @pytest.mark.parametrize("kind", dataplanes())
 async def test_no_cluster_packet_leaves_through_another_interface(kind):
     server = await backend()
@@ -199,7 +201,9 @@ async def test_no_cluster_packet_leaves_through_another_interface(kind):
             await plane.stop()  # the proxy stopped: its ClusterIP and NodePort have nothing behind them
             await asyncio.to_thread(traffic_to_every_range)
             send_control_packet()
-            await asyncio.sleep(0.3)
+            if has_default_route():  # sent last: once the capture has it, it has every packet before it
+                await wait_for_async(lambda: capture.saw_destination(CONTROL_DESTINATION[0]), timeout=5,
+                                     what="the capture to see the control packet (else it proves nothing)")
     finally:
         await plane.stop()
         server.close()

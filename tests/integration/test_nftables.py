@@ -18,8 +18,9 @@ from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import default_runner, nft_usable
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
+from pocketkube.testing.requires import NFT, is_root, requires
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not nft_usable(), reason="needs root and nft")
+pytestmark = requires(is_root() and nft_usable(), NFT)
 
 VIP = "127.96.251.10"
 NODE_A, NODE_B = ("itest-a", "127.0.1.251"), ("itest-b", "127.0.1.252")

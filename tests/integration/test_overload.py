@@ -21,6 +21,7 @@ from pocketkube.api import errors
 from pocketkube.apiserver.flowcontrol import MAX_WATCHES_ENV, LevelLimits, PriorityLevel
 from pocketkube.apiserver.pki import PKI
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.waits import wait_for
 
 FLOOD_CLIENTS = 2000
 FLOOD_SECONDS = 4.0
@@ -45,7 +46,7 @@ def test_queued_requests_are_served_round_robin_between_users():
             order.append(user)
             lvl.release()
         tasks = [asyncio.create_task(request(u)) for u in ("flooder", "flooder", "flooder", "other")]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: every task runs up to its acquire and queues, in order
         lvl.release()
         await asyncio.gather(*tasks)
         assert (lvl.executing, lvl.queued, lvl.flows) == (0, 0, {})
@@ -58,13 +59,13 @@ def test_full_queue_and_long_wait_answer_429_and_leave_no_state():
         lvl = level(seats=1, queue=2, per_user=1, wait=0.05)
         await lvl.acquire("a")
         waiter = asyncio.create_task(lvl.acquire("b"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: b queues
         with pytest.raises(errors.TooManyRequests):  # b's own queue is full
             await lvl.acquire("b")
         with pytest.raises(errors.TooManyRequests):  # waited longer than the limit
             await waiter
         cancelled = asyncio.create_task(lvl.acquire("c"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: c queues
         cancelled.cancel()  # a client that goes away leaves the queue
         await asyncio.gather(cancelled, return_exceptions=True)
         assert (lvl.executing, lvl.queued, lvl.flows) == (1, 0, {})
@@ -142,6 +143,7 @@ def _flood_process(url: str, token: str, ca_file: str, out) -> None:
     out.send(asyncio.run(_flood(url, token, ca_file, FLOOD_CLIENTS, FLOOD_SECONDS)))
 
 
+@pytest.mark.slow  # a FLOOD_SECONDS flood from 2,000 clients
 def test_flood_gets_429_while_node_heartbeats_stay_fast(server):
     node = Api(server)
     node.token = server.node_token
@@ -165,7 +167,9 @@ def test_flood_gets_429_while_node_heartbeats_stay_fast(server):
     flood.start()
     latencies, statuses = [], []
     try:
-        time.sleep(0.5)  # let the flood build up
+        # The measurement window starts past the flood's ramp-up; the flood runs FLOOD_SECONDS
+        # whatever happens, and its 429s are asserted from its own counts below.
+        time.sleep(0.5)
         end = time.monotonic() + FLOOD_SECONDS - 1.0
         while time.monotonic() < end:
             t0 = time.monotonic()
@@ -173,7 +177,7 @@ def test_flood_gets_429_while_node_heartbeats_stay_fast(server):
                              content_type="application/merge-patch+json")
             latencies.append(time.monotonic() - t0)
             statuses.append(r.status)
-            time.sleep(0.02)
+            time.sleep(0.02)  # on purpose: a heartbeat every 20 ms through the flood, not a busy loop
         result = receiver.recv()
     finally:
         flood.join(30)
@@ -217,7 +221,5 @@ def test_watches_are_bounded_per_user(server, connect):
     finally:
         for conn in opened:
             conn.close()
-    deadline = time.monotonic() + 5
-    while api.get("/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1").status == 429:
-        assert time.monotonic() < deadline, "closed watches were not given back"
-        time.sleep(0.1)
+    wait_for(lambda: api.get("/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1").status != 429,
+             timeout=5, what="closed watches to be given back")

@@ -148,7 +148,7 @@ async def test_keeps_serving_while_the_api_server_is_down(api_server, client, ba
     await until(lambda: _is(vip, BACKENDS[3]))
     api_server.kill9()
     try:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # on purpose: an outage long enough for the proxy's watches to fail and retry
         assert [await ask(vip, 8080) for _ in range(5)] == [BACKENDS[3]] * 5
     finally:
         api_server.start()

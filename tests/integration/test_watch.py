@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from apiclient import PODS, SERVICES, Api, pod, service, wait_until
 
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.waits import wait_for
 
 MERGE = "application/merge-patch+json"
 
@@ -40,8 +42,11 @@ def background(api):
     pool = ThreadPoolExecutor(max_workers=4)
 
     def start(path: str, query: str) -> Future:
-        future = pool.submit(events_of, api.__class__(api.server), path, query)
-        time.sleep(0.3)  # let the watch reach the server before the test writes
+        opened = threading.Event()
+        watcher = api.__class__(api.server)
+        future = pool.submit(lambda: list(watcher.watch(f"{path}?watch=1&{query}", on_open=opened.set)))
+        # The test writes only once the server has the watch (or the watch failed: result() says why).
+        wait_for(lambda: opened.is_set() or future.done(), timeout=10, what=f"the watch of {path} to start")
         return future
     yield start
     pool.shutdown(wait=True)

@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak
+from pocketkube.testing.requires import ROOT, is_root, requires
 
 CONNECTIONS = int(os.environ.get("POCKETKUBE_SOAK_CONNECTIONS", "2000"))
 CHURN_SECONDS = float(os.environ.get("POCKETKUBE_SOAK_SECONDS", "20"))
@@ -39,4 +40,5 @@ def test_pod_churn_keeps_the_store_and_server_memory_bounded():
     assert result.events_left <= 5 * 10, "Events did not expire"
 
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binds cluster addresses and raises limits")
+# Root: the soaks bind cluster addresses and raise limits.
+pytestmark = [requires(is_root(), ROOT), pytest.mark.slow, pytest.mark.timeout(600)]

@@ -16,7 +16,7 @@ from pocketkube.agent.runtime.process import ProcessRuntime
 async def http_server():
     async def handler(request: web.Request) -> web.Response:
         if request.path == "/slow":
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # on purpose: a server slower than the probe's timeout
         status = int(request.query.get("status", "200"))
         return web.Response(status=status, text=request.headers.get("X-Probe", "ok"))
 

@@ -17,6 +17,8 @@ from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import ContainerConfig, StartError
 from pocketkube.agent.runtime.process import ProcessRuntime, kill_recorded, proc_start_ticks
 from pocketkube.net.errors import RangeFull
+from pocketkube.testing.requires import NGINX, requires
+from pocketkube.testing.waits import wait_for_async
 
 # ---- $(VAR) expansion ----
 
@@ -151,7 +153,7 @@ def test_unknown_image_without_command_is_not_runnable_with_a_clear_message():
     assert "nginx" in str(e.value) and str(e.value).endswith("; or give the container a command)")
 
 
-@pytest.mark.skipif(not os.access(images.NGINX, os.X_OK), reason="nginx not installed")
+@requires(os.access(images.NGINX, os.X_OK), NGINX)
 def test_nginx_listens_on_the_pod_ip_and_each_container_port():
     launch = images.resolve({"image": "docker.io/library/nginx:1.27",
                              "ports": [{"containerPort": 8080}, {"containerPort": 80}]}, "127.244.1.9")
@@ -277,8 +279,8 @@ async def test_stop_kills_the_whole_process_group_with_sigkill_after_grace(tmp_p
     child = int(child_file.read_text())
     await asyncio.wait_for(rt.stop(rec, grace=0.2), 5)
     assert rec.exit_code == 137
-    await asyncio.sleep(0.05)
-    assert proc_start_ticks(child) is None  # the background child died with its group
+    await wait_for_async(lambda: proc_start_ticks(child) is None, timeout=5,
+                         what="the background child to die with its group")
 
 
 async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp_path: Path):

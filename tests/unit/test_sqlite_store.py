@@ -6,6 +6,7 @@ import pytest
 
 from pocketkube.storage.interface import Compacted, KeyExists, KeyNotFound, RevisionMismatch
 from pocketkube.storage.sqlite import SQLiteBackend
+from pocketkube.testing.waits import wait_for_async
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ async def test_watch_replays_then_follows(store):
             if len(events) == 3:
                 return
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
+    await wait_for_async(lambda: events, timeout=5, what="the watch to replay the first write")  # then it follows
     await store.update("/w/a", b"2", 0)
     await store.delete("/w/a")
     await asyncio.wait_for(task, 2)

@@ -18,6 +18,7 @@ from pocketkube.proxy.runner import ProxyMetrics, ServiceProxy
 from pocketkube.proxy.select import make_data_plane
 from pocketkube.proxy.userspace.affinity import AffinityTable
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+from pocketkube.testing.requires import require_module
 
 NODE, NODE_IP = "unit-node", "127.0.1.251"
 _ips = itertools.count(random.randint(1, 200))
@@ -135,7 +136,7 @@ async def test_many_connections_leave_nothing_behind(plane):
     echo = await Echo().start()
     model, e = entry([(echo.ip, echo.port)])
     await plane.apply(model)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the listener's start-up callbacks run before the baseline
     fds, tasks = open_fds(), len(asyncio.all_tasks())
     conns = [await asyncio.open_connection(e.port.cluster_ips[0], 8080) for _ in range(300)]
     for reader, _ in conns:
@@ -155,7 +156,7 @@ async def test_many_connections_leave_nothing_behind(plane):
 
 def test_splicing_on_uvloop():
     """The agent runs on uvloop, whose transports differ in details (e.g. data after pause_reading)."""
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = require_module("uvloop", "uvloop (pip install uvloop)")
 
     async def scenarios() -> None:
         dp = UserspaceDataPlane(NODE, NODE_IP)
@@ -247,8 +248,7 @@ async def test_udp_sessions_forward_and_expire(plane):
         assert await got.get() == (b"HELLO", (e.port.cluster_ips[0], 5353))  # reply from the frontend address
     fe = plane.frontends[("UDP", e.port.cluster_ips[0], 5353)]
     assert len(fe.sessions) == 1
-    await asyncio.sleep(0.5)  # idle timeout 0.2 s, housekeeping every 0.05 s
-    assert not fe.sessions
+    await wait_for(lambda: not fe.sessions)  # idle timeout 0.2 s, housekeeping every 0.05 s
     client.close()
     backend.close()
 
@@ -328,15 +328,19 @@ class FakeApi:
         self.objects = {"services": services, "endpointslices": slices}
         self.events = {"services": asyncio.Queue(), "endpointslices": asyncio.Queue()}
         self.down = False
+        self.refused = 0  # calls that failed because the server was down
+
+    def _refuse_if_down(self) -> None:
+        if self.down:
+            self.refused += 1
+            raise errors.ServiceUnavailable("down")
 
     async def list(self, res, *_a, **_k):
-        if self.down:
-            raise errors.ServiceUnavailable("down")
+        self._refuse_if_down()
         return list(self.objects[res.plural]), "1"
 
     async def watch(self, res, *_a, **_k):
-        if self.down:
-            raise errors.ServiceUnavailable("down")
+        self._refuse_if_down()
         while True:
             item = await self.events[res.plural].get()
             if item is None:
@@ -400,7 +404,7 @@ async def test_runner_syncs_coalesces_and_survives_api_outage():
     api.down = True
     api.events["services"].put_nowait(None)
     api.events["endpointslices"].put_nowait(None)
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: api.refused >= 2)  # both informers retried against the down server
     assert ("default/a", "TCP") in plane.applied[-1]
     api.down = False
     api.objects["services"].append(api_service("b"))
@@ -442,7 +446,7 @@ async def test_runner_stops_while_api_unreachable():
     plane = RecordingPlane()
     proxy = ServiceProxy(api, NODE, NODE_IP, plane)  # type: ignore[arg-type]
     runner = asyncio.create_task(proxy.run())
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: api.refused >= 2)  # both informers are in their retry loops
     await asyncio.wait_for(proxy.stop(), 1)
     await runner
     assert plane.applied == [] and plane.stopped
