@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -12,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 
 from pocketkube.testing import requires as req
-from pocketkube.testing.procs import connections_to
 from pocketkube.testing.waits import wait_for, wait_for_async
 
 THING = "thing (apt-get install thing)"
@@ -113,17 +110,3 @@ async def test_wait_for_async_accepts_plain_and_async_predicates():
     with pytest.raises(AssertionError, match="timed out waiting for never"):
         await wait_for_async(lambda: 0, timeout=0.05, interval=0.01, what="never")
 
-
-def test_connections_to_counts_each_process_established_client_connections():
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
-        accepted = [listener.accept()[0] for _ in clients]
-        try:  # the server's side of each connection is not a connection *to* the port
-            assert connections_to("127.0.0.1", port, {"me": os.getpid()}) == {"me": 2}
-            clients.pop().close()
-            assert connections_to("127.0.0.1", port, {"me": os.getpid()}) == {"me": 1}
-            assert connections_to("127.0.0.2", port, {"me": os.getpid()}) == {"me": 0}
-        finally:
-            for s in clients + accepted:
-                s.close()

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -192,28 +191,6 @@ class ClusterProcess:
                 out[name] = int(pid)
         return out
 
-    def component_pids(self) -> dict[str, int]:
-        """The processes `up` runs, by role: "server", "controller-manager", and each node agent
-        by its node name (from /proc: they are `up`'s children, named by their command lines)."""
-        out = {}
-        needle = str(self.data_dir).encode()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if needle not in b" ".join(argv) or b"pocketkube" not in argv:
-                continue
-            if b"server" in argv:
-                out["server"] = int(pid)
-            elif b"controller-manager" in argv:
-                out["controller-manager"] = int(pid)
-            elif b"agent" in argv and b"--node-name" in argv:
-                out[argv[argv.index(b"--node-name") + 1].decode()] = int(pid)
-        return out
-
     def stop(self, timeout: float = 60) -> str:
         """Ctrl-C, as a user would; returns what `up` printed."""
         if self.proc is None:
@@ -228,35 +205,6 @@ class ClusterProcess:
                 self.proc.wait()
         self.proc = None
         return "".join(self.output)
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[len("socket:["):-1])
-    return inodes
-
-
-def connections_to(host: str, port: int, pids: dict[str, int]) -> dict[str, int]:
-    """How many established TCP connections to host:port (IPv4) each named process holds: for a
-    client of the API server, its open watches plus any idle keep-alive connection."""
-    want = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"  # /proc/net/tcp's byte order
-    established = set()
-    with open("/proc/net/tcp") as table:
-        for line in table.read().splitlines()[1:]:
-            fields = line.split()
-            if fields[2] == want and fields[3] == "01":  # remote address, state ESTABLISHED
-                established.add(fields[9])  # inode
-    return {name: len(_socket_inodes(pid) & established) for name, pid in pids.items()}
 
 
 def processes_under(path: Path) -> list[str]:
