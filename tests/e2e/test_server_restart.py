@@ -2,9 +2,9 @@
 resume their watches instead of relisting (kube-apiserver's own request counter shows it).
 
 "No LIST after the restart" proves something only once the clients are back: the test first
-waits until they have acted on changes made after the restart, which they learn through their
-watches (or a relist, which the counter would show). The API server's metrics cannot show the
-watches themselves: apiserver_request_total counts a WATCH when it ends, and these last minutes.
+waits until the restarted server holds as many open watches of each resource as the old one did
+(apiserver_longrunning_requests), then until the clients have acted on changes made after the
+restart, and only then counts the LIST requests.
 """
 
 import json
@@ -63,6 +63,14 @@ AFTER_RESTART_SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"na
                                   "ports": [{"port": 80, "targetPort": 80, "nodePort": 30081}]}}
 
 
+def open_watches(metrics: str) -> dict[str, int]:
+    """Open WATCH requests by resource, from the apiserver_longrunning_requests gauge."""
+    counts: dict[str, int] = {}
+    for m in re.finditer(r'apiserver_longrunning_requests\{[^}]*resource="([^"]*)"[^}]*verb="WATCH"\} (\S+)', metrics):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
+    return counts
+
+
 def list_requests(metrics: str) -> int:
     return sum(int(float(m.group(1))) for m in re.finditer(r'apiserver_request_total\{[^}]*verb="LIST"[^}]*\} (\S+)',
                                                           metrics))
@@ -76,6 +84,8 @@ def test_crashed_server_is_restarted_and_traffic_never_stops(cluster):
         urls = [f"http://{cluster.node_ip(i)}:30080/" for i in (1, 2, 3)]
         wait_for(lambda: all(_ok(u) for u in urls), timeout=60, what="NodePort serving on every node")
         slices = k.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "name").split()
+        watches_before = open_watches(api_get(cluster, "/metrics").decode())
+        assert watches_before.get("pods", 0) >= 3, watches_before  # every kubelet watches its pods
         old_pid = server_pid(cluster)
         os.kill(old_pid, signal.SIGKILL)
         failures = requests = 0
@@ -94,6 +104,11 @@ def test_crashed_server_is_restarted_and_traffic_never_stops(cluster):
         else:
             pytest.fail("the API server was not restarted")
         assert failures == 0, f"{failures} of {requests} requests failed while the API server was down"
+
+        def watches_back() -> bool:
+            now = open_watches(api_get(cluster, "/metrics").decode())
+            return all(now.get(resource, 0) >= n for resource, n in watches_before.items())
+        wait_for(watches_back, timeout=60, what=f"the clients' watches back ({watches_before})")
 
         # The clients are back once they act on changes made after the restart: a new NodePort
         # Service served on every node takes the controller manager's Service and Pod watches (its

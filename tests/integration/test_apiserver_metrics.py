@@ -10,3 +10,23 @@ def test_request_counter_tells_list_from_get(api):
     assert 'apiserver_request_total{code="200",group="",resource="services",subresource="",verb="LIST"}' in text
     assert 'apiserver_request_total{code="200",group="",resource="services",subresource="",verb="GET"}' in text
     assert "apiserver_request_duration_seconds_bucket" in text
+
+
+def _open_watches(api, resource: str) -> float:
+    prefix = f'apiserver_longrunning_requests{{group="",resource="{resource}",subresource="",verb="WATCH"}} '
+    for line in api.get("/metrics").body.decode().splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return 0.0
+
+
+def test_open_watches_are_a_gauge_that_falls_when_they_end(api):
+    """A watch is counted while it is open, not only when it ends, so clients can be seen coming back."""
+    before = _open_watches(api, "services")
+    seen: list[float] = []
+    events = api.watch("/api/v1/namespaces/default/services?watch=1&timeoutSeconds=1",
+                       on_open=lambda: seen.append(_open_watches(api, "services")))
+    for _ in events:  # the synthetic ADDED events, until the server ends the stream after 1 s
+        pass
+    assert seen == [before + 1]
+    assert _open_watches(api, "services") == before

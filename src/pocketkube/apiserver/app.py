@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.apiserver import authz, discovery, event_ttl, metrics
+from pocketkube.apiserver import appkeys, authz, discovery, event_ttl, metrics
 from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response
 from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
@@ -144,12 +144,12 @@ class APIServer:
         app = web.Application(middlewares=[metrics.middleware, self._errors, self._authenticate,
                                            FlowControl().middleware, authz.authorize],
                               client_max_size=4 * 1024 * 1024)
-        app["registry"] = self.registry
+        app[appkeys.REGISTRY] = self.registry
         from pocketkube.apiserver.logs import make_log_relay
 
-        app["log_relay"] = make_log_relay(self.pki)
+        app[appkeys.LOG_RELAY] = make_log_relay(self.pki)
         handlers = Handlers(self.registry)
-        app["handlers"] = handlers
+        app[appkeys.HANDLERS] = handlers
         # [\s\S]: a path may hold a (percent-encoded) newline; `.` would leave it to aiohttp's own 404.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._route)
         return app
@@ -217,7 +217,7 @@ class APIServer:
         target = parse_target(path)
         if target is None:
             raise errors.NotFound.path()
-        return await request.app["handlers"].dispatch(request, target)
+        return await request.app[appkeys.HANDLERS].dispatch(request, target)
 
     def _openapi(self, path: str) -> web.Response:
         from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from pocketkube.api import errors
 from pocketkube.api.fields import Path, invalid
+from pocketkube.apiserver import appkeys
 
 MASTERS = "system:masters"
 NODES_GROUP = "system:nodes"
@@ -443,5 +444,5 @@ async def authorize(request: web.Request, handler):
     if review is not None:
         return answer_review(review, user, body.object())
     if node is not None and a.is_resource_request:
-        admit_node_request(a, node, request.app["registry"], body)
+        admit_node_request(a, node, request.app[appkeys.REGISTRY], body)
     return await handler(request)

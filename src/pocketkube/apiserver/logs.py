@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from pocketkube.api import errors
+from pocketkube.apiserver import appkeys
 
 
 def _container(pod: dict, requested: str | None) -> str:
@@ -27,7 +28,7 @@ async def serve_pod_log(request: web.Request, registry, pod: dict) -> web.Stream
     if not node:
         raise errors.BadRequest(f'container "{container}" in pod "{name}" is waiting to start: '
                                 "the pod is not scheduled to a node yet, and logs are kept by the node")
-    relay = request.app.get("log_relay")
+    relay = request.app.get(appkeys.LOG_RELAY)
     if relay is None:
         raise errors.BadRequest(f'container "{container}" in pod "{name}" has no logs here: logs are kept '
                                 f'by the node agent of node "{node}", which this server cannot reach')
@@ -44,7 +45,7 @@ def make_log_relay(pki):
     import aiohttp
 
     async def relay(request: web.Request, pod: dict, container: str, node: str) -> web.StreamResponse:
-        registry = request.app["registry"]
+        registry = request.app[appkeys.REGISTRY]
         node_obj = registry.store("", "nodes").try_get("", node)
         if node_obj is None:
             raise errors.NotFound.object("nodes", node)

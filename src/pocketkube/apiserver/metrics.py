@@ -3,6 +3,8 @@
 `apiserver_request_total{verb,group,resource,subresource,code}` counts requests the way
 kube-apiserver does (LIST and WATCH apart from GET), so a relist storm after an outage shows up
 as LIST counts; `apiserver_request_duration_seconds` times the non-streaming ones.
+`apiserver_longrunning_requests{verb="WATCH",...}` is the number of watches open right now (the
+counter only sees a watch when it ends), so a client's watches can be seen coming back.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pocketkube.api import errors
 from pocketkube.apiserver.request import bool_param, parse_target
@@ -21,6 +23,8 @@ REQUESTS = Counter("apiserver_request_total", "Requests, by verb, resource and H
 DURATION = Histogram("apiserver_request_duration_seconds", "Latency of non-streaming requests.",
                      ["verb", "resource"], registry=REGISTRY,
                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+LONGRUNNING = Gauge("apiserver_longrunning_requests", "Long-running requests (watches) open now.",
+                    ["verb", "group", "resource", "subresource"], registry=REGISTRY)
 _VERBS = {"GET": "GET", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH", "DELETE": "DELETE"}
 
 
@@ -45,6 +49,10 @@ def _labels(request: web.Request) -> tuple[str, str, str, str]:
 @web.middleware
 async def middleware(request: web.Request, handler):
     start = time.perf_counter()
+    verb, group, resource, sub = _labels(request)
+    open_watches = LONGRUNNING.labels(verb, group, resource, sub) if verb == "WATCH" else None
+    if open_watches is not None:
+        open_watches.inc()
     code = 500
     try:
         response = await handler(request)
@@ -54,7 +62,8 @@ async def middleware(request: web.Request, handler):
         code = e.status
         raise
     finally:
-        verb, group, resource, sub = _labels(request)
+        if open_watches is not None:
+            open_watches.dec()
         REQUESTS.labels(verb, group, resource, sub, str(code)).inc()
         if verb != "WATCH":
             DURATION.labels(verb, resource).observe(time.perf_counter() - start)

@@ -1,0 +1,17 @@
+"""Typed keys of the API server's application state (aiohttp's web.AppKey, so a misspelt or
+mistyped key is caught, and aiohttp warns about no string keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from pocketkube.registry.registry import Registry
+
+REGISTRY = web.AppKey("registry", Registry)
+# relay(request, pod, container, node) -> the node's log stream; absent when nodes are unreachable
+LOG_RELAY = web.AppKey("log_relay", Callable[..., Any])
+# the generic verb handlers (apiserver.handlers.Handlers)
+HANDLERS = web.AppKey("handlers", Any)
