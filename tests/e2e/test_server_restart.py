@@ -66,7 +66,7 @@ AFTER_RESTART_SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"na
 def open_watches(metrics: str) -> dict[str, int]:
     """Open WATCH requests by resource, from the apiserver_longrunning_requests gauge."""
     counts: dict[str, int] = {}
-    for m in re.finditer(r'apiserver_longrunning_requests\{[^}]*resource="([^"]*)"[^}]*verb="WATCH"\} (\S+)', metrics):
+    for m in re.finditer(r'apiserver_longrunning_requests\{[^}]*[{,]resource="([^"]*)"[^}]*verb="WATCH"\} (\S+)', metrics):
         counts[m.group(1)] = counts.get(m.group(1), 0) + int(float(m.group(2)))
     return counts
 
