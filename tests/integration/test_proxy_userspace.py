@@ -21,6 +21,7 @@ from pocketkube.client.rest import Client
 from pocketkube.proxy.runner import ServiceProxy
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
 from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.waits import wait_for_async
 
 SERVICES = BY_PLURAL[("", "services")]
 SLICES = BY_PLURAL[("discovery.k8s.io", "endpointslices")]
@@ -104,10 +105,9 @@ async def ask(ip: str, port: int) -> str | None:
 
 
 async def until(predicate, timeout: float = 5.0) -> float:
+    """Seconds until the (async) predicate held."""
     started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.002)
+    await wait_for_async(predicate, timeout=timeout, interval=0.002, what="the data plane to follow")
     return time.monotonic() - started
 
 

@@ -19,6 +19,7 @@ from pocketkube.proxy.select import make_data_plane
 from pocketkube.proxy.userspace.affinity import AffinityTable
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
 from pocketkube.testing.requires import require_module
+from pocketkube.testing.waits import wait_for_async
 
 NODE, NODE_IP = "unit-node", "127.0.1.251"
 _ips = itertools.count(random.randint(1, 200))
@@ -382,9 +383,7 @@ def api_slice(name: str, ips: list[str], rv: str = "1", trigger: str = "") -> di
 
 
 async def wait_for(predicate, timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
+    await wait_for_async(predicate, timeout=timeout, interval=0.005)
 
 
 async def test_runner_syncs_coalesces_and_survives_api_outage():

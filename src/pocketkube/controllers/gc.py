@@ -195,14 +195,20 @@ class GarbageCollector(Controller):
             policy = "Foreground"
         else:
             policy = "Background"
-        await self._delete(res, obj, policy)
+        # Only the version judged: the cache may be behind an update that removed the dangling
+        # reference (an owner deleted with `orphan` lets go of its dependents just before its
+        # DELETED event re-checks them). A newer version fails with Conflict and is judged again.
+        await self._delete(res, obj, policy, exact_version=True)
 
-    async def _delete(self, res: Resource, obj: dict, policy: str) -> None:
+    async def _delete(self, res: Resource, obj: dict, policy: str, *, exact_version: bool = False) -> None:
         m = obj["metadata"]
         log.info("%s: deleting %s %s/%s (%s)", self.name, res.kind, m.get("namespace", ""), m["name"], policy)
+        preconditions = {"uid": m["uid"]}
+        if exact_version:
+            preconditions["resourceVersion"] = m["resourceVersion"]
         try:
             await self.client.delete(res, m.get("namespace", ""), m["name"], propagation=policy,
-                                     preconditions={"uid": m["uid"]})
+                                     preconditions=preconditions)
         except errors.NotFound:
             pass
 
