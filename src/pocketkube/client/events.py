@@ -62,11 +62,15 @@ class _Written:
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str = "", *,
-                 quiet: asyncio.Event | None = None) -> None:
+                 quiet: asyncio.Event | None = None, max_in_flight: int | None = None) -> None:
         self.client = client
         self.component = component
         self.host = host
         self._quiet = quiet  # writes wait while this is clear; None: never wait
+        # At most this many event writes at once (None: a whole batch at once). A node agent
+        # bounds it, as the kubelet's event QPS does, so a burst of pod starts does not open a
+        # connection per event.
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self._pending: asyncio.Queue[tuple[tuple, dict]] | None = None
         self._writer: asyncio.Task | None = None
         self._written: OrderedDict[tuple, _Written] = OrderedDict()
@@ -115,6 +119,13 @@ class EventRecorder:
                 self._pending.task_done()
 
     async def _write_all(self, key: tuple, items: list[dict]) -> None:
+        if self._in_flight is None:
+            await self._write_each(key, items)
+            return
+        async with self._in_flight:
+            await self._write_each(key, items)
+
+    async def _write_each(self, key: tuple, items: list[dict]) -> None:
         for item in items:
             try:
                 await self._write(key, item)

@@ -29,6 +29,7 @@ PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
+EVENT_WRITES_IN_FLIGHT = 4  # a burst of pod starts writes its events over a few connections
 
 
 class Kubelet:
@@ -48,7 +49,8 @@ class Kubelet:
         self._status_writes = 0
         self._no_status_writes = asyncio.Event()
         self._no_status_writes.set()
-        self.events = EventRecorder(client, "kubelet", host=node_name, quiet=self._no_status_writes)
+        self.events = EventRecorder(client, "kubelet", host=node_name, quiet=self._no_status_writes,
+                                    max_in_flight=EVENT_WRITES_IN_FLIGHT)
         self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, SERVICES)
         self.workers: dict[str, PodWorker] = {}
