@@ -23,6 +23,7 @@ from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI
 from pocketkube.net.addresses import NodePlan, node_plan
 from pocketkube.proxy.select import remove_leftovers
+from pocketkube.util.processes import stop_group
 
 
 @dataclass
@@ -81,22 +82,6 @@ async def _drain(proc: asyncio.subprocess.Process) -> None:
     while await proc.stdout.readline():
         pass
 
-
-async def _stop(proc: asyncio.subprocess.Process, timeout: float) -> None:
-    if proc.returncode is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        await proc.wait()
 
 
 class Cluster:
@@ -217,15 +202,15 @@ class Cluster:
 
     async def stop(self) -> None:
         if self.controller_manager is not None:
-            await _stop(self.controller_manager, 15)
-        await asyncio.gather(*(_stop(p, 40) for p in self.agents.values()))
+            await stop_group(self.controller_manager, 15)
+        await asyncio.gather(*(stop_group(p, 40) for p in self.agents.values()))
         # An agent that died (a simulated node crash) left its pods running for a restart to
         # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
             remove_leftovers(plan.name, plan.ip)
         if self.server is not None:
-            await _stop(self.server, 15)
+            await stop_group(self.server, 15)
         for t in self._drains:
             t.cancel()
 

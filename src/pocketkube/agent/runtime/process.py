@@ -28,6 +28,7 @@ from pocketkube.agent.runtime.interface import (
     User,
 )
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.util.processes import kill_group
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,7 @@ async def exec_in(argv: list[str], *, env: dict[str, str], cwd: str | Path | Non
         async with asyncio.timeout(timeout):
             out, _ = await proc.communicate()
     except TimeoutError:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        await proc.wait()
+        await kill_group(proc)
         return ExecResult(None)
     return ExecResult(proc.returncode, out.decode(errors="replace"))
 
