@@ -72,6 +72,11 @@ def test_push_to_local_registry_and_read_back():
         blob = built.layout / "blobs" / "sha256" / built.config_digest.removeprefix("sha256:")
         assert remote_config.encode() == blob.read_bytes()
 
+        refs = registry.publish_test_images(addr)
+        assert refs == {"busybox": f"{addr}/busybox:latest", "pause": f"{addr}/pause:latest"}
+        pause = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{refs['pause']}"))
+        assert pause["Digest"] == images.pause_image().manifest_digest
+
         with pytest.raises(registry.RegistryError, match="not an OCI layout"):
             registry.push(tmp, f"{addr}/nothing:latest")
     assert pid not in registry_processes()

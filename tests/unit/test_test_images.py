@@ -109,6 +109,7 @@ def test_layer_members_modes_and_owners(tmp_path):
     ({"/../etc/x": b"x"}, "must not contain '..'"),
     ({"/bin": b"x", "/bin/sh": b"y"}, "'/bin' is a file but '/bin/sh' is under it"),
     ({"/a": b"x", "a": b"y"}, "given twice"),
+    ({"/a": Content(b"x", 0o10000)}, "not a file mode"),
 ])
 def test_bad_files_entry_is_named(tmp_path, files, message):
     with pytest.raises(ImageBuildError, match="image 't'.*" + message.replace("(", r"\(")):
@@ -119,6 +120,7 @@ def test_bad_files_entry_is_named(tmp_path, files, message):
     ({"cmd": "sh"}, "cmd must be a list of strings"),
     ({"env": ["PATH"]}, "NAME=value"),
     ({"tag": "a:b"}, "plain tag"),
+    ({"workdir": "tmp"}, "workdir 'tmp' must be an absolute path"),
 ])
 def test_bad_config_is_named(tmp_path, kwargs, message):
     with pytest.raises(ImageBuildError, match=message):
@@ -145,12 +147,17 @@ def test_verify_layout_rejects_a_corrupt_blob(tmp_path):
 
 def test_cache_reuses_and_rebuilds_corrupt_entries(tmp_path):
     cache = tmp_path / "cache"
-    build = {"tag": "latest", "files": {"/x": b"x"}}
+    calls = []
+
+    def build() -> dict:
+        calls.append(1)
+        return {"tag": "latest", "files": {"/x": b"x"}}
     first = images.cached_image(name="t", key_inputs={"v": 1}, build=build, cache=cache)
     index = first.layout / "index.json"
     mtime = index.stat().st_mtime_ns
     again = images.cached_image(name="t", key_inputs={"v": 1}, build=build, cache=cache)
     assert again == first and index.stat().st_mtime_ns == mtime  # reused, not rewritten
+    assert len(calls) == 1
     config = first.layout / "blobs" / "sha256" / first.config_digest.removeprefix("sha256:")
     config.write_bytes(b"{}")
     rebuilt = images.cached_image(name="t", key_inputs={"v": 1}, build=build, cache=cache)

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -51,7 +51,9 @@ REF_NAME = "org.opencontainers.image.ref.name"
 # `sleep infinity` as PID 1 ignores SIGTERM and every sandbox stop would wait for SIGKILL. A shell
 # `trap` installs a handler; `wait` on a background sleep returns as soon as a trapped signal
 # arrives (a foreground `sleep` would delay the trap by up to an hour). The trap also ends the
-# sleep so nothing outlives the shell when it does not run as a namespace's init.
+# sleep so nothing outlives the shell when it does not run as a namespace's init. While it waits,
+# ash reaps any child (waitpid(-1)), so orphans in a shared PID namespace do not stay zombies.
+# (A static C pause would be smaller, but needs a compiler; busybox-static is already here.)
 PAUSE_SCRIPT = 'trap \'kill $! 2>/dev/null; exit 0\' TERM INT; while :; do sleep 3600 & wait; done'
 PAUSE_USER = "65535:65535"  # as registry.k8s.io/pause: the sandbox needs no privilege
 
@@ -114,6 +116,8 @@ def _image_path(path: str) -> str:
 def _resolve(path: str, spec: object) -> Content | Symlink | Directory:
     """One `files` value as Content/Symlink/Directory, reading a host file; ImageBuildError when
     the value is of no known kind or names no readable regular file."""
+    if isinstance(spec, Content | Directory) and not 0 <= spec.mode <= 0o7777:
+        raise ImageBuildError(f"files[{path!r}]: mode {spec.mode:#o} is not a file mode (0 to 0o7777)")
     if isinstance(spec, Content | Symlink | Directory):
         return spec
     if isinstance(spec, bytes):
@@ -191,6 +195,8 @@ def image_blobs(*, tag: str, files: Mapping[str, FileSpec], entrypoint: Sequence
             raise ImageBuildError(f"{field} must be a list of strings, not {value!r}")
     if any("=" not in e for e in env):
         raise ImageBuildError(f"env entries must be NAME=value, got {list(env)!r}")
+    if not workdir.startswith("/"):
+        raise ImageBuildError(f"workdir {workdir!r} must be an absolute path")
     if not tag or "/" in tag or ":" in tag:
         raise ImageBuildError(f"tag {tag!r} must be a plain tag like 'latest'")
     tar = layer_tar(files)
@@ -291,10 +297,12 @@ def _input_key(spec: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_image(*, name: str, key_inputs: dict, build: dict, cache: Path | None = None) -> BuiltImage:
+def cached_image(*, name: str, key_inputs: dict, build: Callable[[], dict],
+                 cache: Path | None = None) -> BuiltImage:
     """The layout for these inputs from the cache, built (atomically: into a temp dir, then
-    renamed) when it is absent or fails `verify_layout`. `build` holds `build_image`'s keyword
-    arguments but `name` and `out_dir`."""
+    renamed) when it is absent or fails `verify_layout`. `build()` gives `build_image`'s keyword
+    arguments but `name` and `out_dir`; it is called only on a cache miss. `key_inputs` must
+    cover everything it depends on (file contents by digest)."""
     root = cache or cache_root()
     target = root / f"{name}-{_input_key({'name': name, **key_inputs})}"
     if target.exists():
@@ -305,7 +313,7 @@ def cached_image(*, name: str, key_inputs: dict, build: dict, cache: Path | None
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        build_image(name=name, out_dir=staging / "layout", **build)
+        build_image(name=name, out_dir=staging / "layout", **build())
         try:
             (staging / "layout").rename(target)
         except OSError:
@@ -349,12 +357,13 @@ def busybox_files(binary: bytes, applets: Sequence[str]) -> dict[str, FileSpec]:
 
 def busybox_image(*, tag: str = "latest", cache: Path | None = None) -> BuiltImage:
     """`busybox:<tag>`: the host's static busybox with all its applets (sh, sleep, echo, cat,
-    wget, nc, httpd...), Cmd ["sh"]. Cached; needs busybox-static."""
+    wget, nc, httpd...), Cmd ["sh"]. Cached; needs busybox-static. (Busybox `wget` was seen to
+    segfault inside pods, containers.md §5.3: tests should fetch with `nc`.)"""
     binary = _busybox()
     return cached_image(
         name="busybox", cache=cache,
         key_inputs={"tag": tag, "busybox": sha256_digest(binary)},
-        build={"tag": tag, "files": busybox_files(binary, busybox_applets()), "cmd": ["sh"]})
+        build=lambda: {"tag": tag, "files": busybox_files(binary, busybox_applets()), "cmd": ["sh"]})
 
 
 def pause_image(*, tag: str = "latest", cache: Path | None = None) -> BuiltImage:
@@ -366,4 +375,4 @@ def pause_image(*, tag: str = "latest", cache: Path | None = None) -> BuiltImage
     return cached_image(
         name="pause", cache=cache,
         key_inputs={"tag": tag, "busybox": sha256_digest(binary), "script": PAUSE_SCRIPT, "user": PAUSE_USER},
-        build={"tag": tag, "files": files, "entrypoint": ["/bin/sh", "-c", PAUSE_SCRIPT], "user": PAUSE_USER})
+        build=lambda: {"tag": tag, "files": files, "entrypoint": ["/bin/sh", "-c", PAUSE_SCRIPT], "user": PAUSE_USER})

@@ -6,7 +6,8 @@ temp dir, bound to a free loopback port over plain HTTP (containerd treats a loo
 HTTP without further config, see /work/shared/reference/containers.md §5.2). It yields
 "127.0.0.1:PORT" once `GET /v2/` answers, and on exit stops the registry and removes the dir.
 
-`push(layout, ref)` copies an OCI layout (`pocketkube.testing.images`) into it with skopeo. The
+`push(layout, ref)` copies an OCI layout (`pocketkube.testing.images`) into it with skopeo;
+`publish_test_images(addr)` pushes the busybox and pause images (the next step's pods). The
 child processes get an environment without proxy variables, so nothing leaves loopback.
 """
 
@@ -25,6 +26,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pocketkube.testing import images
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 REGISTRY_HINT = "Debian's docker-registry (apt-get install docker-registry)"
@@ -153,3 +156,13 @@ def push(layout: str | os.PathLike, ref: str, *, tag: str = "latest", timeout: f
                             stdin=subprocess.DEVNULL)
     if result.returncode:
         raise RegistryError(f"skopeo copy to {ref} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def publish_test_images(addr: str) -> dict[str, str]:
+    """Build (or take from the cache) the busybox and pause images and push them to the registry
+    at `addr`; their references by name, e.g. {"pause": "127.0.0.1:PORT/pause:latest"}."""
+    refs = {}
+    for name, built in (("busybox", images.busybox_image()), ("pause", images.pause_image())):
+        refs[name] = f"{addr}/{name}:{built.tag}"
+        push(built.layout, refs[name], tag=built.tag)
+    return refs
