@@ -66,6 +66,16 @@ async def test_start_talk_stop_leaves_nothing(data_dir) -> None:
     assert not ctrd.socket.exists()
 
 
+@requires(have_containerd(), CONTAINERD)
+async def test_a_containerd_without_cri_fails_start_at_once(data_dir) -> None:
+    ctrd = Containerd(data_dir, sandbox_image="pause:3.9")
+    ctrd.config = ctrd.config.replace("disabled_plugins = [", 'disabled_plugins = [\n  "io.containerd.grpc.v1.cri",')
+    with pytest.raises(ContainerdError, match="does not serve CRI .*UNIMPLEMENTED"):
+        await ctrd.start()
+    await ctrd.stop()
+    assert _processes_mentioning(str(data_dir)) == []
+
+
 async def test_a_containerd_that_exits_at_once_fails_start_with_its_log(data_dir) -> None:
     # `false` stands in for a containerd that dies on its config: start() must say so, not hang.
     ctrd = Containerd(data_dir, sandbox_image="pause:3.9", binary=shutil.which("false") or "/bin/false")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from pocketkube.agent.runtime.cri.client import CriClient, CriError
+from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable
 from pocketkube.util.processes import stop_group
 
 # Debian's containernetworking-plugins path (upstream's default is /opt/cni/bin).
@@ -249,8 +249,12 @@ class Containerd:
                     try:
                         await cri.version()
                         return
-                    except CriError:
-                        pass
+                    except Unavailable:
+                        pass  # not serving yet
+                    except CriError as err:  # e.g. UNIMPLEMENTED: the CRI plugin failed to load
+                        await self.stop()
+                        raise ContainerdError(f"containerd at {self.socket} does not serve CRI ({err}); "
+                                              f"{self.log_path}:\n{self._log_tail()}") from None
                 if time.monotonic() > deadline:
                     await self.stop()
                     raise ContainerdError(f"containerd did not answer on {self.socket} within "
