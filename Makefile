@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-unit lint bench clean
+.PHONY: up test test-unit lint bench clean cri-stubs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
+
+# Regenerate the vendored CRI v1 stubs from the vendored api.proto (scripts/gen_cri.py tells how
+# to vendor a new upstream version).
+cri-stubs: $(STAMP)
+	$(VENV)/bin/python scripts/gen_cri.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/apiserver.py

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from collections import Counter
 from types import ModuleType
 
@@ -37,6 +38,8 @@ SETPRIV = "root and setpriv (run as root; apt-get install util-linux)"
 BUSYBOX = BUSYBOX_HINT  # the OCI test images (pocketkube.testing.images)
 REGISTRY = REGISTRY_HINT  # the local registry and push (pocketkube.testing.registry)
 SKOPEO = SKOPEO_HINT
+CONTAINERD = ("root, containerd and runc (run as root; "
+              "apt-get install containerd runc containernetworking-plugins)")
 TEST_EXTRAS = "the test extras (pip install -e '.[test]')"
 
 _SKIP_PREFIX = "missing prerequisite: "
@@ -50,6 +53,11 @@ def in_ci() -> bool:
 def have_nginx() -> bool:
     """Whether the host nginx that the `nginx` image runs is installed."""
     return os.access(NGINX_BINARY, os.X_OK)
+
+
+def have_containerd() -> bool:
+    """Whether a private containerd can run here: root, containerd, its runc shim and runc."""
+    return is_root() and all(shutil.which(b) for b in ("containerd", "containerd-shim-runc-v2", "runc"))
 
 
 def is_root() -> bool:

@@ -1,0 +1,282 @@
+"""A private containerd for one node agent, run as its child (the k3s way).
+
+Each agent owns a containerd whose every path (root, state, sockets, runc root, opt dir, CNI
+config) lies under the agent's data directory, so two clusters on one host never share runtime
+state, and whose only listeners are unix sockets plus the CRI streaming server on a random
+127.0.0.1 port. `render_config` is the pure part (containerd 1.6, config version 2); `Containerd`
+starts it, waits until it answers CRI `Version`, and stops it leaving nothing behind: its process
+group, the shims it started (they run in their own sessions so that containers outlive a
+containerd restart, hence are found by their `-address`), their containers, and any mount left
+under its directories. Settings and why: /work/shared/reference/containers.md §5.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable
+from pocketkube.util.processes import stop_group
+
+# Debian's containernetworking-plugins path (upstream's default is /opt/cni/bin).
+DEBIAN_CNI_BIN_DIR = "/usr/lib/cni"
+# A unix socket path is limited to sizeof(sun_path) - 1 bytes on Linux.
+_MAX_SOCKET_PATH = 107
+_MNT_DETACH = 2
+
+
+def _q(value: str | Path, what: str) -> str:
+    """`value` as a TOML basic string (JSON's escapes are valid TOML ones), checked absolute."""
+    text = str(value)
+    if not os.path.isabs(text):
+        raise ValueError(f"containerd {what} must be an absolute path, got {text!r}")
+    return json.dumps(text)
+
+
+def render_config(*, root: str | Path, state: str | Path, socket: str | Path, cni_bin_dir: str | Path,
+                  cni_conf_dir: str | Path, sandbox_image: str, registry_config_dir: str | Path | None = None,
+                  opt_dir: str | Path | None = None, runc_binary: str = "runc") -> str:
+    """containerd 1.6's config.toml (version 2) for a private instance: everything under `root`
+    and `state`, gRPC on `socket` (ttrpc on `socket`.ttrpc), no debug or metrics listener, the CRI
+    streaming server on 127.0.0.1 with a kernel-chosen port."""
+    if len(os.fsencode(str(socket)) + b".ttrpc") > _MAX_SOCKET_PATH:
+        raise ValueError(f"containerd socket path {str(socket)!r} is too long for a unix socket "
+                         f"(at most {_MAX_SOCKET_PATH - 6} bytes): use a shorter data directory")
+    if not sandbox_image or any(c.isspace() for c in sandbox_image):
+        raise ValueError(f"sandbox image {sandbox_image!r} must be an image reference such as "
+                         "registry.k8s.io/pause:3.9")
+    root_q, state_q = _q(root, "root directory"), _q(state, "state directory")
+    runc_root = json.dumps(str(Path(state) / "runc"))
+    opt = _q(opt_dir or Path(root) / "opt", "opt directory")
+    registry = (f"\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
+                f"  config_path = {_q(registry_config_dir, 'registry config directory')}\n"
+                if registry_config_dir else "")
+    return f"""\
+# Rendered by pocketkube (agent/runtime/containerd.py): a private containerd for one node agent.
+version = 2
+root = {root_q}
+state = {state_q}
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = {_q(socket, "socket")}
+
+[ttrpc]
+  address = {_q(str(socket) + ".ttrpc", "socket")}
+
+# No debug socket and no metrics listener.
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+# Not the host-wide /opt/containerd.
+[plugins."io.containerd.internal.v1.opt"]
+  path = {opt}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = {json.dumps(sandbox_image)}
+  # exec/attach/port-forward URLs: loopback only, a random port so that instances never collide.
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_tls_streaming = false
+  # Without it the pause container's oom_score_adj is refused where CAP_SYS_RESOURCE is missing.
+  restrict_oom_score_adj = true
+  # Pod network namespaces under our state dir, not the shared /run/netns.
+  netns_mounts_under_state_dir = true
+
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  # cgroupfs: no systemd to delegate to here.
+  SystemdCgroup = false
+  BinaryName = {json.dumps(runc_binary)}
+  # Not the shared /run/containerd/runc/k8s.io.
+  Root = {runc_root}
+
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = {_q(cni_bin_dir, "CNI bin directory")}
+  conf_dir = {_q(cni_conf_dir, "CNI conf directory")}
+{registry}"""
+
+
+def shim_pids(processes: Iterable[tuple[int, list[str]]], socket: str | Path) -> list[int]:
+    """The pids among `processes` ((pid, argv) pairs) of containerd shims serving `socket`."""
+    found = []
+    for pid, argv in processes:
+        if not argv or not os.path.basename(argv[0]).startswith("containerd-shim"):
+            continue
+        for flag, value in zip(argv, argv[1:]):
+            if flag in ("-address", "--address") and value == str(socket):
+                found.append(pid)
+                break
+    return found
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_under(mountinfo: str, dirs: Iterable[str | Path]) -> list[str]:
+    """Mount points in `mountinfo` (/proc/self/mountinfo's text) at or under any of `dirs`,
+    deepest first (the order to unmount them in)."""
+    prefixes = [str(d).rstrip("/") for d in dirs]
+    points = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = _unescape_mountinfo(fields[4])
+        if any(point == p or point.startswith(p + "/") for p in prefixes):
+            points.add(point)
+    return sorted(points, key=lambda p: (-p.count("/"), p))
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                raw = Path(entry.path, "cmdline").read_bytes()
+            except OSError:  # exited meanwhile
+                continue
+            found.append((int(entry.name), [os.fsdecode(a) for a in raw.split(b"\0") if a]))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc/<pid>/task/*/children)."""
+    kids: list[int] = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            kids += [int(c) for c in Path(task.path, "children").read_text().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and its descendants (a shim and the containers it parents)."""
+    todo, tree = [pid], []
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += _children(p)
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class ContainerdError(RuntimeError):
+    """containerd did not start (its log's tail is in the message)."""
+
+
+class Containerd:
+    """The agent's own containerd: config and state under `data_dir` (short: the socket path lives
+    there), its log in `data_dir`/containerd.log."""
+
+    def __init__(self, data_dir: str | Path, *, sandbox_image: str, cni_bin_dir: str | Path = DEBIAN_CNI_BIN_DIR,
+                 cni_conf_dir: str | Path | None = None, binary: str = "containerd",
+                 start_timeout: float = 30.0, stop_grace: float = 10.0) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.root = self.data_dir / "root"
+        self.state = self.data_dir / "state"
+        self.socket = self.data_dir / "containerd.sock"
+        self.config_path = self.data_dir / "config.toml"
+        self.log_path = self.data_dir / "containerd.log"
+        self.config = render_config(root=self.root, state=self.state, socket=self.socket,
+                                    cni_bin_dir=cni_bin_dir,
+                                    cni_conf_dir=cni_conf_dir or self.data_dir / "cni" / "net.d",
+                                    sandbox_image=sandbox_image)
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The CRI endpoint, unix:///<socket>."""
+        return f"unix://{self.socket}"
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    async def start(self) -> None:
+        """Write the config, spawn containerd in its own process group and return once it answers
+        CRI Version; ContainerdError (with the log's tail) if it exits or times out first."""
+        if self._proc is not None and self._proc.returncode is None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config)
+        with open(self.log_path, "ab") as log:
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    self.binary, "--config", str(self.config_path), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log, stderr=log, start_new_session=True)
+            except FileNotFoundError:
+                raise ContainerdError(f"{self.binary!r} not found: apt-get install containerd runc") from None
+        deadline = time.monotonic() + self.start_timeout
+        async with CriClient(self.endpoint, timeout=1.0) as cri:
+            while True:
+                if self._proc.returncode is not None:
+                    raise ContainerdError(f"containerd exited with {self._proc.returncode} while starting; "
+                                          f"{self.log_path}:\n{self._log_tail()}")
+                if self.socket.exists():
+                    try:
+                        await cri.version()
+                        return
+                    except Unavailable:
+                        pass  # not serving yet
+                    except CriError as err:  # e.g. UNIMPLEMENTED: the CRI plugin failed to load
+                        await self.stop()
+                        raise ContainerdError(f"containerd at {self.socket} does not serve CRI ({err}); "
+                                              f"{self.log_path}:\n{self._log_tail()}") from None
+                if time.monotonic() > deadline:
+                    await self.stop()
+                    raise ContainerdError(f"containerd did not answer on {self.socket} within "
+                                          f"{self.start_timeout} s; {self.log_path}:\n{self._log_tail()}")
+                try:
+                    await asyncio.wait_for(self._proc.wait(), 0.1)
+                except TimeoutError:
+                    pass
+
+    async def stop(self) -> None:
+        """Stop containerd (SIGTERM, then SIGKILL to its group), kill the shims serving our socket
+        and their containers, and unmount what is left under our directories. Idempotent."""
+        if self._proc is not None:
+            await stop_group(self._proc, self.stop_grace)
+        await asyncio.to_thread(self._clean_up)
+
+    def _clean_up(self) -> None:
+        for pid in shim_pids(_processes(), self.socket):
+            _kill_tree(pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        for point in mounts_under(Path("/proc/self/mountinfo").read_text(), [self.root, self.state]):
+            if libc.umount2(os.fsencode(point), _MNT_DETACH) != 0:
+                err = ctypes.get_errno()
+                if err not in (22, 2):  # EINVAL (no longer a mount point), ENOENT
+                    raise OSError(err, f"cannot unmount {point}: {os.strerror(err)}")
