@@ -7,7 +7,13 @@ import tomllib
 
 import pytest
 
-from pocketkube.agent.runtime.containerd import Containerd, mounts_under, render_config, shim_pids
+from pocketkube.agent.runtime.containerd import (
+    Containerd,
+    mounts_under,
+    render_config,
+    render_plain_http_hosts,
+    shim_pids,
+)
 
 DATA = "/var/lib/pk/node-1"
 
@@ -87,6 +93,24 @@ def test_containerd_keeps_everything_under_its_data_dir(tmp_path) -> None:
     assert config["root"] == str(tmp_path / "ctrd" / "root")
     assert config["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["conf_dir"] == str(tmp_path / "ctrd/cni/net.d")
     assert not (tmp_path / "ctrd").exists()  # nothing is written before start()
+
+
+def test_containerd_passes_its_registry_config_dir(tmp_path) -> None:
+    ctrd = Containerd(tmp_path, sandbox_image="pause:3.9", registry_config_dir=tmp_path / "certs.d")
+    cri = tomllib.loads(ctrd.config)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["registry"]["config_path"] == str(tmp_path / "certs.d")
+
+
+def test_plain_http_hosts_toml() -> None:
+    hosts = tomllib.loads(render_plain_http_hosts("127.0.0.1:5000"))
+    assert hosts == {"server": "http://127.0.0.1:5000",
+                     "host": {"http://127.0.0.1:5000": {"capabilities": ["pull", "resolve"]}}}
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "http://127.0.0.1:5000", ":5000", "a b:1", "h:port"])
+def test_plain_http_hosts_rejects_what_is_not_host_port(addr) -> None:
+    with pytest.raises(ValueError, match="must be HOST:PORT"):
+        render_plain_http_hosts(addr)
 
 
 def test_shim_pids_match_our_socket_only() -> None:

@@ -2,8 +2,9 @@
 
 No public registry is reachable, so tests that pull images serve their own. `local_registry()`
 runs `/usr/bin/docker-registry serve` (distribution 2.8) with its config and storage in a fresh
-temp dir, bound to a free loopback port over plain HTTP (containerd treats a loopback registry as
-HTTP without further config, see /work/shared/reference/containers.md §5.2). It yields
+temp dir, bound to a free loopback port over plain HTTP (containerd pulls from it given a
+`hosts.toml` from `agent.runtime.containerd.render_plain_http_hosts`, see
+tests/integration/test_cri_container.py and /work/shared/reference/containers.md §5.2). It yields
 "127.0.0.1:PORT" once `GET /v2/` answers, and on exit stops the registry and removes the dir.
 
 `push(layout, ref)` copies an OCI layout (`pocketkube.testing.images`) into it with skopeo;

@@ -118,6 +118,22 @@ disabled_plugins = [
 {registry}"""
 
 
+def render_plain_http_hosts(addr: str) -> str:
+    """The `hosts.toml` (in `<registry_config_dir>/<addr>/`) that makes containerd pull from the
+    registry at `addr` ("HOST:PORT") over plain HTTP, e.g. a test registry on loopback."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or "/" in addr or any(c.isspace() for c in addr):
+        raise ValueError(f"registry address {addr!r} must be HOST:PORT, e.g. 127.0.0.1:5000")
+    server = json.dumps(f"http://{addr}")
+    return f"""\
+# Rendered by pocketkube (agent/runtime/containerd.py): plain HTTP to {addr}.
+server = {server}
+
+[host.{server}]
+  capabilities = ["pull", "resolve"]
+"""
+
+
 def shim_pids(processes: Iterable[tuple[int, list[str]]], socket: str | Path) -> list[int]:
     """The pids among `processes` ((pid, argv) pairs) of containerd shims serving `socket`."""
     found = []
@@ -194,10 +210,12 @@ class ContainerdError(RuntimeError):
 
 class Containerd:
     """The agent's own containerd: config and state under `data_dir` (short: the socket path lives
-    there), its log in `data_dir`/containerd.log."""
+    there), its log in `data_dir`/containerd.log. `registry_config_dir` is containerd's certs.d
+    (`<dir>/<host:port>/hosts.toml`, e.g. from `render_plain_http_hosts`)."""
 
     def __init__(self, data_dir: str | Path, *, sandbox_image: str, cni_bin_dir: str | Path = DEBIAN_CNI_BIN_DIR,
-                 cni_conf_dir: str | Path | None = None, binary: str = "containerd",
+                 cni_conf_dir: str | Path | None = None, registry_config_dir: str | Path | None = None,
+                 binary: str = "containerd",
                  start_timeout: float = 30.0, stop_grace: float = 10.0) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.root = self.data_dir / "root"
@@ -208,7 +226,9 @@ class Containerd:
         self.config = render_config(root=self.root, state=self.state, socket=self.socket,
                                     cni_bin_dir=cni_bin_dir,
                                     cni_conf_dir=cni_conf_dir or self.data_dir / "cni" / "net.d",
-                                    sandbox_image=sandbox_image)
+                                    sandbox_image=sandbox_image,
+                                    registry_config_dir=Path(registry_config_dir).absolute()
+                                    if registry_config_dir else None)
         self.binary = binary
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
