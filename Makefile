@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-unit lint bench clean cri-stubs
+.PHONY: up host-packages test test-unit lint bench clean cri-stubs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,22 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-up: $(STAMP)
+# What `up` uses from the host: the venv, the nftables data plane (kernel DNAT), the `nginx`
+# image. On Debian as root the missing ones are installed, and said so; elsewhere they are named,
+# and `up` falls back to the userspace data plane without nft.
+HOST_PACKAGES := python3-venv nftables nginx-light
+
+host-packages:
+	@missing=""; for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "• installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "• not installed:$$missing (apt-get install$$missing); pocketkube falls back to what works without them"; \
+	fi
+
+up: host-packages $(STAMP)
 	$(VENV)/bin/pocketkube up
 
 # Every test: unit, integration, e2e and soak (markers and timeouts are in pyproject.toml). A
