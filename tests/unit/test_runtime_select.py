@@ -1,0 +1,57 @@
+"""`--runtime auto|containerd|process`: the pure choice and its reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from pocketkube.agent.runtime.select import RuntimeUnavailable, choose_runtime, missing_for_containerd
+
+
+def test_auto_as_root_with_everything_installed_picks_containerd():
+    choice = choose_runtime("auto", euid=0, missing=[])
+    assert choice.name == "containerd" and "root" in choice.why
+
+
+def test_auto_without_root_falls_back_to_processes_and_says_why():
+    choice = choose_runtime("auto", euid=1000, missing=[])
+    assert choice.name == "process" and "not root" in choice.why
+
+
+def test_auto_with_missing_packages_names_them():
+    choice = choose_runtime("auto", euid=0, missing=["containerd", "runc"])
+    assert choice.name == "process"
+    assert "apt-get install containerd runc" in choice.why
+
+
+def test_explicit_containerd_fails_clearly_when_it_cannot_run():
+    with pytest.raises(RuntimeUnavailable, match="needs root"):
+        choose_runtime("containerd", euid=1000, missing=[])
+    with pytest.raises(RuntimeUnavailable, match="busybox-static"):
+        choose_runtime("containerd", euid=0, missing=["busybox-static"])
+
+
+def test_an_external_endpoint_needs_no_local_packages_but_root():
+    choice = choose_runtime("auto", euid=0, missing=["containerd"], endpoint="unix:///run/c.sock")
+    assert choice.name == "containerd" and "unix:///run/c.sock" in choice.why
+    with pytest.raises(RuntimeUnavailable, match="needs --runtime containerd"):
+        choose_runtime("process", euid=0, missing=[], endpoint="unix:///run/c.sock")
+
+
+def test_process_is_always_available():
+    assert choose_runtime("process", euid=1000, missing=["containerd"]).name == "process"
+
+
+def test_unknown_runtime_is_rejected():
+    with pytest.raises(ValueError, match="choose one of"):
+        choose_runtime("docker", euid=0, missing=[])
+
+
+def test_missing_for_containerd_looks_up_programs_and_cni_plugins(tmp_path):
+    for plugin in ("bridge", "host-local", "portmap", "loopback"):
+        p = tmp_path / plugin
+        p.write_text("#!/bin/sh\n")
+        p.chmod(0o755)
+    assert missing_for_containerd(lambda prog: f"/usr/bin/{prog}", tmp_path) == []
+    assert missing_for_containerd(lambda prog: None if prog == "runc" else "/x", tmp_path) == ["runc"]
+    (tmp_path / "portmap").unlink()
+    assert missing_for_containerd(lambda prog: "/x", tmp_path) == ["containernetworking-plugins"]
