@@ -34,7 +34,7 @@ class RuntimeUnavailable(Exception):
 
 
 def missing_for_containerd(which: Callable[[str], str | None] = shutil.which,
-                           cni_bin_dir: Path = DEBIAN_CNI_BIN_DIR) -> list[str]:
+                           cni_bin_dir: Path = Path(DEBIAN_CNI_BIN_DIR)) -> list[str]:
     """The Debian packages whose programs are absent (empty when containerd mode can run)."""
     missing = [pkg for prog, pkg in PROGRAMS.items() if which(prog) is None]
     if not all(os.access(cni_bin_dir / p, os.X_OK) for p in CNI_PLUGINS):
