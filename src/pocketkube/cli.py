@@ -11,6 +11,20 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(os.environ.get("POCKETKUBE_DATA_DIR", Path.home() / ".pocketkube"))
+RUNTIMES = ("auto", "containerd", "process")
+# The address plans. Process pods share the host's network namespace, so everything fits in
+# 127/8; container pods have their own, in which 127/8 is their own loopback, so kind's ranges.
+PROCESS_PLAN = {"node_ip_base": "127.0.1.0", "pod_cidr_base": "127.244.0.0/16",
+                "service_cidr": "127.96.0.0/16", "load_balancer_pool": "127.200.0.0/24"}
+CONTAINER_PLAN = {"node_ip_base": "10.250.0.0", "pod_cidr_base": "10.244.0.0/16",
+                  "service_cidr": "10.96.0.0/16", "load_balancer_pool": "10.250.1.0/24"}
+
+
+def _fill_plan(args: argparse.Namespace, plan: dict[str, str]) -> None:
+    """Every address flag left unset takes the plan's default."""
+    for name, default in plan.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
 
 
 def _port_range(value: str) -> tuple[int, int]:
@@ -29,15 +43,17 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind-address", default="127.0.0.1", help="API server address (default: %(default)s)")
     p.add_argument("--port", type=int, default=6443, help="API server port (default: %(default)s)")
     p.add_argument("--storage", default="", help="storage DSN: sqlite:///PATH (default: DATA_DIR/state.db)")
-    p.add_argument("--service-cidr", default="127.96.0.0/16", help="ClusterIP range (default: %(default)s)")
+    p.add_argument("--service-cidr", default=None,
+                   help="ClusterIP range (default: 127.96.0.0/16; 10.96.0.0/16 for `up` with containers)")
     p.add_argument("--service-node-port-range", type=_port_range, default=(30000, 32767),
                    help="NodePort range (default: 30000-32767)")
     _control_plane_args(p)
 
 
 def _control_plane_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--load-balancer-pool", default="127.200.0.0/24",
-                   help="addresses given to LoadBalancer Services (default: %(default)s)")
+    p.add_argument("--load-balancer-pool", default=None,
+                   help="addresses given to LoadBalancer Services "
+                        "(default: 127.200.0.0/24; 10.250.1.0/24 for `up` with containers)")
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0,
                    help="seconds without a node heartbeat before the node is NotReady (default: %(default)s)")
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0,
@@ -58,10 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
-    up.add_argument("--node-ip-base", default="127.0.1.0",
-                    help="node i gets this address + i (default: %(default)s)")
-    up.add_argument("--pod-cidr-base", default="127.244.0.0/16",
-                    help="node i gets the i-th /24 of this range for its pods (default: %(default)s)")
+    up.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                    help="container runtime: containerd (real OCI images, each pod in its own network "
+                         "namespace; needs root) or process (pods as host processes); auto picks containerd "
+                         "when it can run (default: %(default)s)")
+    up.add_argument("--container-runtime-endpoint", default="",
+                    help="use this CRI runtime (unix:///path.sock) instead of starting containerd (one node only)")
+    up.add_argument("--node-ip-base", default=None,
+                    help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers)")
+    up.add_argument("--pod-cidr-base", default=None,
+                    help="node i gets the i-th /24 of this range for its pods "
+                         "(default: 127.244.0.0/16; 10.244.0.0/16 with containers)")
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     up.add_argument("--no-user-kubeconfig", action="store_true",
@@ -75,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
+    agent.add_argument("--runtime", choices=RUNTIMES, default="process",
+                       help="container runtime (default: %(default)s; `up` passes what it chose)")
+    agent.add_argument("--container-runtime-endpoint", default="",
+                       help="a CRI runtime to use (unix:///path.sock); default with --runtime containerd: "
+                            "start our own containerd under the data dir")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
@@ -100,6 +128,7 @@ def _tune_gc() -> None:
 
 
 async def _run_server(args: argparse.Namespace) -> int:
+    _fill_plan(args, PROCESS_PLAN)
     from pocketkube.apiserver.app import ServerConfig
     from pocketkube.registry.registry import RegistryConfig
     from pocketkube.server import api_server
@@ -138,11 +167,23 @@ async def _run_server(args: argparse.Namespace) -> int:
 
 
 async def _run_up(args: argparse.Namespace) -> int:
+    from pocketkube.agent.runtime.select import RuntimeUnavailable, choose_runtime, missing_for_containerd
     from pocketkube.cluster import UpConfig, run_up
 
     if args.nodes < 1 or args.nodes > 200:
         print("pocketkube: --nodes must be between 1 and 200", file=sys.stderr)
         return 2
+    if args.container_runtime_endpoint and args.nodes != 1:
+        print("pocketkube: --container-runtime-endpoint serves one node (its CNI network is one node's); "
+              "add --nodes 1", file=sys.stderr)
+        return 2
+    try:
+        runtime = choose_runtime(args.runtime, euid=os.geteuid(), endpoint=args.container_runtime_endpoint,
+                                 missing=missing_for_containerd() if args.runtime != "process" else [])
+    except RuntimeUnavailable as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
+    _fill_plan(args, CONTAINER_PLAN if runtime.name == "containerd" else PROCESS_PLAN)
     control_plane = ["--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
                      "--pod-eviction-timeout", str(args.pod_eviction_timeout)]
@@ -155,7 +196,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
                                  control_plane_args=tuple(control_plane),
                                  lease_interval=min(10.0, args.node_monitor_grace_period / 4),
-                                 update_user_kubeconfig=not args.no_user_kubeconfig))
+                                 update_user_kubeconfig=not args.no_user_kubeconfig,
+                                 runtime=runtime.name, runtime_why=runtime.why,
+                                 container_runtime_endpoint=args.container_runtime_endpoint))
 
 
 def _control_plane_settings(args: argparse.Namespace):
@@ -167,6 +210,7 @@ def _control_plane_settings(args: argparse.Namespace):
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:
+    _fill_plan(args, PROCESS_PLAN)
     from pocketkube.controlplane import ControlPlane
 
     stop = asyncio.Event()
@@ -188,7 +232,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
     return await run_agent(AgentConfig(
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
-        dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval))
+        dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
+        runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint))
 
 
 def _kubectl(args: list[str]) -> int:

@@ -39,6 +39,9 @@ class UpConfig:
     server_args: tuple[str, ...] = ()
     control_plane_args: tuple[str, ...] = ()
     update_user_kubeconfig: bool = True
+    runtime: str = "process"  # what choose_runtime picked: "containerd" | "process"
+    runtime_why: str = ""
+    container_runtime_endpoint: str = ""
 
 
 def _say(msg: str) -> None:
@@ -128,6 +131,7 @@ class Cluster:
             port = listener.getsockname()[1]
             _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
+            _say(f"• runtime: {self.cfg.runtime} ({self.cfg.runtime_why})")
             self.server = await self._spawn_server(listener)
         finally:
             listener.close()  # the server holds it now
@@ -180,7 +184,9 @@ class Cluster:
                 "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
                 "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.cfg.dataplane,
                 "--data-dir", str(self.data_dir / "nodes" / plan.name),
-                "--lease-interval", str(self.cfg.lease_interval),
+                "--lease-interval", str(self.cfg.lease_interval), "--runtime", self.cfg.runtime,
+                *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]
+                  if self.cfg.container_runtime_endpoint else []),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
 
     async def _wait_agents(self) -> None:

@@ -27,7 +27,7 @@ pytestmark = [requires(have_nginx(), NGINX), requires(bool(kubectl_binaries()), 
 
 NODE_IPS = ["127.0.14.1", "127.0.14.2", "127.0.14.3"]
 UP_ARGS = ["--nodes", "3", "--node-ip-base", "127.0.14.0", "--pod-cidr-base", "127.252.0.0/16",
-           "--service-cidr", "127.102.0.0/16", "--load-balancer-pool", "127.206.0.0/24"]
+           "--service-cidr", "127.102.0.0/16", "--load-balancer-pool", "127.206.0.0/24", "--runtime", "process"]
 OTHER_CONTEXT = {
     "apiVersion": "v1", "kind": "Config", "current-context": "work",
     "clusters": [{"name": "work", "cluster": {"server": "https://203.0.113.7:6443"}}],

@@ -44,6 +44,8 @@ class AgentConfig:
     kubelet_port: int = 10250  # the log server; 0 picks a free port
     kill_pods_on_exit: bool = True
     lease_interval: float = 10.0  # must stay well under the control plane's node-monitor grace period
+    runtime: str = "process"  # "containerd" | "process"
+    container_runtime_endpoint: str = ""  # with containerd: someone else's runtime; else we start our own
 
 
 class Agent:

@@ -142,6 +142,7 @@ class ClusterProcess:
     pod_cidr_base: str = "127.245.0.0/16"
     service_cidr: str = "127.97.0.0/16"
     lb_pool: str = "127.201.0.0/24"
+    runtime: str = "process"  # the tests written for process pods say so: `up` defaults to auto
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     url: str = ""
@@ -160,7 +161,8 @@ class ClusterProcess:
         cmd = [sys.executable, "-m", "pocketkube", "up", "--data-dir", str(self.data_dir), "--port", "0",
                "--nodes", str(self.nodes), "--node-ip-base", self.node_ip_base,
                "--pod-cidr-base", self.pod_cidr_base, "--service-cidr", self.service_cidr,
-               "--load-balancer-pool", self.lb_pool, "--no-user-kubeconfig", *self.extra_args]
+               "--load-balancer-pool", self.lb_pool, "--no-user-kubeconfig", "--runtime", self.runtime,
+               *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
