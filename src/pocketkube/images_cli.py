@@ -315,11 +315,11 @@ def load_report(files: Sequence[Path], node_names: Sequence[str],
 
 
 async def load(data_dir: Path, files: Sequence[Path]) -> int:
-    if shutil.which("ctr") is None:
-        raise ImageCommandError("ctr not found (containerd's client): apt-get install containerd")
     kinds = {f: check_archive(f) for f in files}  # every file checked before any node is touched
     nodes = find_nodes(data_dir)
     check_running(nodes)
+    if shutil.which("ctr") is None:
+        raise ImageCommandError("ctr (containerd's client) not found: apt-get install containerd")
     temps: list[Path] = []
     try:
         archives = []
