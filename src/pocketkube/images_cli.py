@@ -8,8 +8,11 @@ Flags, as kind's nodeutils.LoadImageArchive: `--all-platforms` (a multi-platform
 whole, so its index stays complete), `--digests --skip-digest-for-named` (an image the archive
 does not name still gets a name, `import-<date>@sha256:...`, so containerd's GC keeps it; named
 ones get no extra digest name), `--snapshotter overlayfs` (what our CRI config uses: containers
-start from the snapshots unpacked here). Unpacking stays on: it costs ~10 % of an import (bench),
-and CRI 1.6 would otherwise unpack at the first CreateContainer, in a pod's start-up.
+start from the snapshots unpacked here). Unpacking stays on although `--no-unpack` would be safe
+(checked: CRI 1.6's CreateContainer/RunPodSandbox unpack a missing snapshot on demand,
+pkg/cri/opts.WithNewSnapshot) and ~25 % cheaper (bench/image_load.py): skipped, that cost moves
+into pod start-up, and every pod a node creates at once from the image would unpack the same
+layers again until the first commits.
 Then each loaded image is pinned (`io.cri-containerd.pinned=pinned`, as k3s pins its imports and
 kind its base images): containerd 1.7+ reports it to the kubelet, whose image GC then keeps it (a
 loaded image is often the only copy, e.g. offline). containerd 1.6's CRI ignores the label.

@@ -158,3 +158,23 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys, monkeypatch, argv: list
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and err.startswith(expected.format(tmp=tmp_path)), err
+
+
+def test_gunzip_to_a_temp_tar(tmp_path: Path) -> None:
+    from pocketkube.images_cli import _gunzip
+
+    tar = _tar({"manifest.json": b"[]"})
+    good = tmp_path / "a.tar.gz"
+    good.write_bytes(gzip.compress(tar))
+    out = _gunzip(good, tmp_path)
+    assert out.parent == tmp_path and out.read_bytes() == tar
+    out.unlink()
+    truncated = tmp_path / "t.tar.gz"
+    truncated.write_bytes(gzip.compress(tar)[:-20])
+    not_tar = tmp_path / "n.gz"
+    not_tar.write_bytes(gzip.compress(b"hello" * 200))
+    with pytest.raises(ImageCommandError, match="corrupt gzip"):
+        _gunzip(truncated, tmp_path)
+    with pytest.raises(ImageCommandError, match="gzip, but not of a tar"):
+        _gunzip(not_tar, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "n.gz", "t.tar.gz"]  # no temp left
