@@ -95,7 +95,7 @@ def _processes() -> list[tuple[int, list[str]]]:
 
 def pocketkube(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pocketkube", "image", *map(str, args)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "POCKETKUBE_NO_UVLOOP": ""})
+                          capture_output=True, text=True, timeout=60)
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
