@@ -1,4 +1,4 @@
-"""Command line: `pocketkube up | server | kubectl`. Wiring only; the pieces live in their packages."""
+"""Command line: `pocketkube up | server | kubectl | image`. Wiring only; the pieces live in their packages."""
 
 from __future__ import annotations
 
@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
+    image = sub.add_parser("image", help="load image archives into every node, list the nodes' images")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    load = image_sub.add_parser("load", help="load `docker save` or OCI archives (.tar, .tar.gz) into every node")
+    load.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    image_ls = image_sub.add_parser("ls", help="list the images on each node")
+    for q in (load, image_ls):
+        q.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                       help="the cluster's data directory (default: %(default)s)")
     return p
 
 
@@ -236,6 +244,12 @@ async def _run_agent(args: argparse.Namespace) -> int:
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint))
 
 
+async def _run_image(args: argparse.Namespace) -> int:
+    from pocketkube.images_cli import run
+
+    return await run(args.image_command, args.data_dir, getattr(args, "files", ()))
+
+
 def _kubectl(args: list[str]) -> int:
     from pocketkube.kubectl import exec_kubectl
 
@@ -255,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.install()
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
-              "controller-manager": _run_controller_manager}[args.command]
+              "controller-manager": _run_controller_manager, "image": _run_image}[args.command]
     return asyncio.run(runner(args))
 
 
