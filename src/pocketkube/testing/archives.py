@@ -22,50 +22,14 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pocketkube.testing.images import REF_NAME, _architecture, _canonical_json, sha256_digest
-
-# containerd's own annotation for a full image name in an OCI index (ref.name may be a bare tag).
-CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, path: Path | None = None) -> None:
-    info = tarfile.TarInfo(name)
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mtime = 0
-    if data is None and path is None:
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-        return
-    info.mode = 0o644
-    if path is not None:
-        info.size = path.stat().st_size
-        with open(path, "rb") as f:
-            tar.addfile(info, f)
-    else:
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-
-
-def oci_archive(layout: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None) -> Path:
-    """`layout` (an OCI image layout of one image) as an OCI archive at `out`. With `name` (a
-    full reference such as "docker.io/library/foo:1"), the index names it as containerd and
-    skopeo do (ref.name and io.containerd.image.name); without, it keeps the layout's own
-    ref.name (often a bare tag)."""
-    src = Path(layout)
-    index = json.loads((src / "index.json").read_bytes())
-    if name is not None:
-        for desc in index["manifests"]:
-            desc.setdefault("annotations", {}).update({REF_NAME: name, CONTAINERD_IMAGE_NAME: name})
-    out = Path(out)
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, "oci-layout", (src / "oci-layout").read_bytes())
-        _add(tar, "index.json", _canonical_json(index))
-        _add(tar, "blobs")
-        _add(tar, "blobs/sha256")
-        for blob in sorted((src / "blobs" / "sha256").iterdir()):
-            _add(tar, f"blobs/sha256/{blob.name}", path=blob)
-    return out
+from pocketkube.util.oci_layout import (  # noqa: F401 (re-exported)
+    CONTAINERD_IMAGE_NAME,
+    _architecture,
+    _canonical_json,
+    oci_archive,
+    sha256_digest,
+    tar_add,
+)
 
 
 def _layout_image(layout: Path) -> tuple[bytes, list[bytes]]:
@@ -89,20 +53,20 @@ def docker_archive_from_layers(out: str | os.PathLike, *, config: bytes, layers:
     layer_names = []
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         config_name = hashlib.sha256(config).hexdigest() + ".json"
-        _add(tar, config_name, config)
+        tar_add(tar, config_name, config)
         for layer in layers:
             layer_id = hashlib.sha256(layer).hexdigest()
-            _add(tar, layer_id)
-            _add(tar, f"{layer_id}/VERSION", b"1.0")
-            _add(tar, f"{layer_id}/layer.tar", layer)
+            tar_add(tar, layer_id)
+            tar_add(tar, f"{layer_id}/VERSION", b"1.0")
+            tar_add(tar, f"{layer_id}/layer.tar", layer)
             layer_names.append(f"{layer_id}/layer.tar")
         manifest = [{"Config": config_name, "RepoTags": list(repo_tags), "Layers": layer_names}]
-        _add(tar, "manifest.json", json.dumps(manifest).encode())
+        tar_add(tar, "manifest.json", json.dumps(manifest).encode())
         repositories: dict[str, dict[str, str]] = {}
         for tag in repo_tags:
             repo, _, t = tag.rpartition(":")
             repositories.setdefault(repo, {})[t] = layer_names[-1].split("/")[0] if layer_names else ""
-        _add(tar, "repositories", json.dumps(repositories).encode())
+        tar_add(tar, "repositories", json.dumps(repositories).encode())
     return out
 
 
@@ -119,9 +83,9 @@ def random_layer(size: int, *, seed: int = 0, files: int = 4) -> bytes:
     buf = io.BytesIO()
     per_file = size // files
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, "data")
+        tar_add(tar, "data")
         for i in range(files):
-            _add(tar, f"data/blob-{i}", rng.randbytes(per_file))
+            tar_add(tar, f"data/blob-{i}", rng.randbytes(per_file))
     return buf.getvalue()
 
 

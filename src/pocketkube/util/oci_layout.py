@@ -261,3 +261,48 @@ def verify_layout(layout: str | os.PathLike) -> BuiltImage:
         raise LayoutError(f"{path}: not a valid single-image OCI layout: {e!r}") from None
     return BuiltImage(layout=path, tag=desc.get("annotations", {}).get(REF_NAME, ""),
                       manifest_digest=desc["digest"], config_digest=config_desc["digest"])
+
+
+# containerd's own annotation for a full image name in an OCI index (ref.name may be a bare tag).
+CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
+
+
+def tar_add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, path: Path | None = None) -> None:
+    """One archive member owned by root with mtime 0: a directory (no data), bytes, or a file's content."""
+    info = tarfile.TarInfo(name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    if data is None and path is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        return
+    info.mode = 0o644
+    if path is not None:
+        info.size = path.stat().st_size
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+
+def oci_archive(layout: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None) -> Path:
+    """`layout` (an OCI image layout of one image) as an OCI archive at `out`. With `name` (a
+    full reference such as "docker.io/library/foo:1"), the index names it as containerd and
+    skopeo do (ref.name and io.containerd.image.name); without, it keeps the layout's own
+    ref.name (often a bare tag)."""
+    src = Path(layout)
+    index = json.loads((src / "index.json").read_bytes())
+    if name is not None:
+        for desc in index["manifests"]:
+            desc.setdefault("annotations", {}).update({REF_NAME: name, CONTAINERD_IMAGE_NAME: name})
+    out = Path(out)
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar_add(tar, "oci-layout", (src / "oci-layout").read_bytes())
+        tar_add(tar, "index.json", _canonical_json(index))
+        tar_add(tar, "blobs")
+        tar_add(tar, "blobs/sha256")
+        for blob in sorted((src / "blobs" / "sha256").iterdir()):
+            tar_add(tar, f"blobs/sha256/{blob.name}", path=blob)
+    return out
