@@ -44,11 +44,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CRI_NAMESPACE = "k8s.io"
-SNAPSHOTTER = "overlayfs"  # agent/runtime/containerd.render_config's CRI snapshotter
-PINNED_LABEL = "io.cri-containerd.pinned=pinned"
-IMPORT_FLAGS = ("--all-platforms", "--digests", "--skip-digest-for-named", f"--snapshotter={SNAPSHOTTER}")
-CONNECT_TIMEOUT = "5s"
+from pocketkube.agent.runtime.containerd import ContainerdError, import_archive
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _TAR_BLOCK = 512
 
@@ -90,22 +87,6 @@ def archive_kind(head: bytes) -> str | None:
     signed = sum(b - 256 if b > 127 else b for b in block[:148]) + 8 * 32 + \
         sum(b - 256 if b > 127 else b for b in block[156:])
     return "tar" if stored in (actual, signed) else None
-
-
-def ctr_message(stderr: str) -> str:
-    """ctr's error as one line: its last line, without the `ctr: ` prefix."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    if not lines:
-        return "ctr failed without a message"
-    return lines[-1].removeprefix("ctr: ")
-
-
-_UNPACKED = re.compile(r"unpacking (\S+) \((sha256:[0-9a-f]{64})\)")
-
-
-def imported_names(stdout: str) -> list[str]:
-    """The image names `ctr images import` printed ("unpacking NAME (DIGEST)...done")."""
-    return [m.group(1) for m in _UNPACKED.finditer(stdout)]
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -252,39 +233,16 @@ def _gunzip(src: Path, dest_dir: Path) -> Path:
     return Path(name)
 
 
-async def _ctr(node: Node, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "ctr", "--address", str(node.socket), "--namespace", CRI_NAMESPACE, "--connect-timeout", CONNECT_TIMEOUT,
-        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-
 async def _load_node(node: Node, archives: Sequence[tuple[Path, Path]]) -> dict[Path, list[str] | str]:
-    """Import each archive (original path, tar to read) into `node`, then pin what it loaded.
+    """Import each archive (original path, tar to read) into `node`, pinned.
     Per archive: the image names, or ctr's one-line error."""
     results: dict[Path, list[str] | str] = {}
     for shown, tar in archives:
-        code, out, err = await _ctr(node, "images", "import", *IMPORT_FLAGS, str(tar))
-        if code != 0:
-            results[shown] = ctr_message(err)
-            continue
-        names = imported_names(out)
-        if names:
-            code, _, err = await _pin_all(node, names)
-            if code != 0:
-                results[shown] = f"imported, but pinning failed: {ctr_message(err)}"
-                continue
-        results[shown] = names
+        try:
+            results[shown] = await import_archive(node.socket, tar)
+        except ContainerdError as e:
+            results[shown] = str(e)
     return results
-
-
-async def _pin_all(node: Node, names: Sequence[str]) -> tuple[int, str, str]:
-    for name in names:
-        code, out, err = await _ctr(node, "images", "label", name, PINNED_LABEL)
-        if code != 0:
-            return code, out, err
-    return 0, "", ""
 
 
 def load_report(files: Sequence[Path], node_names: Sequence[str],

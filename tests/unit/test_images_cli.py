@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 
 from pocketkube import cli
+from pocketkube.agent.runtime.containerd import ctr_message, imported_names
 from pocketkube.images_cli import (
     ImageCommandError,
     ImageEntry,
     archive_kind,
     check_archive,
-    ctr_message,
     find_nodes,
     format_table,
     human_size,
     image_rows,
-    imported_names,
     load_report,
     natural_key,
     split_ref,

@@ -208,6 +208,57 @@ class ContainerdError(RuntimeError):
     """containerd did not start (its log's tail is in the message)."""
 
 
+# ---- images: `ctr images import`, CRI having no import call ----
+
+CRI_NAMESPACE = "k8s.io"
+SNAPSHOTTER = "overlayfs"  # render_config's CRI snapshotter: the import unpacks for it
+# containerd ≥ 1.7 keeps pinned images out of image GC (1.6's CRI ignores it; our kubelet honours it).
+PINNED_LABEL = "io.cri-containerd.pinned=pinned"
+# Named images get no extra `import-…@sha256` name; unnamed ones keep it so GC keeps them.
+IMPORT_FLAGS = ("--all-platforms", "--digests", "--skip-digest-for-named", f"--snapshotter={SNAPSHOTTER}")
+CTR_CONNECT_TIMEOUT = "5s"
+_UNPACKED = re.compile(r"unpacking (\S+) \((sha256:[0-9a-f]{64})\)")
+
+
+def ctr_message(stderr: str) -> str:
+    """ctr's error as one line: its last line, without the `ctr: ` prefix."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "ctr failed without a message"
+    return lines[-1].removeprefix("ctr: ")
+
+
+def imported_names(stdout: str) -> list[str]:
+    """The image names `ctr images import` printed ("unpacking NAME (DIGEST)...done")."""
+    return [m.group(1) for m in _UNPACKED.finditer(stdout)]
+
+
+async def ctr(socket: str | Path, *args: str) -> tuple[int, str, str]:
+    """Run containerd's `ctr` against `socket` in CRI's namespace: (exit code, stdout, stderr)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "ctr", "--address", str(socket), "--namespace", CRI_NAMESPACE, "--connect-timeout", CTR_CONNECT_TIMEOUT,
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except FileNotFoundError:
+        raise ContainerdError("ctr is not installed (it comes with Debian's containerd package)") from None
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def import_archive(socket: str | Path, archive: str | Path) -> list[str]:
+    """Import a docker-save or OCI archive (plain tar) and pin what it named; the image names,
+    or ContainerdError with ctr's message."""
+    code, out, err = await ctr(socket, "images", "import", *IMPORT_FLAGS, str(archive))
+    if code != 0:
+        raise ContainerdError(ctr_message(err))
+    names = imported_names(out)
+    for name in names:
+        code, _, err = await ctr(socket, "images", "label", name, PINNED_LABEL)
+        if code != 0:
+            raise ContainerdError(f"imported, but pinning failed: {ctr_message(err)}")
+    return names
+
+
 class Containerd:
     """The agent's own containerd: config and state under `data_dir` (short: the socket path lives
     there), its log in `data_dir`/containerd.log. `registry_config_dir` is containerd's certs.d
