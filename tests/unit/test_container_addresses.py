@@ -13,6 +13,7 @@ from pocketkube.net.addresses import (
     is_cluster_device,
     node_plan,
 )
+from pocketkube.net.hostnet import render_cluster_table, render_delete_table
 
 
 def test_defaults_are_kinds_ranges_with_a_bridge_and_slash_24_per_node():
@@ -69,3 +70,21 @@ def test_host_conflicts_name_the_interface_or_route_and_the_flag():
                "(another pocketkube cluster?" in p for p in problems)
     assert len(problems) == 1 + 4 + 1  # wlan0: services; tun0: all four ranges; the other cluster: the pool
     assert host_conflicts(plan, [("eth0", "192.0.2.2/24")], [("0.0.0.0/0", "eth0")]) == []
+
+
+def test_cluster_table_keeps_cluster_ranges_between_our_bridges_and_masquerades_egress_only_if_asked():
+    plan = container_plan("ab12", 2)
+    closed = render_cluster_table(plan, pod_egress=False).splitlines()
+    t = "ip pocketkube-net-ab12"
+    assert closed[:2] == [f"add table {t}", f"delete table {t}"]  # replaced whole: idempotent
+    assert (f"add set {t} cluster-ranges {{ type ipv4_addr ; flags interval ; elements = "
+            "{ 10.96.0.0/16, 10.244.0.0/16, 10.250.0.0/23 } ; }") in closed
+    assert closed[-3:] == [f'add rule {t} forward iifname "pkab12*" oifname "pkab12*" accept',
+                           f"add rule {t} forward ip saddr @cluster-ranges drop",
+                           f"add rule {t} forward ip daddr @cluster-ranges drop"]
+    assert not any("masquerade" in line or "postrouting" in line for line in closed)
+    egress = render_cluster_table(plan, pod_egress=True)
+    assert (f'add rule {t} postrouting ip saddr 10.244.0.0/16 ip daddr != @cluster-ranges '
+            'oifname != "pkab12*" masquerade') in egress
+    assert egress.index("ip daddr != @cluster-ranges accept") < egress.index("ip saddr @cluster-ranges drop")
+    assert render_delete_table("ab12") == f"add table {t}\ndelete table {t}\n"
