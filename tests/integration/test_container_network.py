@@ -71,6 +71,11 @@ except OSError as e:
 """
 
 
+def responder(netns: str, addr: str) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", RESPONDER, addr, str(POD_PORT)],
+                            stdout=subprocess.DEVNULL)
+
+
 def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
 
@@ -94,8 +99,9 @@ class Pod:
 class PodNetwork:
     """The host network of a 2-node test cluster and three pods: a and b on node 1, c on node 2."""
 
-    def __init__(self, cid: str) -> None:
+    def __init__(self, cid: str, pod_egress: bool = False) -> None:
         self.plan: ContainerPlan = container_plan(cid, 2, **RANGES)
+        self.pod_egress = pod_egress
         self.pods: dict[str, Pod] = {}
 
     @property
@@ -104,7 +110,7 @@ class PodNetwork:
 
     def up(self) -> None:
         hostnet.check_host(self.plan)
-        hostnet.setup_cluster_network(self.plan, pod_egress=False)
+        hostnet.setup_cluster_network(self.plan, self.pod_egress)
         for node in self.plan.nodes:
             hostnet.setup_node_bridge(node.bridge, node.pod_cidr)
         for name, node, host in (("a", 1, 2), ("b", 1, 3), ("c", 2, 2)):
@@ -129,8 +135,7 @@ class PodNetwork:
         ip("-n", pod.netns, "link", "set", "lo", "up")
         for route in self.plan.pod_routes():
             ip("-n", pod.netns, "route", "add", route, "via", node.gateway)
-        pod.responder = subprocess.Popen(["ip", "netns", "exec", pod.netns, sys.executable, "-c", RESPONDER,
-                                          pod.ip, str(POD_PORT)], stdout=subprocess.DEVNULL)
+        pod.responder = responder(pod.netns, pod.ip)
 
     def down(self) -> None:
         for pod in self.pods.values():
@@ -162,8 +167,8 @@ class PodNetwork:
 
 
 @contextmanager
-def pod_network(tmp_path) -> Iterator[PodNetwork]:
-    net = PodNetwork(cluster_id(str(tmp_path.resolve())))
+def pod_network(tmp_path, pod_egress: bool = False) -> Iterator[PodNetwork]:
+    net = PodNetwork(cluster_id(str(tmp_path.resolve())), pod_egress)
     try:
         net.up()
         yield net
@@ -374,6 +379,41 @@ async def test_no_cluster_packet_on_any_real_interface_with_or_without_the_data_
             await wait_for_async(lambda: capture.saw_destination(CONTROL_DESTINATION[0]), timeout=5,
                                  what="the capture to see the control packet (else it proves nothing)")
     assert capture.cluster_packets(net.plan) == []
+
+
+@contextmanager
+def outside_network(cid: str) -> Iterator[tuple[str, str]]:
+    """A stand-in for the world outside the cluster that is still on this host: a namespace behind
+    a veth with a TEST-NET-3 /30 and a responder; yields (its address, the host's address)."""
+    netns, veth, host_ip, outside_ip = f"pk{cid}-outside", f"vpk{cid}x", "203.0.113.1", "203.0.113.2"
+    proc = None
+    try:
+        ip("netns", "add", netns)
+        ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        ip("addr", "add", f"{host_ip}/30", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("-n", netns, "addr", "add", f"{outside_ip}/30", "dev", "eth0")
+        ip("-n", netns, "link", "set", "eth0", "up")
+        proc = responder(netns, outside_ip)
+        wait_for(lambda: host_fetch(outside_ip, POD_PORT, 0.5).startswith(outside_ip), timeout=10,
+                 what="the outside responder")
+        yield outside_ip, host_ip
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", veth], capture_output=True, check=False)
+
+
+def test_pod_egress_is_masqueraded_behind_the_host_and_dropped_when_off(tmp_path):
+    with pod_network(tmp_path, pod_egress=True) as n, outside_network(n.cid) as (outside_ip, host_ip):
+        c = n.pods["c"]
+        ip("-n", c.netns, "route", "add", "default", "via", n.plan.nodes[1].gateway)  # as with --pod-egress
+        assert c.fetch(outside_ip, POD_PORT) == f"{outside_ip} {host_ip}"  # the pod's address stays inside
+        hostnet.setup_cluster_network(n.plan, pod_egress=False)  # set up again, egress off: replaced in place
+        assert c.fetch(outside_ip, POD_PORT, 0.5) == "ERR TimeoutError"
+        assert c.fetch(n.pods["a"].ip, POD_PORT) == f"{n.pods['a'].ip} {c.ip}"  # the cluster still works
 
 
 def test_teardown_and_remove_leftovers_leave_nothing(tmp_path):
