@@ -13,7 +13,7 @@ from pocketkube.net.addresses import (
     is_cluster_device,
     node_plan,
 )
-from pocketkube.net.hostnet import render_cluster_table, render_delete_table
+from pocketkube.net.hostnet import cluster_id_of, render_cluster_table, render_delete_table
 
 
 def test_defaults_are_kinds_ranges_with_a_bridge_and_slash_24_per_node():
@@ -88,3 +88,10 @@ def test_cluster_table_keeps_cluster_ranges_between_our_bridges_and_masquerades_
             'oifname != "pkab12*" masquerade') in egress
     assert egress.index("ip daddr != @cluster-ranges accept") < egress.index("ip saddr @cluster-ranges drop")
     assert render_delete_table("ab12") == f"add table {t}\ndelete table {t}\n"
+
+
+def test_cluster_id_of_resolves_the_data_dir(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert cluster_id_of(tmp_path / "link") == cluster_id_of(str(tmp_path / "real")) == \
+        cluster_id(str((tmp_path / "real").resolve()))

@@ -34,6 +34,7 @@ from pocketkube.net.addresses import (
     ContainerPlan,
     PlanError,
     cluster_bridge,
+    cluster_id,
     host_conflicts,
     is_cluster_device,
 )
@@ -44,6 +45,11 @@ PROC_SYS = Path("/proc/sys")
 
 class HostNetError(RuntimeError):
     """A host network change failed; the message names the command and the kernel's answer."""
+
+
+def cluster_id_of(data_dir: str | os.PathLike) -> str:
+    """The cluster id of a cluster data dir (resolved first, so any spelling of it agrees)."""
+    return cluster_id(str(Path(data_dir).resolve()))
 
 
 def cluster_table(cid: str) -> str:
