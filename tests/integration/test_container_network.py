@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pytest
 
 from pocketkube.net import hostnet
-from pocketkube.net.addresses import ContainerPlan, cluster_id, container_plan
+from pocketkube.net.addresses import ContainerPlan, PlanError, cluster_id, container_plan
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import default_runner, nft_usable
@@ -414,6 +414,23 @@ def test_pod_egress_is_masqueraded_behind_the_host_and_dropped_when_off(tmp_path
         hostnet.setup_cluster_network(n.plan, pod_egress=False)  # set up again, egress off: replaced in place
         assert c.fetch(outside_ip, POD_PORT, 0.5) == "ERR TimeoutError"
         assert c.fetch(n.pods["a"].ip, POD_PORT) == f"{n.pods['a'].ip} {c.ip}"  # the cluster still works
+
+
+def test_a_range_taken_on_this_host_is_refused_naming_the_interface_and_the_flag(tmp_path):
+    plan = container_plan(cluster_id(str(tmp_path.resolve())), 2, **RANGES)
+    dummy = f"vpk{plan.cluster_id}d"
+    try:
+        ip("link", "add", dummy, "type", "veth", "peer", "name", f"{dummy}p")  # a host with no dummy module
+        ip("addr", "add", "10.97.77.1/24", "dev", dummy)  # inside the test Service range
+        ip("link", "set", dummy, "up")
+        with pytest.raises(PlanError) as err:
+            hostnet.check_host(plan)
+        assert str(err.value) == (f"the services range 10.97.0.0/16 overlaps 10.97.77.1/24 on {dummy} (a host "
+                                  "interface's network): pick another range with --service-cidr; the services range "
+                                  f"10.97.0.0/16 overlaps the host route 10.97.77.0/24 via {dummy}: pick another "
+                                  "range with --service-cidr")
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], capture_output=True, check=False)
 
 
 def test_teardown_and_remove_leftovers_leave_nothing(tmp_path):
