@@ -416,6 +416,65 @@ def test_pod_egress_is_masqueraded_behind_the_host_and_dropped_when_off(tmp_path
         assert c.fetch(n.pods["a"].ip, POD_PORT) == f"{n.pods['a'].ip} {c.ip}"  # the cluster still works
 
 
+CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
+CNI = "the CNI plugins (apt-get install containernetworking-plugins)"
+
+
+def cni(command: str, config: dict, netns: str, container_id: str) -> dict:
+    """Run the CNI bridge plugin as containerd does (one plugin of the conflist, CNI 1.0.0)."""
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": f"/var/run/netns/{netns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": CNI_BIN_DIR, "PATH": os.environ.get("PATH", "")}
+    done = subprocess.run([f"{CNI_BIN_DIR}/bridge"], input=json.dumps(config), env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout or "{}")
+
+
+@requires(os.access(f"{CNI_BIN_DIR}/bridge", os.X_OK) and os.access(f"{CNI_BIN_DIR}/host-local", os.X_OK), CNI)
+async def test_the_cni_bridge_plugin_reuses_the_node_bridge_and_its_pod_is_served(net, tmp_path):
+    """The pods above are made by hand; this one by the real plugin, with the conflist's settings."""
+    node = net.plan.nodes[0]
+    bridge_before = json.loads(ip("-j", "addr", "show", "dev", node.bridge))[0]
+    netns, container_id = f"pk{net.cid}-pod-cni", f"pocketkube-test-{net.cid}"
+    config = {"cniVersion": "1.0.0", "name": "pocketkube", "type": "bridge", "bridge": node.bridge,
+              "isGateway": True, "ipMasq": False, "hairpinMode": True,
+              "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                       "ranges": [[{"subnet": node.pod_cidr}]],
+                       "routes": [{"dst": r} for r in net.plan.pod_routes()]}}
+    ip("netns", "add", netns)
+    proc = plane = None
+    try:
+        result = cni("ADD", config, netns, container_id)
+        pod_ip = result["ips"][0]["address"].split("/")[0]
+        assert result["ips"][0]["gateway"] == node.gateway
+        bridge_after = json.loads(ip("-j", "addr", "show", "dev", node.bridge))[0]
+        assert bridge_after["ifindex"] == bridge_before["ifindex"]  # reused, not made again
+        assert [a["local"] for a in bridge_after["addr_info"] if a["family"] == "inet"] == [node.gateway]
+        proc = responder(netns, pod_ip)
+        await wait_for_async(lambda: host_fetch(pod_ip, POD_PORT, 0.5).startswith(pod_ip), timeout=10,
+                             what="the CNI pod's responder")
+        plane = NftablesDataPlane(f"netit-cni-{net.cid}", node.ip, bridged_pods=True)
+        await plane.start()
+        sp = ServicePort("itest", "cni", "", "TCP", 80, (SELF_VIP,), SELF_NODE_PORT)
+        await plane.apply({(sp.key, "TCP"): ServiceEntry(sp, (Endpoint(pod_ip, POD_PORT, plane.ctx.node_name),))})
+        c = net.pods["c"]
+        assert await asyncio.to_thread(c.fetch, SELF_VIP, 80) == f"{pod_ip} {c.ip}"  # from the other node
+        hairpin = await asyncio.to_thread(
+            subprocess.run, ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, SELF_VIP, "80", "2"],
+            capture_output=True, text=True, check=True)
+        assert hairpin.stdout.strip() == f"{pod_ip} {node.gateway}"
+    finally:
+        if plane is not None:
+            await plane.stop()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        cni("DEL", config, netns, container_id)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+    ports = [link["ifname"] for link in json.loads(ip("-j", "link", "show", "master", node.bridge))]
+    assert sorted(ports) == sorted(p.veth for p in net.pods.values() if p.node == 1)  # the plugin's veth is gone
+
+
 def test_a_range_taken_on_this_host_is_refused_naming_the_interface_and_the_flag(tmp_path):
     plan = container_plan(cluster_id(str(tmp_path.resolve())), 2, **RANGES)
     dummy = f"vpk{plan.cluster_id}d"
