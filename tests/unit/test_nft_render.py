@@ -14,6 +14,7 @@ from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables.nft import NftError
 from pocketkube.proxy.nftables.proxier import remove_leftover_table, table_name
 from pocketkube.proxy.nftables.render import (
+    HAIRPIN_SET,
     NO_ENDPOINTS_MAP,
     REJECT_VERDICT,
     SERVICE_IPS_MAP,
@@ -25,6 +26,7 @@ from pocketkube.proxy.nftables.render import (
 from pocketkube.testing.fakenft import FakeNft
 
 CTX = NodeContext("node-1", "127.0.1.1")
+BRIDGED = NodeContext("node-1", "127.0.1.1", bridged_pods=True)  # container mode (same table name)
 T = CTX.qualified_table
 
 
@@ -141,19 +143,19 @@ models = st.lists(st.builds(lambda sp, eps: ServiceEntry(sp, tuple(sorted(set(ep
                             service_ports, st.lists(endpoints, max_size=4)), max_size=4)
 
 
-def as_ruleset(entries: list[ServiceEntry]) -> dict:
-    return {(e.port.key, e.port.protocol): service_rules(e, CTX) for e in entries}
+def as_ruleset(entries: list[ServiceEntry], ctx: NodeContext = CTX) -> dict:
+    return {(e.port.key, e.port.protocol): service_rules(e, ctx) for e in entries}
 
 
 @settings(max_examples=150, deadline=None)
-@given(models, models)
-def test_delta_applied_to_old_table_gives_the_new_table(first, second):
-    old, new = as_ruleset(first), as_ruleset(second)
+@given(models, models, st.sampled_from([CTX, BRIDGED]))
+def test_delta_applied_to_old_table_gives_the_new_table(first, second, ctx):
+    old, new = as_ruleset(first, ctx), as_ruleset(second, ctx)
     nft = FakeNft()
-    nft.apply(render_full(CTX, old))
-    nft.apply(render_delta(CTX, old, new))
+    nft.apply(render_full(ctx, old))
+    nft.apply(render_delta(ctx, old, new))
     expected = FakeNft()
-    expected.apply(render_full(CTX, new))
+    expected.apply(render_full(ctx, new))
     assert nft.state() == expected.state()
 
 
@@ -173,10 +175,47 @@ def test_remove_leftover_table_deletes_whatever_a_dead_agent_left():
     nft = FakeNft()
     nft.apply(render_full(CTX, ruleset(entry(None, ep("127.244.1.2")))))
     assert remove_leftover_table(CTX.node_name, CTX.node_ip, runner=nft)
-    assert nft.state() == ({}, {}, {})
+    assert nft.state() == ({}, {}, {}, {})
     assert remove_leftover_table(CTX.node_name, CTX.node_ip, runner=FakeNft())  # none there: still fine
     assert nft.scripts[-1].splitlines() == [f"add table {T}", f"delete table {T}"]
 
 
 def test_table_name_has_node_name_and_ip():
     assert table_name("node-1", "127.0.1.1") == CTX.table == "pocketkube-node-1-127-0-1-1"
+
+
+def test_process_mode_table_has_no_hairpin_nor_forward_or_output_hooks():
+    script = render_full(CTX, ruleset(entry(None, ep("127.244.1.2"))))
+    assert HAIRPIN_SET not in script and "hook forward" not in script and "hook output priority 0" not in script
+    assert service_rules(entry(None, ep("127.244.1.2")), CTX).hairpin == frozenset()
+
+
+def test_bridged_pods_masquerade_hairpin_and_check_no_endpoints_in_forward_and_output():
+    bt = BRIDGED.qualified_table
+    r = service_rules(entry(port(cluster_ips=("10.96.0.10", "fd00::10")), ep("10.244.1.2"), ep("fd00::2"),
+                            ep("10.244.2.2", "node-2")), BRIDGED)
+    assert r.hairpin == {"10.244.1.2", "10.244.2.2"}  # every endpoint this table DNATs to, IPv4 only
+    lines = render_full(BRIDGED, {("default/web:http", "TCP"): r}).splitlines()
+    assert f"add set {bt} {HAIRPIN_SET} {{ type ipv4_addr . ipv4_addr ; }}" in lines
+    assert (f"add rule {bt} nat-postrouting oifname != \"lo\" ct status dnat "
+            f"ip saddr . ip daddr @{HAIRPIN_SET} masquerade") in lines
+    assert f"add chain {bt} nat-postrouting {{ type nat hook postrouting priority 100 ; policy accept ; }}" in lines
+    assert (f"add rule {bt} filter-forward ct state new ip daddr . meta l4proto . th dport "
+            f"vmap @{NO_ENDPOINTS_MAP}") in lines
+    assert (f"add rule {bt} filter-output oifname != \"lo\" ct state new ip daddr . meta l4proto . th dport "
+            f"vmap @{NO_ENDPOINTS_MAP}") in lines
+    assert lines[-1] == f"add element {bt} {HAIRPIN_SET} {{ 10.244.1.2 . 10.244.1.2, 10.244.2.2 . 10.244.2.2 }}"
+
+
+def test_hairpin_pair_stays_while_any_service_still_uses_the_endpoint():
+    bt = BRIDGED.qualified_table
+    a = entry(port("a", cluster_ips=("10.96.0.1",)), ep("10.244.1.2"))
+    b = entry(port("b", cluster_ips=("10.96.0.2",)), ep("10.244.1.2"), ep("10.244.1.3"))
+    nft = FakeNft()
+    nft.apply(render_full(BRIDGED, as_ruleset([a, b], BRIDGED)))
+    script = render_delta(BRIDGED, as_ruleset([a, b], BRIDGED), as_ruleset([a], BRIDGED))
+    nft.apply(script)
+    assert f"delete element {bt} {HAIRPIN_SET} {{ 10.244.1.3 . 10.244.1.3 }}" in script.splitlines()
+    assert nft.set_elements == {HAIRPIN_SET: {"10.244.1.2 . 10.244.1.2"}}
+    nft.apply(render_delta(BRIDGED, as_ruleset([a], BRIDGED), {}))
+    assert nft.set_elements == {}

@@ -34,10 +34,11 @@ class FakeNft:
         self.chains: dict[str, list[str]] = {}
         self.sets: dict[str, str] = {}
         self.maps: dict[str, dict[str, str]] = {}
+        self.set_elements: dict[str, set[str]] = {}  # elements of the non-dynamic sets
         self.scripts: list[str] = []  # every script applied, in order
 
-    def state(self) -> tuple[dict, dict, dict]:
-        return self.chains, self.sets, self.maps
+    def state(self) -> tuple[dict, dict, dict, dict]:
+        return self.chains, self.sets, self.maps, self.set_elements
 
     def apply(self, script: str) -> None:
         """Apply `script` as one transaction: on an error nothing changes."""
@@ -68,7 +69,7 @@ class FakeNft:
         name, _, body = rest.partition(" ")
         if obj == "table":
             if verb == "delete":
-                self.chains, self.sets, self.maps = {}, {}, {}
+                self.chains, self.sets, self.maps, self.set_elements = {}, {}, {}, {}
         elif obj in ("chain", "set", "map"):
             self._object(verb, obj, name, body, line)
         elif obj == "rule":
@@ -89,6 +90,7 @@ class FakeNft:
             _require(not self._referenced(name), f"{name} still referenced: {line}")
             _require(not (obj == "chain" and store[name]), f"chain not empty: {line}")
             del store[name]
+            self.set_elements.pop(name, None)
 
     def _rule(self, chain: str, body: str, line: str) -> None:
         _require(chain in self.chains, line)
@@ -99,6 +101,9 @@ class FakeNft:
         self.chains[chain].append(body)
 
     def _elements(self, verb: str, map_name: str, body: str, line: str) -> None:
+        if map_name in self.sets:
+            self._set_elements(verb, map_name, body, line)
+            return
         elements = self.maps[map_name]
         for item in body.strip("{} ").split(", "):
             key, _, verdict = item.partition(" : ")
@@ -109,3 +114,15 @@ class FakeNft:
             else:
                 _require(key in elements, f"no such element: {line}")
                 del elements[key]
+
+    def _set_elements(self, verb: str, set_name: str, body: str, line: str) -> None:
+        elements = self.set_elements.setdefault(set_name, set())
+        for key in body.strip("{} ").split(", "):
+            if verb == "add":
+                _require(key not in elements, f"element exists: {line}")
+                elements.add(key)
+            else:
+                _require(key in elements, f"no such element: {line}")
+                elements.discard(key)
+        if not elements:
+            del self.set_elements[set_name]

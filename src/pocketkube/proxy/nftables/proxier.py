@@ -21,8 +21,12 @@ log = logging.getLogger(__name__)
 class NftablesDataPlane:
     name = "nftables"
 
-    def __init__(self, node_name: str, node_ip: str, runner: NftRunner | None = None) -> None:
-        self.ctx = render.NodeContext(node_name, node_ip)
+    def __init__(self, node_name: str, node_ip: str, runner: NftRunner | None = None,
+                 bridged_pods: bool = False) -> None:
+        """`bridged_pods`: the node's pods have their own network namespaces behind a bridge
+        (container runtime), which adds hairpin masquerade and the forward/output no-endpoint
+        checks (render's docstring); False keeps the process runtime's table as it was."""
+        self.ctx = render.NodeContext(node_name, node_ip, bridged_pods)
         self._runner = runner
         self.health = HealthCheckServers(node_name, node_ip)
         self._lock = asyncio.Lock()

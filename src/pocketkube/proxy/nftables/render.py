@@ -27,6 +27,22 @@ output or prerouting): a packet whose destination is still a VIP there was trans
 table, so a lagging table can never refuse a connection another table serves, and a table
 that only lacks *local* endpoints (Local policies) leaves the VIP to a table that has them.
 
+Pods in their own network namespaces behind node bridges (container mode, `bridged_pods`) need
+three more things, each off in process mode (pods on loopback addresses of the host's namespace):
+
+- Hairpin: a pod reaching itself through its Service gets its own connection back with its own
+  address as source, which it drops as martian, so that connection is masqueraded (to the
+  bridge gateway). kube-proxy marks `ip saddr == endpoint` in each endpoint chain; our DNAT is
+  inline (numgen map, no endpoint chains) and nft cannot compare two packet fields, so
+  `nat-postrouting` looks `ip saddr . ip daddr` up in `hairpin-endpoints`, which holds `ep . ep`
+  for every endpoint this table can DNAT to. It runs at srcnat, after the DNAT of any table.
+- No endpoints, from a pod: a pod's packet to a VIP is forwarded, never input, so
+  `filter-forward` checks `no-endpoint-services` too (after every table's prerouting DNAT,
+  by the same argument as the input hook).
+- No endpoints, from the host: VIPs route via the cluster bridge rather than `lo`, so an
+  untranslated VIP would wait for ARP; `filter-output` checks it for non-loopback output
+  (after every table's output DNAT), as kube-proxy does.
+
 Chain, set and element texts are kept per service port (`ServiceRules`) so an update only
 diffs the service ports whose model changed (`render_delta`); `render_full` rebuilds the
 table atomically (start, repair).
@@ -47,6 +63,11 @@ REJECT_CHAIN = "reject-chain"
 NAT_OUTPUT_CHAIN = "nat-output"
 NAT_PREROUTING_CHAIN = "nat-prerouting"
 FILTER_INPUT_CHAIN = "filter-input"
+FILTER_FORWARD_CHAIN = "filter-forward"
+FILTER_OUTPUT_CHAIN = "filter-output"
+NAT_POSTROUTING_CHAIN = "nat-postrouting"
+HAIRPIN_SET = "hairpin-endpoints"
+SNAT_PRIORITY = 100  # "srcnat"
 DNAT_PRIORITY = -100  # "dstnat"
 FILTER_PRIORITY = 0  # "filter"; in the input hook, so after all DNAT anyway
 SERVICE_CHAIN_PREFIX = "svc-"
@@ -64,12 +85,21 @@ _BASE_CHAINS = (  # name, type, hook, priority, rule
     (FILTER_INPUT_CHAIN, "filter", "input", FILTER_PRIORITY,
      f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
 )
+_BRIDGED_POD_CHAINS = (  # the same, added when pods live in their own network namespaces
+    (FILTER_FORWARD_CHAIN, "filter", "forward", FILTER_PRIORITY,
+     f"ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
+    (FILTER_OUTPUT_CHAIN, "filter", "output", FILTER_PRIORITY,
+     f"oifname != \"lo\" ct state new {DISPATCH} vmap @{NO_ENDPOINTS_MAP}"),
+    (NAT_POSTROUTING_CHAIN, "nat", "postrouting", SNAT_PRIORITY,
+     f"oifname != \"lo\" ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} masquerade"),
+)
 
 
 @dataclass(frozen=True)
 class NodeContext:
     node_name: str
     node_ip: str
+    bridged_pods: bool = False  # pods in their own netns behind bridges (container mode)
 
     @property
     def table(self) -> str:
@@ -90,6 +120,7 @@ class ServiceRules:
     sets: Mapping[str, int] = field(default_factory=dict)  # affinity set -> timeout seconds
     dispatch: Mapping[str, str] = field(default_factory=dict)  # `ip . proto . port` -> verdict
     no_endpoints: Mapping[str, str] = field(default_factory=dict)
+    hairpin: frozenset[str] = frozenset()  # endpoint IPs a pod may reach itself at (bridged_pods)
 
 
 Ruleset = Mapping[tuple[str, str], ServiceRules]  # keyed like the model
@@ -168,7 +199,9 @@ def service_rules(entry: ServiceEntry, ctx: NodeContext) -> ServiceRules:
         frontend(ctx.node_ip, sp.node_port, cat.external, external_chain)
     for ip in sp.load_balancer_ips + sp.external_ips:
         frontend(ip, sp.port, cat.external, external_chain)
-    return ServiceRules(chains, sets, dispatch, no_endpoints)
+    hairpin = frozenset(ep.ip for ep in cat.cluster + cat.external if ":" not in ep.ip) \
+        if ctx.bridged_pods else frozenset()
+    return ServiceRules(chains, sets, dispatch, no_endpoints, hairpin)
 
 
 def _merge_elements(rules: Iterable[ServiceRules], attr: str) -> dict[str, str]:
@@ -178,6 +211,10 @@ def _merge_elements(rules: Iterable[ServiceRules], attr: str) -> dict[str, str]:
         for key, verdict in getattr(r, attr).items():
             merged.setdefault(key, verdict)
     return merged
+
+
+def _hairpin_elements(rules: Iterable[ServiceRules]) -> set[str]:
+    return {f"{ip} . {ip}" for r in rules for ip in r.hairpin}
 
 
 def _sorted_rules(ruleset: Ruleset) -> list[ServiceRules]:
@@ -201,7 +238,9 @@ def _skeleton(ctx: NodeContext) -> list[str]:
         f"add chain {t} {REJECT_CHAIN}",
         f"add rule {t} {REJECT_CHAIN} reject",
     ]
-    for name, kind, hook, priority, rule in _BASE_CHAINS:
+    if ctx.bridged_pods:
+        lines.append(f"add set {t} {HAIRPIN_SET} {{ type ipv4_addr . ipv4_addr ; }}")
+    for name, kind, hook, priority, rule in _BASE_CHAINS + (_BRIDGED_POD_CHAINS if ctx.bridged_pods else ()):
         lines.append(f"add chain {t} {name} {{ type {kind} hook {hook} priority {priority} ; policy accept ; }}")
         lines.append(f"add rule {t} {name} {rule}")
     return lines
@@ -227,6 +266,7 @@ def render_full(ctx: NodeContext, ruleset: Ruleset) -> str:
     for map_name, attr in ((SERVICE_IPS_MAP, "dispatch"), (NO_ENDPOINTS_MAP, "no_endpoints")):
         merged = _merge_elements(rules, attr)
         lines += _elements_cmd("add", t, map_name, [f"{k} : {v}" for k, v in merged.items()])
+    lines += _elements_cmd("add", t, HAIRPIN_SET, sorted(_hairpin_elements(rules)))
     return "\n".join(lines) + "\n"
 
 
@@ -276,6 +316,10 @@ def render_delta(ctx: NodeContext, old: Ruleset, new: Ruleset) -> str:
                                      _merge_elements(_sorted_rules(new), attr))
         removals += gone
         additions += added
+    # Hairpin pairs are a union over the table: an endpoint IP may back several Services.
+    old_pairs, new_pairs = _hairpin_elements(old.values()), _hairpin_elements(new.values())
+    removals += _elements_cmd("delete", t, HAIRPIN_SET, sorted(old_pairs - new_pairs))
+    additions += _elements_cmd("add", t, HAIRPIN_SET, sorted(new_pairs - old_pairs))
     # Order matters: drop every reference to a chain or set before deleting it.
     lines = removals
     lines += [f"flush chain {t} {c}" for c in removed_chains + rewritten]
