@@ -10,14 +10,17 @@ import signal
 import sys
 from pathlib import Path
 
+from pocketkube.net import addresses
+
 DEFAULT_DATA_DIR = Path(os.environ.get("POCKETKUBE_DATA_DIR", Path.home() / ".pocketkube"))
 RUNTIMES = ("auto", "containerd", "process")
 # The address plans. Process pods share the host's network namespace, so everything fits in
 # 127/8; container pods have their own, in which 127/8 is their own loopback, so kind's ranges.
 PROCESS_PLAN = {"node_ip_base": "127.0.1.0", "pod_cidr_base": "127.244.0.0/16",
                 "service_cidr": "127.96.0.0/16", "load_balancer_pool": "127.200.0.0/24"}
-CONTAINER_PLAN = {"node_ip_base": "10.250.0.0", "pod_cidr_base": "10.244.0.0/16",
-                  "service_cidr": "10.96.0.0/16", "load_balancer_pool": "10.250.1.0/24"}
+CONTAINER_PLAN = {"node_ip_base": addresses.CONTAINER_NODE_IP_BASE, "pod_cidr_base": addresses.CONTAINER_POD_CIDR_BASE,
+                  "service_cidr": addresses.CONTAINER_SERVICE_CIDR,
+                  "load_balancer_pool": addresses.CONTAINER_LOAD_BALANCER_POOL}
 
 
 def _fill_plan(args: argparse.Namespace, plan: dict[str, str]) -> None:
@@ -80,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                          "when it can run (default: %(default)s)")
     up.add_argument("--container-runtime-endpoint", default="",
                     help="use this CRI runtime (unix:///path.sock) instead of starting containerd (one node only)")
+    up.add_argument("--pod-egress", action=argparse.BooleanOptionalAction, default=True,
+                    help="container pods reach beyond the machine, masqueraded behind the host (default: on)")
     up.add_argument("--node-ip-base", default=None,
                     help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers)")
     up.add_argument("--pod-cidr-base", default=None,
@@ -205,7 +210,8 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  control_plane_args=tuple(control_plane),
                                  lease_interval=min(10.0, args.node_monitor_grace_period / 4),
                                  update_user_kubeconfig=not args.no_user_kubeconfig,
-                                 runtime=runtime.name, runtime_why=runtime.why,
+                                 service_cidr=args.service_cidr, load_balancer_pool=args.load_balancer_pool,
+                                 pod_egress=args.pod_egress, runtime=runtime.name, runtime_why=runtime.why,
                                  container_runtime_endpoint=args.container_runtime_endpoint))
 
 
@@ -241,7 +247,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
-        runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint))
+        runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
+        node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r)))
 
 
 async def _run_image(args: argparse.Namespace) -> int:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from pocketkube.agent.runtime.containerd import stop_leftover_containerd
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI
-from pocketkube.net.addresses import NodePlan, node_plan
+from pocketkube.net import hostnet
+from pocketkube.net.addresses import ContainerPlan, NodePlan, PlanError, container_plan, node_plan
 from pocketkube.proxy.select import remove_leftovers
 from pocketkube.util.processes import stop_group
 
@@ -35,6 +37,8 @@ class UpConfig:
     dataplane: str = "auto"
     node_ip_base: str = "127.0.1.0"
     pod_cidr_base: str = "127.244.0.0/16"
+    service_cidr: str = "127.96.0.0/16"
+    load_balancer_pool: str = "127.200.0.0/24"
     lease_interval: float = 10.0
     server_args: tuple[str, ...] = ()
     control_plane_args: tuple[str, ...] = ()
@@ -42,6 +46,7 @@ class UpConfig:
     runtime: str = "process"  # what choose_runtime picked: "containerd" | "process"
     runtime_why: str = ""
     container_runtime_endpoint: str = ""
+    pod_egress: bool = True  # container pods reach the outside, masqueraded behind the host (as kind)
 
 
 def _say(msg: str) -> None:
@@ -91,7 +96,15 @@ class Cluster:
     def __init__(self, cfg: UpConfig) -> None:
         self.cfg = cfg
         self.data_dir = Path(cfg.data_dir).resolve()
-        self.plans: list[NodePlan] = node_plan(cfg.nodes, cfg.node_ip_base, cfg.pod_cidr_base)
+        # Container pods have network namespaces of their own: the cluster gets bridges, routes and
+        # a filter table on the host (net.hostnet); process pods live in the host's, on 127/8.
+        self.net: ContainerPlan | None = None
+        if cfg.runtime == "containerd":
+            self.net = container_plan(hostnet.cluster_id_of(self.data_dir), cfg.nodes, cfg.pod_cidr_base,
+                                      cfg.service_cidr, cfg.node_ip_base, cfg.load_balancer_pool)
+            self.plans: list[NodePlan] = list(self.net.nodes)
+        else:
+            self.plans = node_plan(cfg.nodes, cfg.node_ip_base, cfg.pod_cidr_base)
         self.server: asyncio.subprocess.Process | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.controller_manager: asyncio.subprocess.Process | None = None
@@ -127,6 +140,11 @@ class Cluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         listener = _listen(self.cfg.host, self.cfg.port)
         try:
+            self._setup_network()
+        except Exception:
+            listener.close()
+            raise
+        try:
             self._prepare_credentials()
             port = listener.getsockname()[1]
             _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
@@ -158,6 +176,27 @@ class Cluster:
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
 
+    def _setup_network(self) -> None:
+        """The cluster bridge, node IPs, routes and filter table for container pods (nothing for
+        process pods); what a crashed run left is removed first."""
+        if self.net is None:
+            return
+        removed = hostnet.remove_leftovers(self.net.cluster_id)
+        if removed:
+            _say(f"• removed what a previous run left: {', '.join(removed)}")
+        hostnet.check_host(self.net)
+        try:
+            hostnet.setup_cluster_network(self.net, pod_egress=self.cfg.pod_egress)
+        except hostnet.HostNetError:
+            hostnet.remove_leftovers(self.net.cluster_id)
+            raise
+
+    def _agent_network_args(self, plan: NodePlan) -> list[str]:
+        if self.net is None:
+            return []
+        routes = self.net.pod_routes() + (["0.0.0.0/0"] if self.cfg.pod_egress else [])
+        return ["--node-bridge", getattr(plan, "bridge"), "--pod-routes", ",".join(routes)]
+
     async def _spawn_server(self, listener: socket.socket) -> asyncio.subprocess.Process:
         port = listener.getsockname()[1]
         return await _spawn(
@@ -187,6 +226,7 @@ class Cluster:
                 "--lease-interval", str(self.cfg.lease_interval), "--runtime", self.cfg.runtime,
                 *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]
                   if self.cfg.container_runtime_endpoint else []),
+                *self._agent_network_args(plan),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
 
     async def _wait_agents(self) -> None:
@@ -214,7 +254,11 @@ class Cluster:
         # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
+            await stop_leftover_containerd(self.data_dir / "nodes" / plan.name / "containerd")
             remove_leftovers(plan.name, plan.ip)
+        if self.net is not None:
+            hostnet.teardown_cluster_network(self.net.cluster_id)
+            hostnet.remove_leftovers(self.net.cluster_id)  # the bridges of agents that died
         if self.server is not None:
             await stop_group(self.server, 15)
         for t in self._drains:
@@ -279,14 +323,18 @@ async def _report_death(name: str, proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_up(cfg: UpConfig) -> int:
-    cluster = Cluster(cfg)
+    try:
+        cluster = Cluster(cfg)
+    except PlanError as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await cluster.start()
-    except (RuntimeError, OSError) as e:
+    except (RuntimeError, OSError, PlanError) as e:
         print(f"pocketkube: {e}", file=sys.stderr)
         await cluster.stop()
         return 1

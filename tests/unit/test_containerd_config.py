@@ -9,6 +9,7 @@ import pytest
 
 from pocketkube.agent.runtime.containerd import (
     Containerd,
+    containerd_pids,
     mounts_under,
     render_config,
     render_plain_http_hosts,
@@ -123,6 +124,17 @@ def test_shim_pids_match_our_socket_only() -> None:
         (13, []),  # a zombie or kernel thread
     ]
     assert shim_pids(procs, sock) == [10]
+
+
+def test_containerd_pids_match_our_config_only() -> None:
+    procs = [
+        (12, ["/usr/bin/containerd", "--config", f"{DATA}/config.toml"]),
+        (13, ["containerd", "--config", "/other/config.toml"]),
+        (14, ["/usr/bin/containerd-shim-runc-v2", "--config", f"{DATA}/config.toml"]),
+        (15, ["containerd", "--config"]),  # truncated argv: no value to compare
+        (16, []),
+    ]
+    assert containerd_pids(procs, f"{DATA}/config.toml") == [12]
 
 
 def test_mounts_under_are_deepest_first_and_exact() -> None:

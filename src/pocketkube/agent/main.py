@@ -46,6 +46,8 @@ class AgentConfig:
     lease_interval: float = 10.0  # must stay well under the control plane's node-monitor grace period
     runtime: str = "process"  # "containerd" | "process"
     container_runtime_endpoint: str = ""  # with containerd: someone else's runtime; else we start our own
+    node_bridge: str = ""  # with containerd: the bridge this node's pods attach to
+    pod_routes: tuple[str, ...] = ()  # with containerd: what pods route via their gateway
 
 
 class Agent:

@@ -204,6 +204,65 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+def containerd_pids(processes: Iterable[tuple[int, list[str]]], config_path: str | Path) -> list[int]:
+    """The pids among `processes` of containerd daemons started with `--config config_path`."""
+    found = []
+    for pid, argv in processes:
+        if argv and os.path.basename(argv[0]) == "containerd" and "--config" in argv[:-1] \
+                and argv[argv.index("--config") + 1] == str(config_path):
+            found.append(pid)
+    return found
+
+
+async def _stop_pids(pids: list[int], grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds, processes that are not our children."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
+        if pids:
+            await asyncio.sleep(0.05)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "X"
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+async def stop_leftover_containerd(data_dir: str | Path, grace: float = 10.0) -> None:
+    """Stop the containerd an agent that died left under `data_dir` (a Containerd's data_dir),
+    with its shims, containers and mounts; nothing when there is none."""
+    data_dir = Path(data_dir).absolute()
+    if not data_dir.exists():
+        return
+    await _stop_pids(containerd_pids(_processes(), data_dir / "config.toml"), grace)
+    await asyncio.to_thread(_clean_up, data_dir / "containerd.sock", [data_dir / "root", data_dir / "state"])
+
+
+def _clean_up(socket: Path, dirs: list[Path]) -> None:
+    """Kill the shims serving `socket` and their containers; unmount what is left under `dirs`."""
+    for pid in shim_pids(_processes(), socket):
+        _kill_tree(pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in mounts_under(Path("/proc/self/mountinfo").read_text(), dirs):
+        if libc.umount2(os.fsencode(point), _MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            if err not in (22, 2):  # EINVAL (no longer a mount point), ENOENT
+                raise OSError(err, f"cannot unmount {point}: {os.strerror(err)}")
+
+
 class ContainerdError(RuntimeError):
     """containerd did not start (its log's tail is in the message)."""
 
@@ -284,6 +343,7 @@ class Containerd:
         self.start_timeout = start_timeout
         self.stop_grace = stop_grace
         self._proc: asyncio.subprocess.Process | None = None
+        self._adopted: list[int] = []  # a containerd a previous agent started (it outlives its agent)
 
     @property
     def endpoint(self) -> str:
@@ -301,6 +361,13 @@ class Containerd:
         CRI Version; ContainerdError (with the log's tail) if it exits or times out first."""
         if self._proc is not None and self._proc.returncode is None:
             return
+        running = containerd_pids(_processes(), self.config_path)
+        if running and await self._answers():
+            # A restarted agent finds the containerd its predecessor left (pods keep running in
+            # it) and adopts it rather than starting a second one on the same state.
+            self._adopted = running
+            return
+        await _stop_pids(running, self.stop_grace)  # there but not answering: start afresh
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config)
         with open(self.log_path, "ab") as log:
@@ -335,19 +402,19 @@ class Containerd:
                 except TimeoutError:
                     pass
 
+    async def _answers(self) -> bool:
+        try:
+            async with CriClient(self.endpoint, timeout=1.0) as cri:
+                await cri.version()
+            return True
+        except CriError:
+            return False
+
     async def stop(self) -> None:
         """Stop containerd (SIGTERM, then SIGKILL to its group), kill the shims serving our socket
         and their containers, and unmount what is left under our directories. Idempotent."""
         if self._proc is not None:
             await stop_group(self._proc, self.stop_grace)
-        await asyncio.to_thread(self._clean_up)
-
-    def _clean_up(self) -> None:
-        for pid in shim_pids(_processes(), self.socket):
-            _kill_tree(pid)
-        libc = ctypes.CDLL(None, use_errno=True)
-        for point in mounts_under(Path("/proc/self/mountinfo").read_text(), [self.root, self.state]):
-            if libc.umount2(os.fsencode(point), _MNT_DETACH) != 0:
-                err = ctypes.get_errno()
-                if err not in (22, 2):  # EINVAL (no longer a mount point), ENOENT
-                    raise OSError(err, f"cannot unmount {point}: {os.strerror(err)}")
+        await _stop_pids(self._adopted, self.stop_grace)
+        self._adopted = []
+        await asyncio.to_thread(_clean_up, self.socket, [self.root, self.state])
