@@ -421,3 +421,9 @@ def test_remove_cgroup_removes_the_tree(tmp_path) -> None:
     remove_cgroup("/pk/n1/podX", tmp_path)
     remove_cgroup("/pk/n1/podZ", tmp_path)  # absent: fine
     assert sorted(p.name for p in (tmp_path / "cpu" / "pk" / "n1").iterdir()) == ["podY"]
+
+
+def test_run_as_non_root_with_an_absent_image_is_left_to_create_container() -> None:
+    spec = {"name": "c", "securityContext": {"runAsNonRoot": True}}
+    sc = t.container_config(cfg(spec=spec), files=FILES, image_user=None).linux.security_context
+    assert not sc.HasField("run_as_user") and sc.run_as_username == ""

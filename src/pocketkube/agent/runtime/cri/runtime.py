@@ -56,6 +56,7 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 DEFAULT_CGROUP_ROOT = "/pocketkube"
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
+SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 
 
 def _read(path: str | Path) -> str:
@@ -181,10 +182,20 @@ class ContainerdRuntime:
         uid = (pod.get("metadata") or {}).get("uid", "")
         try:
             return t.sandbox_config(pod, log_directory=str(self.pod_dir(uid)), cgroup_parent=self._cgroup_parent(uid),
-                                    attempt=attempt, host=t.parse_resolv_conf(_read(self.resolv_conf)),
+                                    attempt=attempt, host=self._host_resolv(),
                                     cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain)
         except t.ConfigError as e:
             raise SandboxError(str(e)) from None
+
+    def _host_resolv(self) -> t.ResolvConf:
+        """The host's resolv.conf; with only a local stub resolver there (systemd-resolved's
+        127.0.0.53, unreachable from a pod), the upstream servers it forwards to, as the kubelet
+        documents for --resolv-conf."""
+        host = t.parse_resolv_conf(_read(self.resolv_conf))
+        if host.servers and all(t.is_loopback(s) for s in host.servers) and Path(SYSTEMD_RESOLV_CONF).is_file():
+            upstream = t.parse_resolv_conf(_read(SYSTEMD_RESOLV_CONF))
+            return t.ResolvConf(upstream.servers, host.searches or upstream.searches, host.options)
+        return host
 
     async def _ip_of(self, sandbox_id: str, host_network: bool) -> str:
         if host_network:
@@ -208,6 +219,9 @@ class ContainerdRuntime:
                 ip = await self._ip_of(sandbox.id, host_network)
                 self._sandboxes[uid] = _Sandbox(sandbox.id, ip)
                 return ip
+            for s in existing:  # a dead sandbox (its pause exited): free its network first
+                with contextlib.suppress(NotFound):
+                    await self.client.stop_pod_sandbox(s.id)
             attempt = max((s.metadata.attempt + 1 for s in existing), default=0)
             config = self._sandbox_config(pod, attempt)
             pod_dir = self.pod_dir(uid)
@@ -252,12 +266,15 @@ class ContainerdRuntime:
             raise ImagePullError(f"image {ref} is not present after it was pulled")
         return ImageInfo(ref, t.image_id(found))
 
-    async def _image_user(self, ref: str) -> t.ImageUser:
-        with contextlib.suppress(CriError):
+    async def _image_user(self, ref: str) -> t.ImageUser | None:
+        """Who the image runs as; None when it is not present (CreateContainer then says so)."""
+        try:
             found = await self.client.image_status(ref)
-            if found is not None:
-                return t.ImageUser(found.uid.value if found.HasField("uid") else None, found.username)
-        return t.ImageUser()
+        except CriError:
+            return None
+        if found is None:
+            return None
+        return t.ImageUser(found.uid.value if found.HasField("uid") else None, found.username)
 
     # ---- containers ------------------------------------------------------------------------------
 

@@ -219,7 +219,7 @@ def parse_resolv_conf(text: str) -> ResolvConf:
     return ResolvConf(tuple(servers), tuple(searches), tuple(options))
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:
@@ -261,7 +261,7 @@ def dns_config(pod: dict, *, host: ResolvConf, cluster_dns: tuple[str, ...] | li
         searches = [f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain, *host.searches]
         options = ["ndots:5"]
     elif policy == "Default":
-        servers = [s for s in host.servers if not _is_loopback(s)]
+        servers = [s for s in host.servers if not is_loopback(s)]
         searches = list(host.searches)
         options = list(host.options)
     elif policy != "None":
@@ -426,9 +426,10 @@ class ImageUser:
     username: str = ""
 
 
-def verify_run_as_non_root(pod: dict, container: dict, image_user: ImageUser) -> None:
+def verify_run_as_non_root(pod: dict, container: dict, image_user: ImageUser | None) -> None:
     """The kubelet's runAsNonRoot check (kuberuntime/security_context_others.go): ConfigError with
-    its message when the container would run as root or as a user it cannot verify."""
+    its message when the container would run as root or as a user it cannot verify. `image_user`
+    None: the image is not present (creating the container fails on that instead)."""
     sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(container.get("securityContext") or {})}
     if not sc.get("runAsNonRoot"):
         return
@@ -438,6 +439,8 @@ def verify_run_as_non_root(pod: dict, container: dict, image_user: ImageUser) ->
     if sc.get("runAsUser") is not None:
         if int(sc["runAsUser"]) == 0:
             raise ConfigError(f"container's runAsUser breaks non-root policy {where}")
+        return
+    if image_user is None:
         return
     if image_user.uid is not None:
         if image_user.uid == 0:
@@ -450,7 +453,7 @@ def verify_run_as_non_root(pod: dict, container: dict, image_user: ImageUser) ->
         raise ConfigError(f"container has runAsNonRoot and image will run as root {where}")
 
 
-def container_security(pod: dict, container: dict, image_user: ImageUser) -> api.LinuxContainerSecurityContext:
+def container_security(pod: dict, container: dict, image_user: ImageUser | None) -> api.LinuxContainerSecurityContext:
     """The container's effective security context: container fields over the pod's."""
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     own = container.get("securityContext") or {}
@@ -469,9 +472,9 @@ def container_security(pod: dict, container: dict, image_user: ImageUser) -> api
         no_new_privs=own.get("allowPrivilegeEscalation") is False)
     if sc.get("runAsUser") is not None:
         out.run_as_user.value = int(sc["runAsUser"])
-    elif image_user.uid is not None:
+    elif image_user is not None and image_user.uid is not None:
         out.run_as_user.value = image_user.uid
-    else:
+    elif image_user is not None:
         out.run_as_username = image_user.username
     if sc.get("runAsGroup") is not None:
         out.run_as_group.value = int(sc["runAsGroup"])
@@ -495,7 +498,7 @@ class ContainerFiles:
     extra: list[api.Mount] = field(default_factory=list)
 
 
-def container_config(cfg: ContainerConfig, *, files: ContainerFiles, image_user: ImageUser = ImageUser()
+def container_config(cfg: ContainerConfig, *, files: ContainerFiles, image_user: ImageUser | None = ImageUser()
                      ) -> api.ContainerConfig:
     """The CRI ContainerConfig of one run of a container (kuberuntime_container.go)."""
     spec = cfg.spec or {}
