@@ -14,6 +14,7 @@ of ours is left.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -37,6 +38,7 @@ from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime, cgroup_dirs
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
+    CreateError,
     ImagePullError,
     InvalidImageName,
     StartError,
@@ -332,3 +334,33 @@ async def test_remove_pod_leaves_nothing(env: Env) -> None:
     # The IP went back to host-local's pool (its files name the container holding each address).
     ipam = env.node / "cni" / "ipam"
     assert not any(sandbox_id in p.read_text() for p in ipam.rglob("*") if p.is_file())
+
+
+async def test_security_context_limits_and_oom(env: Env) -> None:
+    rt = env.rt
+    locked = {"name": "locked", "image": env.busybox, "securityContext": {
+        "runAsUser": 1000, "runAsGroup": 1001, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]}}}
+    hog = {"name": "hog", "image": env.busybox, "resources": {"limits": {"memory": "16Mi"}}}
+    nonroot = {"name": "nonroot", "image": env.busybox, "securityContext": {"runAsNonRoot": True}}
+    pod = _pod("secure", [locked, hog, nonroot], securityContext={"supplementalGroups": [2000]})
+    uid = pod["metadata"]["uid"]
+    ip = await rt.run_pod_sandbox(pod)
+    await rt.start(_cfg(env, pod, "locked", ["sleep", "3600"], pod_ip=ip))
+    out = await rt.exec_sync(uid, "locked", ["sh", "-c", "id -u; id -g; id -G; grep CapEff /proc/self/status; "
+                                             "grep NoNewPrivs /proc/self/status; touch /x || echo read-only; "
+                                             "echo ok > /dev/termination-log && echo writable"],
+                             env={}, user=None, timeout=10)
+    lines = out.output.splitlines()
+    assert lines[:3] == ["1000", "1001", "1001 2000"], out.output
+    assert lines[3].split() == ["CapEff:", "0000000000000000"] and lines[4].split() == ["NoNewPrivs:", "1"]
+    assert "read-only" in out.output and "writable" in out.output
+    # The memory limit holds: a process outgrowing it is OOM-killed, and the reason says so.
+    record = await rt.start(_cfg(env, pod, "hog", ["sh", "-c", "tail /dev/zero"], pod_ip=ip))
+    done = await asyncio.wait_for(rt.exited(record), 30)
+    assert (done.exit_code, done.reason) == (137, "OOMKilled"), done
+    # runAsNonRoot with an image that runs as root is refused before anything is created.
+    with pytest.raises(CreateError, match="container has runAsNonRoot and image will run as root"):
+        await rt.start(_cfg(env, pod, "nonroot", ["true"], pod_ip=ip))
+    assert rt.history(uid, "nonroot") is None
+    await rt.remove_pod(uid)
