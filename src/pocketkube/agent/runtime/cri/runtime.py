@@ -178,8 +178,7 @@ class ContainerdRuntime:
 
     # ---- sandboxes -------------------------------------------------------------------------------
 
-    def _sandbox_config(self, pod: dict, attempt: int = 0) -> api.PodSandboxConfig:
-        uid = (pod.get("metadata") or {}).get("uid", "")
+    def _sandbox_config(self, pod: dict, uid: str, attempt: int = 0) -> api.PodSandboxConfig:
         try:
             return t.sandbox_config(pod, log_directory=str(self.pod_dir(uid)), cgroup_parent=self._cgroup_parent(uid),
                                     attempt=attempt, host=self._host_resolv(),
@@ -205,6 +204,8 @@ class ContainerdRuntime:
 
     async def run_pod_sandbox(self, pod: dict) -> str:
         uid = (pod.get("metadata") or {}).get("uid", "")
+        if not uid:
+            raise SandboxError("the pod has no metadata.uid")
         lock = self._sandbox_locks.setdefault(uid, asyncio.Lock())
         async with lock:
             return await self._run_pod_sandbox(pod, uid)
@@ -223,7 +224,7 @@ class ContainerdRuntime:
                 with contextlib.suppress(NotFound):
                     await self.client.stop_pod_sandbox(s.id)
             attempt = max((s.metadata.attempt + 1 for s in existing), default=0)
-            config = self._sandbox_config(pod, attempt)
+            config = self._sandbox_config(pod, uid, attempt)
             pod_dir = self.pod_dir(uid)
             pod_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(pod_dir, 0o755)
@@ -292,7 +293,7 @@ class ContainerdRuntime:
                 raise CreateError(f"the pod has no sandbox: {e}") from None
             sandbox = self._sandboxes[uid]
         try:
-            sandbox_config = self._sandbox_config(cfg.pod)
+            sandbox_config = self._sandbox_config(cfg.pod, uid)
         except SandboxError as e:
             raise CreateError(str(e)) from None
         cdir.mkdir(parents=True, exist_ok=True)
