@@ -34,6 +34,7 @@ import pytest_asyncio
 from pocketkube.agent.runtime import cni
 from pocketkube.agent.runtime.containerd import Containerd, mounts_under, render_plain_http_hosts, shim_pids
 from pocketkube.agent.runtime.cri import translate
+from pocketkube.agent.runtime.cri.client import Unavailable
 from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime, cgroup_dirs
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import (
@@ -363,4 +364,34 @@ async def test_security_context_limits_and_oom(env: Env) -> None:
     with pytest.raises(CreateError, match="container has runAsNonRoot and image will run as root"):
         await rt.start(_cfg(env, pod, "nonroot", ["true"], pod_ip=ip))
     assert rt.history(uid, "nonroot") is None
+    await rt.remove_pod(uid)
+
+
+async def test_containerd_restart_under_a_running_pod(env: Env) -> None:
+    """containerd killed and started again: the pod keeps running (its shim is its own session),
+    the runtime's client reconnects, and the poller still notices the container's exit."""
+    rt = env.rt
+    pod = _pod("survivor", [{"name": "c", "image": env.busybox}])
+    uid = pod["metadata"]["uid"]
+    ip = await rt.run_pod_sandbox(pod)
+    record = await rt.start(_cfg(env, pod, "c", ["sh", "-c", "while [ ! -e /tmp/stop ]; do sleep 0.1; done; exit 5"],
+                                 pod_ip=ip))
+    exited = rt.exited(record)
+    env.ctrd._proc.kill()  # no clean shutdown: as if containerd crashed
+    await env.ctrd._proc.wait()
+
+    async def down() -> bool:
+        try:
+            await rt.client.version()
+        except Unavailable:
+            return True
+        return False
+    await wait_for_async(down, timeout=10, what="containerd to be gone")
+    assert not exited.done()
+    await env.ctrd.start()
+    assert await rt.run_pod_sandbox(pod) == ip  # the same sandbox, still ready
+    out = await rt.exec_sync(uid, "c", ["touch", "/tmp/stop"], env={}, user=None, timeout=10)
+    assert out.exit_code == 0, out
+    done = await asyncio.wait_for(exited, 30)
+    assert (done.exit_code, done.reason) == (5, "Error")
     await rt.remove_pod(uid)
