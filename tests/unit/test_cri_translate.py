@@ -85,6 +85,9 @@ def test_image_id_prefers_the_repo_digest() -> None:
     ('pulling from host ghcr.io failed with status code [manifests latest]: 401 Unauthorized', False),
     ("http: server gave HTTP response to HTTPS client", False),
     ("something else entirely", False),
+    ('failed to do request: Head "http://127.0.0.1:401/v2/x/manifests/sha256:4010401": dial tcp 127.0.0.1:401: '
+     "connect: connection refused", True),
+    ("unexpected status code [manifests 1]: 403 Forbidden", False),
 ])
 def test_pull_failures_are_classified(message: str, unreachable: bool) -> None:
     assert t.pull_unreachable(message) is unreachable

@@ -127,8 +127,8 @@ _UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "no route t
                 "network is unreachable", "server misbehaving", "temporary failure in name resolution",
                 "tls handshake timeout", "connection reset by peer", "context deadline exceeded",
                 "dial tcp", "dial udp")
-_ANSWERED = ("not found", "unauthorized", "denied", "forbidden", "401", "403", "404",
-             "http response to https client")
+# (Status codes by their phrases: bare numbers also occur in ports and digests.)
+_ANSWERED = ("not found", "unauthorized", "denied", "forbidden", "http response to https client")
 
 
 def pull_unreachable(message: str) -> bool:
