@@ -105,7 +105,14 @@ async def env():
     node_name = f"crt-{secrets.token_hex(3)}"
     ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     assert not _link_exists(bridge)
-    with registry.local_registry() as addr:
+    with contextlib.ExitStack() as cleanup, registry.local_registry() as addr:
+        cleanup.callback(shutil.rmtree, node, ignore_errors=True)
+        cleanup.callback(lambda: _link_exists(bridge) and subprocess.run(["ip", "link", "del", bridge], check=False))
+        # Pre-created with its gateway address, as the agent's wiring does (so that the host route
+        # to the pod range exists before the first pod); the bridge plugin adopts it.
+        for cmd in (["ip", "link", "add", bridge, "type", "bridge"], ["ip", "addr", "add", f"{GATEWAY}/24", "dev", bridge],
+                    ["ip", "link", "set", bridge, "up"]):
+            subprocess.run(cmd, check=True)
         refs = registry.publish_test_images(addr)
         certs = node / "certs.d"
         (certs / addr).mkdir(parents=True)
@@ -127,10 +134,7 @@ async def env():
             await rt.close()
             await ctrd.stop()
             rt.remove_node_cgroups()
-            if _link_exists(bridge):
-                subprocess.run(["ip", "link", "del", bridge], check=False)
             Path("/proc/sys/net/ipv4/ip_forward").write_text(ip_forward)
-            shutil.rmtree(node, ignore_errors=True)
     assert not _link_exists(bridge)
     assert shim_pids(_all_processes(), ctrd.socket) == []
     assert processes_under(node) == []
