@@ -177,6 +177,7 @@ async def test_pod_network_two_containers_and_exec(env: Env) -> None:
     side = await rt.start(_cfg(env, pod, "side", ["sleep", "3600"], pod_ip=ip, env={"GREETING": "hi there"}))
     assert web.running and side.running and web.scheme == "containerd" and web.log_format == "cri"
     assert web.log_path == str(rt.log_path(uid, "web", 0))
+    assert web.pid > 0 and Path(f"/proc/{web.pid}/cmdline").read_bytes().startswith(b"httpd")
 
     # The host reaches the pod on its own network namespace's address, through our bridge.
     body = await wait_for_async(lambda: _http_get(f"http://{ip}:8080/index.html"), timeout=20,

@@ -430,3 +430,10 @@ def test_run_as_non_root_with_an_absent_image_is_left_to_create_container() -> N
     spec = {"name": "c", "securityContext": {"runAsNonRoot": True}}
     sc = t.container_config(cfg(spec=spec), files=FILES, image_user=None).linux.security_context
     assert not sc.HasField("run_as_user") and sc.run_as_username == ""
+
+
+def test_pid_from_verbose_info() -> None:
+    assert t.pid_from_info({"info": '{"pid": 4242, "sandboxID": "x"}'}) == 4242
+    assert t.pid_from_info({}) == 0 and t.pid_from_info({"info": "not json"}) == 0
+    assert t.pid_from_info({"info": '{"pid": 0}'}) == 0 and t.pid_from_info({"info": "[]"}) == 0
+    assert t.record_from_status(status(), pid=7).pid == 7

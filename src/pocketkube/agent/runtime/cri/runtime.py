@@ -319,7 +319,8 @@ class ContainerdRuntime:
         except CriError as e:
             start_error = e
         try:
-            record = t.record_from_status((await self.client.container_status(cid)).status, image=cfg.image)
+            resp = await self.client.container_status(cid, verbose=True)
+            record = t.record_from_status(resp.status, image=cfg.image, pid=t.pid_from_info(dict(resp.info)))
         except CriError:
             record = self._placeholder(cid, cfg, start_error)
         if start_error is not None and record.running:
@@ -541,10 +542,11 @@ class ContainerdRuntime:
             records = []
             for c in found[-2:]:
                 try:
-                    status = (await self.client.container_status(c.id)).status
+                    resp = await self.client.container_status(c.id, verbose=True)
                 except NotFound:
                     continue
-                record = t.record_from_status(status)
+                status = resp.status
+                record = t.record_from_status(status, pid=t.pid_from_info(dict(resp.info)))
                 if record.log_path:
                     record.log_path = str(Path(record.log_path).absolute())
                 if not record.running and not record.message:

@@ -544,16 +544,26 @@ def exit_reason(status: api.ContainerStatus) -> str:
     return "Completed" if status.exit_code == 0 else "Error"
 
 
-def record_from_status(status: api.ContainerStatus, *, image: str = "") -> ContainerRecord:
+def pid_from_info(info: dict[str, str]) -> int:
+    """The container's main pid from a verbose ContainerStatus's info["info"] JSON (0 if none)."""
+    try:
+        pid = json.loads(info.get("info") or "{}").get("pid", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return pid if isinstance(pid, int) and pid > 0 else 0
+
+
+def record_from_status(status: api.ContainerStatus, *, image: str = "", pid: int = 0) -> ContainerRecord:
     """A ContainerRecord from CRI ContainerStatus: EXITED ones terminated with their exit code,
-    reason and times; CREATED/RUNNING/UNKNOWN ones running."""
+    reason and times; CREATED/RUNNING/UNKNOWN ones running. `pid`: the main process's, if known
+    (0 for a run that never got a process, as the process runtime's failed starts)."""
     annotations = dict(status.annotations)
     try:
         restart_count = int(annotations.get(RESTART_COUNT, status.metadata.attempt))
     except ValueError:
         restart_count = status.metadata.attempt
     record = ContainerRecord(
-        id=status.id, name=status.metadata.name or dict(status.labels).get(CONTAINER_NAME, ""), pid=0,
+        id=status.id, name=status.metadata.name or dict(status.labels).get(CONTAINER_NAME, ""), pid=pid,
         start_ticks=0, started_at=_rfc3339(status.started_at) or _rfc3339(status.created_at) or "",
         restart_count=restart_count, log_path=status.log_path,
         image=image or status.image.image, image_id=status.image_ref,
