@@ -1,7 +1,11 @@
-"""The container runtime contract the kubelet drives: start, stop, watch and inspect containers.
+"""The container runtime contract the kubelet drives, shaped after CRI: a pod sandbox (the pod's
+network identity), images, and containers to start, stop, watch and inspect.
 
-A runtime keeps its own record of every container it started, on disk, so that a restarted node
-agent finds its containers again (re-adoption) instead of starting them twice.
+Two backends: `process` (each container a host process, pods on 127/8 addresses; the rootless
+fallback) and `containerd` (real OCI images through CRI, each pod in its own network namespace).
+The kubelet has one code path over both. A runtime keeps (or can rebuild) a record of every
+container it started, so that a restarted node agent finds its containers again (re-adoption)
+instead of starting them twice.
 """
 
 from __future__ import annotations
@@ -27,18 +31,22 @@ class User:
 
 @dataclass
 class ContainerConfig:
-    """Everything needed to start one container process."""
+    """Everything needed to start one container: the kubelet's decisions (env, $(VAR)-expanded
+    command and args, user, restart count, the pulled image) plus the pod and the container's
+    spec, which a runtime translates itself (CRI fields, or the process runtime's catalog)."""
 
     pod_uid: str
     name: str
-    argv: list[str]
+    command: list[str]  # replaces the image's ENTRYPOINT when non-empty
+    args: list[str]  # replaces the image's CMD when non-empty
     env: dict[str, str]
     restart_count: int
-    image: str = ""
+    image: str = ""  # normalized reference (docker.io/library/nginx:latest)
     image_id: str = ""
-    user: User | None = None  # None: run as the agent's own user
-    files: dict[str, str] = field(default_factory=dict)  # relative path in the container dir → content
-    dirs: list[str] = field(default_factory=list)  # relative dirs the container must be able to write
+    user: User | None = None  # None: the image's user (containerd) or the agent's own (process)
+    pod_ip: str = ""
+    pod: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)  # the container as in the pod spec
 
 
 @dataclass
@@ -54,6 +62,8 @@ class ContainerRecord:
     log_path: str
     image: str = ""
     image_id: str = ""
+    log_format: str = "raw"  # "cri": timestamped CRI lines (containerd); "raw": the process's bytes
+    scheme: str = "pocketkube"  # the containerID scheme: pocketkube://<id>, containerd://<id>
     exit_code: int | None = None
     finished_at: str | None = None
     reason: str | None = None
@@ -88,11 +98,55 @@ class ExecResult:
     output: str = ""
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image present on the node: the reference it was asked by and its imageID for the status."""
+
+    ref: str
+    id: str
+
+
 class StartError(Exception):
     """The container could not be started at all (e.g. its executable does not exist)."""
 
 
+class CreateError(Exception):
+    """The runtime refused to create the container (CreateContainerError)."""
+
+
+class SandboxError(Exception):
+    """The pod's sandbox (network namespace, pause container) could not be created."""
+
+
+class InvalidImageName(Exception):
+    """The image is not a valid reference (InvalidImageName)."""
+
+
+class ImagePullError(Exception):
+    """A pull failed with the registry's message; `unreachable` when no registry answered at all
+    (connection refused, no route, DNS, timeout), as opposed to an answer such as not found."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
 class Runtime(Protocol):
+    name: str  # "process" | "containerd": what `up` and the node's status report
+
+    async def run_pod_sandbox(self, pod: dict) -> str:
+        """Create the pod's sandbox if it has none (idempotent per pod uid) and return the pod's
+        IP (the node IP for hostNetwork pods); SandboxError when it cannot."""
+        ...
+
+    async def image_status(self, image: str) -> ImageInfo | None:
+        """The image if present on this node (no pull); InvalidImageName for a bad reference."""
+        ...
+
+    async def pull_image(self, image: str) -> ImageInfo:
+        """Pull the image; ImagePullError with the registry's message when it fails."""
+        ...
+
     def can_switch_user(self) -> bool:
         """Whether containers can run as another user than the agent's (else User is ignored)."""
         ...
@@ -102,7 +156,8 @@ class Runtime(Protocol):
     def log_path(self, pod_uid: str, name: str, restart_count: int) -> Path: ...
 
     async def start(self, cfg: ContainerConfig) -> ContainerRecord:
-        """Start one run of a container; raises StartError when it cannot be started at all."""
+        """Create and start one run of a container in the pod's sandbox; CreateError when the
+        runtime refuses it, StartError when it cannot be started at all."""
         ...
 
     def record_failed_start(self, pod_uid: str, name: str, restart_count: int, message: str) -> ContainerRecord:
@@ -128,7 +183,7 @@ class Runtime(Protocol):
         """(pod uid, record) of every container known to be running."""
         ...
 
-    def adopt_all(self) -> None:
+    async def adopt_all(self) -> None:
         """Load every saved container, watching again those still alive (after an agent restart)."""
         ...
 
@@ -139,5 +194,5 @@ class Runtime(Protocol):
     def save_pod(self, pod_uid: str, info: dict) -> None: ...
 
     async def remove_pod(self, pod_uid: str) -> None:
-        """Kill whatever still runs in the pod and delete its directory."""
+        """Kill whatever still runs in the pod, remove its sandbox (freeing its IP) and its directory."""
         ...
