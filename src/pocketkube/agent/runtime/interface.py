@@ -114,6 +114,11 @@ class CreateError(Exception):
     """The runtime refused to create the container (CreateContainerError)."""
 
 
+class CreateConfigError(CreateError):
+    """The container's configuration cannot work, e.g. runAsNonRoot with an image that runs as
+    root (CreateContainerConfigError)."""
+
+
 class SandboxError(Exception):
     """The pod's sandbox (network namespace, pause container) could not be created."""
 

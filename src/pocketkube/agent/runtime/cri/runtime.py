@@ -38,6 +38,7 @@ from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerHistory,
     ContainerRecord,
+    CreateConfigError,
     CreateError,
     ExecResult,
     ImageInfo,
@@ -306,7 +307,7 @@ class ContainerdRuntime:
         try:
             config = t.container_config(cfg, files=files, image_user=await self._image_user(image))
         except t.ConfigError as e:
-            raise CreateError(str(e)) from None
+            raise CreateConfigError(str(e)) from None
         await self._remove_stale(uid, name, cfg.restart_count)
         try:
             cid = await self.client.create_container(sandbox.id, config, sandbox_config)
