@@ -76,10 +76,10 @@ def node_labels(name: str) -> dict[str, str]:
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
 
 
-def node_info() -> dict[str, str]:
+def node_info(runtime_version: str = RUNTIME_VERSION) -> dict[str, str]:
     return {"machineID": _read("/etc/machine-id"), "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
             "bootID": _read("/proc/sys/kernel/random/boot_id"), "kernelVersion": platform.release(),
-            "osImage": os_image(), "containerRuntimeVersion": RUNTIME_VERSION,
+            "osImage": os_image(), "containerRuntimeVersion": runtime_version,
             "kubeletVersion": pocketkube.KUBERNETES_VERSION, "kubeProxyVersion": pocketkube.KUBERNETES_VERSION,
             "operatingSystem": "linux", "architecture": arch()}
 
@@ -104,8 +104,10 @@ def lease_retry_backoff(lease_interval: float) -> Backoff:
 
 class NodeAgent:
     def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int,
-                 lease_interval: float = LEASE_RENEW_INTERVAL, *, retry: Backoff | None = None) -> None:
+                 lease_interval: float = LEASE_RENEW_INTERVAL, *, retry: Backoff | None = None,
+                 runtime_version: str = RUNTIME_VERSION) -> None:
         self.client = client
+        self.runtime_version = runtime_version  # "containerd://1.6.20~ds1", as CRI Version reports it
         self.lease_interval = lease_interval
         self.retry = retry or lease_retry_backoff(lease_interval)
         self.name = name
@@ -128,7 +130,7 @@ class NodeAgent:
         return {"capacity": self.capacity, "allocatable": dict(self.capacity), "conditions": conds,
                 "addresses": [{"type": "InternalIP", "address": self.ip}, {"type": "Hostname", "address": self.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
-                "nodeInfo": node_info()}
+                "nodeInfo": node_info(self.runtime_version)}
 
     async def register(self) -> dict:
         """Create the Node, or take over the existing one (an agent restart), then post its status."""

@@ -139,6 +139,10 @@ class ImagePullError(Exception):
 class Runtime(Protocol):
     name: str  # "process" | "containerd": what `up` and the node's status report
 
+    async def version(self) -> str:
+        """`<runtime name>://<version>` for the node's containerRuntimeVersion."""
+        ...
+
     async def run_pod_sandbox(self, pod: dict) -> str:
         """Create the pod's sandbox if it has none (idempotent per pod uid) and return the pod's
         IP (the node IP for hostNetwork pods); SandboxError when it cannot."""

@@ -133,6 +133,13 @@ class ContainerdRuntime:
         self._poller: asyncio.Task | None = None
         self._sandbox_locks: dict[str, asyncio.Lock] = {}
 
+    async def version(self) -> str:
+        try:
+            v = await self.client.version()
+        except CriError as e:
+            raise SandboxError(f"the container runtime does not answer: {e}") from None
+        return f"{v.runtime_name}://{v.runtime_version}"
+
     async def close(self) -> None:
         """Stop the poller and close the client (containers keep running in containerd)."""
         for task in [self._poller, *self._tasks]:
