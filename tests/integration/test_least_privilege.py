@@ -124,7 +124,7 @@ def test_runtime_paths_stay_inside_the_data_dir(tmp_path, uid, name):
 @pytest.mark.parametrize("argv,env", [(["echo", "a\0b"], {}), (["printenv"], {"X": "a\0b"}), (["ec\0ho"], {})])
 def test_nul_bytes_fail_the_start_not_the_agent(tmp_path, argv, env):
     async def start() -> None:
-        await ProcessRuntime(tmp_path).start(ContainerConfig(pod_uid="u", name="c", argv=argv, restart_count=0,
+        await ProcessRuntime(tmp_path).start(ContainerConfig(pod_uid="u", name="c", command=argv, args=[], restart_count=0,
                                                              env={"PATH": "/usr/bin:/bin", **env}))
     with pytest.raises(StartError):
         asyncio.run(start())

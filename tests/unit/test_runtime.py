@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pocketkube.agent.envvars import EnvError, container_env, expand, service_env, services_for_pod
-from pocketkube.agent.kubelet.pod_ips import PodIPs
 from pocketkube.agent.kubelet.pod_workers import crash_loop_backoff, go_duration
 from pocketkube.agent.logserver import tail_offset
 from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import ContainerConfig, StartError
+from pocketkube.agent.runtime.pod_ips import PodIPs
 from pocketkube.agent.runtime.process import ProcessRuntime, kill_recorded, proc_start_ticks
 from pocketkube.net.errors import RangeFull
 from pocketkube.testing.requires import NGINX, requires
@@ -244,7 +244,7 @@ def test_tail_offset(tmp_path: Path):
 # ---- the process runtime, with real processes ----
 
 def _cfg(uid: str, name: str, argv: list[str], restart: int = 0) -> ContainerConfig:
-    return ContainerConfig(pod_uid=uid, name=name, argv=argv, env={"PATH": os.environ["PATH"], "X": "42"},
+    return ContainerConfig(pod_uid=uid, name=name, command=argv, args=[], env={"PATH": os.environ["PATH"], "X": "42"},
                            restart_count=restart)
 
 
@@ -295,7 +295,7 @@ async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp
         state = rt.container_dir("p1", "dead") / "state.json"
         state.write_text(state.read_text().replace('"exit_code": 137', '"exit_code": null'))
         rt2 = ProcessRuntime(tmp_path)
-        rt2.adopt_all()
+        await rt2.adopt_all()
         adopted = rt2.history("p1", "live").current
         assert adopted.running and adopted.pid == live.pid
         lost = rt2.history("p1", "dead").current
