@@ -3,12 +3,16 @@ since, tail by joined lines, and unfinished lines while following."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from pocketkube.agent import crilog
-from pocketkube.agent.logserver import log_options
+from pocketkube.agent.logserver import LogServer, log_options
+from pocketkube.agent.runtime.interface import ContainerHistory, ContainerRecord
 
 T1 = "2026-12-05T02:00:00.123456789Z"
 T2 = "2026-12-05T02:00:01.5Z"
@@ -131,3 +135,70 @@ def test_log_options_from_the_query():
     for bad in ({"tailLines": "x"}, {"sinceSeconds": "soon"}, {"sinceTime": "yesterday"}):
         with pytest.raises(ValueError):
             log_options(bad, previous=False)
+
+
+# ---- the log server over a CRI log file ----
+
+class _Runtime:
+    def __init__(self, history: ContainerHistory) -> None:
+        self._history = history
+
+    def history(self, pod_uid: str, name: str) -> ContainerHistory:
+        return self._history
+
+
+class _Kubelet:
+    def __init__(self, history: ContainerHistory) -> None:
+        self.runtime = _Runtime(history)
+        self.workers: dict = {}
+
+    def find_pod(self, namespace: str, name: str) -> dict | None:
+        return {"metadata": {"name": name, "namespace": namespace, "uid": "u1"},
+                "spec": {"containers": [{"name": "c"}]}} if name == "p" else None
+
+
+def _record(path: Path, restart: int, running: bool) -> ContainerRecord:
+    return ContainerRecord(id=f"id{restart}", name="c", pid=1, start_ticks=0, started_at=T1, restart_count=restart,
+                           log_path=str(path), log_format="cri", scheme="containerd",
+                           exit_code=None if running else 0)
+
+
+async def test_log_server_reads_cri_files(tmp_path: Path):
+    previous = tmp_path / "0.log"
+    previous.write_bytes(cri(T1, "stdout", "F", "before the restart"))
+    current = tmp_path / "1.log"
+    line = b"y" * 40_000
+    current.write_bytes(cri(T1, "stdout", "F", "old") + cri(T2, "stdout", "P", line[:16384])
+                        + cri(T2, "stdout", "F", line[16384:]) + cri(T3, "stderr", "F", "last"))
+    rec = _record(current, 1, running=True)
+    server = LogServer(_Kubelet(ContainerHistory(rec, _record(previous, 0, running=False))),  # type: ignore[arg-type]
+                       "127.0.0.1", 0, "token")
+    port = await server.start()
+    url = f"http://127.0.0.1:{port}/containerLogs/default/p/c"
+
+    async def get(**params: str) -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as s, s.get(url, params=params,
+                                                       headers={"Authorization": "Bearer token"}) as r:
+            return r.status, await r.read()
+    try:
+        assert await get() == (200, b"old\n" + line + b"\nlast\n")
+        assert await get(tailLines="2") == (200, line + b"\nlast\n")
+        assert await get(timestamps="true", tailLines="1") == (200, f"{T3} last\n".encode())
+        assert await get(sinceTime="2026-12-05T02:00:01Z", limitBytes="5") == (200, b"yyyyy")
+        assert await get(previous="true") == (200, b"before the restart\n")
+        assert (await get(sinceTime="never"))[0] == 400
+
+        async def finish() -> None:
+            await asyncio.sleep(0.2)
+            with open(current, "ab") as f:
+                f.write(cri(T3, "stdout", "F", "more")[:10])  # a line half written...
+                f.flush()
+                await asyncio.sleep(0.2)
+                f.write(cri(T3, "stdout", "F", "more")[10:])  # ...and finished
+            rec.exit_code = 0
+        writer = asyncio.create_task(finish())
+        status, body = await get(follow="true", tailLines="1")
+        await writer
+        assert (status, body) == (200, b"last\nmore\n")
+    finally:
+        await server.stop()

@@ -77,6 +77,7 @@ class PodWorker:
         self.wake = asyncio.Event()
         self.gone = False  # the pod no longer exists in the API
         self.finished = False
+        self.detached = False  # the agent is going away: the loop ends without touching containers
         self.terminated = False  # containers were stopped for deletion; nothing may start again
         self.waiting: dict[str, Waiting] = {}
         self.ready: dict[str, bool] = {}
@@ -113,7 +114,7 @@ class PodWorker:
         self.wake.set()
 
     async def _loop(self) -> None:
-        while not self.finished:
+        while not self.finished and not self.detached:
             self.wake.clear()
             try:
                 delay = await self.sync()
@@ -122,7 +123,7 @@ class PodWorker:
             except Exception:
                 log.exception("sync of pod %s failed", self.key)
                 delay = 1.0
-            if self.finished:
+            if self.finished or self.detached:
                 break
             try:
                 await asyncio.wait_for(self.wake.wait(), delay)
@@ -337,6 +338,8 @@ class PodWorker:
 
     def detach(self) -> None:
         """Stop watching this pod's containers without touching them (the agent is going away)."""
+        # The flag too: Python 3.11's wait_for can swallow a cancel that races with a wake-up.
+        self.detached = True
         self.task.cancel()
         for name in list(self.probe_tasks):
             self._stop_probes(name)
