@@ -143,6 +143,8 @@ class PodWorker:
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
             return None
         if not self.ip:
+            if self.k.sandbox_backoff.failures_pending(self.uid):  # woken early (e.g. by its own status write)
+                return self.k.sandbox_backoff.remaining(self.uid) + 0.01
             try:
                 self.ip = await self.k.runtime.run_pod_sandbox(self.pod)
             except SandboxError as e:
