@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 
 from pocketkube.agent.envvars import EnvError, container_env, expand, service_env, services_for_pod
-from pocketkube.agent.kubelet.pod_ips import PodIPs
 from pocketkube.agent.kubelet.pod_workers import crash_loop_backoff, go_duration
 from pocketkube.agent.logserver import tail_offset
 from pocketkube.agent.runtime import images
-from pocketkube.agent.runtime.interface import ContainerConfig, StartError
+from pocketkube.agent.runtime.interface import (
+    ContainerConfig,
+    CreateError,
+    ImageInfo,
+    ImagePullError,
+    InvalidImageName,
+    SandboxError,
+    StartError,
+)
+from pocketkube.agent.runtime.pod_ips import PodIPs
 from pocketkube.agent.runtime.process import ProcessRuntime, kill_recorded, proc_start_ticks
 from pocketkube.net.errors import RangeFull
 from pocketkube.testing.requires import NGINX, requires
@@ -244,7 +252,7 @@ def test_tail_offset(tmp_path: Path):
 # ---- the process runtime, with real processes ----
 
 def _cfg(uid: str, name: str, argv: list[str], restart: int = 0) -> ContainerConfig:
-    return ContainerConfig(pod_uid=uid, name=name, argv=argv, env={"PATH": os.environ["PATH"], "X": "42"},
+    return ContainerConfig(pod_uid=uid, name=name, command=argv, args=[], env={"PATH": os.environ["PATH"], "X": "42"},
                            restart_count=restart)
 
 
@@ -295,7 +303,7 @@ async def test_restarted_runtime_adopts_live_processes_and_notices_dead_ones(tmp
         state = rt.container_dir("p1", "dead") / "state.json"
         state.write_text(state.read_text().replace('"exit_code": 137', '"exit_code": null'))
         rt2 = ProcessRuntime(tmp_path)
-        rt2.adopt_all()
+        await rt2.adopt_all()
         adopted = rt2.history("p1", "live").current
         assert adopted.running and adopted.pid == live.pid
         lost = rt2.history("p1", "dead").current
@@ -319,3 +327,62 @@ async def test_kill_recorded_stops_what_a_dead_agent_left_running(tmp_path: Path
     done = await asyncio.wait_for(rt.exited(rec), 5)
     assert done.exit_code == 137
     assert kill_recorded(tmp_path) == 0
+
+
+# ---- the process runtime's sandboxes and images ----
+
+def _sandbox_pod(uid: str, host_network: bool = False) -> dict:
+    return {"metadata": {"uid": uid, "name": f"pod-{uid}", "namespace": "ns"},
+            "spec": {"hostNetwork": host_network, "containers": [{"name": "c", "image": "busybox"}]}}
+
+
+async def test_process_sandboxes_own_the_pod_ips(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path, pod_cidr="127.244.3.0/29", node_ip="127.0.3.1")
+    assert rt.name == "process"
+    ip = await rt.run_pod_sandbox(_sandbox_pod("a"))
+    assert ip.startswith("127.244.3.") and await rt.run_pod_sandbox(_sandbox_pod("a")) == ip  # idempotent per uid
+    assert await rt.run_pod_sandbox(_sandbox_pod("h", host_network=True)) == "127.0.3.1"
+    assert rt.pods()["a"] == {"ip": ip, "name": "pod-a", "namespace": "ns", "hostNetwork": False}
+    ips = {uid: await rt.run_pod_sandbox(_sandbox_pod(uid)) for uid in "bcde"}
+    assert sorted([ip, *ips.values()]) == [f"127.244.3.{i}" for i in range(2, 7)]
+    with pytest.raises(SandboxError, match="failed to allocate an IP for the pod from 127.244.3.0/29"):
+        await rt.run_pod_sandbox(_sandbox_pod("f"))
+    # A restarted agent takes its pods' IPs again, and hands out only free ones.
+    rt2 = ProcessRuntime(tmp_path, pod_cidr="127.244.3.0/29", node_ip="127.0.3.1")
+    await rt2.adopt_all()
+    assert await rt2.run_pod_sandbox(_sandbox_pod("a")) == ip
+    await rt2.remove_pod("b")
+    assert await rt2.run_pod_sandbox(_sandbox_pod("f")) == ips["b"]  # the only free one
+    assert await rt2.run_pod_sandbox(_sandbox_pod("h", host_network=True)) == "127.0.3.1"
+    with pytest.raises(SandboxError):
+        await ProcessRuntime(tmp_path).run_pod_sandbox(_sandbox_pod("x"))  # no pod CIDR
+    with pytest.raises(SandboxError):
+        await rt2.run_pod_sandbox(_sandbox_pod(".."))
+
+
+async def test_process_images_are_the_catalog(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    info = await rt.image_status("busybox:latest")
+    assert info == ImageInfo("busybox:latest", "pocketkube-catalog://docker.io/library/busybox=sh")
+    assert await rt.pull_image("busybox:1.36") == ImageInfo("busybox:1.36",
+                                                            "pocketkube-catalog://docker.io/library/busybox=sh")
+    assert await rt.image_status("redis:7") is None
+    with pytest.raises(ImagePullError) as e:
+        await rt.pull_image("redis:7")
+    assert not e.value.unreachable and "no local catalog entry" in str(e.value)
+    with pytest.raises(InvalidImageName):
+        await rt.image_status("Redis")
+
+
+async def test_process_start_runs_command_args_or_the_catalog_default(tmp_path: Path):
+    rt = ProcessRuntime(tmp_path)
+    env = {"PATH": os.environ["PATH"]}
+    rec = await rt.start(ContainerConfig(pod_uid="p", name="a", command=["sh", "-c"], args=["echo from-args"],
+                                         env=env, restart_count=0, spec={"name": "a", "image": "whatever:1"}))
+    assert (rec.scheme, rec.log_format) == ("pocketkube", "raw")
+    assert rec.image_id == "pocketkube-catalog://docker.io/library/whatever=sh"
+    await asyncio.wait_for(rt.exited(rec), 5)
+    assert Path(rec.log_path).read_text() == "from-args\n"
+    with pytest.raises(CreateError, match="no local catalog entry"):
+        await rt.start(ContainerConfig(pod_uid="p", name="b", command=[], args=[], env=env, restart_count=0,
+                                       spec={"name": "b", "image": "redis:7"}))

@@ -1,9 +1,13 @@
 """The node's log endpoint, as the kubelet's /containerLogs: the API server relays `kubectl logs` here.
 
 GET http://<node IP>:<port>/containerLogs/<namespace>/<pod>/<container>
-    ?follow=true&tailLines=N&limitBytes=N&previous=true
+    ?follow=true&tailLines=N&limitBytes=N&previous=true&timestamps=true&sinceSeconds=N&sinceTime=T
 with `Authorization: Bearer <this node's token>`. The body is the container's output as
 text/plain; with follow it streams new output until the container exits.
+
+Two log formats, as the runtime's record says: "cri" (a CRI runtime's timestamped lines, decoded
+by agent.crilog, so timestamps and since work) and "raw" (the process runtime's bytes as written,
+which carry no timestamps: timestamps and since do not apply).
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from aiohttp import web
 
+from pocketkube.agent import crilog
 from pocketkube.agent.runtime.interface import ContainerRecord
 
 if TYPE_CHECKING:
@@ -53,6 +60,38 @@ def _open_log(path: str) -> BinaryIO | None:
         return open(path, "rb")
     except FileNotFoundError:
         return None
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    tail: int = -1  # lines; -1: all
+    limit: int = -1  # bytes; -1: no limit
+    follow: bool = False
+    timestamps: bool = False
+    since_ns: int | None = None
+
+
+def log_options(query, previous: bool, now: float | None = None) -> LogOptions:
+    """The request's options; ValueError with the message for a bad value."""
+    try:
+        tail = int(query["tailLines"]) if "tailLines" in query else -1
+        limit = int(query["limitBytes"]) if "limitBytes" in query else -1
+    except ValueError:
+        raise ValueError("tailLines and limitBytes must be integers") from None
+    since_ns = None
+    if "sinceTime" in query:
+        parsed = crilog.parse_timestamp(query["sinceTime"])
+        if parsed is None:
+            raise ValueError(f"sinceTime must be an RFC 3339 time: {query['sinceTime']!r}")
+        since_ns = parsed.ns
+    if "sinceSeconds" in query:
+        try:
+            seconds = int(query["sinceSeconds"])
+        except ValueError:
+            raise ValueError("sinceSeconds must be an integer") from None
+        since_ns = int(((time.time() if now is None else now) - seconds) * 1e9)
+    return LogOptions(tail=tail, limit=limit, follow=query.get("follow") == "true" and not previous,
+                      timestamps=query.get("timestamps") == "true", since_ns=since_ns)
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -109,35 +148,45 @@ class LogServer:
             reason = waiting.reason if waiting else "ContainerCreating"
             return _text(400, f'container "{container}" in pod "{pod_name}" is waiting to start: {reason}')
         try:
-            tail = int(q["tailLines"]) if "tailLines" in q else -1
-            limit = int(q["limitBytes"]) if "limitBytes" in q else -1
-        except ValueError:
-            return _text(400, "tailLines and limitBytes must be integers")
-        follow = q.get("follow") == "true" and not previous
-        return await self._stream(request, record, tail, limit, follow)
+            opts = log_options(q, previous)
+        except ValueError as e:
+            return _text(400, str(e))
+        return await self._stream(request, record, opts)
 
-    async def _stream(self, request: web.Request, record: ContainerRecord, tail: int, limit: int,
-                      follow: bool) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, record: ContainerRecord, opts: LogOptions) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         f = _open_log(record.log_path)
         if f is None:
             await resp.write_eof()
             return resp
+        cri = record.log_format == "cri"
+        decoder = crilog.CriDecoder(opts.timestamps, opts.since_ns) if cri else None
+        remaining = opts.limit if opts.limit >= 0 else None
+
+        async def emit(data: bytes) -> bool:
+            """Write what the limit allows; False once it is reached."""
+            nonlocal remaining
+            if remaining is not None:
+                data = data[:remaining]
+                remaining -= len(data)
+            if data:
+                await resp.write(data)
+            return remaining is None or remaining > 0
+
         with f:
-            if tail >= 0:
-                f.seek(tail_offset(record.log_path, tail))
-            remaining = limit if limit >= 0 else None
+            if opts.tail >= 0:
+                f.seek(crilog.tail_offset(f, opts.tail) if cri else tail_offset(record.log_path, opts.tail))
             while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                chunk = f.read(CHUNK)
                 if chunk:
-                    if remaining is not None:
-                        remaining -= len(chunk)
-                    await resp.write(chunk)
+                    if not await emit(decoder.feed(chunk) if decoder else chunk):
+                        break
                     continue
-                if not follow or not record.running:
-                    if follow and (last := f.read()):
-                        await resp.write(last[:remaining] if remaining is not None else last)
+                if not opts.follow or not record.running:
+                    last = f.read() if opts.follow else b""  # written between the read and the exit
+                    out = (decoder.feed(last) + decoder.flush()) if decoder else last
+                    await emit(out)
                     break
                 await asyncio.sleep(FOLLOW_POLL)
         await resp.write_eof()

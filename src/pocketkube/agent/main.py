@@ -56,11 +56,10 @@ class Agent:
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
-        self.runtime = ProcessRuntime(data_dir)
+        self.runtime = ProcessRuntime(data_dir, pod_cidr=cfg.pod_cidr, node_ip=cfg.node_ip)
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval)
-        self.kubelet = Kubelet(self.client, self.runtime, cfg.node_name, cfg.node_ip, cfg.pod_cidr,
-                               allocatable=self.node.capacity)
+        self.kubelet = Kubelet(self.client, self.runtime, cfg.node_name, cfg.node_ip, allocatable=self.node.capacity)
         self.log_server = LogServer(self.kubelet, cfg.node_ip, cfg.kubelet_port, cfg.token)
         self._heartbeat: asyncio.Task | None = None
         self.proxy = None

@@ -55,7 +55,7 @@ def make_log_relay(pki):
         if not ip or not port:
             raise errors.BadRequest(f'node "{node}" does not publish a kubelet endpoint for logs')
         params = {k: request.query[k] for k in ("follow", "tailLines", "previous", "timestamps", "sinceSeconds",
-                                                 "limitBytes") if k in request.query}
+                                                 "sinceTime", "limitBytes") if k in request.query}
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         url = f"http://{ip}:{port}/containerLogs/{ns}/{name}/{container}"
         headers = {"Authorization": f"Bearer {pki.node_token(node)}"}

@@ -1,8 +1,8 @@
 """The kubelet, split along its own lines (as pkg/kubelet is):
 
 - pod_status: the pod's status as pure functions (phase, conditions, container statuses);
-- pod_workers: the per-pod sync loop (start, restart with back-off, probes, graceful deletion);
-- pod_ips: pod IPs from the node's pod CIDR;
+- pod_workers: the per-pod sync loop (sandbox, start, restart with back-off, probes, graceful deletion);
+- image_manager: pull policy, pulls through the runtime with back-off, and their Events;
 - kubelet: the wiring (informers, workers, status writes, events).
 """
 

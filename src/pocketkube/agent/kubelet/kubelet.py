@@ -1,8 +1,9 @@
 """The kubelet's wiring: this node's pods from an informer, one PodWorker per pod, status writes.
 
 The Kubelet owns what the pod workers share: the runtime (chosen by the agent's wiring and
-passed in, seen only through the runtime interface), the pod IP allocator, the crash-loop and
-image-pull back-offs, the event recorder and the Service informer (for service link variables).
+passed in, seen only through the runtime interface; it owns the pods' sandboxes and IPs), the
+image manager (pulls and their back-off), the crash-loop and sandbox back-offs, the event
+recorder and the Service informer (for service link variables).
 Events yield to pod status writes: while any status write is in flight the recorder waits, so
 during a burst of pod starts the statuses (which make pods Ready) go first.
 """
@@ -15,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from pocketkube.agent.kubelet.pod_ips import PodIPs
-from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff
+from pocketkube.agent.kubelet.image_manager import ImageManager
+from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
 from pocketkube.agent.runtime.interface import Runtime
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
@@ -35,7 +36,7 @@ EVENT_WRITES_IN_FLIGHT = 4  # a burst of pod starts writes its events over a few
 class Kubelet:
     """Watches this node's pods (spec.nodeName=<node>) and runs one PodWorker per pod."""
 
-    def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str, pod_cidr: str,
+    def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str,
                  allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.runtime = runtime
@@ -43,9 +44,9 @@ class Kubelet:
         self.node_ip = node_ip
         self.allocatable = allocatable or {}
         self.clock = clock
-        self.ips = PodIPs(pod_cidr)
         self.backoff = crash_loop_backoff(clock)
-        self.image_backoff = crash_loop_backoff(clock)
+        self.images = ImageManager(runtime, crash_loop_backoff(clock))
+        self.sandbox_backoff = sandbox_backoff(clock)
         self._status_writes = 0
         self._no_status_writes = asyncio.Event()
         self._no_status_writes.set()
@@ -59,9 +60,7 @@ class Kubelet:
 
     async def start(self) -> None:
         """Re-adopt what still runs, sync the pod list, and remove pods the API no longer has."""
-        self.runtime.adopt_all()
-        for uid, info in self.runtime.pods().items():
-            self.ips.restore(uid, info.get("ip", ""))
+        await self.runtime.adopt_all()
         self.pod_informer.add_handlers(self._on_pod, lambda _old, new: self._on_pod(new), self._on_pod_deleted)
         self._tasks = [asyncio.create_task(self.pod_informer.run(), name="pod informer"),
                        asyncio.create_task(self.service_informer.run(), name="service informer")]
@@ -74,7 +73,6 @@ class Kubelet:
             if uid not in self.workers:
                 log.info("removing pod %s: it no longer exists in the API", uid)
                 await self.runtime.remove_pod(uid)
-                self.ips.release(uid)
 
     @contextmanager
     def status_write(self) -> Iterator[None]:

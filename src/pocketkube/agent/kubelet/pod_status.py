@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from pocketkube.agent.runtime.interface import ContainerHistory, ContainerRecord
 
-CONTAINER_ID_SCHEME = "pocketkube://"
+
+def container_id(rec: ContainerRecord) -> str:
+    """`<scheme>://<id>` as the runtime names its containers (pocketkube://, containerd://)."""
+    return f"{rec.scheme or 'pocketkube'}://{rec.id}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def terminated_state(rec: ContainerRecord) -> dict:
     if rec.message:
         t["message"] = rec.message
     if rec.pid:
-        t["containerID"] = f"{CONTAINER_ID_SCHEME}{rec.id}"
+        t["containerID"] = container_id(rec)
     return t
 
 
@@ -119,7 +122,7 @@ def container_status(c: dict, view: ContainerView, *, terminated: bool, init_run
         status["image"] = rec.image or status["image"]
         status["imageID"] = rec.image_id
         if rec.pid:
-            status["containerID"] = f"{CONTAINER_ID_SCHEME}{rec.id}"
+            status["containerID"] = container_id(rec)
     if h is not None and h.last is not None:
         status["lastState"] = {"terminated": terminated_state(h.last)}
     if rec is not None and rec.running:

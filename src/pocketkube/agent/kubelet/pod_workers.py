@@ -3,9 +3,11 @@
 A worker wakes on a pod update, a container exit, a probe result flip or a back-off expiry; it
 then starts what should run, restarts what exited (with the kubelet's exponential back-off), and
 writes the pod's status (computed by kubelet.pod_status) through the pods/status subresource when
-it changed. Deletion is graceful: SIGTERM, wait, SIGKILL, then the pod object is removed with
-gracePeriodSeconds=0 and a uid precondition. The worker reaches the node only through its
-Kubelet host: the runtime interface, the IP allocator, the back-offs and the event recorder.
+it changed. A pod starts as CRI orders it: its sandbox (which gives the pod its IP), then per
+container the image (kubelet.image_manager), the config, create and start. Deletion is graceful:
+SIGTERM, wait, SIGKILL, then the pod object is removed with gracePeriodSeconds=0 and a uid
+precondition, and its sandbox removed. The worker reaches the node only through its Kubelet
+host: the runtime interface, the image manager, the back-offs and the event recorder.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pocketkube.agent.envvars import EnvError, container_env, expand_argv
+from pocketkube.agent.kubelet.image_manager import go_duration
 from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
-from pocketkube.agent.runtime import images
-from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, ExecResult, StartError, User
+from pocketkube.agent.runtime.interface import (
+    ContainerConfig,
+    ContainerRecord,
+    CreateError,
+    ExecResult,
+    SandboxError,
+    StartError,
+    User,
+)
 from pocketkube.agent.security_context import container_user
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
@@ -49,16 +59,10 @@ def crash_loop_backoff(clock: Callable[[], float] = time.time) -> Backoff:
     return Backoff(initial=10.0, maximum=300.0, reset_after=600.0, clock=clock)
 
 
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration formatting for whole seconds: 10s, 1m20s, 5m0s."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m}m{s}s"
+def sandbox_backoff(clock: Callable[[], float] = time.time) -> Backoff:
+    """Retries of a pod whose sandbox could not be created: soon at first (a runtime that is
+    restarting), then every 30 s at most."""
+    return Backoff(initial=1.0, maximum=30.0, reset_after=300.0, clock=clock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,13 +77,13 @@ class PodWorker:
         self.wake = asyncio.Event()
         self.gone = False  # the pod no longer exists in the API
         self.finished = False
+        self.detached = False  # the agent is going away: the loop ends without touching containers
         self.terminated = False  # containers were stopped for deletion; nothing may start again
         self.waiting: dict[str, Waiting] = {}
         self.ready: dict[str, bool] = {}
         self.started: dict[str, bool] = {}
         self.probe_tasks: dict[str, list[asyncio.Task]] = {}
         self.exit_tasks: dict[str, asyncio.Task] = {}
-        self.image_failed_at: dict[str, float] = {}
         self.last_patch: dict | None = None
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.ip = ""
@@ -110,7 +114,7 @@ class PodWorker:
         self.wake.set()
 
     async def _loop(self) -> None:
-        while not self.finished:
+        while not self.finished and not self.detached:
             self.wake.clear()
             try:
                 delay = await self.sync()
@@ -119,7 +123,7 @@ class PodWorker:
             except Exception:
                 log.exception("sync of pod %s failed", self.key)
                 delay = 1.0
-            if self.finished:
+            if self.finished or self.detached:
                 break
             try:
                 await asyncio.wait_for(self.wake.wait(), delay)
@@ -139,13 +143,25 @@ class PodWorker:
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
             return None
         if not self.ip:
-            self.ip = self.k.ips.allocate(self.uid)
-            self.k.runtime.save_pod(self.uid, {"ip": self.ip, "name": self.pod["metadata"]["name"],
-                                               "namespace": self.pod["metadata"].get("namespace")})
+            if self.k.sandbox_backoff.failures_pending(self.uid):  # woken early (e.g. by its own status write)
+                return self.k.sandbox_backoff.remaining(self.uid) + 0.01
+            try:
+                self.ip = await self.k.runtime.run_pod_sandbox(self.pod)
+            except SandboxError as e:
+                return await self._sandbox_failed(str(e))
+            self.k.sandbox_backoff.reset(self.uid)
         await self.k.services_synced()
         delays = await self._reconcile_containers()
         await self.write_status()
         return min(delays) if delays else None
+
+    async def _sandbox_failed(self, message: str) -> float:
+        """FailedCreatePodSandBox: the pod stays Pending (its containers ContainerCreating) and
+        the sandbox is tried again after a back-off."""
+        self._event(WARNING, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}")
+        delay = self.k.sandbox_backoff.next(self.uid)
+        await self.write_status()
+        return delay
 
     async def _reconcile_containers(self) -> list[float]:
         delays: list[float] = []
@@ -214,10 +230,15 @@ class PodWorker:
         return f"spec.{kind}{{{name}}}"
 
     async def _start(self, c: dict, restart_count: int, delays: list[float]) -> None:
-        name, image = c["name"], c.get("image", "")
+        name = c["name"]
         fp = self._field_path(name)
-        launch = self._resolve_image(c, delays)
-        if launch is None:
+        image = await self.k.images.ensure(self.uid, c, lambda t, r, m: self._event(t, r, m, fp),
+                                           self.waiting.get(name))
+        if image.info is None:
+            if image.waiting is not None:
+                self.waiting[name] = image.waiting
+            if image.retry is not None:
+                delays.append(image.retry)
             return
         try:
             env = container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable)
@@ -227,13 +248,17 @@ class PodWorker:
             delays.append(CONFIG_RETRY)
             return
         self.waiting.pop(name, None)
-        user = self._user(c)
-        cfg = ContainerConfig(pod_uid=self.uid, name=name, argv=expand_argv(launch.argv, env), env=env,
-                              restart_count=restart_count, image=images.parse_image(image).normalized(),
-                              image_id=launch.image_id, user=user, files=launch.files, dirs=launch.dirs)
-        self._event(NORMAL, "Pulled", f'Container image "{image}" already present on machine', fp)
+        cfg = ContainerConfig(pod_uid=self.uid, name=name, command=expand_argv(c.get("command") or [], env),
+                              args=expand_argv(c.get("args") or [], env), env=env, restart_count=restart_count,
+                              image=image.image, image_id=image.info.id, user=self._user(c), pod_ip=self.ip,
+                              pod=self.pod, spec=c)
         try:
             record = await self.k.runtime.start(cfg)
+        except CreateError as e:
+            self.waiting[name] = Waiting("CreateContainerError", str(e))
+            self._event(WARNING, "Failed", f"Error: {e}", fp)
+            delays.append(CONFIG_RETRY)
+            return
         except StartError as e:
             message = f"failed to start container {name!r}: {e}"
             self.k.runtime.record_failed_start(self.uid, name, restart_count, message)
@@ -243,35 +268,6 @@ class PodWorker:
         self._event(NORMAL, "Created", f"Created container: {name}", fp)
         self._event(NORMAL, "Started", f"Started container {name}", fp)
         self._on_started(c, record, adopted=False)
-
-    def _resolve_image(self, c: dict, delays: list[float]) -> images.Launch | None:
-        """The image's launch, or None with the container waiting in ErrImagePull/ImagePullBackOff."""
-        name, image = c["name"], c.get("image", "")
-        key = f"{self.uid}/{name}/image"
-        fp = self._field_path(name)
-        failed_at = self.image_failed_at.get(name)
-        if failed_at is not None and self.k.image_backoff.failures_pending(key, failed_at):
-            if self.waiting[name].reason != "ImagePullBackOff":
-                self._event(NORMAL, "BackOff", f'Back-off pulling image "{image}"', fp)
-                self._event(WARNING, "Failed", "Error: ImagePullBackOff", fp)
-                self.waiting[name] = Waiting("ImagePullBackOff", f'Back-off pulling image "{image}": '
-                                             f"ErrImagePull: {self.waiting[name].message}")
-            delays.append(self.k.image_backoff.remaining(key, failed_at) + 0.01)
-            return None
-        try:
-            launch = images.resolve(c, self.ip)
-        except images.ImageNotRunnable as e:
-            now = self.k.clock()
-            self.k.image_backoff.next(key, now)
-            self.image_failed_at[name] = now
-            self.waiting[name] = Waiting("ErrImagePull", str(e))
-            self._event(WARNING, "Failed", f'Failed to pull image "{image}": {e}', fp)
-            self._event(WARNING, "Failed", "Error: ErrImagePull", fp)
-            delays.append(self.k.image_backoff.delay(key) + 0.01)
-            return None
-        self.image_failed_at.pop(name, None)
-        self.k.image_backoff.forget_prefix(key)
-        return launch
 
     # ---- running containers: exits and probes ----
     def _on_started(self, c: dict, record: ContainerRecord, adopted: bool) -> None:
@@ -344,6 +340,8 @@ class PodWorker:
 
     def detach(self) -> None:
         """Stop watching this pod's containers without touching them (the agent is going away)."""
+        # The flag too: Python 3.11's wait_for can swallow a cancel that races with a wake-up.
+        self.detached = True
         self.task.cancel()
         for name in list(self.probe_tasks):
             self._stop_probes(name)
@@ -390,9 +388,9 @@ class PodWorker:
     async def _cleanup(self) -> None:
         self.terminated = True
         await self.k.runtime.remove_pod(self.uid)
-        self.k.ips.release(self.uid)
         self.k.backoff.forget_prefix(self.uid)
-        self.k.image_backoff.forget_prefix(self.uid)
+        self.k.images.forget(self.uid)
+        self.k.sandbox_backoff.reset(self.uid)
         self.finished = True
 
     # ---- status ----

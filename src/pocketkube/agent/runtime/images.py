@@ -9,53 +9,15 @@ An image is not pulled; it names a program on this host. A container with a `com
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
+
+from pocketkube.agent.runtime.reference import ImageRef, parse_image
+
+__all__ = ["CATALOG_DEFAULTS", "KNOWN", "NGINX", "ImageNotRunnable", "ImageRef", "Launch", "catalog_image_id",
+           "parse_image", "resolve"]
 
 NGINX = "/usr/sbin/nginx"
 MIME_TYPES = "/etc/nginx/mime.types"
-DEFAULT_REGISTRY = "docker.io"
-_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str
-    repository: str
-    tag: str
-    digest: str = ""
-
-    @property
-    def name(self) -> str:
-        """The short name the catalog knows (last path component): `nginx` for docker.io/library/nginx."""
-        return self.repository.rsplit("/", 1)[-1]
-
-    def normalized(self) -> str:
-        """As containerd reports it: docker.io/library/nginx:latest (or @digest)."""
-        base = f"{self.registry}/{self.repository}"
-        return f"{base}@{self.digest}" if self.digest and not self.tag else f"{base}:{self.tag}"
-
-
-def parse_image(ref: str) -> ImageRef:
-    digest = ""
-    m = _DIGEST.search(ref)
-    if m:
-        digest, ref = m.group(1), ref[:m.start()]
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
-    else:
-        registry, path = DEFAULT_REGISTRY, ref
-    tag = ""
-    last_slash = path.rfind("/")
-    colon = path.rfind(":")
-    if colon > last_slash:
-        path, tag = path[:colon], path[colon + 1:]
-    if registry == DEFAULT_REGISTRY and "/" not in path:
-        path = f"library/{path}"
-    if not tag and not digest:
-        tag = "latest"
-    return ImageRef(registry, path, tag, digest)
 
 
 class ImageNotRunnable(Exception):
@@ -80,6 +42,28 @@ CATALOG_DEFAULTS: dict[str, list[str]] = {
 KNOWN = sorted([*CATALOG_DEFAULTS, "nginx"])
 
 
+def catalog_image_id(image: str) -> str:
+    """The imageID of a catalog image this host can run; ImageNotRunnable (with the reason) otherwise."""
+    ref = parse_image(image)
+    if ref.name == "nginx":
+        _require_nginx(image)
+        return _image_id(ref, NGINX)
+    if ref.name in CATALOG_DEFAULTS:
+        return _image_id(ref, CATALOG_DEFAULTS[ref.name][0])
+    raise _not_in_catalog(image)
+
+
+def _not_in_catalog(image: str) -> ImageNotRunnable:
+    return ImageNotRunnable(f'image "{image}" cannot be run locally by pocketkube: no local catalog entry '
+                            f'(known: {", ".join(KNOWN)}; or give the container a command)')
+
+
+def _require_nginx(image: str) -> None:
+    if not os.access(NGINX, os.X_OK):
+        raise ImageNotRunnable(f'image "{image}" cannot be run locally by pocketkube: '
+                               f"{NGINX} is not installed here (apt-get install nginx-light)")
+
+
 def resolve(container: dict, pod_ip: str) -> Launch:
     image = container.get("image") or ""
     ref = parse_image(image)
@@ -93,8 +77,7 @@ def resolve(container: dict, pod_ip: str) -> Launch:
     if ref.name in CATALOG_DEFAULTS:
         argv = list(CATALOG_DEFAULTS[ref.name])
         return Launch(argv, _image_id(ref, argv[0]))
-    raise ImageNotRunnable(f'image "{image}" cannot be run locally by pocketkube: no local catalog entry '
-                           f'(known: {", ".join(KNOWN)}; or give the container a command)')
+    raise _not_in_catalog(image)
 
 
 def _image_id(ref: ImageRef, program: str) -> str:
@@ -102,9 +85,7 @@ def _image_id(ref: ImageRef, program: str) -> str:
 
 
 def nginx_launch(ref: ImageRef, container: dict, pod_ip: str) -> Launch:
-    if not os.access(NGINX, os.X_OK):
-        raise ImageNotRunnable(f'image "{container.get("image")}" cannot be run locally by pocketkube: '
-                               f"{NGINX} is not installed here (apt-get install nginx-light)")
+    _require_nginx(container.get("image") or "")
     ports = [p["containerPort"] for p in container.get("ports") or []
              if (p.get("protocol") or "TCP") == "TCP" and p.get("containerPort")] or [80]
     # Relative paths (prefix ./ = the container dir): the data dir's parents may not be

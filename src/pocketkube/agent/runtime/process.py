@@ -1,9 +1,13 @@
 """The process runtime: each container is one child process in its own process group.
 
-argv and the environment are exactly as the kubelet computed them (no shell, no expansion
-here; see agent.envvars); stdout and stderr go to
-<data>/pods/<pod uid>/<container>/<restartCount>.log. When a container's main process exits, the
-rest of its process group is killed, as a container's PID namespace dies with its PID 1.
+The rootless fallback behind the CRI-shaped interface. A pod's sandbox is only its IP: one from
+the node's pod CIDR (on 127/8, so host processes can bind it), or the node IP for hostNetwork
+pods. Images are the local catalog (agent.runtime.images): a catalog name is "present", anything
+else cannot be pulled. A container's program is its command and args exactly as the kubelet
+expanded them (no shell), or the catalog's default for its image; the environment is the
+kubelet's; stdout and stderr go to <data>/pods/<pod uid>/<container>/<restartCount>.log (raw
+bytes, no CRI framing). When a container's main process exits, the rest of its process group is
+killed, as a container's PID namespace dies with its PID 1.
 """
 
 from __future__ import annotations
@@ -18,16 +22,24 @@ import signal
 import subprocess
 from pathlib import Path
 
+from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import (
     DEFAULT_PATH,
     ContainerConfig,
     ContainerHistory,
     ContainerRecord,
+    CreateError,
     ExecResult,
+    ImageInfo,
+    ImagePullError,
+    SandboxError,
     StartError,
     User,
 )
+from pocketkube.agent.runtime.pod_ips import PodIPs
+from pocketkube.agent.runtime.reference import parse_reference
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.net.errors import AllocationError
 from pocketkube.util.processes import kill_group
 
 log = logging.getLogger(__name__)
@@ -101,7 +113,7 @@ def exit_reason(code: int) -> str:
     return "Completed" if code == 0 else "Error"
 
 
-def _spawn(argv: list[str], cfg: ContainerConfig, cwd: Path, log_path: Path) -> subprocess.Popen:
+def _spawn(argv: list[str], program: str, cfg: ContainerConfig, cwd: Path, log_path: Path) -> subprocess.Popen:
     """Open the log file and start the process (the caller runs this in a worker thread)."""
     with open(log_path, "ab") as logf:
         if cfg.user is not None:
@@ -110,9 +122,9 @@ def _spawn(argv: list[str], cfg: ContainerConfig, cwd: Path, log_path: Path) -> 
             return subprocess.Popen(argv, cwd=cwd, env=cfg.env, stdin=subprocess.DEVNULL, stdout=logf,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
-            raise StartError(f"exec: {cfg.argv[0]!r}: {e.strerror}") from None
+            raise StartError(f"exec: {program!r}: {e.strerror}") from None
         except ValueError as e:  # a NUL byte in an argument or in the environment
-            raise StartError(f"exec: {cfg.argv[0]!r}: {e}") from None
+            raise StartError(f"exec: {program!r}: {e}") from None
 
 
 def _path_component(value: str) -> str:
@@ -123,6 +135,14 @@ def _path_component(value: str) -> str:
     return value
 
 
+def _from_json(data: dict) -> ContainerRecord:
+    """A saved record; one saved before log_format and scheme existed gets today's values."""
+    record = ContainerRecord.from_json(data)
+    record.log_format = record.log_format or "raw"
+    record.scheme = record.scheme or "pocketkube"
+    return record
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
@@ -130,10 +150,17 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 class ProcessRuntime:
-    def __init__(self, data_dir: Path) -> None:
+    name = "process"
+
+    def __init__(self, data_dir: Path, pod_cidr: str | None = None, node_ip: str = "") -> None:
+        """`pod_cidr`: where pod IPs come from (None: no sandboxes, for tests of containers alone);
+        `node_ip`: the IP of hostNetwork pods."""
         self.root = Path(data_dir) / "pods"
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
+        self.ips = PodIPs(pod_cidr) if pod_cidr else None
+        self.node_ip = node_ip
+        self._sandboxes: dict[str, str] = {}  # pod uid → IP, once its sandbox exists
         self._histories: dict[tuple[str, str], ContainerHistory] = {}
         self._exits: dict[str, asyncio.Future[ContainerRecord]] = {}
         self._procs: dict[str, subprocess.Popen] = {}
@@ -141,6 +168,48 @@ class ProcessRuntime:
 
     def can_switch_user(self) -> bool:
         return can_switch_user()
+
+    # ---- sandboxes: the pod's IP ----
+    async def run_pod_sandbox(self, pod: dict) -> str:
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid") or ""
+        if uid in self._sandboxes:
+            return self._sandboxes[uid]
+        host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+        try:
+            self.pod_dir(uid)
+            if host_network:
+                if not self.node_ip:
+                    raise SandboxError("hostNetwork pod, but this runtime has no node IP")
+                ip = self.node_ip
+            elif self.ips is None:
+                raise SandboxError("no pod CIDR to allocate pod IPs from")
+            else:
+                ip = self.ips.allocate(uid)
+        except StartError as e:
+            raise SandboxError(str(e)) from None
+        except AllocationError as e:
+            raise SandboxError(f"failed to allocate an IP for the pod from {self.ips.network if self.ips else ''}: "
+                               f"{e}") from None
+        self.save_pod(uid, {"ip": ip, "name": meta.get("name"), "namespace": meta.get("namespace"),
+                            "hostNetwork": host_network})
+        self._sandboxes[uid] = ip
+        return ip
+
+    # ---- images: the local catalog ----
+    async def image_status(self, image: str) -> ImageInfo | None:
+        parse_reference(image)  # InvalidImageName
+        try:
+            return ImageInfo(image, images.catalog_image_id(image))
+        except images.ImageNotRunnable:
+            return None
+
+    async def pull_image(self, image: str) -> ImageInfo:
+        parse_reference(image)
+        try:
+            return ImageInfo(image, images.catalog_image_id(image))
+        except images.ImageNotRunnable as e:
+            raise ImagePullError(str(e), unreachable=False) from None
 
     async def exec_sync(self, pod_uid: str, name: str, argv: list[str], *, env: dict[str, str],
                         user: User | None, timeout: float) -> ExecResult:
@@ -173,20 +242,27 @@ class ProcessRuntime:
 
     # ---- start ----
     async def start(self, cfg: ContainerConfig) -> ContainerRecord:
+        # The container's program: its command and args, or its catalog image's default.
+        spec = {**cfg.spec, "image": cfg.spec.get("image") or cfg.image, "command": cfg.command, "args": cfg.args}
+        try:
+            launch = images.resolve(spec, cfg.pod_ip)
+        except images.ImageNotRunnable as e:
+            raise CreateError(str(e)) from None
+        argv = launch.argv
         cdir = self.container_dir(cfg.pod_uid, cfg.name)
-        self._prepare_dir(cdir, cfg)
-        exe = resolve_executable(cfg.argv[0], cfg.env.get("PATH", DEFAULT_PATH)) if cfg.argv else None
+        self._prepare_dir(cdir, cfg, launch)
+        exe = resolve_executable(argv[0], cfg.env.get("PATH", DEFAULT_PATH)) if argv else None
         if exe is None:
-            raise StartError(f'exec: "{cfg.argv[0] if cfg.argv else ""}": executable file not found in $PATH')
+            raise StartError(f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH')
         log_path = self.log_path(cfg.pod_uid, cfg.name, cfg.restart_count)
         # In a thread: under load a fork/exec can take milliseconds, and other pods' status
         # writes should not wait behind it.
         proc = await asyncio.get_running_loop().run_in_executor(
-            None, _spawn, privilege_prefix(cfg.user) + [exe, *cfg.argv[1:]], cfg, cdir, log_path)
+            None, _spawn, privilege_prefix(cfg.user) + [exe, *argv[1:]], argv[0], cfg, cdir, log_path)
         record = ContainerRecord(
             id=secrets.token_hex(32), name=cfg.name, pid=proc.pid, start_ticks=proc_start_ticks(proc.pid) or 0,
             started_at=now_rfc3339(), restart_count=cfg.restart_count, log_path=str(log_path),
-            image=cfg.image, image_id=cfg.image_id)
+            image=cfg.image, image_id=cfg.image_id or launch.image_id, log_format="raw", scheme="pocketkube")
         self._procs[record.id] = proc
         previous = self._histories.get((cfg.pod_uid, cfg.name))
         last = previous.current if previous and not previous.current.running else (previous.last if previous else None)
@@ -207,18 +283,19 @@ class ProcessRuntime:
         self._save(pod_uid, name)
         return record
 
-    def _prepare_dir(self, cdir: Path, cfg: ContainerConfig) -> None:
+    @staticmethod
+    def _prepare_dir(cdir: Path, cfg: ContainerConfig, launch: images.Launch) -> None:
         cdir.mkdir(parents=True, exist_ok=True)
         os.chmod(cdir.parent, 0o755)
-        for rel, content in cfg.files.items():
+        for rel, content in launch.files.items():
             target = cdir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-        for rel in cfg.dirs:
+        for rel in launch.dirs:
             (cdir / rel).mkdir(parents=True, exist_ok=True)
         if cfg.user is not None:
             os.chown(cdir, cfg.user.uid, cfg.user.gid)
-            for rel in cfg.dirs:
+            for rel in launch.dirs:
                 for p in [cdir / rel, *(cdir / rel).rglob("*")]:
                     os.chown(p, cfg.user.uid, cfg.user.gid)
 
@@ -310,8 +387,8 @@ class ProcessRuntime:
             data = json.loads((self.container_dir(pod_uid, name) / STATE_FILE).read_text())
         except (OSError, ValueError):
             return
-        current = ContainerRecord.from_json(data["current"])
-        last = ContainerRecord.from_json(data["last"]) if data.get("last") else None
+        current = _from_json(data["current"])
+        last = _from_json(data["last"]) if data.get("last") else None
         self._histories[(pod_uid, name)] = ContainerHistory(current, last)
         if current.running:
             if proc_start_ticks(current.pid) == current.start_ticks:
@@ -323,9 +400,15 @@ class ProcessRuntime:
     def running(self) -> list[tuple[str, ContainerRecord]]:
         return [(uid, h.current) for (uid, _), h in self._histories.items() if h.current.running]
 
-    def adopt_all(self) -> None:
-        """Load every saved container so that live ones are watched (and killable) again."""
-        for uid in self.pods():
+    async def adopt_all(self) -> None:
+        """Load every saved sandbox (its IP taken again) and container, so that live ones are
+        watched (and killable) again."""
+        for uid, info in self.pods().items():
+            ip = info.get("ip") or ""
+            if ip:
+                self._sandboxes[uid] = ip
+                if self.ips is not None and not info.get("hostNetwork"):
+                    self.ips.restore(uid, ip)
             for d in self.pod_dir(uid).iterdir():
                 if d.is_dir():
                     self.history(uid, d.name)
@@ -335,6 +418,9 @@ class ProcessRuntime:
         await asyncio.gather(*(self.stop(r, 0) for r in records))
         for key in [k for k in self._histories if k[0] == pod_uid]:
             del self._histories[key]
+        self._sandboxes.pop(pod_uid, None)
+        if self.ips is not None:
+            self.ips.release(pod_uid)
         shutil.rmtree(self.pod_dir(pod_uid), ignore_errors=True)
 
 

@@ -1,4 +1,5 @@
-"""Pod IPs from the node's pod CIDR, by pod uid, over the cluster's one range allocator.
+"""Pod IPs from the node's pod CIDR, by pod uid, over the cluster's one range allocator (the process
+runtime's IPAM; a CRI runtime has its CNI plugin's).
 
 The network address and the broadcast address are never handed out (IPAllocator), nor the
 first host address, kept for the node's gateway as CNI bridge plugins do. A restarted agent
