@@ -50,7 +50,7 @@ def test_normalize_image_as_docker_does(ref: str, normalized: str) -> None:
 
 @pytest.mark.parametrize(("ref", "why"), [
     ("", "invalid reference format"),
-    ("Nginx", "repository name must be lowercase"),
+    ("Nginx", "must be lowercase"),
     ("nginx:", "invalid reference format"),
     ("nginx latest", "invalid reference format"),
     ("-nginx", "invalid reference format"),
@@ -62,7 +62,7 @@ def test_normalize_image_as_docker_does(ref: str, normalized: str) -> None:
 def test_invalid_image_names(ref: str, why: str) -> None:
     with pytest.raises(InvalidImageName, match=why) as err:
         t.normalize_image(ref)
-    assert str(err.value).startswith(f'couldn\'t parse image name "{ref}"')
+    assert str(err.value).startswith(f'couldn\'t parse image reference "{ref}"')
 
 
 def test_image_id_prefers_the_repo_digest() -> None:

@@ -46,9 +46,9 @@ class ImageRef:
         return self.repository.rsplit("/", 1)[-1]
 
     def normalized(self) -> str:
-        """As containerd reports it: docker.io/library/nginx:latest (or @digest)."""
+        """As containerd reports it: docker.io/library/nginx:latest, with @digest when there is one."""
         base = f"{self.registry}/{self.repository}"
-        return f"{base}@{self.digest}" if self.digest and not self.tag else f"{base}:{self.tag}"
+        return base + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
 def parse_image(ref: str) -> ImageRef:

@@ -29,6 +29,7 @@ from fractions import Fraction
 
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, InvalidImageName
+from pocketkube.agent.runtime.reference import parse_reference
 from pocketkube.api.timestamps import now_rfc3339
 
 # Kubelet label and annotation keys (pkg/kubelet/types/labels.go, kuberuntime/labels.go).
@@ -63,57 +64,13 @@ class ConfigError(Exception):
 # Image references (distribution's reference grammar, as Docker normalizes short names)
 # ---------------------------------------------------------------------------------------------
 
-_ALNUM = r"[a-z0-9]+"
-_SEP = r"(?:[._]|__|-+)"
-_COMPONENT = rf"{_ALNUM}(?:{_SEP}{_ALNUM})*"
-_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
-_REFERENCE = re.compile(
-    rf"^(?P<name>(?:(?P<domain>{_DOMAIN})/)?{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$")
-_HEX64 = re.compile(r"^[a-f0-9]{64}$")
-DEFAULT_DOMAIN = "docker.io"
-_MAX_NAME = 255
-
-
 def normalize_image(ref: str) -> str:
     """`ref` fully qualified as Docker and containerd name it (nginx → docker.io/library/nginx:latest,
     a digest kept, `:latest` added only when there is neither tag nor digest); InvalidImageName
-    with distribution's message for anything that is not a reference."""
-    if not isinstance(ref, str) or not ref:
-        raise InvalidImageName(f'couldn\'t parse image name "{ref}": invalid reference format')
-    m = _REFERENCE.match(ref)
-    if not m:
-        why = "invalid reference format"
-        if ref.lower() != ref and _REFERENCE.match(ref.lower()):
-            why += ": repository name must be lowercase"
-        raise InvalidImageName(f'couldn\'t parse image name "{ref}": {why}')
-    name, tag, digest = m["name"], m["tag"], m["digest"]
-    if len(name) > _MAX_NAME:
-        raise InvalidImageName(f'couldn\'t parse image name "{ref}": repository name must not be more '
-                               f"than {_MAX_NAME} characters")
-    if _HEX64.match(name):
-        raise InvalidImageName(f'couldn\'t parse image name "{ref}": invalid repository name ({name}), '
-                               "cannot specify 64-byte hexadecimal strings")
-    first, sep, rest = name.partition("/")
-    # The first component is a registry only when it looks like a host (Docker's rule).
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        domain, path = first, rest
-    else:
-        domain, path = DEFAULT_DOMAIN, name
-    if domain == "index.docker.io":
-        domain = DEFAULT_DOMAIN
-    if domain == DEFAULT_DOMAIN and "/" not in path:
-        path = f"library/{path}"
-    out = f"{domain}/{path}"
-    if tag:
-        out += f":{tag}"
-    if digest:
-        out += f"@{digest}"
-    if not tag and not digest:
-        out += ":latest"
-    return out
+    with distribution's message for anything that is not a reference (agent.runtime.reference)."""
+    if not isinstance(ref, str):
+        raise InvalidImageName(f"couldn't parse image reference {ref!r}: invalid reference format")
+    return parse_reference(ref).normalized()
 
 
 def image_id(image: api.Image) -> str:

@@ -1,0 +1,173 @@
+"""`pocketkube up --runtime containerd` end to end: real OCI images, each pod in its own network
+namespace, Services reachable from the host on every node, with the real kubectl.
+
+The images are the tests' own (nginx and python from the host's packages, busybox), loaded with
+`pocketkube image load` (no registry is reachable), so the seed's `image: nginx` runs as the
+issue promises: its pull fails (no registry answers) and the loaded image runs, with a Warning.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pocketkube.net import hostnet
+from pocketkube.testing import host_images, images
+from pocketkube.testing.archives import oci_archive
+from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
+from pocketkube.testing.requires import BUSYBOX, CONTAINERD, NGINX, have_containerd, have_nginx, requires
+from pocketkube.testing.waits import get_json, is_ready, wait_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Ranges of their own: never a developer's cluster (kind's defaults) nor the integration tests'.
+RANGES = {"node_ip_base": "10.252.0.0", "pod_cidr_base": "10.246.0.0/16", "service_cidr": "10.98.0.0/16",
+          "lb_pool": "10.252.1.0/24"}
+pytestmark = [requires(have_containerd(), CONTAINERD), requires(have_nginx(), NGINX),
+              requires(images.have_busybox(), BUSYBOX), pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[4].startswith(str(path))]
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    out = tmp_path_factory.mktemp("images")
+    return {
+        "nginx": oci_archive(host_images.nginx_image().layout, out / "nginx.tar", name="docker.io/library/nginx:latest"),
+        "busybox": oci_archive(images.busybox_image().layout, out / "busybox.tar",
+                               name="docker.io/library/busybox:latest"),
+        "python": oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3"),
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(archives):
+    with running_cluster("pk-ctr-", runtime="containerd", extra_args=["--no-pod-egress"], **RANGES) as c:
+        cid = hostnet.cluster_id_of(c.data_dir)
+        load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(c.data_dir),
+                               *map(str, archives.values())], capture_output=True, text=True, timeout=120)
+        assert load.returncode == 0, load.stderr
+        yield c
+        root = c.data_dir.parent
+    # After Ctrl-C: no containerd, shim or container (running_cluster checked processes), no
+    # mount, no bridge of this cluster, no filter table.
+    assert _mounts_under(root) == []
+    assert hostnet.cluster_links(cid) == []
+    assert not hostnet.cluster_table_exists(cid)
+
+
+@pytest.fixture(scope="module")
+def k(cluster):
+    bins = kubectl_binaries()
+    kc = Kubectl(bins.get("kubectl-1.32") or next(iter(bins.values())), cluster.kubeconfig)
+    yield kc
+    kc.close()
+
+
+def pods(k, selector):
+    return get_json(k, "pods", "-l", selector)["items"]
+
+
+def test_nodes_report_containerd(k, cluster):
+    nodes = get_json(k, "nodes")["items"]
+    assert len(nodes) == 3
+    for node in nodes:
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert "• runtime: containerd" in "".join(cluster.output)
+
+
+def test_seed_walkthrough_in_containers(k, cluster):
+    """The seed, literally: the pods and the NodePort Service, then `curl http://<node IP>:30008`
+    on every node; the pods are containers with IPs of the pod range in their own namespaces."""
+    k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
+    k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
+    try:
+        wait_for(lambda: len([p for p in pods(k, "app=myapp") if is_ready(p)]) == 3, timeout=90,
+                 what="3 nginx pods Ready")
+        running = pods(k, "app=myapp")
+        assert all(p["status"]["podIP"].startswith("10.246.") for p in running)
+        assert all(p["status"]["containerStatuses"][0]["containerID"].startswith("containerd://") for p in running)
+        out = k.ok("get", "services")
+        assert "myapp-service" in out and "80:30008/TCP" in out
+        for i in (1, 2, 3):
+            body = urllib.request.urlopen(f"http://{cluster.node_ip(i)}:30008/", timeout=5).read().decode()
+            assert "Welcome to nginx!" in body
+        # No registry answered: the loaded image ran, and the pod says why.
+        events = k.ok("get", "events", "--field-selector", f"involvedObject.name={running[0]['metadata']['name']}")
+        assert "PullFailedUsingLocal" in events or "already present" in events, events
+    finally:
+        k.run("delete", "-f", str(EXAMPLES / "service-definition.yaml"), timeout=60)
+        k.run("delete", "-f", str(EXAMPLES / "deployment-definition.yaml"), "--wait=true", timeout=90)
+
+
+def test_busybox_exit_codes_restarts_and_logs(k):
+    k.ok("run", "crash", "--image=busybox", "--restart=Always", "--", "sh", "-c", "echo hello from busybox; exit 3")
+    try:
+        pod = wait_for(lambda: next((p for p in pods(k, "run=crash")
+                                     if (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1),
+                                    None), timeout=60, what="a restart")
+        cs = pod["status"]["containerStatuses"][0]
+        assert cs["lastState"]["terminated"]["exitCode"] == 3
+        assert cs["lastState"]["terminated"]["reason"] == "Error"
+        logs = k.ok("logs", "crash")
+        assert "hello from busybox" in logs
+        assert "hello from busybox" in k.ok("logs", "crash", "--previous")
+    finally:
+        k.run("delete", "pod", "crash", "--wait=true", timeout=60)
+
+
+def test_two_containers_share_localhost_and_init_runs_first(k, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: duo, labels: {app: duo}}
+spec:
+  initContainers:
+  - {name: init, image: busybox, command: [sh, -c, "echo init done"]}
+  containers:
+  - name: web
+    image: python:3
+    command: [python3, -m, http.server, "8000"]
+    readinessProbe: {tcpSocket: {port: 8000}, periodSeconds: 1}
+  - name: client
+    image: busybox
+    command: [sh, -c, "until echo -e 'GET / HTTP/1.0\\r\\n' | nc 127.0.0.1 8000 | grep -q 200; do sleep 0.2; done; echo reached web over localhost; sleep 3600"]
+""")
+    k.ok("create", "-f", str(manifest))
+    try:
+        wait_for(lambda: all(is_ready(p) for p in pods(k, "app=duo")) and pods(k, "app=duo"), timeout=90,
+                 what="duo Ready")
+        wait_for(lambda: "reached web over localhost" in k.run("logs", "duo", "-c", "client").stdout, timeout=30,
+                 what="client reached web")
+        assert "init done" in k.ok("logs", "duo", "-c", "init")
+    finally:
+        k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
+
+
+def test_never_pull_policy_with_a_missing_image(k):
+    k.ok("run", "never", "--image=example.invalid/absent:1", "--image-pull-policy=Never")
+    try:
+        pod = wait_for(lambda: next((p for p in pods(k, "run=never")
+                                     if (p["status"].get("containerStatuses") or [{}])[0]
+                                     .get("state", {}).get("waiting", {}).get("reason") == "ErrImageNeverPull"),
+                                    None), timeout=30, what="ErrImageNeverPull")
+        assert pod["status"]["phase"] == "Pending"
+        assert "ErrImageNeverPull" in k.ok("describe", "pod", "never")
+    finally:
+        k.run("delete", "pod", "never", "--wait=true", timeout=60)
+
+
+def test_nothing_of_ours_runs_outside_the_data_dir(cluster):
+    """Every containerd of the cluster is ours, under its data dir (none shared with the host's)."""
+    ours = [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("containerd ") and str(cluster.data_dir) in line]
+    assert len(ours) == 3, ours
+    assert os.path.exists(cluster.data_dir / "nodes" / "node-1" / "containerd" / "containerd.sock")
