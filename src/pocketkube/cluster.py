@@ -19,7 +19,6 @@ from pathlib import Path
 
 import yaml
 
-from pocketkube.agent.runtime.containerd import stop_leftover_containerd
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI
 from pocketkube.net import hostnet
@@ -254,9 +253,12 @@ class Cluster:
         # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
-            await stop_leftover_containerd(self.data_dir / "nodes" / plan.name / "containerd")
             remove_leftovers(plan.name, plan.ip)
         if self.net is not None:
+            from pocketkube.agent.runtime.containerd import stop_leftover_containerd  # gRPC: only when used
+
+            for plan in self.plans:
+                await stop_leftover_containerd(self.data_dir / "nodes" / plan.name / "containerd")
             hostnet.teardown_cluster_network(self.net.cluster_id)
             hostnet.remove_leftovers(self.net.cluster_id)  # the bridges of agents that died
         if self.server is not None:

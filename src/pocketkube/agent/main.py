@@ -13,14 +13,20 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.logserver import LogServer
 from pocketkube.agent.node import NodeAgent
+from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
 from pocketkube.client.rest import Client
 from pocketkube.util.backoff import Backoff
+
+if TYPE_CHECKING:  # imported when used: gRPC costs the process runtime's start-up 0.1 s
+    from pocketkube.agent.container_stack import ContainerStack
+    from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +62,39 @@ class Agent:
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
-        self.runtime = ProcessRuntime(data_dir, pod_cidr=cfg.pod_cidr, node_ip=cfg.node_ip)
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval)
-        self.kubelet = Kubelet(self.client, self.runtime, cfg.node_name, cfg.node_ip, allocatable=self.node.capacity)
-        self.log_server = LogServer(self.kubelet, cfg.node_ip, cfg.kubelet_port, cfg.token)
+        self.stack: ContainerStack | None = None
+        if cfg.runtime == "containerd":
+            from pocketkube.agent.container_stack import ContainerStack, StackConfig
+
+            self.stack = ContainerStack(StackConfig(data_dir=data_dir, pod_cidr=cfg.pod_cidr, bridge=cfg.node_bridge,
+                                                    pod_routes=cfg.pod_routes,
+                                                    endpoint=cfg.container_runtime_endpoint))
+        self.runtime: Runtime | None = None
+        self.kubelet: Kubelet | None = None
+        self.log_server: LogServer | None = None
         self._heartbeat: asyncio.Task | None = None
         self.proxy = None
         self._proxy_task: asyncio.Task | None = None
 
+    async def _start_runtime(self) -> Runtime:
+        """The process runtime, or the container stack and the CRI runtime over it (made inside
+        the running loop: its gRPC channel binds to it)."""
+        if self.stack is None:
+            return ProcessRuntime(Path(self.cfg.data_dir), pod_cidr=self.cfg.pod_cidr, node_ip=self.cfg.node_ip)
+        from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
+
+        await self.stack.start()
+        return ContainerdRuntime(self.stack.endpoint, data_dir=Path(self.cfg.data_dir).absolute(),
+                                 node_name=self.cfg.node_name, node_ip=self.cfg.node_ip)
+
     async def start(self) -> None:
+        self.runtime = await self._start_runtime()
+        self.node.runtime_version = await self.runtime.version()
+        self.kubelet = Kubelet(self.client, self.runtime, self.cfg.node_name, self.cfg.node_ip,
+                               allocatable=self.node.capacity)
+        self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()
         await self.kubelet.start()
@@ -77,7 +106,8 @@ class Agent:
         from pocketkube.proxy.runner import ServiceProxy
         from pocketkube.proxy.select import make_data_plane
 
-        plane = make_data_plane(self.cfg.dataplane, self.cfg.node_name, self.cfg.node_ip)
+        plane = make_data_plane(self.cfg.dataplane, self.cfg.node_name, self.cfg.node_ip,
+                                bridged_pods=self.stack is not None)
         self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.node_ip, plane)
         self._proxy_task = asyncio.create_task(self.proxy.run(), name="service proxy")
         log.info("node %s: Service data plane %s", self.cfg.node_name, getattr(plane, "name", plane))
@@ -97,15 +127,31 @@ class Agent:
                 await asyncio.sleep(retry.next())
 
     async def shutdown(self, kill_pods: bool) -> None:
-        """Stop the agent; with kill_pods every container process group is stopped too. Without it
-        the containers keep running and a restarted agent re-adopts them."""
+        """Stop the agent; with kill_pods every container is stopped and every pod's sandbox removed
+        (with containerd: its network namespace, IP and cgroup, then containerd and the node's
+        bridge). Without it the containers keep running and a restarted agent re-adopts them."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self.proxy is not None:
             await self.proxy.stop()
-        await self.kubelet.shutdown(kill_pods)
-        await self.log_server.stop()
+        if self.kubelet is not None:
+            await self.kubelet.shutdown(kill_pods)
+        if self.log_server is not None:
+            await self.log_server.stop()
+        if self.stack is not None:
+            await self._stop_containers(kill_pods)
         await self.client.close()
+
+    async def _stop_containers(self, kill_pods: bool) -> None:
+        assert self.stack is not None
+        runtime: ContainerdRuntime | None = self.runtime  # type: ignore[assignment]
+        if runtime is not None:
+            if kill_pods:
+                await asyncio.gather(*(runtime.remove_pod(uid) for uid in runtime.pods()), return_exceptions=True)
+            await runtime.close()
+        await self.stack.stop(teardown=kill_pods)
+        if kill_pods and runtime is not None:
+            runtime.remove_node_cgroups()
 
 
 async def run_agent(cfg: AgentConfig) -> int:
@@ -116,12 +162,13 @@ async def run_agent(cfg: AgentConfig) -> int:
     agent = Agent(cfg)
     try:
         await agent.start()
-    except (OSError, errors.ApiError) as e:
+    except (OSError, errors.ApiError, RuntimeError, SandboxError) as e:  # RuntimeError: containerd, host network
         log.error("node agent %s could not start: %s", cfg.node_name, e)
+        print(f"Node failed: {cfg.node_name}: {e}", flush=True)
         await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)
         return 1
-    print(f"Node ready: {cfg.node_name} ({cfg.node_ip}, pods {cfg.pod_cidr}, logs on port "
-          f"{agent.node.kubelet_port})", flush=True)
+    print(f"Node ready: {cfg.node_name} ({cfg.node_ip}, pods {cfg.pod_cidr}, {agent.node.runtime_version}, "
+          f"logs on port {agent.node.kubelet_port})", flush=True)
     await stop.wait()
     await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)
     return 0

@@ -166,6 +166,9 @@ class ProcessRuntime:
         self._procs: dict[str, subprocess.Popen] = {}
         self._keys: dict[str, tuple[str, str]] = {}
 
+    async def version(self) -> str:
+        return "pocketkube-process://0.1"
+
     def can_switch_user(self) -> bool:
         return can_switch_user()
 
