@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--container-runtime-endpoint", default="",
                        help="a CRI runtime to use (unix:///path.sock); default with --runtime containerd: "
                             "start our own containerd under the data dir")
+    agent.add_argument("--node-bridge", default="",
+                       help="with containerd: this node's pod bridge (`up` creates the cluster's network)")
+    agent.add_argument("--pod-routes", default="",
+                       help="with containerd: comma-separated ranges pods route via their gateway")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")

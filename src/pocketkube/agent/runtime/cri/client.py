@@ -14,8 +14,14 @@ will show (e.g. "failed to pull and unpack image ...").
 
 from __future__ import annotations
 
-import grpc
-import grpc.aio
+import os
+
+# The agent spawns helpers (ctr, ip, nft) while channels are open; gRPC's fork handlers are for
+# children that use gRPC, which ours never do, and otherwise log a line at every fork.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402 (after the setting above, which gRPC reads at import)
+import grpc.aio  # noqa: E402
 
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.cri.v1.api_pb2_grpc import ImageServiceStub, RuntimeServiceStub
