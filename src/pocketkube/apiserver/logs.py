@@ -9,16 +9,23 @@ from pocketkube.apiserver import appkeys
 
 
 def _container(pod: dict, requested: str | None) -> str:
-    containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    spec = pod.get("spec") or {}
+    containers = [c.get("name", "") for c in spec.get("containers") or []]
+    init = [c.get("name", "") for c in spec.get("initContainers") or []]
+    ephemeral = [c.get("name", "") for c in spec.get("ephemeralContainers") or []]
     name = pod["metadata"].get("name", "")
     if requested:
-        if requested not in containers:
+        if requested not in containers + init + ephemeral:
             raise errors.BadRequest(f"container {requested} is not valid for pod {name}")
         return requested
     if len(containers) == 1:
         return containers[0]
-    raise errors.BadRequest(
-        f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]")
+    message = f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+    if init:
+        message += f" or one of the init containers: [{' '.join(init)}]"
+    if ephemeral:
+        message += f" or one of the ephemeral containers: [{' '.join(ephemeral)}]"
+    raise errors.BadRequest(message)
 
 
 async def serve_pod_log(request: web.Request, registry, pod: dict) -> web.StreamResponse:
