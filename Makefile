@@ -11,10 +11,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# What `up` uses from the host: the venv, the nftables data plane (kernel DNAT), the `nginx`
-# image. On Debian as root the missing ones are installed, and said so; elsewhere they are named,
-# and `up` falls back to the userspace data plane without nft.
-HOST_PACKAGES := python3-venv nftables nginx-light
+# What `up` uses from the host: the venv, the nftables data plane (kernel DNAT), containerd with
+# runc and the CNI plugins (pods as real containers), busybox (the pause image is built from it),
+# nginx (the process runtime's `nginx` image). On Debian as root the missing ones are installed,
+# and said so; elsewhere they are named, and `up` falls back to what works without them (the
+# process runtime, the userspace data plane).
+HOST_PACKAGES := python3-venv nftables nginx-light containerd runc containernetworking-plugins busybox-static
 
 host-packages:
 	@missing=""; for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
