@@ -32,7 +32,13 @@ import pytest
 import pytest_asyncio
 
 from pocketkube.agent.runtime import cni
-from pocketkube.agent.runtime.containerd import Containerd, mounts_under, render_plain_http_hosts, shim_pids
+from pocketkube.agent.runtime.containerd import (
+    Containerd,
+    mounts_under,
+    processes,
+    render_plain_http_hosts,
+    shim_pids,
+)
 from pocketkube.agent.runtime.cri import translate
 from pocketkube.agent.runtime.cri.client import Unavailable
 from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime, cgroup_dirs
@@ -72,18 +78,6 @@ SUBNET = "10.244.250.0/24"
 GATEWAY = "10.244.250.1"
 NODE_IP = "127.0.0.1"
 CRI_LOG_LINE = re.compile(r"^\S+ (stdout|stderr) ([PF]) (.*)$")
-
-
-def _all_processes() -> list[tuple[int, list[str]]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            found.append((int(entry.name), [a.decode(errors="replace") for a in argv if a]))
-    return found
 
 
 def _link_exists(name: str) -> bool:
@@ -136,7 +130,7 @@ async def env():
             rt.remove_node_cgroups()
             Path("/proc/sys/net/ipv4/ip_forward").write_text(ip_forward)
     assert not _link_exists(bridge)
-    assert shim_pids(_all_processes(), ctrd.socket) == []
+    assert shim_pids(processes(), ctrd.socket) == []
     assert processes_under(node) == []
     assert mounts_under(Path("/proc/self/mountinfo").read_text(), [node]) == []
     assert not any(d.exists() for d in cgroup_dirs(f"/pocketkube/{node_name}"))
@@ -325,7 +319,7 @@ async def test_remove_pod_leaves_nothing(env: Env) -> None:
     netns = next(n["path"] for n in json.loads(status.info["info"])["runtimeSpec"]["linux"]["namespaces"]
                  if n["type"] == "network")
     assert Path(netns).exists() and any(d.is_dir() for d in cgroup_dirs(rt._cgroup_parent(uid)))
-    shims = [p for p, argv in _all_processes() if sandbox_id in argv]
+    shims = [p for p, argv in processes() if sandbox_id in argv]
     assert shims
 
     await rt.remove_pod(uid)
@@ -335,7 +329,7 @@ async def test_remove_pod_leaves_nothing(env: Env) -> None:
     assert netns not in mounts_under(Path("/proc/self/mountinfo").read_text(), [env.node])
     assert not Path(netns).exists()
     assert not any(d.exists() for d in cgroup_dirs(rt._cgroup_parent(uid)))
-    assert not any(sandbox_id in argv for _, argv in _all_processes())
+    assert not any(sandbox_id in argv for _, argv in processes())
     assert not rt.pod_dir(uid).exists() and uid not in rt.pods()
     # The IP went back to host-local's pool (its files name the container holding each address).
     ipam = env.node / "cni" / "ipam"

@@ -34,7 +34,13 @@ from pathlib import Path
 
 import pytest
 
-from pocketkube.agent.runtime.containerd import Containerd, mounts_under, render_plain_http_hosts, shim_pids
+from pocketkube.agent.runtime.containerd import (
+    Containerd,
+    mounts_under,
+    processes,
+    render_plain_http_hosts,
+    shim_pids,
+)
 from pocketkube.agent.runtime.cri.client import CriClient, CriError
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.testing import images, registry
@@ -52,18 +58,6 @@ pytestmark = [
 
 # "<RFC3339Nano timestamp> <stream> <P|F> <text>": the CRI log format (cri-api's logs doc).
 CRI_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) (stdout|stderr) ([PF]) (.*)$")
-
-
-def _all_processes() -> list[tuple[int, list[str]]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            found.append((int(entry.name), [a.decode(errors="replace") for a in argv if a]))
-    return found
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -183,7 +177,7 @@ async def test_pull_run_log_exec_and_clean_up(data_dir: Path) -> None:
             await ctrd.stop()
             _remove_cgroups(cgroup_leaf)
 
-    assert shim_pids(_all_processes(), ctrd.socket) == []
+    assert shim_pids(processes(), ctrd.socket) == []
     assert processes_under(data_dir) == []
     assert _mounts_under(data_dir) == []
     assert not any((c / cgroup_leaf).exists() for c in Path("/sys/fs/cgroup").iterdir())

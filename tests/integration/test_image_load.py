@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketkube.agent.runtime.containerd import Containerd, mounts_under, shim_pids
+from pocketkube.agent.runtime.containerd import Containerd, mounts_under, processes, shim_pids
 from pocketkube.agent.runtime.cri.client import CriClient, CriError
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.testing import archives, images
@@ -78,19 +78,9 @@ async def cluster(tmp: Path):
     finally:
         await asyncio.gather(*(n.stop() for n in nodes))
         for n in nodes:
-            assert shim_pids(_processes(), n.socket) == []
+            assert shim_pids(processes(), n.socket) == []
         assert processes_under(tmp) == []
         assert mounts_under(Path("/proc/self/mountinfo").read_text(), [tmp]) == []
-
-
-def _processes() -> list[tuple[int, list[str]]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                found.append((int(entry.name), [a.decode(errors="replace")
-                                                for a in (entry / "cmdline").read_bytes().split(b"\0") if a]))
-    return found
 
 
 def pocketkube(*args: str | Path) -> subprocess.CompletedProcess:

@@ -167,7 +167,8 @@ def mounts_under(mountinfo: str, dirs: Iterable[str | Path]) -> list[str]:
     return sorted(points, key=lambda p: (-p.count("/"), p))
 
 
-def _processes() -> list[tuple[int, list[str]]]:
+def processes() -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process on the host (exited ones skipped)."""
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -247,13 +248,13 @@ async def stop_leftover_containerd(data_dir: str | Path, grace: float = 10.0) ->
     data_dir = Path(data_dir).absolute()
     if not data_dir.exists():
         return
-    await _stop_pids(containerd_pids(_processes(), data_dir / "config.toml"), grace)
+    await _stop_pids(containerd_pids(processes(), data_dir / "config.toml"), grace)
     await asyncio.to_thread(_clean_up, data_dir / "containerd.sock", [data_dir / "root", data_dir / "state"])
 
 
 def _clean_up(socket: Path, dirs: list[Path]) -> None:
     """Kill the shims serving `socket` and their containers; unmount what is left under `dirs`."""
-    for pid in shim_pids(_processes(), socket):
+    for pid in shim_pids(processes(), socket):
         _kill_tree(pid)
     libc = ctypes.CDLL(None, use_errno=True)
     for point in mounts_under(Path("/proc/self/mountinfo").read_text(), dirs):
@@ -361,7 +362,7 @@ class Containerd:
         CRI Version; ContainerdError (with the log's tail) if it exits or times out first."""
         if self._proc is not None and self._proc.returncode is None:
             return
-        running = containerd_pids(_processes(), self.config_path)
+        running = containerd_pids(processes(), self.config_path)
         if running and await self._answers():
             # A restarted agent finds the containerd its predecessor left (pods keep running in
             # it) and adopts it rather than starting a second one on the same state.
