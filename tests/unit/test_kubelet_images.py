@@ -347,6 +347,8 @@ async def test_an_unreachable_registry_without_a_local_image_is_err_image_pull(w
     await fake.create(PODS, pod("offline", "nginx"), "default")
     await until(lambda: "Error: ErrImagePull" in [m for _, _, m in events(fake, "offline")], "ErrImagePull")
     assert waiting(fake, "offline").get("reason") in ("ErrImagePull", "ImagePullBackOff") and rt.started == []
+    failed = [m for _, _, m in events(fake, "offline") if m.startswith("Failed to pull image")]
+    assert failed and "connection refused" in failed[0] and "pocketkube image load" in failed[0]
 
 
 async def test_a_registry_that_answers_is_never_overridden_by_a_local_image(world):

@@ -97,6 +97,12 @@ def never_pull_message(image: str) -> str:
     return f"Container image {go_quote(image)} is not present with pull policy of Never"
 
 
+def unreachable_message(error: str) -> str:
+    """The runtime's error, and what to do when no registry answers and the node lacks the image."""
+    return (f"{error}; no registry could be reached and the image is not on this node: load it into the "
+            "cluster with `pocketkube image load FILE.tar` (a `docker save` or OCI archive)")
+
+
 def used_local_message(image: str, error: str) -> str:
     return (f"Failed to pull image {go_quote(image)}: {error}; no registry could be reached, so the image "
             f"present on this node is used")
@@ -178,11 +184,12 @@ class ImageManager:
                 if local is not None:
                     event(WARNING, PULL_FAILED_USING_LOCAL, used_local_message(image, str(e)))
                     return ImageOutcome(local, normalized)
-            event(WARNING, "Failed", f"Failed to pull image {go_quote(image)}: {e}")
+            error = unreachable_message(str(e)) if e.unreachable else str(e)
+            event(WARNING, "Failed", f"Failed to pull image {go_quote(image)}: {error}")
             self.backoff.next(key)
-            self._errors[key] = str(e)
+            self._errors[key] = error
             event(WARNING, "Failed", "Error: ErrImagePull")
-            return ImageOutcome(waiting=Waiting("ErrImagePull", str(e)), retry=self.backoff.delay(key) + 0.01)
+            return ImageOutcome(waiting=Waiting("ErrImagePull", error), retry=self.backoff.delay(key) + 0.01)
         event(NORMAL, "Pulled", pulled_message(image, pull_seconds, time.monotonic() - asked,
                                                getattr(info, "size", None)))
         self.backoff.reset(key)
