@@ -126,7 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="load image archives into every node, list the nodes' images")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     load = image_sub.add_parser("load", help="load `docker save` or OCI archives (.tar, .tar.gz) into every node")
-    load.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    load.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    load.add_argument("--from-host", action="append", default=[], metavar="NAME", choices=("nginx", "busybox", "python"),
+                      help="build NAME (nginx, busybox, python) from this host's Debian package and load it, as "
+                           "docker.io/library/NAME:latest (python:3): no registry or archive needed")
     image_ls = image_sub.add_parser("ls", help="list the images on each node")
     for q in (load, image_ls):
         q.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
@@ -258,7 +261,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
 async def _run_image(args: argparse.Namespace) -> int:
     from pocketkube.images_cli import run
 
-    return await run(args.image_command, args.data_dir, getattr(args, "files", ()))
+    return await run(args.image_command, args.data_dir, getattr(args, "files", ()),
+                     from_host=getattr(args, "from_host", ()))
 
 
 def _kubectl(args: list[str]) -> int:

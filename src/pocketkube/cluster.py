@@ -240,6 +240,10 @@ class Cluster:
     def summary(self) -> str:
         lines = ["", "NODE      IP"]
         lines += [f"{p.name:<9} {p.ip}" for p in self.plans]
+        if self.net is not None:
+            lines += ["", "Pods pull their images; without a registry, load them into every node:",
+                      "  pocketkube image load FILE.tar          (docker save / OCI archives)",
+                      "  pocketkube image load --from-host nginx (built from this host's nginx-light)"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]

@@ -334,10 +334,34 @@ async def ls(data_dir: Path) -> int:
     return 1 if down or failed else 0
 
 
-async def run(command: str, data_dir: Path, files: Sequence[Path] = ()) -> int:
+def host_archives(names: Sequence[str], out_dir: Path) -> list[Path]:
+    """OCI archives of the host-package images `names` (pocketkube.host_images), named as Docker
+    would name the official ones, written to `out_dir`."""
+    from pocketkube.host_images import RECIPES
+    from pocketkube.util.oci_layout import ImageBuildError, oci_archive
+
+    archives = []
+    for name in dict.fromkeys(names):
+        recipe, ref = RECIPES[name]
+        try:
+            layout = recipe().layout
+        except (ImageBuildError, OSError) as e:
+            raise ImageCommandError(f"cannot build {name} from this host: {e}") from None
+        archives.append(oci_archive(layout, out_dir / f"{name}.tar", name=ref))
+    return archives
+
+
+async def run(command: str, data_dir: Path, files: Sequence[Path] = (), from_host: Sequence[str] = ()) -> int:
     """The `pocketkube image` subcommands; every expected failure is one line on stderr, exit 1."""
     try:
         if command == "load":
+            if not files and not from_host:
+                raise ImageCommandError("give archives to load (FILE...) or --from-host NAME")
+            if from_host:
+                find_nodes(data_dir)  # no cluster: say so before building anything
+                with tempfile.TemporaryDirectory(prefix="pocketkube-images-") as tmp:
+                    built = await asyncio.to_thread(host_archives, from_host, Path(tmp))
+                    return await load(data_dir, [*files, *built])
             return await load(data_dir, files)
         return await ls(data_dir)
     except ImageCommandError as e:

@@ -56,7 +56,6 @@ def _mounts_under(path: Path) -> list[str]:
 def archives(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
     return {
-        "nginx": oci_archive(host_images.nginx_image().layout, out / "nginx.tar", name="docker.io/library/nginx:latest"),
         "busybox": oci_archive(images.busybox_image().layout, out / "busybox.tar",
                                name="docker.io/library/busybox:latest"),
         "python": oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3"),
@@ -67,9 +66,12 @@ def archives(tmp_path_factory):
 def cluster(archives):
     with running_cluster("pk-ctr-", runtime="containerd", extra_args=["--no-pod-egress"], **RANGES) as c:
         cid = hostnet.cluster_id_of(c.data_dir)
+        # nginx as a learner without a registry would: built from the host's nginx-light.
         load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(c.data_dir),
-                               *map(str, archives.values())], capture_output=True, text=True, timeout=120)
+                               "--from-host", "nginx", *map(str, archives.values())],
+                              capture_output=True, text=True, timeout=120)
         assert load.returncode == 0, load.stderr
+        assert "Loaded image: docker.io/library/nginx:latest (all nodes)" in load.stdout, load.stdout
         yield c
         root = c.data_dir.parent
     # After Ctrl-C: no containerd, shim or container (running_cluster checked processes), no

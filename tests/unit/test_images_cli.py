@@ -177,3 +177,14 @@ def test_gunzip_to_a_temp_tar(tmp_path: Path) -> None:
     with pytest.raises(ImageCommandError, match="gzip, but not of a tar"):
         _gunzip(not_tar, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "n.gz", "t.tar.gz"]  # no temp left
+
+
+def test_load_needs_files_or_from_host(tmp_path, capsys):
+    assert cli.main(["image", "load", "--data-dir", str(tmp_path)]) == 1
+    assert "give archives to load (FILE...) or --from-host NAME" in capsys.readouterr().err
+
+
+def test_from_host_says_when_there_is_no_cluster_before_building(tmp_path, capsys):
+    assert cli.main(["image", "load", "--data-dir", str(tmp_path / "none"), "--from-host", "nginx"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pocketkube: image load:") and "Traceback" not in err
