@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the API server alone, without controllers and scheduler")
     # `up` binds the API port itself and hands the listening socket over (internal: no help).
     server.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    server.add_argument("--advertise-address", default="",
+                        help="the address pods reach the API server at (the `kubernetes` Service's endpoint); "
+                             "it listens there too, on the same port (default: the bind address)")
+    server.add_argument("--advertise-listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
@@ -146,12 +150,16 @@ def _tune_gc() -> None:
 
 async def _run_server(args: argparse.Namespace) -> int:
     _fill_plan(args, PROCESS_PLAN)
+    if args.advertise_address and not addresses.is_ip(args.advertise_address):
+        print(f"pocketkube: --advertise-address {args.advertise_address!r} is not an IP address", file=sys.stderr)
+        return 2
     from pocketkube.apiserver.app import ServerConfig
     from pocketkube.registry.registry import RegistryConfig
     from pocketkube.server import api_server
 
     server = api_server(
-        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd),
+        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd,
+                     advertise_address=args.advertise_address, advertise_listen_fd=args.advertise_listen_fd),
         storage=args.storage,
         registry_config=RegistryConfig(service_cidr=args.service_cidr, node_port_range=args.service_node_port_range,
                                        default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
