@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -137,3 +139,31 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(k, cluster, tm
 
 def _phase(k, name: str) -> str:
     return (get_json(k, "pod", name).get("status") or {}).get("phase", "")
+
+
+def _server_pid(cluster) -> int | None:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"server" in argv and str(cluster.data_dir).encode() in argv:
+                return int(entry)
+    return None
+
+
+def test_a_restarted_server_listens_on_the_advertise_address_again(cluster):
+    """`up` restarts a crashed server with both sockets: ClusterIP:443 answers again."""
+    ctx = ssl.create_default_context(cafile=str(cluster.data_dir / "pki" / "ca.crt"))
+
+    def status() -> str:
+        with socket.create_connection((CLUSTER_IP, 443), timeout=2) as raw:
+            with ctx.wrap_socket(raw, server_hostname="kubernetes.default") as tls:
+                tls.sendall(b"GET /version HTTP/1.1\r\nHost: kubernetes\r\nConnection: close\r\n\r\n")
+                return tls.recv(64).split(b"\r\n")[0].decode()
+    old = _server_pid(cluster)
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: _server_pid(cluster) not in (None, old), timeout=30, what="a new API server process")
+    assert wait_for(lambda: _quiet(status), timeout=30, what="ClusterIP:443 after the restart") == "HTTP/1.1 200 OK"
