@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pod-egress", action=argparse.BooleanOptionalAction, default=True,
                     help="container pods reach beyond the machine, masqueraded behind the host (default: on)")
     up.add_argument("--node-ip-base", default=None,
-                    help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers)")
+                    help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers, "
+                         "where the API server takes .254 of its /24)")
     up.add_argument("--pod-cidr-base", default=None,
                     help="node i gets the i-th /24 of this range for its pods "
                          "(default: 127.244.0.0/16; 10.244.0.0/16 with containers)")
@@ -170,8 +171,8 @@ async def _run_server(args: argparse.Namespace) -> int:
     try:
         await server.start()
     except OSError as e:
-        print(f"pocketkube: cannot start the API server on {args.bind_address}:{args.port}: {e.strerror or e}",
-              file=sys.stderr)
+        where = f"{args.bind_address}:{args.port}" + (f" and {args.advertise_address}" if args.advertise_address else "")
+        print(f"pocketkube: cannot start the API server on {where}: {e.strerror or e}", file=sys.stderr)
         await server.stop()
         return 1
     from pocketkube.controlplane import ControlPlane
