@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the API server alone, without controllers and scheduler")
     # `up` binds the API port itself and hands the listening socket over (internal: no help).
     server.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    server.add_argument("--advertise-address", default="",
+                        help="the address pods reach the API server at (the `kubernetes` Service's endpoint); "
+                             "it listens there too, on the same port (default: the bind address)")
+    server.add_argument("--advertise-listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     up = sub.add_parser("up", help="run a cluster in the foreground (Ctrl-C stops it)")
     _server_args(up)
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
@@ -86,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pod-egress", action=argparse.BooleanOptionalAction, default=True,
                     help="container pods reach beyond the machine, masqueraded behind the host (default: on)")
     up.add_argument("--node-ip-base", default=None,
-                    help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers)")
+                    help="node i gets this address + i (default: 127.0.1.0; 10.250.0.0 with containers, "
+                         "where the API server takes .254 of its /24)")
     up.add_argument("--pod-cidr-base", default=None,
                     help="node i gets the i-th /24 of this range for its pods "
                          "(default: 127.244.0.0/16; 10.244.0.0/16 with containers)")
@@ -149,12 +154,16 @@ def _tune_gc() -> None:
 
 async def _run_server(args: argparse.Namespace) -> int:
     _fill_plan(args, PROCESS_PLAN)
+    if args.advertise_address and not addresses.is_ip(args.advertise_address):
+        print(f"pocketkube: --advertise-address {args.advertise_address!r} is not an IP address", file=sys.stderr)
+        return 2
     from pocketkube.apiserver.app import ServerConfig
     from pocketkube.registry.registry import RegistryConfig
     from pocketkube.server import api_server
 
     server = api_server(
-        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd),
+        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd,
+                     advertise_address=args.advertise_address, advertise_listen_fd=args.advertise_listen_fd),
         storage=args.storage,
         registry_config=RegistryConfig(service_cidr=args.service_cidr, node_port_range=args.service_node_port_range,
                                        default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
@@ -165,8 +174,8 @@ async def _run_server(args: argparse.Namespace) -> int:
     try:
         await server.start()
     except OSError as e:
-        print(f"pocketkube: cannot start the API server on {args.bind_address}:{args.port}: {e.strerror or e}",
-              file=sys.stderr)
+        where = f"{args.bind_address}:{args.port}" + (f" and {args.advertise_address}" if args.advertise_address else "")
+        print(f"pocketkube: cannot start the API server on {where}: {e.strerror or e}", file=sys.stderr)
         await server.stop()
         return 1
     from pocketkube.controlplane import ControlPlane

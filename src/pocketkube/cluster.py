@@ -20,9 +20,16 @@ from pathlib import Path
 import yaml
 
 from pocketkube.agent.runtime.process import kill_recorded
-from pocketkube.apiserver.pki import PKI
+from pocketkube.apiserver.pki import PKI, serving_hosts
 from pocketkube.net import hostnet
-from pocketkube.net.addresses import ContainerPlan, NodePlan, PlanError, container_plan, node_plan
+from pocketkube.net.addresses import (
+    ContainerPlan,
+    NodePlan,
+    PlanError,
+    container_plan,
+    kubernetes_service_ip,
+    node_plan,
+)
 from pocketkube.proxy.select import remove_leftovers
 from pocketkube.util.processes import stop_group
 
@@ -119,7 +126,7 @@ class Cluster:
 
     def _prepare_credentials(self) -> None:
         pki = PKI(self.data_dir)
-        pki.ensure([self.cfg.host, "127.0.0.1"])
+        pki.ensure(serving_hosts(self.cfg.host, self.advertise_address, kubernetes_service_ip(self.cfg.service_cidr)))
         for plan in self.plans:
             path = self._node_token_file(plan)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,27 +138,49 @@ class Cluster:
             f.write(pki.controlplane_token())
 
     @property
+    def advertise_address(self) -> str:
+        """Where pods reach the API server: its own address on the cluster bridge in container
+        mode; in process mode the bind address (pods share the host's network namespace)."""
+        return self.net.apiserver_ip if self.net is not None else ""
+
+    def _listeners(self, listener: socket.socket) -> list[socket.socket]:
+        """The API server's sockets: `listener` (on the bind address), then in container mode one
+        on the advertise address and the same port (the cluster network must carry it already)."""
+        if not self.advertise_address or self.cfg.host in (self.advertise_address, "0.0.0.0"):
+            return [listener]
+        try:
+            return [listener, _listen(self.advertise_address, listener.getsockname()[1])]
+        except RuntimeError:
+            listener.close()
+            raise
+
+    @property
     def _controlplane_token_file(self) -> Path:
         return self.data_dir / "pki" / "controlplane.token"
 
     async def start(self) -> None:
         t0 = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The port first (a busy one is reported before the host network changes), then the
+        # network, which carries the advertise address, then a socket there on the same port.
         listener = _listen(self.cfg.host, self.cfg.port)
+        port = listener.getsockname()[1]
         try:
             self._setup_network()
         except Exception:
             listener.close()
             raise
+        listeners = self._listeners(listener)
         try:
             self._prepare_credentials()
-            port = listener.getsockname()[1]
-            _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
+            where = ", ".join(f"{s.getsockname()[0]}:{port}" for s in listeners)
+            _say(f"• starting API server on {where} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
             _say(f"• runtime: {self.cfg.runtime} ({self.cfg.runtime_why})")
-            self.server = await self._spawn_server(listener)
+            self.server = await self._spawn_server(listeners)
         finally:
-            listener.close()  # the server holds it now
+            for s in listeners:
+                s.close()  # the server holds them now
         # The agents start alongside the server, not after it: their start-up (a Python process
         # and its imports) overlaps the server's, and their first requests wait in the backlog.
         await self._spawn_agents(f"https://{self.cfg.host}:{port}")
@@ -196,22 +225,26 @@ class Cluster:
         routes = self.net.pod_routes() + (["0.0.0.0/0"] if self.cfg.pod_egress else [])
         return ["--node-bridge", getattr(plan, "bridge"), "--pod-routes", ",".join(routes)]
 
-    async def _spawn_server(self, listener: socket.socket) -> asyncio.subprocess.Process:
-        port = listener.getsockname()[1]
+    async def _spawn_server(self, listeners: list[socket.socket]) -> asyncio.subprocess.Process:
+        port = listeners[0].getsockname()[1]
+        advertise = ["--advertise-address", self.advertise_address] if self.advertise_address else []
+        if len(listeners) > 1:
+            advertise += ["--advertise-listen-fd", str(listeners[1].fileno())]
         return await _spawn(
             "server", "--data-dir", str(self.data_dir), "--bind-address", self.cfg.host, "--port", str(port),
-            "--listen-fd", str(listener.fileno()), "--no-control-plane", *self.cfg.server_args,
-            log=self.data_dir / "logs" / "server.log", pass_fds=(listener.fileno(),))
+            "--listen-fd", str(listeners[0].fileno()), *advertise, "--no-control-plane", *self.cfg.server_args,
+            log=self.data_dir / "logs" / "server.log", pass_fds=tuple(s.fileno() for s in listeners))
 
     async def restart_server(self) -> None:
         """Start the API server again on the same port and data dir (after a crash). Agents and
         the controller manager reconnect by themselves and resume their watches."""
         port = int(self.url.rsplit(":", 1)[1])
-        listener = _listen(self.cfg.host, port)
+        listeners = self._listeners(_listen(self.cfg.host, port))
         try:
-            self.server = await self._spawn_server(listener)
+            self.server = await self._spawn_server(listeners)
         finally:
-            listener.close()
+            for s in listeners:
+                s.close()
         await _wait_line(self.server, "API server: ", 30)
         self._drains.append(asyncio.create_task(_drain(self.server)))
 

@@ -24,7 +24,7 @@ def test_defaults_are_kinds_ranges_with_a_bridge_and_slash_24_per_node():
     n2 = plan.nodes[1]
     assert (n2.name, n2.ip, n2.pod_cidr, n2.gateway, n2.bridge) == (
         "node-2", "10.250.0.2", "10.244.2.0/24", "10.244.2.1", "pkab12n2")
-    assert all(len(n.bridge) <= 15 for n in container_plan("ffff", 254).nodes)
+    assert all(len(n.bridge) <= 15 for n in container_plan("ffff", 253).nodes)
     assert plan.pod_routes() == ["10.96.0.0/16", "10.244.0.0/16", "10.250.0.0/23"]  # never 0.0.0.0/0
 
 

@@ -21,7 +21,7 @@ from pocketkube.api import errors
 from pocketkube.apiserver import appkeys, authz, discovery, event_ttl, metrics
 from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response
-from pocketkube.apiserver.pki import PKI, kubeconfig, write_kubeconfig
+from pocketkube.apiserver.pki import PKI, kubeconfig, serving_hosts, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
 from pocketkube.registry.registry import Registry
 
@@ -44,6 +44,10 @@ class ServerConfig:
     # A socket already listening, inherited from `pocketkube up`: clients can connect (and wait
     # in its backlog) before this process has even imported its modules.
     listen_fd: int | None = None
+    # Where pods reach the server (kube-apiserver's --advertise-address): the `kubernetes`
+    # endpoints point there and the server listens there too, on the same port. Empty: `host`.
+    advertise_address: str = ""
+    advertise_listen_fd: int | None = None  # that second socket, inherited from `up` likewise
 
 
 class APIServer:
@@ -68,7 +72,8 @@ class APIServer:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pki.ensure([self.cfg.host, "127.0.0.1", *self.cfg.extra_sans])
+        self.pki.ensure(serving_hosts(self.cfg.host, self.cfg.advertise_address,
+                                      self.registry.allocator.first_ip(), self.cfg.extra_sans))
         self._identities = self.pki.identities()
         problems = await self.registry.start()
         self._registry_started = True
@@ -82,15 +87,17 @@ class APIServer:
         await self._runner.setup()
         sock = self._listening_socket()
         self.port = sock.getsockname()[1]
+        socks = [sock, *self._advertise_socket()]
         # System namespaces and the `kubernetes` Service exist before the first request is served:
         # agents started alongside the server may already be waiting in the socket's backlog.
         from pocketkube.apiserver.bootstrap import bootstrap
 
-        await bootstrap(self.registry, self.cfg.host, self.port)
+        await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
         ctx.set_alpn_protocols(["http/1.1"])
-        await web.SockSite(self._runner, sock, ssl_context=ctx, backlog=1024).start()
+        for s in socks:
+            await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
         ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
@@ -104,6 +111,16 @@ class APIServer:
         if self.cfg.listen_fd is not None:
             return socket.socket(fileno=self.cfg.listen_fd)
         return socket.create_server((self.cfg.host, self.cfg.port), backlog=1024)
+
+    def _advertise_socket(self) -> list[socket.socket]:
+        """The socket on the advertise address (on the main socket's port, which `--port 0`
+        chose at random), unless the main socket listens there already (or on every address)."""
+        if not self.cfg.advertise_address or self.cfg.advertise_address == self.cfg.host \
+                or self.cfg.host in ("0.0.0.0", "::"):
+            return []
+        if self.cfg.advertise_listen_fd is not None:
+            return [socket.socket(fileno=self.cfg.advertise_listen_fd)]
+        return [socket.create_server((self.cfg.advertise_address, self.port), backlog=1024)]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -122,7 +139,7 @@ class APIServer:
         while True:
             await asyncio.sleep(BOOTSTRAP_INTERVAL)
             try:
-                await bootstrap(self.registry, self.cfg.host, self.port)
+                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
             except errors.ApiError as e:
                 log.warning("bootstrap reconcile failed: %s", e.message)
 

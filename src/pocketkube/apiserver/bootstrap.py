@@ -21,7 +21,17 @@ async def _ensure(store, obj: dict, namespace: str = "") -> None:
         pass
 
 
-async def bootstrap(registry: Registry, host: str, port: int) -> None:
+def endpoint_address(bind_address: str, advertise_address: str = "") -> str:
+    """The address in the `kubernetes` endpoints: the advertised one (reachable from pods), else
+    the bind address when it is one IP, else loopback (the process runtime's pods share the host's)."""
+    if advertise_address:
+        return advertise_address
+    if _is_ip(bind_address) and not ipaddress.ip_address(bind_address).is_unspecified:
+        return bind_address
+    return "127.0.0.1"
+
+
+async def bootstrap(registry: Registry, host: str, port: int, advertise_address: str = "") -> None:
     for ns in SYSTEM_NAMESPACES:
         await _ensure(registry.namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     first_ip = registry.allocator.first_ip()
@@ -32,7 +42,7 @@ async def bootstrap(registry: Registry, host: str, port: int) -> None:
         "spec": {"type": "ClusterIP", "clusterIP": str(first_ip), "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     }, "default")
-    address = host if _is_ip(host) else "127.0.0.1"
+    address = endpoint_address(host, advertise_address)
     await _upsert(registry.store("", "endpoints"), {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",

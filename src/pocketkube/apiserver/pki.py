@@ -16,6 +16,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 _VALIDITY = datetime.timedelta(days=3650)
+# Names every serving certificate holds: the `kubernetes` Service's, as in-cluster clients use them.
+DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local")
+
+
+def serving_hosts(bind_address: str, advertise_address: str = "", service_ip: str = "",
+                  extra: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The addresses the API server's certificate must cover besides DNS_NAMES: where it listens
+    (127.0.0.1 always: the kubeconfig's), the address it advertises in the `kubernetes`
+    endpoints, and that Service's ClusterIP (what in-cluster clients dial), as kube-apiserver's
+    certificate has. A wildcard bind address is no name of the server."""
+    hosts = [bind_address, "127.0.0.1", advertise_address, service_ip, *extra]
+    return list(dict.fromkeys(h for h in hosts if h and h not in ("0.0.0.0", "::")))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -81,9 +94,7 @@ class PKI:
         ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
         ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
-        names: list[x509.GeneralName] = [x509.DNSName(h) for h in
-                                         ("localhost", "kubernetes", "kubernetes.default",
-                                          "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")]
+        names: list[x509.GeneralName] = [x509.DNSName(h) for h in DNS_NAMES]
         for h in hosts:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(h)))

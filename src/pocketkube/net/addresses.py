@@ -33,6 +33,14 @@ def node_plan(count: int, node_base: str = "127.0.1.0", pod_base: str = "127.244
     return plans
 
 
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
 def is_loopback_range(cidr: str) -> bool:
     return ipaddress.ip_network(cidr, strict=False).subnet_of(ipaddress.ip_network("127.0.0.0/8"))
 
@@ -90,6 +98,9 @@ class ContainerPlan:
     node_cidr: str  # the /24 holding node IPs, on the cluster bridge
     load_balancer_pool: str
     nodes: tuple[ContainerNodePlan, ...]
+    # The API server's own address on the cluster bridge (the node range's last usable one, not
+    # a node's: a node IP belongs to its node). Pods reach it; 127.0.0.1 is their own loopback.
+    apiserver_ip: str
 
     @property
     def cluster_bridge(self) -> str:
@@ -152,14 +163,22 @@ def container_plan(cid: str, count: int, pod_cidr_base: str = CONTAINER_POD_CIDR
     if count > room:
         raise PlanError(f"{FLAGS['pods']} {pods} has room for {room} node /24s, {count} needed: "
                         "use a larger range (a /16 holds 255)")
-    if int(base) - int(node_net.network_address) + count >= node_net.num_addresses - 1:
-        raise PlanError(f"{FLAGS['nodes']} {node_ip_base}: {count} node IPs do not fit in {node_net}")
+    apiserver_ip = node_net.broadcast_address - 1
+    if int(base) + count >= int(apiserver_ip):
+        raise PlanError(f"{FLAGS['nodes']} {node_ip_base}: {count} node IPs do not fit in {node_net} "
+                        f"below the API server's {apiserver_ip}")
     nodes = []
     for i in range(1, count + 1):
         subnet = ipaddress.ip_network((int(pods.network_address) + i * 256, 24))
         nodes.append(ContainerNodePlan(f"{prefix}-{i}", str(base + i), str(subnet), str(subnet.network_address + 1),
                                        node_bridge(cid, i)))
-    return ContainerPlan(cid, str(pods), str(services), str(node_net), str(pool), tuple(nodes))
+    return ContainerPlan(cid, str(pods), str(services), str(node_net), str(pool), tuple(nodes), str(apiserver_ip))
+
+
+def kubernetes_service_ip(service_cidr: str) -> str:
+    """The `kubernetes` Service's ClusterIP: the Service range's first usable address, as in
+    every Kubernetes cluster (10.96.0.1 for 10.96.0.0/16)."""
+    return str(ipaddress.ip_network(service_cidr, strict=False).network_address + 1)
 
 
 def host_conflicts(plan: ContainerPlan, addresses: Iterable[tuple[str, str]],

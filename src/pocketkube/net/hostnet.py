@@ -6,8 +6,8 @@ Who calls what (in this order):
 
 - the cluster (`up`), before the agents: `check_host(plan)` (a PlanError naming the flag to
   change), then `setup_cluster_network(plan, pod_egress)`: the kernel prerequisites, the
-  cluster bridge `pk<id>c` holding every node IP, the Service CIDR, the LoadBalancer pool and
-  the whole pod range routed via that bridge (a pod CIDR of an absent node ends there too,
+  cluster bridge `pk<id>c` holding every node IP and the API server's address, the Service
+  CIDR, the LoadBalancer pool and the whole pod range routed via that bridge (a pod CIDR of an absent node ends there too,
   never on the default route), and the `ip pocketkube-net-<id>` table;
 - each agent, before its runtime's first pod: `setup_node_bridge(bridge, pod_cidr)`: its
   bridge with the gateway address, so its pod CIDR is routed locally before the first pod
@@ -194,8 +194,9 @@ def setup_cluster_network(plan: ContainerPlan, pod_egress: bool = True) -> None:
     bridge = plan.cluster_bridge
     _ensure_bridge(bridge)
     prefix = ipaddress.ip_network(plan.node_cidr).prefixlen
-    for node in plan.nodes:
-        _run(["ip", "addr", "replace", f"{node.ip}/{prefix}", "dev", bridge])
+    # The node IPs and the API server's address, which pods reach through the `kubernetes` Service.
+    for ip in (*(node.ip for node in plan.nodes), plan.apiserver_ip):
+        _run(["ip", "addr", "replace", f"{ip}/{prefix}", "dev", bridge])
     # Routed via the bridge, not `unreachable`: the host's connect() to a VIP must get as far as
     # the nat hook that rewrites it. Node bridges' connected /24s are more specific than the pod
     # range; the rest of it (absent nodes) ends on this bridge too, never on the default route.
