@@ -8,6 +8,10 @@ text/plain; with follow it streams new output until the container exits.
 Two log formats, as the runtime's record says: "cri" (a CRI runtime's timestamped lines, decoded
 by agent.crilog, so timestamps and since work) and "raw" (the process runtime's bytes as written,
 which carry no timestamps: timestamps and since do not apply).
+
+As upstream, a request reads the live log file only, not the rotated ones (the kubelet's log
+rotation renames the file and has the runtime reopen the path); with follow it goes on into the
+reopened file once the renamed one is read to its end (FollowedLog).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import hmac
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -29,6 +34,9 @@ if TYPE_CHECKING:
 
 CHUNK = 64 * 1024
 FOLLOW_POLL = 0.1
+# After the path names a new file, how long the renamed one may still receive output: containerd
+# opens the new file before it closes the old writer, whose last buffered lines land just after.
+ROTATION_GRACE = 0.5
 
 
 def tail_offset(path: str, lines: int) -> int:
@@ -60,6 +68,47 @@ def _open_log(path: str) -> BinaryIO | None:
         return open(path, "rb")
     except FileNotFoundError:
         return None
+
+
+class FollowedLog:
+    """A log file read while it is written, across rotations: once `path` names another file (the
+    old one was renamed and the runtime reopened the path), the old file is read to its end, then
+    the new one from its start. Reads never block; b"" means nothing more for now."""
+
+    def __init__(self, path: str, f: BinaryIO, *, grace: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.f, self.clock = path, f, clock
+        self.grace = ROTATION_GRACE if grace is None else grace
+        self._rotated_at: float | None = None  # when the path was first seen naming a new file
+
+    def read(self, size: int, *, final: bool = False) -> bytes:
+        """Up to `size` bytes. `final`: the writer is gone (the container exited), so the old file
+        gets nothing more and there is no grace to wait for."""
+        while True:
+            data = self.f.read(size)
+            if data or not self._path_moved():
+                return data
+            now = self.clock()
+            if self._rotated_at is None:
+                self._rotated_at = now
+            if not final and now - self._rotated_at < self.grace:
+                return b""
+            new = _open_log(self.path)
+            if new is None:
+                return b""
+            self.f.close()
+            self.f, self._rotated_at = new, None
+
+    def close(self) -> None:
+        self.f.close()
+
+    def _path_moved(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:  # renamed, not reopened yet: the old file is still the one
+            return False
+        own = os.fstat(self.f.fileno())
+        return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
 
 
 @dataclass(frozen=True)
@@ -174,20 +223,24 @@ class LogServer:
                 await resp.write(data)
             return remaining is None or remaining > 0
 
-        with f:
-            if opts.tail >= 0:
-                f.seek(crilog.tail_offset(f, opts.tail) if cri else tail_offset(record.log_path, opts.tail))
+        if opts.tail >= 0:
+            f.seek(crilog.tail_offset(f, opts.tail) if cri else tail_offset(record.log_path, opts.tail))
+        followed = FollowedLog(record.log_path, f)
+        try:
             while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK)
+                chunk = followed.read(CHUNK) if opts.follow else f.read(CHUNK)
                 if chunk:
                     if not await emit(decoder.feed(chunk) if decoder else chunk):
                         break
                     continue
                 if not opts.follow or not record.running:
-                    last = f.read() if opts.follow else b""  # written between the read and the exit
+                    # What was written between the last read and the exit, rotated files included.
+                    last = b"".join(iter(lambda: followed.read(CHUNK, final=True), b"")) if opts.follow else b""
                     out = (decoder.feed(last) + decoder.flush()) if decoder else last
                     await emit(out)
                     break
                 await asyncio.sleep(FOLLOW_POLL)
+        finally:
+            followed.close()
         await resp.write_eof()
         return resp
