@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pocketkube.agent import logrotation as lr
 from pocketkube.agent import logserver
 from pocketkube.agent.logserver import FollowedLog, LogServer
-from pocketkube.agent.runtime.cri import logrotation as lr
 from pocketkube.agent.runtime.cri.client import CriError
-from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, compress, remove_logs
+from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, compress, parse_policy, remove_logs
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import ContainerHistory, ContainerRecord
 
@@ -36,7 +36,7 @@ NOW = time.mktime((2026, 12, 5, 3, 30, 15, 0, 0, -1))  # local time, as the kube
     ("-1", 5, None),  # negative: rotation off
 ])
 def test_policy_from_the_kubelet_flags(size, files, policy):
-    assert lr.parse_policy(size, files) == policy
+    assert parse_policy(size, files) == policy
 
 
 @pytest.mark.parametrize("size,files,message", [
@@ -46,7 +46,7 @@ def test_policy_from_the_kubelet_flags(size, files, policy):
 ])
 def test_bad_flags_say_why(size, files, message):
     with pytest.raises(ValueError, match=message):
-        lr.parse_policy(size, files)
+        parse_policy(size, files)
 
 
 # ---- the decisions -------------------------------------------------------------------------------
@@ -200,6 +200,35 @@ def test_followed_log_reads_the_renamed_file_to_its_end_then_the_new_one(tmp_pat
     with open(path, "ab") as f:
         f.write(b"four\n")
     assert followed.read(100) == b"four\n"
+    followed.close()
+
+
+def test_next_log_follows_rotation_order_even_once_compressed():
+    rotated = [f"{LOG}.20261205-031000.gz", f"{LOG}.20261205-032000.gz", f"{LOG}.20261205-033000"]
+    assert lr.next_log(LOG, rotated, f"{LOG}.20261205-031000") == f"{LOG}.20261205-032000.gz"
+    assert lr.next_log(LOG, rotated, f"{LOG}.20261205-032000.gz") == f"{LOG}.20261205-033000"
+    assert lr.next_log(LOG, rotated, f"{LOG}.20261205-033000") == LOG
+    assert lr.next_log(LOG, rotated, f"{LOG}.20261205-030000") == f"{LOG}.20261205-031000.gz"  # removed: the next
+
+
+def test_a_lagging_follower_reads_every_rotation_in_order(tmp_path: Path):
+    path = tmp_path / "0.log"
+    path.write_bytes(b"a\n")
+    followed = FollowedLog(str(path), open(path, "rb"), grace=60)
+    assert followed.read(100) == b"a\n"
+    with open(path, "ab") as f:
+        f.write(b"b\n")
+
+    def rotate(ts: str, content: bytes) -> None:
+        for old in tmp_path.glob("0.log.*[0-9]"):
+            compress(str(old))
+        os.rename(path, f"{path}.{ts}")
+        path.write_bytes(content)
+    rotate("20261205-031000", b"c\n")
+    assert followed.read(1) == b"b"  # learns that its file is now 0.log.20261205-031000
+    rotate("20261205-032000", b"d\n")  # 031000 compressed
+    rotate("20261205-033000", b"e\n")  # 032000 compressed
+    assert b"".join(iter(lambda: followed.read(100, final=True), b"")) == b"\nc\nd\ne\n"
     followed.close()
 
 

@@ -17,6 +17,9 @@ reopened file once the renamed one is read to its end (FollowedLog).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
+import gzip
 import hmac
 import os
 import time
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from aiohttp import web
 
-from pocketkube.agent import crilog
+from pocketkube.agent import crilog, logrotation
 from pocketkube.agent.runtime.interface import ContainerRecord
 
 if TYPE_CHECKING:
@@ -71,41 +74,75 @@ def _open_log(path: str) -> BinaryIO | None:
 
 
 class FollowedLog:
-    """A log file read while it is written, across rotations: once `path` names another file (the
-    old one was renamed and the runtime reopened the path), the old file is read to its end, then
-    the new one from its start. Reads never block; b"" means nothing more for now."""
+    """A log file read while it is written, across rotations. When the live file is renamed (the
+    runtime then reopens the path), the follower reads it to its end, then every later rotation
+    in order (gzipped ones too, if it fell that far behind) and then the new live file, so nothing
+    is skipped. Reads never block; b"" means nothing more for now."""
 
     def __init__(self, path: str, f: BinaryIO, *, grace: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.path, self.f, self.clock = path, f, clock
+        self.name = path  # the name of the file being read, once known as a rotation
         self.grace = ROTATION_GRACE if grace is None else grace
-        self._rotated_at: float | None = None  # when the path was first seen naming a new file
+        self._rotated_at: float | None = None  # when our file was first seen rotated
 
     def read(self, size: int, *, final: bool = False) -> bytes:
-        """Up to `size` bytes. `final`: the writer is gone (the container exited), so the old file
-        gets nothing more and there is no grace to wait for."""
+        """Up to `size` bytes. `final`: the writer is gone (the container exited), so the newest
+        rotation gets nothing more and there is no grace to wait for."""
         while True:
+            if self.name == self.path and self._path_moved():
+                # Learn our file's rotated name now, while it is still plain (the next rotation
+                # compresses it), even if we are far from its end.
+                self.name = self._own_name(self._rotated()) or self.path
             data = self.f.read(size)
             if data or not self._path_moved():
                 return data
-            now = self.clock()
-            if self._rotated_at is None:
-                self._rotated_at = now
-            if not final and now - self._rotated_at < self.grace:
+            names = self._rotated()
+            # Without our file's name (compressed or removed already) the live file is all we know.
+            following = self.path if self.name == self.path else logrotation.next_log(self.path, names, self.name)
+            if following == self.path and not final:
+                # After the newest rotation: containerd opens the new file before it closes the old
+                # one's writer, whose last buffered lines land in the old file just after.
+                now = self.clock()
+                if self._rotated_at is None:
+                    self._rotated_at = now
+                if now - self._rotated_at < self.grace:
+                    return b""
+            if not self._switch(following):
                 return b""
-            new = _open_log(self.path)
-            if new is None:
-                return b""
-            self.f.close()
-            self.f, self._rotated_at = new, None
+
+    def _switch(self, name: str) -> bool:
+        """Go on with the file `name`; False when it is gone (compressed or removed meanwhile:
+        the next read looks again)."""
+        try:
+            new = gzip.open(name, "rb") if name.endswith(logrotation.COMPRESS_SUFFIX) else open(name, "rb")
+        except FileNotFoundError:
+            return False
+        self.f.close()
+        self.f, self.name, self._rotated_at = new, name, None
+        return True
 
     def close(self) -> None:
         self.f.close()
 
+    def _rotated(self) -> list[str]:
+        return glob.glob(glob.escape(self.path) + ".*")
+
+    def _own_name(self, names: list[str]) -> str | None:
+        """Which rotation our file became (by inode)."""
+        own = os.fstat(self.f.fileno())
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.stat(name)
+                if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+                    return name
+        return None
+
     def _path_moved(self) -> bool:
+        """Whether the file being read is no longer the live one."""
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:  # renamed, not reopened yet: the old file is still the one
+        except FileNotFoundError:  # renamed, not reopened yet: nothing newer to go on with
             return False
         own = os.fstat(self.f.fileno())
         return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)

@@ -85,7 +85,7 @@ class Agent:
         the running loop: its gRPC channel binds to it)."""
         if self.stack is None:
             return ProcessRuntime(Path(self.cfg.data_dir), pod_cidr=self.cfg.pod_cidr, node_ip=self.cfg.node_ip)
-        from pocketkube.agent.runtime.cri.logrotation import parse_policy
+        from pocketkube.agent.runtime.cri.logmanager import parse_policy
         from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
 
         try:

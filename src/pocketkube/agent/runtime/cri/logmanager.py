@@ -17,11 +17,27 @@ import shutil
 import time
 from collections.abc import Callable
 
-from pocketkube.agent.runtime.cri import logrotation
+from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable
+from pocketkube.agent.runtime.cri.translate import ConfigError, parse_quantity
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 
 log = logging.getLogger(__name__)
+
+
+def parse_policy(max_size: str, max_files: int) -> logrotation.LogRotatePolicy | None:
+    """The policy for the kubelet's `--container-log-max-size` / `--container-log-max-files`;
+    None when the size is negative (rotation off, as upstream). ValueError with the kubelet's
+    message for a bad value."""
+    if max_files <= 1:
+        raise ValueError(f"invalid MaxFiles {max_files}, must be > 1")
+    try:
+        size = parse_quantity(max_size)
+    except ConfigError as e:
+        raise ValueError(f"failed to parse container log max size {max_size!r}: {e}") from None
+    if size.denominator != 1:
+        raise ValueError(f"failed to parse container log max size {max_size!r}: invalid max log size")
+    return None if size < 0 else logrotation.LogRotatePolicy(int(size), max_files)
 
 
 def compress(path: str) -> None:

@@ -34,7 +34,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocketkube.agent.runtime.cri import logrotation
+from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
 from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, remove_logs

@@ -12,16 +12,16 @@ it writes a new file there. Before that, the files of earlier rotations are tidi
 - every kept file not yet compressed is gzipped (the newest rotation stays plain until the next
   round, so that readers of it can finish).
 
-`kubectl logs` reads only the live file (upstream does not read rotated ones); `-f` goes on into
-the reopened file (agent/logserver.py).
+`kubectl logs` reads only the live file (upstream does not read rotated ones); `-f` goes on from
+file to file in this order (agent/logserver.py). The I/O and the flags' parsing are in
+agent/runtime/cri/logmanager.py. Nothing but the standard library here: the log server uses it
+in every runtime mode.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-from pocketkube.agent.runtime.cri.translate import ConfigError, parse_quantity
 
 DEFAULT_MAX_SIZE = "10Mi"  # the kubelet's containerLogMaxSize
 DEFAULT_MAX_FILES = 5  # containerLogMaxFiles
@@ -37,22 +37,7 @@ class LogRotatePolicy:
     max_files: int  # files per container log, the live one included
 
 
-DEFAULT_POLICY = LogRotatePolicy(10 * 2**20, DEFAULT_MAX_FILES)  # = parse_policy(DEFAULT_MAX_SIZE, ...)
-
-
-def parse_policy(max_size: str, max_files: int) -> LogRotatePolicy | None:
-    """The policy for the kubelet's `--container-log-max-size` / `--container-log-max-files`;
-    None when the size is negative (rotation off, as upstream). ValueError with the kubelet's
-    message for a bad value."""
-    if max_files <= 1:
-        raise ValueError(f"invalid MaxFiles {max_files}, must be > 1")
-    try:
-        size = parse_quantity(max_size)
-    except ConfigError as e:
-        raise ValueError(f"failed to parse container log max size {max_size!r}: {e}") from None
-    if size.denominator != 1:
-        raise ValueError(f"failed to parse container log max size {max_size!r}: invalid max log size")
-    return None if size < 0 else LogRotatePolicy(int(size), max_files)
+DEFAULT_POLICY = LogRotatePolicy(10 * 2**20, DEFAULT_MAX_FILES)  # parse_policy(DEFAULT_MAX_SIZE, ...)
 
 
 def needs_rotation(size: int, policy: LogRotatePolicy) -> bool:
@@ -77,6 +62,14 @@ def is_in_use(name: str, names: list[str]) -> bool:
 def all_logs(log: str, rotated: list[str]) -> list[str]:
     """GetAllLogs: the rotations in use, oldest first, then the live file."""
     return [*sorted(n for n in rotated if is_in_use(n, rotated)), log]
+
+
+def next_log(log: str, rotated: list[str], current: str) -> str:
+    """What a follower of the log reads after `current` (a rotation's name, plain or .gz): the
+    next file in all_logs order, found by name (timestamps sort), so a rotation compressed
+    meanwhile is still found as its .gz; the live file after the newest rotation."""
+    base = current.removesuffix(COMPRESS_SUFFIX)
+    return next((n for n in all_logs(log, rotated)[:-1] if n.removesuffix(COMPRESS_SUFFIX) > base), log)
 
 
 def rotated_name(log: str, now: float) -> str:
