@@ -13,7 +13,7 @@ it writes a new file there. Before that, the files of earlier rotations are tidi
   round, so that readers of it can finish).
 
 `kubectl logs` reads only the live file (upstream does not read rotated ones); `-f` goes on from
-file to file in this order (agent/logserver.py). The I/O and the flags' parsing are in
+file to file in all_logs order (next_log; agent/logserver.py). The I/O and the flags' parsing are in
 agent/runtime/cri/logmanager.py. Nothing but the standard library here: the log server uses it
 in every runtime mode.
 """
