@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--pod-routes", default="",
                        help="with containerd: comma-separated ranges pods route via their gateway")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
+    agent.add_argument("--container-log-max-size", default="10Mi",
+                       help="with containerd: rotate a container's log once it reaches this size "
+                            "(a quantity; negative: never) (default: %(default)s)")
+    agent.add_argument("--container-log-max-files", type=int, default=5,
+                       help="with containerd: log files kept per container, the live one included "
+                            "(default: %(default)s)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
@@ -264,7 +270,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
-        node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r)))
+        node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r),
+        container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files))
 
 
 async def _run_image(args: argparse.Namespace) -> int:

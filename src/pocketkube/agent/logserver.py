@@ -8,20 +8,28 @@ text/plain; with follow it streams new output until the container exits.
 Two log formats, as the runtime's record says: "cri" (a CRI runtime's timestamped lines, decoded
 by agent.crilog, so timestamps and since work) and "raw" (the process runtime's bytes as written,
 which carry no timestamps: timestamps and since do not apply).
+
+As upstream, a request reads the live log file only, not the rotated ones (the kubelet's log
+rotation renames the file and has the runtime reopen the path); with follow it goes on into the
+reopened file once the renamed one is read to its end (FollowedLog).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
+import gzip
 import hmac
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from aiohttp import web
 
-from pocketkube.agent import crilog
+from pocketkube.agent import crilog, logrotation
 from pocketkube.agent.runtime.interface import ContainerRecord
 
 if TYPE_CHECKING:
@@ -29,6 +37,9 @@ if TYPE_CHECKING:
 
 CHUNK = 64 * 1024
 FOLLOW_POLL = 0.1
+# After the path names a new file, how long the renamed one may still receive output: containerd
+# opens the new file before it closes the old writer, whose last buffered lines land just after.
+ROTATION_GRACE = 0.5
 
 
 def tail_offset(path: str, lines: int) -> int:
@@ -60,6 +71,81 @@ def _open_log(path: str) -> BinaryIO | None:
         return open(path, "rb")
     except FileNotFoundError:
         return None
+
+
+class FollowedLog:
+    """A log file read while it is written, across rotations. When the live file is renamed (the
+    runtime then reopens the path), the follower reads it to its end, then every later rotation
+    in order (gzipped ones too, if it fell that far behind) and then the new live file, so nothing
+    is skipped. Reads never block; b"" means nothing more for now."""
+
+    def __init__(self, path: str, f: BinaryIO, *, grace: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.f, self.clock = path, f, clock
+        self.name = path  # the name of the file being read, once known as a rotation
+        self.grace = ROTATION_GRACE if grace is None else grace
+        self._rotated_at: float | None = None  # when our file was first seen rotated
+
+    def read(self, size: int, *, final: bool = False) -> bytes:
+        """Up to `size` bytes. `final`: the writer is gone (the container exited), so the newest
+        rotation gets nothing more and there is no grace to wait for."""
+        while True:
+            if self.name == self.path and self._path_moved():
+                # Learn our file's rotated name now, while it is still plain (the next rotation
+                # compresses it), even if we are far from its end.
+                self.name = self._own_name(self._rotated()) or self.path
+            data = self.f.read(size)
+            if data or not self._path_moved():
+                return data
+            names = self._rotated()
+            # Without our file's name (compressed or removed already) the live file is all we know.
+            following = self.path if self.name == self.path else logrotation.next_log(self.path, names, self.name)
+            if following == self.path and not final:
+                # After the newest rotation: containerd opens the new file before it closes the old
+                # one's writer, whose last buffered lines land in the old file just after.
+                now = self.clock()
+                if self._rotated_at is None:
+                    self._rotated_at = now
+                if now - self._rotated_at < self.grace:
+                    return b""
+            if not self._switch(following):
+                return b""
+
+    def _switch(self, name: str) -> bool:
+        """Go on with the file `name`; False when it is gone (compressed or removed meanwhile:
+        the next read looks again)."""
+        try:
+            new = gzip.open(name, "rb") if name.endswith(logrotation.COMPRESS_SUFFIX) else open(name, "rb")
+        except FileNotFoundError:
+            return False
+        self.f.close()
+        self.f, self.name, self._rotated_at = new, name, None
+        return True
+
+    def close(self) -> None:
+        self.f.close()
+
+    def _rotated(self) -> list[str]:
+        return glob.glob(glob.escape(self.path) + ".*")
+
+    def _own_name(self, names: list[str]) -> str | None:
+        """Which rotation our file became (by inode)."""
+        own = os.fstat(self.f.fileno())
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.stat(name)
+                if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+                    return name
+        return None
+
+    def _path_moved(self) -> bool:
+        """Whether the file being read is no longer the live one."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:  # renamed, not reopened yet: nothing newer to go on with
+            return False
+        own = os.fstat(self.f.fileno())
+        return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
 
 
 @dataclass(frozen=True)
@@ -174,20 +260,24 @@ class LogServer:
                 await resp.write(data)
             return remaining is None or remaining > 0
 
-        with f:
-            if opts.tail >= 0:
-                f.seek(crilog.tail_offset(f, opts.tail) if cri else tail_offset(record.log_path, opts.tail))
+        if opts.tail >= 0:
+            f.seek(crilog.tail_offset(f, opts.tail) if cri else tail_offset(record.log_path, opts.tail))
+        followed = FollowedLog(record.log_path, f)
+        try:
             while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK)
+                chunk = followed.read(CHUNK) if opts.follow else f.read(CHUNK)
                 if chunk:
                     if not await emit(decoder.feed(chunk) if decoder else chunk):
                         break
                     continue
                 if not opts.follow or not record.running:
-                    last = f.read() if opts.follow else b""  # written between the read and the exit
+                    # What was written between the last read and the exit, rotated files included.
+                    last = b"".join(iter(lambda: followed.read(CHUNK, final=True), b"")) if opts.follow else b""
                     out = (decoder.feed(last) + decoder.flush()) if decoder else last
                     await emit(out)
                     break
                 await asyncio.sleep(FOLLOW_POLL)
+        finally:
+            followed.close()
         await resp.write_eof()
         return resp

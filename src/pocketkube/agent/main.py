@@ -54,6 +54,8 @@ class AgentConfig:
     container_runtime_endpoint: str = ""  # with containerd: someone else's runtime; else we start our own
     node_bridge: str = ""  # with containerd: the bridge this node's pods attach to
     pod_routes: tuple[str, ...] = ()  # with containerd: what pods route via their gateway
+    container_log_max_size: str = "10Mi"  # with containerd: the kubelet's log rotation flags
+    container_log_max_files: int = 5
 
 
 class Agent:
@@ -83,11 +85,16 @@ class Agent:
         the running loop: its gRPC channel binds to it)."""
         if self.stack is None:
             return ProcessRuntime(Path(self.cfg.data_dir), pod_cidr=self.cfg.pod_cidr, node_ip=self.cfg.node_ip)
+        from pocketkube.agent.runtime.cri.logmanager import parse_policy
         from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
 
+        try:
+            rotation = parse_policy(self.cfg.container_log_max_size, self.cfg.container_log_max_files)
+        except ValueError as e:
+            raise RuntimeError(f"failed to initialize container log manager: {e}") from None
         await self.stack.start()
         return ContainerdRuntime(self.stack.endpoint, data_dir=Path(self.cfg.data_dir).absolute(),
-                                 node_name=self.cfg.node_name, node_ip=self.cfg.node_ip)
+                                 node_name=self.cfg.node_name, node_ip=self.cfg.node_ip, log_rotation=rotation)
 
     async def start(self) -> None:
         self.runtime = await self._start_runtime()

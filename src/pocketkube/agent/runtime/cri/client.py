@@ -185,6 +185,11 @@ class CriClient:
         req = api.ListContainersRequest(filter=filter)
         return list((await self._call(self._runtime, "ListContainers", req)).containers)
 
+    async def reopen_container_log(self, container_id: str) -> None:
+        """Make the runtime open the container's log path anew (after the kubelet renamed the
+        file, for rotation); containerd refuses unless the container runs."""
+        await self._call(self._runtime, "ReopenContainerLog", api.ReopenContainerLogRequest(container_id=container_id))
+
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: int) -> api.ExecSyncResponse:
         """Run `cmd` in the container: stdout, stderr, exit_code. `timeout` seconds (0: none) bounds
         the command; the call's deadline is that plus the usual one."""

@@ -16,6 +16,9 @@ pod's /etc/hosts; not a valid container name, so it never collides with a log di
 The pod's cgroup `<cgroup_root>/<node>/pod<uid>` (cgroupfs; containerd needs a cgroup_parent for
 sandbox stats) is created with the sandbox and removed with the pod, as the kubelet's pod
 container manager does.
+
+Logs are rotated as the kubelet's container log manager does (`log_rotation`, every
+`log_monitor_period` seconds; logmanager): `N.log` becomes `N.log.<time>`, later gzipped.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
+from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, remove_logs
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
@@ -115,7 +120,9 @@ class ContainerdRuntime:
     def __init__(self, endpoint: str, *, data_dir: str | Path, node_name: str, node_ip: str,
                  cluster_dns: tuple[str, ...] = (), cluster_domain: str = t.CLUSTER_DOMAIN,
                  cgroup_root: str = DEFAULT_CGROUP_ROOT, resolv_conf: str | Path = HOST_RESOLV_CONF,
-                 poll_interval: float = 0.4, client: CriClient | None = None) -> None:
+                 poll_interval: float = 0.4, client: CriClient | None = None,
+                 log_rotation: logrotation.LogRotatePolicy | None = logrotation.DEFAULT_POLICY,
+                 log_monitor_period: float = logrotation.MONITOR_PERIOD) -> None:
         self.client = client or CriClient(endpoint)
         self.root = Path(data_dir).absolute() / "pods"
         self.node_name = node_name
@@ -132,6 +139,9 @@ class ContainerdRuntime:
         self._tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
         self._sandbox_locks: dict[str, asyncio.Lock] = {}
+        self._log_manager = ContainerLogManager(self.client, log_rotation, period=log_monitor_period) \
+            if log_rotation is not None else None
+        self._log_rotation: asyncio.Task | None = None
 
     async def version(self) -> str:
         try:
@@ -142,13 +152,19 @@ class ContainerdRuntime:
 
     async def close(self) -> None:
         """Stop the poller and close the client (containers keep running in containerd)."""
-        for task in [self._poller, *self._tasks]:
+        for task in [self._poller, self._log_rotation, *self._tasks]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._poller = None
+        self._poller = self._log_rotation = None
         await self.client.close()
+
+    def _rotate_logs(self) -> None:
+        """Start the log rotation loop (once; it needs the running loop, hence not in __init__)."""
+        if self._log_manager is not None and self._log_rotation is None:
+            self._log_rotation = asyncio.get_running_loop().create_task(self._log_manager.run(),
+                                                                        name="container log rotation")
 
     # ---- layout ----------------------------------------------------------------------------------
 
@@ -334,6 +350,7 @@ class ContainerdRuntime:
         if start_error is not None and record.running:
             record = self._placeholder(cid, cfg, start_error)
         record.log_path = str(self.log_path(uid, name, cfg.restart_count))
+        self._rotate_logs()
         for old in self._set_current(uid, name, record, previous):
             await self._remove_container(old)
         if record.running:
@@ -368,7 +385,7 @@ class ContainerdRuntime:
             await self.client.remove_container(record.id)
         if record.log_path:
             with contextlib.suppress(OSError):
-                os.unlink(record.log_path)
+                remove_logs(record.log_path)
             with contextlib.suppress(OSError):
                 os.unlink(Path(record.log_path).with_suffix(".termination-log"))
 
@@ -517,6 +534,7 @@ class ContainerdRuntime:
     async def adopt_all(self) -> None:
         """Rebuild sandboxes and container histories from containerd's labels and annotations;
         watch the running containers again; remove dead containers older than the last run."""
+        self._rotate_logs()
         sandboxes = await self.client.list_pod_sandbox()
         for s in sandboxes:
             uid = s.labels.get(t.POD_UID) or s.metadata.uid
