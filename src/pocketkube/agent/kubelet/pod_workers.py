@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pocketkube.agent import lifecycle
 from pocketkube.agent.envvars import EnvError, container_env, expand_argv
 from pocketkube.agent.kubelet.image_manager import go_duration
 from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 PODS = BY_PLURAL[("", "pods")]
 DEFAULT_GRACE = 30
 CONFIG_RETRY = 10.0
+POST_START_TIMEOUT = 120.0  # upstream waits for postStart without a deadline; the pod's worker waits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +269,35 @@ class PodWorker:
             return
         self._event(NORMAL, "Created", f"Created container: {name}", fp)
         self._event(NORMAL, "Started", f"Started container {name}", fp)
+        await self._post_start(c, record)
         self._on_started(c, record, adopted=False)
+
+    async def _post_start(self, c: dict, record: ContainerRecord) -> None:
+        """Run the postStart hook; when it fails, kill the container (it restarts per policy)."""
+        hook = (c.get("lifecycle") or {}).get("postStart")
+        if not hook:
+            return
+        result, _ = await lifecycle.timed(hook, self._target(c), POST_START_TIMEOUT)
+        if result.success:
+            return
+        name, fp = c["name"], self._field_path(c["name"])
+        message = lifecycle.failure_message("PostStart", hook, name, self.pod_ref(), result.message)
+        self._event(WARNING, "FailedPostStartHook", message, fp)
+        self._event(NORMAL, "Killing", "FailedPostStartHook", fp)
+        self.waiting[name] = Waiting("PostStartHookError", message)
+        await self.k.runtime.stop(record, self._termination_grace())
+
+    async def _kill(self, c: dict, record: ContainerRecord, grace: float) -> None:
+        """Stop a container as the kubelet does: its preStop hook first, within the grace period,
+        then SIGTERM with what is left of it (never less than lifecycle.MINIMUM_GRACE)."""
+        hook = (c.get("lifecycle") or {}).get("preStop")
+        if hook and grace > 0 and record.running:
+            result, took = await lifecycle.timed(hook, self._target(c), grace)
+            if not result.success:
+                self._event(WARNING, "FailedPreStopHook", lifecycle.failure_message(
+                    "PreStop", hook, c["name"], self.pod_ref(), result.message), self._field_path(c["name"]))
+            grace = lifecycle.remaining_grace(grace, took)
+        await self.k.runtime.stop(record, grace)
 
     # ---- running containers: exits and probes ----
     def _on_started(self, c: dict, record: ContainerRecord, adopted: bool) -> None:
@@ -295,13 +325,18 @@ class PodWorker:
             kinds = ["liveness", "readiness"]
         self._run_probes(c, record, kinds, adopted)
 
-    def _run_probes(self, c: dict, record: ContainerRecord, kinds: list[str], adopted: bool = False) -> None:
+    def _target(self, c: dict) -> ProbeTarget:
+        """Where probes and hooks of container `c` go: the pod IP, its ports, exec through the runtime."""
         name = c["name"]
         env, user = self._probe_env(c), self._user(c)
 
         async def exec_in_container(argv: list[str], timeout: float) -> ExecResult:
             return await self.k.runtime.exec_sync(self.uid, name, argv, env=env, user=user, timeout=timeout)
-        target = ProbeTarget(self.ip, c, exec=exec_in_container)
+        return ProbeTarget(self.ip, c, exec=exec_in_container)
+
+    def _run_probes(self, c: dict, record: ContainerRecord, kinds: list[str], adopted: bool = False) -> None:
+        name = c["name"]
+        target = self._target(c)
         for kind in kinds:
             probe = c.get(f"{kind}Probe")
             if not probe:
@@ -335,7 +370,7 @@ class PodWorker:
         elif not ok:
             self._event(NORMAL, "Killing", f"Container {name} failed {kind} probe, will be restarted",
                         self._field_path(name))
-            asyncio.create_task(self.k.runtime.stop(record, self._termination_grace()))
+            asyncio.create_task(self._kill(c, record, self._termination_grace()))
         self.wake.set()
 
     def detach(self) -> None:
@@ -368,7 +403,7 @@ class PodWorker:
         running = [h.current for h in self._histories() if h.current.running]
         for rec in running:
             self._event(NORMAL, "Killing", f"Stopping container {rec.name}", self._field_path(rec.name))
-        await asyncio.gather(*(self.k.runtime.stop(rec, grace) for rec in running))
+        await asyncio.gather(*(self._kill(self._container_spec(rec.name), rec, grace) for rec in running))
         for t in list(self.exit_tasks.values()):
             t.cancel()
         self.exit_tasks.clear()
