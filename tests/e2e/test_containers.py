@@ -183,6 +183,29 @@ spec:
         k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
 
 
+def test_post_start_runs_inside_the_container(k, tmp_path):
+    manifest = tmp_path / "hooked.yaml"
+    manifest.write_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: hooked}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "until [ -f /tmp/hook ]; do sleep 0.1; done; cat /tmp/hook; sleep 3600"]
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, "echo set by postStart > /tmp/hook"]}}
+      preStop: {exec: {command: [sh, -c, "kill 1"]}}
+""")
+    k.ok("create", "-f", str(manifest))
+    try:
+        wait_for(lambda: "set by postStart" in k.run("logs", "hooked").stdout, timeout=60, what="the hook's file")
+    finally:
+        k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
+
+
 def test_never_pull_policy_with_a_missing_image(k):
     k.ok("run", "never", "--image=example.invalid/absent:1", "--image-pull-policy=Never")
     try:
