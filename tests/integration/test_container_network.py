@@ -32,6 +32,7 @@ from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import default_runner, nft_usable
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
+from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
 from pocketkube.testing.requires import NET_RAW, NFT, ROOT, is_root, requires
 from pocketkube.testing.waits import wait_for, wait_for_async
 
@@ -205,10 +206,17 @@ def model(net: PodNetwork) -> dict:
     return {(e.port.key, "TCP"): e for e in (web, self_, empty)}
 
 
-@pytest.fixture
-async def planes(net):
-    """Both nodes' nftables data planes, programmed with `model`; their tables go whatever happens."""
-    made = [NftablesDataPlane(f"netit-{node.name}-{net.cid}", node.ip, bridged_pods=True) for node in net.plan.nodes]
+@pytest.fixture(params=["nftables", "userspace"])
+async def planes(request, net):
+    """Both nodes' data planes of one kind, programmed with `model`; whatever they made goes
+    whatever happens. The userspace plane listens on the VIPs, which the cluster network then
+    makes local addresses of the host (`local_vips`)."""
+    if request.param == "userspace":
+        hostnet.setup_cluster_network(net.plan, net.pod_egress, local_vips=True)
+        made = [UserspaceDataPlane(f"netit-{node.name}-{net.cid}", node.ip) for node in net.plan.nodes]
+    else:
+        made = [NftablesDataPlane(f"netit-{node.name}-{net.cid}", node.ip, bridged_pods=True)
+                for node in net.plan.nodes]
     try:
         for plane in made:
             await plane.start()
@@ -219,7 +227,8 @@ async def planes(net):
         try:
             for plane in made:
                 await plane.stop()
-                runner.run_sync(render.render_delete(plane.ctx))
+                if isinstance(plane, NftablesDataPlane):
+                    runner.run_sync(render.render_delete(plane.ctx))
         finally:
             runner.close()
 
@@ -259,28 +268,37 @@ def test_every_cluster_range_routes_to_a_cluster_bridge_and_pods_have_no_way_out
 
 async def test_host_and_pods_reach_every_frontend_on_every_node(net, planes):
     a, b, c = net.pods["a"], net.pods["b"], net.pods["c"]
-    gateway1 = net.plan.nodes[0].gateway
+    gateway1, gateway2 = (n.gateway for n in net.plan.nodes)
     seen = await asyncio.to_thread(service_traffic, net)
     # The host's connections come from a node IP (an address of the cluster bridge: the kernel
     # picks which), so a pod answers the host through its gateway, never anywhere else.
     node_ips = {n.ip for n in net.plan.nodes}
     seen = {path: answer.replace(answer.split()[-1], "<node IP>") if answer.split()[-1] in node_ips else answer
             for path, answer in seen.items()}
-    expected = {
-        "host→ClusterIP": f"{c.ip} <node IP>",
-        "host→node-1:NodePort": f"{c.ip} <node IP>",
-        "host→node-2:NodePort": f"{c.ip} <node IP>",
-        "host→LB IP": f"{c.ip} <node IP>",
-        "pod→ClusterIP (other node)": f"{c.ip} {b.ip}",  # the client's address is kept
-        "pod→ClusterIP (same bridge)": f"{a.ip} {b.ip}",
-        "pod→node-1:NodePort": f"{c.ip} {b.ip}",
-        "pod→node-2:NodePort": f"{a.ip} {c.ip}",
-        "pod→LB IP": f"{c.ip} {a.ip}",
-        "hairpin via ClusterIP": f"{a.ip} {gateway1}",  # masqueraded to the gateway: else a drops it
-        "hairpin via NodePort": f"{a.ip} {gateway1}",
-        "pod→pod across bridges": f"{c.ip} {b.ip}",
-        "pod→pod across bridges, back": f"{b.ip} {c.ip}",
-    }
+    if planes[0].name == "userspace":
+        # The proxy on the host makes the backend connection, from the gateway of the pod's node.
+        to_a, to_c = f"{a.ip} {gateway1}", f"{c.ip} {gateway2}"
+        expected = {
+            "host→ClusterIP": to_c, "host→node-1:NodePort": to_c, "host→node-2:NodePort": to_c,
+            "host→LB IP": to_c, "pod→ClusterIP (other node)": to_c, "pod→ClusterIP (same bridge)": to_a,
+            "pod→node-1:NodePort": to_c, "pod→node-2:NodePort": to_a, "pod→LB IP": to_c,
+            "hairpin via ClusterIP": to_a, "hairpin via NodePort": to_a,
+        }
+    else:
+        expected = {
+            "host→ClusterIP": f"{c.ip} <node IP>",
+            "host→node-1:NodePort": f"{c.ip} <node IP>",
+            "host→node-2:NodePort": f"{c.ip} <node IP>",
+            "host→LB IP": f"{c.ip} <node IP>",
+            "pod→ClusterIP (other node)": f"{c.ip} {b.ip}",  # the client's address is kept
+            "pod→ClusterIP (same bridge)": f"{a.ip} {b.ip}",
+            "pod→node-1:NodePort": f"{c.ip} {b.ip}",
+            "pod→node-2:NodePort": f"{a.ip} {c.ip}",
+            "pod→LB IP": f"{c.ip} {a.ip}",
+            "hairpin via ClusterIP": f"{a.ip} {gateway1}",  # masqueraded to the gateway: else a drops it
+            "hairpin via NodePort": f"{a.ip} {gateway1}",
+        }
+    expected |= {"pod→pod across bridges": f"{c.ip} {b.ip}", "pod→pod across bridges, back": f"{b.ip} {c.ip}"}
     assert seen == expected
 
 
@@ -496,8 +514,15 @@ def test_teardown_and_remove_leftovers_leave_nothing(tmp_path):
     with pod_network(tmp_path) as n:
         assert n.leftovers()  # the check sees what is there
     assert n.leftovers() == []
-    # A crashed run: the cluster's bridges and table remain, without their owners.
+    # The userspace plane's local VIP ranges come and go with the flag (a restart with another plane).
+    vip = str(ipaddress.ip_network(n.plan.service_cidr).network_address + 10)
+    hostnet.setup_cluster_network(n.plan, pod_egress=True, local_vips=True)
+    assert ip("-o", "route", "get", vip).startswith("local ")
     hostnet.setup_cluster_network(n.plan, pod_egress=True)
+    assert f" dev pk{n.cid}c " in ip("-o", "route", "get", vip)
+    # A crashed run: the cluster's bridges and table remain, without their owners (the local
+    # routes go with the cluster bridge).
+    hostnet.setup_cluster_network(n.plan, pod_egress=True, local_vips=True)
     hostnet.setup_node_bridge(n.plan.nodes[0].bridge, n.plan.nodes[0].pod_cidr)
     removed = hostnet.remove_leftovers(n.cid)
     assert removed == [f"nftables table ip pocketkube-net-{n.cid}", f"bridge pk{n.cid}c", f"bridge pk{n.cid}n1"]
