@@ -21,7 +21,7 @@ import yaml
 
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI
-from pocketkube.net import hostnet
+from pocketkube.net import hostnet, portmap
 from pocketkube.net.addresses import ContainerPlan, NodePlan, PlanError, container_plan, node_plan
 from pocketkube.proxy.select import choose_kind, nftables_usable, remove_leftovers
 from pocketkube.util.processes import stop_group
@@ -265,6 +265,7 @@ class Cluster:
                 await stop_leftover_containerd(self.data_dir / "nodes" / plan.name / "containerd")
             hostnet.teardown_cluster_network(self.net.cluster_id)
             hostnet.remove_leftovers(self.net.cluster_id)  # the bridges of agents that died
+            portmap.remove_idle_chains()  # unless another cluster's pods still map ports
         if self.server is not None:
             await stop_group(self.server, 15)
         for t in self._drains:

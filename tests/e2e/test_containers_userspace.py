@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from pocketkube.net import hostnet
+from pocketkube.net import hostnet, portmap
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
@@ -55,6 +55,9 @@ def cluster(tmp_path_factory):
         yield c
     assert hostnet.cluster_links(cid) == []  # the local VIP routes went with the cluster bridge
     assert not hostnet.cluster_table_exists(cid)
+    # portmap's shared chains are gone, or still hold another cluster's mappings (never emptied).
+    dnat = subprocess.run(["iptables", "-t", "nat", "-S", portmap.DNAT_CHAIN], capture_output=True, text=True)
+    assert dnat.returncode != 0 or f"-A {portmap.DNAT_CHAIN} " in dnat.stdout, dnat.stdout
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +188,33 @@ def test_host_and_pods_on_every_node_reach_every_frontend_and_a_pod_itself(k, cl
         k.run("delete", "pod", *probes, "self", "--wait=true", "--ignore-not-found", timeout=90)
         k.run("delete", "service", "web", "self", "--ignore-not-found", timeout=60)
         k.run("delete", "deployment", "web", "--wait=true", "--ignore-not-found", timeout=90)
+
+
+HOST_PORT_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport}
+spec:
+  nodeName: node-2
+  containers:
+  - name: nginx
+    image: nginx
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 80, hostPort: 18080}]
+    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}
+"""
+
+
+def test_a_host_port_is_reachable_at_its_node_ip(k, cluster, tmp_path):
+    """hostPort through the conflist's portmap: <node IP>:<hostPort> from the host. When the
+    cluster stops, portmap's shared chains go unless another cluster still maps a port (module
+    fixture; net.portmap)."""
+    apply(k, HOST_PORT_POD, tmp_path, "hostport")
+    try:
+        wait_for(lambda: is_ready(get_json(k, "pod", "hostport")), timeout=90, what="the hostPort pod Ready")
+        wait_for(lambda: http_ok(f"http://{cluster.node_ip(2)}:18080/"), timeout=20, what="node-2 IP:18080")
+        dnat = subprocess.run(["iptables", "-t", "nat", "-S", portmap.DNAT_CHAIN], capture_output=True, text=True)
+        assert "18080" in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+        assert f"-A {portmap.DNAT_CHAIN} " in dnat.stdout  # made by portmap; removed at the end (fixture)
+    finally:
+        k.run("delete", "pod", "hostport", "--wait=true", "--ignore-not-found", timeout=90)
