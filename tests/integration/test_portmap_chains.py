@@ -108,6 +108,9 @@ class Host:
     def nat_rules(self) -> list[str]:
         return in_netns(self.netns, "iptables", "-t", "nat", "-S").stdout.splitlines()
 
+    def tables(self) -> list[str]:
+        return sorted(in_netns(self.netns, "nft", "list", "tables").stdout.splitlines())
+
     def remove_idle_chains(self) -> str:
         env = {**os.environ, "PYTHONPATH": str(Path(pocketkube.__file__).parents[1])}
         done = in_netns(self.netns, sys.executable, "-c",
@@ -154,10 +157,22 @@ def test_host_ports_work_and_the_shared_chains_go_with_the_last_mapping(host):
     assert host.fetch(GATEWAY, 18081) == b_ip
     host.del_pod("b", 18081)
     assert shared_chains(host.nat_rules())  # portmap leaves them behind
+    assert host.tables() == ["table ip nat", "table ip6 nat"]  # iptables-nft made them for portmap
     assert host.remove_idle_chains() == "removed"
     assert shared_chains(host.nat_rules()) == []
-    assert {"-P PREROUTING ACCEPT", "-P OUTPUT ACCEPT", "-P POSTROUTING ACCEPT"} <= set(host.nat_rules())
+    assert host.tables() == []  # and they held nothing else
     assert host.remove_idle_chains() == "absent"
+
+
+def test_a_nat_table_someone_else_uses_stays_with_their_rule(host):
+    host.add_pod("a", 18080)
+    host.del_pod("a", 18080)
+    theirs = "-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE"
+    assert in_netns(host.netns, "iptables", "-t", "nat", *theirs.split()).returncode == 0
+    assert host.remove_idle_chains() == "removed"
+    assert shared_chains(host.nat_rules()) == []
+    assert theirs in host.nat_rules()
+    assert host.tables() == ["table ip nat"]  # the empty ip6 one went
 
 
 def test_a_rule_someone_else_put_in_a_shared_chain_keeps_them_all(host):

@@ -19,15 +19,20 @@ fails with EBUSY when the kernel commits — and then nothing of the batch is ap
 another user still needs is touched. A portmap ADD racing with the removal finds its chain gone
 and fails; the kubelet retries the sandbox, whose ADD then creates the chains again.
 
-Left in place: table `ip nat` and its base chains, which iptables-nft made for portmap or found
-there (Docker, kube-proxy and others share them); nft 1.0.6 cannot delete a table only if empty.
+Then what iptables-nft made to hold them goes too, but only if nothing else is in it: table
+`ip nat` with its base chains (if they hold no rule and the table nothing else) and the empty
+`ip6 nat` that portmap's IPv6 teardown leaves, each in one non-recursive transaction
+(net.nftnl): a table someone else uses (Docker, kube-proxy...) keeps everything.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+
+from pocketkube.net.nftnl import delete_table_if_empty
 
 DNAT_CHAIN = "CNI-HOSTPORT-DNAT"
 SETMARK_CHAIN = "CNI-HOSTPORT-SETMARK"
@@ -54,6 +59,36 @@ def render_idle_chain_removal(mark_bit: int = DEFAULT_MARK_BIT) -> str:
     ])
 
 
+def idle_base_chains(listing: dict) -> list[str] | None:
+    """The chains of an `nft -j list table` listing if all are base chains without rules and the
+    table holds nothing else; None otherwise (the table is someone's, leave it)."""
+    objects = [next(iter(o.items())) for o in listing.get("nftables", []) if isinstance(o, dict) and o]
+    objects = [(kind, body) for kind, body in objects if kind not in ("metainfo", "table")]
+    if any(kind != "chain" or "hook" not in body for kind, body in objects):
+        return None
+    return [body["name"] for _kind, body in objects]
+
+
+def _remove_empty_nat_tables() -> list[str]:
+    """Table `ip nat` (with its empty base chains) and `ip6 nat`, each only if nothing else is in it."""
+    removed = []
+    nft = shutil.which("nft")
+    if nft is None:
+        return removed
+    for family in ("ip", "ip6"):
+        listed = subprocess.run([nft, "-j", "list", "table", family, "nat"], capture_output=True, text=True,
+                                timeout=30, check=False)
+        if listed.returncode != 0:
+            continue
+        try:
+            chains = idle_base_chains(json.loads(listed.stdout))
+        except ValueError:
+            chains = None
+        if chains is not None and delete_table_if_empty(family, "nat", chains) == "deleted":
+            removed.append(f"{family} nat")
+    return removed
+
+
 def _chain_exists(iptables: str, chain: str) -> bool:
     done = subprocess.run([iptables, "-t", "nat", "-S", chain], capture_output=True, text=True, check=False)
     return done.returncode == 0
@@ -77,4 +112,8 @@ def remove_idle_chains(mark_bit: int = DEFAULT_MARK_BIT) -> str:
         return f"failed: {e}"
     if done.returncode != 0:
         return f"in use: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    try:
+        _remove_empty_nat_tables()
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # the chains are gone; an empty table left behind does nothing
     return "removed"
