@@ -41,7 +41,7 @@ pytestmark = [requires(is_root(), ROOT), requires(is_root() and nft_usable(), NF
 RANGES = {"pod_cidr_base": "10.245.0.0/16", "service_cidr": "10.97.0.0/16", "node_ip_base": "10.251.0.0",
           "load_balancer_pool": "10.251.1.0/24"}
 POD_PORT = 8080
-WEB_VIP, SELF_VIP, EMPTY_VIP, LB_IP = "10.97.0.10", "10.97.0.11", "10.97.0.12", "10.251.1.10"
+WEB_VIP, SELF_VIP, EMPTY_VIP, UDP_VIP, LB_IP = "10.97.0.10", "10.97.0.11", "10.97.0.12", "10.97.0.13", "10.251.1.10"
 WEB_NODE_PORT, SELF_NODE_PORT = 30950, 30951
 CONTROL_DESTINATION = ("198.51.100.1", 9)  # TEST-NET-2 via the default route: the capture's control
 ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
@@ -49,7 +49,14 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 # Each pod answers "<its ip> <the peer address it sees>", so a test sees where a connection landed
 # and whether its source was kept or masqueraded.
 RESPONDER = """
-import socket, sys
+import socket, sys, threading
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", int(sys.argv[2])))
+    while True:
+        _, peer = u.recvfrom(100)
+        u.sendto(f"{sys.argv[1]} {peer[0]}".encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[2])))
@@ -58,6 +65,16 @@ while True:
     c, peer = s.accept()
     c.sendall(f"{sys.argv[1]} {peer[0]}".encode())
     c.close()
+"""
+UDP_CLIENT = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(float(sys.argv[3]))
+    try:
+        s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+        print(s.recv(100).decode())
+    except OSError as e:
+        print("ERR", type(e).__name__)
 """
 CLIENT = """
 import socket, sys
@@ -90,9 +107,10 @@ class Pod:
     veth: str  # host side, on the node bridge
     responder: subprocess.Popen | None = None
 
-    def fetch(self, addr: str, port: int, timeout: float = 2.0) -> str:
-        """A TCP request from inside the pod: the answer, or 'ERR <exception>'."""
-        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", CLIENT, addr, str(port),
+    def fetch(self, addr: str, port: int, timeout: float = 2.0, client: str = CLIENT) -> str:
+        """A TCP request (or with UDP_CLIENT a datagram) from inside the pod: the answer, or
+        'ERR <exception>'."""
+        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", client, addr, str(port),
                                str(timeout)], capture_output=True, text=True, timeout=timeout + 10, check=True)
         return done.stdout.strip()
 
@@ -203,7 +221,8 @@ def model(net: PodNetwork) -> dict:
                                    load_balancer_ips=(LB_IP,)), (endpoint(c),))  # on node 2 only
     self_ = ServiceEntry(ServicePort("itest", "self", "", "TCP", 80, (SELF_VIP,), SELF_NODE_PORT), (endpoint(a),))
     empty = ServiceEntry(ServicePort("itest", "empty", "", "TCP", 80, (EMPTY_VIP,)), ())
-    return {(e.port.key, "TCP"): e for e in (web, self_, empty)}
+    udp = ServiceEntry(ServicePort("itest", "udp", "", "UDP", 53, (UDP_VIP,)), (endpoint(c),))
+    return {(e.port.key, e.port.protocol): e for e in (web, self_, empty, udp)}
 
 
 @pytest.fixture(params=["nftables", "userspace"])
@@ -300,6 +319,22 @@ async def test_host_and_pods_reach_every_frontend_on_every_node(net, planes):
         }
     expected |= {"pod→pod across bridges": f"{c.ip} {b.ip}", "pod→pod across bridges, back": f"{b.ip} {c.ip}"}
     assert seen == expected
+
+
+def host_datagram(addr: str, port: int, timeout: float = 2.0) -> str:
+    done = subprocess.run([sys.executable, "-c", UDP_CLIENT, addr, str(port), str(timeout)], capture_output=True,
+                          text=True, timeout=timeout + 10, check=True)
+    return done.stdout.strip()
+
+
+async def test_udp_through_a_cluster_ip_from_host_and_pod(net, planes):
+    b, c = net.pods["b"], net.pods["c"]
+    from_host = await asyncio.to_thread(host_datagram, UDP_VIP, 53)
+    from_pod = await asyncio.to_thread(b.fetch, UDP_VIP, 53, 2.0, UDP_CLIENT)
+    if planes[0].name == "userspace":  # relayed by the proxy on the host, from c's gateway
+        assert (from_host, from_pod) == (f"{c.ip} {net.plan.nodes[1].gateway}",) * 2
+    else:
+        assert from_host.split()[0] == c.ip and from_pod == f"{c.ip} {b.ip}"
 
 
 async def test_a_service_without_endpoints_refuses_at_once_from_host_and_pod(net, planes):
