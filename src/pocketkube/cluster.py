@@ -21,7 +21,7 @@ import yaml
 
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI, serving_hosts
-from pocketkube.net import hostnet
+from pocketkube.net import hostnet, portmap
 from pocketkube.net.addresses import (
     ContainerPlan,
     NodePlan,
@@ -30,7 +30,7 @@ from pocketkube.net.addresses import (
     kubernetes_service_ip,
     node_plan,
 )
-from pocketkube.proxy.select import remove_leftovers
+from pocketkube.proxy.select import choose_kind, nftables_usable, remove_leftovers
 from pocketkube.util.processes import stop_group
 
 
@@ -105,7 +105,10 @@ class Cluster:
         # Container pods have network namespaces of their own: the cluster gets bridges, routes and
         # a filter table on the host (net.hostnet); process pods live in the host's, on 127/8.
         self.net: ContainerPlan | None = None
+        self.dataplane = cfg.dataplane
         if cfg.runtime == "containerd":
+            # Resolved here, not by each agent: the userspace plane needs the VIPs local (hostnet).
+            self.dataplane = choose_kind(cfg.dataplane, nftables_ok=cfg.dataplane == "auto" and nftables_usable())
             self.net = container_plan(hostnet.cluster_id_of(self.data_dir), cfg.nodes, cfg.pod_cidr_base,
                                       cfg.service_cidr, cfg.node_ip_base, cfg.load_balancer_pool)
             self.plans: list[NodePlan] = list(self.net.nodes)
@@ -214,7 +217,8 @@ class Cluster:
             _say(f"• removed what a previous run left: {', '.join(removed)}")
         hostnet.check_host(self.net)
         try:
-            hostnet.setup_cluster_network(self.net, pod_egress=self.cfg.pod_egress)
+            hostnet.setup_cluster_network(self.net, pod_egress=self.cfg.pod_egress,
+                                          local_vips=self.dataplane == "userspace")
         except hostnet.HostNetError:
             hostnet.remove_leftovers(self.net.cluster_id)
             raise
@@ -253,7 +257,7 @@ class Cluster:
             self.agents[plan.name] = await _spawn(
                 "agent", "--server", url, "--token-file", str(self._node_token_file(plan)),
                 "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
-                "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.cfg.dataplane,
+                "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.dataplane,
                 "--data-dir", str(self.data_dir / "nodes" / plan.name),
                 "--lease-interval", str(self.cfg.lease_interval), "--runtime", self.cfg.runtime,
                 *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]
@@ -298,6 +302,7 @@ class Cluster:
                 await stop_leftover_containerd(self.data_dir / "nodes" / plan.name / "containerd")
             hostnet.teardown_cluster_network(self.net.cluster_id)
             hostnet.remove_leftovers(self.net.cluster_id)  # the bridges of agents that died
+            portmap.remove_idle_chains()  # unless another cluster's pods still map ports
         if self.server is not None:
             await stop_group(self.server, 15)
         for t in self._drains:

@@ -32,6 +32,7 @@ from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import default_runner, nft_usable
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
+from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
 from pocketkube.testing.requires import NET_RAW, NFT, ROOT, is_root, requires
 from pocketkube.testing.waits import wait_for, wait_for_async
 
@@ -40,7 +41,7 @@ pytestmark = [requires(is_root(), ROOT), requires(is_root() and nft_usable(), NF
 RANGES = {"pod_cidr_base": "10.245.0.0/16", "service_cidr": "10.97.0.0/16", "node_ip_base": "10.251.0.0",
           "load_balancer_pool": "10.251.1.0/24"}
 POD_PORT = 8080
-WEB_VIP, SELF_VIP, EMPTY_VIP, LB_IP = "10.97.0.10", "10.97.0.11", "10.97.0.12", "10.251.1.10"
+WEB_VIP, SELF_VIP, EMPTY_VIP, UDP_VIP, LB_IP = "10.97.0.10", "10.97.0.11", "10.97.0.12", "10.97.0.13", "10.251.1.10"
 WEB_NODE_PORT, SELF_NODE_PORT = 30950, 30951
 CONTROL_DESTINATION = ("198.51.100.1", 9)  # TEST-NET-2 via the default route: the capture's control
 ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
@@ -48,7 +49,14 @@ ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 # Each pod answers "<its ip> <the peer address it sees>", so a test sees where a connection landed
 # and whether its source was kept or masqueraded.
 RESPONDER = """
-import socket, sys
+import socket, sys, threading
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", int(sys.argv[2])))
+    while True:
+        _, peer = u.recvfrom(100)
+        u.sendto(f"{sys.argv[1]} {peer[0]}".encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[2])))
@@ -57,6 +65,16 @@ while True:
     c, peer = s.accept()
     c.sendall(f"{sys.argv[1]} {peer[0]}".encode())
     c.close()
+"""
+UDP_CLIENT = """
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(float(sys.argv[3]))
+    try:
+        s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+        print(s.recv(100).decode())
+    except OSError as e:
+        print("ERR", type(e).__name__)
 """
 CLIENT = """
 import socket, sys
@@ -89,9 +107,10 @@ class Pod:
     veth: str  # host side, on the node bridge
     responder: subprocess.Popen | None = None
 
-    def fetch(self, addr: str, port: int, timeout: float = 2.0) -> str:
-        """A TCP request from inside the pod: the answer, or 'ERR <exception>'."""
-        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", CLIENT, addr, str(port),
+    def fetch(self, addr: str, port: int, timeout: float = 2.0, client: str = CLIENT) -> str:
+        """A TCP request (or with UDP_CLIENT a datagram) from inside the pod: the answer, or
+        'ERR <exception>'."""
+        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", client, addr, str(port),
                                str(timeout)], capture_output=True, text=True, timeout=timeout + 10, check=True)
         return done.stdout.strip()
 
@@ -202,13 +221,21 @@ def model(net: PodNetwork) -> dict:
                                    load_balancer_ips=(LB_IP,)), (endpoint(c),))  # on node 2 only
     self_ = ServiceEntry(ServicePort("itest", "self", "", "TCP", 80, (SELF_VIP,), SELF_NODE_PORT), (endpoint(a),))
     empty = ServiceEntry(ServicePort("itest", "empty", "", "TCP", 80, (EMPTY_VIP,)), ())
-    return {(e.port.key, "TCP"): e for e in (web, self_, empty)}
+    udp = ServiceEntry(ServicePort("itest", "udp", "", "UDP", 53, (UDP_VIP,)), (endpoint(c),))
+    return {(e.port.key, e.port.protocol): e for e in (web, self_, empty, udp)}
 
 
-@pytest.fixture
-async def planes(net):
-    """Both nodes' nftables data planes, programmed with `model`; their tables go whatever happens."""
-    made = [NftablesDataPlane(f"netit-{node.name}-{net.cid}", node.ip, bridged_pods=True) for node in net.plan.nodes]
+@pytest.fixture(params=["nftables", "userspace"])
+async def planes(request, net):
+    """Both nodes' data planes of one kind, programmed with `model`; whatever they made goes
+    whatever happens. The userspace plane listens on the VIPs, which the cluster network then
+    makes local addresses of the host (`local_vips`)."""
+    if request.param == "userspace":
+        hostnet.setup_cluster_network(net.plan, net.pod_egress, local_vips=True)
+        made = [UserspaceDataPlane(f"netit-{node.name}-{net.cid}", node.ip) for node in net.plan.nodes]
+    else:
+        made = [NftablesDataPlane(f"netit-{node.name}-{net.cid}", node.ip, bridged_pods=True)
+                for node in net.plan.nodes]
     try:
         for plane in made:
             await plane.start()
@@ -219,7 +246,8 @@ async def planes(net):
         try:
             for plane in made:
                 await plane.stop()
-                runner.run_sync(render.render_delete(plane.ctx))
+                if isinstance(plane, NftablesDataPlane):
+                    runner.run_sync(render.render_delete(plane.ctx))
         finally:
             runner.close()
 
@@ -259,29 +287,54 @@ def test_every_cluster_range_routes_to_a_cluster_bridge_and_pods_have_no_way_out
 
 async def test_host_and_pods_reach_every_frontend_on_every_node(net, planes):
     a, b, c = net.pods["a"], net.pods["b"], net.pods["c"]
-    gateway1 = net.plan.nodes[0].gateway
+    gateway1, gateway2 = (n.gateway for n in net.plan.nodes)
     seen = await asyncio.to_thread(service_traffic, net)
     # The host's connections come from a node IP (an address of the cluster bridge: the kernel
     # picks which), so a pod answers the host through its gateway, never anywhere else.
     node_ips = {n.ip for n in net.plan.nodes}
     seen = {path: answer.replace(answer.split()[-1], "<node IP>") if answer.split()[-1] in node_ips else answer
             for path, answer in seen.items()}
-    expected = {
-        "host→ClusterIP": f"{c.ip} <node IP>",
-        "host→node-1:NodePort": f"{c.ip} <node IP>",
-        "host→node-2:NodePort": f"{c.ip} <node IP>",
-        "host→LB IP": f"{c.ip} <node IP>",
-        "pod→ClusterIP (other node)": f"{c.ip} {b.ip}",  # the client's address is kept
-        "pod→ClusterIP (same bridge)": f"{a.ip} {b.ip}",
-        "pod→node-1:NodePort": f"{c.ip} {b.ip}",
-        "pod→node-2:NodePort": f"{a.ip} {c.ip}",
-        "pod→LB IP": f"{c.ip} {a.ip}",
-        "hairpin via ClusterIP": f"{a.ip} {gateway1}",  # masqueraded to the gateway: else a drops it
-        "hairpin via NodePort": f"{a.ip} {gateway1}",
-        "pod→pod across bridges": f"{c.ip} {b.ip}",
-        "pod→pod across bridges, back": f"{b.ip} {c.ip}",
-    }
+    if planes[0].name == "userspace":
+        # The proxy on the host makes the backend connection, from the gateway of the pod's node.
+        to_a, to_c = f"{a.ip} {gateway1}", f"{c.ip} {gateway2}"
+        expected = {
+            "host→ClusterIP": to_c, "host→node-1:NodePort": to_c, "host→node-2:NodePort": to_c,
+            "host→LB IP": to_c, "pod→ClusterIP (other node)": to_c, "pod→ClusterIP (same bridge)": to_a,
+            "pod→node-1:NodePort": to_c, "pod→node-2:NodePort": to_a, "pod→LB IP": to_c,
+            "hairpin via ClusterIP": to_a, "hairpin via NodePort": to_a,
+        }
+    else:
+        expected = {
+            "host→ClusterIP": f"{c.ip} <node IP>",
+            "host→node-1:NodePort": f"{c.ip} <node IP>",
+            "host→node-2:NodePort": f"{c.ip} <node IP>",
+            "host→LB IP": f"{c.ip} <node IP>",
+            "pod→ClusterIP (other node)": f"{c.ip} {b.ip}",  # the client's address is kept
+            "pod→ClusterIP (same bridge)": f"{a.ip} {b.ip}",
+            "pod→node-1:NodePort": f"{c.ip} {b.ip}",
+            "pod→node-2:NodePort": f"{a.ip} {c.ip}",
+            "pod→LB IP": f"{c.ip} {a.ip}",
+            "hairpin via ClusterIP": f"{a.ip} {gateway1}",  # masqueraded to the gateway: else a drops it
+            "hairpin via NodePort": f"{a.ip} {gateway1}",
+        }
+    expected |= {"pod→pod across bridges": f"{c.ip} {b.ip}", "pod→pod across bridges, back": f"{b.ip} {c.ip}"}
     assert seen == expected
+
+
+def host_datagram(addr: str, port: int, timeout: float = 2.0) -> str:
+    done = subprocess.run([sys.executable, "-c", UDP_CLIENT, addr, str(port), str(timeout)], capture_output=True,
+                          text=True, timeout=timeout + 10, check=True)
+    return done.stdout.strip()
+
+
+async def test_udp_through_a_cluster_ip_from_host_and_pod(net, planes):
+    b, c = net.pods["b"], net.pods["c"]
+    from_host = await asyncio.to_thread(host_datagram, UDP_VIP, 53)
+    from_pod = await asyncio.to_thread(b.fetch, UDP_VIP, 53, 2.0, UDP_CLIENT)
+    if planes[0].name == "userspace":  # relayed by the proxy on the host, from c's gateway
+        assert (from_host, from_pod) == (f"{c.ip} {net.plan.nodes[1].gateway}",) * 2
+    else:
+        assert from_host.split()[0] == c.ip and from_pod == f"{c.ip} {b.ip}"
 
 
 async def test_a_service_without_endpoints_refuses_at_once_from_host_and_pod(net, planes):
@@ -496,8 +549,15 @@ def test_teardown_and_remove_leftovers_leave_nothing(tmp_path):
     with pod_network(tmp_path) as n:
         assert n.leftovers()  # the check sees what is there
     assert n.leftovers() == []
-    # A crashed run: the cluster's bridges and table remain, without their owners.
+    # The userspace plane's local VIP ranges come and go with the flag (a restart with another plane).
+    vip = str(ipaddress.ip_network(n.plan.service_cidr).network_address + 10)
+    hostnet.setup_cluster_network(n.plan, pod_egress=True, local_vips=True)
+    assert ip("-o", "route", "get", vip).startswith("local ")
     hostnet.setup_cluster_network(n.plan, pod_egress=True)
+    assert f" dev pk{n.cid}c " in ip("-o", "route", "get", vip)
+    # A crashed run: the cluster's bridges and table remain, without their owners (the local
+    # routes go with the cluster bridge).
+    hostnet.setup_cluster_network(n.plan, pod_egress=True, local_vips=True)
     hostnet.setup_node_bridge(n.plan.nodes[0].bridge, n.plan.nodes[0].pod_cidr)
     removed = hostnet.remove_leftovers(n.cid)
     assert removed == [f"nftables table ip pocketkube-net-{n.cid}", f"bridge pk{n.cid}c", f"bridge pk{n.cid}n1"]

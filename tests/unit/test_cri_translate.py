@@ -173,6 +173,9 @@ def test_port_mappings_from_host_ports() -> None:
                                                 {"containerPort": 9000}]}])
     got = [(m.protocol, m.container_port, m.host_port, m.host_ip) for m in sandbox(p).port_mappings]
     assert got == [(api.TCP, 80, 8080, ""), (api.UDP, 53, 5353, "127.0.0.1")]
+    # On a node sharing the host with others, an unset hostIP is the node's own IP.
+    got = [(m.host_port, m.host_ip) for m in sandbox(p, node_ip="10.250.0.2").port_mappings]
+    assert got == [(8080, "10.250.0.2"), (5353, "127.0.0.1")]
 
 
 HOST = t.ResolvConf(servers=("127.0.0.53", "10.0.0.2", "::1"), searches=("corp.example",), options=("edns0",))

@@ -20,7 +20,7 @@ from pocketkube.agent.runtime.cni import render_conflist, write_conflist
 from pocketkube.agent.runtime.containerd import Containerd, ContainerdError, import_archive
 from pocketkube.agent.runtime.cri.client import CriClient, CriError
 from pocketkube.agent.runtime.pause import BUSYBOX, PAUSE_IMAGE, pause_files
-from pocketkube.net import hostnet
+from pocketkube.net import hostnet, portmap
 from pocketkube.util.oci_layout import build_image, oci_archive
 
 log = logging.getLogger(__name__)
@@ -84,3 +84,9 @@ class ContainerStack:
             await self.containerd.stop()
         if self.cfg.bridge:
             hostnet.teardown_node_bridge(self.cfg.bridge)
+            # The node's sandboxes are gone; if no other sandbox on the host maps a port either,
+            # portmap's shared chains go too (kept, untouched, while any is in use).
+            if (outcome := portmap.remove_idle_chains()) == "removed":
+                log.info("removed the CNI portmap chains (no pod maps a hostPort any more)")
+            else:
+                log.debug("CNI portmap chains: %s", outcome)

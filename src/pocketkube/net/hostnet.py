@@ -186,8 +186,16 @@ def _delete_link(name: str) -> bool:
     return _run(["ip", "link", "del", "dev", name], check=False).returncode == 0
 
 
-def setup_cluster_network(plan: ContainerPlan, pod_egress: bool = True) -> None:
-    """Everything the cluster's pods need on the host but their node bridges (idempotent)."""
+def setup_cluster_network(plan: ContainerPlan, pod_egress: bool = True, local_vips: bool = False) -> None:
+    """Everything the cluster's pods need on the host but their node bridges (idempotent).
+
+    `local_vips` (the userspace data plane): the Service CIDR and the LoadBalancer pool become
+    local addresses of the host, as 127/8 is in process mode, through a `local` route on the
+    cluster bridge (it goes with the bridge): the plane binds any VIP, and a packet to a VIP,
+    from the host or from a pod through its gateway, is delivered to that listener instead of
+    being forwarded. kube-proxy's ipvs mode does the same one address at a time on kube-ipvs0;
+    a whole range needs no change per Service, so agents sharing the host never race over one.
+    Without it (the nftables plane DNATs before routing) such routes are removed."""
     if not plan.nodes:
         raise HostNetError("a cluster network needs at least one node")
     ensure_kernel_prerequisites()
@@ -203,6 +211,9 @@ def setup_cluster_network(plan: ContainerPlan, pod_egress: bool = True) -> None:
     src = plan.nodes[0].ip
     for cidr in (plan.service_cidr, plan.load_balancer_pool, plan.pod_cidr):
         _run(["ip", "route", "replace", cidr, "dev", bridge, "src", src])
+    for cidr in (plan.service_cidr, plan.load_balancer_pool):
+        local = ["ip", "route", "replace" if local_vips else "del", "local", cidr, "dev", bridge, "table", "local"]
+        _run(local, check=local_vips)  # deleting what is absent: fine
     _nft(render_cluster_table(plan, pod_egress))
 
 

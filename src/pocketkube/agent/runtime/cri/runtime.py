@@ -206,7 +206,8 @@ class ContainerdRuntime:
         try:
             return t.sandbox_config(pod, log_directory=str(self.pod_dir(uid)), cgroup_parent=self._cgroup_parent(uid),
                                     attempt=attempt, host=self._host_resolv(),
-                                    cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain)
+                                    cluster_dns=self.cluster_dns, cluster_domain=self.cluster_domain,
+                                    node_ip=self.node_ip)
         except t.ConfigError as e:
             raise SandboxError(str(e)) from None
 

@@ -234,8 +234,11 @@ def dns_config(pod: dict, *, host: ResolvConf, cluster_dns: tuple[str, ...] | li
 _PROTOCOLS = {"TCP": api.TCP, "UDP": api.UDP, "SCTP": api.SCTP}
 
 
-def port_mappings(pod: dict) -> list[api.PortMapping]:
-    """hostPort mappings of every container (portmap's input)."""
+def port_mappings(pod: dict, node_ip: str = "") -> list[api.PortMapping]:
+    """hostPort mappings of every container (portmap's input). A hostPort without a hostIP is on
+    every address of the node; with several nodes on one host that is `node_ip` (portmap would
+    otherwise map it on every address of the host, and two nodes' pods with the same hostPort,
+    which the scheduler allows, would collide). An explicit hostIP, 0.0.0.0 too, is kept."""
     out = []
     spec = pod.get("spec") or {}
     for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
@@ -246,7 +249,7 @@ def port_mappings(pod: dict) -> list[api.PortMapping]:
             if protocol not in _PROTOCOLS:
                 raise ConfigError(f"unsupported port protocol {protocol!r}")
             out.append(api.PortMapping(protocol=_PROTOCOLS[protocol], container_port=int(p["containerPort"]),
-                                       host_port=int(p["hostPort"]), host_ip=p.get("hostIP") or ""))
+                                       host_port=int(p["hostPort"]), host_ip=p.get("hostIP") or node_ip))
     return out
 
 
@@ -302,7 +305,7 @@ def _seccomp(profile: dict | None) -> api.SecurityProfile | None:
 
 def sandbox_config(pod: dict, *, log_directory: str, cgroup_parent: str, attempt: int = 0,
                    host: ResolvConf = ResolvConf(), cluster_dns: tuple[str, ...] | list[str] = (),
-                   cluster_domain: str = CLUSTER_DOMAIN) -> api.PodSandboxConfig:
+                   cluster_domain: str = CLUSTER_DOMAIN, node_ip: str = "") -> api.PodSandboxConfig:
     """The pod's PodSandboxConfig (kuberuntime_sandbox.go generatePodSandboxConfig)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -330,7 +333,7 @@ def sandbox_config(pod: dict, *, log_directory: str, cgroup_parent: str, attempt
         hostname="" if spec.get("hostNetwork") else pod_hostname(pod),
         log_directory=log_directory,
         dns_config=dns_config(pod, host=host, cluster_dns=cluster_dns, cluster_domain=cluster_domain),
-        port_mappings=port_mappings(pod),
+        port_mappings=port_mappings(pod, node_ip),
         labels=pod_labels(pod),
         annotations=dict(meta.get("annotations") or {}),
         linux=api.LinuxPodSandboxConfig(cgroup_parent=cgroup_parent, security_context=security,
