@@ -18,10 +18,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -33,6 +32,13 @@ from pocketkube.proxy.nftables import render
 from pocketkube.proxy.nftables.nft import default_runner, nft_usable
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
 from pocketkube.proxy.userspace.proxier import UserspaceDataPlane
+from pocketkube.testing.capture import (
+    CONTROL_DESTINATION,
+    PacketCapture,
+    capture_usable,
+    has_default_route,
+    send_control_packet,
+)
 from pocketkube.testing.requires import NET_RAW, NFT, ROOT, is_root, requires
 from pocketkube.testing.waits import wait_for, wait_for_async
 
@@ -43,8 +49,6 @@ RANGES = {"pod_cidr_base": "10.245.0.0/16", "service_cidr": "10.97.0.0/16", "nod
 POD_PORT = 8080
 WEB_VIP, SELF_VIP, EMPTY_VIP, UDP_VIP, LB_IP = "10.97.0.10", "10.97.0.11", "10.97.0.12", "10.97.0.13", "10.251.1.10"
 WEB_NODE_PORT, SELF_NODE_PORT = 30950, 30951
-CONTROL_DESTINATION = ("198.51.100.1", 9)  # TEST-NET-2 via the default route: the capture's control
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 
 # Each pod answers "<its ip> <the peer address it sees>", so a test sees where a connection landed
 # and whether its source was kept or masqueraded.
@@ -344,60 +348,6 @@ async def test_a_service_without_endpoints_refuses_at_once_from_host_and_pod(net
     assert await asyncio.to_thread(net.pods["b"].fetch, EMPTY_VIP, 80, 1.5) == "ERR ConnectionRefusedError"
 
 
-class Capture:
-    """IPv4 packets seen on every interface of the host but lo and this cluster's own bridges and
-    veths (AF_PACKET, ETH_P_ALL: a socket bound to one protocol is not shown outgoing packets)."""
-
-    def __init__(self, cid: str) -> None:
-        self.cid = cid
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        self.sock.settimeout(0.1)
-        self.seen: list[tuple[str, str, str]] = []  # (interface, source, destination)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _ours(self, interface: str) -> bool:
-        return interface == "lo" or interface.startswith((f"pk{self.cid}", f"vpk{self.cid}"))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                packet, (interface, protocol, *_rest) = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if not self._ours(interface) and protocol == ETH_P_IP and len(packet) >= 20:
-                self.seen.append((interface, socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])))
-
-    def cluster_packets(self, plan: ContainerPlan) -> list[tuple[str, str, str]]:
-        nets = [ipaddress.ip_network(c) for c in plan.pod_routes()]
-        return [p for p in self.seen if any(ipaddress.ip_address(a) in n for a in p[1:] for n in nets)]
-
-    def saw_destination(self, addr: str) -> bool:
-        return any(dst == addr for _, _, dst in self.seen)
-
-    @contextmanager
-    def running(self) -> Iterator[Capture]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join()
-            self.sock.close()
-
-
-def capture_usable() -> bool:
-    try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL)).close()
-    except OSError:
-        return False
-    return True
-
-
-def has_default_route() -> bool:
-    return bool(ip("route", "show", "default").strip())
-
-
 def traffic_with_nothing_behind(net: PodNetwork) -> dict[str, str]:
     """With the data planes stopped: Services, node ports and pod egress all fail on this host."""
     b, c = net.pods["b"], net.pods["c"]
@@ -417,7 +367,7 @@ def traffic_with_nothing_behind(net: PodNetwork) -> dict[str, str]:
 
 @requires(capture_usable(), NET_RAW)
 async def test_no_cluster_packet_on_any_real_interface_with_or_without_the_data_plane(net, planes):
-    capture = Capture(net.cid)
+    capture = PacketCapture()
     with capture.running():
         seen = await asyncio.to_thread(service_traffic, net)
         failed = [path for path, answer in seen.items() if answer.startswith("ERR")]
@@ -426,12 +376,11 @@ async def test_no_cluster_packet_on_any_real_interface_with_or_without_the_data_
             await plane.stop()
         dead = await asyncio.to_thread(traffic_with_nothing_behind, net)
         assert all(answer.startswith("ERR") for answer in dead.values()), dead
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, suppress(OSError):
-            s.sendto(b"pocketkube container-network control", CONTROL_DESTINATION)
         if has_default_route():  # sent last: once the capture has it, it has every packet before it
-            await wait_for_async(lambda: capture.saw_destination(CONTROL_DESTINATION[0]), timeout=5,
+            await wait_for_async(lambda: send_control_packet() or capture.saw_destination(CONTROL_DESTINATION[0]),
+                                 timeout=10, interval=0.5,
                                  what="the capture to see the control packet (else it proves nothing)")
-    assert capture.cluster_packets(net.plan) == []
+    assert capture.packets_in(net.plan.pod_routes()) == []
 
 
 @contextmanager
