@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from pocketkube.net import hostnet
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
 from pocketkube.testing.capture import (
@@ -26,7 +24,13 @@ from pocketkube.testing.capture import (
     has_default_route,
     send_control_packet,
 )
-from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
+from pocketkube.testing.procs import (
+    Kubectl,
+    kubectl_binaries,
+    load_images,
+    preferred_kubectl,
+    running_container_cluster,
+)
 from pocketkube.testing.requires import (
     BUSYBOX,
     CONTAINERD,
@@ -47,11 +51,6 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(have_nginx(), NG
               requires(images.have_busybox(), BUSYBOX), pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def _mounts_under(path: Path) -> list[str]:
-    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[4].startswith(str(path))]
-
-
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
@@ -64,27 +63,15 @@ def archives(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(archives):
-    with running_cluster("pk-ctr-", runtime="containerd", extra_args=["--no-pod-egress"], **RANGES) as c:
-        cid = hostnet.cluster_id_of(c.data_dir)
-        # nginx as a learner without a registry would: built from the host's nginx-light.
-        load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(c.data_dir),
-                               "--from-host", "nginx", *map(str, archives.values())],
-                              capture_output=True, text=True, timeout=120)
-        assert load.returncode == 0, load.stderr
-        assert "Loaded image: docker.io/library/nginx:latest (all nodes)" in load.stdout, load.stdout
+    # nginx as a learner without a registry would: built from the host's nginx-light.
+    with running_container_cluster("pk-ctr-", archives=list(archives.values()), **RANGES) as c:
+        assert "Loaded image: docker.io/library/nginx:latest (all nodes)" in load_images(c, from_host=["nginx"])
         yield c
-        root = c.data_dir.parent
-    # After Ctrl-C: no containerd, shim or container (running_cluster checked processes), no
-    # mount, no bridge of this cluster, no filter table.
-    assert _mounts_under(root) == []
-    assert hostnet.cluster_links(cid) == []
-    assert not hostnet.cluster_table_exists(cid)
 
 
 @pytest.fixture(scope="module")
 def k(cluster):
-    bins = kubectl_binaries()
-    kc = Kubectl(bins.get("kubectl-1.32") or next(iter(bins.values())), cluster.kubeconfig)
+    kc = preferred_kubectl(cluster.kubeconfig)
     yield kc
     kc.close()
 

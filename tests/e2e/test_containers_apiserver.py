@@ -13,15 +13,12 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 
 import pytest
 
-from pocketkube.net import hostnet
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
+from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, wait_for
 
@@ -53,22 +50,13 @@ with socket.create_connection((host, port), timeout=10) as raw:
 def cluster(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
     archive = oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3")
-    with running_cluster("pk-api-", runtime="containerd", nodes=2, extra_args=["--no-pod-egress"], **RANGES) as c:
-        load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(c.data_dir),
-                               str(archive)], capture_output=True, text=True, timeout=120)
-        assert load.returncode == 0, load.stderr
-        cid = hostnet.cluster_id_of(c.data_dir)
+    with running_container_cluster("pk-api-", archives=[archive], nodes=2, **RANGES) as c:
         yield c
-    # After Ctrl-C (running_cluster checked processes and node tables): no bridge of this
-    # cluster (the API server's address went with it), no cluster table.
-    assert hostnet.cluster_links(cid) == []
-    assert not hostnet.cluster_table_exists(cid)
 
 
 @pytest.fixture(scope="module")
 def k(cluster):
-    bins = kubectl_binaries()
-    kc = Kubectl(bins.get("kubectl-1.32") or next(iter(bins.values())), cluster.kubeconfig)
+    kc = preferred_kubectl(cluster.kubeconfig)
     yield kc
     kc.close()
 

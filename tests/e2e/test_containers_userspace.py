@@ -8,15 +8,14 @@ through its Service (hairpin). The VIPs are local addresses of the host in this 
 from __future__ import annotations
 
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from pocketkube.net import hostnet, portmap
+from pocketkube.net import portmap
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
+from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, NGINX, have_containerd, have_nginx, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
@@ -46,15 +45,9 @@ def cluster(tmp_path_factory):
     out = tmp_path_factory.mktemp("images")
     archives = [oci_archive(host_images.nginx_image().layout, out / "nginx.tar", name="docker.io/library/nginx:latest"),
                 oci_archive(images.busybox_image().layout, out / "busybox.tar", name="docker.io/library/busybox:latest")]
-    with running_cluster("pk-ctr-us-", runtime="containerd", extra_args=["--no-pod-egress", "--dataplane", "userspace"],
-                         **RANGES) as c:
-        cid = hostnet.cluster_id_of(c.data_dir)
-        load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(c.data_dir),
-                               *map(str, archives)], capture_output=True, text=True, timeout=120)
-        assert load.returncode == 0, load.stderr
+    with running_container_cluster("pk-ctr-us-", archives=archives, extra_args=["--dataplane", "userspace"],
+                                   **RANGES) as c:
         yield c
-    assert hostnet.cluster_links(cid) == []  # the local VIP routes went with the cluster bridge
-    assert not hostnet.cluster_table_exists(cid)
     # portmap's shared chains are gone, or still hold another cluster's mappings (never emptied).
     dnat = subprocess.run(["iptables", "-t", "nat", "-S", portmap.DNAT_CHAIN], capture_output=True, text=True)
     assert dnat.returncode != 0 or f"-A {portmap.DNAT_CHAIN} " in dnat.stdout, dnat.stdout
@@ -62,8 +55,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def k(cluster):
-    bins = kubectl_binaries()
-    kc = Kubectl(bins.get("kubectl-1.32") or next(iter(bins.values())), cluster.kubeconfig)
+    kc = preferred_kubectl(cluster.kubeconfig)
     yield kc
     kc.close()
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,3 +253,38 @@ def running_cluster(prefix: str, **kwargs) -> Iterator[ClusterProcess]:
     assert "stopped" in output, output
     assert leftovers == [], f"processes left behind: {leftovers}"
     assert tables == [], f"nftables tables left behind: {tables}"
+
+
+def preferred_kubectl(kubeconfig: Path) -> Kubectl:
+    """The machine's kubectl 1.32 when present, else the bundled one."""
+    bins = kubectl_binaries()
+    return Kubectl(bins.get("kubectl-1.32") or next(iter(bins.values())), kubeconfig)
+
+
+def load_images(cluster: ClusterProcess, archives: Sequence[Path] = (), from_host: Sequence[str] = ()) -> str:
+    """`pocketkube image load` into every node of `cluster`; its output (it must succeed)."""
+    args = [str(a) for a in archives] + [x for name in from_host for x in ("--from-host", name)]
+    load = subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(cluster.data_dir),
+                           *args], capture_output=True, text=True, timeout=180)
+    assert load.returncode == 0, load.stderr
+    return load.stdout
+
+
+@contextlib.contextmanager
+def running_container_cluster(prefix: str, *, archives: Sequence[Path] = (), from_host: Sequence[str] = (),
+                              extra_args: Sequence[str] = (), **kwargs) -> Iterator[ClusterProcess]:
+    """`running_cluster` with `--runtime containerd --no-pod-egress` and the images loaded; after
+    the stop, also no bridge or filter table of the cluster and no mount under its dir remain."""
+    from pocketkube.net import hostnet
+
+    with running_cluster(prefix, runtime="containerd", extra_args=["--no-pod-egress", *extra_args], **kwargs) as c:
+        cid = hostnet.cluster_id_of(c.data_dir)
+        root = c.data_dir.parent
+        if archives or from_host:
+            load_images(c, archives, from_host)
+        yield c
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split()[4].startswith(str(root))]
+    assert mounts == [], f"mounts left behind: {mounts}"
+    assert hostnet.cluster_links(cid) == [], "bridges left behind"
+    assert not hostnet.cluster_table_exists(cid), "the cluster's filter table was left behind"
