@@ -10,7 +10,8 @@ One 2-node `pocketkube up --runtime containerd` whose agents know the test regis
   `--container-runtime-endpoint` (a CLI message, exit non-zero, nothing left behind);
 - an agent killed with SIGKILL and started again re-adopts its pods (same container IDs, same
   restartCount, still served through the NodePort) and starts new ones;
-- containerd killed under a running agent is started again by it, the pods keep running.
+- containerd killed under a running agent is started again by it, the pods keep running; a frozen
+  containerd fails syncs with a clear Event (DeadlineExceeded) and pods start once it answers.
 """
 
 from __future__ import annotations
@@ -179,13 +180,15 @@ def node_ips(cluster) -> list[str]:
 @pytest.fixture(scope="module")
 def web(cluster, k, reg):
     """2 busybox httpd pods pulled from the registry (policy Always) behind a NodePort Service."""
-    k.ok("create", "deployment", "web", f"--image={reg['busybox']}", "--replicas=2", "--port=8080",
-         "--", "sh", "-c", HTTPD)
-    k.ok("patch", "deployment", "web", "--type=json", "-p",
-         '[{"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Always"},'
-         '{"op":"add","path":"/spec/template/spec/topologySpreadConstraints","value":[{"maxSkew":1,'
-         '"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"ScheduleAnyway",'
-         '"labelSelector":{"matchLabels":{"app":"web"}}}]}]')
+    k.ok("create", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"topologySpreadConstraints": [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app": "web"}}}],
+                "containers": [{"name": "web", "image": reg["busybox"], "imagePullPolicy": "Always",
+                                "command": ["sh", "-c", HTTPD], "ports": [{"containerPort": 8080}]}]}}}}))
     k.ok("expose", "deployment", "web", "--type=NodePort", "--port=80", "--target-port=8080")
     k.ok("rollout", "status", "deployment/web", "--timeout=90s")
     port = get_json(k, "svc", "web")["spec"]["ports"][0]["nodePort"]
@@ -318,3 +321,26 @@ def test_containerd_killed_under_a_running_agent_is_restarted(cluster, k, web):
     logs = "".join((cluster.data_dir / "logs" / name).read_text() for name in
                    ("node-1.log", "node-2.log", "restarted-agent.log"))
     assert "containerd exited" in logs and "containerd is back" in logs
+
+
+def test_a_hung_containerd_fails_syncs_clearly_and_pods_start_once_it_answers(cluster, k, reg):
+    """containerd frozen (SIGSTOP): the kubelet's CRI calls time out (Unavailable), it says so in
+    an Event and retries; the node stays Ready, and the pod starts once containerd answers."""
+    cfg = cluster.data_dir / "nodes" / "node-1" / "containerd" / "config.toml"
+    [pid] = containerd_pids(_procs(), cfg)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        k.ok("run", "during", f"--image={reg['busybox']}", "--overrides",
+             json.dumps({"spec": {"nodeSelector": {"kubernetes.io/hostname": "node-1"}}}), "--", "sleep", "3600")
+        events = wait_for(lambda: (e := k.ok("get", "events", "--field-selector", "involvedObject.name=during"))
+                          and "FailedCreatePodSandBox" in e and e, timeout=30, what="the failed sandbox Event")
+        assert "DeadlineExceeded" in events, events
+        assert nodes_ready(k)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        k.ok("wait", "--for=condition=Ready", "pod/during", "--timeout=60s")
+        assert status(get_json(k, "pod", "during"))["restartCount"] == 0
+        assert containerd_pids(_procs(), cfg) == [pid]  # frozen is not dead: the same containerd
+    finally:
+        k.run("delete", "pod", "during", "--wait=false")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable
+from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable, cri_initializing
 from pocketkube.agent.runtime.registries import render_plain_http_hosts
 
 __all__ = ["render_plain_http_hosts"]  # its home was here; tests and the registry helper import it
@@ -376,13 +376,13 @@ class Containerd:
                         await cri.version()
                         return
                     except Unavailable:
-                        pass  # not serving yet
+                        pass  # not serving yet, or still recovering its containers
                     except CriError as err:  # e.g. UNIMPLEMENTED: the CRI plugin failed to load
-                        await self.stop()
+                        await self._stop_process()
                         raise ContainerdError(f"containerd at {self.socket} does not serve CRI ({err}); "
                                               f"{self.log_path}:\n{self._log_tail()}") from None
                 if time.monotonic() > deadline:
-                    await self.stop()
+                    await self._stop_process()
                     raise ContainerdError(f"containerd did not answer on {self.socket} within "
                                           f"{self.start_timeout} s; {self.log_path}:\n{self._log_tail()}")
                 try:
@@ -404,13 +404,26 @@ class Containerd:
             await asyncio.sleep(poll)
         return None
 
+    async def _stop_process(self) -> None:
+        """Stop the containerd process only: a start that failed may be a restart under running
+        pods, whose shims and containers must survive it (`stop` is the teardown)."""
+        if self._proc is not None:
+            await stop_group(self._proc, self.stop_grace)
+
     async def _answers(self) -> bool:
-        try:
-            async with CriClient(self.endpoint, timeout=1.0) as cri:
-                await cri.version()
-            return True
-        except CriError:
-            return False
+        """Whether the running containerd serves CRI, waiting while it recovers its state (a
+        containerd restarted just before this agent)."""
+        deadline = time.monotonic() + self.start_timeout
+        async with CriClient(self.endpoint, timeout=1.0) as cri:
+            while True:
+                try:
+                    await cri.version()
+                    return True
+                except CriError as err:
+                    if not (isinstance(err, Unavailable) and cri_initializing(err.message)) \
+                            or time.monotonic() > deadline:
+                        return False
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         """Stop containerd (SIGTERM, then SIGKILL to its group), kill the shims serving our socket

@@ -61,8 +61,17 @@ _BY_CODE: dict[grpc.StatusCode, type[CriError]] = {
 }
 
 
+def cri_initializing(message: str) -> bool:
+    """Whether a CRI error says containerd is still recovering its state after a (re)start: its
+    CRI plugin answers UNKNOWN "server is not initialized yet" until every sandbox and container
+    is loaded again, which takes longer the more pods run."""
+    return "server is not initialized yet" in message
+
+
 def error_from_status(code: grpc.StatusCode, details: str | None, method: str) -> CriError:
     """The exception for a failed RPC `method` that ended with `code` and `details`."""
+    if code == grpc.StatusCode.UNKNOWN and cri_initializing(details or ""):
+        return Unavailable(code=code.name, message=details or "", method=method)  # retry later
     return _BY_CODE.get(code, CriError)(code=code.name, message=details or "", method=method)
 
 
