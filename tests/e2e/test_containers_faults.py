@@ -10,6 +10,7 @@ One 2-node `pocketkube up --runtime containerd` whose agents know the test regis
   `--container-runtime-endpoint` (a CLI message, exit non-zero, nothing left behind);
 - an agent killed with SIGKILL and started again re-adopts its pods (same container IDs, same
   restartCount, still served through the NodePort) and starts new ones;
+- both killed, the agent started again starts containerd again and re-adopts the same containers;
 - containerd killed under a running agent is started again by it, the pods keep running; a frozen
   containerd fails syncs with a clear Event (DeadlineExceeded) and pods start once it answers.
 """
@@ -274,23 +275,33 @@ def containers(k) -> dict[str, tuple[str, int]]:
             for p in pods(k, "app=web")}
 
 
-def test_killed_agent_restarts_and_readopts_its_containers(cluster, k, web):
-    before = containers(k)
-    node = pods(k, "app=web")[0]["spec"]["nodeName"]
+def kill_agent(cluster, node: str) -> list[str]:
+    """SIGKILL `node`'s agent; its command line, to start it again."""
     agent = cluster.agent_pids()[node]
     args = cmdline(agent)
     os.kill(agent, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(f"/proc/{agent}") or open(f"/proc/{agent}/stat").read().split()[2] == "Z",
              timeout=10, what="the agent gone")
-    # Its containerd, in its own session, and the containers keep serving meanwhile.
-    served = {ip: [get(ip, web) for _ in range(4)] for ip in node_ips(cluster)}
-    assert all(all(answers) for answers in served.values()), served
+    return args
+
+
+def start_agent(cluster, args: list[str]) -> None:
     with open(cluster.data_dir / "logs" / "restarted-agent.log", "ab") as log:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     cluster.restarted.append(proc)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     assert line.startswith("Node ready: "), line
+
+
+def test_killed_agent_restarts_and_readopts_its_containers(cluster, k, web):
+    before = containers(k)
+    node = pods(k, "app=web")[0]["spec"]["nodeName"]
+    args = kill_agent(cluster, node)
+    # Its containerd, in its own session, and the containers keep serving meanwhile.
+    served = {ip: [get(ip, web) for _ in range(4)] for ip in node_ips(cluster)}
+    assert all(all(answers) for answers in served.values()), served
+    start_agent(cluster, args)
     # Same containers, not restarted; still served through every node.
     assert containers(k) == before
     wait_for(lambda: all(get(ip, web) for ip in node_ips(cluster)), timeout=15, what="NodePort on every node")
@@ -374,3 +385,26 @@ def test_a_hung_containerd_fails_syncs_clearly_and_pods_start_once_it_answers(cl
         assert containerd_pids(_procs(), cfg) == [pid]  # frozen is not dead: the same containerd
     finally:
         k.run("delete", "pod", "during", "--wait=false")
+
+
+def test_agent_and_containerd_both_killed_then_the_agent_brings_both_back(cluster, k, web):
+    """The agent dies and its containerd too (the shims live on): the agent started again starts
+    a containerd on the same state, which finds the containers; the agent re-adopts them."""
+    restarted = {p.pid for p in cluster.restarted}
+    node = next(n for n, pid in cluster.agent_pids().items() if pid not in restarted)
+    before = containers(k)
+    args = kill_agent(cluster, node)
+    cfg = cluster.data_dir / "nodes" / node / "containerd" / "config.toml"
+    [old] = containerd_pids(_procs(), cfg)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: containerd_pids(_procs(), cfg) == [], timeout=10, what="containerd gone")
+    served = {ip: [get(ip, web) for _ in range(4)] for ip in node_ips(cluster)}
+    assert all(all(answers) for answers in served.values()), served
+    start_agent(cluster, args)
+    assert containers(k) == before
+    [new] = containerd_pids(_procs(), cfg)
+    assert new != old
+    wait_for(lambda: all(get(ip, web) for ip in node_ips(cluster)), timeout=15, what="NodePort on every node")
+    k.ok("scale", "deployment", "web", "--replicas=8")
+    k.ok("rollout", "status", "deployment/web", "--timeout=60s")
+    assert nodes_ready(k)
