@@ -157,6 +157,13 @@ class Cluster:
             _say(f"• starting API server on {self.cfg.host}:{port} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
             _say(f"• runtime: {self.cfg.runtime} ({self.cfg.runtime_why})")
+            registries = []
+            if self.cfg.insecure_registries:
+                registries.append(f"plain HTTP to {', '.join(self.cfg.insecure_registries)}")
+            if self.cfg.registry_mirrors:
+                registries.append(f"docker.io via {', '.join(self.cfg.registry_mirrors)}")
+            if registries:
+                _say(f"• registries: {'; '.join(registries)}")
             self.server = await self._spawn_server(listener)
         finally:
             listener.close()  # the server holds it now

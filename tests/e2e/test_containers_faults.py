@@ -200,7 +200,8 @@ def web(cluster, k, reg):
     return port
 
 
-def test_pull_from_the_local_registry(k, web, reg):
+def test_pull_from_the_local_registry(cluster, k, web, reg):
+    assert f"• registries: plain HTTP to {reg['addr']}; docker.io via http://{reg['addr']}" in "".join(cluster.output)
     for pod in pods(k, "app=web"):
         cs = status(pod)
         assert cs["ready"] and cs["image"] == reg["busybox"]
