@@ -40,6 +40,28 @@ def _port_range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _checked(check):
+    """An argparse `type` from a validator raising ValueError (its message becomes argparse's)."""
+    def convert(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _registry_args(p: argparse.ArgumentParser) -> None:
+    from pocketkube.agent.runtime.registries import check_mirror_url, check_registry_addr
+
+    p.add_argument("--insecure-registry", action="append", default=[], type=_checked(check_registry_addr),
+                   metavar="HOST:PORT", help="with containerd: pull from this registry over plain HTTP "
+                                             "(repeatable; loopback registries need no flag)")
+    p.add_argument("--registry-mirror", action="append", default=[], type=_checked(check_mirror_url),
+                   metavar="URL", help="with containerd: pull docker.io images through this mirror first "
+                                       "(repeatable, tried in order; http:// means plain HTTP)")
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="where state, certificates and the kubeconfig live (default: %(default)s)")
@@ -87,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                          "when it can run (default: %(default)s)")
     up.add_argument("--container-runtime-endpoint", default="",
                     help="use this CRI runtime (unix:///path.sock) instead of starting containerd (one node only)")
+    _registry_args(up)
     up.add_argument("--pod-egress", action=argparse.BooleanOptionalAction, default=True,
                     help="container pods reach beyond the machine, masqueraded behind the host (default: on)")
     up.add_argument("--node-ip-base", default=None,
@@ -113,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--container-runtime-endpoint", default="",
                        help="a CRI runtime to use (unix:///path.sock); default with --runtime containerd: "
                             "start our own containerd under the data dir")
+    _registry_args(agent)
     agent.add_argument("--node-bridge", default="",
                        help="with containerd: this node's pod bridge (`up` creates the cluster's network)")
     agent.add_argument("--pod-routes", default="",
@@ -234,7 +258,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  update_user_kubeconfig=not args.no_user_kubeconfig,
                                  service_cidr=args.service_cidr, load_balancer_pool=args.load_balancer_pool,
                                  pod_egress=args.pod_egress, runtime=runtime.name, runtime_why=runtime.why,
-                                 container_runtime_endpoint=args.container_runtime_endpoint))
+                                 container_runtime_endpoint=args.container_runtime_endpoint,
+                                 insecure_registries=tuple(args.insecure_registry),
+                                 registry_mirrors=tuple(args.registry_mirror)))
 
 
 def _control_plane_settings(args: argparse.Namespace):
@@ -271,7 +297,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
         node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r),
-        container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files))
+        container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,
+        insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror)))
 
 
 async def _run_image(args: argparse.Namespace) -> int:

@@ -53,6 +53,8 @@ class UpConfig:
     runtime_why: str = ""
     container_runtime_endpoint: str = ""
     pod_egress: bool = True  # container pods reach the outside, masqueraded behind the host (as kind)
+    insecure_registries: tuple[str, ...] = ()  # passed to every agent's containerd
+    registry_mirrors: tuple[str, ...] = ()
 
 
 def _say(msg: str) -> None:
@@ -78,7 +80,11 @@ def _listen(host: str, port: int) -> socket.socket:
         raise RuntimeError(f"cannot listen on {host}:{port} for the API server: {reason}{hint}") from None
 
 
-async def _wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float) -> str:
+class ChildFailed(RuntimeError):
+    """A child said why it could not start (its `failure` line)."""
+
+
+async def _wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: float, failure: str = "") -> str:
     assert proc.stdout is not None
     async def read() -> str:
         while True:
@@ -87,6 +93,8 @@ async def _wait_line(proc: asyncio.subprocess.Process, prefix: str, timeout: flo
                 raise RuntimeError("process exited")
             if line.startswith(prefix):
                 return line[len(prefix):].strip()
+            if failure and line.startswith(failure):
+                raise ChildFailed(line[len(failure):].strip())
     return await asyncio.wait_for(read(), timeout)
 
 
@@ -180,6 +188,13 @@ class Cluster:
             _say(f"• starting API server on {where} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
             _say(f"• runtime: {self.cfg.runtime} ({self.cfg.runtime_why})")
+            registries = []
+            if self.cfg.insecure_registries:
+                registries.append(f"plain HTTP to {', '.join(self.cfg.insecure_registries)}")
+            if self.cfg.registry_mirrors:
+                registries.append(f"docker.io via {', '.join(self.cfg.registry_mirrors)}")
+            if registries:
+                _say(f"• registries: {'; '.join(registries)}")
             self.server = await self._spawn_server(listeners)
         finally:
             for s in listeners:
@@ -229,6 +244,10 @@ class Cluster:
         routes = self.net.pod_routes() + (["0.0.0.0/0"] if self.cfg.pod_egress else [])
         return ["--node-bridge", getattr(plan, "bridge"), "--pod-routes", ",".join(routes)]
 
+    def _agent_registry_args(self) -> list[str]:
+        return [*(a for r in self.cfg.insecure_registries for a in ("--insecure-registry", r)),
+                *(a for m in self.cfg.registry_mirrors for a in ("--registry-mirror", m))]
+
     async def _spawn_server(self, listeners: list[socket.socket]) -> asyncio.subprocess.Process:
         port = listeners[0].getsockname()[1]
         advertise = ["--advertise-address", self.advertise_address] if self.advertise_address else []
@@ -262,13 +281,15 @@ class Cluster:
                 "--lease-interval", str(self.cfg.lease_interval), "--runtime", self.cfg.runtime,
                 *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]
                   if self.cfg.container_runtime_endpoint else []),
-                *self._agent_network_args(plan),
+                *self._agent_network_args(plan), *self._agent_registry_args(),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
 
     async def _wait_agents(self) -> None:
         for name, proc in self.agents.items():
             try:
-                await _wait_line(proc, "Node ready: ", 30)
+                await _wait_line(proc, "Node ready: ", 30, failure="Node failed: ")
+            except ChildFailed as e:  # "node-1: why"
+                raise RuntimeError(f"node {e}; see {self.data_dir / 'logs' / (name + '.log')}") from None
             except (RuntimeError, TimeoutError):
                 raise RuntimeError(f"node {name} did not become ready; see "
                                    f"{self.data_dir / 'logs' / (name + '.log')}") from None

@@ -75,3 +75,11 @@ async def test_no_runtime_is_unavailable(tmp_path) -> None:
 def test_endpoint_must_be_a_unix_socket() -> None:
     with pytest.raises(ValueError, match="unix:///"):
         CriClient("localhost:1234")
+
+
+def test_a_containerd_still_recovering_its_state_is_unavailable_not_a_failure():
+    """After a restart containerd's CRI answers UNKNOWN until it has loaded its containers again:
+    callers retry rather than treat it as broken (and never tear its pods down)."""
+    err = error_from_status(grpc.StatusCode.UNKNOWN, "server is not initialized yet", "Version")
+    assert isinstance(err, Unavailable) and err.code == "UNKNOWN"
+    assert not isinstance(error_from_status(grpc.StatusCode.UNKNOWN, "boom", "Version"), Unavailable)

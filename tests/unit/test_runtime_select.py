@@ -55,3 +55,9 @@ def test_missing_for_containerd_looks_up_programs_and_cni_plugins(tmp_path):
     assert missing_for_containerd(lambda prog: None if prog == "runc" else "/x", tmp_path) == ["runc"]
     (tmp_path / "portmap").unlink()
     assert missing_for_containerd(lambda prog: "/x", tmp_path) == ["containernetworking-plugins"]
+
+
+@pytest.mark.parametrize("endpoint", ["/run/c.sock", "tcp://127.0.0.1:1", "unix://relative.sock"])
+def test_an_endpoint_must_be_a_unix_url(endpoint):
+    with pytest.raises(RuntimeUnavailable, match=r"must be unix:///<absolute socket path>"):
+        choose_runtime("containerd", euid=0, missing=[], endpoint=endpoint)

@@ -56,6 +56,8 @@ class AgentConfig:
     pod_routes: tuple[str, ...] = ()  # with containerd: what pods route via their gateway
     container_log_max_size: str = "10Mi"  # with containerd: the kubelet's log rotation flags
     container_log_max_files: int = 5
+    insecure_registries: tuple[str, ...] = ()  # with our containerd: plain-HTTP registries (HOST:PORT)
+    registry_mirrors: tuple[str, ...] = ()  # with our containerd: docker.io mirrors (URLs)
 
 
 class Agent:
@@ -72,7 +74,9 @@ class Agent:
 
             self.stack = ContainerStack(StackConfig(data_dir=data_dir, pod_cidr=cfg.pod_cidr, bridge=cfg.node_bridge,
                                                     pod_routes=cfg.pod_routes,
-                                                    endpoint=cfg.container_runtime_endpoint))
+                                                    endpoint=cfg.container_runtime_endpoint,
+                                                    insecure_registries=cfg.insecure_registries,
+                                                    registry_mirrors=cfg.registry_mirrors))
         self.runtime: Runtime | None = None
         self.kubelet: Kubelet | None = None
         self.log_server: LogServer | None = None
@@ -166,10 +170,15 @@ async def run_agent(cfg: AgentConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    agent = Agent(cfg)
+    try:
+        agent = Agent(cfg)
+    except ValueError as e:  # a malformed registry flag (the CLI checks them; this is the API's guard)
+        print(f"Node failed: {cfg.node_name}: {e}", flush=True)
+        return 1
     try:
         await agent.start()
-    except (OSError, errors.ApiError, RuntimeError, SandboxError) as e:  # RuntimeError: containerd, host network
+    # RuntimeError: containerd, host network; ValueError: a malformed endpoint or registry flag
+    except (OSError, errors.ApiError, RuntimeError, SandboxError, ValueError) as e:
         log.error("node agent %s could not start: %s", cfg.node_name, e)
         print(f"Node failed: {cfg.node_name}: {e}", flush=True)
         await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)

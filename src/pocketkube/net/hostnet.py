@@ -179,7 +179,26 @@ def _ensure_bridge(name: str) -> None:
         done = _run(["ip", "link", "add", "name", name, "type", "bridge"], check=False)
         if done.returncode != 0 and not _link_exists(name):  # lost a race with the CNI plugin: fine
             raise HostNetError(f"ip link add {name} type bridge: {done.stderr.strip()}")
+    _pin_mac(name)
     _run(["ip", "link", "set", "dev", name, "up"])
+
+
+_MAC_SET_BY_USER = "3"  # /sys/class/net/*/addr_assign_type: NET_ADDR_SET
+
+
+def _pin_mac(name: str) -> None:
+    """Make the bridge keep its MAC address. A bridge whose address nobody set takes the lowest
+    of its ports' (each pod's veth) and changes it as pods come and go: the pods' ARP entries for
+    their gateway then point at a MAC that is gone, and their replies are lost for seconds until
+    they resolve it again. Setting the current address explicitly pins it."""
+    sysfs = Path("/sys/class/net") / name
+    try:
+        if (sysfs / "addr_assign_type").read_text().strip() == _MAC_SET_BY_USER:
+            return
+        mac = (sysfs / "address").read_text().strip()
+    except OSError as e:
+        raise HostNetError(f"cannot read {name}'s MAC address: {e}") from None
+    _run(["ip", "link", "set", "dev", name, "address", mac])
 
 
 def _delete_link(name: str) -> bool:

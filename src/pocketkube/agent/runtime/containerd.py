@@ -22,7 +22,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable
+from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable, cri_initializing
+from pocketkube.agent.runtime.registries import render_plain_http_hosts
+
+__all__ = ["render_plain_http_hosts"]  # its home was here; tests and the registry helper import it
 from pocketkube.util.processes import stop_group
 
 # Debian's containernetworking-plugins path (upstream's default is /opt/cni/bin).
@@ -116,22 +119,6 @@ disabled_plugins = [
   bin_dir = {_q(cni_bin_dir, "CNI bin directory")}
   conf_dir = {_q(cni_conf_dir, "CNI conf directory")}
 {registry}"""
-
-
-def render_plain_http_hosts(addr: str) -> str:
-    """The `hosts.toml` (in `<registry_config_dir>/<addr>/`) that makes containerd pull from the
-    registry at `addr` ("HOST:PORT") over plain HTTP, e.g. a test registry on loopback."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or "/" in addr or any(c.isspace() for c in addr):
-        raise ValueError(f"registry address {addr!r} must be HOST:PORT, e.g. 127.0.0.1:5000")
-    server = json.dumps(f"http://{addr}")
-    return f"""\
-# Rendered by pocketkube (agent/runtime/containerd.py): plain HTTP to {addr}.
-server = {server}
-
-[host.{server}]
-  capabilities = ["pull", "resolve"]
-"""
 
 
 def shim_pids(processes: Iterable[tuple[int, list[str]]], socket: str | Path) -> list[int]:
@@ -366,9 +353,10 @@ class Containerd:
         if running and await self._answers():
             # A restarted agent finds the containerd its predecessor left (pods keep running in
             # it) and adopts it rather than starting a second one on the same state.
-            self._adopted = running
+            self._adopted, self._proc = running, None
             return
         await _stop_pids(running, self.stop_grace)  # there but not answering: start afresh
+        self._adopted = []
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config)
         with open(self.log_path, "ab") as log:
@@ -389,13 +377,13 @@ class Containerd:
                         await cri.version()
                         return
                     except Unavailable:
-                        pass  # not serving yet
+                        pass  # not serving yet, or still recovering its containers
                     except CriError as err:  # e.g. UNIMPLEMENTED: the CRI plugin failed to load
-                        await self.stop()
+                        await self._stop_process()
                         raise ContainerdError(f"containerd at {self.socket} does not serve CRI ({err}); "
                                               f"{self.log_path}:\n{self._log_tail()}") from None
                 if time.monotonic() > deadline:
-                    await self.stop()
+                    await self._stop_process()
                     raise ContainerdError(f"containerd did not answer on {self.socket} within "
                                           f"{self.start_timeout} s; {self.log_path}:\n{self._log_tail()}")
                 try:
@@ -403,13 +391,40 @@ class Containerd:
                 except TimeoutError:
                     pass
 
+    def running(self) -> bool:
+        """Whether the containerd we started or adopted is still alive."""
+        if self._proc is not None:
+            return self._proc.returncode is None
+        return any(_state(p) not in ("X", "Z") for p in self._adopted)
+
+    async def wait_exited(self, poll: float = 0.5) -> int | None:
+        """Return once containerd has exited: its exit code when it was our child, else None."""
+        if self._proc is not None:
+            return await self._proc.wait()
+        while self.running():  # adopted: not our child, so no wait(); its pid tells
+            await asyncio.sleep(poll)
+        return None
+
+    async def _stop_process(self) -> None:
+        """Stop the containerd process only: a start that failed may be a restart under running
+        pods, whose shims and containers must survive it (`stop` is the teardown)."""
+        if self._proc is not None:
+            await stop_group(self._proc, self.stop_grace)
+
     async def _answers(self) -> bool:
-        try:
-            async with CriClient(self.endpoint, timeout=1.0) as cri:
-                await cri.version()
-            return True
-        except CriError:
-            return False
+        """Whether the running containerd serves CRI, waiting while it recovers its state (a
+        containerd restarted just before this agent)."""
+        deadline = time.monotonic() + self.start_timeout
+        async with CriClient(self.endpoint, timeout=1.0) as cri:
+            while True:
+                try:
+                    await cri.version()
+                    return True
+                except CriError as err:
+                    if not (isinstance(err, Unavailable) and cri_initializing(err.message)) \
+                            or time.monotonic() > deadline:
+                        return False
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         """Stop containerd (SIGTERM, then SIGKILL to its group), kill the shims serving our socket

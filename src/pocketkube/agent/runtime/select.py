@@ -50,6 +50,9 @@ def choose_runtime(requested: str, *, euid: int, missing: list[str], endpoint: s
     """
     if requested not in RUNTIMES:
         raise ValueError(f"unknown runtime {requested!r} (choose one of {', '.join(RUNTIMES)})")
+    if endpoint and not endpoint.startswith("unix:///"):
+        raise RuntimeUnavailable(f"--container-runtime-endpoint {endpoint!r} must be unix:///<absolute socket path>, "
+                                 "e.g. unix:///run/containerd/containerd.sock")
     if requested == "process":
         if endpoint:
             raise RuntimeUnavailable("--container-runtime-endpoint needs --runtime containerd (or auto)")

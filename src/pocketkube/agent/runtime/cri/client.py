@@ -30,6 +30,7 @@ from pocketkube.agent.runtime.cri.v1.api_pb2_grpc import ImageServiceStub, Runti
 KUBELET_CRI_VERSION = "0.1.0"
 # Responses can be large (ListContainers on a busy node, verbose status JSON); the kubelet's limit.
 _MAX_MESSAGE = 16 * 1024 * 1024
+_RECONNECT_MS = (100, 1000)  # first and largest delay between connection attempts
 _DEFAULT = object()  # `_call`'s "the client's timeout", as None means no deadline
 
 
@@ -60,8 +61,17 @@ _BY_CODE: dict[grpc.StatusCode, type[CriError]] = {
 }
 
 
+def cri_initializing(message: str) -> bool:
+    """Whether a CRI error says containerd is still recovering its state after a (re)start: its
+    CRI plugin answers UNKNOWN "server is not initialized yet" until every sandbox and container
+    is loaded again, which takes longer the more pods run."""
+    return "server is not initialized yet" in message
+
+
 def error_from_status(code: grpc.StatusCode, details: str | None, method: str) -> CriError:
     """The exception for a failed RPC `method` that ended with `code` and `details`."""
+    if code == grpc.StatusCode.UNKNOWN and cri_initializing(details or ""):
+        return Unavailable(code=code.name, message=details or "", method=method)  # retry later
     return _BY_CODE.get(code, CriError)(code=code.name, message=details or "", method=method)
 
 
@@ -77,7 +87,12 @@ class CriClient:
         self.pull_timeout = pull_timeout
         self._channel = grpc.aio.insecure_channel(endpoint, options=[
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE)])
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            # After a runtime restart, reconnect within a second rather than gRPC's default back-off
+            # (up to 120 s): the socket is local and the kubelet's syncs wait on it.
+            ("grpc.initial_reconnect_backoff_ms", _RECONNECT_MS[0]),
+            ("grpc.min_reconnect_backoff_ms", _RECONNECT_MS[0]),
+            ("grpc.max_reconnect_backoff_ms", _RECONNECT_MS[1])])
         self._runtime = RuntimeServiceStub(self._channel)
         self._images = ImageServiceStub(self._channel)
 

@@ -147,7 +147,7 @@ class ContainerdRuntime:
         try:
             v = await self.client.version()
         except CriError as e:
-            raise SandboxError(f"the container runtime does not answer: {e}") from None
+            raise SandboxError(f"the container runtime at {self.client.endpoint} does not answer: {e}") from None
         return f"{v.runtime_name}://{v.runtime_version}"
 
     async def close(self) -> None:
