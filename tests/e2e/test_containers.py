@@ -8,13 +8,17 @@ issue promises: its pull fails (no registry answers) and the loaded image runs, 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pocketkube.agent.runtime.cri.client import CriClient
 from pocketkube.testing import host_images, images
 from pocketkube.testing.archives import oci_archive
 from pocketkube.testing.capture import (
@@ -191,6 +195,32 @@ spec:
         wait_for(lambda: "set by postStart" in k.run("logs", "hooked").stdout, timeout=60, what="the hook's file")
     finally:
         k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
+
+
+def test_a_pod_whose_sandbox_dies_gets_a_new_one(k, cluster):
+    """Kill a pod's pause container: the kubelet notices, kills the pod's containers, creates a
+    new sandbox and starts them again in it (restartCount 1), and the pod is Ready again."""
+    k.ok("run", "phoenix", "--image=busybox", "--", "sleep", "3600")
+    try:
+        pod = wait_for(lambda: next((p for p in pods(k, "run=phoenix") if is_ready(p)), None), timeout=60,
+                       what="phoenix Ready")
+        node = pod["spec"]["nodeName"]
+        socket_path = cluster.data_dir / "nodes" / node / "containerd" / "containerd.sock"
+
+        async def pause_pid() -> int:
+            async with CriClient(f"unix://{socket_path}") as cri:
+                [sandbox] = [s for s in await cri.list_pod_sandbox()
+                             if s.metadata.uid == pod["metadata"]["uid"] and s.state == 0]
+                status = await cri.pod_sandbox_status(sandbox.id, verbose=True)
+                return json.loads(status.info["info"])["pid"]
+        os.kill(asyncio.run(pause_pid()), signal.SIGKILL)
+        reborn = wait_for(lambda: next((p for p in pods(k, "run=phoenix") if is_ready(p)
+                                        and p["status"]["containerStatuses"][0]["restartCount"] >= 1), None),
+                          timeout=60, what="phoenix restarted in a new sandbox")
+        assert reborn["status"]["podIP"].startswith("10.246.")
+        assert "SandboxChanged" in k.ok("get", "events", "--field-selector", "involvedObject.name=phoenix")
+    finally:
+        k.run("delete", "pod", "phoenix", "--wait=true", timeout=60)
 
 
 def test_never_pull_policy_with_a_missing_image(k):

@@ -62,6 +62,9 @@ class FakeRuntime:
     def can_switch_user(self) -> bool:
         return False
 
+    def on_sandbox_lost(self, callback) -> None:
+        self.sandbox_lost = callback  # a test calls it to simulate a dead pause container
+
     async def version(self) -> str:
         return f"{self.name}://fake"
 

@@ -61,6 +61,7 @@ class Kubelet:
     async def start(self) -> None:
         """Re-adopt what still runs, sync the pod list, and remove pods the API no longer has."""
         await self.runtime.adopt_all()
+        self.runtime.on_sandbox_lost(self._on_sandbox_lost)
         self.pod_informer.add_handlers(self._on_pod, lambda _old, new: self._on_pod(new), self._on_pod_deleted)
         self._tasks = [asyncio.create_task(self.pod_informer.run(), name="pod informer"),
                        asyncio.create_task(self.service_informer.run(), name="service informer")]
@@ -101,6 +102,11 @@ class Kubelet:
             worker.update(pod)
         elif uid not in self._finished:
             self.workers[uid] = PodWorker(self, pod)
+
+    def _on_sandbox_lost(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.sandbox_lost()
 
     def _on_pod_deleted(self, pod: dict) -> None:
         uid = pod["metadata"].get("uid", "")

@@ -89,6 +89,7 @@ class PodWorker:
         self.last_patch: dict | None = None
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.ip = ""
+        self.sandbox_changed = False  # its sandbox died: kill the containers, make another
         self.task = asyncio.create_task(self._loop(), name=f"pod {self.key}")
 
     @property
@@ -144,6 +145,8 @@ class PodWorker:
             return None
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
             return None
+        if self.sandbox_changed:
+            await self._replace_sandbox()
         if not self.ip:
             if self.k.sandbox_backoff.failures_pending(self.uid):  # woken early (e.g. by its own status write)
                 return self.k.sandbox_backoff.remaining(self.uid) + 0.01
@@ -156,6 +159,18 @@ class PodWorker:
         delays = await self._reconcile_containers()
         await self.write_status()
         return min(delays) if delays else None
+
+    def sandbox_lost(self) -> None:
+        self.sandbox_changed = True
+        self.wake.set()
+
+    async def _replace_sandbox(self) -> None:
+        """The pod's sandbox died (its network namespace's keeper): its containers are killed and
+        started again, per restart policy, in a new sandbox, as the kubelet does."""
+        self.sandbox_changed = False
+        self._event(NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+        await self.stop_containers(self._termination_grace(), terminating=False)
+        self.ip = ""
 
     async def _sandbox_failed(self, message: str) -> float:
         """FailedCreatePodSandBox: the pod stays Pending (its containers ContainerCreating) and
@@ -396,8 +411,9 @@ class PodWorker:
         value = self.pod["metadata"].get("deletionGracePeriodSeconds")
         return float(value) if value is not None else self._termination_grace()
 
-    async def stop_containers(self, grace: float) -> None:
-        self.terminated = True
+    async def stop_containers(self, grace: float, terminating: bool = True) -> None:
+        """Kill every running container (preStop first); `terminating`: nothing starts again."""
+        self.terminated = self.terminated or terminating
         for name in list(self.probe_tasks):
             self._stop_probes(name)
         running = [h.current for h in self._histories() if h.current.running]

@@ -11,6 +11,7 @@ instead of starting them twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -141,6 +142,11 @@ class Runtime(Protocol):
 
     async def version(self) -> str:
         """`<runtime name>://<version>` for the node's containerRuntimeVersion."""
+        ...
+
+    def on_sandbox_lost(self, callback: Callable[[str], None]) -> None:
+        """Have `callback(pod_uid)` called when a pod's sandbox dies under it (its pause container
+        exited); the kubelet then kills the pod's containers and creates a new sandbox."""
         ...
 
     async def run_pod_sandbox(self, pod: dict) -> str:

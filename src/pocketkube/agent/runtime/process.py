@@ -166,6 +166,9 @@ class ProcessRuntime:
         self._procs: dict[str, subprocess.Popen] = {}
         self._keys: dict[str, tuple[str, str]] = {}
 
+    def on_sandbox_lost(self, callback) -> None:
+        """A process pod's sandbox is its IP allocation, which cannot die under it."""
+
     async def version(self) -> str:
         return "pocketkube-process://0.1"
 

@@ -31,6 +31,7 @@ import math
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,7 @@ class ContainerdRuntime:
         self._tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
         self._sandbox_locks: dict[str, asyncio.Lock] = {}
+        self._sandbox_lost: Callable[[str], None] | None = None
         self._log_manager = ContainerLogManager(self.client, log_rotation, period=log_monitor_period) \
             if log_rotation is not None else None
         self._log_rotation: asyncio.Task | None = None
@@ -451,6 +453,22 @@ class ContainerdRuntime:
         for cid, (record, _) in list(self._watched.items()):
             if states.get(cid) not in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED, api.CONTAINER_UNKNOWN):
                 await self._refresh(record)
+        if self._sandbox_lost is not None and self._sandboxes:
+            await self._check_sandboxes()
+
+    async def _check_sandboxes(self) -> None:
+        """A sandbox that is no longer READY (its pause container died) is forgotten, so that the
+        next run_pod_sandbox creates another, and reported once to the kubelet."""
+        ready = {s.id for s in await self.client.list_pod_sandbox() if s.state == api.SANDBOX_READY}
+        for uid, sandbox in list(self._sandboxes.items()):
+            if sandbox.id not in ready and self._sandboxes.get(uid) is sandbox:
+                del self._sandboxes[uid]
+                log.info("the sandbox %s of pod %s is gone; the kubelet re-creates it", sandbox.id[:12], uid)
+                assert self._sandbox_lost is not None
+                self._sandbox_lost(uid)
+
+    def on_sandbox_lost(self, callback: Callable[[str], None]) -> None:
+        self._sandbox_lost = callback
 
     async def _refresh(self, record: ContainerRecord) -> None:
         """Update a running `record` from containerd; once it exited, resolve its future."""

@@ -1,4 +1,5 @@
-"""postStart and preStop hooks as the kubelet runs them, with the fake runtime and the fake client."""
+"""A container's life around its process, with the fake runtime and the fake client: postStart and
+preStop hooks, and a sandbox that dies under its pod."""
 
 from __future__ import annotations
 
@@ -101,3 +102,16 @@ async def test_a_failing_pre_stop_is_reported_and_the_stop_goes_on(world):
     await fake.delete(PODS, "default", "stubborn")
     await until(lambda: rt.stops, "the stop")
     assert any(r == "FailedPreStopHook" for r, _ in events(fake, "stubborn"))
+
+
+async def test_a_dead_sandbox_is_replaced_and_the_containers_start_again_in_it(world):
+    fake, rt, _ = world
+    await fake.create(PODS, pod("reborn", {}), "default")
+    await until(lambda: rt.started, "the container started")
+    uid = next(p for p in fake.objects(PODS, "default") if p["metadata"]["name"] == "reborn")["metadata"]["uid"]
+    rt.sandboxes.pop(uid)  # the pause container died: the next sandbox is a new one
+    rt.sandbox_lost(uid)
+    await until(lambda: len(rt.started) == 2, "the container started again")
+    assert ("SandboxChanged", "Pod sandbox changed, it will be killed and re-created.") in events(fake, "reborn")
+    assert rt.stops and rt.stops[0][0] == "c"
+    assert rt.started[1].restart_count == 1 and uid in rt.sandboxes
