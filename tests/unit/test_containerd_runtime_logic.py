@@ -12,7 +12,7 @@ from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriError, NotFound, Unavailable
 from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
-from pocketkube.agent.runtime.interface import ImagePullError, SandboxError, StartError
+from pocketkube.agent.runtime.interface import ImagePullError, RuntimeUnavailable, SandboxError, StartError
 
 UID = "u1"
 S = 1_700_000_000 * 10**9
@@ -70,6 +70,9 @@ class FakeCri:
     async def image_status(self, ref):
         return None
 
+    async def stop_container(self, cid, timeout):
+        self._maybe_fail("StopContainer")
+
     async def exec_sync(self, cid, cmd, timeout):
         self._maybe_fail("ExecSync")
         return api.ExecSyncResponse(stdout=b"o", stderr=b"e", exit_code=0)
@@ -126,6 +129,17 @@ async def test_poller_survives_an_unavailable_runtime(fake) -> None:
     del cri.fail["ListContainers"]
     cri.containers["c"] = ctr("c", "app", 0, api.CONTAINER_EXITED, 2)
     assert (await asyncio.wait_for(fut, 5)).exit_code == 2
+    await rt.close()
+
+
+async def test_stop_while_containerd_restarts_is_runtime_unavailable(fake) -> None:
+    """The kubelet retries quietly (no traceback) when containerd does not answer a stop."""
+    cri, rt = fake
+    cri.containers["c"] = ctr("c", "app", 0, api.CONTAINER_RUNNING)
+    await rt.adopt_all()
+    cri.fail["StopContainer"] = Unavailable(code="UNAVAILABLE", message="connection refused", method="StopContainer")
+    with pytest.raises(RuntimeUnavailable, match="stopping container app: connection refused"):
+        await rt.stop(rt.history(UID, "app").current, 5)
     await rt.close()
 
 

@@ -28,6 +28,7 @@ from pocketkube.agent.runtime.interface import (
     ContainerRecord,
     CreateError,
     ExecResult,
+    RuntimeUnavailable,
     SandboxError,
     StartError,
     User,
@@ -123,6 +124,9 @@ class PodWorker:
                 delay = await self.sync()
             except asyncio.CancelledError:
                 raise
+            except RuntimeUnavailable as e:  # containerd restarting: no traceback, a retry
+                log.warning("sync of pod %s: the runtime is unavailable, retrying: %s", self.key, e)
+                delay = 1.0
             except Exception:
                 log.exception("sync of pod %s failed", self.key)
                 delay = 1.0

@@ -120,6 +120,10 @@ class CreateConfigError(CreateError):
     root (CreateContainerConfigError)."""
 
 
+class RuntimeUnavailable(Exception):
+    """The runtime did not answer (e.g. containerd restarting); the kubelet tries again later."""
+
+
 class SandboxError(Exception):
     """The pod's sandbox (network namespace, pause container) could not be created."""
 

@@ -49,6 +49,7 @@ from pocketkube.agent.runtime.interface import (
     ExecResult,
     ImageInfo,
     ImagePullError,
+    RuntimeUnavailable,
     SandboxError,
     StartError,
     User,
@@ -517,9 +518,12 @@ class ContainerdRuntime:
         fut = self._watch(record)
         try:
             await self.client.stop_container(record.id, max(0, math.ceil(grace)))
+            await self._refresh(record)
         except NotFound:
             self._mark_unknown(record)
-        await self._refresh(record)
+            self._resolve(record)
+        except Unavailable as e:
+            raise RuntimeUnavailable(f"stopping container {record.name}: {e.message}") from None
         if not fut.done():
             await asyncio.shield(fut)
 
