@@ -86,6 +86,15 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
                         "for the not-ready/unreachable taints (default: %(default)s)")
 
 
+def _log_rotation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--container-log-max-size", default="10Mi",
+                   help="with containerd: rotate a container's log once it reaches this size "
+                        "(a quantity; negative: never) (default: %(default)s)")
+    p.add_argument("--container-log-max-files", type=int, default=5,
+                   help="with containerd: log files kept per container, the live one included "
+                        "(default: %(default)s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
@@ -120,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: 127.244.0.0/16; 10.244.0.0/16 with containers)")
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
+    _log_rotation_args(up)
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
@@ -142,12 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--pod-routes", default="",
                        help="with containerd: comma-separated ranges pods route via their gateway")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
-    agent.add_argument("--container-log-max-size", default="10Mi",
-                       help="with containerd: rotate a container's log once it reaches this size "
-                            "(a quantity; negative: never) (default: %(default)s)")
-    agent.add_argument("--container-log-max-files", type=int, default=5,
-                       help="with containerd: log files kept per container, the live one included "
-                            "(default: %(default)s)")
+    _log_rotation_args(agent)
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
@@ -260,7 +265,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  pod_egress=args.pod_egress, runtime=runtime.name, runtime_why=runtime.why,
                                  container_runtime_endpoint=args.container_runtime_endpoint,
                                  insecure_registries=tuple(args.insecure_registry),
-                                 registry_mirrors=tuple(args.registry_mirror)))
+                                 registry_mirrors=tuple(args.registry_mirror),
+                                 container_log_max_size=args.container_log_max_size,
+                                 container_log_max_files=args.container_log_max_files))
 
 
 def _control_plane_settings(args: argparse.Namespace):

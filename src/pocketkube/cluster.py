@@ -54,6 +54,8 @@ class UpConfig:
     container_runtime_endpoint: str = ""
     pod_egress: bool = True  # container pods reach the outside, masqueraded behind the host (as kind)
     insecure_registries: tuple[str, ...] = ()  # passed to every agent's containerd
+    container_log_max_size: str = "10Mi"  # passed to every agent (containerd mode's log rotation)
+    container_log_max_files: int = 5
     registry_mirrors: tuple[str, ...] = ()
 
 
@@ -282,6 +284,8 @@ class Cluster:
                 *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]
                   if self.cfg.container_runtime_endpoint else []),
                 *self._agent_network_args(plan), *self._agent_registry_args(),
+                "--container-log-max-size", self.cfg.container_log_max_size,
+                "--container-log-max-files", str(self.cfg.container_log_max_files),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
 
     async def _wait_agents(self) -> None:
