@@ -1,20 +1,31 @@
-"""Cluster benchmark (issue 3): `up` → 3 nodes Ready, pod start-up of a 100-replica Deployment, RSS.
+"""Cluster benchmark (issues 3 and 9): `up` → 3 nodes Ready, pod start-up of a 100-replica Deployment, RSS.
 
 Every time is reported next to a baseline measured in the same run on the same machine (a bare
 Python start and a Python start that imports aiohttp, what each of our processes pays before doing
 anything; a single pod's start-up for the 100-pod figure), so results compare across machines.
 Medians over --runs. Run:
 
-    .venv/bin/python bench/cluster.py [--runs 3] [--replicas 100]
+    .venv/bin/python bench/cluster.py [--runs 3] [--replicas 100] [--runtime process|containerd]
 
-The cluster uses address ranges of its own (nodes 127.0.11.x, pods 127.249.0.0/16, Services
-127.99.0.0/16, load balancers 127.203.0.0/24) and everything is stopped and removed afterwards.
+The process-runtime cluster uses address ranges of its own (nodes 127.0.11.x, pods
+127.249.0.0/16, Services 127.99.0.0/16, load balancers 127.203.0.0/24) and everything is stopped
+and removed afterwards.
+
+`--runtime containerd` (issue 9, root): the same cluster in container mode (each node its own
+containerd; nodes 10.241.0.x, pods 10.243.0.0/16, Services 10.104.0.0/16, load balancers
+10.241.1.0/24, no pod egress). `up` is timed for a new data dir (PKI, containerd's first start,
+the pause image imported into every node) and for a resumed one (image present), each against
+`up` of the process runtime measured in the same run (the baseline: the same client, API server
+and agents with the container stack removed). Pods are busybox `sleep` from an image loaded with
+`pocketkube image load` (IfNotPresent, so no pull is tried); RSS is the agent process alone, then
+its containerd and the shims (one per pod) stated separately.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,6 +51,15 @@ UP_TARGET_S = 2.0
 POD_P99_TARGET_S = 1.0
 AGENT_RSS_TARGET_MB = 50
 SERVER_RSS_TARGET_MB = 150
+# Container mode (issue 9): its own targets, ranges and pod.
+CTR_UP_TARGET_S = 3.0
+CTR_POD_P99_TARGET_S = 3.0
+CTR_AGENT_RSS_TARGET_MB = 60
+CTR_RANGES = {"node_ip_base": "10.241.0.0", "pod_cidr_base": "10.243.0.0/16", "service_cidr": "10.104.0.0/16",
+              "lb_pool": "10.241.1.0/24"}
+BUSYBOX_REF = "docker.io/library/busybox:bench"
+SLEEP_POD = {"image": "busybox:bench", "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}
+NGINX_POD = {"image": "nginx", "ports": [{"containerPort": 80}]}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -52,6 +72,35 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (the shims' one binary) counted once across processes."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def runtime_pids(data_dir: Path) -> tuple[list[int], list[int]]:
+    """(containerd pids, shim pids) of this data dir's nodes, found by their command lines."""
+    daemons, shims = [], []
+    needle = str(data_dir).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle not in b" ".join(argv):
+            continue
+        exe = Path(argv[0].decode(errors="replace")).name
+        if exe.startswith("containerd-shim"):
+            shims.append(int(entry.name))
+        elif exe == "containerd":
+            daemons.append(int(entry.name))
+    return daemons, shims
 
 
 def server_pid(data_dir: Path) -> int:
@@ -78,7 +127,10 @@ def process_start_s(code: str, repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-def new_cluster(data_dir: Path) -> ClusterProcess:
+def new_cluster(data_dir: Path, runtime: str = "process") -> ClusterProcess:
+    if runtime == "containerd":
+        return ClusterProcess(data_dir, nodes=NODE_COUNT, runtime="containerd", extra_args=["--no-pod-egress"],
+                              **CTR_RANGES)
     return ClusterProcess(data_dir, nodes=NODE_COUNT, node_ip_base="127.0.11.0", pod_cidr_base="127.249.0.0/16",
                           service_cidr="127.99.0.0/16", lb_pool="127.203.0.0/24")
 
@@ -143,16 +195,16 @@ async def measure_up(cluster: ClusterProcess, cache: Path) -> dict:
     return {"press": t_press, "api": t_api, "kubectl": time.perf_counter() - t0}
 
 
-def deployment(name: str, replicas: int) -> dict:
+def deployment(name: str, replicas: int, container: dict | None = None) -> dict:
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "web", "image": "nginx",
-                                                           "ports": [{"containerPort": 80}]}]}}}}
+                                  "spec": {"containers": [{"name": "web", **(container or NGINX_POD)}]}}}}
 
 
-async def pods_ready_latencies(client: Client, name: str, replicas: int, timeout: float = 120) -> list[float]:
+async def pods_ready_latencies(client: Client, name: str, replicas: int, timeout: float = 120,
+                               container: dict | None = None) -> list[float]:
     """Create a Deployment; per pod, seconds from the create call to its Ready seen by a watch."""
     _, rv = await client.list(PODS, "default", label_selector=f"app={name}")
     seen: dict[str, float] = {}
@@ -166,7 +218,7 @@ async def pods_ready_latencies(client: Client, name: str, replicas: int, timeout
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.1)  # the watch is open before the create
     t0 = time.perf_counter()
-    await client.create(DEPLOYMENTS, deployment(name, replicas), "default")
+    await client.create(DEPLOYMENTS, deployment(name, replicas, container), "default")
     await asyncio.wait_for(watcher, timeout)
     return [t - t0 for t in seen.values()]
 
@@ -182,20 +234,29 @@ async def delete_and_wait(client: Client, name: str, timeout: float = 120) -> No
     raise RuntimeError(f"pods of {name} still present after {timeout}s")
 
 
-async def pods_and_memory(cluster: ClusterProcess, replicas: int) -> dict:
+async def pods_and_memory(cluster: ClusterProcess, replicas: int, container: dict | None = None,
+                          timeout: float = 120) -> dict:
     client = client_for(cluster.kubeconfig)
     try:
-        single = await pods_ready_latencies(client, "bench-one", 1)
-        await delete_and_wait(client, "bench-one")
-        many = await pods_ready_latencies(client, "bench-many", replicas)
+        single = await pods_ready_latencies(client, "bench-one", 1, timeout, container)
+        await delete_and_wait(client, "bench-one", timeout)
+        many = await pods_ready_latencies(client, "bench-many", replicas, timeout, container)
         await asyncio.sleep(1)  # let status writes and probes settle before reading RSS
         agents = {name: rss_mb(pid) for name, pid in cluster.agent_pids().items()}
         server = rss_mb(server_pid(cluster.data_dir))
-        await delete_and_wait(client, "bench-many")
+        daemons, shims = runtime_pids(cluster.data_dir)
+        deadline = time.monotonic() + 15
+        while len(shims) > replicas and time.monotonic() < deadline:  # the single pod's shim exits late
+            await asyncio.sleep(0.5)
+            daemons, shims = runtime_pids(cluster.data_dir)
+        memory = {"containerd_rss_max": max((rss_mb(p) for p in daemons), default=0.0),
+                  "shims": float(len(shims)), "shims_rss_sum": sum(rss_mb(p) for p in shims),
+                  "shims_pss_sum": sum(pss_mb(p) for p in shims)} if daemons else {}
+        await delete_and_wait(client, "bench-many", timeout)
     finally:
         await client.close()
     return {"single": single[0], "p50": statistics.median(many), "p99": pct(many, 99), "max": max(many),
-            "agent_rss_max": max(agents.values()), "server_rss": server}
+            "agent_rss_max": max(agents.values()), "server_rss": server, **memory}
 
 
 def stop(cluster: ClusterProcess, root: Path) -> None:
@@ -223,6 +284,86 @@ async def run_once(replicas: int) -> dict:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
     return result
+
+
+def load_busybox(cluster: ClusterProcess, root: Path) -> float:
+    """`pocketkube image load` of the busybox archive into every node; its wall time."""
+    from pocketkube.testing import images
+    from pocketkube.testing.archives import oci_archive
+
+    archive = oci_archive(images.busybox_image().layout, root / "busybox.tar", name=BUSYBOX_REF)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(cluster.data_dir),
+                    str(archive)], check=True, capture_output=True, timeout=120)
+    return time.perf_counter() - t0
+
+
+async def up_twice(runtime: str, root: Path, cache: Path, prefix: str) -> dict:
+    """`up` on a new data dir, Ctrl-C, `up` again on the same one: prefix_cold_*, prefix_warm_*."""
+    cluster = new_cluster(root / f"data-{runtime}", runtime)
+    result = {}
+    try:
+        for phase in ("cold", "warm"):
+            times = await measure_up(cluster, cache)
+            result.update({f"{prefix}_{phase}_{k}": v for k, v in times.items()})
+            stop(cluster, root)
+    finally:
+        cluster.stop()
+    return result
+
+
+async def run_once_containerd(replicas: int, index: int) -> dict:
+    """Process-runtime `up` (baseline) and containerd `up`, cold and warm, in alternating order;
+    then pods and RSS in the containerd cluster."""
+    root = Path(tempfile.mkdtemp(prefix="pk-bench-ctr-"))
+    cache = root / "home"
+    cache.mkdir()
+    result: dict = {}
+    try:
+        order = [("process", "proc"), ("containerd", "ctr")]
+        for runtime, prefix in order if index % 2 == 0 else order[::-1]:
+            result.update(await up_twice(runtime, root, cache, prefix))
+        cluster = new_cluster(root / "data-containerd", "containerd")
+        try:
+            await measure_up(cluster, cache)  # a third start of the same data dir; not counted
+            result["image_load"] = await asyncio.to_thread(load_busybox, cluster, root)
+            result.update(await pods_and_memory(cluster, replicas, SLEEP_POD, timeout=600))
+            stop(cluster, root)
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def report_containerd(results: list[dict], replicas: int) -> str:
+    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    lines = [f"bench/cluster.py --runtime containerd --runs {len(results)} --replicas {replicas} "
+             f"({datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores; medians)",
+             "baseline: `up` with the process runtime, measured in the same run (alternating order)"]
+    for phase, label in (("cold", "first start (new data dir: PKI, containerd, pause image import)"),
+                         ("warm", "resume same data dir (images present)")):
+        for what, name in (("api", "3 Ready in API"), ("kubectl", "in kubectl"), ("press", "'Press Ctrl-C'")):
+            c, p = med[f"ctr_{phase}_{what}"], med[f"proc_{phase}_{what}"]
+            target = f"   target <= {CTR_UP_TARGET_S:.0f} s: {'met' if c <= CTR_UP_TARGET_S else 'NOT met'}" \
+                if what == "api" else ""
+            lines.append(f"up, {label}: {name}: containerd {c:.2f} s, process {p:.2f} s, ratio {c / p:.2f}x{target}")
+    single = med["single"]
+    lines.append(f"`pocketkube image load` busybox into {NODE_COUNT} nodes: {med['image_load']:.2f} s")
+    lines.append(f"baseline pod start-up (1-replica Deployment of busybox sleep, create -> Ready in a watch): "
+                 f"{single * 1e3:.0f} ms")
+    lines.append(f"{replicas}-replica Deployment, create -> each pod Ready: p50 {med['p50'] * 1e3:.0f} ms "
+                 f"({med['p50'] / single:.1f}x single), p99 {med['p99'] * 1e3:.0f} ms ({med['p99'] / single:.1f}x), "
+                 f"max {med['max'] * 1e3:.0f} ms   target p99 <= {CTR_POD_P99_TARGET_S * 1e3:.0f} ms: "
+                 f"{'met' if med['p99'] <= CTR_POD_P99_TARGET_S else 'NOT met'}")
+    lines.append(f"RSS with {replicas} pods: largest agent {med['agent_rss_max']:.0f} MB (agent process only; target "
+                 f"<= {CTR_AGENT_RSS_TARGET_MB}: {'met' if med['agent_rss_max'] <= CTR_AGENT_RSS_TARGET_MB else 'NOT met'})"
+                 f", server {med['server_rss']:.0f} MB")
+    lines.append(f"  not the agent's: largest containerd {med['containerd_rss_max']:.0f} MB; "
+                 f"{med['shims']:.0f} shims: RSS sum {med['shims_rss_sum']:.0f} MB, PSS sum {med['shims_pss_sum']:.0f} MB")
+    for i, r in enumerate(results):
+        lines.append(f"  run {i + 1}: " + " ".join(f"{k}={v:.3f}" for k, v in r.items()))
+    return "\n".join(lines) + "\n"
 
 
 def report(results: list[dict], replicas: int) -> None:
@@ -253,7 +394,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--replicas", type=int, default=100)
+    p.add_argument("--runtime", choices=("process", "containerd"), default="process")
+    p.add_argument("--out", type=Path, default=None, help="also write the containerd report to this file")
     args = p.parse_args()
+    if args.runtime == "containerd":
+        if os.geteuid() != 0 or not shutil.which("containerd"):
+            sys.exit("bench/cluster.py --runtime containerd needs root and containerd (apt-get install containerd runc "
+                     "containernetworking-plugins busybox-static)")
+        results = [asyncio.run(run_once_containerd(args.replicas, i)) for i in range(args.runs)]
+        text = report_containerd(results, args.replicas)
+        print(text, end="")
+        if args.out:
+            args.out.write_text(text)
+        return
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         sys.exit("bench/cluster.py needs nginx (nginx-light) for the pods")
     results = [asyncio.run(run_once(args.replicas)) for _ in range(args.runs)]
