@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -69,53 +70,52 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _proc_kb(path: str, key: str) -> float:
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_mb(pid: int) -> float:
     """Proportional set size: shared pages (the shims' one binary) counted once across processes."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every live process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
 
 
 def runtime_pids(data_dir: Path) -> tuple[list[int], list[int]]:
     """(containerd pids, shim pids) of this data dir's nodes, found by their command lines."""
     daemons, shims = [], []
-    needle = str(data_dir).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if needle not in b" ".join(argv):
+    for pid, argv in processes():
+        if str(data_dir).encode() not in b" ".join(argv):
             continue
         exe = Path(argv[0].decode(errors="replace")).name
         if exe.startswith("containerd-shim"):
-            shims.append(int(entry.name))
+            shims.append(pid)
         elif exe == "containerd":
-            daemons.append(int(entry.name))
+            daemons.append(pid)
     return daemons, shims
 
 
 def server_pid(data_dir: Path) -> int:
     """The `pocketkube server` process of this data dir, found by its command line."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in processes():
         if b"server" in argv and str(data_dir).encode() in argv:
-            return int(entry.name)
+            return pid
     raise RuntimeError(f"no server process for {data_dir}")
 
 

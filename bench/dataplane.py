@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import random
@@ -138,22 +139,31 @@ def nginx_pods(ips: list[str]):
 
 
 def _wait_http(ip: str, port: int, timeout: float = 10.0) -> None:
+    _wait_http_url(f"http://{ip}:{port}/", timeout)
+
+
+def _wait_http_url(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://{ip}:{port}/"], check=False).returncode == 0:
+        if subprocess.run(["curl", "-sf", "-m", "2", "-o", "/dev/null", url], check=False).returncode == 0:
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing answers on {ip}:{port}")
+    raise RuntimeError(f"nothing answers at {url}")
 
 
 def wrk(url: str, duration: int, close: bool, connections: int) -> float:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", url]
     if close:
         cmd[1:1] = ["-H", "Connection: close"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    errors = re.search(r"Socket errors: (.*)", out)
-    if errors:
-        print(f"    ({url} close={close}: socket errors {errors.group(1)})")
+    return _wrk_rps(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout, url, close)
+
+
+def _wrk_rps(out: str, url: str, close: bool) -> float:
+    """Requests/sec from wrk's report; socket errors and non-2xx answers are printed."""
+    problems = [m.group(0) for m in (re.search(r"Socket errors: .*", out),
+                                     re.search(r"Non-2xx or 3xx responses: \d+", out)) if m]
+    if problems:
+        print(f"    ({url} close={close}: {'; '.join(problems)})")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
@@ -167,11 +177,7 @@ def wrk_many(urls: list[str], duration: int, close: bool, connections: int) -> f
         out, err = proc.communicate(timeout=duration + 30)
         if proc.returncode != 0:
             raise RuntimeError(f"wrk {url} failed: {err or out}")
-        errors = re.search(r"Socket errors: (.*)", out)
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if errors or non2xx:
-            print(f"    ({url} close={close}: {errors.group(0) if errors else ''} {non2xx.group(0) if non2xx else ''})")
-        total += float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        total += _wrk_rps(out, url, close)
     return total
 
 
@@ -385,7 +391,7 @@ async def container_throughput(runs: int, duration: int) -> list[str]:
             for r in range(runs):
                 for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
                     client_n += 1
-                    client = str(ipaddress_add(CLIENT_BASE, client_n))
+                    client = str(ipaddress.ip_address(CLIENT_BASE) + client_n)
                     subprocess.run(["nft", "-f", "-"], input=render_client(pod_ips, client), text=True, check=True)
                     waits.append(await asyncio.to_thread(cooldown, pod_ips))
                     rps[name].append(await asyncio.to_thread(wrk_many, sides[name], duration, close,
@@ -413,21 +419,6 @@ async def container_throughput(runs: int, duration: int) -> list[str]:
                 print(f"cluster did not stop cleanly:\n{out}")
         shutil.rmtree(root, ignore_errors=True)
     return lines
-
-
-def ipaddress_add(base: str, n: int):
-    import ipaddress
-
-    return ipaddress.ip_address(base) + n
-
-
-def _wait_http_url(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(["curl", "-sf", "-m", "2", "-o", "/dev/null", url], check=False).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing answers at {url}")
 
 
 async def main_containerd(args) -> None:
