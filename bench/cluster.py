@@ -304,6 +304,50 @@ def load_busybox(cluster: ClusterProcess, root: Path) -> float:
     return time.perf_counter() - t0
 
 
+async def wait_no_shims(data_dir: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while runtime_pids(data_dir)[1] and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+
+
+async def cri_floor(cluster: ClusterProcess, root: Path, replicas: int) -> list[float]:
+    """The same pods started by the agents' CRI runtime layer alone, straight against the
+    cluster's containerds (round-robin over the nodes, all at once as the kubelet's pod workers
+    run): RunPodSandbox, ImageStatus, CreateContainer, StartContainer with the configs the agent
+    builds, and no API server, scheduler, controllers, kubelet sync or status writes. Per pod,
+    seconds from the start to its container running. The agents do not see these pods (they
+    only know the sandboxes they made or adopted at start) and they are removed afterwards."""
+    import uuid
+
+    from pocketkube.agent.runtime.cri.runtime import ContainerdRuntime
+    from pocketkube.agent.runtime.interface import ContainerConfig
+
+    await wait_no_shims(cluster.data_dir)
+    runtimes = [ContainerdRuntime(f"unix://{cluster.data_dir}/nodes/node-{i}/containerd/containerd.sock",
+                                  data_dir=root / f"floor-{i}", node_name=f"bench-floor-{i}", node_ip=cluster.node_ip(i))
+                for i in range(1, NODE_COUNT + 1)]
+    container = {"name": "web", **{k: v for k, v in SLEEP_POD.items() if k != "terminationGracePeriodSeconds"}}
+    pods = [{"metadata": {"name": f"bench-floor-{n}", "namespace": "default", "uid": str(uuid.uuid4()),
+                          "labels": {"app": "bench-floor"}},
+             "spec": {"containers": [container], "terminationGracePeriodSeconds": 1}} for n in range(replicas)]
+
+    async def one(n: int) -> float:
+        rt, pod = runtimes[n % NODE_COUNT], pods[n]
+        ip = await rt.run_pod_sandbox(pod)
+        await rt.start(ContainerConfig(pod_uid=pod["metadata"]["uid"], name="web", command=container["command"],
+                                       args=[], env={}, restart_count=0, image=BUSYBOX_REF, pod_ip=ip, pod=pod,
+                                       spec=container))
+        return time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        return list(await asyncio.gather(*(one(n) for n in range(replicas))))
+    finally:
+        await asyncio.gather(*(runtimes[n % NODE_COUNT].remove_pod(pod["metadata"]["uid"])
+                               for n, pod in enumerate(pods)), return_exceptions=True)
+        for rt in runtimes:
+            await rt.close()
+
+
 async def up_twice(runtime: str, root: Path, cache: Path, prefix: str) -> dict:
     """`up` on a new data dir, Ctrl-C, `up` again on the same one: prefix_cold_*, prefix_warm_*."""
     cluster = new_cluster(root / f"data-{runtime}", runtime)
@@ -335,6 +379,8 @@ async def run_once_containerd(replicas: int, index: int) -> dict:
             result["agent_rss_idle"] = max(rss_mb(pid) for pid in cluster.agent_pids().values())
             result["image_load"] = await asyncio.to_thread(load_busybox, cluster, root)
             result.update(await pods_and_memory(cluster, replicas, SLEEP_POD, timeout=600))
+            floor = await cri_floor(cluster, root, replicas)
+            result.update({"floor_p50": statistics.median(floor), "floor_p99": pct(floor, 99)})
             stop(cluster, root)
         finally:
             cluster.stop()
@@ -363,6 +409,9 @@ def report_containerd(results: list[dict], replicas: int) -> str:
                  f"({med['p50'] / single:.1f}x single), p99 {med['p99'] * 1e3:.0f} ms ({med['p99'] / single:.1f}x), "
                  f"max {med['max'] * 1e3:.0f} ms   target p99 <= {CTR_POD_P99_TARGET_S * 1e3:.0f} ms: "
                  f"{'met' if med['p99'] <= CTR_POD_P99_TARGET_S else 'NOT met'}")
+    lines.append(f"  the same {replicas} pods by the agents' CRI runtime layer alone, straight at the cluster's "
+                 f"containerds (no API server, scheduler, controllers, kubelet): p50 {med['floor_p50'] * 1e3:.0f} ms, "
+                 f"p99 {med['floor_p99'] * 1e3:.0f} ms; the Deployment's p99 is {med['p99'] / med['floor_p99']:.2f}x that")
     lines.append(f"RSS with {replicas} pods: largest agent {med['agent_rss_max']:.0f} MB (agent process only; target "
                  f"<= {CTR_AGENT_RSS_TARGET_MB}: {'met' if med['agent_rss_max'] <= CTR_AGENT_RSS_TARGET_MB else 'NOT met'})"
                  f"; the same agents with no pod: {med['agent_rss_idle']:.0f} MB; server {med['server_rss']:.0f} MB")
