@@ -19,11 +19,14 @@ set for the duration of the bench only and restored afterwards.
 pods: a `pocketkube up --runtime containerd` cluster (nodes 10.242.0.x, pods 10.240.0.0/16,
 Services 10.105.0.0/16, load balancers 10.242.1.0/24, no pod egress), a 3-replica nginx
 Deployment (the test image, `pocketkube image load`ed, run with a bench config: no access log,
-a 3-byte answer) and a NodePort Service. Three sides, each with the same client shape (3 `wrk`
+a 3-byte answer) and a NodePort Service. Four sides, each with the same client shape (3 `wrk`
 processes of one thread, the same total connections) at the same three pods:
 - direct: wrk i straight at pod i;
-- bare DNAT, the kernel's own limit: wrk at a VIP that a one-rule table of the bench's own DNATs
-  with `numgen random mod 3` over the pods (the plane's tables stay loaded, as on every side);
+- bare DNAT, the kernel's own limit: a table of the bench's own whose one rule DNATs with
+  `numgen random mod 3` over the pods, at the node IPs on a port no Service has (wrk i at node i:
+  the same kind of destination as a NodePort, a local address; the verdict compares with this)
+  and at a VIP of the Service CIDR (routed via the cluster bridge, as ClusterIPs are); the
+  plane's tables stay loaded for every side;
 - NodePort: wrk i at node i's IP:NodePort, through the plane.
 New connections per request leave TIME_WAIT sockets in the pods and conntrack entries behind,
 which a later run's reused source ports collide with; so every run (keep-alive too, so the sides
@@ -49,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -258,6 +262,7 @@ async def programming_latency(kind: str, services: int, endpoints: int, changes:
 CTR_RANGES = {"node_ip_base": "10.242.0.0", "pod_cidr_base": "10.240.0.0/16", "service_cidr": "10.105.0.0/16",
               "lb_pool": "10.242.1.0/24"}
 BARE_VIP = "10.105.255.200"  # in the Service CIDR (routed via the cluster bridge), never allocated here
+BARE_NODE_PORT = 30099  # no Service has it
 CLIENT_BASE = "10.242.1.100"  # + run number: a fresh client address per run (LB pool, routed locally)
 BENCH_TABLE = "pk-bench-dnat"
 WRK_PROCS, WRK_CONNECTIONS_EACH = 3, 16
@@ -290,17 +295,21 @@ spec:
 """
 
 
-def render_bench_table(pods: list[str], client: str) -> str:
-    """The bare one-rule DNAT (the kernel's limit) and the per-run client SNAT, one transaction.
+def render_bench_table(pods: list[str], nodes: list[str], client: str) -> str:
+    """The bare one-rule DNATs (the kernel's limit: at a VIP, and at the node IPs on a port of
+    their own, the same kind of destination as a NodePort) and the per-run client SNAT, in one
+    transaction.
 
     The SNAT chain runs before srcnat (priority 90 < 100): the first NAT chain of a hook that
     binds a source NAT wins, so every side's connections to the pods leave from `client`."""
     t = f"ip {BENCH_TABLE}"
-    targets = ", ".join(f"{i} : {ip}" for i, ip in enumerate(pods))
+    targets = ", ".join(f"{i} : {ip} . 80" for i, ip in enumerate(pods))
+    dnat = f"dnat ip to numgen random mod {len(pods)} map {{ {targets} }}"
     return "\n".join([
         f"add table {t}", f"delete table {t}", f"add table {t}",
         f"add chain {t} out {{ type nat hook output priority -100 ; policy accept ; }}",
-        f"add rule {t} out ip daddr {BARE_VIP} tcp dport 80 dnat to numgen random mod {len(pods)} map {{ {targets} }}",
+        f"add rule {t} out ip daddr {BARE_VIP} tcp dport 80 {dnat}",
+        f"add rule {t} out ip daddr {{ {', '.join(nodes)} }} tcp dport {BARE_NODE_PORT} {dnat}",
         f"add chain {t} post {{ type nat hook postrouting priority 90 ; policy accept ; }}",
         f"add rule {t} post ip daddr {{ {', '.join(pods)} }} tcp dport 80 snat to {client}",
     ]) + "\n"
@@ -317,22 +326,23 @@ def drop_bench_table() -> None:
                    text=True, check=False)
 
 
-def pod_flows(pods: list[str]) -> int:
-    """Conntrack entries of connections to the pods (whatever side made them); other users of
-    the host have entries of their own, so the global count would not do."""
-    total = 0
+def pod_flows(pods: list[str]) -> Counter:
+    """TCP states of the conntrack entries of connections to the pods (whatever side made them);
+    other users of the host have entries of their own, so the global count would not do."""
+    states: Counter = Counter()
     for ip in pods:
         out = subprocess.run(["conntrack", "-L", "-p", "tcp", "--reply-src", ip], capture_output=True, text=True,
                              check=False).stdout
-        total += out.count("\n")
-    return total
+        states.update(line.split()[3] for line in out.splitlines() if len(line.split()) > 3)
+    return states
 
 
-def cooldown(pods: list[str], timeout: float = 30.0) -> tuple[float, int]:
-    """Wait until the connections of earlier runs have left the conntrack table (none but a few
-    left in TIME_WAIT/CLOSE, which the tuned timeouts end within a second or two); (seconds, left)."""
+def cooldown(pods: list[str], timeout: float = 20.0) -> tuple[float, Counter]:
+    """Wait until the connections of earlier runs have left the conntrack table (a few probes'
+    entries in TIME_WAIT may remain: the tuned timeouts end them within a second or two);
+    (seconds waited, the states left)."""
     t0 = time.monotonic()
-    while (left := pod_flows(pods)) > 10 and time.monotonic() - t0 < timeout:
+    while sum((left := pod_flows(pods)).values()) > 10 and time.monotonic() - t0 < timeout:
         time.sleep(0.5)
     return time.monotonic() - t0, left
 
@@ -364,8 +374,31 @@ def container_cluster_up(root: Path):
     return cluster, k, pods
 
 
+DNAT_NODES, DNAT_VIP = "bare DNAT at the node IPs", "bare DNAT at a VIP"
+
+
+def summarize(label: str, rps: dict[str, list[float]]) -> list[str]:
+    """Medians per side and the ratios. Paired as well: the sides of one round ran back to back,
+    so a round's ratio is immune to drift between rounds (other load on the host); the verdict
+    takes the median of those, NodePort against the bare DNAT at the same kind of address."""
+    med = {n: statistics.median(v) for n, v in rps.items()}
+
+    def paired(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(rps[a], rps[b]))
+    verdict = paired("NodePort", DNAT_NODES)
+    lines = [f"{label}: " + ", ".join(f"{n} {m:.0f} rps" + (f" ({m / med['direct']:.1%} of direct)" if n != "direct"
+                                                            else "") for n, m in med.items())]
+    lines.append(f"  NodePort / {DNAT_NODES}: {verdict:.1%} (median of per-round ratios; target >= 95%: "
+                 f"{'met' if verdict >= 0.95 else 'NOT met'}); ratio of medians "
+                 f"{med['NodePort'] / med[DNAT_NODES]:.1%}")
+    lines.append(f"  per-round medians: NodePort / {DNAT_VIP} {paired('NodePort', DNAT_VIP):.1%}, "
+                 + ", ".join(f"{n} / direct {paired(n, 'direct'):.1%}" for n in rps if n != "direct"))
+    lines += [f"  {n}: " + " ".join(f"{x:.0f}" for x in v) for n, v in rps.items()]
+    return lines
+
+
 async def container_throughput(runs: int, duration: int) -> list[str]:
-    """The three sides, keep-alive then a new connection per request; report lines."""
+    """The four sides, keep-alive then a new connection per request; report lines."""
     root = Path(tempfile.mkdtemp(prefix="pk-bench-dp-ctr-"))
     cluster = k = None
     lines = []
@@ -376,18 +409,21 @@ async def container_throughput(runs: int, duration: int) -> list[str]:
         lines.append("pods: " + ", ".join(f"{p['status']['podIP']} on {p['spec'].get('nodeName')}" for p in pods))
         sides = {
             "direct": [f"http://{ip}/" for ip in pod_ips],
-            "bare DNAT": [f"http://{BARE_VIP}/"] * WRK_PROCS,
+            DNAT_NODES: [f"http://{ip}:{BARE_NODE_PORT}/" for ip in node_ips],
+            DNAT_VIP: [f"http://{BARE_VIP}/"] * WRK_PROCS,
             "NodePort": [f"http://{ip}:30008/" for ip in node_ips],
         }
         names = list(sides)
         client_n = 0
-        subprocess.run(["nft", "-f", "-"], input=render_bench_table(pod_ips, CLIENT_BASE), text=True, check=True)
+        subprocess.run(["nft", "-f", "-"], input=render_bench_table(pod_ips, node_ips, CLIENT_BASE), text=True,
+                       check=True)
         for urls in sides.values():
             for url in set(urls):
                 await asyncio.to_thread(_wait_http_url, url)
         for close in (False, True):
             rps: dict[str, list[float]] = {n: [] for n in names}
-            waits: list[tuple[float, int]] = []
+            waits: list[tuple[float, Counter]] = []
+            first = len(lines)
             for r in range(runs):
                 for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
                     client_n += 1
@@ -396,19 +432,12 @@ async def container_throughput(runs: int, duration: int) -> list[str]:
                     waits.append(await asyncio.to_thread(cooldown, pod_ips))
                     rps[name].append(await asyncio.to_thread(wrk_many, sides[name], duration, close,
                                                              WRK_CONNECTIONS_EACH))
-            med = {n: statistics.median(v) for n, v in rps.items()}
-            label = "new connection per request" if close else "keep-alive"
-            lines.append(f"{label}: direct {med['direct']:.0f} rps, bare DNAT {med['bare DNAT']:.0f} rps "
-                         f"({med['bare DNAT'] / med['direct']:.1%} of direct), NodePort {med['NodePort']:.0f} rps "
-                         f"({med['NodePort'] / med['direct']:.1%} of direct); NodePort / bare DNAT "
-                         f"{med['NodePort'] / med['bare DNAT']:.1%} (target >= 95%: "
-                         f"{'met' if med['NodePort'] >= 0.95 * med['bare DNAT'] else 'NOT met'})")
-            for n, v in rps.items():
-                lines.append(f"  {n}: " + " ".join(f"{x:.0f}" for x in v))
+            lines += summarize("new connection per request" if close else "keep-alive", rps)
+            worst = max(waits, key=lambda w: sum(w[1].values()))[1]
             lines.append(f"  cooldown before each run: median {statistics.median(w for w, _ in waits):.1f} s, max "
-                         f"{max(w for w, _ in waits):.1f} s; conntrack entries to the pods left at the start: max "
-                         f"{max(n for _, n in waits)}")
-            print("\n".join(lines[-5:]), flush=True)
+                         f"{max(w for w, _ in waits):.1f} s; conntrack entries to the pods left at the start: at most "
+                         f"{sum(worst.values())} {dict(worst)}")
+            print("\n".join(lines[first:]), flush=True)
     finally:
         drop_bench_table()
         if k is not None:
