@@ -268,6 +268,14 @@ async def pods_and_memory(cluster: ClusterProcess, replicas: int, container: dic
 def stop(cluster: ClusterProcess, root: Path) -> None:
     out = cluster.stop()
     leftovers = processes_under(root)
+    if cluster.runtime == "containerd":  # and no mount, bridge or table of the cluster
+        from pocketkube.net import hostnet
+
+        cid = hostnet.cluster_id_of(cluster.data_dir)
+        leftovers += [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                      if line.split()[4].startswith(str(root))]
+        leftovers += hostnet.cluster_links(cid) + ([hostnet.cluster_table(cid)] if hostnet.cluster_table_exists(cid)
+                                                   else [])
     if "stopped" not in out or leftovers:
         raise RuntimeError(f"cluster did not stop cleanly: {leftovers}\n{out}")
 
@@ -379,6 +387,7 @@ async def run_once_containerd(replicas: int, index: int) -> dict:
             result["agent_rss_idle"] = max(rss_mb(pid) for pid in cluster.agent_pids().values())
             result["image_load"] = await asyncio.to_thread(load_busybox, cluster, root)
             result.update(await pods_and_memory(cluster, replicas, SLEEP_POD, timeout=600))
+            result["floor_single"] = (await cri_floor(cluster, root, 1))[0]
             floor = await cri_floor(cluster, root, replicas)
             result.update({"floor_p50": statistics.median(floor), "floor_p99": pct(floor, 99)})
             stop(cluster, root)
@@ -411,7 +420,9 @@ def report_containerd(results: list[dict], replicas: int) -> str:
                  f"{'met' if med['p99'] <= CTR_POD_P99_TARGET_S else 'NOT met'}")
     lines.append(f"  the same {replicas} pods by the agents' CRI runtime layer alone, straight at the cluster's "
                  f"containerds (no API server, scheduler, controllers, kubelet): p50 {med['floor_p50'] * 1e3:.0f} ms, "
-                 f"p99 {med['floor_p99'] * 1e3:.0f} ms; the Deployment's p99 is {med['p99'] / med['floor_p99']:.2f}x that")
+                 f"p99 {med['floor_p99'] * 1e3:.0f} ms; the Deployment's p99 is {med['p99'] / med['floor_p99']:.2f}x that "
+                 f"(one pod alone that way: {med['floor_single'] * 1e3:.0f} ms; the 1-replica Deployment is "
+                 f"{single / med['floor_single']:.2f}x that)")
     lines.append(f"RSS with {replicas} pods: largest agent {med['agent_rss_max']:.0f} MB (agent process only; target "
                  f"<= {CTR_AGENT_RSS_TARGET_MB}: {'met' if med['agent_rss_max'] <= CTR_AGENT_RSS_TARGET_MB else 'NOT met'})"
                  f"; the same agents with no pod: {med['agent_rss_idle']:.0f} MB; server {med['server_rss']:.0f} MB")
