@@ -86,6 +86,25 @@ def pss_mb(pid: int) -> float:
     return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
+def busy_cpu_s() -> float:
+    """Seconds of CPU time the whole host has been busy (all cores; idle and iowait excluded):
+    the difference over a phase says whether the phase was CPU-bound on this machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have used so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def processes() -> Iterator[tuple[int, list[bytes]]]:
     """(pid, argv) of every live process."""
     for entry in Path("/proc").iterdir():
@@ -246,7 +265,13 @@ async def pods_and_memory(cluster: ClusterProcess, replicas: int, container: dic
     try:
         single = await pods_ready_latencies(client, "bench-one", 1, timeout, container)
         await delete_and_wait(client, "bench-one", timeout)
+        groups = {"agents": list(cluster.agent_pids().values()), "server": [server_pid(cluster.data_dir)],
+                  "containerds": runtime_pids(cluster.data_dir)[0]}
+        before = {g: cpu_s(pids) for g, pids in groups.items()}
+        cpu0, t0 = busy_cpu_s(), time.perf_counter()
         many = await pods_ready_latencies(client, "bench-many", replicas, timeout, container)
+        cpu = {"cpu_busy": (busy_cpu_s() - cpu0) / (time.perf_counter() - t0) / (os.cpu_count() or 1),
+               "cpu_all_s": busy_cpu_s() - cpu0, **{f"cpu_{g}_s": cpu_s(pids) - before[g] for g, pids in groups.items()}}
         await asyncio.sleep(1)  # let status writes and probes settle before reading RSS
         agents = {name: rss_mb(pid) for name, pid in cluster.agent_pids().items()}
         server = rss_mb(server_pid(cluster.data_dir))
@@ -262,7 +287,7 @@ async def pods_and_memory(cluster: ClusterProcess, replicas: int, container: dic
     finally:
         await client.close()
     return {"single": single[0], "p50": statistics.median(many), "p99": pct(many, 99), "max": max(many),
-            "agent_rss_max": max(agents.values()), "server_rss": server, **memory}
+            "agent_rss_max": max(agents.values()), "server_rss": server, **memory, **cpu}
 
 
 def stop(cluster: ClusterProcess, root: Path) -> None:
@@ -388,8 +413,10 @@ async def run_once_containerd(replicas: int, index: int) -> dict:
             result["image_load"] = await asyncio.to_thread(load_busybox, cluster, root)
             result.update(await pods_and_memory(cluster, replicas, SLEEP_POD, timeout=600))
             result["floor_single"] = (await cri_floor(cluster, root, 1))[0]
+            cpu0, t0 = busy_cpu_s(), time.perf_counter()
             floor = await cri_floor(cluster, root, replicas)
-            result.update({"floor_p50": statistics.median(floor), "floor_p99": pct(floor, 99)})
+            result.update({"floor_p50": statistics.median(floor), "floor_p99": pct(floor, 99),
+                           "floor_cpu_busy": (busy_cpu_s() - cpu0) / (time.perf_counter() - t0) / (os.cpu_count() or 1)})
             stop(cluster, root)
         finally:
             cluster.stop()
@@ -423,6 +450,11 @@ def report_containerd(results: list[dict], replicas: int) -> str:
                  f"p99 {med['floor_p99'] * 1e3:.0f} ms; the Deployment's p99 is {med['p99'] / med['floor_p99']:.2f}x that "
                  f"(one pod alone that way: {med['floor_single'] * 1e3:.0f} ms; the 1-replica Deployment is "
                  f"{single / med['floor_single']:.2f}x that)")
+    lines.append(f"  host CPU busy while the {replicas} pods started (all cores, whoever used them): Deployment "
+                 f"{med['cpu_busy']:.0%}, CRI layer alone {med['floor_cpu_busy']:.0%}; CPU used during the Deployment's "
+                 f"start-up: {med['cpu_all_s']:.1f} s in all, agents {med['cpu_agents_s']:.1f} s, server "
+                 f"{med['cpu_server_s']:.1f} s, containerds {med['cpu_containerds_s']:.1f} s, the rest (shims, runc, "
+                 f"CNI plugins, kernel, other users) {med['cpu_all_s'] - med['cpu_agents_s'] - med['cpu_server_s'] - med['cpu_containerds_s']:.1f} s")
     lines.append(f"RSS with {replicas} pods: largest agent {med['agent_rss_max']:.0f} MB (agent process only; target "
                  f"<= {CTR_AGENT_RSS_TARGET_MB}: {'met' if med['agent_rss_max'] <= CTR_AGENT_RSS_TARGET_MB else 'NOT met'})"
                  f"; the same agents with no pod: {med['agent_rss_idle']:.0f} MB; server {med['server_rss']:.0f} MB")
