@@ -47,6 +47,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -506,4 +507,6 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
+    # `timeout`/kill: unwind, so the finally blocks stop the cluster and restore the sysctls.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main())
