@@ -390,8 +390,9 @@ def summarize(label: str, rps: dict[str, list[float]]) -> list[str]:
     lines = [f"{label}: " + ", ".join(f"{n} {m:.0f} rps" + (f" ({m / med['direct']:.1%} of direct)" if n != "direct"
                                                             else "") for n, m in med.items())]
     lines.append(f"  NodePort / {DNAT_NODES}: {verdict:.1%} (median of per-round ratios; target >= 95%: "
-                 f"{'met' if verdict >= 0.95 else 'NOT met'}); ratio of medians "
-                 f"{med['NodePort'] / med[DNAT_NODES]:.1%}")
+                 f"{'met' if verdict >= 0.95 else 'NOT met'}; rounds: "
+                 + " ".join(f"{x / y:.0%}" for x, y in zip(rps["NodePort"], rps[DNAT_NODES]))
+                 + f"); ratio of medians {med['NodePort'] / med[DNAT_NODES]:.1%}")
     lines.append(f"  per-round medians: NodePort / {DNAT_VIP} {paired('NodePort', DNAT_VIP):.1%}, "
                  + ", ".join(f"{n} / direct {paired(n, 'direct'):.1%}" for n in rps if n != "direct"))
     lines += [f"  {n}: " + " ".join(f"{x:.0f}" for x in v) for n, v in rps.items()]
