@@ -55,6 +55,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/cluster.py
 	$(VENV)/bin/python bench/dataplane.py --plane nftables
 	$(VENV)/bin/python bench/dataplane.py --plane userspace
+	$(VENV)/bin/python bench/cluster.py --runtime containerd
+	$(VENV)/bin/python bench/dataplane.py --runtime containerd
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
