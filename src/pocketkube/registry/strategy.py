@@ -87,9 +87,12 @@ def no_grace(obj: dict, requested: int | None) -> int:
 
 
 def last_finalizer_removed(new: dict, old: dict) -> bool:
-    """An object being deleted goes when an update removes its last finalizer."""
+    """An object being deleted goes when an update removes its last finalizer, unless it is
+    still in a graceful deletion (upstream's shouldDeleteDuringUpdate): a pod whose foreground
+    finalizer the garbage collector removes stays until its kubelet has stopped its containers."""
+    grace = old["metadata"].get("deletionGracePeriodSeconds")
     return bool(new["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers")
-                and not new["metadata"].get("finalizers"))
+                and not new["metadata"].get("finalizers") and not grace)
 
 
 @dataclass(frozen=True)
