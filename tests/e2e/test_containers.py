@@ -81,7 +81,14 @@ def k(cluster):
 
 
 def pods(k, selector):
-    return get_json(k, "pods", "-l", selector)["items"]
+    """The live pods (not terminating) the selector matches."""
+    return [p for p in get_json(k, "pods", "-l", selector)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def no_pods_left(k, selector: str) -> None:
+    """A test reusing the seed's manifests starts once the previous one's pods are all gone
+    (`kubectl delete --wait` waits for the Deployment, not for its pods)."""
+    wait_for(lambda: not get_json(k, "pods", "-l", selector)["items"], timeout=90, what=f"no pods {selector} left")
 
 
 def test_nodes_report_containerd(k, cluster):
@@ -108,6 +115,7 @@ def test_seed_walkthrough_in_containers(any_kubectl, cluster):
     `curl http://<node IP>:30008` on every node; the pods are containers with IPs of the pod
     range in their own namespaces."""
     k = any_kubectl
+    no_pods_left(k, "app=myapp")
     k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
     k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
     try:
@@ -241,6 +249,7 @@ def test_no_cluster_address_crosses_a_real_interface(k, cluster, tmp_path):
     """Address safety in container mode: while the host reaches the NodePort on every node and
     the ClusterIP, and a pod reaches the Service and another pod, no packet from or to a cluster
     range appears on any interface that is not the cluster's own (bridges, veths, loopback)."""
+    no_pods_left(k, "app=myapp")
     k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
     k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
     try:
