@@ -105,6 +105,9 @@ def remove_idle_chains(mark_bit: int = DEFAULT_MARK_BIT) -> str:
         return "no iptables"
     try:
         if not _chain_exists(iptables, DNAT_CHAIN):
+            # Another node's teardown removed the chains first; portmap's own DEL may still have
+            # left `ip nat`/`ip6 nat` behind, empty (gone only if nothing at all is in them).
+            _remove_empty_nat_tables()
             return "absent"
         done = subprocess.run([restore, "--noflush"], input=render_idle_chain_removal(mark_bit), capture_output=True,
                               text=True, timeout=30, check=False)
