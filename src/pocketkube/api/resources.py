@@ -55,10 +55,53 @@ RESOURCES: list[Resource] = [
              verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     Resource("", "v1", "Endpoints", "endpoints", "endpoints", short_names=("ep",)),
     Resource("", "v1", "Event", "events", "event", short_names=("ev",)),
+    # -- config and identity (issue 10)
+    Resource("", "v1", "ConfigMap", "configmaps", "configmap", short_names=("cm",)),
+    Resource("", "v1", "Secret", "secrets", "secret"),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", short_names=("sa",)),
+
+    # -- storage (issue 10)
+    Resource("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", namespaced=False,
+             short_names=("pv",), subresources=("status",)),
+    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim",
+             short_names=("pvc",), subresources=("status",)),
+
+    # -- resources (issue 10)
+    Resource("", "v1", "LimitRange", "limitranges", "limitrange", short_names=("limits",)),
+    Resource("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", short_names=("quota",),
+             subresources=("status",)),
+
+    # -- workloads (issue 10)
+    Resource("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller",
+             short_names=("rc",), categories=("all",), subresources=("status", "scale")),
+
     Resource("apps", "v1", "Deployment", "deployments", "deployment", short_names=("deploy",),
              categories=("all",), subresources=("status", "scale")),
     Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", short_names=("rs",),
              categories=("all",), subresources=("status", "scale")),
+    Resource("apps", "v1", "DaemonSet", "daemonsets", "daemonset", short_names=("ds",),
+             categories=("all",), subresources=("status",)),
+    Resource("apps", "v1", "StatefulSet", "statefulsets", "statefulset", short_names=("sts",),
+             categories=("all",), subresources=("status", "scale")),
+    Resource("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision"),
+
+    Resource("batch", "v1", "Job", "jobs", "job", categories=("all",), subresources=("status",)),
+    Resource("batch", "v1", "CronJob", "cronjobs", "cronjob", short_names=("cj",), categories=("all",),
+             subresources=("status",)),
+
+    Resource("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget",
+             short_names=("pdb",), subresources=("status",)),
+
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
+             "clusterrolebinding", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole",
+             namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding"),
+    Resource("rbac.authorization.k8s.io", "v1", "Role", "roles", "role"),
+
+    Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", namespaced=False,
+             short_names=("sc",)),
+
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice"),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease"),
 ]

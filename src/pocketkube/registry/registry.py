@@ -15,7 +15,7 @@ from pocketkube.registry.apps import deployments, replicasets
 from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
-from pocketkube.registry.strategy import NO_HOOKS, Strategy
+from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
 from pocketkube.storage.interface import Backend
 
 
@@ -45,6 +45,37 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
                                   others.endpointslice_validate_update),
         "Event": Strategy(others.event_default, others.event_validate, others.event_validate_update),
         "Lease": Strategy(others.lease_default, others.lease_validate, others.lease_validate_update),
+
+        # -- config and identity
+        "ConfigMap": metadata_only(namespaced=True),
+        "Secret": metadata_only(namespaced=True),
+        "ServiceAccount": metadata_only(namespaced=True),
+
+        # -- storage
+        "PersistentVolume": metadata_only(namespaced=False),
+        "PersistentVolumeClaim": metadata_only(namespaced=True),
+        "StorageClass": metadata_only(namespaced=False),
+
+        # -- resources and disruption
+        "LimitRange": metadata_only(namespaced=True),
+        "ResourceQuota": metadata_only(namespaced=True),
+        "PodDisruptionBudget": metadata_only(namespaced=True),
+
+        # -- workloads: batch
+        "Job": metadata_only(namespaced=True),
+        "CronJob": metadata_only(namespaced=True),
+
+        # -- workloads: apps and core
+        "DaemonSet": metadata_only(namespaced=True),
+        "StatefulSet": metadata_only(namespaced=True),
+        "ControllerRevision": metadata_only(namespaced=True),
+        "ReplicationController": metadata_only(namespaced=True),
+
+        # -- rbac
+        "Role": metadata_only(namespaced=True),
+        "ClusterRole": metadata_only(namespaced=False),
+        "RoleBinding": metadata_only(namespaced=True),
+        "ClusterRoleBinding": metadata_only(namespaced=False),
     }
 
 

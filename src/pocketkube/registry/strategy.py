@@ -27,6 +27,8 @@ from enum import Enum
 from typing import Protocol
 
 from pocketkube.api.fields import FieldError
+from pocketkube.api.validation import dns1123_subdomain_errors
+from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
 
 Defaulter = Callable[[dict], None]
 Validator = Callable[[dict], list[FieldError]]
@@ -115,3 +117,16 @@ class Strategy:
     should_delete_on_update: Callable[[dict, dict], bool] = last_finalizer_removed
     # Update endpoints beside "" and "status" (which every kind with a status subresource has).
     updates: Mapping[str, UpdatePath] = field(default_factory=lambda: {"": MAIN})
+
+
+def metadata_only(namespaced: bool) -> Strategy:
+    """A kind validated only as ObjectMeta (names are DNS-1123 subdomains): the starting point of
+    a new kind until its own defaulting and validation exist."""
+    def validate(obj: dict) -> list[FieldError]:
+        return validate_object_meta(obj, namespaced, dns1123_subdomain_errors)
+
+    def validate_update(new: dict, old: dict) -> list[FieldError]:
+        return validate(new) + validate_object_meta_update(new, old)
+
+    return Strategy(default=lambda obj: None, validate=validate, validate_update=validate_update,
+                    status_via_main=True)
