@@ -75,10 +75,11 @@ def test_objects_versions_allocations_and_history_survive_restart(start_server, 
     touched = api.request("PATCH", SERVICES + "/plain-1", {"metadata": {"annotations": {"a": "b"}}},
                           content_type="application/merge-patch+json").json()
     deleted = api.request("DELETE", SERVICES + "/plain-2").json()
+    # The revision before the snapshot: a controller's write racing the snapshot is newer than it.
+    last_rev = int(api.get(SERVICES).json()["metadata"]["resourceVersion"])
     before = {path: api.get(path).json() for path in (
         *(f"{SERVICES}/{s['metadata']['name']}" for s in [fixed, *randoms, *plain] if s is not plain[2]),
         f"{DEPLOYMENTS}/web", f"{PODS}/solo")}
-    last_rev = int(api.get(SERVICES).json()["metadata"]["resourceVersion"])
     api.close()
 
     restart(fresh_server, how)

@@ -25,19 +25,22 @@ class ApiError(Exception):
     def status(self) -> dict[str, Any]:
         s: dict[str, Any] = {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": self.message, "reason": self.reason, "code": self.code,
+            "message": self.message, "reason": self.reason,
         }
         if self.reason == "":
             del s["reason"]
         if self.details is not None:
             s["details"] = self.details
+        s["code"] = self.code  # last, as the Go struct serializes: clients compare the JSON text
         return s
 
 
 def _details(resource: str, name: str, group: str = "") -> dict[str, Any]:
-    d: dict[str, Any] = {"name": name, "kind": resource}
+    # StatusDetails' field order: name, group, kind.
+    d: dict[str, Any] = {"name": name}
     if group:
         d["group"] = group
+    d["kind"] = resource
     return d
 
 
@@ -119,9 +122,7 @@ class Invalid(ApiError):
         gk = f"{kind}.{group}" if group else kind
         agg = [str(e) for e in dict.fromkeys(str(e) for e in errors)]
         text = agg[0] if len(agg) == 1 else "[" + ", ".join(agg) + "]"
-        details: dict[str, Any] = {"name": name, "kind": kind}
-        if group:
-            details["group"] = group
+        details = _details(kind, name, group)
         details["causes"] = [{"reason": e.reason, "message": e.body(), "field": e.field} for e in errors]
         super().__init__(f'{gk} "{name}" is invalid: {text}', details)
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from pocketkube.api import errors
 from pocketkube.apiserver import appkeys, authz, discovery, event_ttl, metrics
 from pocketkube.apiserver.flowcontrol import FlowControl
-from pocketkube.apiserver.handlers import Handlers, json_response
+from pocketkube.apiserver.handlers import Handlers, json_response, status_body
 from pocketkube.apiserver.pki import PKI, kubeconfig, serving_hosts, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
 from pocketkube.registry.registry import Registry
@@ -173,20 +173,21 @@ class APIServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler):
+        # A Status body ends with a newline, as Go's json.Encoder writes it: clients quote it verbatim.
         try:
             return await handler(request)
         except errors.ApiError as e:
-            return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json",
+            return web.Response(body=status_body(e), status=e.code, content_type="application/json",
                                 headers=e.headers or None)
         except web.HTTPRequestEntityTooLarge:
             e = errors.RequestEntityTooLarge("Request entity too large: limit is 3145728")
-            return web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json")
+            return web.Response(body=status_body(e), status=e.code, content_type="application/json")
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: log it, answer a Status
             log.exception("internal error serving %s %s", request.method, request.path)
             e = errors.InternalError(f"{type(exc).__name__}: {exc}")
-            return web.Response(body=orjson.dumps(e.status()), status=500, content_type="application/json")
+            return web.Response(body=status_body(e), status=500, content_type="application/json")
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler):

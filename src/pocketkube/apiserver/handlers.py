@@ -26,6 +26,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=data, status=status, content_type=JSON, headers=headers)
 
 
+def status_body(e: errors.ApiError) -> bytes:
+    """An error's Status as the API server writes it: JSON with Go's trailing newline."""
+    return orjson.dumps(e.status()) + b"\n"
+
+
 def _selectors(request: web.Request, res: Resource):
     """A predicate for ?labelSelector= and ?fieldSelector=, or None when neither is given."""
     from pocketkube.api.selectors import FieldSelector, LabelSelector
