@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from pocketkube.agent.envvars import EnvError
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
 from pocketkube.agent.runtime.interface import Runtime
+from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
+ENV_SOURCES = {"ConfigMap": BY_PLURAL[("", "configmaps")], "Secret": BY_PLURAL[("", "secrets")]}
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
 EVENT_WRITES_IN_FLIGHT = 4  # a burst of pod starts writes its events over a few connections
@@ -91,6 +94,20 @@ class Kubelet:
 
     def services(self) -> list[dict]:
         return self.service_informer.list()
+
+    async def env_objects(self, namespace: str, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        """The named ConfigMaps and Secrets of a namespace (None: not found), read from the API as
+        the node identity; any other failure is an EnvError, so the container waits and retries."""
+        async def one(kind: str, name: str) -> dict | None:
+            try:
+                return await self.client.get(ENV_SOURCES[kind], namespace, name)
+            except errors.NotFound:
+                return None
+            except errors.ApiError as e:
+                raise EnvError(f"couldn't get {kind.lower()} {namespace}/{name}: {e}") from e
+        keys = sorted(refs)
+        found = await asyncio.gather(*(one(kind, name) for kind, name in keys))
+        return dict(zip(keys, found))
 
     def find_pod(self, namespace: str, name: str) -> dict | None:
         return self.pod_informer.get(f"{namespace}/{name}")
