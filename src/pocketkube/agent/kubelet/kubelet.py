@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pocketkube.agent.envvars import EnvError
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
-from pocketkube.agent.runtime.interface import Runtime
+from pocketkube.agent.kubelet.pull_secrets import RegistryKey, keyring, pull_secret_names
+from pocketkube.agent.runtime.interface import RegistryAuth, Runtime
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
+SERVICEACCOUNTS = BY_PLURAL[("", "serviceaccounts")]
 ENV_SOURCES = {"ConfigMap": BY_PLURAL[("", "configmaps")], "Secret": BY_PLURAL[("", "secrets")]}
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
@@ -108,6 +110,25 @@ class Kubelet:
         keys = sorted(refs)
         found = await asyncio.gather(*(one(kind, name) for kind, name in keys))
         return dict(zip(keys, found))
+
+    async def pull_keyring(self, pod: dict) -> tuple[list[tuple[RegistryKey, RegistryAuth]], list[str]]:
+        """The registry credentials of the pod's image pull secrets (its ServiceAccount's when it
+        names none), and the names of those that could not be read."""
+        namespace = pod["metadata"].get("namespace", "")
+        account = None
+        if not (pod.get("spec") or {}).get("imagePullSecrets"):
+            sa_name = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+            try:
+                account = await self.client.get(SERVICEACCOUNTS, namespace, sa_name)
+            except errors.ApiError:
+                account = None  # no account, no secrets of its own to add
+        secrets, missing = [], []
+        for name in pull_secret_names(pod, account):
+            try:
+                secrets.append(await self.client.get(ENV_SOURCES["Secret"], namespace, name))
+            except errors.ApiError:
+                missing.append(name)
+        return keyring(secrets), missing
 
     def find_pod(self, namespace: str, name: str) -> dict | None:
         return self.pod_informer.get(f"{namespace}/{name}")

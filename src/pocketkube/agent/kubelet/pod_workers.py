@@ -22,12 +22,14 @@ from pocketkube.agent import lifecycle
 from pocketkube.agent.envvars import EnvError, container_env, expand_argv, references
 from pocketkube.agent.kubelet.image_manager import go_duration
 from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
+from pocketkube.agent.kubelet.pull_secrets import credentials_for
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerRecord,
     CreateError,
     ExecResult,
+    RegistryAuth,
     RuntimeUnavailable,
     SandboxError,
     StartError,
@@ -255,7 +257,7 @@ class PodWorker:
         name = c["name"]
         fp = self._field_path(name)
         image = await self.k.images.ensure(self.uid, c, lambda t, r, m: self._event(t, r, m, fp),
-                                           self.waiting.get(name))
+                                           self.waiting.get(name), self._pull_credentials)
         if image.info is None:
             if image.waiting is not None:
                 self.waiting[name] = image.waiting
@@ -377,6 +379,16 @@ class PodWorker:
                                  objects=lambda kind, name: objects.get((kind, name)))
         except EnvError:
             return {}
+
+    async def _pull_credentials(self, image: str) -> list[RegistryAuth]:
+        """The credentials of the pod's image pull secrets (or its ServiceAccount's) for `image`;
+        secrets that cannot be read are named in upstream's FailedToRetrieveImagePullSecret Event."""
+        ring, missing = await self.k.pull_keyring(self.pod)
+        if missing:
+            self._event(WARNING, "FailedToRetrieveImagePullSecret",
+                        f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull "
+                        "the image may not succeed.")
+        return credentials_for(image, ring)
 
     async def _env(self, c: dict) -> dict[str, str]:
         """The container's environment, with the ConfigMaps and Secrets it names read fresh from
