@@ -76,7 +76,7 @@ def test_most_specific_credentials_first_with_the_server_address() -> None:
 
 def test_auth_config_for_cri() -> None:
     cfg = auth_config(RegistryAuth("u", "p", "dTpw", "r.example:5000"))
-    assert (cfg.username, cfg.password, cfg.auth, cfg.server_address) == ("u", "p", "dTpw", "r.example:5000")
+    assert (cfg.username, cfg.password, cfg.auth, cfg.server_address) == ("u", "p", "dTpw", "")
     assert auth_config(None) is None
 
 

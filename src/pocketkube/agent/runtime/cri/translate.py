@@ -70,12 +70,15 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 def auth_config(auth: RegistryAuth | None) -> api.AuthConfig | None:
-    """An image pull secret's credentials as the CRI PullImage request carries them."""
+    """An image pull secret's credentials as the CRI PullImage request carries them.
+
+    server_address stays empty: the kubelet chose these credentials for this image's registry
+    already, and containerd 1.7 url.Parse()s the address, which fails for a schemeless
+    "host:port" ("first path segment in URL cannot contain colon") and fails the pull."""
     if auth is None:
         return None
     return api.AuthConfig(username=auth.username, password=auth.password, auth=auth.auth,
-                          server_address=auth.server_address, identity_token=auth.identity_token,
-                          registry_token=auth.registry_token)
+                          identity_token=auth.identity_token, registry_token=auth.registry_token)
 
 
 def normalize_image(ref: str) -> str:
