@@ -228,7 +228,7 @@ def _env_from(src: dict, namespace: str, lookup: ObjectLookup,
     invalid: list[str] = []
     for key, value in _values(obj, kind).items():
         key = prefix + key
-        if not _ENV_VAR_NAME.fullmatch(key):
+        if not _ENV_VAR_NAME.fullmatch(key) or key in (".", "..") or key.startswith(".."):  # IsEnvVarName
             invalid.append(key)
             continue
         out[key] = value
