@@ -146,5 +146,9 @@ def test_string_data_and_apply(kubectl, tmp_path, what):
         else:
             assert got["data"] == {"user": "admin"}
         assert kubectl.ok("apply", "-f", str(path)).strip() in (f"{what}/{name} unchanged", f"{what}/{name} configured")
+        if what == "secret":  # a patch's stringData lands in data too
+            kubectl.ok("patch", "secret", name, "-p", '{"stringData":{"user":"root","extra":"x"}}')
+            got = yaml.safe_load(kubectl.ok("get", "secret", name, "-o", "yaml"))
+            assert got["data"] == {"user": base64.b64encode(b"root").decode(), "extra": "eA=="}
     finally:
         cleanup(kubectl, what, name)
