@@ -128,6 +128,25 @@ def test_python_client_configmaps_and_secrets(cluster):
         v1.delete_namespaced_secret("py-secret", "default")
 
 
+def test_python_client_configmap_flow_as_its_own_e2e(cluster):
+    """The official client's own e2e configmap flow: create, read, patch with the whole body,
+    delete with a body, list by label; and a delete-collection."""
+    v1 = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    body = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "py-flow", "labels": {"e2e-tests": "true"}},
+            "data": {"config.json": '{"command":"/usr/bin/mysqld_safe"}', "frontend.cnf": "[mysqld]\nbind-address = 10.0.0.3\n"}}
+    assert v1.create_namespaced_config_map(body=body, namespace="default").metadata.name == "py-flow"
+    assert v1.read_namespaced_config_map(name="py-flow", namespace="default").data["config.json"].startswith("{")
+    body["data"]["config.json"] = "{}"
+    assert v1.patch_namespaced_config_map(name="py-flow", namespace="default", body=body).data["config.json"] == "{}"
+    v1.delete_namespaced_config_map(name="py-flow", body={}, namespace="default")
+    assert v1.list_namespaced_config_map("default", pretty="true", label_selector="e2e-tests=true").items == []
+    for i in range(3):
+        v1.create_namespaced_secret("default", client.V1Secret(
+            metadata=client.V1ObjectMeta(name=f"py-many-{i}", labels={"batch": "py"}), string_data={"i": str(i)}))
+    v1.delete_collection_namespaced_secret("default", label_selector="batch=py")
+    assert v1.list_namespaced_secret("default", label_selector="batch=py").items == []
+
+
 @pytest.mark.parametrize("binary", sorted(kubectl_binaries()))
 def test_describe_pod_env_sources(cluster, binary):
     """kubectl's describe of a pod naming ConfigMaps and Secrets reads them (both kubectl builds)."""
