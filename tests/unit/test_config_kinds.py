@@ -76,6 +76,19 @@ def test_secret_string_data_is_merged_into_data() -> None:
     assert secret_validate(s) == []
 
 
+def test_secret_string_data_of_the_wrong_shape_is_reported() -> None:
+    s = {"metadata": meta(), "stringData": {"a": 1, "b": "ok"}}
+    secret_default(s)
+    out = msgs(secret_validate(s))
+    assert len(out) == 1 and out[0].startswith("stringData[a]: Invalid value: 1")
+    s = {"metadata": meta(), "stringData": ["x"]}
+    secret_default(s)
+    assert msgs(secret_validate(s))[0].startswith("stringData: Invalid value")
+    s = {"metadata": meta(), "stringData": {}}
+    secret_default(s)
+    assert "stringData" not in s and "data" not in s and secret_validate(s) == []
+
+
 def test_secret_bad_base64_is_invalid_and_redacted() -> None:
     s = {"metadata": meta(), "type": "Opaque", "data": {"k": "not base64!"}}
     assert msgs(secret_validate(s)) == [

@@ -176,27 +176,30 @@ def configmap_strategy() -> Strategy:
 
 def secret_default(obj: dict) -> None:
     """SetDefaults_Secret (type Opaque) and the v1 → internal conversion: `stringData` entries
-    overwrite `data`'s, base64-encoded, and `stringData` is not stored."""
+    overwrite `data`'s, base64-encoded, and `stringData` is not stored. A `stringData` of the
+    wrong shape stays for validation to report."""
     if not obj.get("type"):
         obj["type"] = OPAQUE
-    string_data = obj.pop("stringData", None)
-    if isinstance(string_data, dict) and string_data:
-        data = obj.get("data")
-        if data is None:
-            data = obj["data"] = {}
-        if isinstance(data, dict):
-            for k, v in string_data.items():
-                if isinstance(v, str):
-                    data[k] = base64.b64encode(v.encode()).decode()
-    elif string_data is not None and not isinstance(string_data, dict):
-        obj["stringData"] = string_data  # left for validation to report
+    string_data = obj.get("stringData")
+    if string_data is None:
+        obj.pop("stringData", None)
+        return
+    data = obj.get("data")
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()) \
+            or not isinstance(data, (dict, type(None))):
+        return
+    merged = dict(data or {})
+    merged.update({k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()})
+    if merged or data is not None:
+        obj["data"] = merged
+    del obj["stringData"]
 
 
 def secret_validate(obj: dict) -> list[FieldError]:
     errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
     _immutable_flag(obj, errs)
-    if "stringData" in obj:
-        errs.append(wrong_type(Path("stringData"), obj["stringData"], "object"))
+    if "stringData" in obj:  # only when defaulting could not fold it into data
+        _string_map(obj, "stringData", errs)
     data = _bytes_map(obj, "data", errs, redact=True)
     total = 0
     for key, value in data.items():
