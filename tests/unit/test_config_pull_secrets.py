@@ -131,3 +131,13 @@ async def test_kubelet_without_matching_secret_pulls_anonymously_and_fails(world
     await until(lambda: any(e["reason"] == "Failed" and "401 Unauthorized" in e["message"]
                             for e in fake.objects(EVENTS, "default")), "the pull failed")
     assert rt.pull_auths == [None] and not rt.started
+
+
+def test_a_node_may_read_but_not_list_or_write_config_and_secrets() -> None:
+    from pocketkube.apiserver.authz import Attributes, User, allowed
+
+    node = User("system:node:node-1", ("system:nodes", "system:authenticated"))
+    for resource in ("configmaps", "secrets", "serviceaccounts"):
+        assert allowed(Attributes(node, "get", resource=resource, namespace="default", name="x"))
+        for verb in ("list", "watch", "create", "update", "delete"):
+            assert not allowed(Attributes(node, verb, resource=resource, namespace="default", name="x"))
