@@ -5,6 +5,7 @@ client, so they could move to another process unchanged."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pocketkube.client.rest import Client
 from pocketkube.controllers.manager import ControllerManager, ControllerManagerSettings
@@ -27,7 +28,8 @@ class ControlPlane:
         self.manager = ControllerManager(self.client, ControllerManagerSettings(
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
-                                                 monitor_period=monitor)))
+                                                 monitor_period=monitor),
+            root_ca=Path(ca_file).read_text()))
         # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
         from pocketkube.api.resources import BY_PLURAL
 

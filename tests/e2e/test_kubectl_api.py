@@ -223,6 +223,6 @@ def test_label_annotate_patch(kubectl):
 def test_missing_namespace_and_unknown_resource(kubectl):
     cp = kubectl.run("create", "-f", SEED_SERVICE, "-n", "nope")
     assert cp.returncode == 1 and 'namespaces "nope" not found' in cp.stderr
-    cp = kubectl.run("get", "configmaps")
+    cp = kubectl.run("get", "widgets")
     assert cp.returncode == 1
-    assert 'the server doesn\'t have a resource type "configmaps"' in cp.stderr
+    assert 'the server doesn\'t have a resource type "widgets"' in cp.stderr

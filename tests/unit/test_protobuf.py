@@ -247,7 +247,7 @@ def test_iter_fields_reads_every_wire_type() -> None:
     (MAGIC + b"\x08" + b"\xff" * 11, "longer than 10 bytes"),
     (MAGIC + key(5, 3), "wire type 3"),
     (MAGIC + b"\x00\x00", "field number 0"),
-    (body("v1", "ConfigMap", b""), '"ConfigMap" in "v1" are not supported'),
+    (body("v1", "NoSuchKind", b""), '"NoSuchKind" in "v1" are not supported'),
     (body("apps/v1", "Pod", b""), '"Pod" in "apps/v1" are not supported'),
     (MAGIC + sub(2, b""), '"" in "" are not supported'),
     (body("v1", "Namespace", b"", sub(3, "gzip")), 'content encoding "gzip"'),

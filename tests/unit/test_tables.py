@@ -54,12 +54,12 @@ def test_human_duration_matches_apimachinery(seconds: float, expected: str) -> N
 
 
 def test_age_is_unknown_without_a_creation_timestamp() -> None:
-    assert cells("configmaps", {"metadata": {"name": "c"}}) == ["c", "<unknown>"]
+    assert cells("configmaps", {"metadata": {"name": "c"}}) == ["c", 0, "<unknown>"]
 
 
 def test_now_may_be_epoch_seconds() -> None:
-    assert cells("configmaps", {"metadata": meta("c", age=5)}) == ["c", "5s"]
-    assert table("configmaps", "", [{"metadata": meta("c", age=5)}], NOW.timestamp())["rows"][0]["cells"] == ["c", "5s"]
+    assert cells("configmaps", {"metadata": meta("c", age=5)}) == ["c", 0, "5s"]
+    assert table("configmaps", "", [{"metadata": meta("c", age=5)}], NOW.timestamp())["rows"][0]["cells"] == ["c", 0, "5s"]
 
 
 # --- table envelope -----------------------------------------------------------------------
@@ -498,7 +498,7 @@ ODD_OBJECTS = [
      "involvedObject": [], "series": {"count": "2"}, "count": None, "message": 4, "source": "s"},
 ]
 
-ALL_PRINTERS = sorted(tables.PRINTERS.items()) + [(("", "configmaps"), tables.DEFAULT_PRINTER)]
+ALL_PRINTERS = sorted(tables.PRINTERS.items()) + [(("", "nosuchkinds"), tables.DEFAULT_PRINTER)]
 
 
 @pytest.mark.parametrize("key, printer", ALL_PRINTERS, ids=lambda v: v[1] if isinstance(v, tuple) else "")

@@ -9,6 +9,7 @@ of this depends on how containers are run.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Callable
@@ -147,20 +148,58 @@ def resource_field_ref(container: dict, ref: dict, allocatable: dict[str, str]) 
     return str(math.ceil(amount / divisor)) if divisor else "0"
 
 
+# (kind, name) → the object, or None when it does not exist. The kubelet fetches what
+# `references` names before computing a container's environment, so this module stays pure.
+ObjectLookup = Callable[[str, str], dict | None]
+CONFIGMAP, SECRET = "ConfigMap", "Secret"
+_ENV_VAR_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+
+
+def references(container: dict) -> set[tuple[str, str]]:
+    """The ConfigMaps and Secrets a container's env and envFrom read, as (kind, name)."""
+    refs: set[tuple[str, str]] = set()
+    for src in container.get("envFrom") or []:
+        if isinstance(src, dict):
+            for key, kind in (("configMapRef", CONFIGMAP), ("secretRef", SECRET)):
+                if isinstance(src.get(key), dict):
+                    refs.add((kind, src[key].get("name", "")))
+    for var in container.get("env") or []:
+        source = var.get("valueFrom") if isinstance(var, dict) else None
+        if isinstance(source, dict):
+            for key, kind in (("configMapKeyRef", CONFIGMAP), ("secretKeyRef", SECRET)):
+                if isinstance(source.get(key), dict):
+                    refs.add((kind, source[key].get("name", "")))
+    return refs
+
+
+def _values(obj: dict, kind: str) -> dict[str, str]:
+    """What env sees of an object: a ConfigMap's `data`, a Secret's decoded `data`."""
+    data = obj.get("data") or {}
+    if kind == CONFIGMAP:
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+    return {k: base64.b64decode(v).decode("utf-8", errors="replace") for k, v in data.items()}
+
+
+def _not_found(kind: str, name: str) -> EnvError:
+    # The kubelet's object cache words it with the singular resource: `configmap "x" not found`.
+    return EnvError(f'{kind.lower()} "{name}" not found')
+
+
 def container_env(pod: dict, container: dict, services: list[dict], pod_ip: str, host_ip: str,
-                  allocatable: dict[str, str] | None = None) -> dict[str, str]:
-    """Service link variables, then the container's env in order, each value expanded against what
-    came before it; finally what a container runtime adds (HOSTNAME, PATH, HOME) and POD_IP."""
+                  allocatable: dict[str, str] | None = None, objects: ObjectLookup | None = None,
+                  warnings: list[tuple[str, str]] | None = None) -> dict[str, str]:
+    """Service link variables, then envFrom, then the container's env in order, each value
+    expanded against what came before it; finally what a container runtime adds (HOSTNAME,
+    PATH, HOME) and POD_IP. `warnings` collects (reason, message) Events for the pod."""
+    lookup = objects or (lambda kind, name: None)
+    namespace = pod["metadata"].get("namespace", "")
     env = service_env(services_for_pod(pod, services))
     for src in container.get("envFrom") or []:
-        ref = src.get("configMapRef") or src.get("secretRef") or {}
-        if not ref.get("optional"):
-            kind = "configmap" if "configMapRef" in src else "secret"
-            raise EnvError(f'{kind} "{ref.get("name", "")}" not found')
+        env.update(_env_from(src, namespace, lookup, warnings))
     for var in container.get("env") or []:
         name = var.get("name", "")
         if "valueFrom" in var:
-            value = _value_from(pod, container, var["valueFrom"], pod_ip, host_ip, allocatable or {})
+            value = _value_from(pod, container, var["valueFrom"], pod_ip, host_ip, allocatable or {}, lookup)
             if value is None:
                 continue
         else:
@@ -172,17 +211,55 @@ def container_env(pod: dict, container: dict, services: list[dict], pod_ip: str,
     return env
 
 
+def _env_from(src: dict, namespace: str, lookup: ObjectLookup,
+              warnings: list[tuple[str, str]] | None) -> dict[str, str]:
+    """One envFrom source: its keys (prefixed); keys that are no env var names are skipped with
+    upstream's InvalidEnvironmentVariableNames Event."""
+    kind = CONFIGMAP if "configMapRef" in src else SECRET
+    ref = src.get("configMapRef") or src.get("secretRef") or {}
+    name = ref.get("name", "")
+    obj = lookup(kind, name)
+    if obj is None:
+        if ref.get("optional"):
+            return {}
+        raise _not_found(kind, name)
+    prefix = src.get("prefix") or ""
+    out: dict[str, str] = {}
+    invalid: list[str] = []
+    for key, value in _values(obj, kind).items():
+        key = prefix + key
+        if not _ENV_VAR_NAME.fullmatch(key) or key in (".", "..") or key.startswith(".."):  # IsEnvVarName
+            invalid.append(key)
+            continue
+        out[key] = value
+    if invalid and warnings is not None:
+        what = "configMap" if kind == CONFIGMAP else "secret"
+        warnings.append(("InvalidEnvironmentVariableNames",
+                         f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {what} {namespace}/{name} "
+                         "were skipped since they are considered invalid environment variable names."))
+    return out
+
+
 def _value_from(pod: dict, container: dict, source: dict, pod_ip: str, host_ip: str,
-                allocatable: dict[str, str]) -> str | None:
+                allocatable: dict[str, str], lookup: ObjectLookup) -> str | None:
     if "fieldRef" in source:
         return field_ref(pod, source["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
     if "resourceFieldRef" in source:
         return resource_field_ref(container, source["resourceFieldRef"], allocatable)
+    kind = CONFIGMAP if "configMapKeyRef" in source else SECRET
     ref = source.get("configMapKeyRef") or source.get("secretKeyRef") or {}
-    if ref.get("optional"):
-        return None
-    kind = "configmap" if "configMapKeyRef" in source else "secret"
-    raise EnvError(f'{kind} "{ref.get("name", "")}" not found')
+    name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
+    obj = lookup(kind, name)
+    if obj is None:
+        if optional:
+            return None
+        raise _not_found(kind, name)
+    values = _values(obj, kind)
+    if key not in values:
+        if optional:
+            return None
+        raise EnvError(f"couldn't find key {key} in {kind} {pod['metadata'].get('namespace', '')}/{name}")
+    return values[key]
 
 
 def expand_argv(argv: list[str], env: dict[str, str]) -> list[str]:

@@ -141,6 +141,7 @@ _NODE_RULES = (
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
+    _rule("get", "", "configmaps secrets serviceaccounts"),  # env, imagePullSecrets (upstream: its pods' only)
 )
 
 

@@ -22,12 +22,14 @@ from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace"})
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
+                             "serviceaccount", "root-ca-cert-publisher"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -42,6 +44,7 @@ class ControllerManagerSettings:
     gc_workers: int = 4
     namespace_workers: int = 2
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
+    root_ca: str = ""  # PEM of the CA the API server's certificate chains to (kube-root-ca.crt)
 
 
 class ControllerManager:
@@ -76,6 +79,10 @@ class ControllerManager:
                                              self.recorder("taint-eviction-controller"), s.node_lifecycle))
         if "namespace" in enabled:
             self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
+        if "serviceaccount" in enabled:
+            self.add(ServiceAccountsController(self.client, self.informers))
+        if "root-ca-cert-publisher" in enabled and s.root_ca:
+            self.add(RootCACertPublisher(self.client, self.informers, s.root_ca))
 
     async def start(self) -> None:
         self._build()

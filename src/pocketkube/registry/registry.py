@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry.apps import deployments, replicasets
+from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
@@ -47,9 +48,9 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         "Lease": Strategy(others.lease_default, others.lease_validate, others.lease_validate_update),
 
         # -- config and identity
-        "ConfigMap": metadata_only(namespaced=True),
-        "Secret": metadata_only(namespaced=True),
-        "ServiceAccount": metadata_only(namespaced=True),
+        "ConfigMap": config_kinds.configmap_strategy(),
+        "Secret": config_kinds.secret_strategy(),
+        "ServiceAccount": config_kinds.serviceaccount_strategy(),
 
         # -- storage
         "PersistentVolume": metadata_only(namespaced=False),

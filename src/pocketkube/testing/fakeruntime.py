@@ -14,6 +14,7 @@ from pocketkube.agent.runtime.interface import (
     ExecResult,
     ImageInfo,
     ImagePullError,
+    RegistryAuth,
     SandboxError,
 )
 from pocketkube.api.timestamps import now_rfc3339
@@ -25,6 +26,8 @@ class FakeRuntime:
         self.present: dict[str, ImageInfo] = {}
         self.registry: dict[str, ImageInfo | Exception] = {}
         self.pulls: list[str] = []
+        self.pull_auths: list[RegistryAuth | None] = []
+        self.required_auth: RegistryAuth | None = None  # a registry that wants these credentials
         self.statuses: list[str] = []
         self.pull_gate: asyncio.Event | None = None
         self.sandbox_failures = 0
@@ -49,8 +52,11 @@ class FakeRuntime:
         self.statuses.append(image)
         return self.present.get(image)
 
-    async def pull_image(self, image: str) -> ImageInfo:
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
         self.pulls.append(image)
+        self.pull_auths.append(auth)
+        if self.required_auth is not None and auth != self.required_auth:
+            raise ImagePullError(f"{image}: 401 Unauthorized")
         if self.pull_gate is not None:
             await self.pull_gate.wait()
         result = self.registry.get(image, ImagePullError(f"{image}: not found"))

@@ -48,16 +48,37 @@ def have_skopeo() -> bool:
     return shutil.which("skopeo") is not None
 
 
-def registry_config(*, addr: str, storage: Path) -> str:
+def registry_config(*, addr: str, storage: Path, htpasswd: Path | None = None) -> str:
     """The registry's YAML config (JSON is YAML): filesystem storage, deletes allowed, HTTP on
-    `addr`, no debug listener, quiet logs."""
-    return json.dumps({
+    `addr`, no debug listener, quiet logs; with `htpasswd`, basic auth against that file."""
+    config: dict = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True},
                     "cache": {"blobdescriptor": "inmemory"}},
         "http": {"addr": addr},
-    }, indent=2)
+    }
+    if htpasswd is not None:
+        config["auth"] = {"htpasswd": {"realm": "pocketkube-test", "path": str(htpasswd)}}
+    return json.dumps(config, indent=2)
+
+
+def have_bcrypt() -> bool:
+    """Whether this Python can write the bcrypt hashes htpasswd needs (its `crypt` module, over
+    libxcrypt; gone from Python 3.13)."""
+    try:
+        return bcrypt_hash("x").startswith("$2")
+    except (ImportError, OSError, TypeError):
+        return False
+
+
+def bcrypt_hash(password: str) -> str:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # the stdlib's, deprecated: fine for a test fixture's htpasswd
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH)) or ""
 
 
 def local_env() -> dict[str, str]:
@@ -77,6 +98,8 @@ def _answers(url: str) -> bool:
     try:
         with opener.open(url, timeout=1) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code == 401  # up, and wanting credentials
     except (urllib.error.URLError, OSError):
         return False
 
@@ -96,12 +119,12 @@ def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     proc.wait()
 
 
-def _start(tmp: Path, timeout: float) -> tuple[subprocess.Popen, str] | None:
+def _start(tmp: Path, timeout: float, htpasswd: Path | None = None) -> tuple[subprocess.Popen, str] | None:
     """Start the registry on a free port; None when it exited first (the port was taken between
     choosing and binding it), RegistryError when it never answered."""
     addr = f"{HOST}:{_free_port()}"
     config = tmp / "config.yml"
-    config.write_text(registry_config(addr=addr, storage=tmp / "storage"))
+    config.write_text(registry_config(addr=addr, storage=tmp / "storage", htpasswd=htpasswd))
     log = tmp / "registry.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([str(REGISTRY_BINARY), "serve", str(config)], stdin=subprocess.DEVNULL,
@@ -122,15 +145,20 @@ def _start(tmp: Path, timeout: float) -> tuple[subprocess.Popen, str] | None:
 
 
 @contextmanager
-def local_registry(*, timeout: float = 20.0) -> Iterator[str]:
-    """Run a registry on 127.0.0.1 for the `with` block; yields "127.0.0.1:PORT"."""
+def local_registry(*, timeout: float = 20.0, users: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a registry on 127.0.0.1 for the `with` block; yields "127.0.0.1:PORT". With `users`
+    (name → password) it wants HTTP basic auth (htpasswd, bcrypt) for every request."""
     if not have_registry():
         raise RegistryError(f"{REGISTRY_BINARY} not found: install {REGISTRY_HINT}")
     tmp = Path(tempfile.mkdtemp(prefix="pocketkube-registry-"))
     proc = None
+    htpasswd = None
+    if users:
+        htpasswd = tmp / "htpasswd"
+        htpasswd.write_text("".join(f"{u}:{bcrypt_hash(p)}\n" for u, p in users.items()))
     try:
         for _ in range(5):
-            started = _start(tmp, timeout)
+            started = _start(tmp, timeout, htpasswd)
             if started:
                 proc, addr = started
                 break
@@ -143,8 +171,10 @@ def local_registry(*, timeout: float = 20.0) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def push(layout: str | os.PathLike, ref: str, *, tag: str = "latest", timeout: float = 120.0) -> None:
-    """Copy the OCI layout's image `tag` to `ref` ("127.0.0.1:PORT/name:tag") over plain HTTP."""
+def push(layout: str | os.PathLike, ref: str, *, tag: str = "latest", timeout: float = 120.0,
+         creds: str | None = None) -> None:
+    """Copy the OCI layout's image `tag` to `ref` ("127.0.0.1:PORT/name:tag") over plain HTTP
+    (`creds` "user:password" for a registry that wants them)."""
     if not have_skopeo():
         raise RegistryError(f"skopeo not found: install {SKOPEO_HINT}")
     if not (Path(layout) / "index.json").is_file():
@@ -152,7 +182,7 @@ def push(layout: str | os.PathLike, ref: str, *, tag: str = "latest", timeout: f
     # --insecure-policy: the copy is between our own files and our own registry; the host's
     # /etc/containers/policy.json is not ours to depend on.
     cmd = ["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
-           f"oci:{layout}:{tag}", f"docker://{ref}"]
+           *(["--dest-creds", creds] if creds else []), f"oci:{layout}:{tag}", f"docker://{ref}"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=local_env(), timeout=timeout,
                             stdin=subprocess.DEVNULL)
     if result.returncode:

@@ -17,11 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pocketkube.agent.kubelet.pod_status import Waiting
-from pocketkube.agent.runtime.interface import ImageInfo, ImagePullError, InvalidImageName, Runtime
+from pocketkube.agent.runtime.interface import (
+    ImageInfo,
+    ImagePullError,
+    InvalidImageName,
+    RegistryAuth,
+    Runtime,
+)
 from pocketkube.agent.runtime.reference import go_quote, parse_image, parse_reference, with_default_tag
 from pocketkube.client.events import NORMAL, WARNING
 from pocketkube.util.backoff import Backoff
@@ -33,6 +39,7 @@ NEVER_PULL_RETRY = 10.0  # an image loaded later (`pocketkube image load`) is pi
 PULL_FAILED_USING_LOCAL = "PullFailedUsingLocal"
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
+CredentialsFn = Callable[[str], Awaitable[list[RegistryAuth]]]  # image → credentials to try
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +135,7 @@ class ImageManager:
     def __init__(self, runtime: Runtime, backoff: Backoff) -> None:
         self.runtime = runtime
         self.backoff = backoff  # the kubelet's image-pull back-off, per pod and container
-        self._pulls: dict[str, asyncio.Future[tuple[ImageInfo, float]]] = {}
+        self._pulls: dict[tuple, asyncio.Future[tuple[ImageInfo, float]]] = {}
         self._errors: dict[str, str] = {}  # back-off key → the last pull error, for ImagePullBackOff
 
     def forget(self, pod_uid: str) -> None:
@@ -137,8 +144,9 @@ class ImageManager:
             del self._errors[key]
 
     async def ensure(self, pod_uid: str, container: dict, event: EventFn,
-                     previous: Waiting | None = None) -> ImageOutcome:
-        """EnsureImageExists: the image for `container`, pulled as its policy says."""
+                     previous: Waiting | None = None, credentials: CredentialsFn | None = None) -> ImageOutcome:
+        """EnsureImageExists: the image for `container`, pulled as its policy says; `credentials`
+        gives the pod's registry credentials for an image, asked only when a pull is needed."""
         image = container.get("image") or ""
         try:
             ref = parse_reference(image)
@@ -175,7 +183,8 @@ class ImageManager:
         event(NORMAL, "Pulling", f"Pulling image {go_quote(image)}")
         asked = time.monotonic()
         try:
-            info, pull_seconds = await self._pull(tagged)
+            auths = tuple(await credentials(tagged)) if credentials is not None else ()
+            info, pull_seconds = await self._pull(tagged, auths)
         except InvalidImageName as e:
             return self._invalid(image, str(e), event, previous)
         except ImagePullError as e:
@@ -205,19 +214,30 @@ class ImageManager:
             event(WARNING, "Failed", "Error: InvalidImageName")
         return ImageOutcome(waiting=waiting)
 
-    async def _pull(self, image: str) -> tuple[ImageInfo, float]:
-        """One runtime pull per image at a time, shared by every pod that asks meanwhile."""
-        pull = self._pulls.get(image)
+    async def _pull(self, image: str, auths: tuple[RegistryAuth, ...] = ()) -> tuple[ImageInfo, float]:
+        """One runtime pull per image (and credentials) at a time, shared by every pod that asks meanwhile."""
+        key = (image, auths)
+        pull = self._pulls.get(key)
         if pull is None:
-            pull = asyncio.ensure_future(self._timed_pull(image))
-            self._pulls[image] = pull
-            pull.add_done_callback(lambda _: self._pulls.pop(image, None))
+            pull = asyncio.ensure_future(self._timed_pull(image, auths))
+            self._pulls[key] = pull
+            pull.add_done_callback(lambda _: self._pulls.pop(key, None))
         return await asyncio.shield(pull)
 
-    async def _timed_pull(self, image: str) -> tuple[ImageInfo, float]:
+    async def _timed_pull(self, image: str, auths: tuple[RegistryAuth, ...]) -> tuple[ImageInfo, float]:
+        """Without credentials when none match the image; else each in turn until one works
+        (the error is the last one's), as the kubelet's puller does."""
         started = time.monotonic()
-        info = await self.runtime.pull_image(image)
-        return info, time.monotonic() - started
+        if not auths:
+            return await self.runtime.pull_image(image), time.monotonic() - started
+        error: ImagePullError | None = None
+        for auth in auths:
+            try:
+                return await self.runtime.pull_image(image, auth=auth), time.monotonic() - started
+            except ImagePullError as e:
+                error = e
+        assert error is not None
+        raise error
 
     async def _local(self, image: str) -> ImageInfo | None:
         try:

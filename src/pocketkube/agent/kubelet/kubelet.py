@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from pocketkube.agent.envvars import EnvError
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
-from pocketkube.agent.runtime.interface import Runtime
+from pocketkube.agent.kubelet.pull_secrets import RegistryKey, keyring, pull_secret_names
+from pocketkube.agent.runtime.interface import RegistryAuth, Runtime
+from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import Informer
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
+SERVICEACCOUNTS = BY_PLURAL[("", "serviceaccounts")]
+ENV_SOURCES = {"ConfigMap": BY_PLURAL[("", "configmaps")], "Secret": BY_PLURAL[("", "secrets")]}
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
 EVENT_WRITES_IN_FLIGHT = 4  # a burst of pod starts writes its events over a few connections
@@ -91,6 +96,39 @@ class Kubelet:
 
     def services(self) -> list[dict]:
         return self.service_informer.list()
+
+    async def env_objects(self, namespace: str, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict | None]:
+        """The named ConfigMaps and Secrets of a namespace (None: not found), read from the API as
+        the node identity; any other failure is an EnvError, so the container waits and retries."""
+        async def one(kind: str, name: str) -> dict | None:
+            try:
+                return await self.client.get(ENV_SOURCES[kind], namespace, name)
+            except errors.NotFound:
+                return None
+            except errors.ApiError as e:
+                raise EnvError(f"couldn't get {kind.lower()} {namespace}/{name}: {e}") from e
+        keys = sorted(refs)
+        found = await asyncio.gather(*(one(kind, name) for kind, name in keys))
+        return dict(zip(keys, found))
+
+    async def pull_keyring(self, pod: dict) -> tuple[list[tuple[RegistryKey, RegistryAuth]], list[str]]:
+        """The registry credentials of the pod's image pull secrets (its ServiceAccount's when it
+        names none), and the names of those that could not be read."""
+        namespace = pod["metadata"].get("namespace", "")
+        account = None
+        if not (pod.get("spec") or {}).get("imagePullSecrets"):
+            sa_name = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+            try:
+                account = await self.client.get(SERVICEACCOUNTS, namespace, sa_name)
+            except errors.ApiError:
+                account = None  # no account, no secrets of its own to add
+        secrets, missing = [], []
+        for name in pull_secret_names(pod, account):
+            try:
+                secrets.append(await self.client.get(ENV_SOURCES["Secret"], namespace, name))
+            except errors.ApiError:
+                missing.append(name)
+        return keyring(secrets), missing
 
     def find_pod(self, namespace: str, name: str) -> dict | None:
         return self.pod_informer.get(f"{namespace}/{name}")

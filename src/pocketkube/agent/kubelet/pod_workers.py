@@ -19,15 +19,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pocketkube.agent import lifecycle
-from pocketkube.agent.envvars import EnvError, container_env, expand_argv
+from pocketkube.agent.envvars import EnvError, container_env, expand_argv, references
 from pocketkube.agent.kubelet.image_manager import go_duration
 from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
+from pocketkube.agent.kubelet.pull_secrets import credentials_for
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerRecord,
     CreateError,
     ExecResult,
+    RegistryAuth,
     RuntimeUnavailable,
     SandboxError,
     StartError,
@@ -91,6 +93,7 @@ class PodWorker:
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.ip = ""
         self.sandbox_changed = False  # its sandbox died: kill the containers, make another
+        self.env_objects: dict[str, dict[tuple[str, str], dict | None]] = {}  # per container, for probes
         self.task = asyncio.create_task(self._loop(), name=f"pod {self.key}")
 
     @property
@@ -254,7 +257,7 @@ class PodWorker:
         name = c["name"]
         fp = self._field_path(name)
         image = await self.k.images.ensure(self.uid, c, lambda t, r, m: self._event(t, r, m, fp),
-                                           self.waiting.get(name))
+                                           self.waiting.get(name), self._pull_credentials)
         if image.info is None:
             if image.waiting is not None:
                 self.waiting[name] = image.waiting
@@ -262,7 +265,7 @@ class PodWorker:
                 delays.append(image.retry)
             return
         try:
-            env = container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable)
+            env = await self._env(c)
         except EnvError as e:
             self.waiting[name] = Waiting("CreateContainerConfigError", str(e))
             self._event(WARNING, "Failed", f"Error: {e}", fp)
@@ -370,10 +373,34 @@ class PodWorker:
         return container_user(self.pod, c, can_switch_user=self.k.runtime.can_switch_user())
 
     def _probe_env(self, c: dict) -> dict[str, str]:
+        objects = self.env_objects.get(c["name"], {})
         try:
-            return container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable)
+            return container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable,
+                                 objects=lambda kind, name: objects.get((kind, name)))
         except EnvError:
             return {}
+
+    async def _pull_credentials(self, image: str) -> list[RegistryAuth]:
+        """The credentials of the pod's image pull secrets (or its ServiceAccount's) for `image`;
+        secrets that cannot be read are named in upstream's FailedToRetrieveImagePullSecret Event."""
+        ring, missing = await self.k.pull_keyring(self.pod)
+        if missing:
+            self._event(WARNING, "FailedToRetrieveImagePullSecret",
+                        f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull "
+                        "the image may not succeed.")
+        return credentials_for(image, ring)
+
+    async def _env(self, c: dict) -> dict[str, str]:
+        """The container's environment, with the ConfigMaps and Secrets it names read fresh from
+        the API (a missing one is an EnvError: CreateContainerConfigError, retried)."""
+        objects = await self.k.env_objects(self.pod["metadata"].get("namespace", ""), references(c))
+        self.env_objects[c["name"]] = objects
+        warnings: list[tuple[str, str]] = []
+        env = container_env(self.pod, c, self.k.services(), self.ip, self.k.node_ip, self.k.allocatable,
+                            objects=lambda kind, name: objects.get((kind, name)), warnings=warnings)
+        for reason, message in warnings:
+            self._event(WARNING, reason, message)
+        return env
 
     def _on_probe_failure(self, name: str, message: str) -> None:
         self._event(WARNING, "Unhealthy", message, self._field_path(name))

@@ -107,6 +107,18 @@ class ImageInfo:
     id: str
 
 
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry, from an image pull secret (CRI's AuthConfig)."""
+
+    username: str = ""
+    password: str = ""
+    auth: str = ""  # base64 "user:password", as docker config files carry it
+    server_address: str = ""
+    identity_token: str = ""
+    registry_token: str = ""
+
+
 class StartError(Exception):
     """The container could not be started at all (e.g. its executable does not exist)."""
 
@@ -162,8 +174,9 @@ class Runtime(Protocol):
         """The image if present on this node (no pull); InvalidImageName for a bad reference."""
         ...
 
-    async def pull_image(self, image: str) -> ImageInfo:
-        """Pull the image; ImagePullError with the registry's message when it fails."""
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull the image (with `auth` for its registry, from the pod's image pull secrets; a
+        runtime without registries ignores it); ImagePullError with the registry's message."""
         ...
 
     def can_switch_user(self) -> bool:

@@ -32,6 +32,7 @@ from pocketkube.agent.runtime.interface import (
     ExecResult,
     ImageInfo,
     ImagePullError,
+    RegistryAuth,
     SandboxError,
     StartError,
     User,
@@ -210,8 +211,8 @@ class ProcessRuntime:
         except images.ImageNotRunnable:
             return None
 
-    async def pull_image(self, image: str) -> ImageInfo:
-        parse_reference(image)
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
+        parse_reference(image)  # no registry here: the catalog's images need no credentials
         try:
             return ImageInfo(image, images.catalog_image_id(image))
         except images.ImageNotRunnable as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,7 @@ def decode_message(data: bytes, schema: Message) -> dict[str, Any]:
         for value in _field_values(field, wire_type, raw, schema):
             if field.repeated:
                 collected.setdefault(number, []).append(value)
-            elif field.kind in (Kind.STRING_MAP, Kind.QUANTITY_MAP):
+            elif field.kind in (Kind.STRING_MAP, Kind.QUANTITY_MAP, Kind.BYTES_MAP):
                 collected.setdefault(number, {}).update([value])
             else:
                 collected[number] = value  # proto: the last occurrence wins
@@ -85,6 +86,8 @@ def _decode_payload(field: Field, data: bytes) -> Any:
         return _map_entry(data, _text)
     if kind is Kind.QUANTITY_MAP:
         return _map_entry(data, _decode_quantity)
+    if kind is Kind.BYTES_MAP:
+        return _map_entry(data, lambda raw: base64.b64encode(raw).decode())
     if kind is Kind.INT_OR_STRING:
         return _decode_int_or_string(data)
     if kind is Kind.QUANTITY:
@@ -169,7 +172,7 @@ def _to_json(schema: Message, collected: dict[int, Any]) -> dict[str, Any]:
 
 
 def _emitted(field: Field, value: Any) -> bool:
-    if field.repeated or field.kind in (Kind.MESSAGE, Kind.STRING_MAP, Kind.QUANTITY_MAP,
+    if field.repeated or field.kind in (Kind.MESSAGE, Kind.STRING_MAP, Kind.QUANTITY_MAP, Kind.BYTES_MAP,
                                         Kind.INT_OR_STRING, Kind.QUANTITY):
         return True
     if field.kind is Kind.TIME:

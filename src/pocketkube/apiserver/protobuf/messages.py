@@ -26,6 +26,7 @@ class Kind(enum.Enum):
     TIME = "Time"
     FIELDS_V1 = "FieldsV1"       # raw JSON carried in bytes
     BYTES = "bytes"              # kept as bytes: only runtime.Unknown.raw, never in output
+    BYTES_MAP = "map<string,bytes>"  # values as base64 text, their JSON form (Secret.data)
 
 
 EXPECTED_WIRE = {Kind.INT: VARINT, Kind.BOOL: VARINT}  # every other kind is length-delimited
@@ -340,8 +341,11 @@ SELF_SUBJECT_RULES_REVIEW = Message(
 SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
 
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
-# module adds to it.
+# module adds to it. Group modules import the building blocks above, hence the late imports.
+from pocketkube.apiserver.protobuf import messages_config  # noqa: E402
+
 SCHEMAS: dict[tuple[str, str], Message] = {
+    **messages_config.SCHEMAS,
     ("v1", "Namespace"): NAMESPACE,
     ("v1", "Service"): SERVICE,
     ("v1", "Pod"): POD,

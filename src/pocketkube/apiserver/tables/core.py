@@ -340,6 +340,20 @@ def _event_source(event: dict) -> str:
     return f"{component}, {instance}" if instance else component
 
 
+# --- config and identity ----------------------------------------------------------------------
+
+def _configmap_cells(cm: dict, now: float) -> list[Cell]:
+    return [name_of(cm), len(as_map(cm.get("data"))) + len(as_map(cm.get("binaryData"))), age(cm, now)]
+
+
+def _secret_cells(secret: dict, now: float) -> list[Cell]:
+    return [name_of(secret), as_text(secret.get("type")), len(as_map(secret.get("data"))), age(secret, now)]
+
+
+def _serviceaccount_cells(sa: dict, now: float) -> list[Cell]:
+    return [name_of(sa), len(maps_in(sa.get("secrets"))), age(sa, now)]
+
+
 # --- column sets ------------------------------------------------------------------------------
 
 POD_COLUMNS = (
@@ -404,4 +418,10 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "namespaces"): Printer((NAME, Column("Status", "The status of the namespace"), AGE),
                                 _namespace_cells),
     ("", "events"): Printer(EVENT_COLUMNS, _event_cells),
+    ("", "configmaps"): Printer((NAME, Column("Data", "The number of keys in data and binaryData."), AGE),
+                                _configmap_cells),
+    ("", "secrets"): Printer((NAME, Column("Type", "The type of the secret."),
+                              Column("Data", "The number of keys in data."), AGE), _secret_cells),
+    ("", "serviceaccounts"): Printer((NAME, Column("Secrets", "The number of secrets listed."), AGE),
+                                     _serviceaccount_cells),
 }

@@ -49,6 +49,7 @@ from pocketkube.agent.runtime.interface import (
     ExecResult,
     ImageInfo,
     ImagePullError,
+    RegistryAuth,
     RuntimeUnavailable,
     SandboxError,
     StartError,
@@ -283,10 +284,10 @@ class ContainerdRuntime:
             raise ImagePullError(t.grpc_error_text(e.code, e.message)) from None
         return ImageInfo(ref, t.image_id(found)) if found is not None else None
 
-    async def pull_image(self, image: str) -> ImageInfo:
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
         ref = t.normalize_image(image)
         try:
-            await self.client.pull_image(ref)
+            await self.client.pull_image(ref, auth=t.auth_config(auth))
             found = await self.client.image_status(ref)
         except CriError as e:
             unreachable = e.code == "DEADLINE_EXCEEDED" or (e.code != "UNAVAILABLE" and t.pull_unreachable(e.message))

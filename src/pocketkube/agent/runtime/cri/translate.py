@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
-from pocketkube.agent.runtime.interface import ContainerConfig, ContainerRecord, InvalidImageName
+from pocketkube.agent.runtime.interface import (
+    ContainerConfig,
+    ContainerRecord,
+    InvalidImageName,
+    RegistryAuth,
+)
 from pocketkube.agent.runtime.reference import parse_reference
 from pocketkube.api.timestamps import now_rfc3339
 
@@ -63,6 +68,18 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Image references (distribution's reference grammar, as Docker normalizes short names)
 # ---------------------------------------------------------------------------------------------
+
+def auth_config(auth: RegistryAuth | None) -> api.AuthConfig | None:
+    """An image pull secret's credentials as the CRI PullImage request carries them.
+
+    server_address stays empty: the kubelet chose these credentials for this image's registry
+    already, and containerd 1.7 url.Parse()s the address, which fails for a schemeless
+    "host:port" ("first path segment in URL cannot contain colon") and fails the pull."""
+    if auth is None:
+        return None
+    return api.AuthConfig(username=auth.username, password=auth.password, auth=auth.auth,
+                          identity_token=auth.identity_token, registry_token=auth.registry_token)
+
 
 def normalize_image(ref: str) -> str:
     """`ref` fully qualified as Docker and containerd name it (nginx → docker.io/library/nginx:latest,
