@@ -387,15 +387,21 @@ def _review_answer(kind: str, group: str, spec: dict, status: dict) -> web.Respo
     return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
 
 
-def answer_review(kind_key: tuple[str, str], user: User, review: dict) -> web.Response:
+def answer_review(kind_key: tuple[str, str], user: User, review: dict, info: dict | None = None) -> web.Response:
+    """`info`: the uid and extra the authenticator gave the user (service-account tokens)."""
     spec = _mapping(review.get("spec"))
     if kind_key == _SSAR:
         return _review_answer("SelfSubjectAccessReview", "authorization.k8s.io", spec,
                               {"allowed": allowed(_review_attributes(user, spec))})
     if kind_key == _SSRR:
         return _review_answer("SelfSubjectRulesReview", "authorization.k8s.io", spec, _rules_status(user))
-    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {},
-                          {"userInfo": {"username": user.name, "groups": list(user.groups)}})
+    user_info: dict[str, Any] = {"username": user.name}
+    if info and info.get("uid"):
+        user_info["uid"] = info["uid"]
+    user_info["groups"] = list(user.groups)
+    if info and info.get("extra"):
+        user_info["extra"] = info["extra"]
+    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {}, {"userInfo": user_info})
 
 
 def _review_target(a: Attributes) -> tuple[str, str] | None:
@@ -442,7 +448,7 @@ async def authorize(request: web.Request, handler):
         body, request = await _read_body(request)
     review = _review_target(a)
     if review is not None:
-        return answer_review(review, user, body.object())
+        return answer_review(review, user, body.object(), request.get("user_info") if user.name == ident[0] else None)
     if node is not None and a.is_resource_request:
         admit_node_request(a, node, request.app[appkeys.REGISTRY], body)
     return await handler(request)

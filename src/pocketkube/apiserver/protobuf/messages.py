@@ -352,3 +352,7 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
 }
 
+# Messages of other groups, described in their own modules (imported last: they build on the above).
+from pocketkube.apiserver.protobuf.messages_authentication import SCHEMAS as _AUTHENTICATION  # noqa: E402
+
+SCHEMAS.update(_AUTHENTICATION)
