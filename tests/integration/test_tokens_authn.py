@@ -17,6 +17,7 @@ from apiclient import Api
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pocketkube.apiserver.pki import PKI
 from pocketkube.apiserver.satoken import ISSUER
 from pocketkube.testing.procs import Kubectl, ServerProcess, kubectl_binaries
 from pocketkube.testing.requires import require_module
@@ -32,6 +33,9 @@ def server():
     root = Path(tempfile.mkdtemp(prefix="pk-tokens-"))
     s = ServerProcess(root / "data", extra_args=["--no-control-plane"])
     s.data_dir.mkdir()
+    pki = PKI(s.data_dir)
+    pki.ensure(["127.0.0.1"])
+    s.node_token = pki.node_token("node-1")
     s.start()
     yield s
     s.stop()
@@ -267,3 +271,34 @@ def test_python_client_token_request_and_in_cluster_config(server, tmp_path):
     with pytest.raises(client.ApiException) as e:
         client.CoreV1Api(client.ApiClient(cfg)).list_namespaced_pod("default")
     assert e.value.status == 401
+
+
+def test_a_node_requests_tokens_only_for_its_own_pods(server, connect):
+    api = connect(server)
+    service_account(api, "workload")
+    uids = {}
+    for name, node in (("mine", "node-1"), ("theirs", "node-2")):
+        r = api.post(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                            "spec": {"serviceAccountName": "workload", "nodeName": node,
+                                     "containers": [{"name": "c", "image": "busybox"}]}})
+        assert r.status == 201, r.body
+        uids[name] = r.json()["metadata"]["uid"]
+
+    def ask(ref):
+        spec = {"expirationSeconds": 3607, **({"boundObjectRef": ref} if ref else {})}
+        return api.post(f"{SAS}/workload/token", {"spec": spec}, token=server.node_token)
+    refusals = {
+        None: "node requested token not bound to a pod",
+        ("mine", ""): "node requested token with a pod binding without a uid",
+        ("theirs", uids["theirs"]): "node requested token bound to a pod scheduled on a different node",
+        ("mine", "0000"): "does not match the UID in record",
+    }
+    for key, message in refusals.items():
+        r = ask(key and {"apiVersion": "v1", "kind": "Pod", "name": key[0], "uid": key[1]})
+        assert r.status == 403 and message in r.json()["message"], (key, r.body)
+        assert r.json()["message"].startswith('serviceaccounts "workload" is forbidden: ')
+    r = ask({"apiVersion": "v1", "kind": "Pod", "name": "mine", "uid": uids["mine"]})
+    assert r.status == 201, r.body
+    token = r.json()["status"]["token"]
+    assert claims_of(token)["kubernetes.io"]["pod"] == {"name": "mine", "uid": uids["mine"]}
+    assert whoami(api, token).json()["status"]["userInfo"]["username"] == "system:serviceaccount:default:workload"

@@ -141,6 +141,7 @@ _NODE_RULES = (
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
+    _rule("create", "", "serviceaccounts/token"),  # pods' projected tokens; NodeRestriction narrows
 )
 
 
@@ -221,6 +222,10 @@ def admit_node_request(a: Attributes, node: str, registry, body: Body) -> None:
                              "can only access node lease with the same name as the requesting node")
     elif (a.api_group, a.resource) == ("", "pods"):
         _admit_pod(a, node, registry, body)
+    elif (a.api_group, a.resource, a.subresource) == ("", "serviceaccounts", "token"):
+        from pocketkube.apiserver.satoken.noderestriction import admit_node_token_request
+
+        admit_node_token_request(node, a.namespace, a.name, registry, body.object())
 
 
 def _admit_own_node(a: Attributes, node: str, registry, body: Body) -> None:
