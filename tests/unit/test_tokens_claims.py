@@ -258,3 +258,30 @@ def test_token_request_protobuf():
     assert got["spec"] == {"audiences": ["aud1", "aud2"], "expirationSeconds": 1200,
                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}}
     assert got["kind"] == "TokenRequest"
+
+
+# ---- legacy (Secret-based) tokens ----
+
+def test_legacy_tokens_authenticate_while_their_secret_holds_them():
+    import base64
+
+    token = c.sign(c.legacy_claims(SA, "robot-token"), KEY)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims == {"iss": "kubernetes/serviceaccount", "kubernetes.io/serviceaccount/namespace": "ns1",
+                      "kubernetes.io/serviceaccount/secret.name": "robot-token",
+                      "kubernetes.io/serviceaccount/service-account.name": "robot",
+                      "kubernetes.io/serviceaccount/service-account.uid": "sa-uid",
+                      "sub": "system:serviceaccount:ns1:robot"}
+    secret = {"metadata": {"name": "robot-token", "namespace": "ns1"},
+              "data": {"token": base64.b64encode(token.encode()).decode()}}
+    reg = _registry(secrets={("ns1", "robot-token"): secret})
+    auth = ServiceAccountAuthenticator(reg, KEY.public_key(), ISSUER, API_AUDIENCES)
+    assert auth.review(token).name == "system:serviceaccount:ns1:robot"
+    with pytest.raises(c.TokenInvalid, match="invalid for the target audiences"):
+        auth.review(token, ["vault"])
+    secret["data"]["token"] = base64.b64encode(b"other").decode()
+    with pytest.raises(c.TokenInvalid, match="does not match secret"):
+        auth.review(token)
+    reg.by_plural["secrets"] = {}
+    with pytest.raises(c.TokenInvalid, match="invalidated"):
+        auth.review(token)

@@ -61,9 +61,27 @@ class ServiceAccountAuthenticator:
         else:
             self._signed.move_to_end(token)
         now = time.time()
+        if claims.get("iss") == c.LEGACY_ISSUER:
+            return self._legacy(token, claims, audiences, now)
         v = c.check_claims(claims, tuple(audiences) or self.audiences, now)
         self._check_bound(v, now)
         return Identity(c.username(v.namespace, v.name), c.groups(v.namespace), v.uid, c.user_extra(v))
+
+    def _legacy(self, token: str, claims: dict, audiences: tuple[str, ...] | list[str], now: float) -> Identity:
+        """A Secret-based token: valid while its Secret holds it and its account is the same."""
+        if audiences and not set(audiences) <= set(self.audiences):
+            raise c.TokenInvalid(f"token audiences {list(self.audiences)} is invalid for the target audiences "
+                                 f"{list(audiences)}")
+        v = c.check_legacy_claims(claims)
+        secret = self._get("secrets", v.namespace, v.secret)
+        if secret is None or (secret.get("metadata") or {}).get("deletionTimestamp"):
+            raise c.TokenInvalid("token has been invalidated")
+        stored = (secret.get("data") or {}).get("token")
+        if not isinstance(stored, str) or _b64decode(stored) != token.encode():
+            raise c.TokenInvalid("token does not match secret")
+        _check_object("service account", self._get("serviceaccounts", v.namespace, v.name), v.namespace, v.name,
+                      v.uid, now)
+        return Identity(c.username(v.namespace, v.name), c.groups(v.namespace), v.uid, {})
 
     def _get(self, plural: str, namespace: str, name: str) -> dict | None:
         return self.registry.store("", plural).try_get(namespace, name)
@@ -94,3 +112,12 @@ def _check_object(what: str, obj: dict | None, namespace: str, name: str, uid: s
     if deleted is not None and deleted < now - c.LEEWAY:
         raise c.TokenInvalid(f"{what} {key} has been deleted")
 
+
+def _b64decode(value: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""

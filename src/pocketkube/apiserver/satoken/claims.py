@@ -65,6 +65,40 @@ def make_claims(sa: dict, *, issuer: str, audiences: list[str], expiration_secon
             "sub": username(meta["namespace"], meta["name"])}
 
 
+LEGACY_ISSUER = "kubernetes/serviceaccount"
+_LEGACY = "kubernetes.io/serviceaccount/"
+
+
+def legacy_claims(sa: dict, secret_name: str) -> dict[str, Any]:
+    """The claims of a Secret-based (legacy, unbound, non-expiring) token, as upstream's
+    LegacyClaims: no aud, no exp; the Secret's name is claimed so deleting it revokes the token."""
+    m = sa["metadata"]
+    return {"iss": LEGACY_ISSUER, f"{_LEGACY}namespace": m["namespace"], f"{_LEGACY}secret.name": secret_name,
+            f"{_LEGACY}service-account.name": m["name"], f"{_LEGACY}service-account.uid": m.get("uid", ""),
+            "sub": username(m["namespace"], m["name"])}
+
+
+@dataclass(frozen=True)
+class Legacy:
+    namespace: str
+    name: str
+    uid: str
+    secret: str
+
+
+def check_legacy_claims(claims: dict) -> Legacy:
+    """The shape of legacy claims (upstream's legacyValidator before its lookups)."""
+    fields = {k: claims.get(f"{_LEGACY}{k}") for k in ("namespace", "secret.name", "service-account.name",
+                                                          "service-account.uid")}
+    for k, v in fields.items():
+        if not isinstance(v, str) or not v:
+            raise TokenInvalid(f"{k} claim is missing")
+    if claims.get("sub") != username(fields["namespace"], fields["service-account.name"]):
+        raise TokenInvalid("sub claim is invalid")
+    return Legacy(fields["namespace"], fields["service-account.name"], fields["service-account.uid"],
+                  fields["secret.name"])
+
+
 def key_id(public_key: EllipticCurvePublicKey) -> str:
     """Upstream's kid: the unpadded base64url SHA-256 of the DER public key."""
     import base64
@@ -98,12 +132,12 @@ class Verified:
 
 
 def verify_signature(token: str, public_key: EllipticCurvePublicKey, issuer: str) -> dict:
-    """The token's claims when it is ours (our issuer, our signature); time and audience unchecked,
-    so a result can be cached while those are checked on every use."""
+    """The token's claims when it is ours (our issuer or the legacy one, our signature); time
+    and audience unchecked, so a result can be cached while those are checked on every use."""
     try:
-        claims = jwt.decode(token, public_key, algorithms=[ALGORITHM], issuer=issuer,
+        claims = jwt.decode(token, public_key, algorithms=[ALGORITHM], issuer=[issuer, LEGACY_ISSUER],
                             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                                     "verify_aud": False, "require": ["exp", "iat", "nbf", "sub"]})
+                                     "verify_aud": False, "require": ["sub"]})
     except jwt.InvalidIssuerError:
         raise TokenInvalid("token issuer is not ours") from None
     except jwt.PyJWTError as e:
