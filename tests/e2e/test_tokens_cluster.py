@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
-from pocketkube.testing.waits import get_json, wait_for
+from pocketkube.testing.waits import get_json, is_ready, wait_for
 
 # This module's own process-mode ranges (helper `tokens`).
 RANGES = {"node_ip_base": "127.0.212.0", "pod_cidr_base": "127.222.0.0/16", "service_cidr": "127.232.0.0/16",
@@ -69,6 +69,9 @@ def test_controller_created_pods_get_the_token_volume(cluster, tmp_path):
         assert spec["volumes"][-1]["name"].startswith("kube-api-access-")
         assert {"name": spec["volumes"][-1]["name"], "readOnly": True,
                 "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"} in spec["containers"][0]["volumeMounts"]
+        # The process runtime runs the pod with the volume in its spec (it has no files to mount yet).
+        wait_for(lambda: any(is_ready(p) for p in get_json(k, "pods", "-l", "app=tok-web")["items"]), timeout=60,
+                 what="the pod Ready")
         k.ok("delete", "deployment", "tok-web")
     finally:
         k.close()
