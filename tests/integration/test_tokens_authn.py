@@ -212,6 +212,10 @@ def test_kubectl_create_token(server, connect, binary, tmp_path):
         assert claims_of(token)["sub"] == f"system:serviceaccount:default:{sa}"
         out = yaml.safe_load(k.ok("--token", token, "auth", "whoami", "-o", "yaml"))
         assert out["status"]["userInfo"]["username"] == f"system:serviceaccount:default:{sa}"
+        as_sa = yaml.safe_load(k.ok("auth", "whoami", "-o", "yaml", f"--as=system:serviceaccount:default:{sa}"))
+        assert as_sa["status"]["userInfo"] == {
+            "username": f"system:serviceaccount:default:{sa}",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]}
         table = k.ok("--token", token, "auth", "whoami")
         assert f"system:serviceaccount:default:{sa}" in table and "credential-id" in table
         other = k.ok("create", "token", sa, "--audience", "https://vault.example", "--duration", "20m").strip()

@@ -426,11 +426,23 @@ def _impersonated(user: User, request: web.Request) -> User:
         if groups:
             raise errors.BadRequest(f"requested {list(groups)} without impersonating a user")
         return user
-    for resource, target in (("users", name), *(("groups", g) for g in groups)):
-        a = Attributes(user, "impersonate", "", resource, name=target)
+    # A service account's name is impersonated as that object, with its fixed groups by default.
+    sa = _service_account_of(name)
+    target = Attributes(user, "impersonate", "", "serviceaccounts", namespace=sa[0], name=sa[1]) if sa \
+        else Attributes(user, "impersonate", "", "users", name=name)
+    for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in groups)):
         if not allowed(a):
             raise denial(a)
+    if sa and not groups:
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{sa[0]}")
     return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
+
+
+def _service_account_of(username: str) -> tuple[str, str] | None:
+    """(namespace, name) of a system:serviceaccount:<ns>:<name> user name (SplitUsername)."""
+    prefix = "system:serviceaccount:"
+    parts = username[len(prefix):].split(":") if username.startswith(prefix) else []
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
 # ---- middleware ----
