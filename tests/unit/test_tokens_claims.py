@@ -285,3 +285,25 @@ def test_legacy_tokens_authenticate_while_their_secret_holds_them():
     reg.by_plural["secrets"] = {}
     with pytest.raises(c.TokenInvalid, match="invalidated"):
         auth.review(token)
+
+
+def test_secret_and_node_bound_tokens():
+    secret = {"metadata": {"name": "s", "namespace": "ns1", "uid": "secret-uid"}}
+    reg = _registry(secrets={("ns1", "s"): secret})
+    out, _ = create_token(reg, Signer(KEY), "ns1", "robot",
+                          {"spec": {"boundObjectRef": {"kind": "Secret", "apiVersion": "v1", "name": "s"}}})
+    token = out["status"]["token"]
+    assert jwt.decode(token, options={"verify_signature": False})["kubernetes.io"]["secret"] == {
+        "name": "s", "uid": "secret-uid"}
+    auth = ServiceAccountAuthenticator(reg, KEY.public_key(), ISSUER, API_AUDIENCES)
+    assert auth.review(token).extra == {c.EXTRA_CREDENTIAL_ID: [f"JTI={jwt.decode(token, options={'verify_signature': False})['jti']}"]}
+    reg.by_plural["secrets"] = {}
+    with pytest.raises(c.TokenInvalid, match="secret ns1/s not found"):
+        auth.review(token)
+    out, _ = create_token(reg, Signer(KEY), "ns1", "robot",
+                          {"spec": {"boundObjectRef": {"kind": "Node", "apiVersion": "v1", "name": "node-1"}}})
+    token = out["status"]["token"]
+    assert auth.review(token).extra[c.EXTRA_NODE_NAME] == ["node-1"]
+    reg.by_plural["nodes"] = {}
+    with pytest.raises(c.TokenInvalid, match="node node-1 not found"):
+        auth.review(token)
