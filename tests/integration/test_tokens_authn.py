@@ -306,3 +306,25 @@ def test_a_node_requests_tokens_only_for_its_own_pods(server, connect):
     token = r.json()["status"]["token"]
     assert claims_of(token)["kubernetes.io"]["pod"] == {"name": "mine", "uid": uids["mine"]}
     assert whoami(api, token).json()["status"]["userInfo"]["username"] == "system:serviceaccount:default:workload"
+
+
+def test_issuer_discovery_verifies_tokens(server, connect):
+    api = connect(server)
+    service_account(api, "oidc")
+    token = request_token(api, "oidc", {"audiences": ["https://vault.example"]})
+    admin_token = request_token(api, "oidc")
+    r = api.request("GET", "/.well-known/openid-configuration", token=admin_token)
+    assert r.status == 200, r.body
+    conf = r.json()
+    assert conf["issuer"] == ISSUER and conf["jwks_uri"] == f"https://127.0.0.1:{server.port}/openid/v1/jwks"
+    assert conf["id_token_signing_alg_values_supported"] == ["ES256"]
+    r = api.request("GET", "/openid/v1/jwks", token=admin_token)
+    assert r.status == 200 and r.header_values("Content-Type") == ["application/jwk-set+json"]
+    (key,) = r.json()["keys"]
+    assert key["kid"] == jwt.get_unverified_header(token)["kid"]
+    # What a third party does with them: verify the token offline.
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["ES256"], audience="https://vault.example",
+                        issuer=conf["issuer"])
+    assert claims["sub"] == "system:serviceaccount:default:oidc"
+    # Bound to service accounts (system:service-account-issuer-discovery); a node is refused.
+    assert api.request("GET", "/openid/v1/jwks", token=server.node_token).status == 403

@@ -27,6 +27,8 @@ from pocketkube.registry.registry import Registry
 
 log = logging.getLogger(__name__)
 _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+_OIDC_CONFIGURATION = "/.well-known/openid-configuration"
+_OIDC_JWKS = "/openid/v1/jwks"
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 BOOTSTRAP_INTERVAL = 10.0
 COMPACT_INTERVAL = 60.0
@@ -248,6 +250,8 @@ class APIServer:
                 return json_response(doc)
             if parts[0] == "openapi":
                 return self._openapi(path)
+        if request.method == "GET" and path in (_OIDC_CONFIGURATION, _OIDC_JWKS):
+            return self._issuer_discovery(path)
         if path == _TOKEN_REVIEWS and request.method == "POST":
             from pocketkube.apiserver.satoken.http import serve_token_review
 
@@ -256,6 +260,15 @@ class APIServer:
         if target is None:
             raise errors.NotFound.path()
         return await request.app[appkeys.HANDLERS].dispatch(request, target)
+
+    def _issuer_discovery(self, path: str) -> web.Response:
+        from pocketkube.apiserver.satoken import discovery as oidc
+
+        if path == _OIDC_JWKS:
+            return web.Response(body=orjson.dumps(oidc.jwks(self.signer)),
+                                headers={"Content-Type": oidc.JWKS_CONTENT_TYPE})
+        host = self.cfg.advertise_address or self.cfg.host
+        return json_response(oidc.openid_configuration(self.signer, f"https://{host}:{self.port}"))
 
     def _openapi(self, path: str) -> web.Response:
         from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root

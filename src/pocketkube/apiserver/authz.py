@@ -145,11 +145,19 @@ _NODE_RULES = (
 )
 
 
+# system:service-account-issuer-discovery, bound to every service account.
+_ISSUER_DISCOVERY_RULES = (Rule(("get",), urls=("/.well-known/openid-configuration",
+                                                "/.well-known/openid-configuration/", "/openid/v1/jwks",
+                                                "/openid/v1/jwks/")),)
+
+
 def rules_for(user: User) -> tuple[Rule, ...]:
     if MASTERS in user.groups or user.name == CONTROL_PLANE_USER:
         return _EVERYTHING
     if user.node_name is not None:
         return _NODE_RULES + _AUTHENTICATED_RULES
+    if "system:serviceaccounts" in user.groups:
+        return _AUTHENTICATED_RULES + _ISSUER_DISCOVERY_RULES
     return _AUTHENTICATED_RULES if AUTHENTICATED in user.groups else ()
 
 
