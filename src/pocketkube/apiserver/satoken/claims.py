@@ -111,7 +111,8 @@ def key_id(public_key: EllipticCurvePublicKey) -> str:
 
 
 def sign(claims: dict, key: EllipticCurvePrivateKey) -> str:
-    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": key_id(key.public_key())})
+    """A compact JWS whose header is {alg, kid}, as upstream's (no `typ`)."""
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": key_id(key.public_key()), "typ": None})
 
 
 def looks_like_jwt(token: str) -> bool:
