@@ -159,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
     cm.add_argument("--token-file", type=Path, required=True, help="file holding the control plane's token")
     cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    cm.add_argument("--service-account-private-key-file", type=Path, default=None,
+                    help="the key that signs service-account-token Secrets' tokens (the server's pki/sa.key)")
     _control_plane_args(cm)
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
@@ -218,7 +220,7 @@ async def _run_server(args: argparse.Namespace) -> int:
     control_plane = None
     if not args.no_control_plane:
         control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     _control_plane_settings(args))
+                                     _control_plane_settings(args, server.pki.sa_key))
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
@@ -270,12 +272,14 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  container_log_max_files=args.container_log_max_files))
 
 
-def _control_plane_settings(args: argparse.Namespace):
+def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
     from pocketkube.controlplane import ControlPlaneSettings
 
+    sa_key = sa_key or getattr(args, "service_account_private_key_file", None)
     return ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
                                 pod_eviction_timeout=args.pod_eviction_timeout,
-                                load_balancer_pool=args.load_balancer_pool)
+                                load_balancer_pool=args.load_balancer_pool,
+                                service_account_key_file=str(sa_key or ""))
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:

@@ -19,6 +19,9 @@ class ControlPlaneSettings:
     node_monitor_grace_period: float = 40.0
     pod_eviction_timeout: float = 300.0
     load_balancer_pool: str = "127.200.0.0/24"
+    # kube-controller-manager --service-account-private-key-file: signs the tokens of
+    # kubernetes.io/service-account-token Secrets; empty: that controller does not run.
+    service_account_key_file: str = ""
 
 
 class ControlPlane:
@@ -38,6 +41,8 @@ class ControlPlane:
                                    node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]))
         self.settings = settings
         _add_service_controllers(self.manager, self.client, settings)
+        if settings.service_account_key_file:
+            _add_tokens_controller(self.manager, self.client, settings.service_account_key_file, ca_file)
 
     async def start(self) -> None:
         await self.manager.start()
@@ -52,3 +57,18 @@ class ControlPlane:
 def _add_service_controllers(manager: ControllerManager, client: Client, settings: ControlPlaneSettings) -> None:
     """Endpoints, EndpointSlices and the built-in LoadBalancer."""
     register_service_controllers(manager, client, settings.load_balancer_pool)
+
+
+def _add_tokens_controller(manager: ControllerManager, client: Client, key_file: str, ca_file: str) -> None:
+    """The Secret-based token filler, minting with the API server's signing key."""
+    from pathlib import Path
+
+    from pocketkube.apiserver.satoken import claims
+    from pocketkube.apiserver.satoken.signer import Signer
+    from pocketkube.controllers.serviceaccount_tokens import TokensController
+
+    signer = Signer.from_file(Path(key_file))
+
+    def mint(sa: dict, secret_name: str) -> str:
+        return signer.issue(claims.legacy_claims(sa, secret_name))
+    manager.add(TokensController(client, manager.informers, mint, Path(ca_file).read_bytes()))

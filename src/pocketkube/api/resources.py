@@ -58,7 +58,8 @@ RESOURCES: list[Resource] = [
     # -- config and identity (issue 10)
     Resource("", "v1", "ConfigMap", "configmaps", "configmap", short_names=("cm",)),
     Resource("", "v1", "Secret", "secrets", "secret"),
-    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", short_names=("sa",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", short_names=("sa",),
+             subresources=("token",)),
 
     # -- storage (issue 10)
     Resource("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", namespaced=False,

@@ -26,6 +26,9 @@ from pocketkube.apiserver.request import parse_target
 from pocketkube.registry.registry import Registry
 
 log = logging.getLogger(__name__)
+_TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+_OIDC_CONFIGURATION = "/.well-known/openid-configuration"
+_OIDC_JWKS = "/openid/v1/jwks"
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 BOOTSTRAP_INTERVAL = 10.0
 COMPACT_INTERVAL = 60.0
@@ -75,6 +78,7 @@ class APIServer:
         self.pki.ensure(serving_hosts(self.cfg.host, self.cfg.advertise_address,
                                       self.registry.allocator.first_ip(), self.cfg.extra_sans))
         self._identities = self.pki.identities()
+        self._init_tokens()
         problems = await self.registry.start()
         self._registry_started = True
         for problem in problems:
@@ -153,6 +157,14 @@ class APIServer:
             except Exception:  # noqa: BLE001 - compaction failing must not stop the server
                 log.exception("compaction failed")
 
+    def _init_tokens(self) -> None:
+        from pocketkube.apiserver.satoken.authenticator import ServiceAccountAuthenticator
+        from pocketkube.apiserver.satoken.signer import Signer
+
+        self.signer = Signer.from_file(self.pki.sa_key)
+        self.sa_authenticator = ServiceAccountAuthenticator(self.registry, self.signer.public_key,
+                                                            self.signer.issuer, self.signer.audiences)
+
     def reload_identities(self) -> None:
         self._identities = self.pki.identities()
 
@@ -167,6 +179,8 @@ class APIServer:
         app[appkeys.LOG_RELAY] = make_log_relay(self.pki)
         handlers = Handlers(self.registry)
         app[appkeys.HANDLERS] = handlers
+        app[appkeys.TOKEN_SIGNER] = self.signer
+        app[appkeys.SA_AUTHENTICATOR] = self.sa_authenticator
         # [\s\S]: a path may hold a (percent-encoded) newline; `.` would leave it to aiohttp's own 404.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._route)
         return app
@@ -195,6 +209,11 @@ class APIServer:
             auth = request.headers.get("Authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
             ident = self._identities.get(token) if token else None
+            if ident is None and token:
+                sa = self.sa_authenticator.authenticate(token)
+                if sa is not None:
+                    ident = (sa.name, sa.groups)
+                    request["user_info"] = {"uid": sa.uid, "extra": sa.extra}
             if ident is None:
                 raise errors.Unauthorized()
             request["user"] = ident
@@ -232,10 +251,25 @@ class APIServer:
                 return json_response(doc)
             if parts[0] == "openapi":
                 return self._openapi(path)
+        if request.method == "GET" and path in (_OIDC_CONFIGURATION, _OIDC_JWKS):
+            return self._issuer_discovery(path)
+        if path == _TOKEN_REVIEWS and request.method == "POST":
+            from pocketkube.apiserver.satoken.http import serve_token_review
+
+            return await serve_token_review(request)
         target = parse_target(path)
         if target is None:
             raise errors.NotFound.path()
         return await request.app[appkeys.HANDLERS].dispatch(request, target)
+
+    def _issuer_discovery(self, path: str) -> web.Response:
+        from pocketkube.apiserver.satoken import discovery as oidc
+
+        if path == _OIDC_JWKS:
+            return web.Response(body=orjson.dumps(oidc.jwks(self.signer)),
+                                headers={"Content-Type": oidc.JWKS_CONTENT_TYPE})
+        host = self.cfg.advertise_address or self.cfg.host
+        return json_response(oidc.openid_configuration(self.signer, f"https://{host}:{self.port}"))
 
     def _openapi(self, path: str) -> web.Response:
         from pocketkube.apiserver.openapi import openapi_v3_document_bytes, openapi_v3_root

@@ -15,3 +15,6 @@ REGISTRY = web.AppKey("registry", Registry)
 LOG_RELAY = web.AppKey("log_relay", Callable[..., Any])
 # the generic verb handlers (apiserver.handlers.Handlers)
 HANDLERS = web.AppKey("handlers", Any)
+# the service-account token issuer (apiserver.satoken.signer.Signer) and authenticator
+TOKEN_SIGNER = web.AppKey("token_signer", Any)
+SA_AUTHENTICATOR = web.AppKey("sa_authenticator", Any)

@@ -142,7 +142,14 @@ _NODE_RULES = (
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
     _rule("get", "", "configmaps secrets serviceaccounts"),  # env, imagePullSecrets (upstream: its pods' only)
+    _rule("create", "", "serviceaccounts/token"),  # pods' projected tokens; NodeRestriction narrows
 )
+
+
+# system:service-account-issuer-discovery, bound to every service account.
+_ISSUER_DISCOVERY_RULES = (Rule(("get",), urls=("/.well-known/openid-configuration",
+                                                "/.well-known/openid-configuration/", "/openid/v1/jwks",
+                                                "/openid/v1/jwks/")),)
 
 
 def rules_for(user: User) -> tuple[Rule, ...]:
@@ -150,6 +157,8 @@ def rules_for(user: User) -> tuple[Rule, ...]:
         return _EVERYTHING
     if user.node_name is not None:
         return _NODE_RULES + _AUTHENTICATED_RULES
+    if "system:serviceaccounts" in user.groups:
+        return _AUTHENTICATED_RULES + _ISSUER_DISCOVERY_RULES
     return _AUTHENTICATED_RULES if AUTHENTICATED in user.groups else ()
 
 
@@ -222,6 +231,10 @@ def admit_node_request(a: Attributes, node: str, registry, body: Body) -> None:
                              "can only access node lease with the same name as the requesting node")
     elif (a.api_group, a.resource) == ("", "pods"):
         _admit_pod(a, node, registry, body)
+    elif (a.api_group, a.resource, a.subresource) == ("", "serviceaccounts", "token"):
+        from pocketkube.apiserver.satoken.noderestriction import admit_node_token_request
+
+        admit_node_token_request(node, a.namespace, a.name, registry, body.object())
 
 
 def _admit_own_node(a: Attributes, node: str, registry, body: Body) -> None:
@@ -388,15 +401,21 @@ def _review_answer(kind: str, group: str, spec: dict, status: dict) -> web.Respo
     return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
 
 
-def answer_review(kind_key: tuple[str, str], user: User, review: dict) -> web.Response:
+def answer_review(kind_key: tuple[str, str], user: User, review: dict, info: dict | None = None) -> web.Response:
+    """`info`: the uid and extra the authenticator gave the user (service-account tokens)."""
     spec = _mapping(review.get("spec"))
     if kind_key == _SSAR:
         return _review_answer("SelfSubjectAccessReview", "authorization.k8s.io", spec,
                               {"allowed": allowed(_review_attributes(user, spec))})
     if kind_key == _SSRR:
         return _review_answer("SelfSubjectRulesReview", "authorization.k8s.io", spec, _rules_status(user))
-    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {},
-                          {"userInfo": {"username": user.name, "groups": list(user.groups)}})
+    user_info: dict[str, Any] = {"username": user.name}
+    if info and info.get("uid"):
+        user_info["uid"] = info["uid"]
+    user_info["groups"] = list(user.groups)
+    if info and info.get("extra"):
+        user_info["extra"] = info["extra"]
+    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {}, {"userInfo": user_info})
 
 
 def _review_target(a: Attributes) -> tuple[str, str] | None:
@@ -416,11 +435,23 @@ def _impersonated(user: User, request: web.Request) -> User:
         if groups:
             raise errors.BadRequest(f"requested {list(groups)} without impersonating a user")
         return user
-    for resource, target in (("users", name), *(("groups", g) for g in groups)):
-        a = Attributes(user, "impersonate", "", resource, name=target)
+    # A service account's name is impersonated as that object, with its fixed groups by default.
+    sa = _service_account_of(name)
+    target = Attributes(user, "impersonate", "", "serviceaccounts", namespace=sa[0], name=sa[1]) if sa \
+        else Attributes(user, "impersonate", "", "users", name=name)
+    for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in groups)):
         if not allowed(a):
             raise denial(a)
+    if sa and not groups:
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{sa[0]}")
     return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
+
+
+def _service_account_of(username: str) -> tuple[str, str] | None:
+    """(namespace, name) of a system:serviceaccount:<ns>:<name> user name (SplitUsername)."""
+    prefix = "system:serviceaccount:"
+    parts = username[len(prefix):].split(":") if username.startswith(prefix) else []
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
 # ---- middleware ----
@@ -443,7 +474,7 @@ async def authorize(request: web.Request, handler):
         body, request = await _read_body(request)
     review = _review_target(a)
     if review is not None:
-        return answer_review(review, user, body.object())
+        return answer_review(review, user, body.object(), request.get("user_info") if user.name == ident[0] else None)
     if node is not None and a.is_resource_request:
         admit_node_request(a, node, request.app[appkeys.REGISTRY], body)
     return await handler(request)

@@ -40,6 +40,8 @@ def _subresource_parts(res: Resource) -> list[tuple[str, str, str, str, list[str
             out.append(("log", "", "v1", "Pod", ["get"]))
         elif sub == "finalize":
             out.append(("finalize", "", "v1", "Namespace", ["update"]))
+        elif sub == "token":
+            out.append(("token", "authentication.k8s.io", "v1", "TokenRequest", ["create"]))
     return out
 
 

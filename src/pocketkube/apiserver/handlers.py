@@ -70,6 +70,10 @@ class Handlers:
             return await self._scale(request, store, t)
         if t.subresource == "log":
             return await self._log(request, store, t)
+        if t.subresource == "token":
+            from pocketkube.apiserver.satoken.http import serve_token_request
+
+            return await serve_token_request(request, self.registry, t, await self._body(request))
         if t.subresource == "binding":
             if method != "POST":
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")

@@ -57,6 +57,9 @@ class PKI:
         self.server_cert = self.dir / "apiserver.crt"
         self.server_key = self.dir / "apiserver.key"
         self.tokens = self.dir / "tokens.yaml"
+        # The service-account token signing key (kube-apiserver's --service-account-signing-key-file).
+        self.sa_key = self.dir / "sa.key"
+        self.sa_pub = self.dir / "sa.pub"
 
     def ensure(self, hosts: list[str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,15 @@ class PKI:
         if not self.tokens.exists():
             _write_private(self.tokens, yaml.safe_dump({"admin": secrets.token_urlsafe(32), "nodes": {}}).encode())
         self.controlplane_token()
+        if not self.sa_key.exists() or not self.sa_pub.exists():
+            self._make_sa_key()
+
+    def _make_sa_key(self) -> None:
+        """The key pair that signs service-account JWTs (ES256: P-256, as the rest of the PKI)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_private(self.sa_key, _key_pem(key))
+        self.sa_pub.write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
     def _make_ca(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())

@@ -29,11 +29,13 @@ class RegistryConfig:
     default_toleration_seconds: int = 300
 
 
-def strategies(config: RegistryConfig) -> dict[str, Strategy]:
-    """Each kind's strategy, configured."""
+def strategies(config: RegistryConfig, service_accounts=None) -> dict[str, Strategy]:
+    """Each kind's strategy, configured; `service_accounts(namespace, name)` looks a
+    ServiceAccount up for the pods' admission (None: no ServiceAccount admission)."""
     return {
         "Service": services.strategy(service_cidr=config.service_cidr, node_port_range=config.node_port_range),
-        "Pod": pods_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds),
+        "Pod": pods_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds,
+                                      service_accounts=service_accounts),
         "Deployment": Strategy(deployments.default, deployments.validate, deployments.validate_update,
                                tracks_generation=True),
         "ReplicaSet": Strategy(replicasets.default, replicasets.validate, replicasets.validate_update,
@@ -84,7 +86,7 @@ class Registry:
     def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
         self._backend = backend
         self.config = config
-        by_kind = strategies(config)
+        by_kind = strategies(config, lambda ns, name: self.stores[("", "serviceaccounts")].try_get(ns, name))
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
 

@@ -210,7 +210,11 @@ class ObjectStore:
             raise errors.Invalid(self.res.kind, obj["metadata"].get("name", ""), errs, self.res.group)
 
     async def create(self, obj: dict, namespace: str = "", *, dry_run: bool = False) -> dict:
+        requested = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        requested_name = requested.get("name") if isinstance(requested.get("name"), str) else ""
         obj = self.prepare_create(obj, namespace)
+        if self.strategy.admit is not None:
+            self.strategy.admit(obj, requested_name)
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
         # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort

@@ -15,6 +15,7 @@ between kinds is a field of that kind's Strategy, so the store never asks which 
     should_delete_on_update(new, old) when an update finishes a pending delete
     updates                           the update endpoints: "" (the main resource), "status",
                                       and kind-specific ones (pods/binding, namespaces/finalize)
+    admit(obj, name)                  mutating admission at create (may look other objects up)
 
 A kind module builds its Strategy; registry/registry.py maps kinds to them.
 """
@@ -117,6 +118,9 @@ class Strategy:
     should_delete_on_update: Callable[[dict, dict], bool] = last_finalizer_removed
     # Update endpoints beside "" and "status" (which every kind with a status subresource has).
     updates: Mapping[str, UpdatePath] = field(default_factory=lambda: {"": MAIN})
+    # Mutating admission at create, after defaulting and before validation (the pod's
+    # ServiceAccount plugin): admit(obj, name the client sent) mutates obj or raises an ApiError.
+    admit: Callable[[dict, str], None] | None = None
 
 
 def metadata_only(namespaced: bool) -> Strategy:

@@ -281,6 +281,16 @@ def _subresource_paths(r: Resource, item_path: str, schema: str,
                                 "201": _json_response("Created", _ref(binding))},
                                _body(_ref(binding))),
             "parameters": params}
+    if "token" in r.subresources:
+        token = _schema_name("authentication.k8s.io", "v1", "TokenRequest") or _META + "Status"
+        paths[item_path + "/token"] = {
+            "post": _operation(r, "post", _operation_id("create", r, "Token"),
+                               f"create token of a {r.kind}", _gvk("authentication.k8s.io", "v1", "TokenRequest"),
+                               [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+                               {"200": _json_response("OK", _ref(token)),
+                                "201": _json_response("Created", _ref(token))},
+                               _body(_ref(token))),
+            "parameters": params}
     if "finalize" in r.subresources:
         paths[item_path + "/finalize"] = {
             "put": _operation(r, "put", _operation_id("replace", r, "Finalize"),

@@ -342,10 +342,11 @@ SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJEC
 
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
 # module adds to it. Group modules import the building blocks above, hence the late imports.
-from pocketkube.apiserver.protobuf import messages_config  # noqa: E402
+from pocketkube.apiserver.protobuf import messages_authentication, messages_config  # noqa: E402
 
 SCHEMAS: dict[tuple[str, str], Message] = {
     **messages_config.SCHEMAS,
+    **messages_authentication.SCHEMAS,
     ("v1", "Namespace"): NAMESPACE,
     ("v1", "Service"): SERVICE,
     ("v1", "Pod"): POD,

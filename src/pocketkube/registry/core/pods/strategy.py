@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from pocketkube.registry.core.pods import serviceaccount
 from pocketkube.registry.core.pods.defaults import DEFAULT_TOLERATION_SECONDS, default
 from pocketkube.registry.core.pods.update import validate_update
 from pocketkube.registry.core.pods.validation import validate
@@ -37,8 +38,14 @@ def grace_period(pod: dict, requested: int | None) -> int:
         return 30
 
 
-def strategy(*, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> Strategy:
-    return Strategy(default=partial(default, toleration_seconds=default_toleration_seconds),
+def strategy(*, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+             service_accounts: serviceaccount.ServiceAccountLookup | None = None) -> Strategy:
+    """`service_accounts` looks ServiceAccounts up for the admission plugin; None: no admission."""
+    admit = None
+    if service_accounts is not None:
+        def admit(pod: dict, requested_name: str) -> None:
+            serviceaccount.admit(pod, service_accounts, requested_name)
+    return Strategy(default=partial(default, toleration_seconds=default_toleration_seconds), admit=admit,
                     validate=validate, validate_update=validate_update,
                     tracks_generation=True, returns_deleted_object=True, grace_period=grace_period,
                     updates={"": MAIN, BINDING: _BINDING_UPDATE})
