@@ -210,6 +210,7 @@ class Cluster:
         self.controller_manager = await _spawn(
             "controller-manager", "--server", f"https://{self.cfg.host}:{port}",
             "--token-file", str(self._controlplane_token_file), "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
+            "--local-path-template", str(self.data_dir / "nodes" / "{node}" / "storage"),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         try:

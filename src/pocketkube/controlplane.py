@@ -18,6 +18,7 @@ class ControlPlaneSettings:
     node_monitor_grace_period: float = 40.0
     pod_eviction_timeout: float = 300.0
     load_balancer_pool: str = "127.200.0.0/24"
+    local_path_template: str = ""  # where the local-path provisioner puts a node's volumes
 
 
 class ControlPlane:
@@ -27,13 +28,17 @@ class ControlPlane:
         self.manager = ControllerManager(self.client, ControllerManagerSettings(
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
-                                                 monitor_period=monitor)))
+                                                 monitor_period=monitor),
+            local_path_template=settings.local_path_template))
         # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
         from pocketkube.api.resources import BY_PLURAL
 
         self.scheduler = Scheduler(self.client,
                                    pod_informer=self.manager.informers.get(BY_PLURAL[("", "pods")]),
-                                   node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]))
+                                   node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]),
+                                   volume_informers=tuple(self.manager.informers.get(BY_PLURAL[k]) for k in (
+                                       ("", "persistentvolumeclaims"), ("", "persistentvolumes"),
+                                       ("storage.k8s.io", "storageclasses"))))
         self.settings = settings
         _add_service_controllers(self.manager, self.client, settings)
 

@@ -21,13 +21,17 @@ from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
+from pocketkube.controllers.persistentvolume import PersistentVolumeController
+from pocketkube.controllers.provisioner import LOCAL_PATH_PROVISIONER, LocalPathProvisioner
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.volume_protection import VolumeProtectionController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace"})
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
+                             "persistentvolume-binder", "volume-protection", "local-path-provisioner"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -42,6 +46,9 @@ class ControllerManagerSettings:
     gc_workers: int = 4
     namespace_workers: int = 2
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
+    # Where each node keeps provisioned volumes, "{node}" standing for its name ("": no local-path
+    # provisioning; claims of its class then wait).
+    local_path_template: str = ""
 
 
 class ControllerManager:
@@ -76,6 +83,14 @@ class ControllerManager:
                                              self.recorder("taint-eviction-controller"), s.node_lifecycle))
         if "namespace" in enabled:
             self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
+        if "persistentvolume-binder" in enabled:
+            self.add(PersistentVolumeController(self.client, self.informers,
+                                                self.recorder("persistentvolume-controller")))
+        if "volume-protection" in enabled:
+            self.add(VolumeProtectionController(self.client, self.informers))
+        if "local-path-provisioner" in enabled and s.local_path_template:
+            self.add(LocalPathProvisioner(self.client, self.informers, self.recorder(LOCAL_PATH_PROVISIONER),
+                                          s.local_path_template))
 
     async def start(self) -> None:
         self._build()

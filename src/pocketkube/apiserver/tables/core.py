@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketkube.api.timestamps import parse_rfc3339
+from pocketkube.apiserver.tables import volumes
 from pocketkube.apiserver.tables.base import (
     AGE,
     MAX_LISTED,
@@ -404,4 +405,5 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "namespaces"): Printer((NAME, Column("Status", "The status of the namespace"), AGE),
                                 _namespace_cells),
     ("", "events"): Printer(EVENT_COLUMNS, _event_cells),
+    **volumes.PRINTERS,
 }
