@@ -110,11 +110,6 @@ class PersistentVolumeController(Controller):
             return
         class_name = claim_class(pvc)
         sc = self.classes.get(class_name) if class_name else None
-        if class_name and sc is None:
-            self.recorder.event(pvc, WARNING, "ProvisioningFailed",
-                                f'storageclass.storage.k8s.io "{class_name}" not found', res=PVCS)
-            await self._claim_phase(pvc, "Pending")
-            return
         if plan.delayed_binding(pvc, sc):
             self.recorder.event(pvc, NORMAL, "WaitForFirstConsumer", plan.MSG_WAIT_FIRST_CONSUMER, res=PVCS)
             await self._claim_phase(pvc, "Pending")
@@ -125,7 +120,10 @@ class PersistentVolumeController(Controller):
         if pv is not None:
             await self._bind(pvc, pv)
             return
-        if sc is None:
+        if class_name and sc is None:  # a class name with no object only selects static volumes
+            self.recorder.event(pvc, WARNING, "ProvisioningFailed",
+                                f'storageclass.storage.k8s.io "{class_name}" not found', res=PVCS)
+        elif sc is None:
             self.recorder.event(pvc, NORMAL, "FailedBinding", plan.MSG_NO_CLASS, res=PVCS)
         elif sc.get("provisioner") == plan.NO_PROVISIONER:
             self.recorder.event(pvc, NORMAL, "FailedBinding",
