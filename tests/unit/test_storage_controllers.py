@@ -149,3 +149,16 @@ async def test_a_static_volume_binds_and_is_released_then_retained(plane):
     # pv-protection lets a volume that is not Bound go.
     await fake.delete(PVS, "", "static")
     await until(lambda: get(fake, PVS, "static") is None, "the volume deleted")
+
+
+async def test_pods_sharing_an_unbound_claim_all_go_to_the_node_chosen_first(plane):
+    fake = plane
+    await fake.create(PVCS, claim("shared"), "ns")
+    for i in range(4):  # created together: decided in one scheduling pass
+        await fake.create(PODS, pod(f"s{i}", "shared"), "ns")
+    placed = [await until(lambda i=i: deep_get(get(fake, PODS, f"s{i}"), "spec", "nodeName"), f"s{i} bound")
+              for i in range(4)]
+    assert len(set(placed)) == 1
+    pv = get(fake, PVS, get(fake, PVCS, "shared")["spec"]["volumeName"])
+    assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == \
+        placed[:1]

@@ -83,6 +83,9 @@ class Scheduler:
                                                   (self.claims, volume_informers), (self.volumes, volume_informers),
                                                   (self.classes, volume_informers)) if not given]
         self._claim_waiters: set[asyncio.Event] = set()
+        # Claims given a node by a decision whose selected-node write the cache does not show yet
+        # (upstream's assume cache): later decisions must pick the same node.
+        self._selected: dict[str, str] = {}
         self.recorder = EventRecorder(client, settings.scheduler_name)
         self._rng = random.Random(settings.seed)
         self._active: dict[str, None] = {}  # insertion-ordered set of pod keys
@@ -193,8 +196,18 @@ class Scheduler:
                 infos[node].add_pod(pod)
         return infos
 
-    def _volume_state(self) -> vb.VolumeState:
-        state = vb.VolumeState(claims={object_key(c): c for c in self.claims.list()},
+    def _volume_state(self, *, assumed: bool = True) -> vb.VolumeState:
+        claims = {object_key(c): c for c in self.claims.list()}
+        for key, node in list(self._selected.items()):
+            pvc = claims.get(key)
+            if pvc is None or deep_get(pvc, "spec", "volumeName") or deep_get(
+                    pvc, "metadata", "annotations", ANN_SELECTED_NODE) == node:
+                del self._selected[key]  # the cache has caught up
+            elif assumed:
+                m = pvc["metadata"]
+                claims[key] = {**pvc, "metadata": {**m, "annotations": {**(m.get("annotations") or {}),
+                                                                        ANN_SELECTED_NODE: node}}}
+        state = vb.VolumeState(claims=claims,
                                volumes={v["metadata"]["name"]: v for v in self.volumes.list()},
                                classes={c["metadata"]["name"]: c for c in self.classes.list()})
         for pod in self.pods.list():
@@ -230,6 +243,10 @@ class Scheduler:
                 continue
             self._assumed[key] = decision.node
             infos[decision.node].add_pod(pod)
+            if volumes is not None and pod_claim_names(pod):
+                for pvc in vb.claims_to_select(pod, decision.node, volumes):
+                    self._selected[object_key(pvc)] = decision.node
+                volumes = None  # rebuilt with this decision for the next pod with claims
             self._tasks.append(asyncio.get_running_loop().create_task(self._bind(key, pod, decision.node)))
         self._tasks = [t for t in self._tasks if not t.done()]
 
@@ -259,10 +276,16 @@ class Scheduler:
     async def _bind_volumes(self, pod: dict, node: str) -> bool:
         """PreBind: name the node on the pod's unbound claims, then wait until the PV controller
         (and a provisioner) have bound them all; False when that takes too long."""
-        for pvc in vb.claims_to_select(pod, node, self._volume_state()):
-            m = pvc["metadata"]
-            await self.client.patch(PVCS, m["namespace"], m["name"],
-                                    {"metadata": {"annotations": {ANN_SELECTED_NODE: node}}})
+        try:
+            for pvc in vb.claims_to_select(pod, node, self._volume_state(assumed=False)):
+                m = pvc["metadata"]
+                await self.client.patch(PVCS, m["namespace"], m["name"],
+                                        {"metadata": {"annotations": {ANN_SELECTED_NODE: node}}})
+        except errors.ApiError:
+            ns = pod["metadata"].get("namespace", "")
+            for name in pod_claim_names(pod):  # the choice did not stick: forget it
+                self._selected.pop(f"{ns}/{name}", None)
+            raise
         waiter = asyncio.Event()
         self._claim_waiters.add(waiter)
         deadline = asyncio.get_running_loop().time() + self.settings.volume_bind_timeout
