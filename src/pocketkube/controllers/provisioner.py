@@ -59,10 +59,16 @@ class LocalPathProvisioner(Controller):
         super().__init__([self.volumes, self.claims, self.classes, self.nodes], workers=workers)
         self.claims.add_handlers(self._claim, lambda old, new: self._claim(new))
         self.volumes.add_handlers(self._volume, lambda old, new: self._volume(new))
+        # An Immediate claim waits for a Ready node.
+        self.nodes.add_handlers(lambda n: self._waiting_claims(), lambda old, new: self._waiting_claims())
 
     def _claim(self, pvc: dict) -> None:
         if plan.wants_provisioning(pvc, self.provisioner):
             self.queue.add("claim:" + plan.claim_key(pvc))
+
+    def _waiting_claims(self) -> None:
+        for pvc in self.claims.list():
+            self._claim(pvc)
 
     def _volume(self, pv: dict) -> None:
         if plan.annotations(pv).get("pv.kubernetes.io/provisioned-by") == self.provisioner:
