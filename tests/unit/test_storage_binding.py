@@ -220,3 +220,13 @@ def test_the_pod_waits_until_every_claim_is_bound():
     bound["status"]["phase"] = "Bound"
     assert not vb.pod_volumes_bound(pod_with("u", "b"), state(unbound, bound))
     assert vb.pod_volumes_bound(pod_with("b"), state(bound))
+
+
+def test_only_scheduled_unfinished_pods_hold_a_claim():
+    from pocketkube.api.volumes import claim_uses
+
+    user = {**pod_with("c"), "status": {"phase": "Running"}}
+    user["spec"]["nodeName"] = "n1"
+    assert claim_uses(user, "ns", "c") and not claim_uses(user, "other", "c") and not claim_uses(user, "ns", "d")
+    assert not claim_uses({**user, "status": {"phase": "Succeeded"}}, "ns", "c")
+    assert not claim_uses(pod_with("c"), "ns", "c")  # not scheduled yet

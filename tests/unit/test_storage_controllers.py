@@ -162,3 +162,25 @@ async def test_pods_sharing_an_unbound_claim_all_go_to_the_node_chosen_first(pla
     pv = get(fake, PVS, get(fake, PVCS, "shared")["spec"]["volumeName"])
     assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == \
         placed[:1]
+
+
+async def test_a_claim_without_class_gets_the_default_made_later_and_a_mismatched_pre_bound_claim_waits(plane):
+    fake = plane
+    await fake.create(PVCS, {**claim("late"), "spec": {"accessModes": ["ReadWriteOnce"],
+                                                       "resources": {"requests": {"storage": "1Gi"}}}}, "ns")
+    await until(lambda: "FailedBinding" in reasons(fake, "late"), "no class yet")
+    marked = {**storage_class("default-later", "Immediate"),
+              "metadata": {"name": "default-later",
+                           "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}
+    await fake.create(CLASSES, marked)
+    await until(lambda: deep_get(get(fake, PVCS, "late"), "status", "phase") == "Bound", "bound via the default")
+    assert get(fake, PVCS, "late")["spec"]["storageClassName"] == "default-later"
+
+    await fake.create(PVS, {"metadata": {"name": "tiny"}, "spec": {
+        "capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+        "hostPath": {"path": "/nowhere"}}})
+    await fake.create(PVCS, claim("wants-tiny", cls="manual") | {"spec": {
+        **claim("x", cls="manual")["spec"], "volumeName": "tiny"}}, "ns")
+    await until(lambda: "VolumeMismatch" in reasons(fake, "wants-tiny"), "the mismatch event")
+    assert get(fake, PVCS, "wants-tiny")["status"]["phase"] == "Pending"
+    assert "claimRef" not in get(fake, PVS, "tiny")["spec"]

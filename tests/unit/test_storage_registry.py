@@ -72,7 +72,7 @@ async def test_the_newest_default_class_wins(registry):
     await classes(registry).create(DEFAULT_STORAGE_CLASS)
     newer = {**DEFAULT_STORAGE_CLASS, "metadata": {**DEFAULT_STORAGE_CLASS["metadata"], "name": "zzz-newer"}}
     await classes(registry).create(newer)
-    from pocketkube.registry.volumes.strategies import default_class_name
+    from pocketkube.api.volumes import default_class_name
 
     listed = classes(registry).list_objects()
     listed[1]["metadata"]["creationTimestamp"] = "2099-01-01T00:00:00Z"

@@ -19,8 +19,8 @@ from pocketkube.api.selectors import LabelSelector
 __all__ = [
     "ANN_BIND_COMPLETED", "ANN_BOUND_BY_CONTROLLER", "ANN_DEFAULT_CLASS", "ANN_PROVISIONED_BY",
     "ANN_SELECTED_NODE", "ANN_STORAGE_PROVISIONER", "HOSTNAME_LABEL", "PROTECTION_PV", "PROTECTION_PVC",
-    "access_modes_cover", "claim_class", "claim_request", "claim_uses", "find_matching_volume", "is_default_class",
-    "node_affinity_allows", "parse_quantity", "pod_claim_names", "volume_class",
+    "access_modes_cover", "claim_class", "default_class_name", "claim_request", "claim_uses", "find_matching_volume", "is_default_class",
+    "mismatch", "node_affinity_allows", "parse_quantity", "pod_claim_names", "volume_class",
 ]
 
 ANN_BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
@@ -84,6 +84,16 @@ def parse_quantity(value: Any) -> Fraction | None:
 def is_default_class(sc: dict) -> bool:
     ann = _map(_map(sc.get("metadata")).get("annotations"))
     return ann.get(ANN_DEFAULT_CLASS) == "true" or ann.get(ANN_BETA_DEFAULT_CLASS) == "true"
+
+
+def default_class_name(classes: Iterable[dict]) -> str | None:
+    """The default StorageClass: the newest one marked default (ties: by name), as upstream picks it."""
+    defaults = [c for c in classes if is_default_class(c)]
+    if not defaults:
+        return None
+    newest = max(defaults, key=lambda c: (str(_map(c.get("metadata")).get("creationTimestamp") or ""),
+                                          str(_map(c.get("metadata")).get("name") or "")))
+    return newest["metadata"]["name"]
 
 
 def claim_class(pvc: dict) -> str:
@@ -182,14 +192,23 @@ def claim_ref_is(pv: dict, pvc: dict) -> bool:
     return not ref.get("uid") or ref.get("uid") == m.get("uid")
 
 
-def volume_satisfies(pv: dict, pvc: dict) -> bool:
-    """checkVolumeSatisfyClaim plus the selector: class, mode, access modes, size, labels."""
+def mismatch(pv: dict, pvc: dict) -> str:
+    """checkVolumeSatisfyClaim: why the volume cannot serve the claim, in upstream's words ("" when it can)."""
     capacity = _capacity(pv)
-    return (capacity is not None and capacity >= claim_request(pvc)
-            and volume_class(pv) == claim_class(pvc)
-            and _volume_mode(pv) == _volume_mode(pvc)
-            and access_modes_cover(_map(pv.get("spec")).get("accessModes"), _map(pvc.get("spec")).get("accessModes"))
-            and _selector_matches(pvc, pv))
+    if capacity is None or capacity < claim_request(pvc):
+        return "requested PV is too small"
+    if volume_class(pv) != claim_class(pvc):
+        return "storageClassName does not match"
+    if _volume_mode(pv) != _volume_mode(pvc):
+        return "incompatible volumeMode"
+    if not access_modes_cover(_map(pv.get("spec")).get("accessModes"), _map(pvc.get("spec")).get("accessModes")):
+        return "incompatible accessMode"
+    return ""
+
+
+def volume_satisfies(pv: dict, pvc: dict) -> bool:
+    """checkVolumeSatisfyClaim plus the selector: size, class, mode, access modes, labels."""
+    return not mismatch(pv, pvc) and _selector_matches(pvc, pv)
 
 
 def find_matching_volume(pvc: dict, volumes: Iterable[dict], node: dict | None = None) -> dict | None:
@@ -228,8 +247,10 @@ def pod_claim_names(pod: dict) -> list[str]:
 
 
 def claim_uses(pod: dict, namespace: str, claim: str) -> bool:
-    """Whether a not yet finished pod of the namespace uses the claim (what pvc-protection waits for)."""
+    """Whether a scheduled, not yet finished pod of the namespace uses the claim (what pvc-protection
+    waits for; an unscheduled pod never starts with a claim being deleted, so it does not count)."""
     m = _map(pod.get("metadata"))
-    if m.get("namespace") != namespace or _map(pod.get("status")).get("phase") in ("Succeeded", "Failed"):
+    if (m.get("namespace") != namespace or not _map(pod.get("spec")).get("nodeName")
+            or _map(pod.get("status")).get("phase") in ("Succeeded", "Failed")):
         return False
     return claim in pod_claim_names(pod)

@@ -23,6 +23,8 @@ from pocketkube.api.volumes import (
     HOSTNAME_LABEL,
     claim_class,
     claim_ref_is,
+    default_class_name,
+    mismatch,
 )
 from pocketkube.api.volumes import find_matching_volume as _find
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
@@ -108,6 +110,12 @@ class PersistentVolumeController(Controller):
             return
         if plan.meta(pvc).get("deletionTimestamp"):
             return
+        if plan.spec(pvc).get("storageClassName") is None and not claim_class(pvc):
+            # Retroactive default class: a claim made while there was no default gets today's.
+            default = default_class_name(self.classes.list())
+            if default is not None:
+                await self.client.update(PVCS, {**pvc, "spec": {**plan.spec(pvc), "storageClassName": default}})
+                return  # the update brings the claim back
         class_name = claim_class(pvc)
         sc = self.classes.get(class_name) if class_name else None
         if plan.delayed_binding(pvc, sc):
@@ -154,6 +162,11 @@ class PersistentVolumeController(Controller):
                 await self._claim_phase(pvc, "Pending")  # pre-bound to a volume that does not exist yet
             return
         ref = plan.spec(pv).get("claimRef")
+        if not ref and (why := mismatch(pv, pvc)):
+            self.recorder.event(pvc, WARNING, "VolumeMismatch",
+                                f'Cannot bind to requested volume "{name}": {why}', res=PVCS)
+            await self._claim_phase(pvc, "Pending")
+            return
         if ref and not claim_ref_is(pv, pvc):
             if plan.phase(pvc) == "Bound":
                 self.recorder.event(pvc, WARNING, "ClaimMisbound", plan.MSG_CLAIM_MISBOUND, res=PVCS)

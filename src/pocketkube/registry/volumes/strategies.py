@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pocketkube.api import errors
-from pocketkube.api.volumes import PROTECTION_PV, PROTECTION_PVC, claim_class, is_default_class
+from pocketkube.api.volumes import PROTECTION_PV, PROTECTION_PVC, claim_class, default_class_name
 from pocketkube.registry.strategy import Hooks, Strategy, Transaction
 from pocketkube.registry.volumes import validation as v
 
@@ -32,16 +32,6 @@ def _add_finalizer(obj: dict, finalizer: str) -> None:
         finalizers = []
     if finalizer not in finalizers:
         m["finalizers"] = [*finalizers, finalizer]
-
-
-def default_class_name(classes: list[dict]) -> str | None:
-    """The default StorageClass among `classes`: the newest marked one (ties: by name)."""
-    defaults = [c for c in classes if is_default_class(c)]
-    if not defaults:
-        return None
-    newest = max(defaults, key=lambda c: (str((c.get("metadata") or {}).get("creationTimestamp") or ""),
-                                          str((c.get("metadata") or {}).get("name") or "")))
-    return newest["metadata"]["name"]
 
 
 def admit_new_claim(pvc: dict, classes: list[dict]) -> None:
