@@ -134,7 +134,7 @@ async def test_claim_spec_is_immutable_but_a_bound_claim_may_grow_when_its_class
 async def test_volume_defaults_and_validation(registry):
     created = await pvs(registry).create(volume())
     assert created["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
-    assert created["status"] == {"phase": "Pending"}
+    assert created["status"]["phase"] == "Pending" and created["status"]["lastPhaseTransitionTime"]
     assert created["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
     msgs = await invalid(pvs(registry).create({"metadata": {"name": "bad"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi", "cpu": "1"},

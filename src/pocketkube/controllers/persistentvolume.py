@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.api.volumes import (
     ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE,
@@ -178,9 +179,7 @@ class PersistentVolumeController(Controller):
         ref = plan.spec(pv).get("claimRef") or {}
         if not (claim_ref_is(pv, pvc) and ref.get("uid") == plan.meta(pvc).get("uid")):
             pv = await self.client.update(PVS, plan.volume_bound_to(pv, pvc))
-        if plan.phase(pv) != "Bound":
-            pv = await self.client.update_status(PVS, {**pv, "status": {**(pv.get("status") or {}),
-                                                                       "phase": "Bound"}})
+        pv = await self._volume_status(pv, "Bound")
         if plan.claim_needs_binding_write(pvc, pv):
             pvc = await self.client.update(PVCS, plan.claim_bound_to(pvc, pv))
         status = plan.bound_claim_status(pvc, pv)
@@ -199,22 +198,31 @@ class PersistentVolumeController(Controller):
         if verdict.reclaim:
             await self._reclaim(pv)
             return
-        if plan.phase(pv) != verdict.phase:
-            await self.client.update_status(PVS, {**pv, "status": {"phase": verdict.phase}})
+        await self._volume_status(pv, verdict.phase)
+
+    async def _volume_status(self, pv: dict, phase: str, message: str = "") -> dict:
+        """Write the volume's phase (and message) when they change; lastPhaseTransitionTime marks
+        the moment of a phase change, as upstream's registry does."""
+        current = pv.get("status") or {}
+        if current.get("phase") == phase and (current.get("message") or "") == message:
+            return pv
+        status: dict = {"phase": phase}
+        if message:
+            status["message"] = message
+        status["lastPhaseTransitionTime"] = (current.get("lastPhaseTransitionTime")
+                                             if current.get("phase") == phase else now_rfc3339())
+        return await self.client.update_status(PVS, {**pv, "status": status})
 
     async def _reclaim(self, pv: dict) -> None:
         name = plan.meta(pv)["name"]
         policy = plan.spec(pv).get("persistentVolumeReclaimPolicy") or "Retain"
-        status = {"phase": "Released"}
+        phase, message = "Released", ""
         if policy == "Delete" and not plan.annotations(pv).get(ANN_PROVISIONED_BY):
+            phase = "Failed"
             message = f'error getting deleter volume plugin for volume "{name}": no deletable volume plugin matched'
             self.recorder.event(pv, WARNING, "VolumeFailedDelete", message, res=PVS)
-            status = {"phase": "Failed", "message": message}
         elif policy == "Recycle":
-            self.recorder.event(pv, WARNING, "VolumeFailedRecycle", "No recycler plugin found for the volume!",
-                                res=PVS)
-            status = {"phase": "Failed", "message": "No recycler plugin found for the volume!"}
+            phase, message = "Failed", "No recycler plugin found for the volume!"
+            self.recorder.event(pv, WARNING, "VolumeFailedRecycle", message, res=PVS)
         # Delete of a provisioned volume: its provisioner sees it Released and deletes it.
-        current = pv.get("status") or {}
-        if current.get("phase") != status["phase"] or current.get("message") != status.get("message"):
-            await self.client.update_status(PVS, {**pv, "status": status})
+        await self._volume_status(pv, phase, message)

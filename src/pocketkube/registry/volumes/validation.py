@@ -7,6 +7,7 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required
 from pocketkube.api.selectors import validate_label_selector
+from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.api.validation import dns1123_subdomain_errors, qualified_name_errors, wrong_type
 from pocketkube.api.volumes import parse_quantity
 from pocketkube.registry.core.pods.typed import get_dict, get_list, not_supported_ordered
@@ -47,8 +48,9 @@ def default_pv(obj: dict) -> None:
         spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
         spec.setdefault("volumeMode", "Filesystem")
     status = obj.setdefault("status", {})
-    if isinstance(status, dict):
-        status.setdefault("phase", "Pending")
+    if isinstance(status, dict) and "phase" not in status:
+        status["phase"] = "Pending"
+        status["lastPhaseTransitionTime"] = now_rfc3339()
 
 
 def default_pvc(obj: dict) -> None:
