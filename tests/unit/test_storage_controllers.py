@@ -184,3 +184,18 @@ async def test_a_claim_without_class_gets_the_default_made_later_and_a_mismatche
     await until(lambda: "VolumeMismatch" in reasons(fake, "wants-tiny"), "the mismatch event")
     assert get(fake, PVCS, "wants-tiny")["status"]["phase"] == "Pending"
     assert "claimRef" not in get(fake, PVS, "tiny")["spec"]
+
+
+async def test_a_provisioned_volume_deleted_by_hand_keeps_its_directory_until_released(plane):
+    fake = plane
+    await fake.create(PVCS, claim("byhand", cls="now"), "ns")
+    await until(lambda: deep_get(get(fake, PVCS, "byhand"), "status", "phase") == "Bound", "bound")
+    name = get(fake, PVCS, "byhand")["spec"]["volumeName"]
+    directory = Path(get(fake, PVS, name)["spec"]["hostPath"]["path"])
+    await fake.delete(PVS, "", name)
+    # Bound: held by the provisioner's finalizer (the claim's sync still sees it Bound).
+    assert get(fake, PVS, name)["metadata"]["deletionTimestamp"] and directory.is_dir()
+    await until(lambda: deep_get(get(fake, PVCS, "byhand"), "status", "phase") == "Bound", "still bound")
+    await fake.delete(PVCS, "ns", "byhand")
+    await until(lambda: get(fake, PVS, name) is None, "the volume gone")
+    assert not directory.exists()

@@ -120,13 +120,26 @@ class LocalPathProvisioner(Controller):
                             res=PVCS)
 
     async def _maybe_delete(self, pv: dict) -> None:
-        if plan.phase(pv) != "Released" or plan.spec(pv).get("persistentVolumeReclaimPolicy") != "Delete":
+        """Reclaim Delete: the directory, then the object. Our finalizer keeps a volume someone
+        else deletes until its directory is gone too (a Retain volume keeps its data)."""
+        deleting = bool(plan.meta(pv).get("deletionTimestamp"))
+        if deleting and plan.PROVISIONER_FINALIZER in (plan.meta(pv).get("finalizers") or []):
+            if plan.phase(pv) == "Bound":
+                return  # pv-protection: still in use
+            if plan.spec(pv).get("persistentVolumeReclaimPolicy") == "Delete":
+                await self._remove_directory(pv)
+            await self.client.update(PVS, {**pv, "metadata": {**pv["metadata"], "finalizers": [
+                f for f in pv["metadata"]["finalizers"] if f != plan.PROVISIONER_FINALIZER]}})
             return
+        if deleting or plan.phase(pv) != "Released" or plan.spec(pv).get("persistentVolumeReclaimPolicy") != "Delete":
+            return
+        await self._remove_directory(pv)
+        try:
+            await self.client.delete(PVS, "", pv["metadata"]["name"], preconditions={"uid": pv["metadata"]["uid"]})
+        except errors.NotFound:
+            pass
+
+    async def _remove_directory(self, pv: dict) -> None:
         path = plan.deletable_directory(pv, self.template, self.provisioner)
         if path is not None:
             await asyncio.to_thread(shutil.rmtree, path, True)
-        try:
-            await self.client.delete(PVS, "", pv["metadata"]["name"],
-                                     preconditions={"uid": pv["metadata"]["uid"]})
-        except errors.NotFound:
-            pass

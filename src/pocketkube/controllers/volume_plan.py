@@ -23,6 +23,7 @@ from pocketkube.api.volumes import (
 )
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
+PROVISIONER_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
 # Event messages, as upstream's PV controller words them.
 MSG_WAIT_FIRST_CONSUMER = "waiting for first consumer to be created before binding"
 MSG_NO_CLASS = "no persistent volumes available for this claim and no storage class is set"
@@ -172,7 +173,9 @@ def provisioned_volume(pvc: dict, sc: dict, node: str, path: str) -> dict:
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": provisioned_volume_name(pvc),
                      "annotations": {ANN_PROVISIONED_BY: sc.get("provisioner", ""),
-                                     "local.path.provisioner/selected-node": node}},
+                                     "local.path.provisioner/selected-node": node},
+                     # Held until the directory is gone, whoever deletes the volume.
+                     "finalizers": [PROVISIONER_FINALIZER]},
         "spec": {
             "capacity": {"storage": ((s.get("resources") or {}).get("requests") or {}).get("storage", "0")},
             "accessModes": list(s.get("accessModes") or []),
