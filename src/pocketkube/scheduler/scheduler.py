@@ -196,7 +196,9 @@ class Scheduler:
                 infos[node].add_pod(pod)
         return infos
 
-    def _volume_state(self, *, assumed: bool = True) -> vb.VolumeState:
+    def _volume_state(self, *, assumed: bool = True, pods: bool = True) -> vb.VolumeState:
+        """The storage caches as a VolumeState; `assumed`: with the node choices not yet visible,
+        `pods`: with the ReadWriteOncePod claims in use (a walk over every pod)."""
         claims = {object_key(c): c for c in self.claims.list()}
         for key, node in list(self._selected.items()):
             pvc = claims.get(key)
@@ -210,12 +212,25 @@ class Scheduler:
         state = vb.VolumeState(claims=claims,
                                volumes={v["metadata"]["name"]: v for v in self.volumes.list()},
                                classes={c["metadata"]["name"]: c for c in self.classes.list()})
-        for pod in self.pods.list():
+        for pod in self.pods.list() if pods else ():
             if (deep_get(pod, "spec", "nodeName") or object_key(pod) in self._assumed) and not _terminal(pod):
                 ns = pod["metadata"].get("namespace", "")
                 state.rwop_in_use.update(f"{ns}/{name}" for name, pvc in state.claims_of(pod)
                                          if pvc and "ReadWriteOncePod" in (deep_get(pvc, "spec", "accessModes") or []))
         return state
+
+    def _assume_volumes(self, pod: dict, node: str, state: vb.VolumeState) -> None:
+        """Record in `state` (and for later passes) what binding `pod` to `node` implies: its unbound
+        claims get that node, its ReadWriteOncePod claims are in use."""
+        for pvc in vb.claims_to_select(pod, node, state):
+            key = object_key(pvc)
+            self._selected[key] = node
+            m = pvc["metadata"]
+            state.claims[key] = {**pvc, "metadata": {**m, "annotations": {**(m.get("annotations") or {}),
+                                                                          ANN_SELECTED_NODE: node}}}
+        ns = pod["metadata"].get("namespace", "")
+        state.rwop_in_use.update(f"{ns}/{name}" for name, pvc in state.claims_of(pod)
+                                 if pvc and "ReadWriteOncePod" in (deep_get(pvc, "spec", "accessModes") or []))
 
     def _decide(self, pod: dict, ordered: list[NodeInfo], volumes: vb.VolumeState | None) -> Decision:
         if volumes is None or not pod_claim_names(pod):
@@ -244,9 +259,7 @@ class Scheduler:
             self._assumed[key] = decision.node
             infos[decision.node].add_pod(pod)
             if volumes is not None and pod_claim_names(pod):
-                for pvc in vb.claims_to_select(pod, decision.node, volumes):
-                    self._selected[object_key(pvc)] = decision.node
-                volumes = None  # rebuilt with this decision for the next pod with claims
+                self._assume_volumes(pod, decision.node, volumes)
             self._tasks.append(asyncio.get_running_loop().create_task(self._bind(key, pod, decision.node)))
         self._tasks = [t for t in self._tasks if not t.done()]
 
@@ -277,7 +290,7 @@ class Scheduler:
         """PreBind: name the node on the pod's unbound claims, then wait until the PV controller
         (and a provisioner) have bound them all; False when that takes too long."""
         try:
-            for pvc in vb.claims_to_select(pod, node, self._volume_state(assumed=False)):
+            for pvc in vb.claims_to_select(pod, node, self._volume_state(assumed=False, pods=False)):
                 m = pvc["metadata"]
                 await self.client.patch(PVCS, m["namespace"], m["name"],
                                         {"metadata": {"annotations": {ANN_SELECTED_NODE: node}}})
@@ -290,7 +303,7 @@ class Scheduler:
         self._claim_waiters.add(waiter)
         deadline = asyncio.get_running_loop().time() + self.settings.volume_bind_timeout
         try:
-            while not vb.pod_volumes_bound(pod, self._volume_state()):
+            while not vb.pod_volumes_bound(pod, self._volume_state(pods=False)):
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     return False
