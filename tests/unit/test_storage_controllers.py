@@ -199,3 +199,20 @@ async def test_a_provisioned_volume_deleted_by_hand_keeps_its_directory_until_re
     await fake.delete(PVCS, "ns", "byhand")
     await until(lambda: get(fake, PVS, name) is None, "the volume gone")
     assert not directory.exists()
+
+
+async def test_a_read_write_once_pod_claim_serves_one_pod(plane):
+    fake = plane
+    single = claim("single", cls="now")
+    single["spec"]["accessModes"] = ["ReadWriteOncePod"]
+    await fake.create(PVCS, single, "ns")
+    await fake.create(PODS, pod("first", "single"), "ns")
+    await until(lambda: deep_get(get(fake, PODS, "first"), "spec", "nodeName"), "the first pod bound")
+    await fake.create(PODS, pod("second", "single"), "ns")
+
+    def message():
+        conds = deep_get(get(fake, PODS, "second"), "status", "conditions", default=None) or []
+        return next((c["message"] for c in conds if c["type"] == "PodScheduled"), None)
+    assert "ReadWriteOncePod access mode" in await until(message, "the second pod unschedulable")
+    await fake.delete(PODS, "ns", "first", grace_period=0)
+    await until(lambda: deep_get(get(fake, PODS, "second"), "spec", "nodeName"), "the second pod bound")
