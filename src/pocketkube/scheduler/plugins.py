@@ -26,6 +26,7 @@ from pocketkube.api.taints import (
     node_ready_status,
     tolerates,
 )
+from pocketkube.scheduler.volumebinding import UNRESOLVABLE as VOLUME_UNRESOLVABLE
 
 __all__ = [
     "NO_NODES_MESSAGE",
@@ -46,9 +47,7 @@ REASON_SELECTOR = "node(s) didn't match Pod's node affinity/selector"
 REASON_TOO_MANY_PODS = "Too many pods"
 # Failures that evicting other pods cannot fix (UnschedulableAndUnresolvable upstream).
 _UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_SELECTOR, "node(s) had untolerated taint",
-                          "node(s) had volume node affinity conflict",
-                          "node(s) didn't find available persistent volumes to bind",
-                          "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)")
+                          *VOLUME_UNRESOLVABLE)
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 
