@@ -230,3 +230,11 @@ def test_only_scheduled_unfinished_pods_hold_a_claim():
     assert claim_uses(user, "ns", "c") and not claim_uses(user, "other", "c") and not claim_uses(user, "ns", "d")
     assert not claim_uses({**user, "status": {"phase": "Succeeded"}}, "ns", "c")
     assert not claim_uses(pod_with("c"), "ns", "c")  # not scheduled yet
+
+
+def test_immediate_claims_spread_over_the_nodes():
+    sc = {"provisioner": "pocketkube.io/local-path", "volumeBindingMode": "Immediate"}
+    held = [plan.provisioned_volume(pvc(uid=f"u{i}"), sc, "n1", f"/d/n1/pvc-u{i}_ns_c") for i in range(2)]
+    held.append(plan.provisioned_volume(pvc(uid="u9"), sc, "n2", "/d/n2/pvc-u9_ns_c"))
+    assert plan.provisioning_node(pvc(), sc, ["n1", "n2", "n3"], held) == "n3"
+    assert plan.provisioning_node(pvc(), sc, ["n1", "n2"], held) == "n2"

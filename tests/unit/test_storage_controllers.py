@@ -131,7 +131,10 @@ async def test_immediate_class_provisions_at_once_and_a_missing_claim_blocks_the
         return next((c["message"] for c in conds if c["type"] == "PodScheduled"), None)
     assert 'persistentvolumeclaim "absent" not found' in await until(message, "unschedulable")
     await fake.create(PVCS, claim("absent", cls="now"), "ns")
-    assert await until(lambda: deep_get(get(fake, PODS, "lonely"), "spec", "nodeName"), "bound later") == "n1"
+    placed = await until(lambda: deep_get(get(fake, PODS, "lonely"), "spec", "nodeName"), "bound later")
+    second = get(fake, PVS, get(fake, PVCS, "absent")["spec"]["volumeName"])
+    assert second["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == \
+        [placed] == ["n2"]  # the Immediate volumes spread over the nodes; the pod follows its volume
 
 
 async def test_a_static_volume_binds_and_is_released_then_retained(plane):
@@ -216,3 +219,14 @@ async def test_a_read_write_once_pod_claim_serves_one_pod(plane):
     assert "ReadWriteOncePod access mode" in await until(message, "the second pod unschedulable")
     await fake.delete(PODS, "ns", "first", grace_period=0)
     await until(lambda: deep_get(get(fake, PODS, "second"), "spec", "nodeName"), "the second pod bound")
+
+
+async def test_a_claim_with_a_selector_is_not_provisioned(plane):
+    fake = plane
+    picky = claim("picky", cls="now")
+    picky["spec"]["selector"] = {"matchLabels": {"disk": "ssd"}}
+    await fake.create(PVCS, picky, "ns")
+    await until(lambda: "ProvisioningFailed" in reasons(fake, "picky"), "the refusal")
+    assert not fake.objects(PVS)
+    assert next(e["message"] for e in fake.objects(EVENTS) if e["reason"] == "ProvisioningFailed").endswith(
+        "claim Selector is not supported")

@@ -92,11 +92,16 @@ class LocalPathProvisioner(Controller):
         sc = self.classes.get(plan.spec(pvc).get("storageClassName") or "")
         if sc is None or sc.get("provisioner") != self.provisioner:
             return
+        key = plan.claim_key(pvc)
+        if plan.spec(pvc).get("selector") is not None:
+            self.recorder.event(pvc, WARNING, "ProvisioningFailed",
+                                f'failed to provision volume with StorageClass "{sc["metadata"]["name"]}": '
+                                "claim Selector is not supported", res=PVCS)
+            return
         ready = [n["metadata"]["name"] for n in self.nodes.list() if node_ready_status(n) == "True"]
-        node = plan.provisioning_node(pvc, sc, ready)
+        node = plan.provisioning_node(pvc, sc, ready, self.volumes.list())
         if node is None:
             return
-        key = plan.claim_key(pvc)
         if not self.template:
             self.recorder.event(pvc, WARNING, "ProvisioningFailed",
                                 "failed to provision volume: the local-path root of the nodes is not configured",

@@ -24,6 +24,7 @@ from pocketkube.api.volumes import (
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 PROVISIONER_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
+ANN_LOCAL_NODE = "local.path.provisioner/selected-node"  # the node a provisioned volume lives on
 # Event messages, as upstream's PV controller words them.
 MSG_WAIT_FIRST_CONSUMER = "waiting for first consumer to be created before binding"
 MSG_NO_CLASS = "no persistent volumes available for this claim and no storage class is set"
@@ -173,7 +174,7 @@ def provisioned_volume(pvc: dict, sc: dict, node: str, path: str) -> dict:
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": provisioned_volume_name(pvc),
                      "annotations": {ANN_PROVISIONED_BY: sc.get("provisioner", ""),
-                                     "local.path.provisioner/selected-node": node},
+                                     ANN_LOCAL_NODE: node},
                      # Held until the directory is gone, whoever deletes the volume.
                      "finalizers": [PROVISIONER_FINALIZER]},
         "spec": {
@@ -190,15 +191,16 @@ def provisioned_volume(pvc: dict, sc: dict, node: str, path: str) -> dict:
     }
 
 
-def provisioning_node(pvc: dict, sc: dict, ready_nodes: list[str]) -> str | None:
-    """The node to provision on: the scheduler's choice, or for an Immediate class the first Ready
-    node by name (local storage has no better answer); None: not yet."""
+def provisioning_node(pvc: dict, sc: dict, ready_nodes: list[str], volumes: list[dict] = ()) -> str | None:
+    """The node to provision on: the scheduler's choice, or for an Immediate class the Ready node
+    holding the fewest of our volumes (then by name); None: not yet."""
     selected = annotations(pvc).get(ANN_SELECTED_NODE)
     if selected:
         return selected
-    if sc.get("volumeBindingMode") == "WaitForFirstConsumer":
+    if sc.get("volumeBindingMode") == "WaitForFirstConsumer" or not ready_nodes:
         return None
-    return min(ready_nodes) if ready_nodes else None
+    held = [annotations(v).get(ANN_LOCAL_NODE) for v in volumes]
+    return min(ready_nodes, key=lambda n: (held.count(n), n))
 
 
 def wants_provisioning(pvc: dict, provisioner: str) -> bool:
@@ -213,7 +215,7 @@ def deletable_directory(pv: dict, template: str, provisioner: str) -> str | None
     if annotations(pv).get(ANN_PROVISIONED_BY) != provisioner:
         return None
     path = (spec(pv).get("hostPath") or spec(pv).get("local") or {}).get("path")
-    node = annotations(pv).get("local.path.provisioner/selected-node")
+    node = annotations(pv).get(ANN_LOCAL_NODE)
     if not isinstance(path, str) or not node or not template:
         return None
     root = PurePosixPath(template.replace("{node}", node))
