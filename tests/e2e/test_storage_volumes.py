@@ -171,3 +171,25 @@ def test_bad_input_is_a_kubernetes_error(kubectl, core):
                          for c in core.read_namespaced_pod(missing, "default").status.conditions or []),
              timeout=20, what="the pod unschedulable")
     kubectl.ok("delete", "pod", missing)
+
+
+def test_a_claim_grows_only_when_its_class_allows_expansion(kubectl, core):
+    s = suffix(kubectl)
+    for name, expand in ((f"grow-{s}", True), (f"fixed-{s}", False)):
+        kubectl.ok("apply", "-f", "-", input=yaml.safe_dump({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+            "provisioner": "pocketkube.io/local-path", "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": expand}))
+        kubectl.ok("apply", "-f", "-", input=claim(name, storageClassName=name))
+        wait_for(lambda name=name: core.read_namespaced_persistent_volume_claim(name, "default").status.phase
+                 == "Bound", timeout=20, what=f"{name} bound")
+    bigger = json.dumps({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})
+    kubectl.ok("patch", "pvc", f"grow-{s}", "-p", bigger)
+    wait_for(lambda: core.read_namespaced_persistent_volume_claim(f"grow-{s}", "default").status.capacity
+             == {"storage": "2Gi"}, timeout=20, what="the claim grown")
+    refused = kubectl.run("patch", "pvc", f"fixed-{s}", "-p", bigger)
+    assert refused.returncode != 0
+    assert "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must " \
+           "support resize" in refused.stderr
+    kubectl.ok("delete", "pvc", f"grow-{s}", f"fixed-{s}")
+    kubectl.ok("delete", "storageclass", f"grow-{s}", f"fixed-{s}")

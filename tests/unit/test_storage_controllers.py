@@ -230,3 +230,15 @@ async def test_a_claim_with_a_selector_is_not_provisioned(plane):
     assert not fake.objects(PVS)
     assert next(e["message"] for e in fake.objects(EVENTS) if e["reason"] == "ProvisioningFailed").endswith(
         "claim Selector is not supported")
+
+
+async def test_a_bound_claim_grows_its_volume(plane):
+    fake = plane
+    await fake.create(PVCS, claim("growing", cls="now"), "ns")
+    await until(lambda: deep_get(get(fake, PVCS, "growing"), "status", "phase") == "Bound", "bound")
+    pvc = get(fake, PVCS, "growing")
+    pvc["spec"]["resources"]["requests"]["storage"] = "5Gi"
+    await fake.update(PVCS, pvc)
+    await until(lambda: deep_get(get(fake, PVCS, "growing"), "status", "capacity", "storage") == "5Gi", "grown")
+    assert get(fake, PVS, pvc["spec"]["volumeName"])["spec"]["capacity"] == {"storage": "5Gi"}
+    await until(lambda: "VolumeResizeSuccessful" in reasons(fake, "growing"), "the resize event")

@@ -65,6 +65,10 @@ class LocalPathProvisioner(Controller):
     def _claim(self, pvc: dict) -> None:
         if plan.wants_provisioning(pvc, self.provisioner):
             self.queue.add("claim:" + plan.claim_key(pvc))
+        elif plan.spec(pvc).get("volumeName"):
+            pv = self.volumes.get(plan.spec(pvc)["volumeName"])
+            if pv is not None and plan.expansion(pvc, pv, self.provisioner):
+                self.queue.add("resize:" + plan.claim_key(pvc))
 
     def _waiting_claims(self) -> None:
         for pvc in self.claims.list():
@@ -84,6 +88,25 @@ class LocalPathProvisioner(Controller):
             pv = self.volumes.get(rest)
             if pv is not None:
                 await self._maybe_delete(pv)
+        elif kind == "resize":
+            pvc = self.claims.get(rest)
+            if pvc is not None:
+                await self._expand(pvc)
+
+    async def _expand(self, pvc: dict) -> None:
+        """Volume expansion (the external resizer's and kubelet's parts at once): the volume's
+        capacity, then the claim's status."""
+        pv = self.volumes.get(plan.spec(pvc).get("volumeName") or "")
+        size = plan.expansion(pvc, pv, self.provisioner) if pv is not None else None
+        if pv is None or size is None:
+            return
+        name = pv["metadata"]["name"]
+        self.recorder.event(pvc, NORMAL, "Resizing", f"External resizer is resizing volume {name}", res=PVCS)
+        if (plan.spec(pv).get("capacity") or {}).get("storage") != size:
+            await self.client.update(PVS, {**pv, "spec": {**plan.spec(pv), "capacity": {"storage": size}}})
+        status = {**(pvc.get("status") or {}), "capacity": {"storage": size}}
+        await self.client.update_status(PVCS, {**pvc, "status": status})
+        self.recorder.event(pvc, NORMAL, "VolumeResizeSuccessful", "Resize volume succeeded", res=PVCS)
 
     async def _provision(self, pvc: dict) -> None:
         name = plan.provisioned_volume_name(pvc)

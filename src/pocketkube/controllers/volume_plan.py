@@ -20,6 +20,7 @@ from pocketkube.api.volumes import (
     HOSTNAME_LABEL,
     claim_class,
     claim_ref_is,
+    parse_quantity,
 )
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
@@ -223,3 +224,18 @@ def deletable_directory(pv: dict, template: str, provisioner: str) -> str | None
     if candidate.parent != root or not candidate.name.startswith(f"{meta(pv).get('name', '')}_") or ".." in path:
         return None
     return path
+
+
+def expansion(pvc: dict, pv: dict, provisioner: str) -> str | None:
+    """The size to grow our bound volume to when its claim asks for more than it has (a directory
+    has no size to change: growing is recording the new capacity); None when nothing to do."""
+    if annotations(pv).get(ANN_PROVISIONED_BY) != provisioner or phase(pvc) != "Bound":
+        return None
+    if spec(pvc).get("volumeName") != meta(pv).get("name"):
+        return None
+    wanted = ((spec(pvc).get("resources") or {}).get("requests") or {}).get("storage")
+    want, have = parse_quantity(wanted), parse_quantity((spec(pv).get("capacity") or {}).get("storage"))
+    shown = parse_quantity(((pvc.get("status") or {}).get("capacity") or {}).get("storage"))
+    if want is None or have is None:
+        return None
+    return wanted if want > have or (shown is not None and want > shown) else None
