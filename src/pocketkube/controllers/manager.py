@@ -35,7 +35,9 @@ ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "no
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
-    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases")))
+    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+    ("", "persistentvolumeclaims"),  # owned by StatefulSets (retention policy) and pods (ephemeral volumes)
+))
 
 
 @dataclass(frozen=True)
