@@ -242,3 +242,37 @@ async def test_a_bound_claim_grows_its_volume(plane):
     await until(lambda: deep_get(get(fake, PVCS, "growing"), "status", "capacity", "storage") == "5Gi", "grown")
     assert get(fake, PVS, pvc["spec"]["volumeName"])["spec"]["capacity"] == {"storage": "5Gi"}
     await until(lambda: "VolumeResizeSuccessful" in reasons(fake, "growing"), "the resize event")
+
+
+async def unbindable(timeout: float) -> tuple[FakeClient, Scheduler]:
+    """A scheduler with one bind slot and no PV controller: a claimed pod's claim is never bound."""
+    fake = FakeClient((NODES, node("n1")), (CLASSES, storage_class("standard")))
+    scheduler = Scheduler(fake, SchedulerSettings(initial_backoff=0.01, max_backoff=0.05, bind_concurrency=1,
+                                                  volume_bind_timeout=timeout))
+    await scheduler.start()
+    await fake.create(PVCS, claim("orphan"), "ns")
+    await fake.create(PODS, pod("waiting", "orphan"), "ns")
+    await until(lambda: deep_get(get(fake, PVCS, "orphan"), "metadata", "annotations",
+                                 "volume.kubernetes.io/selected-node") == "n1", "the node named on the claim")
+    return fake, scheduler
+
+
+async def test_a_pod_waiting_for_its_volumes_does_not_hold_a_bind_slot():
+    fake, scheduler = await unbindable(timeout=60)
+    try:
+        plain = {"metadata": {"name": "plain", "namespace": "ns"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+        await fake.create(PODS, plain, "ns")
+        await until(lambda: deep_get(get(fake, PODS, "plain"), "spec", "nodeName"), "the plain pod bound", timeout=5)
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_pod_whose_claim_is_never_bound_is_reported_and_retried():
+    fake, scheduler = await unbindable(timeout=0.3)
+    try:
+        await until(lambda: any(e["reason"] == "FailedScheduling" and e["message"] == (
+            'running PreBind plugin "VolumeBinding": binding volumes: context deadline exceeded')
+            for e in fake.objects(EVENTS)), "the bind timeout reported")
+        assert not deep_get(get(fake, PODS, "waiting"), "spec", "nodeName")
+    finally:
+        await scheduler.stop()

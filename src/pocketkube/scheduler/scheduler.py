@@ -44,6 +44,7 @@ NODES = BY_PLURAL[("", "nodes")]
 PVCS = BY_PLURAL[("", "persistentvolumeclaims")]
 PVS = BY_PLURAL[("", "persistentvolumes")]
 STORAGE_CLASSES = BY_PLURAL[("storage.k8s.io", "storageclasses")]
+BIND_TIMEOUT_MESSAGE = 'running PreBind plugin "VolumeBinding": binding volumes: context deadline exceeded'
 
 
 @dataclass(frozen=True)
@@ -265,23 +266,24 @@ class Scheduler:
 
     async def _bind(self, key: str, pod: dict, node: str) -> None:
         m = pod["metadata"]
-        async with self._binds:
-            try:
-                if pod_claim_names(pod) and not await self._bind_volumes(pod, node):
-                    self._assumed.pop(key, None)
-                    self._unschedulable_pod(key, pod, "binding volumes: context deadline exceeded")
-                    return
+        try:
+            # Waiting for volumes holds no bind slot: a slow provisioner must not stall other pods.
+            if pod_claim_names(pod) and not await self._bind_volumes(pod, node):
+                self._assumed.pop(key, None)
+                self._unschedulable_pod(key, pod, BIND_TIMEOUT_MESSAGE)
+                return
+            async with self._binds:
                 await self.client.bind(m["namespace"], m["name"], node)
-            except (errors.NotFound, errors.Conflict) as e:
-                # Gone, or bound by someone else meanwhile: the informer will tell us which.
-                log.debug("scheduler: binding %s to %s: %s", key, node, e)
-                self._assumed.pop(key, None)
-                return
-            except errors.ApiError as e:
-                log.warning("scheduler: binding %s to %s failed: %s; retrying", key, node, e)
-                self._assumed.pop(key, None)
-                self._retry_later(key)
-                return
+        except (errors.NotFound, errors.Conflict) as e:
+            # Gone, or bound by someone else meanwhile: the informer will tell us which.
+            log.debug("scheduler: binding %s to %s: %s", key, node, e)
+            self._assumed.pop(key, None)
+            return
+        except errors.ApiError as e:
+            log.warning("scheduler: binding %s to %s failed: %s; retrying", key, node, e)
+            self._assumed.pop(key, None)
+            self._retry_later(key)
+            return
         self._backoff.reset(key)
         self.recorder.event(pod, NORMAL, "Scheduled", f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
                             res=PODS)
