@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--service-account-private-key-file", type=Path, default=None,
                     help="the key that signs service-account-token Secrets' tokens (the server's pki/sa.key)")
     _control_plane_args(cm)
+    cm.add_argument("--local-path-template", default="",
+                    help="the directory where node {node} keeps provisioned volumes, e.g. "
+                         "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -279,7 +282,8 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
     return ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
                                 pod_eviction_timeout=args.pod_eviction_timeout,
                                 load_balancer_pool=args.load_balancer_pool,
-                                service_account_key_file=str(sa_key or ""))
+                                service_account_key_file=str(sa_key or ""),
+                                local_path_template=getattr(args, "local_path_template", ""))
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:

@@ -211,6 +211,7 @@ class Cluster:
             "controller-manager", "--server", f"https://{self.cfg.host}:{port}",
             "--token-file", str(self._controlplane_token_file), "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
             "--service-account-private-key-file", str(self.data_dir / "pki" / "sa.key"),
+            "--local-path-template", str(self.data_dir / "nodes" / "{node}" / "storage"),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         try:

@@ -22,6 +22,7 @@ class ControlPlaneSettings:
     # kube-controller-manager --service-account-private-key-file: signs the tokens of
     # kubernetes.io/service-account-token Secrets; empty: that controller does not run.
     service_account_key_file: str = ""
+    local_path_template: str = ""  # where the local-path provisioner puts a node's volumes
 
 
 class ControlPlane:
@@ -32,13 +33,17 @@ class ControlPlane:
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
                                                  monitor_period=monitor),
-            root_ca=Path(ca_file).read_text()))
+            root_ca=Path(ca_file).read_text(),
+            local_path_template=settings.local_path_template))
         # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
         from pocketkube.api.resources import BY_PLURAL
 
         self.scheduler = Scheduler(self.client,
                                    pod_informer=self.manager.informers.get(BY_PLURAL[("", "pods")]),
-                                   node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]))
+                                   node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]),
+                                   volume_informers=tuple(self.manager.informers.get(BY_PLURAL[k]) for k in (
+                                       ("", "persistentvolumeclaims"), ("", "persistentvolumes"),
+                                       ("storage.k8s.io", "storageclasses"))))
         self.settings = settings
         _add_service_controllers(self.manager, self.client, settings)
         if settings.service_account_key_file:

@@ -1,4 +1,5 @@
-"""Objects every cluster has from the start: system namespaces and the `kubernetes` Service."""
+"""Objects every cluster has from the start: system namespaces, the `kubernetes` Service and the
+`standard` default StorageClass."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from pocketkube.api import errors
 from pocketkube.registry.registry import Registry
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# The built-in local-path provisioner (controllers/provisioner.py), as kind's and k3s' `standard`
+# / `local-path` classes: a directory on the node that first uses the claim.
+LOCAL_PATH_PROVISIONER = "pocketkube.io/local-path"
+DEFAULT_STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": LOCAL_PATH_PROVISIONER, "reclaimPolicy": "Delete",
+    "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": False,
+}
 
 
 async def _ensure(store, obj: dict, namespace: str = "") -> None:
@@ -34,6 +44,7 @@ def endpoint_address(bind_address: str, advertise_address: str = "") -> str:
 async def bootstrap(registry: Registry, host: str, port: int, advertise_address: str = "") -> None:
     for ns in SYSTEM_NAMESPACES:
         await _ensure(registry.namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    await _ensure(registry.store("storage.k8s.io", "storageclasses"), DEFAULT_STORAGE_CLASS)
     first_ip = registry.allocator.first_ip()
     await _ensure(registry.services, {
         "apiVersion": "v1", "kind": "Service",

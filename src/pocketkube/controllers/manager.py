@@ -21,19 +21,25 @@ from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
+from pocketkube.controllers.persistentvolume import PersistentVolumeController
+from pocketkube.controllers.provisioner import LOCAL_PATH_PROVISIONER, LocalPathProvisioner
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
+from pocketkube.controllers.volume_protection import VolumeProtectionController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
 
 log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
-                             "serviceaccount", "root-ca-cert-publisher"})
+                             "serviceaccount", "root-ca-cert-publisher",
+                             "persistentvolume-binder", "volume-protection", "local-path-provisioner"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
-    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases")))
+    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+    ("", "persistentvolumeclaims"),  # owned by StatefulSets (retention policy) and pods (ephemeral volumes)
+))
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class ControllerManagerSettings:
     namespace_workers: int = 2
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
     root_ca: str = ""  # PEM of the CA the API server's certificate chains to (kube-root-ca.crt)
+    # Where each node keeps provisioned volumes, "{node}" standing for its name ("": no local-path
+    # provisioning; claims of its class then wait).
+    local_path_template: str = ""
 
 
 class ControllerManager:
@@ -83,6 +92,14 @@ class ControllerManager:
             self.add(ServiceAccountsController(self.client, self.informers))
         if "root-ca-cert-publisher" in enabled and s.root_ca:
             self.add(RootCACertPublisher(self.client, self.informers, s.root_ca))
+        if "persistentvolume-binder" in enabled:
+            self.add(PersistentVolumeController(self.client, self.informers,
+                                                self.recorder("persistentvolume-controller")))
+        if "volume-protection" in enabled:
+            self.add(VolumeProtectionController(self.client, self.informers))
+        if "local-path-provisioner" in enabled and s.local_path_template:
+            self.add(LocalPathProvisioner(self.client, self.informers, self.recorder(LOCAL_PATH_PROVISIONER),
+                                          s.local_path_template))
 
     async def start(self) -> None:
         self._build()

@@ -17,6 +17,7 @@ from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
+from pocketkube.registry.volumes import strategies as volumes
 from pocketkube.storage.interface import Backend
 
 
@@ -55,9 +56,9 @@ def strategies(config: RegistryConfig, service_accounts=None) -> dict[str, Strat
         "ServiceAccount": config_kinds.serviceaccount_strategy(),
 
         # -- storage
-        "PersistentVolume": metadata_only(namespaced=False),
-        "PersistentVolumeClaim": metadata_only(namespaced=True),
-        "StorageClass": metadata_only(namespaced=False),
+        "PersistentVolume": volumes.pv_strategy(),
+        "PersistentVolumeClaim": volumes.pvc_strategy(),
+        "StorageClass": volumes.storage_class_strategy(),
 
         # -- resources and disruption
         "LimitRange": metadata_only(namespaced=True),
@@ -89,6 +90,7 @@ class Registry:
         by_kind = strategies(config, lambda ns, name: self.stores[("", "serviceaccounts")].try_get(ns, name))
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
+        volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses
 
     async def start(self) -> list[str]:
         """Open the backend and rebuild in-memory state from it; the problems the repair found."""

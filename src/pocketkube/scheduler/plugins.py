@@ -15,7 +15,7 @@ then random.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pocketkube.api.taints import (
@@ -26,6 +26,7 @@ from pocketkube.api.taints import (
     node_ready_status,
     tolerates,
 )
+from pocketkube.scheduler.volumebinding import UNRESOLVABLE as VOLUME_UNRESOLVABLE
 
 __all__ = [
     "NO_NODES_MESSAGE",
@@ -35,6 +36,7 @@ __all__ = [
     "fit_error_message",
     "matches_node_selector_term",
     "pod_controller_uid",
+    "prefilter_message",
     "select_node",
 ]
 
@@ -44,7 +46,8 @@ REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_SELECTOR = "node(s) didn't match Pod's node affinity/selector"
 REASON_TOO_MANY_PODS = "Too many pods"
 # Failures that evicting other pods cannot fix (UnschedulableAndUnresolvable upstream).
-_UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_SELECTOR, "node(s) had untolerated taint")
+_UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_SELECTOR, "node(s) had untolerated taint",
+                          *VOLUME_UNRESOLVABLE)
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 
@@ -176,12 +179,24 @@ def fit_error_message(node_count: int, reasons: list[str]) -> str:
     return message + f" preemption: 0/{node_count} nodes are available: {_histogram(preemption)}."
 
 
-def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = None) -> Decision:
-    """Filter, then score: fewest pods of the same controller, then fewest pods, then random."""
+def prefilter_message(node_count: int, reason: str) -> str:
+    """A pod-level (PreFilter) rejection as FitError prints it: no node was even looked at."""
+    if node_count == 0:
+        return NO_NODES_MESSAGE
+    return (f"0/{node_count} nodes are available: {reason}. preemption: 0/{node_count} nodes are available: "
+            f"{node_count} {PREEMPTION_NOT_HELPFUL}.")
+
+
+def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = None, *,
+                extra_filter: Callable[[dict], str | None] | None = None) -> Decision:
+    """Filter, then score: fewest pods of the same controller, then fewest pods, then random.
+    `extra_filter(node)` runs after the built-in filters (the volume checks)."""
     rng = rng or random.Random()
     feasible, reasons = [], []
     for info in nodes:
         reason = filter_node(pod, info)
+        if reason is None and extra_filter is not None:
+            reason = extra_filter(info.node)
         if reason is None:
             feasible.append(info)
         else:

@@ -7,6 +7,10 @@ deciding one pod at a time against node counts that include the pods it has just
 decided in one pass. Bindings go out concurrently; a failed binding forgets the assumption and
 retries the pod.
 
+Pods with PersistentVolumeClaims are checked against the volume caches (volumebinding.py); for
+a WaitForFirstConsumer claim the chosen node is written to the claim (selected-node) and the pod
+is bound only once the PV controller has bound its claims, as upstream's VolumeBinding PreBind.
+
 A pod that fits nowhere stays Pending with PodScheduled=False/Unschedulable and a
 FailedScheduling Warning carrying upstream's message; it is retried after a per-pod back-off
 (1 s doubling to 10 s) and at once when a node is added or changes.
@@ -23,10 +27,12 @@ from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
+from pocketkube.api.volumes import ANN_SELECTED_NODE, pod_claim_names
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.interface import Client
-from pocketkube.scheduler.plugins import NodeInfo, select_node
+from pocketkube.scheduler import volumebinding as vb
+from pocketkube.scheduler.plugins import Decision, NodeInfo, prefilter_message, select_node
 from pocketkube.util.backoff import Backoff
 
 __all__ = ["Scheduler", "SchedulerSettings", "needs_scheduling"]
@@ -35,6 +41,10 @@ log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
 NODES = BY_PLURAL[("", "nodes")]
+PVCS = BY_PLURAL[("", "persistentvolumeclaims")]
+PVS = BY_PLURAL[("", "persistentvolumes")]
+STORAGE_CLASSES = BY_PLURAL[("storage.k8s.io", "storageclasses")]
+BIND_TIMEOUT_MESSAGE = 'running PreBind plugin "VolumeBinding": binding volumes: context deadline exceeded'
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class SchedulerSettings:
     max_backoff: float = 10.0
     bind_concurrency: int = 32
     seed: int | None = None
+    # How long a pod waits for its claims to be bound before it is retried (upstream: 600 s).
+    volume_bind_timeout: float = 120.0
 
 
 def needs_scheduling(pod: dict, scheduler_name: str = "default-scheduler") -> bool:
@@ -59,12 +71,22 @@ def _terminal(pod: dict) -> bool:
 
 class Scheduler:
     def __init__(self, client: Client, settings: SchedulerSettings = SchedulerSettings(), *,
-                 pod_informer: Informer | None = None, node_informer: Informer | None = None) -> None:
+                 pod_informer: Informer | None = None, node_informer: Informer | None = None,
+                 volume_informers: tuple[Informer, Informer, Informer] | None = None) -> None:
         self.client = client
         self.settings = settings
         self.pods = pod_informer or Informer(client, PODS)
         self.nodes = node_informer or Informer(client, NODES)
-        self._own_informers = [i for i, given in ((self.pods, pod_informer), (self.nodes, node_informer)) if not given]
+        # Claims, volumes and classes (shared with the controllers when given).
+        self.claims, self.volumes, self.classes = volume_informers or (
+            Informer(client, PVCS), Informer(client, PVS), Informer(client, STORAGE_CLASSES))
+        self._own_informers = [i for i, given in ((self.pods, pod_informer), (self.nodes, node_informer),
+                                                  (self.claims, volume_informers), (self.volumes, volume_informers),
+                                                  (self.classes, volume_informers)) if not given]
+        self._claim_waiters: set[asyncio.Event] = set()
+        # Claims given a node by a decision whose selected-node write the cache does not show yet
+        # (upstream's assume cache): later decisions must pick the same node.
+        self._selected: dict[str, str] = {}
         self.recorder = EventRecorder(client, settings.scheduler_name)
         self._rng = random.Random(settings.seed)
         self._active: dict[str, None] = {}  # insertion-ordered set of pod keys
@@ -77,6 +99,13 @@ class Scheduler:
         self._tasks: list[asyncio.Task] = []
         self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.nodes.add_handlers(self._on_node_change, lambda old, new: self._on_node_change(new))
+        for informer in (self.claims, self.volumes, self.classes):
+            informer.add_handlers(self._on_storage_change, lambda old, new: self._on_storage_change(new))
+
+    def _on_storage_change(self, obj: dict) -> None:
+        for waiter in self._claim_waiters:
+            waiter.set()
+        self._retry_unschedulable()
 
     # ---- lifecycle ----
 
@@ -147,7 +176,8 @@ class Scheduler:
     # ---- the scheduling loop ----
 
     async def _run(self) -> None:
-        await asyncio.gather(self.pods.synced.wait(), self.nodes.synced.wait())
+        await asyncio.gather(*(i.synced.wait() for i in (self.pods, self.nodes, self.claims, self.volumes,
+                                                          self.classes)))
         log.info("scheduler: caches synced")
         while True:
             await self._wakeup.wait()
@@ -167,42 +197,126 @@ class Scheduler:
                 infos[node].add_pod(pod)
         return infos
 
+    def _volume_state(self, *, assumed: bool = True, pods: bool = True) -> vb.VolumeState:
+        """The storage caches as a VolumeState; `assumed`: with the node choices not yet visible,
+        `pods`: with the ReadWriteOncePod claims in use (a walk over every pod)."""
+        claims = {object_key(c): c for c in self.claims.list()}
+        for key, node in list(self._selected.items()):
+            pvc = claims.get(key)
+            if pvc is None or deep_get(pvc, "spec", "volumeName") or deep_get(
+                    pvc, "metadata", "annotations", ANN_SELECTED_NODE) == node:
+                del self._selected[key]  # the cache has caught up
+            elif assumed:
+                m = pvc["metadata"]
+                claims[key] = {**pvc, "metadata": {**m, "annotations": {**(m.get("annotations") or {}),
+                                                                        ANN_SELECTED_NODE: node}}}
+        state = vb.VolumeState(claims=claims,
+                               volumes={v["metadata"]["name"]: v for v in self.volumes.list()},
+                               classes={c["metadata"]["name"]: c for c in self.classes.list()})
+        for pod in self.pods.list() if pods else ():
+            if (deep_get(pod, "spec", "nodeName") or object_key(pod) in self._assumed) and not _terminal(pod):
+                ns = pod["metadata"].get("namespace", "")
+                state.rwop_in_use.update(f"{ns}/{name}" for name, pvc in state.claims_of(pod)
+                                         if pvc and "ReadWriteOncePod" in (deep_get(pvc, "spec", "accessModes") or []))
+        return state
+
+    def _assume_volumes(self, pod: dict, node: str, state: vb.VolumeState) -> None:
+        """Record in `state` (and for later passes) what binding `pod` to `node` implies: its unbound
+        claims get that node, its ReadWriteOncePod claims are in use."""
+        for pvc in vb.claims_to_select(pod, node, state):
+            key = object_key(pvc)
+            self._selected[key] = node
+            m = pvc["metadata"]
+            state.claims[key] = {**pvc, "metadata": {**m, "annotations": {**(m.get("annotations") or {}),
+                                                                          ANN_SELECTED_NODE: node}}}
+        ns = pod["metadata"].get("namespace", "")
+        state.rwop_in_use.update(f"{ns}/{name}" for name, pvc in state.claims_of(pod)
+                                 if pvc and "ReadWriteOncePod" in (deep_get(pvc, "spec", "accessModes") or []))
+
+    def _decide(self, pod: dict, ordered: list[NodeInfo], volumes: vb.VolumeState | None) -> Decision:
+        if volumes is None or not pod_claim_names(pod):
+            return select_node(pod, ordered, self._rng)
+        reason = vb.prefilter_volumes(pod, volumes)
+        if reason is not None:
+            return Decision(None, prefilter_message(len(ordered), reason))
+        return select_node(pod, ordered, self._rng, extra_filter=lambda node: vb.filter_volumes(pod, node, volumes))
+
     def _schedule_pending(self) -> None:
         keys = list(self._active)
         self._active.clear()
         infos = self._node_infos()
         ordered = sorted(infos.values(), key=lambda i: i.name)
+        volumes: vb.VolumeState | None = None
         for key in keys:
             pod = self.pods.get(key)
             if pod is None or not needs_scheduling(pod, self.settings.scheduler_name) or key in self._assumed:
                 continue
-            decision = select_node(pod, ordered, self._rng)
+            if volumes is None and pod_claim_names(pod):
+                volumes = self._volume_state()
+            decision = self._decide(pod, ordered, volumes)
             if decision.node is None:
                 self._unschedulable_pod(key, pod, decision.message)
                 continue
             self._assumed[key] = decision.node
             infos[decision.node].add_pod(pod)
+            if volumes is not None and pod_claim_names(pod):
+                self._assume_volumes(pod, decision.node, volumes)
             self._tasks.append(asyncio.get_running_loop().create_task(self._bind(key, pod, decision.node)))
         self._tasks = [t for t in self._tasks if not t.done()]
 
     async def _bind(self, key: str, pod: dict, node: str) -> None:
         m = pod["metadata"]
-        async with self._binds:
-            try:
+        try:
+            # Waiting for volumes holds no bind slot: a slow provisioner must not stall other pods.
+            if pod_claim_names(pod) and not await self._bind_volumes(pod, node):
+                self._assumed.pop(key, None)
+                self._unschedulable_pod(key, pod, BIND_TIMEOUT_MESSAGE)
+                return
+            async with self._binds:
                 await self.client.bind(m["namespace"], m["name"], node)
-            except (errors.NotFound, errors.Conflict) as e:
-                # Gone, or bound by someone else meanwhile: the informer will tell us which.
-                log.debug("scheduler: binding %s to %s: %s", key, node, e)
-                self._assumed.pop(key, None)
-                return
-            except errors.ApiError as e:
-                log.warning("scheduler: binding %s to %s failed: %s; retrying", key, node, e)
-                self._assumed.pop(key, None)
-                self._retry_later(key)
-                return
+        except (errors.NotFound, errors.Conflict) as e:
+            # Gone, or bound by someone else meanwhile: the informer will tell us which.
+            log.debug("scheduler: binding %s to %s: %s", key, node, e)
+            self._assumed.pop(key, None)
+            return
+        except errors.ApiError as e:
+            log.warning("scheduler: binding %s to %s failed: %s; retrying", key, node, e)
+            self._assumed.pop(key, None)
+            self._retry_later(key)
+            return
         self._backoff.reset(key)
         self.recorder.event(pod, NORMAL, "Scheduled", f"Successfully assigned {m['namespace']}/{m['name']} to {node}",
                             res=PODS)
+
+    async def _bind_volumes(self, pod: dict, node: str) -> bool:
+        """PreBind: name the node on the pod's unbound claims, then wait until the PV controller
+        (and a provisioner) have bound them all; False when that takes too long."""
+        try:
+            for pvc in vb.claims_to_select(pod, node, self._volume_state(assumed=False, pods=False)):
+                m = pvc["metadata"]
+                await self.client.patch(PVCS, m["namespace"], m["name"],
+                                        {"metadata": {"annotations": {ANN_SELECTED_NODE: node}}})
+        except errors.ApiError:
+            ns = pod["metadata"].get("namespace", "")
+            for name in pod_claim_names(pod):  # the choice did not stick: forget it
+                self._selected.pop(f"{ns}/{name}", None)
+            raise
+        waiter = asyncio.Event()
+        self._claim_waiters.add(waiter)
+        deadline = asyncio.get_running_loop().time() + self.settings.volume_bind_timeout
+        try:
+            while not vb.pod_volumes_bound(pod, self._volume_state(pods=False)):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return False
+                waiter.clear()
+                try:
+                    await asyncio.wait_for(waiter.wait(), remaining)
+                except TimeoutError:
+                    return False
+            return True
+        finally:
+            self._claim_waiters.discard(waiter)
 
     def _unschedulable_pod(self, key: str, pod: dict, message: str) -> None:
         self.recorder.event(pod, WARNING, "FailedScheduling", message, res=PODS)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketkube.api.timestamps import parse_rfc3339
+from pocketkube.apiserver.tables import volumes
 from pocketkube.apiserver.tables.base import (
     AGE,
     MAX_LISTED,
@@ -424,4 +425,5 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                               Column("Data", "The number of keys in data."), AGE), _secret_cells),
     ("", "serviceaccounts"): Printer((NAME, Column("Secrets", "The number of secrets listed."), AGE),
                                      _serviceaccount_cells),
+    **volumes.PRINTERS,
 }
