@@ -24,12 +24,18 @@ from aiohttp import web
 from pocketkube.api import errors
 from pocketkube.api.fields import Path, invalid
 from pocketkube.apiserver import appkeys
+from pocketkube.apiserver.rbac import escalation
+from pocketkube.registry.rbac.index import PolicyIndex
+from pocketkube.registry.rbac.rules import PolicyRule, allowed_by
 
 MASTERS = "system:masters"
 NODES_GROUP = "system:nodes"
 NODE_PREFIX = "system:node:"
 AUTHENTICATED = "system:authenticated"
 CONTROL_PLANE_USER = "system:pocketkube-controlplane"
+SA_PREFIX = "system:serviceaccount:"
+SA_GROUP = "system:serviceaccounts"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -98,41 +104,16 @@ def request_attributes(user: User, method: str, path: str, watch_param: bool) ->
     return Attributes(user, verb, group, rest[0], rest[2] if len(rest) > 2 else "", namespace, name)
 
 
-# ---- rules ----
+# ---- the authorizer chain: system:masters, Node, RBAC ----
 
-@dataclass(frozen=True)
-class Rule:
-    """One RBAC PolicyRule: resource rules name groups and resources, non-resource rules URLs."""
-    verbs: tuple[str, ...]
-    api_groups: tuple[str, ...] = ()
-    resources: tuple[str, ...] = ()
-    urls: tuple[str, ...] = ()
-
-    def allows(self, a: Attributes) -> bool:
-        if "*" not in self.verbs and a.verb not in self.verbs:
-            return False
-        if not a.is_resource_request:
-            return any(u == "*" or u == a.path or (u.endswith("*") and a.path.startswith(u[:-1]))
-                       for u in self.urls)
-        return ("*" in self.api_groups or a.api_group in self.api_groups) and \
-            ("*" in self.resources or a.full_resource in self.resources)
+def _rule(verbs: str, groups: str, resources: str) -> PolicyRule:
+    return PolicyRule(tuple(verbs.split()), tuple(groups.split(",")), tuple(resources.split()))
 
 
-def _rule(verbs: str, groups: str, resources: str) -> Rule:
-    return Rule(tuple(verbs.split()), tuple(groups.split(",")), tuple(resources.split()))
-
-
-_EVERYTHING = (Rule(("*",), ("*",), ("*",)), Rule(("*",), urls=("*",)))
-# system:basic-user, system:discovery and system:public-info-viewer: what any signed-in user may do.
-_AUTHENTICATED_RULES = (
-    _rule("create", "authorization.k8s.io", "selfsubjectaccessreviews selfsubjectrulesreviews"),
-    _rule("create", "authentication.k8s.io", "selfsubjectreviews"),
-    Rule(("get",), urls=("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version",
-                         "/version/", "/openapi", "/openapi/*")),
-)
-# The Node authorizer's rules (system:node) with kube-proxy's (system:node-proxier); which
-# objects a node may write is narrowed further by NodeRestriction.
-_NODE_RULES = (
+# The Node authorizer's rules (system:node) with kube-proxy's (system:node-proxier), which the
+# agent runs under the node's identity; which objects a node may write is narrowed further by
+# NodeRestriction. One line per resource group, so other kinds are easy to add.
+NODE_RULES: list[PolicyRule] = [
     _rule("get list watch create update patch delete", "", "nodes"),
     _rule("patch update", "", "nodes/status"),
     _rule("get list watch create delete", "", "pods"),
@@ -141,19 +122,32 @@ _NODE_RULES = (
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
-)
+]
+_EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",)))
 
 
-def rules_for(user: User) -> tuple[Rule, ...]:
-    if MASTERS in user.groups or user.name == CONTROL_PLANE_USER:
+def _privileged(user: User) -> bool:
+    """system:masters bypasses RBAC (upstream's privileged-group authorizer), as does the control
+    plane's own identity."""
+    return MASTERS in user.groups or user.name == CONTROL_PLANE_USER
+
+
+def rules_for(user: User, namespace: str, policy: PolicyIndex) -> tuple[PolicyRule, ...]:
+    """Every rule the user holds in `namespace` ("" = cluster-wide rules only)."""
+    if _privileged(user):
         return _EVERYTHING
-    if user.node_name is not None:
-        return _NODE_RULES + _AUTHENTICATED_RULES
-    return _AUTHENTICATED_RULES if AUTHENTICATED in user.groups else ()
+    rbac = policy.rules_for(user.name, user.groups, namespace)
+    return (*NODE_RULES, *rbac) if user.node_name is not None else rbac
 
 
-def allowed(a: Attributes) -> bool:
-    return any(r.allows(a) for r in rules_for(a.user))
+def allowed(a: Attributes, policy: PolicyIndex) -> bool:
+    """Authorization modes Node,RBAC after the privileged group: the first that allows wins."""
+    user = a.user
+    if _privileged(user):
+        return True
+    if user.node_name is not None and allowed_by(NODE_RULES, a):
+        return True
+    return allowed_by(policy.rules_for(user.name, user.groups, a.namespace), a)
 
 
 def _group_resource(group: str, resource: str) -> str:
@@ -336,28 +330,62 @@ async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
 
 
 def _needs_body(a: Attributes, node: str | None) -> bool:
-    """Self-reviews are answered from their body; NodeRestriction reads a node's creates and the
-    writes to its own Node."""
-    if _review_target(a) is not None:
+    """Reviews are answered from their body; escalation prevention reads RBAC writes;
+    NodeRestriction reads a node's creates and the writes to its own Node."""
+    if _review_target(a) is not None or _rbac_write(a):
         return True
     return node is not None and (a.verb == "create" or (
         (a.api_group, a.resource, a.subresource) == ("", "nodes", "") and a.verb in ("update", "patch")))
 
 
-# ---- self reviews ----
+# ---- escalation prevention on RBAC writes ----
 
-_SSAR = ("authorization.k8s.io", "selfsubjectaccessreviews")
-_SSRR = ("authorization.k8s.io", "selfsubjectrulesreviews")
+def _rbac_write(a: Attributes) -> bool:
+    return (a.api_group == RBAC_GROUP and not a.subresource and a.verb in ("create", "update", "patch")
+            and (a.resource in escalation.ROLE_KINDS or a.resource in escalation.BINDING_KINDS))
+
+
+def admit_rbac_write(a: Attributes, registry, body: Body) -> None:
+    """Refuse a Role/ClusterRole/binding write that would grant what its writer does not hold."""
+    if _privileged(a.user):
+        return
+    store = registry.store(RBAC_GROUP, a.resource)
+    old = store.try_get(a.namespace, a.name) if a.name else None
+    if a.verb == "patch":
+        if old is None:
+            return  # the handler answers NotFound
+        from pocketkube.apiserver.patch import apply_patch
+
+        new = apply_patch(body.content_type, old, body.raw, store.res.kind)
+    else:
+        new = body.object()
+    policy = registry.policy
+
+    def can(verb: str, resource: str, namespace: str, name: str) -> bool:
+        return allowed(Attributes(a.user, verb, RBAC_GROUP, resource, namespace=namespace, name=name), policy)
+
+    escalation.check_write(a.resource, a.namespace, new, old, a.user.name, a.user.groups, policy, can,
+                           lambda ns: rules_for(a.user, ns, policy))
+
+
+# ---- access reviews ----
+
+_AUTHZ = "authorization.k8s.io"
+_SSAR = (_AUTHZ, "selfsubjectaccessreviews")
+_SSRR = (_AUTHZ, "selfsubjectrulesreviews")
+_SAR = (_AUTHZ, "subjectaccessreviews")
+_LSAR = (_AUTHZ, "localsubjectaccessreviews")
 _SSR = ("authentication.k8s.io", "selfsubjectreviews")
+_REVIEW_KINDS = {_SSAR: "SelfSubjectAccessReview", _SSRR: "SelfSubjectRulesReview", _SAR: "SubjectAccessReview",
+                 _LSAR: "LocalSubjectAccessReview", _SSR: "SelfSubjectReview"}
 
 
-def _review_attributes(user: User, spec: dict) -> Attributes:
+def _review_attributes(kind: str, user: User, spec: dict) -> Attributes:
     res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if (res is None) == (non_res is None):
-        kind = "SelfSubjectAccessReview"
         raise errors.Invalid(kind, "", [invalid(Path("spec", "resourceAttributes"), res, "exactly one of "
                                                 "nonResourceAttributes or resourceAttributes must be specified")],
-                             "authorization.k8s.io")
+                             _AUTHZ)
     if non_res is not None:
         if not isinstance(non_res, dict):
             raise errors.BadRequest("spec.nonResourceAttributes must be an object")
@@ -368,56 +396,88 @@ def _review_attributes(user: User, spec: dict) -> Attributes:
                       str(res.get("subresource") or ""), str(res.get("namespace") or ""), str(res.get("name") or ""))
 
 
-def _rules_status(user: User) -> dict:
+def rules_status(user: User, namespace: str, policy: PolicyIndex) -> dict:
+    """A SelfSubjectRulesReview's status: the rules the user holds in `namespace`."""
     resource_rules, url_rules = [], []
-    for r in rules_for(user):
+    for r in rules_for(user, namespace, policy):
         if r.urls:
             url_rules.append({"verbs": list(r.verbs), "nonResourceURLs": list(r.urls)})
         else:
-            resource_rules.append({"verbs": list(r.verbs), "apiGroups": list(r.api_groups),
-                                   "resources": list(r.resources)})
+            rule = {"verbs": list(r.verbs), "apiGroups": list(r.api_groups), "resources": list(r.resources)}
+            if r.resource_names:
+                rule["resourceNames"] = list(r.resource_names)
+            resource_rules.append(rule)
     return {"resourceRules": resource_rules, "nonResourceRules": url_rules, "incomplete": False}
 
 
-def _review_answer(kind: str, group: str, spec: dict, status: dict) -> web.Response:
-    body = {"kind": kind, "apiVersion": f"{group}/v1", "metadata": {"creationTimestamp": None}}
+def _review_answer(kind: str, group: str, spec: dict, status: dict, namespace: str = "") -> web.Response:
+    meta: dict[str, Any] = {"creationTimestamp": None}
+    if namespace:
+        meta["namespace"] = namespace
+    body = {"kind": kind, "apiVersion": f"{group}/v1", "metadata": meta}
     if spec:
         body["spec"] = spec
     body["status"] = status
     return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
 
 
-def answer_review(kind_key: tuple[str, str], user: User, review: dict) -> web.Response:
+def _subject(kind: str, spec: dict) -> User:
+    """The user a SubjectAccessReview asks about."""
+    name = spec.get("user") if isinstance(spec.get("user"), str) else ""
+    groups = spec.get("groups") if isinstance(spec.get("groups"), list) else []
+    if not name and not groups:
+        raise errors.Invalid(kind, "", [invalid(Path("spec", "user"), name,
+                                                "at least one of user or group must be specified")], _AUTHZ)
+    return User(name, tuple(str(g) for g in groups))
+
+
+def answer_review(kind_key: tuple[str, str], user: User, review: dict, policy: PolicyIndex,
+                  namespace: str = "") -> web.Response:
     spec = _mapping(review.get("spec"))
-    if kind_key == _SSAR:
-        return _review_answer("SelfSubjectAccessReview", "authorization.k8s.io", spec,
-                              {"allowed": allowed(_review_attributes(user, spec))})
+    kind = _REVIEW_KINDS[kind_key]
+    if kind_key == _SSR:
+        return _review_answer(kind, "authentication.k8s.io", {},
+                              {"userInfo": {"username": user.name, "groups": list(user.groups)}})
     if kind_key == _SSRR:
-        return _review_answer("SelfSubjectRulesReview", "authorization.k8s.io", spec, _rules_status(user))
-    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {},
-                          {"userInfo": {"username": user.name, "groups": list(user.groups)}})
+        ns = spec.get("namespace") if isinstance(spec.get("namespace"), str) else ""
+        return _review_answer(kind, _AUTHZ, spec, rules_status(user, ns, policy))
+    subject = user if kind_key == _SSAR else _subject(kind, spec)
+    a = _review_attributes(kind, subject, spec)
+    if kind_key == _LSAR and a.is_resource_request and a.namespace != namespace:
+        raise errors.Invalid(kind, "", [invalid(Path("spec", "resourceAttributes", "namespace"), a.namespace,
+                                                "must match metadata.namespace")], _AUTHZ)
+    return _review_answer(kind, _AUTHZ, spec, {"allowed": allowed(a, policy)}, namespace)
 
 
 def _review_target(a: Attributes) -> tuple[str, str] | None:
     key = (a.api_group, a.resource)
-    if a.verb == "create" and key in (_SSAR, _SSRR, _SSR) and not a.name:
+    if a.verb == "create" and key in _REVIEW_KINDS and not a.name and (key == _LSAR) == bool(a.namespace):
         return key
     return None
 
 
 # ---- impersonation (kubectl --as / --as-group) ----
 
-def _impersonated(user: User, request: web.Request) -> User:
-    """The user named by Impersonate-User/-Group, if `user` may impersonate them; else `user`."""
+def _impersonated(user: User, request: web.Request, policy: PolicyIndex) -> User:
+    """The user named by Impersonate-User/-Group, if `user` may impersonate them; else `user`.
+    A service account (system:serviceaccount:<ns>:<name>) is impersonated through the
+    serviceaccounts resource and, without explicit groups, gets its fixed groups."""
     name = request.headers.get("Impersonate-User", "")
     groups = tuple(request.headers.getall("Impersonate-Group", ()))
     if not name:
         if groups:
             raise errors.BadRequest(f"requested {list(groups)} without impersonating a user")
         return user
-    for resource, target in (("users", name), *(("groups", g) for g in groups)):
-        a = Attributes(user, "impersonate", "", resource, name=target)
-        if not allowed(a):
+    sa = name.split(":") if name.startswith(SA_PREFIX) else []
+    if len(sa) == 4:
+        target = Attributes(user, "impersonate", "", "serviceaccounts", namespace=sa[2], name=sa[3])
+        if not groups:
+            groups = (SA_GROUP, f"{SA_GROUP}:{sa[2]}")
+    else:
+        target = Attributes(user, "impersonate", "", "users", name=name)
+    for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in request.headers.getall(
+            "Impersonate-Group", ()))):
+        if not allowed(a, policy):
             raise denial(a)
     return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
 
@@ -426,15 +486,18 @@ def _impersonated(user: User, request: web.Request) -> User:
 
 @web.middleware
 async def authorize(request: web.Request, handler):
-    """After authentication: refuse what the user may not do, answer self-reviews."""
+    """After authentication: refuse what the user may not do, answer reviews, refuse RBAC
+    escalation and what NodeRestriction forbids."""
     ident = request.get("user")
     if ident is None:  # a public path (/healthz, /version)
         return await handler(request)
-    user = _impersonated(User(ident[0], tuple(ident[1])), request)
+    registry = request.app[appkeys.REGISTRY]
+    policy = registry.policy
+    user = _impersonated(User(ident[0], tuple(ident[1])), request, policy)
     if user.name != ident[0]:
         request["user"] = (user.name, list(user.groups))
     a = request_attributes(user, request.method, request.path, request.query.get("watch") in ("true", "1"))
-    if not allowed(a):
+    if not allowed(a, policy):
         raise denial(a)
     node = user.node_name
     body = Body()
@@ -442,7 +505,9 @@ async def authorize(request: web.Request, handler):
         body, request = await _read_body(request)
     review = _review_target(a)
     if review is not None:
-        return answer_review(review, user, body.object())
+        return answer_review(review, user, body.object(), policy, a.namespace)
+    if _rbac_write(a):
+        admit_rbac_write(a, registry, body)
     if node is not None and a.is_resource_request:
-        admit_node_request(a, node, request.app[appkeys.REGISTRY], body)
+        admit_node_request(a, node, registry, body)
     return await handler(request)
