@@ -134,6 +134,16 @@ class PKI:
             _write_private(self.tokens, yaml.safe_dump(data).encode())
         return data["controlplane"]
 
+    def user_token(self, name: str, groups: tuple[str, ...] | list[str] = ()) -> str:
+        """A static token for a user (kube-apiserver's --token-auth-file), created on first use;
+        the server reads them at start."""
+        data = self._load_tokens()
+        users = data.setdefault("users", {})
+        if name not in users:
+            users[name] = {"token": secrets.token_urlsafe(32), "groups": list(groups)}
+            _write_private(self.tokens, yaml.safe_dump(data).encode())
+        return users[name]["token"]
+
     def identities(self) -> dict[str, tuple[str, list[str]]]:
         """token → (user name, groups), as the authenticator sees them."""
         data = self._load_tokens()
@@ -142,6 +152,8 @@ class PKI:
             out[data["controlplane"]] = ("system:pocketkube-controlplane", ["system:authenticated"])
         for node, tok in (data.get("nodes") or {}).items():
             out[tok] = (f"system:node:{node}", ["system:nodes", "system:authenticated"])
+        for name, entry in (data.get("users") or {}).items():
+            out[entry["token"]] = (name, [*entry.get("groups", []), "system:authenticated"])
         return out
 
 
