@@ -187,3 +187,41 @@ def test_kubectl_auth_can_i(server, api, binary, tmp_path):
     finally:
         admin.close()
         alice.close()
+
+
+@pytest.mark.parametrize("binary", sorted(kubectl_binaries()))
+def test_kubectl_create_rbac_objects(server, api, binary, tmp_path):
+    """kubectl's generators send these as protobuf; what is stored is what JSON would give."""
+    admin = Kubectl(kubectl_binaries()[binary], server.kubeconfig, cwd=tmp_path)
+    tag = binary.replace(".", "-").replace("kubectl-", "")
+    try:
+        admin.ok("create", "role", f"reader-{tag}", "--verb=get,list", "--resource=pods,deployments.apps",
+                 "--resource-name=p1")
+        r = api.get(f"{RBAC}/namespaces/{NS}/roles/reader-{tag}").json()
+        assert r["rules"] == [
+            {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["p1"]},
+            {"verbs": ["get", "list"], "apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["p1"]}]
+        admin.ok("create", "clusterrole", f"urls-{tag}", "--verb=get", "--non-resource-url=/logs/*")
+        r = api.get(f"{RBAC}/clusterroles/urls-{tag}").json()
+        assert r["rules"] == [{"verbs": ["get"], "nonResourceURLs": ["/logs/*"]}]
+        admin.ok("create", "clusterrole", f"agg-{tag}", "--aggregation-rule=team=a")
+        r = api.get(f"{RBAC}/clusterroles/agg-{tag}").json()
+        assert r["aggregationRule"] == {"clusterRoleSelectors": [{"matchLabels": {"team": "a"}}]}
+        admin.ok("create", "rolebinding", f"rb-{tag}", f"--role=reader-{tag}", "--user=u1", "--group=g1",
+                 "--serviceaccount=default:sa1")
+        r = api.get(f"{RBAC}/namespaces/{NS}/rolebindings/rb-{tag}").json()
+        assert r["roleRef"] == {"apiGroup": G, "kind": "Role", "name": f"reader-{tag}"}
+        assert r["subjects"] == [{"kind": "User", "apiGroup": G, "name": "u1"},
+                                 {"kind": "Group", "apiGroup": G, "name": "g1"},
+                                 {"kind": "ServiceAccount", "name": "sa1", "namespace": "default"}]
+        admin.ok("create", "clusterrolebinding", f"crb-{tag}", f"--clusterrole=urls-{tag}", "--user=u2")
+        out = admin.ok("get", "clusterrolebinding", f"crb-{tag}", "-o", "wide")
+        assert out.split("\n")[1].split()[:2] == [f"crb-{tag}", f"ClusterRole/urls-{tag}"] and "u2" in out
+        cp = admin.run("create", "role", f"bad-{tag}", "--verb=get", "--resource=pods", "--dry-run=server",
+                       "--as=nobody")
+        assert cp.returncode == 1 and "Forbidden" in cp.stderr
+        cp = admin.run("create", "clusterrolebinding", f"bad-{tag}", f"--clusterrole=urls-{tag}",
+                       "--serviceaccount=nons")
+        assert cp.returncode == 1
+    finally:
+        admin.close()

@@ -339,6 +339,9 @@ SELF_SUBJECT_RULES_REVIEW = Message(
     _message(2, "spec", Message("SelfSubjectRulesReviewSpec", _string(1, "namespace"))))
 SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
 
+# The groups' own modules, built from the blocks above (imported here, after them).
+from pocketkube.apiserver.protobuf import messages_rbac  # noqa: E402
+
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
 # module adds to it.
 SCHEMAS: dict[tuple[str, str], Message] = {
@@ -350,5 +353,6 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
+    **messages_rbac.SCHEMAS,
 }
 
