@@ -32,7 +32,6 @@ MASTERS = "system:masters"
 NODES_GROUP = "system:nodes"
 NODE_PREFIX = "system:node:"
 AUTHENTICATED = "system:authenticated"
-CONTROL_PLANE_USER = "system:pocketkube-controlplane"
 SA_PREFIX = "system:serviceaccount:"
 SA_GROUP = "system:serviceaccounts"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -127,9 +126,8 @@ _EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",
 
 
 def _privileged(user: User) -> bool:
-    """system:masters bypasses RBAC (upstream's privileged-group authorizer), as does the control
-    plane's own identity."""
-    return MASTERS in user.groups or user.name == CONTROL_PLANE_USER
+    """system:masters bypasses RBAC (upstream's privileged-group authorizer)."""
+    return MASTERS in user.groups
 
 
 def rules_for(user: User, namespace: str, policy: PolicyIndex) -> tuple[PolicyRule, ...]:

@@ -255,6 +255,9 @@ def cluster_role_bindings() -> list[dict]:
         cluster_binding("system:kube-controller-manager", [user("system:kube-controller-manager")]),
         cluster_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
     ]
-    bindings += [cluster_binding(CONTROLLER_PREFIX + name, [service_account("kube-system", name)])
+    # The controller-manager runs every controller under its own user (upstream's
+    # --use-service-account-credentials=false), so each controller's role is bound to it too.
+    bindings += [cluster_binding(CONTROLLER_PREFIX + name, [service_account("kube-system", name),
+                                                            user("system:kube-controller-manager")])
                  for name in _CONTROLLERS]
     return bindings
