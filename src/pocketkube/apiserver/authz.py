@@ -1,15 +1,15 @@
-"""Authorization: who may do what, as Kubernetes decides it.
+"""Authorization: who may do what, as Kubernetes decides it (authorization modes Node,RBAC).
 
-Three parts, in the order a request meets them:
+In the order a request meets them:
 - request attributes (verb, resource, namespace, name) read from the path alone, as the
   apiserver's RequestInfo does, so that authorization happens before any routing;
-- rules in RBAC's shape (verbs × API groups × resources, or non-resource URLs): system:masters
-  and the control plane may do anything; nodes get what a kubelet and kube-proxy need (the Node
-  authorizer's rules); every authenticated user may discover the API and review itself;
-- NodeRestriction: a node may write only its own Node and Lease, and only pods bound to it.
-
-The self-reviews (SelfSubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview) are
-answered here: they evaluate these rules and store nothing.
+- impersonation (Impersonate-User/-Group, service accounts included), itself authorized;
+- the authorizer chain: system:masters may do anything (the privileged group); nodes get what a
+  kubelet and kube-proxy need (the Node authorizer's rules, _NODE_RULES); then RBAC, from the
+  in-memory index of Roles and bindings that the RBAC stores' writes keep (registry.policy);
+- the stages after it: access reviews answered from the chain (reviews.py), escalation
+  prevention on RBAC writes (rbac/escalation.py), NodeRestriction and the Node authorizer's
+  narrowing to what a node's pods use (noderestriction.py).
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.api.fields import Path, invalid
 from pocketkube.apiserver import appkeys
 from pocketkube.apiserver.rbac import escalation
 from pocketkube.registry.rbac.index import PolicyIndex
@@ -109,10 +107,11 @@ def _rule(verbs: str, groups: str, resources: str) -> PolicyRule:
     return PolicyRule(tuple(verbs.split()), tuple(groups.split(",")), tuple(resources.split()))
 
 
-# The Node authorizer's rules (system:node) with kube-proxy's (system:node-proxier), which the
-# agent runs under the node's identity; which objects a node may write is narrowed further by
-# NodeRestriction. One line per resource group, so other kinds are easy to add.
-NODE_RULES: list[PolicyRule] = [
+# The Node authorizer's rules (system:node) with kube-proxy's (system:node-proxier); which
+# objects a node may write is narrowed further by NodeRestriction, and which secrets,
+# configmaps, claims, volumes and service accounts it may read to those its pods use
+# (noderestriction.NARROWED). One line per resource group: add a kind with a line.
+_NODE_RULES = (
     _rule("get list watch create update patch delete", "", "nodes"),
     _rule("patch update", "", "nodes/status"),
     _rule("get list watch create delete", "", "pods"),
@@ -121,7 +120,7 @@ NODE_RULES: list[PolicyRule] = [
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
-]
+)
 _EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",)))
 
 
@@ -135,7 +134,7 @@ def rules_for(user: User, namespace: str, policy: PolicyIndex) -> tuple[PolicyRu
     if _privileged(user):
         return _EVERYTHING
     rbac = policy.rules_for(user.name, user.groups, namespace)
-    return (*NODE_RULES, *rbac) if user.node_name is not None else rbac
+    return (*_NODE_RULES, *rbac) if user.node_name is not None else rbac
 
 
 def allowed(a: Attributes, policy: PolicyIndex) -> bool:
@@ -143,7 +142,7 @@ def allowed(a: Attributes, policy: PolicyIndex) -> bool:
     user = a.user
     if _privileged(user):
         return True
-    if user.node_name is not None and allowed_by(NODE_RULES, a):
+    if user.node_name is not None and allowed_by(_NODE_RULES, a):
         return True
     return allowed_by(policy.rules_for(user.name, user.groups, a.namespace), a)
 
@@ -178,8 +177,6 @@ def denial(a: Attributes) -> errors.Forbidden:
     return _forbidden(a.api_group, a.resource, a.name, why)
 
 
-# ---- NodeRestriction ----
-
 @dataclass(frozen=True)
 class Body:
     """A request body read ahead of its handler; decoded only when a check needs it."""
@@ -192,120 +189,8 @@ class Body:
         return _mapping(decode_object(self.content_type, self.raw)) if self.raw else {}
 
 
-def admit_node_request(a: Attributes, node: str, registry, body: Body) -> None:
-    """NodeRestriction's checks for a write by `node`; raises Forbidden (or NotFound) to refuse.
-    `body` is read for creates and for writes to the node's own Node, empty otherwise."""
-    if a.verb not in ("create", "update", "patch", "delete"):
-        return
-    if (a.api_group, a.resource) == ("", "nodes"):
-        name = a.name or _body_name(body.object())
-        if name != node:
-            raise _forbidden("", "nodes", name, f'node "{node}" is not allowed to modify node "{name}"')
-        if not a.subresource:
-            _admit_own_node(a, node, registry, body)
-    elif (a.api_group, a.resource) == ("coordination.k8s.io", "leases"):
-        name = a.name or _body_name(body.object())
-        if a.namespace != NODE_LEASE_NAMESPACE:
-            raise _forbidden(a.api_group, "leases", name,
-                             f'can only access leases in the "{NODE_LEASE_NAMESPACE}" system namespace')
-        if name != node:
-            raise _forbidden(a.api_group, "leases", name,
-                             "can only access node lease with the same name as the requesting node")
-    elif (a.api_group, a.resource) == ("", "pods"):
-        _admit_pod(a, node, registry, body)
-
-
-def _admit_own_node(a: Attributes, node: str, registry, body: Body) -> None:
-    """A node may not steer workloads to itself: no new restricted labels, no taint changes."""
-    if a.verb == "create":
-        labels = _mapping(_mapping(body.object().get("metadata")).get("labels"))
-        if bad := _forbidden_labels(labels, {}):
-            raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to set the following labels: '
-                                                f'{", ".join(bad)}')
-        return
-    if a.verb not in ("update", "patch"):
-        return
-    from pocketkube.apiserver.patch import apply_patch
-
-    old = registry.store("", "nodes").get("", node)
-    new = body.object() if a.verb == "update" else apply_patch(body.content_type, old, body.raw, "Node")
-    if _taints(new) != _taints(old):
-        raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to modify taints')
-    new_labels = _mapping(_mapping(new.get("metadata")).get("labels"))
-    if bad := _forbidden_labels(new_labels, _mapping(old["metadata"].get("labels"))):
-        # Upstream words this one without the node's name.
-        raise _forbidden("", "nodes", node, f'is not allowed to modify labels: {", ".join(bad)}')
-
-
-def _taints(node: dict) -> list:
-    return _mapping(node.get("spec")).get("taints") or []  # nil and empty are the same list
-
-
-_KUBELET_LABELS = {"kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
-                   "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
-                   "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "kubernetes.io/os",
-                   "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
-
-
-def _in_namespace(key: str, *namespaces: str) -> bool:
-    prefix = key.split("/", 1)[0] if "/" in key else ""
-    return any(prefix == ns or prefix.endswith("." + ns) for ns in namespaces)
-
-
-def _forbidden_labels(new: dict, old: dict) -> list[str]:
-    """Changed labels a kubelet may not set: node-restriction.kubernetes.io ones, and other
-    kubernetes.io/k8s.io ones that are not the kubelet's own."""
-    changed = {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)}
-
-    def kubelet_label(key: str) -> bool:
-        return key in _KUBELET_LABELS or _in_namespace(key, "kubelet.kubernetes.io", "node.kubernetes.io")
-    return sorted(k for k in changed if _in_namespace(k, "node-restriction.kubernetes.io") or
-                  (_in_namespace(k, "kubernetes.io", "k8s.io") and not kubelet_label(k)))
-
-
-def _admit_pod(a: Attributes, node: str, registry, body: Body) -> None:
-    if a.subresource not in ("", "status"):
-        raise _forbidden("", "pods", a.name,
-                         f"unexpected pod subresource \"{a.subresource}\", only 'status' and 'eviction' are allowed")
-    if a.verb == "create" and not a.subresource:
-        _admit_mirror_pod(node, body.object())
-        return
-    # RBAC already refused every other pod write: what is left is a status write or a delete.
-    bound = (registry.store("", "pods").get(a.namespace, a.name).get("spec") or {}).get("nodeName")
-    if bound == node:
-        return
-    if a.subresource == "status":
-        raise _forbidden("", "pods", a.name,
-                         f'node "{node}" can only update pod status for pods with spec.nodeName set to itself')
-    raise _forbidden("", "pods", a.name, f'node "{node}" can only delete pods with spec.nodeName set to itself')
-
-
-def _admit_mirror_pod(node: str, pod: dict) -> None:
-    """A node creates only mirror pods of its static pods: bound to it, owned by its Node."""
-    meta = _mapping(pod.get("metadata"))
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-    if MIRROR_POD_ANNOTATION not in _mapping(meta.get("annotations")):
-        raise _forbidden("", "pods", name, f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, '
-                                           f'node "{node}" can only create mirror pods')
-    if _mapping(pod.get("spec")).get("nodeName") != node:
-        raise _forbidden("", "pods", name, f'node "{node}" can only create pods with spec.nodeName set to itself')
-    owners = meta.get("ownerReferences") if isinstance(meta.get("ownerReferences"), list) else []
-    owner = _mapping(owners[0]) if len(owners) == 1 else {}
-    if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
-        raise _forbidden("", "pods", name,
-                         f'node "{node}" can only create pods with an owner reference set to itself')
-    if owner.get("controller") is not True:
-        raise _forbidden("", "pods", name,
-                         f'node "{node}" can only create pods with a controller owner reference set to itself')
-
-
 def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
-
-
-def _body_name(body: dict) -> str:
-    name = _mapping(body.get("metadata")).get("name")
-    return name if isinstance(name, str) else ""
 
 
 async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
@@ -330,7 +215,7 @@ async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
 def _needs_body(a: Attributes, node: str | None) -> bool:
     """Reviews are answered from their body; escalation prevention reads RBAC writes;
     NodeRestriction reads a node's creates and the writes to its own Node."""
-    if _review_target(a) is not None or _rbac_write(a):
+    if reviews.review_target(a) is not None or _rbac_write(a):
         return True
     return node is not None and (a.verb == "create" or (
         (a.api_group, a.resource, a.subresource) == ("", "nodes", "") and a.verb in ("update", "patch")))
@@ -364,94 +249,6 @@ def admit_rbac_write(a: Attributes, registry, body: Body) -> None:
 
     escalation.check_write(a.resource, a.namespace, new, old, a.user.name, a.user.groups, policy, can,
                            lambda ns: rules_for(a.user, ns, policy))
-
-
-# ---- access reviews ----
-
-_AUTHZ = "authorization.k8s.io"
-_SSAR = (_AUTHZ, "selfsubjectaccessreviews")
-_SSRR = (_AUTHZ, "selfsubjectrulesreviews")
-_SAR = (_AUTHZ, "subjectaccessreviews")
-_LSAR = (_AUTHZ, "localsubjectaccessreviews")
-_SSR = ("authentication.k8s.io", "selfsubjectreviews")
-_REVIEW_KINDS = {_SSAR: "SelfSubjectAccessReview", _SSRR: "SelfSubjectRulesReview", _SAR: "SubjectAccessReview",
-                 _LSAR: "LocalSubjectAccessReview", _SSR: "SelfSubjectReview"}
-
-
-def _review_attributes(kind: str, user: User, spec: dict) -> Attributes:
-    res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-    if (res is None) == (non_res is None):
-        raise errors.Invalid(kind, "", [invalid(Path("spec", "resourceAttributes"), res, "exactly one of "
-                                                "nonResourceAttributes or resourceAttributes must be specified")],
-                             _AUTHZ)
-    if non_res is not None:
-        if not isinstance(non_res, dict):
-            raise errors.BadRequest("spec.nonResourceAttributes must be an object")
-        return Attributes(user, str(non_res.get("verb") or ""), path=str(non_res.get("path") or "/"))
-    if not isinstance(res, dict):
-        raise errors.BadRequest("spec.resourceAttributes must be an object")
-    return Attributes(user, str(res.get("verb") or ""), str(res.get("group") or ""), str(res.get("resource") or ""),
-                      str(res.get("subresource") or ""), str(res.get("namespace") or ""), str(res.get("name") or ""))
-
-
-def rules_status(user: User, namespace: str, policy: PolicyIndex) -> dict:
-    """A SelfSubjectRulesReview's status: the rules the user holds in `namespace`."""
-    resource_rules, url_rules = [], []
-    for r in rules_for(user, namespace, policy):
-        if r.urls:
-            url_rules.append({"verbs": list(r.verbs), "nonResourceURLs": list(r.urls)})
-        else:
-            rule = {"verbs": list(r.verbs), "apiGroups": list(r.api_groups), "resources": list(r.resources)}
-            if r.resource_names:
-                rule["resourceNames"] = list(r.resource_names)
-            resource_rules.append(rule)
-    return {"resourceRules": resource_rules, "nonResourceRules": url_rules, "incomplete": False}
-
-
-def _review_answer(kind: str, group: str, spec: dict, status: dict, namespace: str = "") -> web.Response:
-    meta: dict[str, Any] = {"creationTimestamp": None}
-    if namespace:
-        meta["namespace"] = namespace
-    body = {"kind": kind, "apiVersion": f"{group}/v1", "metadata": meta}
-    if spec:
-        body["spec"] = spec
-    body["status"] = status
-    return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
-
-
-def _subject(kind: str, spec: dict) -> User:
-    """The user a SubjectAccessReview asks about."""
-    name = spec.get("user") if isinstance(spec.get("user"), str) else ""
-    groups = spec.get("groups") if isinstance(spec.get("groups"), list) else []
-    if not name and not groups:
-        raise errors.Invalid(kind, "", [invalid(Path("spec", "user"), name,
-                                                "at least one of user or group must be specified")], _AUTHZ)
-    return User(name, tuple(str(g) for g in groups))
-
-
-def answer_review(kind_key: tuple[str, str], user: User, review: dict, policy: PolicyIndex,
-                  namespace: str = "") -> web.Response:
-    spec = _mapping(review.get("spec"))
-    kind = _REVIEW_KINDS[kind_key]
-    if kind_key == _SSR:
-        return _review_answer(kind, "authentication.k8s.io", {},
-                              {"userInfo": {"username": user.name, "groups": list(user.groups)}})
-    if kind_key == _SSRR:
-        ns = spec.get("namespace") if isinstance(spec.get("namespace"), str) else ""
-        return _review_answer(kind, _AUTHZ, spec, rules_status(user, ns, policy))
-    subject = user if kind_key == _SSAR else _subject(kind, spec)
-    a = _review_attributes(kind, subject, spec)
-    if kind_key == _LSAR and a.is_resource_request and a.namespace != namespace:
-        raise errors.Invalid(kind, "", [invalid(Path("spec", "resourceAttributes", "namespace"), a.namespace,
-                                                "must match metadata.namespace")], _AUTHZ)
-    return _review_answer(kind, _AUTHZ, spec, {"allowed": allowed(a, policy)}, namespace)
-
-
-def _review_target(a: Attributes) -> tuple[str, str] | None:
-    key = (a.api_group, a.resource)
-    if a.verb == "create" and key in _REVIEW_KINDS and not a.name and (key == _LSAR) == bool(a.namespace):
-        return key
-    return None
 
 
 # ---- impersonation (kubectl --as / --as-group) ----
@@ -501,11 +298,15 @@ async def authorize(request: web.Request, handler):
     body = Body()
     if _needs_body(a, node):
         body, request = await _read_body(request)
-    review = _review_target(a)
+    review = reviews.review_target(a)
     if review is not None:
-        return answer_review(review, user, body.object(), policy, a.namespace)
+        return reviews.answer_review(review, user, body.object(), policy, a.namespace)
     if _rbac_write(a):
         admit_rbac_write(a, registry, body)
     if node is not None and a.is_resource_request:
-        admit_node_request(a, node, registry, body)
+        noderestriction.admit_node_request(a, node, registry, body, request.query.get("fieldSelector", ""))
     return await handler(request)
+
+
+# The middleware's stages that build on the authorizer above (they import it: imported last).
+from pocketkube.apiserver import noderestriction, reviews  # noqa: E402
