@@ -225,3 +225,33 @@ def test_kubectl_create_rbac_objects(server, api, binary, tmp_path):
         assert cp.returncode == 1
     finally:
         admin.close()
+
+
+def test_escalation_through_patch_and_apply_is_refused(api, connect, server):
+    carol = as_user(server, connect, "carol")
+    ensure(api, f"{RBAC}/namespaces/{NS}/roles", role("role-patcher", [rule("get create patch", "roles", G),
+                                                                        rule("get", "pods")]))
+    ensure(api, f"{RBAC}/namespaces/{NS}/rolebindings",
+           binding("carol-patches", "Role", "role-patcher", [{"kind": "User", "name": "carol"}]))
+    ensure(carol, f"{RBAC}/namespaces/{NS}/roles", role("mine", [rule("get", "pods")]))
+    r = carol.request("PATCH", f"{RBAC}/namespaces/{NS}/roles/mine", {"rules": [rule("get delete", "pods")]},
+                      content_type="application/merge-patch+json")
+    assert r.status == 403 and "attempting to grant RBAC permissions not currently held" in r.json()["message"]
+    applied = role("applied", [rule("*", "*")])
+    r = carol.request("PATCH", f"{RBAC}/namespaces/{NS}/roles/applied?fieldManager=carol", applied,
+                      content_type="application/apply-patch+yaml")
+    assert r.status == 403 and "attempting to grant RBAC permissions not currently held" in r.json()["message"]
+    assert api.get(f"{RBAC}/namespaces/{NS}/roles/applied").status == 404
+
+
+def test_the_policy_index_is_rebuilt_at_a_restart(server, api, connect):
+    """(Last in the module: it restarts the shared server.) The index is rebuilt from storage."""
+    ensure(api, f"{RBAC}/namespaces/{NS}/roles", role("svc-reader", [rule("get", "services")]))
+    ensure(api, f"{RBAC}/namespaces/{NS}/rolebindings",
+           binding("devs-read-services", "Role", "svc-reader", [{"kind": "Group", "name": "devs"}]))
+    api.close()
+    server.stop()
+    server.start(port=0)
+    alice = as_user(server, connect, "alice")
+    assert alice.get(f"/api/v1/namespaces/{NS}/services/kubernetes").status == 200
+    assert alice.get("/api/v1/namespaces/kube-system/services").status == 403

@@ -235,11 +235,12 @@ def admit_rbac_write(a: Attributes, registry, body: Body) -> None:
     store = registry.store(RBAC_GROUP, a.resource)
     old = store.try_get(a.namespace, a.name) if a.name else None
     if a.verb == "patch":
-        if old is None:
-            return  # the handler answers NotFound
         from pocketkube.apiserver.patch import apply_patch
 
-        new = apply_patch(body.content_type, old, body.raw, store.res.kind)
+        if old is None and not body.content_type.startswith("application/apply-patch+yaml"):
+            return  # the handler answers NotFound; an apply creates, checked as a create
+        new = apply_patch(body.content_type, old or {}, body.raw, store.res.kind)
+        new.setdefault("metadata", {}).setdefault("name", a.name)
     else:
         new = body.object()
     policy = registry.policy
