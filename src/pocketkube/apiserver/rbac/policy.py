@@ -202,6 +202,14 @@ def cluster_roles() -> list[dict]:
             rule("create", "authentication.k8s.io", "selfsubjectreviews")]),
         cluster_role("system:discovery", [urls("get", _DISCOVERY_URLS)]),
         cluster_role("system:public-info-viewer", [urls("get", _PUBLIC_URLS)]),
+        cluster_role("system:monitoring", [urls("get", "/metrics /metrics/slis /livez /readyz /healthz /livez/* "
+                                                       "/readyz/* /healthz/*")]),
+        cluster_role("system:auth-delegator", [rule("create", "authentication.k8s.io", "tokenreviews"),
+                                               rule("create", "authorization.k8s.io", "subjectaccessreviews")]),
+        cluster_role("system:kube-dns", [rule("list watch", "", "endpoints services")]),
+        cluster_role("system:service-account-issuer-discovery", [
+            urls("get", "/.well-known/openid-configuration /.well-known/openid-configuration/ /openid/v1/jwks "
+                        "/openid/v1/jwks/")]),
         cluster_role("system:node-proxier", [
             rule("list watch", "", "services endpoints"), rule(READ, "", "nodes"),
             rule("create patch update", ",events.k8s.io", "events"),
@@ -251,6 +259,9 @@ def cluster_role_bindings() -> list[dict]:
         cluster_binding("system:discovery", [group("system:authenticated")]),
         cluster_binding("system:public-info-viewer", [group("system:authenticated"),
                                                       group("system:unauthenticated")]),
+        cluster_binding("system:monitoring", [group("system:monitoring")]),
+        cluster_binding("system:kube-dns", [service_account("kube-system", "kube-dns")]),
+        cluster_binding("system:service-account-issuer-discovery", [group("system:serviceaccounts")]),
         cluster_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_binding("system:kube-controller-manager", [user("system:kube-controller-manager")]),
         cluster_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
