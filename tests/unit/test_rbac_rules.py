@@ -169,3 +169,19 @@ def test_escalation_bindings(policy):
     policy.set_binding("RoleBinding", binding("RoleBinding", "b", "ClusterRole", "binder",
                                               [{"kind": "User", "name": "alice"}], "ns"))
     _check(policy, "rolebindings", rb)
+
+
+def test_a_denial_names_bindings_to_missing_roles(policy):
+    from pocketkube.apiserver.authz import denial
+
+    a = res("delete", "pods", name="p")
+    assert denial(a, policy).message.endswith('in the namespace "ns"')
+    policy.set_binding("RoleBinding", binding("RoleBinding", "ghostly", "Role", "ghost",
+                                              [{"kind": "User", "name": "alice"}], "ns"))
+    assert denial(a, policy).message == ('pods "p" is forbidden: User "alice" cannot delete resource "pods" in API '
+                                         'group "" in the namespace "ns": RBAC: role.rbac.authorization.k8s.io '
+                                         '"ghost" not found')
+    policy.set_binding("ClusterRoleBinding", binding("ClusterRoleBinding", "c", "ClusterRole", "gone",
+                                                     [{"kind": "Group", "name": "devs"}]))
+    assert denial(a, policy).message.endswith(': RBAC: [clusterrole.rbac.authorization.k8s.io "gone" not found, '
+                                              'role.rbac.authorization.k8s.io "ghost" not found]')

@@ -167,8 +167,17 @@ def _forbidden(group: str, resource: str, name: str, why: str) -> errors.Forbidd
                             details)
 
 
-def denial(a: Attributes) -> errors.Forbidden:
-    """The 403 the authorizer answers, worded as Kubernetes words it."""
+def denial(a: Attributes, policy: PolicyIndex | None = None) -> errors.Forbidden:
+    """The 403 the authorizer answers, worded as Kubernetes words it; with `policy`, the RBAC
+    authorizer's reason (bindings to roles that do not exist) follows, as upstream's does."""
+    e = _denial(a)
+    missing = policy.missing_roles(a.user.name, a.user.groups, a.namespace) if policy is not None else []
+    if missing:
+        e.message += ": RBAC: " + (missing[0] if len(missing) == 1 else f"[{', '.join(missing)}]")
+    return e
+
+
+def _denial(a: Attributes) -> errors.Forbidden:
     user = a.user.name
     if not a.is_resource_request:
         return _forbidden("", "", "", f'User "{user}" cannot {a.verb} path "{a.path}"')
@@ -274,7 +283,7 @@ def _impersonated(user: User, request: web.Request, policy: PolicyIndex) -> User
     for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in request.headers.getall(
             "Impersonate-Group", ()))):
         if not allowed(a, policy):
-            raise denial(a)
+            raise denial(a, policy)
     return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
 
 
@@ -294,7 +303,7 @@ async def authorize(request: web.Request, handler):
         request["user"] = (user.name, list(user.groups))
     a = request_attributes(user, request.method, request.path, request.query.get("watch") in ("true", "1"))
     if not allowed(a, policy):
-        raise denial(a)
+        raise denial(a, policy)
     node = user.node_name
     body = Body()
     if _needs_body(a, node):

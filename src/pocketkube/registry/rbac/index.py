@@ -108,6 +108,21 @@ class PolicyIndex:
             return self.cluster_roles.get(name)
         return self.roles.get((namespace, name))
 
+    def _applying(self, user: str, groups: tuple[str, ...], namespace: str) -> list[Binding]:
+        """The bindings naming the user or a group of theirs that apply in `namespace`:
+        ClusterRoleBindings first, then the namespace's RoleBindings, each in name order."""
+        keys = set(self._by_user.get(user, ()))
+        for g in groups:
+            keys |= self._by_group.get(g, set())
+        return [self.bindings[k] for k in sorted(keys, key=lambda k: (k[0] != "ClusterRoleBinding", k))
+                if not self.bindings[k].namespace or self.bindings[k].namespace == namespace]
+
+    def missing_roles(self, user: str, groups: tuple[str, ...], namespace: str) -> list[str]:
+        """What upstream's RBAC authorizer reports when it denies: bindings to absent roles."""
+        return [f'{b.ref_kind.lower()}.rbac.authorization.k8s.io "{b.ref_name}" not found'
+                for b in self._applying(user, groups, namespace)
+                if self.role_rules(b.ref_kind, b.namespace, b.ref_name) is None]
+
     def rules_for(self, user: str, groups: tuple[str, ...], namespace: str) -> tuple[PolicyRule, ...]:
         """Every rule bound to the user (or a group of theirs) cluster-wide, plus those bound in
         `namespace` ("" = cluster scope only)."""
@@ -115,14 +130,8 @@ class PolicyIndex:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        keys = set(self._by_user.get(user, ()))
-        for g in groups:
-            keys |= self._by_group.get(g, set())
         rules: list[PolicyRule] = []
-        for k in sorted(keys):
-            b = self.bindings[k]
-            if b.namespace and b.namespace != namespace:
-                continue
+        for b in self._applying(user, groups, namespace):
             rules.extend(self.role_rules(b.ref_kind, b.namespace, b.ref_name) or ())
         result = tuple(dict.fromkeys(rules))
         if len(self._cache) > _CACHE_LIMIT:
