@@ -3,11 +3,15 @@ and service accounts its own pods use."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import orjson
 import pytest
 
 from pocketkube.api import errors
-from pocketkube.apiserver.authz import Attributes, User
-from pocketkube.apiserver.noderestriction import check_node_reference, pod_references
+from pocketkube.apiserver.authz import Attributes, Body, User
+from pocketkube.apiserver.noderestriction import admit_node_request, check_node_reference, pod_references
+from pocketkube.registry.rbac.index import PolicyIndex
 
 NODE = User("system:node:n1", ("system:nodes", "system:authenticated"))
 
@@ -37,9 +41,9 @@ class _Store:
     def __init__(self, objects: list[dict]) -> None:
         self.objects = objects
 
-    def list_objects(self, namespace: str = "", match=None) -> list[dict]:
-        return [o for o in self.objects if (not namespace or o["metadata"].get("namespace") == namespace)
-                and (match is None or match(o))]
+    def list(self, namespace: str = "") -> SimpleNamespace:
+        return SimpleNamespace(items=[orjson.dumps(o) for o in self.objects
+                                      if not namespace or o["metadata"].get("namespace") == namespace])
 
     def try_get(self, namespace: str, name: str) -> dict | None:
         return next((o for o in self.objects if o["metadata"]["name"] == name), None)
@@ -51,6 +55,7 @@ class _Registry:
         other = {"metadata": {"name": "x", "namespace": "ns"},
                  "spec": {"nodeName": "n2", "volumes": [{"name": "v", "secret": {"secretName": "theirs"}}]}}
         self.stores = {"pods": _Store([POD, other]), "persistentvolumeclaims": _Store([pvc])}
+        self.policy = PolicyIndex()
 
     def store(self, group: str, plural: str) -> _Store:
         return self.stores[plural]
@@ -75,3 +80,15 @@ def test_a_watch_of_one_object_by_field_selector():
     check_node_reference(a, "n1", _Registry(), "metadata.name=vol-cm")
     with pytest.raises(errors.Forbidden):
         check_node_reference(a, "n1", _Registry(), "")
+
+
+def test_only_the_node_authorizers_own_grants_are_narrowed():
+    registry = _Registry()
+    a = Attributes(NODE, "get", "", "secrets", "", "ns", "theirs")
+    with pytest.raises(errors.Forbidden):
+        admit_node_request(a, "n1", registry, Body())
+    registry.policy.set_role("ClusterRole", {"metadata": {"name": "s"}, "rules": [
+        {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]})
+    registry.policy.set_binding("ClusterRoleBinding", {"metadata": {"name": "s"}, "roleRef": {
+        "kind": "ClusterRole", "name": "s"}, "subjects": [{"kind": "Group", "name": "system:nodes"}]})
+    admit_node_request(a, "n1", registry, Body())  # RBAC grants it outright
