@@ -217,6 +217,23 @@ def test_kubectl_create_rbac_objects(server, api, binary, tmp_path):
         admin.ok("create", "clusterrolebinding", f"crb-{tag}", f"--clusterrole=urls-{tag}", "--user=u2")
         out = admin.ok("get", "clusterrolebinding", f"crb-{tag}", "-o", "wide")
         assert out.split("\n")[1].split()[:2] == [f"crb-{tag}", f"ClusterRole/urls-{tag}"] and "u2" in out
+        manifest = tmp_path / "rbac.yaml"
+        manifest.write_text(f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: reconciled-{tag}, namespace: default}}
+rules: [{{apiGroups: [""], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: reconciled-{tag}, namespace: default}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reconciled-{tag}}}
+subjects: [{{kind: User, name: u3, apiGroup: rbac.authorization.k8s.io}}]
+""")
+        out = admin.ok("auth", "reconcile", "-f", str(manifest))
+        assert f"role.rbac.authorization.k8s.io/reconciled-{tag} reconciled" in out, out
+        cp = admin.run("auth", "can-i", "get", "configmaps", "--as=u3")
+        assert cp.stdout.strip() == "yes", cp.stderr
         cp = admin.run("create", "role", f"bad-{tag}", "--verb=get", "--resource=pods", "--dry-run=server",
                        "--as=nobody")
         assert cp.returncode == 1 and "Forbidden" in cp.stderr
