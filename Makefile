@@ -52,6 +52,7 @@ cri-stubs: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/apiserver.py
+	$(VENV)/bin/python bench/rbac.py
 	$(VENV)/bin/python bench/cluster.py
 	$(VENV)/bin/python bench/dataplane.py --plane nftables
 	$(VENV)/bin/python bench/dataplane.py --plane userspace

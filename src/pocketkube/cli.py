@@ -161,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     cm.add_argument("--service-account-private-key-file", type=Path, default=None,
                     help="the key that signs service-account-token Secrets' tokens (the server's pki/sa.key)")
+    cm.add_argument("--scheduler-token-file", type=Path,
+                    help="file holding the scheduler's token (default: the scheduler uses --token-file's)")
     _control_plane_args(cm)
     cm.add_argument("--local-path-template", default="",
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
@@ -223,7 +225,7 @@ async def _run_server(args: argparse.Namespace) -> int:
     control_plane = None
     if not args.no_control_plane:
         control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     _control_plane_settings(args, server.pki.sa_key))
+                                     _control_plane_settings(args, server.pki.sa_key), server.pki.scheduler_token())
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
@@ -294,8 +296,9 @@ async def _run_controller_manager(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    scheduler_token = args.scheduler_token_file.read_text().strip() if args.scheduler_token_file else ""
     control_plane = ControlPlane(args.server, args.token_file.read_text().strip(), str(args.ca_file),
-                                 _control_plane_settings(args))
+                                 _control_plane_settings(args), scheduler_token)
     await control_plane.start()
     print("Control plane started", flush=True)
     await stop.wait()

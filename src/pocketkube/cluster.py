@@ -146,9 +146,11 @@ class Cluster:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(pki.node_token(plan.name))
-        fd = os.open(self._controlplane_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(pki.controlplane_token())
+        for path, token in ((self._controlplane_token_file, pki.controlplane_token()),
+                            (self._scheduler_token_file, pki.scheduler_token())):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
 
     @property
     def advertise_address(self) -> str:
@@ -170,6 +172,10 @@ class Cluster:
     @property
     def _controlplane_token_file(self) -> Path:
         return self.data_dir / "pki" / "controlplane.token"
+
+    @property
+    def _scheduler_token_file(self) -> Path:
+        return self.data_dir / "pki" / "scheduler.token"
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -212,6 +218,7 @@ class Cluster:
             "--token-file", str(self._controlplane_token_file), "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
             "--service-account-private-key-file", str(self.data_dir / "pki" / "sa.key"),
             "--local-path-template", str(self.data_dir / "nodes" / "{node}" / "storage"),
+            "--scheduler-token-file", str(self._scheduler_token_file),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         try:

@@ -26,8 +26,12 @@ class ControlPlaneSettings:
 
 
 class ControlPlane:
-    def __init__(self, server_url: str, token: str, ca_file: str, settings: ControlPlaneSettings) -> None:
+    def __init__(self, server_url: str, token: str, ca_file: str, settings: ControlPlaneSettings,
+                 scheduler_token: str = "") -> None:
         self.client = Client(server_url, token, ca_file, user_agent="pocketkube-controller-manager")
+        # The scheduler writes as its own user (system:kube-scheduler) when it has a token of its own.
+        self.scheduler_client = Client(server_url, scheduler_token, ca_file, user_agent="pocketkube-scheduler") \
+            if scheduler_token else self.client
         monitor = min(5.0, max(0.5, settings.node_monitor_grace_period / 4))
         self.manager = ControllerManager(self.client, ControllerManagerSettings(
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
@@ -38,7 +42,7 @@ class ControlPlane:
         # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
         from pocketkube.api.resources import BY_PLURAL
 
-        self.scheduler = Scheduler(self.client,
+        self.scheduler = Scheduler(self.scheduler_client,
                                    pod_informer=self.manager.informers.get(BY_PLURAL[("", "pods")]),
                                    node_informer=self.manager.informers.get(BY_PLURAL[("", "nodes")]),
                                    volume_informers=tuple(self.manager.informers.get(BY_PLURAL[k]) for k in (
@@ -57,6 +61,8 @@ class ControlPlane:
         await self.scheduler.stop()
         await self.manager.stop()
         await self.client.close()
+        if self.scheduler_client is not self.client:
+            await self.scheduler_client.close()
 
 
 def _add_service_controllers(manager: ControllerManager, client: Client, settings: ControlPlaneSettings) -> None:

@@ -569,12 +569,13 @@ def test_cells_never_raise_when_any_field_of_a_real_object_is_junk(data: st.Data
 # --- the printers package -----------------------------------------------------------------
 
 def test_each_group_module_prints_only_its_own_group() -> None:
-    from pocketkube.apiserver.tables import apps, coordination, core, discovery, storage
+    from pocketkube.apiserver.tables import apps, coordination, core, discovery, rbac, storage
 
-    for module, group in ((core, ""), (apps, "apps"), (discovery, "discovery.k8s.io"),
-                          (coordination, "coordination.k8s.io"), (storage, "storage.k8s.io")):
+    modules = ((core, ""), (apps, "apps"), (discovery, "discovery.k8s.io"), (coordination, "coordination.k8s.io"),
+               (storage, "storage.k8s.io"), (rbac, "rbac.authorization.k8s.io"))
+    for module, group in modules:
         assert module.PRINTERS and {g for g, _ in module.PRINTERS} == {group}
-    assert sum(len(m.PRINTERS) for m in (core, apps, discovery, coordination, storage)) == len(tables.PRINTERS)
+    assert sum(len(m.PRINTERS) for m, _ in modules) == len(tables.PRINTERS)
 
 
 def test_render_draws_with_the_printer_it_is_given() -> None:

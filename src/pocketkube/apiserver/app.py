@@ -97,6 +97,9 @@ class APIServer:
         from pocketkube.apiserver.bootstrap import bootstrap
 
         await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
+        from pocketkube.apiserver.rbac.reconcile import reconcile
+
+        await reconcile(self.registry)  # the bootstrap RBAC policy (upstream's post-start hook)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
         ctx.set_alpn_protocols(["http/1.1"])

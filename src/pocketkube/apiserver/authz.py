@@ -1,15 +1,15 @@
-"""Authorization: who may do what, as Kubernetes decides it.
+"""Authorization: who may do what, as Kubernetes decides it (authorization modes Node,RBAC).
 
-Three parts, in the order a request meets them:
+In the order a request meets them:
 - request attributes (verb, resource, namespace, name) read from the path alone, as the
   apiserver's RequestInfo does, so that authorization happens before any routing;
-- rules in RBAC's shape (verbs × API groups × resources, or non-resource URLs): system:masters
-  and the control plane may do anything; nodes get what a kubelet and kube-proxy need (the Node
-  authorizer's rules); every authenticated user may discover the API and review itself;
-- NodeRestriction: a node may write only its own Node and Lease, and only pods bound to it.
-
-The self-reviews (SelfSubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview) are
-answered here: they evaluate these rules and store nothing.
+- impersonation (Impersonate-User/-Group, service accounts included), itself authorized;
+- the authorizer chain: system:masters may do anything (the privileged group); nodes get what a
+  kubelet and kube-proxy need (the Node authorizer's rules, _NODE_RULES); then RBAC, from the
+  in-memory index of Roles and bindings that the RBAC stores' writes keep (registry.policy);
+- the stages after it: access reviews answered from the chain (reviews.py), escalation
+  prevention on RBAC writes (rbac/escalation.py), NodeRestriction and the Node authorizer's
+  narrowing to what a node's pods use (noderestriction.py).
 """
 
 from __future__ import annotations
@@ -18,18 +18,21 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.api.fields import Path, invalid
 from pocketkube.apiserver import appkeys
+from pocketkube.apiserver.rbac import escalation
+from pocketkube.registry.rbac.index import PolicyIndex
+from pocketkube.registry.rbac.rules import PolicyRule, allowed_by
 
 MASTERS = "system:masters"
 NODES_GROUP = "system:nodes"
 NODE_PREFIX = "system:node:"
 AUTHENTICATED = "system:authenticated"
-CONTROL_PLANE_USER = "system:pocketkube-controlplane"
+SA_PREFIX = "system:serviceaccount:"
+SA_GROUP = "system:serviceaccounts"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -98,40 +101,16 @@ def request_attributes(user: User, method: str, path: str, watch_param: bool) ->
     return Attributes(user, verb, group, rest[0], rest[2] if len(rest) > 2 else "", namespace, name)
 
 
-# ---- rules ----
+# ---- the authorizer chain: system:masters, Node, RBAC ----
 
-@dataclass(frozen=True)
-class Rule:
-    """One RBAC PolicyRule: resource rules name groups and resources, non-resource rules URLs."""
-    verbs: tuple[str, ...]
-    api_groups: tuple[str, ...] = ()
-    resources: tuple[str, ...] = ()
-    urls: tuple[str, ...] = ()
-
-    def allows(self, a: Attributes) -> bool:
-        if "*" not in self.verbs and a.verb not in self.verbs:
-            return False
-        if not a.is_resource_request:
-            return any(u == "*" or u == a.path or (u.endswith("*") and a.path.startswith(u[:-1]))
-                       for u in self.urls)
-        return ("*" in self.api_groups or a.api_group in self.api_groups) and \
-            ("*" in self.resources or a.full_resource in self.resources)
+def _rule(verbs: str, groups: str, resources: str) -> PolicyRule:
+    return PolicyRule(tuple(verbs.split()), tuple(groups.split(",")), tuple(resources.split()))
 
 
-def _rule(verbs: str, groups: str, resources: str) -> Rule:
-    return Rule(tuple(verbs.split()), tuple(groups.split(",")), tuple(resources.split()))
-
-
-_EVERYTHING = (Rule(("*",), ("*",), ("*",)), Rule(("*",), urls=("*",)))
-# system:basic-user, system:discovery and system:public-info-viewer: what any signed-in user may do.
-_AUTHENTICATED_RULES = (
-    _rule("create", "authorization.k8s.io", "selfsubjectaccessreviews selfsubjectrulesreviews"),
-    _rule("create", "authentication.k8s.io", "selfsubjectreviews"),
-    Rule(("get",), urls=("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/readyz", "/version",
-                         "/version/", "/openapi", "/openapi/*")),
-)
 # The Node authorizer's rules (system:node) with kube-proxy's (system:node-proxier); which
-# objects a node may write is narrowed further by NodeRestriction.
+# objects a node may write is narrowed further by NodeRestriction, and which secrets,
+# configmaps, claims, volumes and service accounts it may read to those its pods use
+# (noderestriction.NARROWED). One line per resource group: add a kind with a line.
 _NODE_RULES = (
     _rule("get list watch create update patch delete", "", "nodes"),
     _rule("patch update", "", "nodes/status"),
@@ -141,29 +120,35 @@ _NODE_RULES = (
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),
-    _rule("get", "", "configmaps secrets serviceaccounts"),  # env, imagePullSecrets (upstream: its pods' only)
-    _rule("create", "", "serviceaccounts/token"),  # pods' projected tokens; NodeRestriction narrows
+    # What its pods use (env, imagePullSecrets, volumes); noderestriction.py narrows these to the
+    # objects a pod bound to the node references, as upstream's graph does.
+    _rule("get list watch", "", "configmaps secrets serviceaccounts persistentvolumeclaims persistentvolumes"),
+    _rule("create", "", "serviceaccounts/token"),
 )
+_EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",)))
 
 
-# system:service-account-issuer-discovery, bound to every service account.
-_ISSUER_DISCOVERY_RULES = (Rule(("get",), urls=("/.well-known/openid-configuration",
-                                                "/.well-known/openid-configuration/", "/openid/v1/jwks",
-                                                "/openid/v1/jwks/")),)
+def _privileged(user: User) -> bool:
+    """system:masters bypasses RBAC (upstream's privileged-group authorizer)."""
+    return MASTERS in user.groups
 
 
-def rules_for(user: User) -> tuple[Rule, ...]:
-    if MASTERS in user.groups or user.name == CONTROL_PLANE_USER:
+def rules_for(user: User, namespace: str, policy: PolicyIndex) -> tuple[PolicyRule, ...]:
+    """Every rule the user holds in `namespace` ("" = cluster-wide rules only)."""
+    if _privileged(user):
         return _EVERYTHING
-    if user.node_name is not None:
-        return _NODE_RULES + _AUTHENTICATED_RULES
-    if "system:serviceaccounts" in user.groups:
-        return _AUTHENTICATED_RULES + _ISSUER_DISCOVERY_RULES
-    return _AUTHENTICATED_RULES if AUTHENTICATED in user.groups else ()
+    rbac = policy.rules_for(user.name, user.groups, namespace)
+    return (*_NODE_RULES, *rbac) if user.node_name is not None else rbac
 
 
-def allowed(a: Attributes) -> bool:
-    return any(r.allows(a) for r in rules_for(a.user))
+def allowed(a: Attributes, policy: PolicyIndex) -> bool:
+    """Authorization modes Node,RBAC after the privileged group: the first that allows wins."""
+    user = a.user
+    if _privileged(user):
+        return True
+    if user.node_name is not None and allowed_by(_NODE_RULES, a):
+        return True
+    return allowed_by(policy.rules_for(user.name, user.groups, a.namespace), a)
 
 
 def _group_resource(group: str, resource: str) -> str:
@@ -186,8 +171,17 @@ def _forbidden(group: str, resource: str, name: str, why: str) -> errors.Forbidd
                             details)
 
 
-def denial(a: Attributes) -> errors.Forbidden:
-    """The 403 the authorizer answers, worded as Kubernetes words it."""
+def denial(a: Attributes, policy: PolicyIndex | None = None) -> errors.Forbidden:
+    """The 403 the authorizer answers, worded as Kubernetes words it; with `policy`, the RBAC
+    authorizer's reason (bindings to roles that do not exist) follows, as upstream's does."""
+    e = _denial(a)
+    missing = policy.missing_roles(a.user.name, a.user.groups, a.namespace) if policy is not None else []
+    if missing:
+        e.message += ": RBAC: " + (missing[0] if len(missing) == 1 else f"[{', '.join(missing)}]")
+    return e
+
+
+def _denial(a: Attributes) -> errors.Forbidden:
     user = a.user.name
     if not a.is_resource_request:
         return _forbidden("", "", "", f'User "{user}" cannot {a.verb} path "{a.path}"')
@@ -195,8 +189,6 @@ def denial(a: Attributes) -> errors.Forbidden:
     why = f'User "{user}" cannot {a.verb} resource "{a.full_resource}" in API group "{a.api_group}" {scope}'
     return _forbidden(a.api_group, a.resource, a.name, why)
 
-
-# ---- NodeRestriction ----
 
 @dataclass(frozen=True)
 class Body:
@@ -210,124 +202,8 @@ class Body:
         return _mapping(decode_object(self.content_type, self.raw)) if self.raw else {}
 
 
-def admit_node_request(a: Attributes, node: str, registry, body: Body) -> None:
-    """NodeRestriction's checks for a write by `node`; raises Forbidden (or NotFound) to refuse.
-    `body` is read for creates and for writes to the node's own Node, empty otherwise."""
-    if a.verb not in ("create", "update", "patch", "delete"):
-        return
-    if (a.api_group, a.resource) == ("", "nodes"):
-        name = a.name or _body_name(body.object())
-        if name != node:
-            raise _forbidden("", "nodes", name, f'node "{node}" is not allowed to modify node "{name}"')
-        if not a.subresource:
-            _admit_own_node(a, node, registry, body)
-    elif (a.api_group, a.resource) == ("coordination.k8s.io", "leases"):
-        name = a.name or _body_name(body.object())
-        if a.namespace != NODE_LEASE_NAMESPACE:
-            raise _forbidden(a.api_group, "leases", name,
-                             f'can only access leases in the "{NODE_LEASE_NAMESPACE}" system namespace')
-        if name != node:
-            raise _forbidden(a.api_group, "leases", name,
-                             "can only access node lease with the same name as the requesting node")
-    elif (a.api_group, a.resource) == ("", "pods"):
-        _admit_pod(a, node, registry, body)
-    elif (a.api_group, a.resource, a.subresource) == ("", "serviceaccounts", "token"):
-        from pocketkube.apiserver.satoken.noderestriction import admit_node_token_request
-
-        admit_node_token_request(node, a.namespace, a.name, registry, body.object())
-
-
-def _admit_own_node(a: Attributes, node: str, registry, body: Body) -> None:
-    """A node may not steer workloads to itself: no new restricted labels, no taint changes."""
-    if a.verb == "create":
-        labels = _mapping(_mapping(body.object().get("metadata")).get("labels"))
-        if bad := _forbidden_labels(labels, {}):
-            raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to set the following labels: '
-                                                f'{", ".join(bad)}')
-        return
-    if a.verb not in ("update", "patch"):
-        return
-    from pocketkube.apiserver.patch import apply_patch
-
-    old = registry.store("", "nodes").get("", node)
-    new = body.object() if a.verb == "update" else apply_patch(body.content_type, old, body.raw, "Node")
-    if _taints(new) != _taints(old):
-        raise _forbidden("", "nodes", node, f'node "{node}" is not allowed to modify taints')
-    new_labels = _mapping(_mapping(new.get("metadata")).get("labels"))
-    if bad := _forbidden_labels(new_labels, _mapping(old["metadata"].get("labels"))):
-        # Upstream words this one without the node's name.
-        raise _forbidden("", "nodes", node, f'is not allowed to modify labels: {", ".join(bad)}')
-
-
-def _taints(node: dict) -> list:
-    return _mapping(node.get("spec")).get("taints") or []  # nil and empty are the same list
-
-
-_KUBELET_LABELS = {"kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
-                   "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
-                   "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "kubernetes.io/os",
-                   "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch"}
-
-
-def _in_namespace(key: str, *namespaces: str) -> bool:
-    prefix = key.split("/", 1)[0] if "/" in key else ""
-    return any(prefix == ns or prefix.endswith("." + ns) for ns in namespaces)
-
-
-def _forbidden_labels(new: dict, old: dict) -> list[str]:
-    """Changed labels a kubelet may not set: node-restriction.kubernetes.io ones, and other
-    kubernetes.io/k8s.io ones that are not the kubelet's own."""
-    changed = {k for k in new.keys() | old.keys() if new.get(k) != old.get(k)}
-
-    def kubelet_label(key: str) -> bool:
-        return key in _KUBELET_LABELS or _in_namespace(key, "kubelet.kubernetes.io", "node.kubernetes.io")
-    return sorted(k for k in changed if _in_namespace(k, "node-restriction.kubernetes.io") or
-                  (_in_namespace(k, "kubernetes.io", "k8s.io") and not kubelet_label(k)))
-
-
-def _admit_pod(a: Attributes, node: str, registry, body: Body) -> None:
-    if a.subresource not in ("", "status"):
-        raise _forbidden("", "pods", a.name,
-                         f"unexpected pod subresource \"{a.subresource}\", only 'status' and 'eviction' are allowed")
-    if a.verb == "create" and not a.subresource:
-        _admit_mirror_pod(node, body.object())
-        return
-    # RBAC already refused every other pod write: what is left is a status write or a delete.
-    bound = (registry.store("", "pods").get(a.namespace, a.name).get("spec") or {}).get("nodeName")
-    if bound == node:
-        return
-    if a.subresource == "status":
-        raise _forbidden("", "pods", a.name,
-                         f'node "{node}" can only update pod status for pods with spec.nodeName set to itself')
-    raise _forbidden("", "pods", a.name, f'node "{node}" can only delete pods with spec.nodeName set to itself')
-
-
-def _admit_mirror_pod(node: str, pod: dict) -> None:
-    """A node creates only mirror pods of its static pods: bound to it, owned by its Node."""
-    meta = _mapping(pod.get("metadata"))
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
-    if MIRROR_POD_ANNOTATION not in _mapping(meta.get("annotations")):
-        raise _forbidden("", "pods", name, f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, '
-                                           f'node "{node}" can only create mirror pods')
-    if _mapping(pod.get("spec")).get("nodeName") != node:
-        raise _forbidden("", "pods", name, f'node "{node}" can only create pods with spec.nodeName set to itself')
-    owners = meta.get("ownerReferences") if isinstance(meta.get("ownerReferences"), list) else []
-    owner = _mapping(owners[0]) if len(owners) == 1 else {}
-    if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
-        raise _forbidden("", "pods", name,
-                         f'node "{node}" can only create pods with an owner reference set to itself')
-    if owner.get("controller") is not True:
-        raise _forbidden("", "pods", name,
-                         f'node "{node}" can only create pods with a controller owner reference set to itself')
-
-
 def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
-
-
-def _body_name(body: dict) -> str:
-    name = _mapping(body.get("metadata")).get("name")
-    return name if isinstance(name, str) else ""
 
 
 async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
@@ -350,131 +226,102 @@ async def _read_body(request: web.Request) -> tuple[Body, web.Request]:
 
 
 def _needs_body(a: Attributes, node: str | None) -> bool:
-    """Self-reviews are answered from their body; NodeRestriction reads a node's creates and the
-    writes to its own Node."""
-    if _review_target(a) is not None:
+    """Reviews are answered from their body; escalation prevention reads RBAC writes;
+    NodeRestriction reads a node's creates and the writes to its own Node."""
+    if reviews.review_target(a) is not None or _rbac_write(a):
         return True
     return node is not None and (a.verb == "create" or (
         (a.api_group, a.resource, a.subresource) == ("", "nodes", "") and a.verb in ("update", "patch")))
 
 
-# ---- self reviews ----
+# ---- escalation prevention on RBAC writes ----
 
-_SSAR = ("authorization.k8s.io", "selfsubjectaccessreviews")
-_SSRR = ("authorization.k8s.io", "selfsubjectrulesreviews")
-_SSR = ("authentication.k8s.io", "selfsubjectreviews")
-
-
-def _review_attributes(user: User, spec: dict) -> Attributes:
-    res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-    if (res is None) == (non_res is None):
-        kind = "SelfSubjectAccessReview"
-        raise errors.Invalid(kind, "", [invalid(Path("spec", "resourceAttributes"), res, "exactly one of "
-                                                "nonResourceAttributes or resourceAttributes must be specified")],
-                             "authorization.k8s.io")
-    if non_res is not None:
-        if not isinstance(non_res, dict):
-            raise errors.BadRequest("spec.nonResourceAttributes must be an object")
-        return Attributes(user, str(non_res.get("verb") or ""), path=str(non_res.get("path") or "/"))
-    if not isinstance(res, dict):
-        raise errors.BadRequest("spec.resourceAttributes must be an object")
-    return Attributes(user, str(res.get("verb") or ""), str(res.get("group") or ""), str(res.get("resource") or ""),
-                      str(res.get("subresource") or ""), str(res.get("namespace") or ""), str(res.get("name") or ""))
+def _rbac_write(a: Attributes) -> bool:
+    return (a.api_group == RBAC_GROUP and not a.subresource and a.verb in ("create", "update", "patch")
+            and (a.resource in escalation.ROLE_KINDS or a.resource in escalation.BINDING_KINDS))
 
 
-def _rules_status(user: User) -> dict:
-    resource_rules, url_rules = [], []
-    for r in rules_for(user):
-        if r.urls:
-            url_rules.append({"verbs": list(r.verbs), "nonResourceURLs": list(r.urls)})
-        else:
-            resource_rules.append({"verbs": list(r.verbs), "apiGroups": list(r.api_groups),
-                                   "resources": list(r.resources)})
-    return {"resourceRules": resource_rules, "nonResourceRules": url_rules, "incomplete": False}
+def admit_rbac_write(a: Attributes, registry, body: Body) -> None:
+    """Refuse a Role/ClusterRole/binding write that would grant what its writer does not hold."""
+    if _privileged(a.user):
+        return
+    store = registry.store(RBAC_GROUP, a.resource)
+    old = store.try_get(a.namespace, a.name) if a.name else None
+    if a.verb == "patch":
+        from pocketkube.apiserver.patch import apply_patch
 
+        if old is None and not body.content_type.startswith("application/apply-patch+yaml"):
+            return  # the handler answers NotFound; an apply creates, checked as a create
+        new = apply_patch(body.content_type, old or {}, body.raw, store.res.kind)
+        new.setdefault("metadata", {}).setdefault("name", a.name)
+    else:
+        new = body.object()
+    policy = registry.policy
 
-def _review_answer(kind: str, group: str, spec: dict, status: dict) -> web.Response:
-    body = {"kind": kind, "apiVersion": f"{group}/v1", "metadata": {"creationTimestamp": None}}
-    if spec:
-        body["spec"] = spec
-    body["status"] = status
-    return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
+    def can(verb: str, resource: str, namespace: str, name: str) -> bool:
+        return allowed(Attributes(a.user, verb, RBAC_GROUP, resource, namespace=namespace, name=name), policy)
 
-
-def answer_review(kind_key: tuple[str, str], user: User, review: dict, info: dict | None = None) -> web.Response:
-    """`info`: the uid and extra the authenticator gave the user (service-account tokens)."""
-    spec = _mapping(review.get("spec"))
-    if kind_key == _SSAR:
-        return _review_answer("SelfSubjectAccessReview", "authorization.k8s.io", spec,
-                              {"allowed": allowed(_review_attributes(user, spec))})
-    if kind_key == _SSRR:
-        return _review_answer("SelfSubjectRulesReview", "authorization.k8s.io", spec, _rules_status(user))
-    user_info: dict[str, Any] = {"username": user.name}
-    if info and info.get("uid"):
-        user_info["uid"] = info["uid"]
-    user_info["groups"] = list(user.groups)
-    if info and info.get("extra"):
-        user_info["extra"] = info["extra"]
-    return _review_answer("SelfSubjectReview", "authentication.k8s.io", {}, {"userInfo": user_info})
-
-
-def _review_target(a: Attributes) -> tuple[str, str] | None:
-    key = (a.api_group, a.resource)
-    if a.verb == "create" and key in (_SSAR, _SSRR, _SSR) and not a.name:
-        return key
-    return None
+    escalation.check_write(a.resource, a.namespace, new, old, a.user.name, a.user.groups, policy, can,
+                           lambda ns: rules_for(a.user, ns, policy))
 
 
 # ---- impersonation (kubectl --as / --as-group) ----
 
-def _impersonated(user: User, request: web.Request) -> User:
-    """The user named by Impersonate-User/-Group, if `user` may impersonate them; else `user`."""
+def _impersonated(user: User, request: web.Request, policy: PolicyIndex) -> User:
+    """The user named by Impersonate-User/-Group, if `user` may impersonate them; else `user`.
+    A service account (system:serviceaccount:<ns>:<name>) is impersonated through the
+    serviceaccounts resource and, without explicit groups, gets its fixed groups."""
     name = request.headers.get("Impersonate-User", "")
     groups = tuple(request.headers.getall("Impersonate-Group", ()))
     if not name:
         if groups:
             raise errors.BadRequest(f"requested {list(groups)} without impersonating a user")
         return user
-    # A service account's name is impersonated as that object, with its fixed groups by default.
-    sa = _service_account_of(name)
-    target = Attributes(user, "impersonate", "", "serviceaccounts", namespace=sa[0], name=sa[1]) if sa \
-        else Attributes(user, "impersonate", "", "users", name=name)
-    for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in groups)):
-        if not allowed(a):
-            raise denial(a)
-    if sa and not groups:
-        groups = ("system:serviceaccounts", f"system:serviceaccounts:{sa[0]}")
+    sa = name.split(":") if name.startswith(SA_PREFIX) else []
+    if len(sa) == 4:
+        target = Attributes(user, "impersonate", "", "serviceaccounts", namespace=sa[2], name=sa[3])
+        if not groups:
+            groups = (SA_GROUP, f"{SA_GROUP}:{sa[2]}")
+    else:
+        target = Attributes(user, "impersonate", "", "users", name=name)
+    for a in (target, *(Attributes(user, "impersonate", "", "groups", name=g) for g in request.headers.getall(
+            "Impersonate-Group", ()))):
+        if not allowed(a, policy):
+            raise denial(a, policy)
     return User(name, groups + ((AUTHENTICATED,) if AUTHENTICATED not in groups else ()))
-
-
-def _service_account_of(username: str) -> tuple[str, str] | None:
-    """(namespace, name) of a system:serviceaccount:<ns>:<name> user name (SplitUsername)."""
-    prefix = "system:serviceaccount:"
-    parts = username[len(prefix):].split(":") if username.startswith(prefix) else []
-    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
 # ---- middleware ----
 
 @web.middleware
 async def authorize(request: web.Request, handler):
-    """After authentication: refuse what the user may not do, answer self-reviews."""
+    """After authentication: refuse what the user may not do, answer reviews, refuse RBAC
+    escalation and what NodeRestriction forbids."""
     ident = request.get("user")
     if ident is None:  # a public path (/healthz, /version)
         return await handler(request)
-    user = _impersonated(User(ident[0], tuple(ident[1])), request)
+    registry = request.app[appkeys.REGISTRY]
+    policy = registry.policy
+    user = _impersonated(User(ident[0], tuple(ident[1])), request, policy)
     if user.name != ident[0]:
         request["user"] = (user.name, list(user.groups))
     a = request_attributes(user, request.method, request.path, request.query.get("watch") in ("true", "1"))
-    if not allowed(a):
-        raise denial(a)
+    if not allowed(a, policy):
+        raise denial(a, policy)
     node = user.node_name
     body = Body()
     if _needs_body(a, node):
         body, request = await _read_body(request)
-    review = _review_target(a)
+    review = reviews.review_target(a)
     if review is not None:
-        return answer_review(review, user, body.object(), request.get("user_info") if user.name == ident[0] else None)
+        info = request.get("user_info") if user.name == ident[0] else None  # uid, extra of a token
+        return reviews.answer_review(review, user, body.object(), policy, a.namespace, info)
+    if _rbac_write(a):
+        admit_rbac_write(a, registry, body)
     if node is not None and a.is_resource_request:
-        admit_node_request(a, node, request.app[appkeys.REGISTRY], body)
+        noderestriction.admit_node_request(a, node, registry, body, request.query.get("fieldSelector", ""))
     return await handler(request)
+
+
+# The middleware's stages that build on the authorizer above (they import it: imported last).
+from pocketkube.apiserver import noderestriction, reviews  # noqa: E402

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from pocketkube.api import errors
 
-SYSTEM_USERS = {"system:pocketkube-controlplane"}
+SYSTEM_USERS = {"system:kube-controller-manager", "system:kube-scheduler"}
 SYSTEM_GROUPS = {"system:nodes"}
 RETRY_AFTER_SECONDS = 1
 # Tests shrink the limits through these (an overload test need not open 500 watches).

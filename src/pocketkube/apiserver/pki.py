@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 _VALIDITY = datetime.timedelta(days=3650)
+# The control plane's users, which the bootstrap RBAC policy binds to their roles.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
 # Names every serving certificate holds: the `kubernetes` Service's, as in-cluster clients use them.
 DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local")
@@ -71,6 +74,7 @@ class PKI:
         if not self.tokens.exists():
             _write_private(self.tokens, yaml.safe_dump({"admin": secrets.token_urlsafe(32), "nodes": {}}).encode())
         self.controlplane_token()
+        self.scheduler_token()
         if not self.sa_key.exists() or not self.sa_pub.exists():
             self._make_sa_key()
 
@@ -138,22 +142,43 @@ class PKI:
             _write_private(self.tokens, yaml.safe_dump(data).encode())
         return nodes[node]
 
-    def controlplane_token(self) -> str:
-        """The credential of the controllers and the scheduler, created on first use."""
+    def _token(self, key: str) -> str:
         data = self._load_tokens()
-        if not data.get("controlplane"):
-            data["controlplane"] = secrets.token_urlsafe(32)
+        if not data.get(key):
+            data[key] = secrets.token_urlsafe(32)
             _write_private(self.tokens, yaml.safe_dump(data).encode())
-        return data["controlplane"]
+        return data[key]
+
+    def controlplane_token(self) -> str:
+        """The credential of the controllers (user system:kube-controller-manager), created on first use."""
+        return self._token("controlplane")
+
+    def scheduler_token(self) -> str:
+        """The credential of the scheduler (user system:kube-scheduler), created on first use."""
+        return self._token("scheduler")
+
+    def user_token(self, name: str, groups: tuple[str, ...] | list[str] = ()) -> str:
+        """A static token for a user (kube-apiserver's --token-auth-file), created on first use;
+        the server reads them at start."""
+        data = self._load_tokens()
+        users = data.setdefault("users", {})
+        if name not in users:
+            users[name] = {"token": secrets.token_urlsafe(32), "groups": list(groups)}
+            _write_private(self.tokens, yaml.safe_dump(data).encode())
+        return users[name]["token"]
 
     def identities(self) -> dict[str, tuple[str, list[str]]]:
         """token → (user name, groups), as the authenticator sees them."""
         data = self._load_tokens()
         out = {data["admin"]: ("kubernetes-admin", ["system:masters", "system:authenticated"])}
         if data.get("controlplane"):
-            out[data["controlplane"]] = ("system:pocketkube-controlplane", ["system:authenticated"])
+            out[data["controlplane"]] = (CONTROLLER_MANAGER_USER, ["system:authenticated"])
+        if data.get("scheduler"):
+            out[data["scheduler"]] = (SCHEDULER_USER, ["system:authenticated"])
         for node, tok in (data.get("nodes") or {}).items():
             out[tok] = (f"system:node:{node}", ["system:nodes", "system:authenticated"])
+        for name, entry in (data.get("users") or {}).items():
+            out[entry["token"]] = (name, [*entry.get("groups", []), "system:authenticated"])
         return out
 
 

@@ -17,6 +17,7 @@ from pocketkube.api.resources import BY_PLURAL, Resource
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
+from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
@@ -31,9 +32,20 @@ __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerMa
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
-                             "serviceaccount", "root-ca-cert-publisher",
-                             "persistentvolume-binder", "volume-protection", "local-path-provisioner"})
+# One name per line: every issue adds controllers here.
+ALL_CONTROLLERS = frozenset({
+    "replicaset",
+    "deployment",
+    "garbagecollector",
+    "nodelifecycle",
+    "namespace",
+    "serviceaccount",
+    "root-ca-cert-publisher",
+    "persistentvolume-binder",
+    "volume-protection",
+    "local-path-provisioner",
+    "clusterroleaggregation",
+})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -100,6 +112,8 @@ class ControllerManager:
         if "local-path-provisioner" in enabled and s.local_path_template:
             self.add(LocalPathProvisioner(self.client, self.informers, self.recorder(LOCAL_PATH_PROVISIONER),
                                           s.local_path_template))
+        if "clusterroleaggregation" in enabled:
+            self.add(ClusterRoleAggregationController(self.client, self.informers))
 
     async def start(self) -> None:
         self._build()

@@ -15,6 +15,8 @@ from pocketkube.registry.apps import deployments, replicasets
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.rbac import strategies as rbac
+from pocketkube.registry.rbac.index import PolicyIndex
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
 from pocketkube.registry.volumes import strategies as volumes
@@ -30,9 +32,10 @@ class RegistryConfig:
     default_toleration_seconds: int = 300
 
 
-def strategies(config: RegistryConfig, service_accounts=None) -> dict[str, Strategy]:
+def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyIndex | None = None) -> dict[str, Strategy]:
     """Each kind's strategy, configured; `service_accounts(namespace, name)` looks a
-    ServiceAccount up for the pods' admission (None: no ServiceAccount admission)."""
+    ServiceAccount up for the pods' admission (None: no ServiceAccount admission); the RBAC
+    kinds' writes keep `policy` current."""
     return {
         "Service": services.strategy(service_cidr=config.service_cidr, node_port_range=config.node_port_range),
         "Pod": pods_strategy.strategy(default_toleration_seconds=config.default_toleration_seconds,
@@ -76,10 +79,7 @@ def strategies(config: RegistryConfig, service_accounts=None) -> dict[str, Strat
         "ReplicationController": metadata_only(namespaced=True),
 
         # -- rbac
-        "Role": metadata_only(namespaced=True),
-        "ClusterRole": metadata_only(namespaced=False),
-        "RoleBinding": metadata_only(namespaced=True),
-        "ClusterRoleBinding": metadata_only(namespaced=False),
+        **rbac.strategies(policy or PolicyIndex()),
     }
 
 
@@ -87,7 +87,10 @@ class Registry:
     def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
         self._backend = backend
         self.config = config
-        by_kind = strategies(config, lambda ns, name: self.stores[("", "serviceaccounts")].try_get(ns, name))
+        # The RBAC authorizer's index of Roles and bindings, kept current by those kinds' writes.
+        self.policy = PolicyIndex()
+        by_kind = strategies(config, lambda ns, name: self.stores[("", "serviceaccounts")].try_get(ns, name),
+                             self.policy)
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
         volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses

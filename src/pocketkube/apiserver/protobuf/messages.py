@@ -341,8 +341,11 @@ SELF_SUBJECT_RULES_REVIEW = Message(
 SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
 
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
-# module adds to it. Group modules import the building blocks above, hence the late imports.
-from pocketkube.apiserver.protobuf import messages_authentication, messages_config  # noqa: E402
+# module adds to it. Group modules import the building blocks above, hence the late imports
+# (one per line: every issue adds groups here).
+from pocketkube.apiserver.protobuf import messages_authentication  # noqa: E402, I001
+from pocketkube.apiserver.protobuf import messages_config  # noqa: E402
+from pocketkube.apiserver.protobuf import messages_rbac  # noqa: E402
 
 SCHEMAS: dict[tuple[str, str], Message] = {
     **messages_config.SCHEMAS,
@@ -355,5 +358,6 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
+    **messages_rbac.SCHEMAS,
 }
 

@@ -1,0 +1,1 @@
+"""RBAC in the API server: the bootstrap policy and its reconciliation, escalation prevention."""
