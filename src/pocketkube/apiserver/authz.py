@@ -138,6 +138,9 @@ _NODE_RULES = (
     _rule("get list watch create delete", "", "pods"),
     _rule("patch update", "", "pods/status"),
     _rule("get list watch", "", "services endpoints namespaces"),
+    # Volumes: what the node's pods mount, and their projected service account tokens.
+    _rule("get list watch", "", "configmaps secrets persistentvolumeclaims persistentvolumes"),
+    _rule("create", "", "serviceaccounts/token"),
     _rule("get list watch", "discovery.k8s.io", "endpointslices"),
     _rule("create patch update", ",events.k8s.io", "events"),
     _rule("get create update patch delete", "coordination.k8s.io", "leases"),

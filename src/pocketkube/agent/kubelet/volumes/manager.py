@@ -320,6 +320,15 @@ def mounts_under(path: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def unmount_all(path: Path) -> int:
+    """Unmount every volume mount under a node's kubelet dir (for whoever outlives an agent that
+    died without tearing its pods' volumes down); how many there were."""
+    points = mounts_under(path)
+    for point in points:
+        emptydir.unmount(Path(point))
+    return len(points)
+
+
 def _remove_tree(d: Path) -> None:
     for point in mounts_under(d):
         emptydir.unmount(Path(point))
