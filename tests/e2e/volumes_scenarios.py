@@ -79,7 +79,7 @@ def configmap_secret_update(k: Kubectl, root: str) -> float:
 
 
 def failed_mount_then_start(k: Kubectl, root: str) -> None:
-    apply(k, pod("vol-waiter", f"cat {root}etc/late/k; sleep 3600",
+    apply(k, pod("vol-waiter", f"echo $(cat {root}etc/late/k); sleep 3600",
                  [{"name": "late", "configMap": {"name": "vol-late"}}], [{"name": "late", "mountPath": "/etc/late"}]))
     wait_for(lambda: events(k, "vol-waiter", "FailedMount"), timeout=30, what="FailedMount")
     assert events(k, "vol-waiter", "FailedMount")[0] == \
