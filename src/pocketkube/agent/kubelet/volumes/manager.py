@@ -100,7 +100,10 @@ def container_mounts(pod: dict, container: dict, paths: dict[str, str]) -> list[
         sub = m.get("subPath") or ""
         if sub:
             host = subpath.resolve(host, sub)
-        out.append(Mount(host_path=host, container_path=m.get("mountPath", ""), read_only=bool(m.get("readOnly")),
+        target = m.get("mountPath", "")
+        if not target.startswith("/"):  # the kubelet makes a relative mountPath absolute
+            target = "/" + target
+        out.append(Mount(host_path=host, container_path=target, read_only=bool(m.get("readOnly")),
                          sub_path=bool(sub)))
     return out
 
