@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import volumes_scenarios as sc
 
-from pocketkube.testing.procs import preferred_kubectl, running_cluster
+from pocketkube.testing.procs import Kubectl, kubectl_binaries, preferred_kubectl, running_cluster
 from pocketkube.testing.requires import TMPFS, is_root, requires
 
 pytestmark = [requires(is_root(), TMPFS), pytest.mark.slow, pytest.mark.timeout(180)]
@@ -30,8 +30,13 @@ def k(cluster):
     kc.close()
 
 
-def test_configmap_and_secret_files_follow_updates(k):
-    assert sc.configmap_secret_update(k, "") < 10
+@pytest.mark.parametrize("binary", list(kubectl_binaries().values()), ids=list(kubectl_binaries()))
+def test_configmap_and_secret_files_follow_updates(cluster, binary):
+    kc = Kubectl(binary, cluster.kubeconfig)
+    try:
+        assert sc.configmap_secret_update(kc, "") < 10
+    finally:
+        kc.close()
 
 
 def test_failed_mount_until_the_configmap_exists(k):

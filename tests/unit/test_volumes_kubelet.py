@@ -155,3 +155,35 @@ async def test_empty_dir_over_its_size_limit_evicts_the_pod(world, monkeypatch):
     status = fake.objects(PODS, "default")[0]["status"]
     assert status["phase"] == "Failed" and status["message"] == message
     assert events(fake, "Evicted") == [message]
+
+
+async def test_a_deleted_configmap_leaves_running_pods_alone(world):
+    fake, rt, k, root = world
+    await fake.create(CONFIGMAPS, cm("conf", {"k": "v1"}))
+    p = await fake.create(PODS, pod("p", [{"name": "cfg", "configMap": {"name": "conf"}}],
+                                    [{"name": "cfg", "mountPath": "/etc/cfg"}]))
+    await until(lambda: rt.started, "the container starts")
+    await fake.delete(CONFIGMAPS, "default", "conf")
+    await until(lambda: events(fake, "FailedMount"), "FailedMount for the update")
+    vol = root / p["metadata"]["uid"] / "volumes" / "kubernetes.io~configmap" / "cfg"
+    assert (vol / "k").read_text() == "v1"  # the files it had
+    await until(lambda: (fake.objects(PODS, "default")[0].get("status") or {}).get("phase") == "Running",
+                "the pod runs on")
+
+
+async def test_pvc_bound_to_a_local_pv_is_mounted(world, tmp_path):
+    fake, rt, k, _ = world
+    pvcs, pvs = BY_PLURAL[("", "persistentvolumeclaims")], BY_PLURAL[("", "persistentvolumes")]
+    claim = fake.seed(pvcs, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                             "metadata": {"name": "data", "namespace": "default"}, "spec": {}, "status": {}})
+    await fake.create(PODS, pod("p", [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                                [{"name": "d", "mountPath": "/data"}]))
+    await until(lambda: events(fake, "FailedMount"), "FailedMount while the claim is unbound")
+    assert 'PVC default/data has non-bound phase ("")' in events(fake, "FailedMount")[0]
+    fake.seed(pvs, {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv1"},
+                    "spec": {"claimRef": {"uid": claim["metadata"]["uid"]},
+                             "local": {"path": str(tmp_path / "pv1")}}})
+    bound = await fake.update(pvcs, {**claim, "spec": {"volumeName": "pv1"}})
+    await fake.update_status(pvcs, {**bound, "status": {"phase": "Bound"}})
+    cfg = await until(lambda: rt.started and rt.started[0], "the container starts once bound", timeout=10)
+    assert cfg.mounts[0].host_path == str(tmp_path / "pv1") and (tmp_path / "pv1").is_dir()

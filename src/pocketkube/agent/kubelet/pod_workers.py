@@ -157,11 +157,15 @@ class PodWorker:
             await self.write_status()
             return None
         try:
-            refresh = await self.k.volumes.set_up(self.pod, self.ip)
+            refresh, stale = await self.k.volumes.set_up(self.pod, self.ip)
         except VolumeError as e:
             self._event(WARNING, "FailedMount", e.event_message())
             await self.write_status()
             return MOUNT_RETRY
+        for e in stale:  # mounted before, not updated now: the pod runs on with the files it has
+            self._event(WARNING, "FailedMount", e.event_message())
+        if stale:
+            refresh = MOUNT_RETRY if refresh is None else min(refresh, MOUNT_RETRY)
         if self.sandbox_changed:
             await self._replace_sandbox()
         if not self.ip:

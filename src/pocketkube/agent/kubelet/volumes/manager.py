@@ -166,9 +166,11 @@ class VolumeManager:
         state = self._pods.get(uid)
         return dict(state.paths) if state else {}
 
-    async def set_up(self, pod: dict, pod_ip: str = "") -> float | None:
-        """Set up (or bring up to date) every volume of the pod; the seconds until a token needs
-        refreshing (None: never). VolumeError names the first volume that failed."""
+    async def set_up(self, pod: dict, pod_ip: str = "") -> tuple[float | None, list[VolumeError]]:
+        """Set up (or bring up to date) every volume of the pod. Returns the seconds until a token
+        needs refreshing (None: never) and the volumes that could not be updated but were set up
+        before (their containers keep the files they have, as upstream: a deleted ConfigMap does
+        not stop a running pod). VolumeError names the first volume never set up that failed."""
         uid = pod["metadata"]["uid"]
         state = self._pods.setdefault(uid, _PodVolumes())
         refs = references(pod)
@@ -181,19 +183,21 @@ class VolumeManager:
             raise VolumeError(name, f"failed to sync {late[0][:-1]} cache: timed out waiting for the condition")
         await self._refresh_tokens(pod, state, volumes)
         sources = _Sources(self.watches, state.tokens)
+        stale: list[VolumeError] = []
         for v in volumes:
             name, kind = v.get("name", ""), volume_source(v)
-            if kind is None:
-                raise VolumeError(name, "unsupported volume source")
             try:
+                if kind is None:
+                    raise MountError("unsupported volume source")
                 state.paths[name] = await self._set_up_one(pod, pod_ip, v, kind, state, sources)
-            except MountError as e:
-                raise VolumeError(name, str(e)) from None
-            except OSError as e:
-                raise VolumeError(name, f"{e.strerror}: {e.filename}") from None
+            except (MountError, OSError) as e:
+                err = VolumeError(name, f"{e.strerror}: {e.filename}" if isinstance(e, OSError) else str(e))
+                if name not in state.paths:
+                    raise err from None
+                stale.append(err)
         if not state.tokens:
-            return None
-        return max(0.0, min(t.refresh_at() for t in state.tokens.values()) - self.clock())
+            return None, stale
+        return max(0.0, min(t.refresh_at() for t in state.tokens.values()) - self.clock()), stale
 
     async def _refresh_tokens(self, pod: dict, state: _PodVolumes, volumes: list[dict]) -> None:
         wanted = {req for v in volumes if isinstance(v.get("projected"), dict)
