@@ -117,3 +117,16 @@ def hostpath_type_error(k: Kubectl, file: Path) -> None:
         f'MountVolume.SetUp failed for volume "h" : hostPath type check failed: {file} is not a directory'
     assert get(k, "pod", "vol-hostpath")["status"]["phase"] == "Pending"
     k.ok("delete", "pod", "vol-hostpath", "--wait=true")
+
+
+def empty_dir_over_its_limit_evicts(k: Kubectl, root: str) -> None:
+    """A disk emptyDir written past its sizeLimit: the pod is evicted by the periodic check."""
+    apply(k, pod("vol-hog", f"dd if=/dev/zero of={root}scratch/fill bs=1024 count=2048; sleep 3600",
+                 [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}], [{"name": "scratch", "mountPath": "/scratch"}]))
+    wait_for(lambda: get(k, "pod", "vol-hog").get("status", {}).get("reason") == "Evicted", timeout=40,
+             what="the pod is evicted")
+    status = get(k, "pod", "vol-hog")["status"]
+    message = 'Usage of EmptyDir volume "scratch" exceeds the limit "1Mi". '
+    assert status["phase"] == "Failed" and status["message"] == message
+    assert message in events(k, "vol-hog", "Evicted")
+    k.ok("delete", "pod", "vol-hog", "--wait=true")

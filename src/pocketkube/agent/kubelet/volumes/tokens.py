@@ -27,10 +27,12 @@ class Token:
 
 def request_body(pod: dict, audience: str, expiration_seconds: int) -> dict:
     m = pod.get("metadata") or {}
-    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"audiences": [audience] if audience else None, "expirationSeconds": expiration_seconds,
-                     "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": m.get("name", ""),
-                                        "uid": m.get("uid", "")}}}
+    spec: dict = {"expirationSeconds": expiration_seconds,
+                  "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": m.get("name", ""),
+                                     "uid": m.get("uid", "")}}
+    if audience:  # none: the API server's own audiences
+        spec["audiences"] = [audience]
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
 
 
 class TokenError(Exception):
