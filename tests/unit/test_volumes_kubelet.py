@@ -187,3 +187,14 @@ async def test_pvc_bound_to_a_local_pv_is_mounted(world, tmp_path):
     await fake.update_status(pvcs, {**bound, "status": {"phase": "Bound"}})
     cfg = await until(lambda: rt.started and rt.started[0], "the container starts once bound", timeout=10)
     assert cfg.mounts[0].host_path == str(tmp_path / "pv1") and (tmp_path / "pv1").is_dir()
+
+
+async def test_without_root_secrets_go_to_a_private_directory(world):
+    fake, rt, k, root = world
+    k.volumes.tmpfs = False
+    await fake.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"},
+                                "data": {"pw": "czNjcmV0"}})
+    p = await fake.create(PODS, pod("p", [{"name": "s", "secret": {"secretName": "s"}}], [{"name": "s", "mountPath": "/s"}]))
+    await until(lambda: rt.started, "the container starts")
+    d = root / p["metadata"]["uid"] / "volumes" / "kubernetes.io~secret" / "s"
+    assert not os.path.ismount(d) and (d / "pw").read_text() == "s3cret" and d.stat().st_mode & 0o777 == 0o700

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ SYNC_TIMEOUT = 5.0
 PLUGINS = {"emptyDir": "empty-dir", "configMap": "configmap", "secret": "secret", "downwardAPI": "downward-api",
            "projected": "projected", "hostPath": "host-path", "persistentVolumeClaim": "pvc"}
 _TMPFS = ("secret", "downwardAPI", "projected")
+_ONCE = ("emptyDir", "hostPath", "persistentVolumeClaim")  # set up at mount; nothing to keep in step
 
 
 class VolumeError(Exception):
@@ -151,6 +153,9 @@ class VolumeManager:
         self.node_ip = node_ip
         self.allocatable = allocatable or {}
         self.clock = clock
+        # Secrets go on a tmpfs, never on disk; an agent that is not root cannot mount one, and
+        # the process runtime's rootless mode writes them to a 0700 directory instead.
+        self.tmpfs = os.geteuid() == 0
         self.watches = ObjectWatches(client, {"configmaps": CONFIGMAPS, "secrets": SECRETS}, on_change)
         self._pods: dict[str, _PodVolumes] = {}
 
@@ -223,6 +228,8 @@ class VolumeManager:
     async def _set_up_one(self, pod: dict, pod_ip: str, v: dict, kind: str, state: _PodVolumes,
                           sources: _Sources) -> str:
         uid, name, src = pod["metadata"]["uid"], v.get("name", ""), v[kind]
+        if kind in _ONCE and name in state.paths:
+            return state.paths[name]
         if kind == "hostPath":
             return hostpath.set_up(src.get("path", ""), src.get("type") or "")
         if kind == "persistentVolumeClaim":
@@ -230,10 +237,10 @@ class VolumeManager:
         path = self.volume_dir(uid, kind, name)
         if kind == "emptyDir":
             return emptydir.set_up(path, src, self._node_memory())
-        if kind in _TMPFS:
+        if kind in _TMPFS and self.tmpfs:
             emptydir.mount_tmpfs(path, None, mode="0755")
         else:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700 if kind in _TMPFS else 0o755)
         if kind == "configMap":
             payload = configmap.payload(pod, src, sources)
         elif kind == "secret":
