@@ -12,6 +12,7 @@ from pocketkube.agent.kubelet.volumes import emptydir, hostpath, pvc, subpath
 from pocketkube.agent.kubelet.volumes.items import MountError
 from pocketkube.agent.kubelet.volumes.manager import container_mounts
 from pocketkube.agent.runtime.interface import Mount
+from pocketkube.testing.requires import ROOT, is_root, requires
 
 
 @pytest.mark.parametrize("type_,kind,result", [
@@ -115,3 +116,13 @@ def test_pvc_resolution():
         pvc.host_path({**pv, "spec": {"claimRef": {"uid": "other"}, "hostPath": {"path": "/x"}}}, claim)
     with pytest.raises(MountError, match="no hostPath or local path"):
         pvc.host_path({"metadata": {"name": "pv1"}, "spec": {"nfs": {}}}, claim)
+
+
+@requires(is_root(), ROOT)
+def test_empty_dir_on_disk_with_fs_group(tmp_path):
+    d = tmp_path / "v"
+    assert emptydir.set_up(d, {}, None, fs_group=2000) == str(d)
+    st = d.stat()
+    assert st.st_gid == 2000 and st.st_mode & 0o7777 == 0o2777
+    with pytest.raises(MountError, match="unsupported emptyDir medium 'HugePages'"):
+        emptydir.set_up(tmp_path / "h", {"medium": "HugePages"}, None)

@@ -70,10 +70,16 @@ def unmount(path: Path) -> None:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def set_up(path: Path, source: dict, node_memory: int | None) -> str:
-    if (source.get("medium") or "") == "Memory":
+def set_up(path: Path, source: dict, node_memory: int | None, fs_group: int | None = None) -> str:
+    medium = source.get("medium") or ""
+    if medium == "Memory":
         mount_tmpfs(path, tmpfs_size(source, node_memory))
-    else:
+    elif medium == "":
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o777)  # every container user may write it, as upstream's emptyDir
+    else:
+        raise MountError(f"unsupported emptyDir medium {medium!r}")
+    if fs_group is not None:  # SetVolumeOwnership: the group owns it, new files inherit the group
+        os.chown(path, -1, fs_group)
+        os.chmod(path, 0o2777)
     return str(path)

@@ -32,7 +32,7 @@ from pocketkube.agent.kubelet.volumes import (
     secret,
     subpath,
 )
-from pocketkube.agent.kubelet.volumes.items import MountError
+from pocketkube.agent.kubelet.volumes.items import MountError, fs_group
 from pocketkube.agent.kubelet.volumes.tokens import Token, TokenError
 from pocketkube.agent.kubelet.volumes.tokens import request as request_token
 from pocketkube.agent.kubelet.volumes.watches import ObjectWatches, Ref
@@ -236,7 +236,7 @@ class VolumeManager:
             return await self._claim_path(pod, src)
         path = self.volume_dir(uid, kind, name)
         if kind == "emptyDir":
-            return emptydir.set_up(path, src, self._node_memory())
+            return emptydir.set_up(path, src, self._node_memory(), fs_group(pod))
         if kind in _TMPFS and self.tmpfs:
             emptydir.mount_tmpfs(path, None, mode="0755")
         else:
