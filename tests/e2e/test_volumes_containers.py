@@ -51,3 +51,11 @@ def test_empty_dir_shared_between_containers(k, cluster):
 def test_hostpath_of_the_wrong_type(k, tmp_path):
     (tmp_path / "file").write_text("x")
     sc.hostpath_type_error(k, tmp_path / "file")
+
+
+def test_configmap_volumes_are_read_only(k):
+    sc.api_data_volumes_are_read_only(k)
+
+
+def test_empty_dir_over_its_size_limit_evicts_the_pod(k):
+    sc.empty_dir_over_its_limit_evicts(k, "/")

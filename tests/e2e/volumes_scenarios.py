@@ -130,3 +130,13 @@ def empty_dir_over_its_limit_evicts(k: Kubectl, root: str) -> None:
     assert status["phase"] == "Failed" and status["message"] == message
     assert message in events(k, "vol-hog", "Evicted")
     k.ok("delete", "pod", "vol-hog", "--wait=true")
+
+
+def api_data_volumes_are_read_only(k: Kubectl) -> None:
+    """A container cannot write into a ConfigMap volume (upstream mounts API data read-only)."""
+    apply(k, configmap("vol-ro", {"k": "v"}),
+          pod("vol-ro", "touch /etc/config/new 2>/dev/null && echo wrote || echo refused; sleep 3600",
+              [{"name": "cfg", "configMap": {"name": "vol-ro"}}], [{"name": "cfg", "mountPath": "/etc/config"}]))
+    wait_for(lambda: logs(k, "vol-ro").strip(), timeout=60, what="the write attempt")
+    assert logs(k, "vol-ro").strip() == "refused"
+    k.ok("delete", "pod/vol-ro", "configmap/vol-ro", "--wait=true")

@@ -82,11 +82,14 @@ def test_subpath_refuses_escapes(tmp_path):
 
 def test_container_mounts_resolve_subpaths_and_flags(tmp_path):
     (tmp_path / "f").write_text("x")
-    pod = {"metadata": {"uid": "u"}}
+    pod = {"metadata": {"uid": "u"}, "spec": {"volumes": [{"name": "v", "emptyDir": {}},
+                                                          {"name": "cm", "configMap": {"name": "x"}}]}}
     c = {"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/a", "readOnly": True},
-                                       {"name": "v", "mountPath": "/b/f", "subPath": "f"}]}
-    assert container_mounts(pod, c, {"v": str(tmp_path)}) == [
-        Mount(str(tmp_path), "/a", read_only=True), Mount(str(tmp_path / "f"), "/b/f", sub_path=True)]
+                                       {"name": "v", "mountPath": "/b/f", "subPath": "f"},
+                                       {"name": "cm", "mountPath": "rel"}]}
+    assert container_mounts(pod, c, {"v": str(tmp_path), "cm": "/cm"}) == [
+        Mount(str(tmp_path), "/a", read_only=True), Mount(str(tmp_path / "f"), "/b/f", sub_path=True),
+        Mount("/cm", "/rel", read_only=True)]  # API data volumes are read-only; a relative path made absolute
     with pytest.raises(MountError, match="cannot find volume"):
         container_mounts(pod, {"name": "c", "volumeMounts": [{"name": "w", "mountPath": "/w"}]}, {})
 

@@ -51,6 +51,7 @@ SYNC_TIMEOUT = 5.0
 PLUGINS = {"emptyDir": "empty-dir", "configMap": "configmap", "secret": "secret", "downwardAPI": "downward-api",
            "projected": "projected", "hostPath": "host-path", "persistentVolumeClaim": "pvc"}
 _TMPFS = ("secret", "downwardAPI", "projected")
+_API_DATA = ("configMap", "secret", "downwardAPI", "projected")
 _ONCE = ("emptyDir", "hostPath", "persistentVolumeClaim")  # set up at mount; nothing to keep in step
 
 
@@ -92,7 +93,10 @@ def references(pod: dict) -> set[Ref]:
 
 def container_mounts(pod: dict, container: dict, paths: dict[str, str]) -> list[Mount]:
     """The container's volumeMounts on the host paths of its pod's volumes (subPath resolved
-    here, refusing escapes); MountError for a mount the kubelet cannot make."""
+    here, refusing escapes); MountError for a mount the kubelet cannot make. API data volumes
+    (configMap, secret, downwardAPI, projected) are always read-only, as upstream mounts them."""
+    api_data = {v.get("name") for v in (pod.get("spec") or {}).get("volumes") or []
+                if volume_source(v) in _API_DATA}
     out = []
     for m in container.get("volumeMounts") or []:
         name = m.get("name", "")
@@ -105,7 +109,7 @@ def container_mounts(pod: dict, container: dict, paths: dict[str, str]) -> list[
         target = m.get("mountPath", "")
         if not target.startswith("/"):  # the kubelet makes a relative mountPath absolute
             target = "/" + target
-        out.append(Mount(host_path=host, container_path=target, read_only=bool(m.get("readOnly")),
+        out.append(Mount(host_path=host, container_path=target, read_only=bool(m.get("readOnly")) or name in api_data,
                          sub_path=bool(sub)))
     return out
 
