@@ -54,3 +54,7 @@ def test_hostpath_of_the_wrong_type(k, tmp_path):
 
 def test_empty_dir_over_its_size_limit_evicts_the_pod(k):
     sc.empty_dir_over_its_limit_evicts(k, "")
+
+
+def test_projected_volume_with_downward_api(k):
+    sc.projected_and_downward_api(k, "")

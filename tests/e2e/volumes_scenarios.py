@@ -140,3 +140,23 @@ def api_data_volumes_are_read_only(k: Kubectl) -> None:
     wait_for(lambda: logs(k, "vol-ro").strip(), timeout=60, what="the write attempt")
     assert logs(k, "vol-ro").strip() == "refused"
     k.ok("delete", "pod/vol-ro", "configmap/vol-ro", "--wait=true")
+
+
+def projected_and_downward_api(k: Kubectl, root: str) -> None:
+    """A projected volume of a ConfigMap key, a Secret key and the pod's labels; relabelling the
+    pod rewrites its labels file."""
+    apply(k, configmap("vol-proj", {"greeting": "hello"}), secret("vol-proj", {"token": "t0k"}))
+    script = (f"while :; do echo $(cat {root}proj/greeting) $(cat {root}proj/token) "
+              f"$(cat {root}proj/meta/labels | tr '\\n' ' '); sleep 0.2; done")
+    spec = pod("vol-proj", script, [{"name": "proj", "projected": {"sources": [
+        {"configMap": {"name": "vol-proj", "items": [{"key": "greeting", "path": "greeting"}]}},
+        {"secret": {"name": "vol-proj", "items": [{"key": "token", "path": "token"}]}},
+        {"downwardAPI": {"items": [{"path": "meta/labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}}],
+        [{"name": "proj", "mountPath": "/proj"}])
+    spec["metadata"]["labels"] = {"tier": "web"}
+    apply(k, spec)
+    wait_for(lambda: last_line(k, "vol-proj") == 'hello t0k tier="web"', timeout=60, what="the projected files")
+    k.ok("label", "pod", "vol-proj", "release=1")
+    wait_for(lambda: last_line(k, "vol-proj") == 'hello t0k release="1" tier="web"', timeout=10,
+             what="the labels file follows the pod's labels")
+    k.ok("delete", "pod/vol-proj", "configmap/vol-proj", "secret/vol-proj", "--wait=true")
