@@ -240,9 +240,11 @@ class VolumeManager:
             return await self._claim_path(pod, src)
         path = self.volume_dir(uid, kind, name)
         if kind == "emptyDir":
-            return emptydir.set_up(path, src, self._node_memory(), fs_group(pod))
+            # In a thread: mount(8) is a fork and exec the other pods' syncs need not wait for.
+            return await asyncio.to_thread(emptydir.set_up, path, src, self._node_memory(), fs_group(pod))
         if kind in _TMPFS and self.tmpfs:
-            emptydir.mount_tmpfs(path, None, mode="0755")
+            if name not in state.paths:
+                await asyncio.to_thread(emptydir.mount_tmpfs, path, None, "0755")
         else:
             path.mkdir(parents=True, exist_ok=True, mode=0o700 if kind in _TMPFS else 0o755)
         if kind == "configMap":
