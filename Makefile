@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/dataplane.py --plane userspace
 	$(VENV)/bin/python bench/cluster.py --runtime containerd
 	$(VENV)/bin/python bench/dataplane.py --runtime containerd
+	$(VENV)/bin/python bench/configmap_propagation.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from pocketkube.agent.kubelet.volumes.manager import unmount_all as unmount_volumes
 from pocketkube.agent.runtime.process import kill_recorded
 from pocketkube.apiserver.pki import PKI, serving_hosts
 from pocketkube.net import hostnet, portmap
@@ -328,6 +329,7 @@ class Cluster:
         # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
         for plan in self.plans:
             kill_recorded(self.data_dir / "nodes" / plan.name)
+            unmount_volumes(self.data_dir / "nodes" / plan.name / "kubelet")
             remove_leftovers(plan.name, plan.ip)
         if self.net is not None:
             from pocketkube.agent.runtime.containerd import stop_leftover_containerd  # gRPC: only when used

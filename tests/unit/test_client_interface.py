@@ -14,7 +14,7 @@ VERBS = [name for name, member in vars(interface.Client).items()
 
 
 def test_the_protocol_declares_what_components_call():
-    assert set(VERBS) == {"get", "list", "watch", "create", "update", "update_status", "patch", "delete", "bind",
+    assert set(VERBS) == {"get", "list", "watch", "create", "create_subresource", "update", "update_status", "patch", "delete", "bind",
                           "close"}
 
 

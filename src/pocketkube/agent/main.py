@@ -104,7 +104,8 @@ class Agent:
         self.runtime = await self._start_runtime()
         self.node.runtime_version = await self.runtime.version()
         self.kubelet = Kubelet(self.client, self.runtime, self.cfg.node_name, self.cfg.node_ip,
-                               allocatable=self.node.capacity)
+                               allocatable=self.node.capacity,
+                               volumes_root=Path(self.cfg.data_dir).absolute() / "kubelet" / "pods")
         self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()

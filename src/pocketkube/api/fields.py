@@ -20,6 +20,7 @@ _TYPES = {
     "Duplicate": ("Duplicate value", "FieldValueDuplicate"),
     "NotSupported": ("Unsupported value", "FieldValueNotSupported"),
     "Forbidden": ("Forbidden", "FieldValueForbidden"),
+    "NotFound": ("Not found", "FieldValueNotFound"),
     "TooLong": ("Too long", "FieldValueTooLong"),
     "TooMany": ("Too many", "FieldValueTooMany"),
     "Internal": ("Internal error", "InternalError"),
@@ -120,6 +121,10 @@ def duplicate(path: Path | str, value: Any) -> FieldError:
 def not_supported(path: Path | str, value: Any, supported: list[str]) -> FieldError:
     detail = "supported values: " + ", ".join(f'"{s}"' for s in sorted(supported)) if supported else ""
     return FieldError("NotSupported", str(path), value, detail)
+
+
+def not_found(path: Path | str, value: Any) -> FieldError:
+    return FieldError("NotFound", str(path), value, "")
 
 
 def forbidden(path: Path | str, detail: str = "") -> FieldError:

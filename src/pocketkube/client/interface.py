@@ -44,6 +44,11 @@ class Client(Protocol):
         """The created object (metadata.generateName honoured); AlreadyExists for a taken name."""
         ...
 
+    async def create_subresource(self, res: Resource, namespace: str, name: str, subresource: str,
+                                 body: dict) -> dict:
+        """POST to an object's subresource (serviceaccounts/<name>/token): the server's answer."""
+        ...
+
     async def update(self, res: Resource, obj: dict, subresource: str = "") -> dict:
         """Replace; Conflict when obj's resourceVersion is not the current one."""
         ...

@@ -127,6 +127,10 @@ class Client:
         ns = namespace or (obj.get("metadata") or {}).get("namespace", "")
         return await self.request("POST", resource_path(res, ns), body=obj)
 
+    async def create_subresource(self, res: Resource, namespace: str, name: str, subresource: str,
+                                 body: dict) -> dict:
+        return await self.request("POST", resource_path(res, namespace, name, subresource), body=body)
+
     async def update(self, res: Resource, obj: dict, subresource: str = "") -> dict:
         m = obj["metadata"]
         return await self.request("PUT", resource_path(res, m.get("namespace", ""), m["name"], subresource),

@@ -115,6 +115,8 @@ class FakeClient:
         self._watches: set[_Watch] = set()
         self._failures: dict[str, list[errors.ApiError]] = {}
         self.actions: list[Action] = []
+        # (plural, subresource) → handler(namespace, name, body) answering create_subresource
+        self.subresource_handlers: dict[tuple[str, str], Any] = {}
         for res, obj in objects:
             self.seed(res, obj)
 
@@ -309,6 +311,14 @@ class FakeClient:
         ns = namespace or _namespace_of(obj)
         self._record("create", res, ns, (obj.get("metadata") or {}).get("name", ""))
         return self._create(res, obj, ns, keep_status=False)
+
+    async def create_subresource(self, res: Resource, namespace: str, name: str, subresource: str,
+                                 body: dict) -> dict:
+        self._record("create", res, namespace, name, subresource)
+        handler = self.subresource_handlers.get((res.plural, subresource))
+        if handler is None:
+            raise errors.NotFound(f"the server could not find the requested resource ({res.plural}/{subresource})")
+        return handler(namespace, name, body)
 
     async def update(self, res: Resource, obj: dict, subresource: str = "") -> dict:
         m = obj.get("metadata") or {}

@@ -3,7 +3,9 @@
 The Kubelet owns what the pod workers share: the runtime (chosen by the agent's wiring and
 passed in, seen only through the runtime interface; it owns the pods' sandboxes and IPs), the
 image manager (pulls and their back-off), the crash-loop and sandbox back-offs, the event
-recorder and the Service informer (for service link variables).
+recorder, the Service informer (for service link variables) and the volume manager (whose
+watches of ConfigMaps and Secrets wake the pods that mount them; a periodic check evicts pods
+whose disk emptyDir outgrew its sizeLimit).
 Events yield to pod status writes: while any status write is in flight the recorder waits, so
 during a burst of pod starts the statuses (which make pods Ready) go first.
 """
@@ -12,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pocketkube.agent.envvars import EnvError
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
 from pocketkube.agent.kubelet.pull_secrets import RegistryKey, keyring, pull_secret_names
+from pocketkube.agent.kubelet.volumes import VolumeManager
 from pocketkube.agent.runtime.interface import RegistryAuth, Runtime
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
@@ -36,13 +42,15 @@ ENV_SOURCES = {"ConfigMap": BY_PLURAL[("", "configmaps")], "Secret": BY_PLURAL[(
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
 EVENT_WRITES_IN_FLIGHT = 4  # a burst of pod starts writes its events over a few connections
+EMPTY_DIR_CHECK_PERIOD = 10.0  # the eviction manager's housekeeping interval
 
 
 class Kubelet:
     """Watches this node's pods (spec.nodeName=<node>) and runs one PodWorker per pod."""
 
     def __init__(self, client: Client, runtime: Runtime, node_name: str, node_ip: str,
-                 allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 allocatable: dict[str, str] | None = None, clock: Callable[[], float] = time.time,
+                 volumes_root: Path | None = None) -> None:
         self.client = client
         self.runtime = runtime
         self.node_name = node_name
@@ -59,6 +67,9 @@ class Kubelet:
                                     max_in_flight=EVENT_WRITES_IN_FLIGHT)
         self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, SERVICES)
+        root = volumes_root or Path(tempfile.gettempdir()) / f"pocketkube-volumes-{os.getpid()}"
+        self.volumes = VolumeManager(client, root, node_ip=node_ip, allocatable=self.allocatable,
+                                     on_change=self._wake, clock=clock)
         self.workers: dict[str, PodWorker] = {}
         self._finished: set[str] = set()
         self._tasks: list[asyncio.Task] = []
@@ -69,7 +80,8 @@ class Kubelet:
         self.runtime.on_sandbox_lost(self._on_sandbox_lost)
         self.pod_informer.add_handlers(self._on_pod, lambda _old, new: self._on_pod(new), self._on_pod_deleted)
         self._tasks = [asyncio.create_task(self.pod_informer.run(), name="pod informer"),
-                       asyncio.create_task(self.service_informer.run(), name="service informer")]
+                       asyncio.create_task(self.service_informer.run(), name="service informer"),
+                       asyncio.create_task(self._check_empty_dirs(), name="emptyDir usage")]
         await self.pod_informer.synced.wait()
         await self._remove_orphans()
 
@@ -79,6 +91,24 @@ class Kubelet:
             if uid not in self.workers:
                 log.info("removing pod %s: it no longer exists in the API", uid)
                 await self.runtime.remove_pod(uid)
+        await self.volumes.remove_orphans(known | set(self.workers))
+
+    def _wake(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.wake.set()
+
+    async def _check_empty_dirs(self) -> None:
+        while True:
+            await asyncio.sleep(EMPTY_DIR_CHECK_PERIOD)
+            for worker in list(self.workers.values()):
+                try:
+                    message = await asyncio.to_thread(self.volumes.exceeded_empty_dirs, worker.pod)
+                except Exception:  # noqa: BLE001 - one pod's odd volume must not stop the checks
+                    log.exception("emptyDir usage check of %s failed", worker.key)
+                    continue
+                if message:
+                    worker.evict(message)
 
     @contextmanager
     def status_write(self) -> Iterator[None]:
@@ -175,4 +205,8 @@ class Kubelet:
         await self.events.flush(EVENTS_DRAIN_TIMEOUT)
         await self.events.stop()
         await asyncio.gather(*self._tasks, *(w.task for w in workers), return_exceptions=True)
+        await self.volumes.stop()
+        if kill_pods:  # nothing runs on them any more; a restarted agent sets them up again
+            for w in workers:
+                await self.volumes.tear_down(w.uid)
         self.workers.clear()

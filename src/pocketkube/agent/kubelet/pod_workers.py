@@ -23,6 +23,7 @@ from pocketkube.agent.envvars import EnvError, container_env, expand_argv, refer
 from pocketkube.agent.kubelet.image_manager import go_duration
 from pocketkube.agent.kubelet.pod_status import ContainerView, Waiting, pod_status, should_restart
 from pocketkube.agent.kubelet.pull_secrets import credentials_for
+from pocketkube.agent.kubelet.volumes import MountError, VolumeError, container_mounts
 from pocketkube.agent.probes import ProbeTarget, ProbeWorker
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 PODS = BY_PLURAL[("", "pods")]
 DEFAULT_GRACE = 30
 CONFIG_RETRY = 10.0
+MOUNT_RETRY = 5.0  # a missing ConfigMap or Secret wakes the pod sooner, through its watch
 POST_START_TIMEOUT = 120.0  # upstream waits for postStart without a deadline; the pod's worker waits
 
 
@@ -94,6 +96,7 @@ class PodWorker:
         self.ip = ""
         self.sandbox_changed = False  # its sandbox died: kill the containers, make another
         self.env_objects: dict[str, dict[tuple[str, str], dict | None]] = {}  # per container, for probes
+        self.evicted = ""  # the eviction message once the node evicted the pod
         self.task = asyncio.create_task(self._loop(), name=f"pod {self.key}")
 
     @property
@@ -152,6 +155,20 @@ class PodWorker:
             return None
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
             return None
+        if self.evicted:
+            await self.stop_containers(self._termination_grace())
+            await self.write_status()
+            return None
+        try:
+            refresh, stale = await self.k.volumes.set_up(self.pod, self.ip)
+        except VolumeError as e:
+            self._event(WARNING, "FailedMount", e.event_message())
+            await self.write_status()
+            return MOUNT_RETRY
+        for e in stale:  # mounted before, not updated now: the pod runs on with the files it has
+            self._event(WARNING, "FailedMount", e.event_message())
+        if stale:
+            refresh = MOUNT_RETRY if refresh is None else min(refresh, MOUNT_RETRY)
         if self.sandbox_changed:
             await self._replace_sandbox()
         if not self.ip:
@@ -165,7 +182,18 @@ class PodWorker:
         await self.k.services_synced()
         delays = await self._reconcile_containers()
         await self.write_status()
+        if refresh is not None:
+            delays.append(refresh)
         return min(delays) if delays else None
+
+    def evict(self, message: str) -> None:
+        """The node evicts the pod (an emptyDir over its sizeLimit): containers killed, phase
+        Failed with reason Evicted, as the kubelet's eviction manager does."""
+        if self.evicted or self.terminated:
+            return
+        self.evicted = message
+        self._event(WARNING, "Evicted", message)
+        self.wake.set()
 
     def sandbox_lost(self) -> None:
         self.sandbox_changed = True
@@ -271,11 +299,18 @@ class PodWorker:
             self._event(WARNING, "Failed", f"Error: {e}", fp)
             delays.append(CONFIG_RETRY)
             return
+        try:
+            mounts = container_mounts(self.pod, c, self.k.volumes.paths(self.uid))
+        except MountError as e:
+            self.waiting[name] = Waiting("CreateContainerConfigError", str(e))
+            self._event(WARNING, "Failed", f"Error: {e}", fp)
+            delays.append(CONFIG_RETRY)
+            return
         self.waiting.pop(name, None)
         cfg = ContainerConfig(pod_uid=self.uid, name=name, command=expand_argv(c.get("command") or [], env),
                               args=expand_argv(c.get("args") or [], env), env=env, restart_count=restart_count,
                               image=image.image, image_id=image.info.id, user=self._user(c), pod_ip=self.ip,
-                              pod=self.pod, spec=c)
+                              pod=self.pod, spec=c, mounts=mounts)
         try:
             record = await self.k.runtime.start(cfg)
         except CreateError as e:
@@ -470,6 +505,7 @@ class PodWorker:
     async def _cleanup(self) -> None:
         self.terminated = True
         await self.k.runtime.remove_pod(self.uid)
+        await self.k.volumes.tear_down(self.uid)
         self.k.backoff.forget_prefix(self.uid)
         self.k.images.forget(self.uid)
         self.k.sandbox_backoff.reset(self.uid)
@@ -483,9 +519,12 @@ class PodWorker:
                 for name in names}
 
     def build_status(self, terminal: bool = False) -> dict:
-        return pod_status(self.pod, self.views(), pod_ip=self.ip, host_ip=self.k.node_ip,
-                          start_time=self.start_time, terminated=self.terminated, terminal=terminal,
-                          now=now_rfc3339())
+        status = pod_status(self.pod, self.views(), pod_ip=self.ip, host_ip=self.k.node_ip,
+                            start_time=self.start_time, terminated=self.terminated, terminal=terminal,
+                            now=now_rfc3339())
+        if self.evicted:
+            status.update(phase="Failed", reason="Evicted", message=self.evicted)
+        return status
 
     async def write_status(self, terminal: bool = False) -> None:
         status = self.build_status(terminal)

@@ -30,6 +30,18 @@ class User:
     bind_low_ports: bool = True
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A volume the kubelet prepared on the host, to appear at `container_path` in the container
+    (a bind mount in containerd; under the container's root directory in the process runtime).
+    `host_path` is already resolved (subPath included) and checked to stay inside its volume."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+    sub_path: bool = False  # a subPath: the file or directory as it was at start, never updated
+
+
 @dataclass
 class ContainerConfig:
     """Everything needed to start one container: the kubelet's decisions (env, $(VAR)-expanded
@@ -48,6 +60,7 @@ class ContainerConfig:
     pod_ip: str = ""
     pod: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)  # the container as in the pod spec
+    mounts: list[Mount] = field(default_factory=list)  # its volumeMounts, prepared on the host
 
 
 @dataclass

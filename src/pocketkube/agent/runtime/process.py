@@ -8,6 +8,11 @@ expanded them (no shell), or the catalog's default for its image; the environmen
 kubelet's; stdout and stderr go to <data>/pods/<pod uid>/<container>/<restartCount>.log (raw
 bytes, no CRI framing). When a container's main process exits, the rest of its process group is
 killed, as a container's PID namespace dies with its PID 1.
+
+A process has no mount namespace of its own, so its root is its container directory (its working
+directory): a volume mounted at /etc/config is the symlink <container dir>/etc/config to the
+volume on the host, and `cat etc/config/key` (relative) reads it. Volumes inside the node's data dir are linked relatively. A subPath file is copied at
+start (as a bind mount pins the file's inode, it does not see updates); read-only is not enforced.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pocketkube.agent.runtime.interface import (
     ExecResult,
     ImageInfo,
     ImagePullError,
+    Mount,
     RegistryAuth,
     SandboxError,
     StartError,
@@ -134,6 +140,28 @@ def _path_component(value: str) -> str:
     if not value or value in (".", "..") or "/" in value or "\0" in value:
         raise StartError(f"invalid name for a container directory: {value!r}")
     return value
+
+
+def _link_mount(cdir: Path, m: Mount, node_dir: Path) -> None:
+    """Make the volume appear at its mount path under the container's root directory. A volume
+    inside the node's data dir is linked relatively, so that a process that dropped root reaches
+    it from its working directory even when the data dir's ancestors are private (mkdtemp's 0700)."""
+    parts = [p for p in m.container_path.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        raise CreateError(f"invalid mount path {m.container_path!r}")
+    target = cdir.joinpath(*parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    source = Path(m.host_path)
+    if m.sub_path and source.is_file():
+        shutil.copy2(source, target)
+    elif source.is_relative_to(node_dir):
+        target.symlink_to(os.path.relpath(source, target.parent))
+    else:
+        target.symlink_to(source)
 
 
 def _from_json(data: dict) -> ContainerRecord:
@@ -300,6 +328,8 @@ class ProcessRuntime:
             target.write_text(content)
         for rel in launch.dirs:
             (cdir / rel).mkdir(parents=True, exist_ok=True)
+        for m in cfg.mounts:
+            _link_mount(cdir, m, cdir.parent.parent.parent)
         if cfg.user is not None:
             os.chown(cdir, cfg.user.uid, cfg.user.gid)
             for rel in launch.dirs:

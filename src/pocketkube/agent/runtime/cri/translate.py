@@ -32,6 +32,7 @@ from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerRecord,
     InvalidImageName,
+    Mount,
     RegistryAuth,
 )
 from pocketkube.agent.runtime.reference import parse_reference
@@ -466,6 +467,13 @@ def container_hash(container: dict) -> str:
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def volume_mounts(mounts: list[Mount]) -> list[api.Mount]:
+    """The pod's volumes as CRI bind mounts: private propagation, no SELinux relabelling (the
+    kubelet's makeMounts for volumes without mountPropagation)."""
+    return [api.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.read_only,
+                      selinux_relabel=False, propagation=api.PROPAGATION_PRIVATE) for m in mounts]
+
+
 @dataclass
 class ContainerFiles:
     """Host files the container mounts (written by the runtime before CreateContainer)."""
@@ -482,7 +490,7 @@ def container_config(cfg: ContainerConfig, *, files: ContainerFiles, image_user:
     pod = cfg.pod or {}
     meta = pod.get("metadata") or {}
     term_path = spec.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH
-    mounts = list(files.extra)
+    mounts = list(files.extra) + volume_mounts(cfg.mounts)
     mounted = {m.container_path for m in mounts}
     if files.etc_hosts and "/etc/hosts" not in mounted:
         mounts.append(api.Mount(container_path="/etc/hosts", host_path=files.etc_hosts))

@@ -11,7 +11,16 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invalid, not_supported, required
+from pocketkube.api.fields import (
+    FieldError,
+    Path,
+    duplicate,
+    forbidden,
+    invalid,
+    not_found,
+    not_supported,
+    required,
+)
 from pocketkube.api.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
@@ -38,6 +47,7 @@ from pocketkube.registry.core.pods.typed import (
     port_number_errors,
     protocol_errors,
 )
+from pocketkube.registry.core.pods.volumes import validate_volume_mounts, validate_volumes
 from pocketkube.registry.validation import get_str, validate_annotations, validate_object_meta
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
@@ -84,7 +94,7 @@ def _image_whitespace_errors(spec: dict, path: Path) -> list[FieldError]:
 def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     """ValidatePodSpec: the checks shared by pods and pod templates."""
     errs: list[FieldError] = []
-    _validate_volumes(get_list(spec, "volumes", path, errs), path.child("volumes"), errs)
+    volumes = _validate_volumes(get_list(spec, "volumes", path, errs), path.child("volumes"), errs)
     containers = get_list(spec, "containers", path, errs)
     init_containers = get_list(spec, "initContainers", path, errs)
     if not containers and not is_wrong_type(spec, "containers", list):
@@ -92,6 +102,8 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     names: set[str] = set()
     _validate_containers(containers, path.child("containers"), names, errs, probes=True)
     _validate_containers(init_containers, path.child("initContainers"), names, errs, probes=False)
+    _mounted_volumes_exist(containers, volumes, path.child("containers"), errs)
+    _mounted_volumes_exist(init_containers, volumes, path.child("initContainers"), errs)
     _validate_enum(spec, "restartPolicy", RESTART_POLICIES, path, errs)
     _validate_enum(spec, "dnsPolicy", DNS_POLICIES, path, errs)
     errs.extend(validate_labels(spec.get("nodeSelector"), path.child("nodeSelector")))
@@ -123,19 +135,8 @@ def _validate_enum(parent: dict, key: str, supported: list[str], path: Path, err
         errs.append(not_supported_ordered(path.child(key), value, supported))
 
 
-def _validate_volumes(volumes: list, path: Path, errs: list[FieldError]) -> None:
-    names: set[str] = set()
-    for i, volume in dict_items(volumes, path, errs):
-        name = get_str(volume, "name", path.index(i), errs)
-        name_path = path.index(i).child("name")
-        if not name:
-            if not not_a_string(volume, "name"):
-                errs.append(required(name_path))
-            continue
-        errs.extend(invalid(name_path, name, m) for m in dns1123_label_errors(name))
-        if name in names:
-            errs.append(duplicate(name_path, name))
-        names.add(name)
+def _validate_volumes(volumes: list, path: Path, errs: list[FieldError]) -> set[str]:
+    return validate_volumes(volumes, path, errs)
 
 
 def _validate_containers(containers: list, path: Path, names: set[str], errs: list[FieldError],
@@ -267,19 +268,18 @@ def _validate_env_source(source: dict, value: str, path: Path, errs: list[FieldE
 
 
 def _validate_volume_mounts(mounts: list, path: Path, errs: list[FieldError]) -> None:
-    mount_paths: set[str] = set()
-    for i, mount in dict_items(mounts, path, errs):
-        mpath = path.index(i)
-        name = get_str(mount, "name", mpath, errs)
-        if not name:
-            errs.append(required(mpath.child("name")))
-        # Upstream also reports an unknown volume name (field.NotFound); fields.py has no NotFound type yet.
-        mount_path = get_str(mount, "mountPath", mpath, errs)
-        if not mount_path:
-            errs.append(required(mpath.child("mountPath")))
-        elif mount_path in mount_paths:
-            errs.append(invalid(mpath.child("mountPath"), mount_path, "must be unique"))
-        mount_paths.add(mount_path)
+    validate_volume_mounts(mounts, None, path, errs)
+
+
+def _mounted_volumes_exist(containers: list, volumes: set[str], path: Path, errs: list[FieldError]) -> None:
+    """A volumeMount naming no volume of the pod: field.NotFound, as upstream."""
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict) or not isinstance(c.get("volumeMounts"), list):
+            continue
+        for j, m in enumerate(c["volumeMounts"]):
+            name = m.get("name") if isinstance(m, dict) else None
+            if isinstance(name, str) and name and name not in volumes:
+                errs.append(not_found(path.index(i).child("volumeMounts").index(j).child("name"), name))
 
 
 def _resource_name_errors(name: str, path: Path) -> list[FieldError]:
