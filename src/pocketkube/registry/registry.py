@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
-from pocketkube.registry.apps import deployments, replicasets
-from pocketkube.registry.core import namespaces, others, services
+from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
+from pocketkube.registry.core import namespaces, others, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
@@ -66,10 +66,11 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         "CronJob": metadata_only(namespaced=True),
 
         # -- workloads: apps and core
-        "DaemonSet": metadata_only(namespaced=True),
-        "StatefulSet": metadata_only(namespaced=True),
-        "ControllerRevision": metadata_only(namespaced=True),
-        "ReplicationController": metadata_only(namespaced=True),
+        "DaemonSet": daemonsets.strategy(),
+        "StatefulSet": Strategy(statefulsets.default, statefulsets.validate, statefulsets.validate_update,
+                                tracks_generation=True),
+        "ControllerRevision": controllerrevisions.strategy(),
+        "ReplicationController": replicationcontrollers.strategy(),
 
         # -- rbac
         "Role": metadata_only(namespaced=True),

@@ -91,16 +91,16 @@ def _strategy_errors(strategy: dict, path: Path) -> list[FieldError]:
 def _rolling_update_errors(rolling: dict, path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
     max_unavailable, max_surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-    errs.extend(_int_or_percent_errors(max_unavailable, path.child("maxUnavailable")))
-    errs.extend(_int_or_percent_errors(max_surge, path.child("maxSurge")))
-    if _int_or_percent_value(max_unavailable) == 0 and _int_or_percent_value(max_surge) == 0:
+    errs.extend(int_or_percent_errors(max_unavailable, path.child("maxUnavailable")))
+    errs.extend(int_or_percent_errors(max_surge, path.child("maxSurge")))
+    if int_or_percent_value(max_unavailable) == 0 and int_or_percent_value(max_surge) == 0:
         errs.append(invalid(path.child("maxUnavailable"), max_unavailable, "may not be 0 when `maxSurge` is 0"))
-    if isinstance(max_unavailable, str) and (_int_or_percent_value(max_unavailable) or 0) > 100:
+    if isinstance(max_unavailable, str) and (int_or_percent_value(max_unavailable) or 0) > 100:
         errs.append(invalid(path.child("maxUnavailable"), max_unavailable, "must not be greater than 100%"))
     return errs
 
 
-def _int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
+def int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
     if value is None:
         return []
     if is_int(value):
@@ -112,7 +112,7 @@ def _int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
     return [invalid(path, value, "must be an integer or percentage (e.g '5%')")]
 
 
-def _int_or_percent_value(value: Any) -> int | None:
+def int_or_percent_value(value: Any) -> int | None:
     if is_int(value):
         return value
     if isinstance(value, str) and re.fullmatch(r"[0-9]+%", value):
