@@ -39,6 +39,7 @@ __all__ = [
     "owner_reference",
     "plan_claims",
     "split_key",
+    "write_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -238,3 +239,18 @@ def fresh_owner_check(client: Client, owner_res: Resource, owner: dict) -> Calla
         fm = fresh["metadata"]
         return fm.get("uid") == m["uid"] and not fm.get("deletionTimestamp")
     return check
+
+
+async def write_status(client: Client, res: Resource, obj: dict, status: dict) -> dict:
+    """Write `status` unless it is already the object's; one retry on a fresh read after a Conflict."""
+    if obj.get("status") == status:
+        return obj
+    for attempt in range(2):
+        try:
+            return await client.update_status(res, {**obj, "status": status})
+        except errors.Conflict:
+            if attempt:
+                raise
+            m = obj["metadata"]
+            obj = await client.get(res, m["namespace"], m["name"])
+    return obj

@@ -1,6 +1,6 @@
 """Printers for the apps group (apps/v1): deployments, replica sets, daemon sets, stateful sets and
-controller revisions, with -o wide template columns; also the core group's replication controllers,
-whose table is the replica set's."""
+controller revisions, with -o wide template columns (core.py prints replication controllers with
+the replica set's columns from here)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _replica_set_cells(replica_set: dict, now: float) -> list[Cell]:
             names, images, format_label_selector(spec.get("selector"))]
 
 
-def _replication_controller_cells(rc: dict, now: float) -> list[Cell]:
+def replication_controller_cells(rc: dict, now: float) -> list[Cell]:
     spec, status = as_map(rc.get("spec")), as_map(rc.get("status"))
     names, images = _containers_and_images(spec.get("template"))
     return [name_of(rc), as_int(spec.get("replicas")), as_int(status.get("replicas")),
@@ -91,6 +91,14 @@ def _controller_revision_cells(revision: dict, now: float) -> list[Cell]:
     return [name_of(revision), _controller_name(revision), as_int(revision.get("revision")), age(revision, now)]
 
 
+def replica_columns(kind_words: str) -> tuple[Column, ...]:
+    """The columns of replica sets and replication controllers."""
+    return (NAME, Column("Desired", "The number of replicas asked for.", type="integer"),
+            Column("Current", "The number of replicas that exist.", type="integer"),
+            Column("Ready", "The number of ready replicas.", type="integer"), AGE,
+            *_template_columns(f"Label selector for the pods the {kind_words} counts."))
+
+
 def _template_columns(selector_description: str) -> tuple[Column, ...]:
     return (wide("Containers", "Names of each container in the template."),
             wide("Images", "Images referenced by each container in the template."),
@@ -104,18 +112,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
          Column("Available", "Pods ready for at least minReadySeconds."), AGE,
          *_template_columns("Label selector for the pods the deployment manages.")),
         _deployment_cells),
-    ("apps", "replicasets"): Printer(
-        (NAME, Column("Desired", "The number of replicas asked for.", type="integer"),
-         Column("Current", "The number of replicas that exist.", type="integer"),
-         Column("Ready", "The number of ready replicas.", type="integer"), AGE,
-         *_template_columns("Label selector for the pods the replica set counts.")),
-        _replica_set_cells),
-    ("", "replicationcontrollers"): Printer(
-        (NAME, Column("Desired", "The number of replicas asked for.", type="integer"),
-         Column("Current", "The number of replicas that exist.", type="integer"),
-         Column("Ready", "The number of ready replicas.", type="integer"), AGE,
-         *_template_columns("Label selector for the pods the replication controller counts.")),
-        _replication_controller_cells),
+    ("apps", "replicasets"): Printer(replica_columns("replica set"), _replica_set_cells),
     ("apps", "daemonsets"): Printer(
         (NAME, Column("Desired", "The number of nodes that should run the daemon pod.", type="integer"),
          Column("Current", "The number of nodes running at least one daemon pod.", type="integer"),
