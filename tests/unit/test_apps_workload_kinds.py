@@ -178,7 +178,7 @@ def test_controller_revision_rules():
     changed["revision"] = 2
     out = msgs(controllerrevisions.validate_update(changed, rev))
     assert any(m.startswith("data: Invalid value") and m.endswith("field is immutable") for m in out)
-    assert "revision: Invalid value: 2: field is immutable" in out
+    assert not any(m.startswith("revision") for m in out)  # renumbered by a rollback, as upstream
     assert msgs(controllerrevisions.validate({**rev, "revision": -1})) == [
         "revision: Invalid value: -1: must be greater than or equal to 0"]
 

@@ -1,4 +1,5 @@
-"""ControllerRevision validation (apps/v1): data is mandatory, and data and revision never change."""
+"""ControllerRevision validation (apps/v1): data is mandatory and never changes. The revision number
+may change, as upstream: a rollback renumbers an old revision to the newest (history.UpdateControllerRevision)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     errs = validate_object_meta_update(new, old) + validate(new)
     if new.get("data") != old.get("data"):
         errs.append(invalid(Path("data"), new.get("data"), IMMUTABLE))
-    if new.get("revision") != old.get("revision"):
-        errs.append(invalid(Path("revision"), new.get("revision"), IMMUTABLE))
     return errs
 
 
