@@ -35,8 +35,10 @@ __all__ = [
     "apply_claims",
     "cached_controller",
     "fresh_owner_check",
+    "label_selector_of",
     "object_key",
     "owner_reference",
+    "owners_selecting",
     "plan_claims",
     "split_key",
     "write_status",
@@ -65,6 +67,28 @@ def cached_controller(owners: Informer, obj: dict, kind: str) -> dict | None:
         return None
     owner = owners.get(f"{obj['metadata'].get('namespace', '')}/{ref.get('name')}")
     return owner if owner is not None and owner["metadata"].get("uid") == ref.get("uid") else None
+
+
+def label_selector_of(owner: dict) -> LabelSelector:
+    """The owner's spec.selector (a metav1.LabelSelector); ValueError when it is invalid."""
+    return LabelSelector.from_dict((owner.get("spec") or {}).get("selector"))
+
+
+def owners_selecting(owners: Informer, pod: dict,
+                     selector_of: Callable[[dict], LabelSelector] = label_selector_of) -> list[dict]:
+    """The cached owners in the pod's namespace whose selector matches it: who may adopt an orphan
+    (an owner with an invalid selector adopts nothing)."""
+    ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
+    out = []
+    for owner in owners.list():
+        if owner["metadata"].get("namespace") != ns:
+            continue
+        try:
+            if selector_of(owner).matches(labels):
+                out.append(owner)
+        except ValueError:
+            continue
+    return out
 
 
 class SharedInformers:

@@ -27,6 +27,7 @@ from pocketkube.controllers.base import (
     apply_claims,
     cached_controller,
     fresh_owner_check,
+    owners_selecting,
     plan_claims,
     split_key,
     write_status,
@@ -129,15 +130,8 @@ class DaemonSetController(Controller):
             self.enqueue(ds)
 
     def _enqueue_matching(self, pod: dict) -> None:
-        ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
-        for ds in self.ds_informer.list():
-            if ds["metadata"].get("namespace") != ns:
-                continue
-            try:
-                if LabelSelector.from_dict(deep_get(ds, "spec", "selector")).matches(labels):
-                    self.enqueue(ds)
-            except ValueError:
-                continue
+        for ds in owners_selecting(self.ds_informer, pod):
+            self.enqueue(ds)
 
     # ---- sync ----
 

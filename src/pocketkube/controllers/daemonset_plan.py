@@ -29,7 +29,7 @@ from pocketkube.api.taints import (
 )
 from pocketkube.controllers.base import owner_reference
 from pocketkube.controllers.deployment_plan import created_at, scaled_value
-from pocketkube.controllers.history import REVISION_HASH_LABEL
+from pocketkube.controllers.history import REVISION_HASH_LABEL, observed
 from pocketkube.controllers.replicaset import is_pod_available, is_pod_ready
 
 __all__ = [
@@ -322,9 +322,4 @@ def status_of(ds: dict, nodes: list[dict], pods: list[dict], hash_: str, now: fl
                        ("numberUnavailable", desired - available)):
         if value:
             status[key] = value  # omitempty, as upstream serializes
-    if deep_get(ds, "metadata", "generation") is not None:
-        status["observedGeneration"] = ds["metadata"]["generation"]
-    collision = deep_get(ds, "status", "collisionCount")
-    if collision is not None:
-        status["collisionCount"] = collision
-    return status
+    return observed(ds, status)

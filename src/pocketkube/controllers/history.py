@@ -26,6 +26,7 @@ __all__ = [
     "equal_revision",
     "new_revision",
     "next_revision_number",
+    "observed",
     "owned_revisions",
     "prune_revisions",
     "revision_data",
@@ -96,6 +97,16 @@ def revisions_to_prune(revisions: list[dict], live: set[str], limit: int) -> lis
     """The oldest revisions, beyond `limit` of them, that no live pod or status names (truncateHistory)."""
     dead = [r for r in revisions if r["metadata"]["name"] not in live]
     return dead[:max(len(dead) - max(limit, 0), 0)]
+
+
+def observed(owner: dict, status: dict) -> dict:
+    """`status` with the owner's observedGeneration and its collisionCount (revision names rehashed)."""
+    if deep_get(owner, "metadata", "generation") is not None:
+        status["observedGeneration"] = owner["metadata"]["generation"]
+    collision = deep_get(owner, "status", "collisionCount")
+    if collision is not None:
+        status["collisionCount"] = collision
+    return status
 
 
 # ---- writes ----

@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from pocketkube.api import errors
 from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL, Resource
-from pocketkube.api.selectors import LabelSelector
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import object_key
@@ -35,7 +34,9 @@ from pocketkube.controllers.base import (
     apply_claims,
     cached_controller,
     fresh_owner_check,
+    label_selector_of,
     owner_reference,
+    owners_selecting,
     plan_claims,
     split_key,
     write_status,
@@ -255,10 +256,7 @@ class ReplicaSetController(Controller):
     name = "replicaset-controller"
     resource: Resource = REPLICASETS
 
-    @staticmethod
-    def selector_of(owner: dict) -> LabelSelector:
-        """The owner's pod selector; ValueError when it is invalid."""
-        return LabelSelector.from_dict(deep_get(owner, "spec", "selector"))
+    selector_of = staticmethod(label_selector_of)
 
     def __init__(self, client: Client, informers: SharedInformers, recorder: EventRecorder, *, workers: int = 5,
                  burst: int = BURST_REPLICAS, clock: Callable[[], float] = time.time) -> None:
@@ -283,17 +281,7 @@ class ReplicaSetController(Controller):
         return cached_controller(self.rs_informer, pod, self.resource.kind)
 
     def _matching_replicasets(self, pod: dict) -> list[dict]:
-        ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
-        out = []
-        for rs in self.rs_informer.list():
-            if rs["metadata"].get("namespace") != ns:
-                continue
-            try:
-                if self.selector_of(rs).matches(labels):
-                    out.append(rs)
-            except ValueError:
-                continue
-        return out
+        return owners_selecting(self.rs_informer, pod, self.selector_of)
 
     def _on_pod_add(self, pod: dict) -> None:
         if pod["metadata"].get("deletionTimestamp"):

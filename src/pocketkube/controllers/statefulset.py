@@ -27,6 +27,7 @@ from pocketkube.controllers.base import (
     cached_controller,
     fresh_owner_check,
     owner_reference,
+    owners_selecting,
     plan_claims,
     split_key,
     write_status,
@@ -79,10 +80,8 @@ class StatefulSetController(Controller):
             if owner is not None:
                 self.enqueue(owner)
                 return
-        ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
-        for sts in self.sts_informer.list():  # an orphan: the sets that may adopt it
-            if sts["metadata"].get("namespace") == ns and _selector(sts).matches(labels):
-                self.enqueue(sts)
+        for sts in owners_selecting(self.sts_informer, pod):  # an orphan: the sets that may adopt it
+            self.enqueue(sts)
 
     async def sync(self, key: str) -> None:
         sts = self.sts_informer.get(key)

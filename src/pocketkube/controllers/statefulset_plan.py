@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.controllers.base import owner_reference
-from pocketkube.controllers.history import REVISION_HASH_LABEL, template_of
+from pocketkube.controllers.history import REVISION_HASH_LABEL, observed, template_of
 from pocketkube.controllers.replicaset import is_pod_available, is_pod_ready
 
 __all__ = [
@@ -241,9 +241,4 @@ def status_of(sts: dict, pods: list[dict], current_revision: str, update_revisio
         if value:
             status[key] = value  # omitempty, as upstream serializes
     status["availableReplicas"] = available
-    if deep_get(sts, "metadata", "generation") is not None:
-        status["observedGeneration"] = sts["metadata"]["generation"]
-    collision = deep_get(sts, "status", "collisionCount")
-    if collision is not None:
-        status["collisionCount"] = collision
-    return status
+    return observed(sts, status)

@@ -10,7 +10,12 @@ from __future__ import annotations
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.validation import wrong_type
 from pocketkube.registry.apps.deployments import int_or_percent_errors, int_or_percent_value
-from pocketkube.registry.apps.replicasets import default_template, validate_workload, validate_workload_update
+from pocketkube.registry.apps.replicasets import (
+    default_strategy,
+    default_template,
+    validate_workload,
+    validate_workload_update,
+)
 from pocketkube.registry.core.pods.typed import get_dict, get_int, nonnegative
 from pocketkube.registry.strategy import STATUS, Strategy, UpdatePath
 from pocketkube.registry.validation import get_str
@@ -23,19 +28,7 @@ def default(obj: dict) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
-    strategy = spec.get("updateStrategy")
-    if strategy is None:
-        strategy = spec["updateStrategy"] = {}
-    if isinstance(strategy, dict):
-        if not strategy.get("type"):
-            strategy["type"] = "RollingUpdate"
-        if strategy["type"] == "RollingUpdate":
-            rolling = strategy.get("rollingUpdate")
-            if rolling is None:
-                rolling = strategy["rollingUpdate"] = {}
-            if isinstance(rolling, dict):
-                rolling.setdefault("maxUnavailable", 1)
-                rolling.setdefault("maxSurge", 0)
+    default_strategy(spec, "updateStrategy", {"maxUnavailable": 1, "maxSurge": 0})
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     default_template(spec)

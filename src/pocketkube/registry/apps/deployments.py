@@ -7,7 +7,12 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required
 from pocketkube.api.validation import is_int, regex_error, wrong_type
-from pocketkube.registry.apps.replicasets import default_template, validate_workload, validate_workload_update
+from pocketkube.registry.apps.replicasets import (
+    default_strategy,
+    default_template,
+    validate_workload,
+    validate_workload_update,
+)
 from pocketkube.registry.core.pods.typed import get_dict, get_int, nonnegative
 from pocketkube.registry.validation import get_str
 
@@ -21,30 +26,12 @@ def default(obj: dict) -> None:
         return
     if spec.get("replicas") is None:
         spec["replicas"] = 1
-    strategy = spec.get("strategy")
-    if strategy is None:
-        strategy = spec["strategy"] = {}
-    if isinstance(strategy, dict):
-        _default_strategy(strategy)
+    default_strategy(spec, "strategy", {"maxUnavailable": "25%", "maxSurge": "25%"})
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     if spec.get("progressDeadlineSeconds") is None:
         spec["progressDeadlineSeconds"] = 600
     default_template(spec)
-
-
-def _default_strategy(strategy: dict) -> None:
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] != "RollingUpdate":
-        return
-    rolling = strategy.get("rollingUpdate")
-    if rolling is None:
-        rolling = strategy["rollingUpdate"] = {}
-    if isinstance(rolling, dict):
-        for key in ("maxUnavailable", "maxSurge"):
-            if rolling.get(key) is None:
-                rolling[key] = "25%"
 
 
 def validate(obj: dict) -> list[FieldError]:

@@ -35,6 +35,39 @@ def default_template(spec: dict) -> None:
         default_pod_spec(template["spec"])
 
 
+def default_strategy(spec: dict, key: str, rolling_defaults: dict) -> None:
+    """An update strategy defaulted to RollingUpdate, whose rollingUpdate gets `rolling_defaults`
+    for its unset fields (Deployment's strategy, DaemonSet's and StatefulSet's updateStrategy)."""
+    strategy = spec.get(key)
+    if strategy is None:
+        strategy = spec[key] = {}
+    if not isinstance(strategy, dict):
+        return
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] != "RollingUpdate":
+        return
+    rolling = strategy.get("rollingUpdate")
+    if rolling is None:
+        rolling = strategy["rollingUpdate"] = {}
+    if isinstance(rolling, dict):
+        for field, value in rolling_defaults.items():
+            if rolling.get(field) is None:
+                rolling[field] = value
+
+
+def workload_spec(obj: dict, errs: list[FieldError]) -> dict | None:
+    """ObjectMeta's errors appended to `errs`; the spec to validate ({} when absent), None when not an object."""
+    errs.extend(validate_object_meta(obj, True, dns1123_subdomain_errors))
+    spec = obj.get("spec")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        errs.append(wrong_type(Path("spec"), spec, "object"))
+        return None
+    return spec
+
+
 def validate(obj: dict) -> list[FieldError]:
     return validate_workload(obj, "deployment")
 
@@ -48,13 +81,11 @@ def validate_workload(obj: dict, kind_word: str, kind: str = "ReplicaSet") -> li
 
     `kind_word` names the kind in "empty selector is invalid for <kind>" (upstream says
     "deployment" for ReplicaSets too); `kind` in the activeDeadlineSeconds message."""
-    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    path = Path("spec")
-    spec = obj.get("spec")
+    errs: list[FieldError] = []
+    spec = workload_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     replicas = get_int(spec, "replicas", path, errs)
     errs.extend(nonnegative(replicas, path.child("replicas")))
     errs.extend(nonnegative(get_int(spec, "minReadySeconds", path, errs), path.child("minReadySeconds")))

@@ -13,13 +13,15 @@ import copy
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required
 from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
 from pocketkube.registry.apps.replicasets import (
+    default_strategy,
     default_template,
     selector_errors,
     template_errors,
     validate_workload_update,
+    workload_spec,
 )
 from pocketkube.registry.core.pods.typed import dict_items, get_dict, get_int, get_list, nonnegative
-from pocketkube.registry.validation import get_str, validate_object_meta
+from pocketkube.registry.validation import get_str
 
 POLICIES = ("OrderedReady", "Parallel")
 RETENTION = ["Delete", "Retain"]
@@ -35,18 +37,7 @@ def default(obj: dict) -> None:
     if not isinstance(spec, dict):
         return
     spec.setdefault("podManagementPolicy", "OrderedReady")
-    strategy = spec.get("updateStrategy")
-    if strategy is None:
-        strategy = spec["updateStrategy"] = {}
-    if isinstance(strategy, dict):
-        if not strategy.get("type"):
-            strategy["type"] = "RollingUpdate"
-        if strategy["type"] == "RollingUpdate":
-            rolling = strategy.get("rollingUpdate")
-            if rolling is None:
-                rolling = strategy["rollingUpdate"] = {}
-            if isinstance(rolling, dict) and rolling.get("partition") is None:
-                rolling["partition"] = 0
+    default_strategy(spec, "updateStrategy", {"partition": 0})
     if spec.get("replicas") is None:
         spec["replicas"] = 1
     if spec.get("revisionHistoryLimit") is None:
@@ -68,13 +59,11 @@ def default(obj: dict) -> None:
 
 
 def validate(obj: dict) -> list[FieldError]:
-    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    path = Path("spec")
-    spec = obj.get("spec")
+    errs: list[FieldError] = []
+    spec = workload_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     policy = spec.get("podManagementPolicy")
     if not policy:
         errs.append(required(path.child("podManagementPolicy")))

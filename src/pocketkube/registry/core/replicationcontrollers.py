@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pocketkube.api.fields import FieldError, Path, required
 from pocketkube.api.selectors import LabelSelector
-from pocketkube.api.validation import dns1123_subdomain_errors, validate_labels, wrong_type
-from pocketkube.registry.apps.replicasets import default_template, template_errors
+from pocketkube.api.validation import validate_labels
+from pocketkube.registry.apps.replicasets import default_template, template_errors, workload_spec
 from pocketkube.registry.core.pods.typed import get_dict, get_int, nonnegative
 from pocketkube.registry.strategy import Strategy
-from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
+from pocketkube.registry.validation import validate_object_meta_update
 
 
 def default(obj: dict) -> None:
@@ -39,13 +39,11 @@ def selector_of(spec: dict) -> LabelSelector:
 
 
 def validate(obj: dict) -> list[FieldError]:
-    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    path = Path("spec")
-    spec = obj.get("spec")
+    errs: list[FieldError] = []
+    spec = workload_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     errs.extend(nonnegative(get_int(spec, "minReadySeconds", path, errs), path.child("minReadySeconds")))
     selector = get_dict(spec, "selector", path, errs)
     if not selector:
