@@ -85,6 +85,8 @@ def test_daemonset_placement_rollout_history_undo(k, cluster):
     revs = get_json(k, "controllerrevisions", "-l", f"app={name}")["items"]
     assert sorted(r["revision"] for r in revs) == [1, 2]
     assert f"daemonset.apps/{name}" in k.ok("get", "controllerrevisions")
+    described = k.ok("describe", "ds", name)
+    assert "Desired Number of Nodes Scheduled: 3" in described and "SuccessfulCreate" in described, described
     k.ok("rollout", "undo", f"ds/{name}")
     k.ok("rollout", "status", f"ds/{name}", "--timeout=90s")
     assert all(not p["spec"]["containers"][0].get("env") for p in pods(k, f"app={name}"))
@@ -132,10 +134,41 @@ def test_statefulset_ordered_scale_partitioned_rollout(k):
     assert sts["status"]["currentReplicas"] == sts["status"]["updatedReplicas"] == 3
     history = k.ok("rollout", "history", f"sts/{name}")
     assert [line.split()[0] for line in history.strip().splitlines()[2:]] == ["1", "2"], history
+    shown = k.ok("rollout", "history", f"sts/{name}", "--revision=2")
+    assert "Pod Template:" in shown and "WAVE:" in shown, shown
+    k.ok("rollout", "undo", f"sts/{name}")
+    k.ok("rollout", "status", f"sts/{name}", "--timeout=120s")
+    history = k.ok("rollout", "history", f"sts/{name}")
+    assert [line.split()[0] for line in history.strip().splitlines()[2:]] == ["2", "3"], history
+    assert all(not p["spec"]["containers"][0].get("env") for p in pods(k, f"app={name}"))
     k.ok("rollout", "restart", f"sts/{name}")
     k.ok("rollout", "status", f"sts/{name}", "--timeout=120s")
+    described = k.ok("describe", "sts", name)
+    assert "Pods Status:" in described and "SuccessfulCreate" in described, described
     k.ok("delete", "sts", name)
     k.ok("delete", "svc", name)
+
+
+def test_statefulset_claims_come_before_pods(k):
+    if k.version != BINARIES[0]:
+        pytest.skip("once per cluster")
+    claim = {"metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}
+    k.ok("apply", "-f", "-", input=workload("StatefulSet", "vol", replicas=2, serviceName="vol",
+                                            podManagementPolicy="Parallel", volumeClaimTemplates=[claim]))
+    try:
+        claims = wait_for(lambda: (lambda items: items if len(items) == 2 else None)(
+            get_json(k, "pvc", "-l", "app=vol")["items"]), timeout=30, what="one claim per ordinal")
+        assert sorted(c["metadata"]["name"] for c in claims) == ["data-vol-0", "data-vol-1"]
+        pod = wait_for(lambda: next(iter(get_json(k, "pods", "-l", "app=vol")["items"]), None), timeout=30,
+                       what="a pod")
+        assert {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{pod['metadata']['name']}"}} in \
+            pod["spec"]["volumes"]
+    finally:
+        k.ok("delete", "sts", "vol")
+    wait_for(lambda: not get_json(k, "pods", "-l", "app=vol")["items"], timeout=60, what="pods gone")
+    assert len(get_json(k, "pvc", "-l", "app=vol")["items"]) == 2  # whenDeleted: Retain
+    k.ok("delete", "pvc", "-l", "app=vol")
 
 
 def test_replication_controller_scale_and_table(k):
