@@ -140,3 +140,28 @@ async def test_replication_controller_keeps_replicas(run):
     rc["spec"]["replicas"] = 0
     await fake.update(RCS, rc)
     await until(lambda: not pods(fake), "scaled to zero")
+
+
+async def test_statefulset_claims_follow_the_retention_policy(run):
+    fake = FakeClient()
+    await run(fake, StatefulSetController)
+    await fake.create(STATEFULSETS, {"metadata": {"name": "db", "namespace": "default"}, "spec": {
+        "replicas": 2, "podManagementPolicy": "Parallel", "selector": {"matchLabels": {"app": "x"}},
+        "template": copy.deepcopy(TEMPLATE), "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {}},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]}})
+    await until(lambda: len(pods(fake)) == 2, "two pods")
+    sts = fake.objects(STATEFULSETS)[0]
+    claims = {c["metadata"]["name"]: c for c in fake.objects(CLAIMS)}
+    assert [r["uid"] for r in claims["data-db-1"]["metadata"]["ownerReferences"]] == [sts["metadata"]["uid"]]
+    for p in pods(fake):
+        await make_running(fake, p)
+    sts = fake.objects(STATEFULSETS)[0]
+    sts["spec"]["replicas"] = 1
+    await fake.update(STATEFULSETS, sts)
+    await until(lambda: len(fake.objects(PODS)) == 1, "scaled down")
+    claim = next(c for c in fake.objects(CLAIMS) if c["metadata"]["name"] == "data-db-1")
+    kinds = sorted(r["kind"] for r in claim["metadata"]["ownerReferences"])
+    assert kinds == ["Pod", "StatefulSet"]  # the garbage collector deletes it once db-1 is gone
+    assert not any(r["kind"] == "Pod" for r in next(
+        c for c in fake.objects(CLAIMS) if c["metadata"]["name"] == "data-db-0")["metadata"]["ownerReferences"])
