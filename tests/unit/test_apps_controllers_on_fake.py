@@ -18,6 +18,7 @@ from pocketkube.controllers.daemonset_plan import target_node
 from pocketkube.controllers.replicationcontroller import ReplicationControllerController
 from pocketkube.controllers.statefulset import StatefulSetController
 from pocketkube.testing.fakeclient import FakeClient
+from pocketkube.util.backoff import Backoff
 
 PODS = BY_PLURAL[("", "pods")]
 NODES = BY_PLURAL[("", "nodes")]
@@ -165,3 +166,29 @@ async def test_statefulset_claims_follow_the_retention_policy(run):
     assert kinds == ["Pod", "StatefulSet"]  # the garbage collector deletes it once db-1 is gone
     assert not any(r["kind"] == "Pod" for r in next(
         c for c in fake.objects(CLAIMS) if c["metadata"]["name"] == "data-db-0")["metadata"]["ownerReferences"])
+
+
+async def test_failed_daemon_pod_is_replaced_with_back_off(run):
+    fake = FakeClient((NODES, node("n1")))
+    controller = await run(fake, DaemonSetController)
+    controller.failed_pods = Backoff(initial=30.0, maximum=60.0)  # longer than any pause of a busy machine
+    await fake.create(DAEMONSETS, {"metadata": {"name": "agent", "namespace": "default"},
+                                   "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": TEMPLATE,
+                                            "updateStrategy": {"type": "OnDelete"}}})
+    first = (await until(lambda: pods(fake), "a daemon pod"))[0]
+    failed = copy.deepcopy(first)
+    failed["status"] = {"phase": "Failed"}
+    await fake.update_status(PODS, failed)
+    second = await until(lambda: [p for p in pods(fake) if p["metadata"]["uid"] != first["metadata"]["uid"]],
+                         "a replacement")
+    assert [e["reason"] for e in fake.objects(BY_PLURAL[("", "events")]) if e["reason"] == "FailedDaemonPod"]
+    delayed = []
+    add_after = controller.queue.add_after
+    controller.queue.add_after = lambda key, delay: (delayed.append(delay), add_after(key, delay))
+    again = copy.deepcopy(second[0])
+    again["status"] = {"phase": "Failed"}
+    await fake.update_status(PODS, again)
+    await until(lambda: delayed, "the sync that defers the deletion")
+    assert 0 < delayed[0] <= 30.0
+    assert [p["metadata"]["uid"] for p in pods(fake)] == [again["metadata"]["uid"]]  # stays within the back-off
+    assert controller.failed_pods.remaining(f"{fake.objects(DAEMONSETS)[0]['metadata']['uid']}/n1") > 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pocketkube.api.meta import controller_ref, deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.selectors import LabelSelector
-from pocketkube.client.events import EventRecorder
+from pocketkube.client.events import WARNING, EventRecorder
 from pocketkube.client.informer import object_key
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import (
@@ -38,6 +38,7 @@ from pocketkube.controllers.daemonset_plan import (
     plan_nodes,
     rolling_update,
     status_of,
+    target_node,
 )
 from pocketkube.controllers.expectations import Expectations
 from pocketkube.controllers.history import (
@@ -49,6 +50,7 @@ from pocketkube.controllers.history import (
 )
 from pocketkube.controllers.podcontrol import PODS, create_pod, delete_pod
 from pocketkube.controllers.replicaset import is_pod_available, is_pod_ready, slow_start_batch
+from pocketkube.util.backoff import Backoff
 
 __all__ = ["DaemonSetController"]
 
@@ -72,6 +74,7 @@ class DaemonSetController(Controller):
                          workers=workers)
         self.recorder = recorder
         self.expectations = Expectations()
+        self.failed_pods = Backoff(initial=1.0, maximum=900.0, reset_after=1800.0)  # failedPodsBackoff
         self.clock = clock
         self.ds_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_ds_delete)
         self.pod_informer.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
@@ -183,16 +186,11 @@ class DaemonSetController(Controller):
             plan.create_on += [n for n in step.create_on if n not in plan.create_on]
             chosen = {p["metadata"]["uid"] for p in plan.delete}
             plan.delete += [p for p in step.delete if p["metadata"]["uid"] not in chosen]
+        plan.delete = [p for p in plan.delete if not self._failed_pod_backing_off(key, ds, p)]
         create_on = plan.create_on[:BURST]
         if not create_on and not plan.delete:
             return None
         self.expectations.expect(key, len(create_on), [object_key(p) for p in plan.delete])
-        for pod in plan.delete:
-            if deep_get(pod, "status", "phase") == "Failed":
-                self.recorder.event(ds, "Warning", "FailedDaemonPod",
-                                    f"Found failed daemon pod {object_key(pod)} on node "
-                                    f"{deep_get(pod, 'spec', 'nodeName', default='')}, will try to kill it",
-                                    res=DAEMONSETS)
         results = await asyncio.gather(*(self._delete(key, ds, p) for p in plan.delete), return_exceptions=True)
         error = next((r for r in results if isinstance(r, BaseException)), None)
         queue = list(create_on)
@@ -204,6 +202,22 @@ class DaemonSetController(Controller):
         for _ in range(len(create_on) - created):
             self.expectations.creation_observed(key)  # never coming
         return error or create_error
+
+    def _failed_pod_backing_off(self, key: str, ds: dict, pod: dict) -> bool:
+        """A failed daemon pod is deleted (and replaced) at most once per back-off period per node, so
+        the controller does not fight a kubelet that keeps rejecting it; an Event says so each time."""
+        if deep_get(pod, "status", "phase") != "Failed":
+            return False
+        node = target_node(pod)
+        backoff_key = f"{ds['metadata']['uid']}/{node}"
+        if self.failed_pods.failures_pending(backoff_key):
+            self.queue.add_after(key, self.failed_pods.remaining(backoff_key))
+            return True
+        self.failed_pods.next(backoff_key)
+        self.recorder.event(ds, WARNING, "FailedDaemonPod",
+                            f"Found failed daemon pod {object_key(pod)} on node {node}, will try to kill it",
+                            res=DAEMONSETS)
+        return False
 
     async def _delete(self, key: str, ds: dict, pod: dict) -> None:
         try:
