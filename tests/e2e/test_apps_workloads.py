@@ -97,24 +97,22 @@ def test_daemonset_placement_rollout_history_undo(k, cluster):
 
 
 def test_statefulset_ordered_scale_partitioned_rollout(k):
-    if k.version != BINARIES[0]:
-        pytest.skip("one build drives the StatefulSet flow; the other is covered by the DaemonSet and RC tests")
-    name = "db"
+    name = f"db{suffix(k)}"
     k.ok("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                                                   "spec": {"clusterIP": "None", "selector": {"app": name},
                                                            "ports": [{"port": 80}]}}))
     k.ok("apply", "-f", "-", input=workload("StatefulSet", name, replicas=3, serviceName=name))
     k.ok("rollout", "status", f"sts/{name}", "--timeout=90s")
     ps = sorted(pods(k, f"app={name}"), key=lambda p: p["metadata"]["name"])
-    assert [p["metadata"]["name"] for p in ps] == ["db-0", "db-1", "db-2"]
+    assert [p["metadata"]["name"] for p in ps] == [f"{name}-0", f"{name}-1", f"{name}-2"]
     started = [p["metadata"]["creationTimestamp"] for p in ps]
     assert started == sorted(started)  # created in order
-    assert ps[1]["spec"]["hostname"] == "db-1" and ps[1]["spec"]["subdomain"] == name
+    assert ps[1]["spec"]["hostname"] == f"{name}-1" and ps[1]["spec"]["subdomain"] == name
     assert ps[1]["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "1"
     assert k.ok("get", "sts", name).splitlines()[1].split()[:2] == [name, "3/3"]
     k.ok("scale", "sts", name, "--replicas=1")
-    wait_for(lambda: [p["metadata"]["name"] for p in pods(k, f"app={name}")] == ["db-0"], timeout=60,
-             what="scaled down to db-0")
+    wait_for(lambda: [p["metadata"]["name"] for p in pods(k, f"app={name}")] == [f"{name}-0"], timeout=60,
+             what="scaled down to ordinal 0")
     k.ok("scale", "sts", name, "--replicas=3")
     k.ok("rollout", "status", f"sts/{name}", "--timeout=90s")
     k.ok("patch", "sts", name, "-p", json.dumps({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 2}}}}))
@@ -123,8 +121,9 @@ def test_statefulset_ordered_scale_partitioned_rollout(k):
     assert out.returncode == 0 and "partitioned roll out complete: 1 new pods have been updated" in out.stdout, out
     sts = get_json(k, "sts", name)
     by_name = {p["metadata"]["name"]: p["metadata"]["labels"]["controller-revision-hash"] for p in pods(k, f"app={name}")}
-    assert by_name["db-2"] == sts["status"]["updateRevision"]
-    assert by_name["db-0"] == by_name["db-1"] == sts["status"]["currentRevision"] != sts["status"]["updateRevision"]
+    assert by_name[f"{name}-2"] == sts["status"]["updateRevision"]
+    assert (by_name[f"{name}-0"] == by_name[f"{name}-1"] == sts["status"]["currentRevision"]
+            != sts["status"]["updateRevision"])
     k.ok("patch", "sts", name, "-p", json.dumps({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}))
     out = k.run("rollout", "status", f"sts/{name}", "--timeout=120s", timeout=130)
     # kubectl takes the partitioned path whenever partition is set, 0 included (as against Kubernetes)
