@@ -104,3 +104,14 @@ def test_status():
                  "currentRevision": "r1", "updateRevision": "r2", "availableReplicas": 2, "observedGeneration": 3}
     done = plan.status_of(STS, [pod(i) for i in range(3)], "r1", "r2", NOW)
     assert done["currentRevision"] == "r2" and done["currentReplicas"] == 3  # completeRollingUpdate
+
+
+def test_identity_labels_are_restored():
+    stray = pod(1)
+    step = plan.next_step(STS, [pod(0), stray, pod(2)], "r2", NOW)
+    [fixed] = [p for p in step.relabel if p["metadata"]["name"] == "web-1"]
+    assert fixed["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "web-1"
+    assert fixed["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == "1"
+    assert fixed["metadata"]["labels"]["app"] == "web"
+    made = plan.stateful_pod(STS, 0, "r2")
+    assert plan.next_step(STS, [made], "r2", NOW).relabel == []

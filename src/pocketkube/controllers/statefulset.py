@@ -101,6 +101,8 @@ class StatefulSetController(Controller):
         now = self.clock()
         step = next_step(sts, pods, update_name, now)
         current_set = set_at_revision(sts, current)
+        for pod in step.relabel:
+            await self.client.update(PODS, pod)
         for ordinal, on_update in step.create:
             if on_update:
                 await self._create(sts, ordinal, sts, update_name)

@@ -100,8 +100,7 @@ def stateful_pod(sts: dict, ordinal: int, revision_name: str) -> dict:
     name = f"{sts['metadata']['name']}-{ordinal}"
     template = deep_get(sts, "spec", "template", default=None) or {}
     tmeta = template.get("metadata") or {}
-    labels = {**(tmeta.get("labels") or {}), POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal),
-              REVISION_HASH_LABEL: revision_name}
+    labels = {**(tmeta.get("labels") or {}), **identity_labels(sts, ordinal), REVISION_HASH_LABEL: revision_name}
     meta: dict = {"name": name, "namespace": sts["metadata"]["namespace"], "labels": labels,
                   "ownerReferences": [owner_reference(sts, STATEFULSETS)]}
     for key in ("annotations", "finalizers"):
@@ -119,6 +118,24 @@ def stateful_pod(sts: dict, ordinal: int, revision_name: str) -> dict:
     if volumes:
         spec["volumes"] = volumes
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def identity_labels(sts: dict, ordinal: int) -> dict[str, str]:
+    name = f"{sts['metadata']['name']}-{ordinal}"
+    return {POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal)}
+
+
+def with_identity(sts: dict, pod: dict) -> dict | None:
+    """The pod with its identity labels restored when one is missing or wrong (updateStatefulPod's
+    identityMatches), else None: an adopted or relabelled pod gets them back."""
+    ordinal = ordinal_of(sts, pod)
+    labels = deep_get(pod, "metadata", "labels", default=None) or {}
+    wanted = identity_labels(sts, ordinal if ordinal is not None else -1)
+    if ordinal is None or all(labels.get(k) == v for k, v in wanted.items()):
+        return None
+    fixed = copy.deepcopy(pod)
+    fixed["metadata"]["labels"] = {**labels, **wanted}
+    return fixed
 
 
 def pod_revision(pod: dict) -> str:
@@ -146,6 +163,7 @@ class Step:
     create: list[tuple[int, bool]] = field(default_factory=list)  # (ordinal, on the update revision)
     delete: list[dict] = field(default_factory=list)
     condemned: list[dict] = field(default_factory=list)  # the deletes that are scale-downs
+    relabel: list[dict] = field(default_factory=list)  # live pods with their identity labels restored
     wait_available: bool = False  # a pod is ready but not yet available for minReadySeconds
 
 
@@ -179,6 +197,8 @@ def next_step(sts: dict, pods: list[dict], update_revision: str, now: float) -> 
     start, count, partition = start_ordinal(sts), replicas_of(sts), _partition(sts)
     in_range, condemned = _split(sts, pods)
     rolling = (deep_get(sts, "spec", "updateStrategy", "type", default="RollingUpdate") == "RollingUpdate")
+    step.relabel = [fixed for p in in_range.values() if not _terminating(p)
+                    and (fixed := with_identity(sts, p)) is not None]
     for i in range(count):
         pod = in_range.get(start + i)
         if pod is None:
