@@ -115,3 +115,16 @@ def test_identity_labels_are_restored():
     assert fixed["metadata"]["labels"]["app"] == "web"
     made = plan.stateful_pod(STS, 0, "r2")
     assert plan.next_step(STS, [made], "r2", NOW).relabel == []
+
+
+def test_claims_follow_a_changed_retention_policy():
+    made = plan.claims_for(STS, 0)[0]  # Retain: no owner
+    made["metadata"]["uid"] = "c0"
+    other = {"metadata": {"name": "unrelated", "uid": "c9"}}
+    assert plan.claims_to_retarget(STS, [made, other]) == []
+    deleting = sts(persistentVolumeClaimRetentionPolicy={"whenDeleted": "Delete", "whenScaled": "Retain"})
+    [fixed] = plan.claims_to_retarget(deleting, [made, other])
+    assert [r["uid"] for r in fixed["metadata"]["ownerReferences"]] == ["sts-uid"]
+    assert plan.claims_to_retarget(deleting, [fixed]) == []
+    [back] = plan.claims_to_retarget(STS, [fixed])
+    assert back["metadata"]["ownerReferences"] == []

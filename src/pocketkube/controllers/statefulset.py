@@ -42,6 +42,7 @@ from pocketkube.controllers.podcontrol import PODS
 from pocketkube.controllers.statefulset_plan import (
     STATEFULSETS,
     claims_for,
+    claims_to_retarget,
     next_step,
     ordinal_of,
     pod_revision,
@@ -66,7 +67,9 @@ class StatefulSetController(Controller):
         self.sts_informer = informers.get(STATEFULSETS)
         self.pod_informer = informers.get(PODS)
         self.rev_informer = informers.get(CONTROLLER_REVISIONS)
-        super().__init__([self.sts_informer, self.pod_informer, self.rev_informer], workers=workers)
+        self.claim_informer = informers.get(CLAIMS)
+        super().__init__([self.sts_informer, self.pod_informer, self.rev_informer, self.claim_informer],
+                         workers=workers)
         self.recorder = recorder
         self.clock = clock
         self.sts_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
@@ -103,6 +106,9 @@ class StatefulSetController(Controller):
         current_set = set_at_revision(sts, current)
         for pod in step.relabel:
             await self.client.update(PODS, pod)
+        claims = [c for c in self.claim_informer.list() if c["metadata"].get("namespace") == namespace]
+        for claim in claims_to_retarget(sts, claims):
+            await self.client.update(CLAIMS, claim)
         for ordinal, on_update in step.create:
             if on_update:
                 await self._create(sts, ordinal, sts, update_name)

@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "claim_name",
     "claims_for",
+    "claims_to_retarget",
     "next_step",
     "ordinal_of",
     "set_at_revision",
@@ -92,6 +93,30 @@ def claims_for(sts: dict, ordinal: int) -> list[dict]:
             claim_meta["ownerReferences"] = [{**owner_reference(sts, STATEFULSETS), "controller": False}]
         out.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": claim_meta,
                     "spec": copy.deepcopy(tmpl.get("spec") or {})})
+    return out
+
+
+def claims_to_retarget(sts: dict, claims: list[dict]) -> list[dict]:
+    """The set's existing claims with the set's owner reference added or removed to follow
+    whenDeleted (a policy changed after they were made; upstream's claimsMatchRetentionPolicy)."""
+    uid = sts["metadata"]["uid"]
+    want = _retention(sts, "whenDeleted") == "Delete"
+    start, count = start_ordinal(sts), replicas_of(sts)
+    names = {claim_name((t.get("metadata") or {}).get("name", ""), sts["metadata"]["name"], o)
+             for t in deep_get(sts, "spec", "volumeClaimTemplates", default=None) or []
+             for o in range(start, start + count)}
+    out = []
+    for claim in claims:
+        if claim["metadata"].get("name") not in names or claim["metadata"].get("deletionTimestamp"):
+            continue
+        refs = claim["metadata"].get("ownerReferences") or []
+        if any(r.get("uid") == uid for r in refs) == want:
+            continue
+        fixed = copy.deepcopy(claim)
+        kept = [r for r in refs if r.get("uid") != uid]
+        fixed["metadata"]["ownerReferences"] = kept + ([{**owner_reference(sts, STATEFULSETS), "controller": False}]
+                                                       if want else [])
+        out.append(fixed)
     return out
 
 
