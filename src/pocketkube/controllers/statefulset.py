@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
@@ -143,27 +143,29 @@ class StatefulSetController(Controller):
                 raise
             self._event(sts, NORMAL, "SuccessfulCreate", f"create Claim {claim['metadata']['name']} Pod {name} "
                         f"in StatefulSet {sts['metadata']['name']} success")
-        try:
-            await self.client.create(PODS, pod, sts["metadata"]["namespace"])
-        except errors.AlreadyExists:
-            return  # the cache was behind
-        except errors.ApiError as e:
-            self._event(sts, WARNING, "FailedCreate",
-                        f"create Pod {name} in StatefulSet {sts['metadata']['name']} failed error: {e}")
-            raise
-        self._event(sts, NORMAL, "SuccessfulCreate", f"create Pod {name} in StatefulSet {sts['metadata']['name']} successful")
+        await self._pod_call("create", sts, pod, self.client.create(PODS, pod, sts["metadata"]["namespace"]),
+                             errors.AlreadyExists)
 
     async def _delete(self, sts: dict, pod: dict) -> None:
         m = pod["metadata"]
+        await self._pod_call("delete", sts, pod,
+                             self.client.delete(PODS, m["namespace"], m["name"], preconditions={"uid": m["uid"]}),
+                             errors.NotFound)
+
+    async def _pod_call(self, verb: str, sts: dict, pod: dict, call: Awaitable,
+                        behind: type[errors.ApiError]) -> None:
+        """A pod create or delete with upstream's Events (recordPodEvent); the error `behind` (a create
+        that finds the pod, a delete that does not) means the cache was behind and is no failure."""
+        what = f"{verb} Pod {pod['metadata']['name']} in StatefulSet {sts['metadata']['name']}"
+        reason = verb.capitalize()
         try:
-            await self.client.delete(PODS, m["namespace"], m["name"], preconditions={"uid": m["uid"]})
-        except errors.NotFound:
+            await call
+        except behind:
             return
         except errors.ApiError as e:
-            self._event(sts, WARNING, "FailedDelete",
-                        f"delete Pod {m['name']} in StatefulSet {sts['metadata']['name']} failed error: {e}")
+            self._event(sts, WARNING, f"Failed{reason}", f"{what} failed error: {e}")
             raise
-        self._event(sts, NORMAL, "SuccessfulDelete", f"delete Pod {m['name']} in StatefulSet {sts['metadata']['name']} successful")
+        self._event(sts, NORMAL, f"Successful{reason}", f"{what} successful")
 
     async def _release_claims_with(self, sts: dict, pod: dict) -> None:
         """whenScaled: Delete: a condemned pod's claims become the pod's, so they go with it."""
