@@ -35,10 +35,13 @@ __all__ = [
     "apply_claims",
     "cached_controller",
     "fresh_owner_check",
+    "label_selector_of",
     "object_key",
     "owner_reference",
+    "owners_selecting",
     "plan_claims",
     "split_key",
+    "write_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,28 @@ def cached_controller(owners: Informer, obj: dict, kind: str) -> dict | None:
         return None
     owner = owners.get(f"{obj['metadata'].get('namespace', '')}/{ref.get('name')}")
     return owner if owner is not None and owner["metadata"].get("uid") == ref.get("uid") else None
+
+
+def label_selector_of(owner: dict) -> LabelSelector:
+    """The owner's spec.selector (a metav1.LabelSelector); ValueError when it is invalid."""
+    return LabelSelector.from_dict((owner.get("spec") or {}).get("selector"))
+
+
+def owners_selecting(owners: Informer, pod: dict,
+                     selector_of: Callable[[dict], LabelSelector] = label_selector_of) -> list[dict]:
+    """The cached owners in the pod's namespace whose selector matches it: who may adopt an orphan
+    (an owner with an invalid selector adopts nothing)."""
+    ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
+    out = []
+    for owner in owners.list():
+        if owner["metadata"].get("namespace") != ns:
+            continue
+        try:
+            if selector_of(owner).matches(labels):
+                out.append(owner)
+        except ValueError:
+            continue
+    return out
 
 
 class SharedInformers:
@@ -238,3 +263,18 @@ def fresh_owner_check(client: Client, owner_res: Resource, owner: dict) -> Calla
         fm = fresh["metadata"]
         return fm.get("uid") == m["uid"] and not fm.get("deletionTimestamp")
     return check
+
+
+async def write_status(client: Client, res: Resource, obj: dict, status: dict) -> dict:
+    """Write `status` unless it is already the object's; one retry on a fresh read after a Conflict."""
+    if obj.get("status") == status:
+        return obj
+    for attempt in range(2):
+        try:
+            return await client.update_status(res, {**obj, "status": status})
+        except errors.Conflict:
+            if attempt:
+                raise
+            m = obj["metadata"]
+            obj = await client.get(res, m["namespace"], m["name"])
+    return obj

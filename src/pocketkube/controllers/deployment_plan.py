@@ -67,6 +67,11 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def semantically_equal(a: Any, b: Any) -> bool:
+    """Equal once null and empty fields are dropped (apiequality.Semantic.DeepEqual of decoded objects)."""
+    return _canonical(a) == _canonical(b)
+
+
 def compute_hash(template: dict, collision_count: int | None = None) -> str:
     h = _fnv32a(orjson.dumps(_canonical(template), option=orjson.OPT_SORT_KEYS))
     if collision_count is not None:

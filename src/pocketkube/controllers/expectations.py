@@ -41,11 +41,15 @@ class Expectations:
             return True
         return self._clock() - e.set_at > self._timeout
 
+    def expect(self, owner_key: str, creations: int, deleting: list[str]) -> None:
+        """Creations and deletions of one sync at once (SetExpectations), as the DaemonSet controller makes."""
+        self._by_owner[owner_key] = _Expectation(creations, len(deleting), self._clock(), set(deleting))
+
     def expect_creations(self, owner_key: str, count: int) -> None:
-        self._by_owner[owner_key] = _Expectation(count, 0, self._clock())
+        self.expect(owner_key, count, [])
 
     def expect_deletions(self, owner_key: str, pod_keys: list[str]) -> None:
-        self._by_owner[owner_key] = _Expectation(0, len(pod_keys), self._clock(), set(pod_keys))
+        self.expect(owner_key, 0, pod_keys)
 
     def creation_observed(self, owner_key: str) -> None:
         e = self._by_owner.get(owner_key)

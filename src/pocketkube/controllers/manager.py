@@ -18,6 +18,7 @@ from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
+from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
@@ -25,7 +26,9 @@ from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLi
 from pocketkube.controllers.persistentvolume import PersistentVolumeController
 from pocketkube.controllers.provisioner import LOCAL_PATH_PROVISIONER, LocalPathProvisioner
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.replicationcontroller import ReplicationControllerController
 from pocketkube.controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
+from pocketkube.controllers.statefulset import StatefulSetController
 from pocketkube.controllers.volume_protection import VolumeProtectionController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
@@ -45,11 +48,15 @@ ALL_CONTROLLERS = frozenset({
     "volume-protection",
     "local-path-provisioner",
     "clusterroleaggregation",
+    "daemonset",
+    "statefulset",
+    "replicationcontroller",
 })
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
     ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+    ("apps", "daemonsets"), ("apps", "statefulsets"), ("apps", "controllerrevisions"), ("", "replicationcontrollers"),
     ("", "persistentvolumeclaims"),  # owned by StatefulSets (retention policy) and pods (ephemeral volumes)
 ))
 
@@ -93,6 +100,14 @@ class ControllerManager:
         if "deployment" in enabled:
             self.add(DeploymentController(self.client, self.informers, self.recorder("deployment-controller"),
                                           workers=s.deployment_workers))
+        if "replicationcontroller" in enabled:
+            self.add(ReplicationControllerController(self.client, self.informers,
+                                                     self.recorder("replication-controller"),
+                                                     workers=s.replicaset_workers))
+        if "daemonset" in enabled:
+            self.add(DaemonSetController(self.client, self.informers, self.recorder("daemonset-controller")))
+        if "statefulset" in enabled:
+            self.add(StatefulSetController(self.client, self.informers, self.recorder("statefulset-controller")))
         if "garbagecollector" in enabled:
             self.add(GarbageCollector(self.client, self.informers, GC_RESOURCES, workers=s.gc_workers))
         if "nodelifecycle" in enabled:

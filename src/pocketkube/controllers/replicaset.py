@@ -23,10 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from pocketkube.api import errors
 from pocketkube.api.meta import controller_ref, deep_get
-from pocketkube.api.resources import BY_PLURAL
-from pocketkube.api.selectors import LabelSelector
+from pocketkube.api.resources import BY_PLURAL, Resource
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
-from pocketkube.client.events import NORMAL, WARNING, EventRecorder
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.informer import object_key
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import (
@@ -35,11 +34,15 @@ from pocketkube.controllers.base import (
     apply_claims,
     cached_controller,
     fresh_owner_check,
+    label_selector_of,
     owner_reference,
+    owners_selecting,
     plan_claims,
     split_key,
+    write_status,
 )
 from pocketkube.controllers.expectations import Expectations
+from pocketkube.controllers.podcontrol import create_pod, delete_pod
 
 __all__ = [
     "BURST_REPLICAS",
@@ -217,12 +220,12 @@ def calculate_status(rs: dict, pods: list[dict], now: float, failure: tuple[str,
     return status
 
 
-def pod_from_template(rs: dict) -> dict:
-    """A new pod for `rs`: the template's metadata and spec, a generated name, a controller ref."""
+def pod_from_template(rs: dict, res: Resource = REPLICASETS) -> dict:
+    """A new pod for `rs` (of kind `res`): the template's metadata and spec, a generated name, a controller ref."""
     template = deep_get(rs, "spec", "template", default=None) or {}
     tmeta = template.get("metadata") or {}
     meta: dict = {"generateName": rs["metadata"]["name"] + "-", "namespace": rs["metadata"]["namespace"],
-                  "ownerReferences": [owner_reference(rs, REPLICASETS)]}
+                  "ownerReferences": [owner_reference(rs, res)]}
     for field in ("labels", "annotations", "finalizers"):
         if tmeta.get(field):
             meta[field] = copy.deepcopy(tmeta[field])
@@ -248,12 +251,17 @@ async def slow_start_batch(count: int, initial: int, fn: Callable[[], Awaitable[
 # ---- the controller ----
 
 class ReplicaSetController(Controller):
+    """Also the ReplicationController's controller: a subclass sets `resource` and `selector_of`."""
+
     name = "replicaset-controller"
+    resource: Resource = REPLICASETS
+
+    selector_of = staticmethod(label_selector_of)
 
     def __init__(self, client: Client, informers: SharedInformers, recorder: EventRecorder, *, workers: int = 5,
                  burst: int = BURST_REPLICAS, clock: Callable[[], float] = time.time) -> None:
         self.client = client
-        self.rs_informer = informers.get(REPLICASETS)
+        self.rs_informer = informers.get(self.resource)
         self.pod_informer = informers.get(PODS)
         super().__init__([self.rs_informer, self.pod_informer], workers=workers)
         self.recorder = recorder
@@ -270,20 +278,10 @@ class ReplicaSetController(Controller):
         self.enqueue(rs)
 
     def _owner_of(self, pod: dict) -> dict | None:
-        return cached_controller(self.rs_informer, pod, "ReplicaSet")
+        return cached_controller(self.rs_informer, pod, self.resource.kind)
 
     def _matching_replicasets(self, pod: dict) -> list[dict]:
-        ns, labels = pod["metadata"].get("namespace"), pod["metadata"].get("labels")
-        out = []
-        for rs in self.rs_informer.list():
-            if rs["metadata"].get("namespace") != ns:
-                continue
-            try:
-                if LabelSelector.from_dict(deep_get(rs, "spec", "selector")).matches(labels):
-                    out.append(rs)
-            except ValueError:
-                continue
-        return out
+        return owners_selecting(self.rs_informer, pod, self.selector_of)
 
     def _on_pod_add(self, pod: dict) -> None:
         if pod["metadata"].get("deletionTimestamp"):
@@ -336,7 +334,7 @@ class ReplicaSetController(Controller):
             return
         namespace, _ = split_key(key)
         try:
-            selector = LabelSelector.from_dict(deep_get(rs, "spec", "selector"))
+            selector = self.selector_of(rs)
         except ValueError as e:
             log.warning("%s: %s has an invalid selector: %s", self.name, key, e)
             return  # retrying cannot fix the spec; an update of the RS re-enqueues it
@@ -344,8 +342,8 @@ class ReplicaSetController(Controller):
         candidates = [p for p in self.pod_informer.list()
                       if p["metadata"].get("namespace") == namespace and is_pod_active(p)]
         plan = plan_claims(rs, selector, candidates)
-        pods = await apply_claims(self.client, PODS, rs, REPLICASETS, plan,
-                                  fresh_owner_check(self.client, REPLICASETS, rs))
+        pods = await apply_claims(self.client, PODS, rs, self.resource, plan,
+                                  fresh_owner_check(self.client, self.resource, rs))
         failure: tuple[str, str] | None = None
         manage_error: BaseException | None = None
         if needs_sync and not rs["metadata"].get("deletionTimestamp"):
@@ -372,16 +370,9 @@ class ReplicaSetController(Controller):
 
     async def _create_pods(self, key: str, rs: dict, count: int) -> tuple[tuple[str, str] | None, BaseException | None]:
         self.expectations.expect_creations(key, count)
-        namespace = rs["metadata"]["namespace"]
 
         async def create_one() -> None:
-            try:
-                pod = await self.client.create(PODS, pod_from_template(rs), namespace)
-            except errors.ApiError as e:
-                self.recorder.event(rs, WARNING, "FailedCreate", f"Error creating: {e}", res=REPLICASETS)
-                raise
-            self.recorder.event(rs, NORMAL, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
-                                res=REPLICASETS)
+            await create_pod(self.client, self.recorder, rs, self.resource, pod_from_template(rs, self.resource))
 
         created, error = await slow_start_batch(count, 1, create_one)
         for _ in range(count - created):
@@ -394,18 +385,12 @@ class ReplicaSetController(Controller):
         self.expectations.expect_deletions(key, [object_key(p) for p in victims])
 
         async def delete_one(pod: dict) -> None:
-            name = pod["metadata"]["name"]
             try:
-                await self.client.delete(PODS, pod["metadata"]["namespace"], name,
-                                         preconditions={"uid": pod["metadata"]["uid"]})
-            except errors.NotFound:
+                if not await delete_pod(self.client, self.recorder, rs, self.resource, pod):
+                    self.expectations.deletion_observed(key, object_key(pod))
+            except errors.ApiError:
                 self.expectations.deletion_observed(key, object_key(pod))
-                return
-            except errors.ApiError as e:
-                self.expectations.deletion_observed(key, object_key(pod))
-                self.recorder.event(rs, WARNING, "FailedDelete", f"Error deleting: {e}", res=REPLICASETS)
                 raise
-            self.recorder.event(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {name}", res=REPLICASETS)
 
         results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
         error = next((r for r in results if isinstance(r, BaseException)), None)
@@ -424,14 +409,4 @@ class ReplicaSetController(Controller):
                 and is_pod_active(p) and (controller_ref(p) or {}).get("uid") in siblings]
 
     async def _write_status(self, rs: dict, status: dict) -> dict:
-        if rs.get("status") == status:
-            return rs
-        for attempt in range(2):
-            try:
-                return await self.client.update_status(REPLICASETS, {**rs, "status": status})
-            except errors.Conflict:
-                if attempt:
-                    raise
-                m = rs["metadata"]
-                rs = await self.client.get(REPLICASETS, m["namespace"], m["name"])
-        return rs
+        return await write_status(self.client, self.resource, rs, status)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
-from pocketkube.registry.apps import deployments, replicasets
+from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
 from pocketkube.registry.core import config as config_kinds
-from pocketkube.registry.core import namespaces, others, services
+from pocketkube.registry.core import namespaces, others, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.rbac import strategies as rbac
 from pocketkube.registry.rbac.index import PolicyIndex
@@ -73,10 +73,11 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
         "CronJob": metadata_only(namespaced=True),
 
         # -- workloads: apps and core
-        "DaemonSet": metadata_only(namespaced=True),
-        "StatefulSet": metadata_only(namespaced=True),
-        "ControllerRevision": metadata_only(namespaced=True),
-        "ReplicationController": metadata_only(namespaced=True),
+        "DaemonSet": daemonsets.strategy(),
+        "StatefulSet": Strategy(statefulsets.default, statefulsets.validate, statefulsets.validate_update,
+                                tracks_generation=True),
+        "ControllerRevision": controllerrevisions.strategy(),
+        "ReplicationController": replicationcontrollers.strategy(),
 
         # -- rbac
         **rbac.strategies(policy or PolicyIndex()),

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pocketkube.api.nodeaffinity import matches_node_selector_term, pod_matches_node_affinity
 from pocketkube.api.taints import (
     NOT_READY_TAINT,
     UNREACHABLE_TAINT,
@@ -92,49 +93,6 @@ def _implied_taints(node: dict) -> list[dict]:
     return [{"key": key, "effect": "NoSchedule"}]
 
 
-def _requirement_matches(req: dict, source: dict) -> bool:
-    key, operator, values = req.get("key", ""), req.get("operator", ""), req.get("values") or []
-    present, value = key in source, source.get(key)
-    if operator == "In":
-        return present and value in values
-    if operator == "NotIn":
-        return not present or value not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt") and present and len(values) == 1:
-        try:
-            left, right = int(value), int(values[0])
-        except (TypeError, ValueError):
-            return False
-        return left > right if operator == "Gt" else left < right
-    return False
-
-
-def matches_node_selector_term(term: dict, node: dict) -> bool:
-    """A nodeSelectorTerm: every matchExpressions (labels) and matchFields (metadata.name) requirement holds."""
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    fields = {"metadata.name": node["metadata"]["name"]}
-    exprs, field_exprs = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not exprs and not field_exprs:
-        return False  # an empty term matches nothing
-    return (all(_requirement_matches(r, labels) for r in exprs)
-            and all(_requirement_matches(r, fields) for r in field_exprs))
-
-
-def _fits_affinity(pod: dict, node: dict) -> bool:
-    spec = pod.get("spec") or {}
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-        return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is None:
-        return True
-    return any(matches_node_selector_term(t, node) for t in required.get("nodeSelectorTerms") or [])
-
-
 def _pod_capacity(node: dict) -> int | None:
     status = node.get("status") or {}
     value = (status.get("allocatable") or status.get("capacity") or {}).get("pods")
@@ -155,7 +113,7 @@ def filter_node(pod: dict, info: NodeInfo) -> str | None:
     taint = find_untolerated_taint(taints, tolerations, ("NoSchedule", "NoExecute"))
     if taint is not None:
         return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
-    if not _fits_affinity(pod, node):
+    if not pod_matches_node_affinity(pod.get("spec") or {}, node):
         return REASON_SELECTOR
     capacity = _pod_capacity(node)
     if capacity is not None and info.pod_count + 1 > capacity:

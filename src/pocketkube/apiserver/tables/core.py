@@ -12,6 +12,7 @@ from typing import Any
 
 from pocketkube.api.timestamps import parse_rfc3339
 from pocketkube.apiserver.tables import volumes
+from pocketkube.apiserver.tables.apps import replica_columns, replication_controller_cells
 from pocketkube.apiserver.tables.base import (
     AGE,
     MAX_LISTED,
@@ -412,6 +413,7 @@ EVENT_COLUMNS = (
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "pods"): Printer(POD_COLUMNS, _pod_cells, _pod_row_conditions),
     ("", "services"): Printer(SERVICE_COLUMNS, _service_cells),
+    ("", "replicationcontrollers"): Printer(replica_columns("replication controller"), replication_controller_cells),
     ("", "endpoints"): Printer(
         (NAME, Column("Endpoints", "Ready addresses and ports of the service's backends."), AGE),
         _endpoints_cells),

@@ -7,7 +7,12 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required
 from pocketkube.api.validation import is_int, regex_error, wrong_type
-from pocketkube.registry.apps.replicasets import default_template, validate_workload, validate_workload_update
+from pocketkube.registry.apps.replicasets import (
+    default_strategy,
+    default_template,
+    validate_workload,
+    validate_workload_update,
+)
 from pocketkube.registry.core.pods.typed import get_dict, get_int, nonnegative
 from pocketkube.registry.validation import get_str
 
@@ -21,30 +26,12 @@ def default(obj: dict) -> None:
         return
     if spec.get("replicas") is None:
         spec["replicas"] = 1
-    strategy = spec.get("strategy")
-    if strategy is None:
-        strategy = spec["strategy"] = {}
-    if isinstance(strategy, dict):
-        _default_strategy(strategy)
+    default_strategy(spec, "strategy", {"maxUnavailable": "25%", "maxSurge": "25%"})
     if spec.get("revisionHistoryLimit") is None:
         spec["revisionHistoryLimit"] = 10
     if spec.get("progressDeadlineSeconds") is None:
         spec["progressDeadlineSeconds"] = 600
     default_template(spec)
-
-
-def _default_strategy(strategy: dict) -> None:
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] != "RollingUpdate":
-        return
-    rolling = strategy.get("rollingUpdate")
-    if rolling is None:
-        rolling = strategy["rollingUpdate"] = {}
-    if isinstance(rolling, dict):
-        for key in ("maxUnavailable", "maxSurge"):
-            if rolling.get(key) is None:
-                rolling[key] = "25%"
 
 
 def validate(obj: dict) -> list[FieldError]:
@@ -91,16 +78,16 @@ def _strategy_errors(strategy: dict, path: Path) -> list[FieldError]:
 def _rolling_update_errors(rolling: dict, path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
     max_unavailable, max_surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-    errs.extend(_int_or_percent_errors(max_unavailable, path.child("maxUnavailable")))
-    errs.extend(_int_or_percent_errors(max_surge, path.child("maxSurge")))
-    if _int_or_percent_value(max_unavailable) == 0 and _int_or_percent_value(max_surge) == 0:
+    errs.extend(int_or_percent_errors(max_unavailable, path.child("maxUnavailable")))
+    errs.extend(int_or_percent_errors(max_surge, path.child("maxSurge")))
+    if int_or_percent_value(max_unavailable) == 0 and int_or_percent_value(max_surge) == 0:
         errs.append(invalid(path.child("maxUnavailable"), max_unavailable, "may not be 0 when `maxSurge` is 0"))
-    if isinstance(max_unavailable, str) and (_int_or_percent_value(max_unavailable) or 0) > 100:
+    if isinstance(max_unavailable, str) and (int_or_percent_value(max_unavailable) or 0) > 100:
         errs.append(invalid(path.child("maxUnavailable"), max_unavailable, "must not be greater than 100%"))
     return errs
 
 
-def _int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
+def int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
     if value is None:
         return []
     if is_int(value):
@@ -112,7 +99,7 @@ def _int_or_percent_errors(value: Any, path: Path) -> list[FieldError]:
     return [invalid(path, value, "must be an integer or percentage (e.g '5%')")]
 
 
-def _int_or_percent_value(value: Any) -> int | None:
+def int_or_percent_value(value: Any) -> int | None:
     if is_int(value):
         return value
     if isinstance(value, str) and re.fullmatch(r"[0-9]+%", value):

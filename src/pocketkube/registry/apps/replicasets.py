@@ -7,11 +7,16 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.selectors import LabelSelector, validate_label_selector
-from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
+from pocketkube.api.validation import dns1123_subdomain_errors, validate_labels, wrong_type
 from pocketkube.registry.core.pods.defaults import default_pod_spec
 from pocketkube.registry.core.pods.typed import get_int, nonnegative
 from pocketkube.registry.core.pods.validation import validate_template
-from pocketkube.registry.validation import IMMUTABLE, validate_object_meta, validate_object_meta_update
+from pocketkube.registry.validation import (
+    IMMUTABLE,
+    validate_annotations,
+    validate_object_meta,
+    validate_object_meta_update,
+)
 
 
 def default(obj: dict) -> None:
@@ -30,6 +35,39 @@ def default_template(spec: dict) -> None:
         default_pod_spec(template["spec"])
 
 
+def default_strategy(spec: dict, key: str, rolling_defaults: dict) -> None:
+    """An update strategy defaulted to RollingUpdate, whose rollingUpdate gets `rolling_defaults`
+    for its unset fields (Deployment's strategy, DaemonSet's and StatefulSet's updateStrategy)."""
+    strategy = spec.get(key)
+    if strategy is None:
+        strategy = spec[key] = {}
+    if not isinstance(strategy, dict):
+        return
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] != "RollingUpdate":
+        return
+    rolling = strategy.get("rollingUpdate")
+    if rolling is None:
+        rolling = strategy["rollingUpdate"] = {}
+    if isinstance(rolling, dict):
+        for field, value in rolling_defaults.items():
+            if rolling.get(field) is None:
+                rolling[field] = value
+
+
+def workload_spec(obj: dict, errs: list[FieldError]) -> dict | None:
+    """ObjectMeta's errors appended to `errs`; the spec to validate ({} when absent), None when not an object."""
+    errs.extend(validate_object_meta(obj, True, dns1123_subdomain_errors))
+    spec = obj.get("spec")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        errs.append(wrong_type(Path("spec"), spec, "object"))
+        return None
+    return spec
+
+
 def validate(obj: dict) -> list[FieldError]:
     return validate_workload(obj, "deployment")
 
@@ -38,29 +76,28 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     return validate(new) + validate_workload_update(new, old)
 
 
-def validate_workload(obj: dict, kind_word: str) -> list[FieldError]:
-    """ObjectMeta, replicas, minReadySeconds, selector and template, common to RS and Deployment.
+def validate_workload(obj: dict, kind_word: str, kind: str = "ReplicaSet") -> list[FieldError]:
+    """ObjectMeta, replicas, minReadySeconds, selector and template, common to the apps workloads.
 
     `kind_word` names the kind in "empty selector is invalid for <kind>" (upstream says
-    "deployment" for ReplicaSets too)."""
-    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    path = Path("spec")
-    spec = obj.get("spec")
+    "deployment" for ReplicaSets too); `kind` in the activeDeadlineSeconds message."""
+    errs: list[FieldError] = []
+    spec = workload_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     replicas = get_int(spec, "replicas", path, errs)
     errs.extend(nonnegative(replicas, path.child("replicas")))
     errs.extend(nonnegative(get_int(spec, "minReadySeconds", path, errs), path.child("minReadySeconds")))
-    errs.extend(_selector_and_template_errors(spec, path, kind_word))
+    selector = selector_errors(spec.get("selector"), path.child("selector"), kind_word, errs)
+    if selector is not None:
+        errs.extend(template_errors(spec.get("template"), selector, path.child("template"), kind))
     return errs
 
 
-def _selector_and_template_errors(spec: dict, path: Path, kind_word: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    selector_dict = spec.get("selector")
-    selector_path = path.child("selector")
+def selector_errors(selector_dict: Any, selector_path: Path, kind_word: str,
+                    errs: list[FieldError]) -> LabelSelector | None:
+    """A required, non-empty LabelSelector: its errors appended to `errs`; the parsed selector or None."""
     if selector_dict is None:
         errs.append(required(selector_path))
     else:
@@ -71,9 +108,7 @@ def _selector_and_template_errors(spec: dict, path: Path, kind_word: str) -> lis
     selector = _as_selector(selector_dict)
     if selector is None:
         errs.append(invalid(selector_path, selector_dict, "invalid label selector"))
-        return errs
-    errs.extend(template_errors(spec.get("template"), selector, path.child("template")))
-    return errs
+    return selector
 
 
 def _as_selector(selector_dict: Any) -> LabelSelector | None:
@@ -83,8 +118,10 @@ def _as_selector(selector_dict: Any) -> LabelSelector | None:
         return None
 
 
-def template_errors(template: Any, selector: LabelSelector, path: Path) -> list[FieldError]:
-    """ValidatePodTemplateSpecForReplicaSet: labels match the selector, restartPolicy Always."""
+def template_errors(template: Any, selector: LabelSelector, path: Path, kind: str = "ReplicaSet",
+                    full: bool = True) -> list[FieldError]:
+    """ValidatePodTemplateSpecForReplicaSet: labels match the selector, restartPolicy Always.
+    `full` False checks only the template's metadata (StatefulSet templates, as upstream)."""
     if not isinstance(template, dict):
         return validate_template(template, path)
     errs: list[FieldError] = []
@@ -92,14 +129,18 @@ def template_errors(template: Any, selector: LabelSelector, path: Path) -> list[
     labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
     if not selector.empty and not selector.matches(labels):
         errs.append(invalid(path.child("metadata", "labels"), labels, "`selector` does not match template `labels`"))
-    errs.extend(validate_template(template, path))
+    if full:
+        errs.extend(validate_template(template, path))
+    else:
+        errs.extend(validate_labels(meta.get("labels"), path.child("labels")))
+        errs.extend(validate_annotations(meta.get("annotations"), path.child("annotations")))
     spec = template.get("spec") if isinstance(template.get("spec"), dict) else {}
     policy = spec.get("restartPolicy")
     if isinstance(policy, str) and policy != "Always":
         errs.append(not_supported(path.child("spec", "restartPolicy"), policy, ["Always"]))
     if spec.get("activeDeadlineSeconds") is not None:
-        errs.append(invalid(path.child("spec", "activeDeadlineSeconds"), spec["activeDeadlineSeconds"],
-                            "activeDeadlineSeconds in ReplicaSet is not Supported"))
+        detail = "must not be specified" if kind == "StatefulSet" else f"activeDeadlineSeconds in {kind} is not Supported"
+        errs.append(invalid(path.child("spec", "activeDeadlineSeconds"), spec["activeDeadlineSeconds"], detail))
     return errs
 
 

@@ -1,4 +1,4 @@
-"""The scale subresource of Deployments and ReplicaSets (upstream's ScaleREST in
+"""The scale subresource of Deployments, ReplicaSets, StatefulSets and ReplicationControllers (upstream's ScaleREST in
 pkg/registry/apps): an autoscaling/v1 Scale view of the object, and a write of spec.replicas.
 
 The HTTP layer turns a PUT body or a PATCH of the current Scale into the new Scale; this
@@ -15,11 +15,14 @@ from pocketkube.api.selectors import LabelSelector
 
 
 def scale_of(obj: dict) -> dict:
-    """The Scale view of a Deployment or ReplicaSet."""
+    """The Scale view of a Deployment, ReplicaSet, StatefulSet or ReplicationController."""
     m = obj["metadata"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     try:
-        selector = str(LabelSelector.from_dict(spec.get("selector") or {}))
+        if obj.get("kind") == "ReplicationController":  # an equality map, not a LabelSelector
+            selector = str(LabelSelector.from_dict({"matchLabels": spec.get("selector") or {}}))
+        else:
+            selector = str(LabelSelector.from_dict(spec.get("selector") or {}))
     except (ValueError, TypeError):
         selector = ""
     return {"kind": "Scale", "apiVersion": "autoscaling/v1",
