@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry.apps import deployments, replicasets
+from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import namespaces, others, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
@@ -62,8 +63,8 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         "PodDisruptionBudget": metadata_only(namespaced=True),
 
         # -- workloads: batch
-        "Job": metadata_only(namespaced=True),
-        "CronJob": metadata_only(namespaced=True),
+        "Job": jobs.strategy(),
+        "CronJob": cronjobs.strategy(),
 
         # -- workloads: apps and core
         "DaemonSet": metadata_only(namespaced=True),
