@@ -339,6 +339,9 @@ SELF_SUBJECT_RULES_REVIEW = Message(
     _message(2, "spec", Message("SelfSubjectRulesReviewSpec", _string(1, "namespace"))))
 SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
 
+# Group modules build on the schemas above (imported here, after them, so they can).
+from pocketkube.apiserver.protobuf import messages_batch  # noqa: E402
+
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
 # module adds to it.
 SCHEMAS: dict[tuple[str, str], Message] = {
@@ -347,6 +350,8 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("v1", "Pod"): POD,
     ("apps/v1", "Deployment"): DEPLOYMENT,
     ("apps/v1", "ReplicaSet"): REPLICA_SET,
+    ("batch/v1", "Job"): messages_batch.JOB,
+    ("batch/v1", "CronJob"): messages_batch.CRON_JOB,
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
