@@ -18,6 +18,7 @@ class ControlPlaneSettings:
     node_monitor_grace_period: float = 40.0
     pod_eviction_timeout: float = 300.0
     load_balancer_pool: str = "127.200.0.0/24"
+    terminated_pod_gc_threshold: int = 12500
 
 
 class ControlPlane:
@@ -25,6 +26,7 @@ class ControlPlane:
         self.client = Client(server_url, token, ca_file, user_agent="pocketkube-controller-manager")
         monitor = min(5.0, max(0.5, settings.node_monitor_grace_period / 4))
         self.manager = ControllerManager(self.client, ControllerManagerSettings(
+            terminated_pod_gc_threshold=settings.terminated_pod_gc_threshold,
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
                                                  monitor_period=monitor)))

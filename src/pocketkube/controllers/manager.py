@@ -17,21 +17,27 @@ from pocketkube.api.resources import BY_PLURAL, Resource
 from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
+from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
+from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
+from pocketkube.controllers.podgc import DEFAULT_THRESHOLD, PodGCController
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.ttlafterfinished import TTLAfterFinishedController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace"})
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
+                             "job", "cronjob", "ttl-after-finished", "podgc"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
-    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases")))
+    ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+    ("batch", "jobs"), ("batch", "cronjobs")))
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class ControllerManagerSettings:
     deployment_workers: int = 5
     gc_workers: int = 4
     namespace_workers: int = 2
+    job_workers: int = 5
+    terminated_pod_gc_threshold: int = DEFAULT_THRESHOLD
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
 
 
@@ -76,6 +84,16 @@ class ControllerManager:
                                              self.recorder("taint-eviction-controller"), s.node_lifecycle))
         if "namespace" in enabled:
             self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
+        if "job" in enabled:
+            self.add(JobController(self.client, self.informers, self.recorder("job-controller"),
+                                   workers=s.job_workers))
+        if "cronjob" in enabled:
+            self.add(CronJobController(self.client, self.informers, self.recorder("cronjob-controller")))
+        if "ttl-after-finished" in enabled:
+            self.add(TTLAfterFinishedController(self.client, self.informers))
+        if "podgc" in enabled:
+            self.add(PodGCController(self.client, self.informers,
+                                     terminated_pod_threshold=s.terminated_pod_gc_threshold))
 
     async def start(self) -> None:
         self._build()
