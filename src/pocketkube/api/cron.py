@@ -62,9 +62,8 @@ class Schedule:
     def next(self, after: datetime) -> datetime | None:
         """The first activation strictly after `after` (aware), in `after`'s zone unless the
         schedule names its own; None if there is none within five years (e.g. Feb 30)."""
-        if self.every:
-            step = max(1, int(self.every))
-            return (after + timedelta(seconds=step - after.timestamp() % step)).replace(microsecond=0)
+        if self.every:  # robfig's ConstantDelaySchedule: whole seconds after `after`, at least one
+            return after.replace(microsecond=0) + timedelta(seconds=max(1, int(self.every)))
         zone = self.zone or after.tzinfo
         t = after.astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
         limit = t.year + 5

@@ -23,6 +23,7 @@ MAX_NAME_LENGTH = 52
 
 
 def default(obj: dict) -> None:
+    obj.setdefault("status", {})  # as PrepareForCreate: an empty status from the start
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return

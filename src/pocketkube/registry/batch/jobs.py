@@ -49,6 +49,7 @@ _MUTABLE_WHILE_SUSPENDED = ("nodeSelector", "tolerations", "affinity", "scheduli
 # ---- defaulting ----
 
 def default(obj: dict) -> None:
+    obj.setdefault("status", {})  # PrepareForCreate starts every Job with an empty status
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
