@@ -134,3 +134,17 @@ def test_cronjob_schedules_jobs(api):
     assert jobs and all(j.metadata.owner_references[0].uid == cj.metadata.uid for j in jobs)
     batch.patch_namespaced_cron_job("py-every", "default", {"spec": {"suspend": True}})
     batch.delete_namespaced_cron_job("py-every", "default", propagation_policy="Foreground")
+
+
+def test_on_failure_restarts_count_toward_backoff_limit(api):
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    body = job_body("py-onfailure", ["false"], backoffLimit=1)
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    batch.create_namespaced_job("default", body)
+    # The kubelet restarts the container in place (one pod); its first restart reaches the limit.
+    failed = wait_for(lambda: condition(batch, "py-onfailure", "Failed"), timeout=45, what="Failed")
+    assert failed.reason == "BackoffLimitExceeded"
+    # Its one pod, still running, was deleted (counted as failed) and is gone with its finalizer.
+    assert batch.read_namespaced_job("py-onfailure", "default").status.failed == 1
+    wait_for(lambda: not core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=py-onfailure")
+             .items, timeout=30, what="the pod deleted")
