@@ -192,3 +192,14 @@ def test_restarts_count_toward_backoff_limit_with_on_failure():
     assert plan.restarts_exceed_limit(job, [pod])
     pod["status"]["containerStatuses"][0]["restartCount"] = 1
     assert not plan.restarts_exceed_limit(job, [pod])
+
+
+async def test_foreground_deleted_job_releases_terminating_pods(controller):
+    fake = controller
+    job = await create_job(fake)
+    pod = (await until(lambda: running(fake), "a pod"))[0]
+    current = job_of(fake)
+    await fake.update(JOBS, {**current, "metadata": {**current["metadata"], "finalizers": ["foregroundDeletion"]}})
+    await fake.delete(JOBS, "ns", job["metadata"]["name"])  # stays: its foregroundDeletion finalizer
+    await fake.delete(PODS, "ns", pod["metadata"]["name"])  # the garbage collector's part
+    await until(lambda: not fake.objects(PODS), "the pod released while its Job is being deleted")

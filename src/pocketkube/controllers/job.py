@@ -111,6 +111,10 @@ class JobController(Controller):
             await self._remove_finalizers([p for p in pods if plan.has_finalizer(p)])
             return
         if job["metadata"].get("deletionTimestamp"):
+            # A foreground delete waits for the pods, and they for their finalizer: release the
+            # ones being deleted or done (the Job's counts no longer matter).
+            await self._remove_finalizers([p for p in pods if plan.has_finalizer(p) and (
+                p["metadata"].get("deletionTimestamp") or plan.phase(p) in ("Succeeded", "Failed"))])
             return
         await self._sync_job(key, job, pods)
 
