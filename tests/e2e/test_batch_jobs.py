@@ -80,8 +80,8 @@ def test_create_cronjob_and_job_from_it(k):
 
 def test_restart_policy_always_is_rejected(k):
     err = k.run("create", "-f", "-", input=BAD_JOB).stderr
-    assert ('The Job "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": '
-            'supported values: "OnFailure", "Never"') in err, err
+    assert ('The Job "bad" is invalid: spec.template.spec.restartPolicy: Required value: '
+            'valid values: "OnFailure", "Never"') in err, err
 
 
 def job_body(name: str, command: list[str], **spec) -> dict:

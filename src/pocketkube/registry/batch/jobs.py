@@ -13,7 +13,7 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, duplicate, invalid, required
 from pocketkube.api.selectors import LabelSelector, validate_label_selector
-from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
+from pocketkube.api.validation import dns1123_subdomain_errors, qualified_name_errors, wrong_type
 from pocketkube.registry.apps.replicasets import default_template
 from pocketkube.registry.core.pods.typed import (
     dict_items,
@@ -190,13 +190,25 @@ def validate_job_spec(spec: dict, path: Path) -> list[FieldError]:
         if isinstance(parallelism, int) and parallelism > MAX_PARALLELISM_INDEXED:
             errs.append(invalid(path.child("parallelism"), parallelism,
                                 f"must be less than or equal to {MAX_PARALLELISM_INDEXED} when completion mode is Indexed"))
-    elif spec.get("backoffLimitPerIndex") is not None:
-        errs.append(required(path.child("completionMode"),
-                             "when backoffLimitPerIndex is specified, completionMode must be Indexed"))
+    else:
+        for key in ("backoffLimitPerIndex", "maxFailedIndexes"):
+            if spec.get(key) is not None:
+                errs.append(invalid(path.child(key), spec[key], "requires indexed completion mode"))
+    if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
+        errs.append(required(path.child("backoffLimitPerIndex"), "when maxFailedIndexes is specified"))
+    errs.extend(_replacement_policy_errors(spec, path.child("podReplacementPolicy")))
     if spec.get("podFailurePolicy") is not None:
         errs.extend(_pod_failure_policy_errors(spec, path.child("podFailurePolicy")))
     errs.extend(_template_errors(spec, path.child("template")))
     return errs
+
+
+def _replacement_policy_errors(spec: dict, path: Path) -> list[FieldError]:
+    value = spec.get("podReplacementPolicy")
+    if value is None:
+        return []
+    allowed = ["Failed"] if spec.get("podFailurePolicy") is not None else ["Failed", "TerminatingOrFailed"]
+    return [] if value in allowed else [not_supported_ordered(path, value, allowed)]
 
 
 def _template_errors(spec: dict, path: Path) -> list[FieldError]:
@@ -207,11 +219,11 @@ def _template_errors(spec: dict, path: Path) -> list[FieldError]:
     pod_spec = template["spec"]
     policy = pod_spec.get("restartPolicy")
     rp_path = path.child("spec", "restartPolicy")
-    if policy not in RESTART_POLICIES:
-        if policy in (None, ""):
-            errs.append(required(rp_path, 'valid values: "OnFailure", "Never"'))
-        else:
-            errs.append(not_supported_ordered(rp_path, policy, RESTART_POLICIES))
+    # The defaulting gives a template without one "Always", so both read as a missing choice.
+    if policy in (None, "", "Always"):
+        errs.append(required(rp_path, 'valid values: "OnFailure", "Never"'))
+    elif policy not in RESTART_POLICIES:
+        errs.append(not_supported_ordered(rp_path, policy, RESTART_POLICIES))
     elif spec.get("podFailurePolicy") is not None and policy != "Never":
         errs.append(invalid(rp_path, policy, 'only "Never" is supported when podFailurePolicy is specified'))
     return errs
@@ -227,7 +239,8 @@ def _pod_failure_policy_errors(spec: dict, path: Path) -> list[FieldError]:
     if len(rules) > MAX_POD_FAILURE_POLICY_RULES:
         errs.append(FieldError("TooMany", str(rules_path), len(rules),
                                f"must have at most {MAX_POD_FAILURE_POLICY_RULES} items"))
-    container_names = {c.get("name") for c in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    container_names = {c.get("name") for key in ("containers", "initContainers") for c in pod_spec.get(key) or []
                        if isinstance(c, dict)}
     for i, rule in dict_items(rules, rules_path, errs):
         errs.extend(_rule_errors(rule, rules_path.index(i), spec, container_names))
@@ -237,31 +250,36 @@ def _pod_failure_policy_errors(spec: dict, path: Path) -> list[FieldError]:
 def _rule_errors(rule: dict, path: Path, spec: dict, container_names: set) -> list[FieldError]:
     errs: list[FieldError] = []
     action = get_str(rule, "action", path, errs)
-    if action not in RULE_ACTIONS:
-        errs.append(not_supported_ordered(path.child("action"), action, ["FailJob", "FailIndex", "Ignore", "Count"]))
-    elif action == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
-        errs.append(forbidden_action(path.child("action")))
+    apath = path.child("action")
+    if not action:
+        errs.append(required(apath, 'valid values: ["Count" "FailIndex" "FailJob" "Ignore"]'))
+    elif action == "FailIndex":
+        if spec.get("backoffLimitPerIndex") is None:
+            errs.append(invalid(apath, action, "requires the backoffLimitPerIndex to be set"))
+    elif action not in RULE_ACTIONS:
+        errs.append(not_supported_ordered(apath, action, RULE_ACTIONS))
     codes, conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
-    if codes is not None and conditions is not None:
-        errs.append(invalid(path, rule, "specifying both OnExitCodes and OnPodConditions is not supported"))
-    elif codes is None and conditions is None:
-        errs.append(invalid(path, rule, "specifying one of OnExitCodes and OnPodConditions is required"))
     if codes is not None:
         errs.extend(_exit_codes_errors(codes, path.child("onExitCodes"), container_names))
-    if conditions is not None:
-        for j, pattern in dict_items(get_list(rule, "onPodConditions", path, errs), path.child("onPodConditions"), errs):
-            ppath = path.child("onPodConditions").index(j)
-            if not pattern.get("type"):
-                errs.append(required(ppath.child("type")))
+    if conditions:
+        cpath = path.child("onPodConditions")
+        patterns = get_list(rule, "onPodConditions", path, errs)
+        if len(patterns) > MAX_POD_FAILURE_POLICY_RULES:
+            errs.append(FieldError("TooMany", str(cpath), len(patterns), f"must have at most {MAX_POD_FAILURE_POLICY_RULES} items"))
+        for j, pattern in dict_items(patterns, cpath, errs):
+            ppath = cpath.index(j)
+            errs.extend(invalid(ppath.child("type"), pattern.get("type"), m)
+                        for m in qualified_name_errors(pattern.get("type")))
             status = pattern.get("status")
-            if status not in ("True", "False", "Unknown"):
-                errs.append(not_supported_ordered(ppath.child("status"), status, ["True", "False", "Unknown"]))
+            if not status:
+                errs.append(required(ppath.child("status"), 'valid values: ["False" "True" "Unknown"]'))
+            elif status not in ("False", "True", "Unknown"):
+                errs.append(not_supported_ordered(ppath.child("status"), status, ["False", "True", "Unknown"]))
+    if codes is not None and conditions:
+        errs.append(FieldError("Invalid", str(path), detail="specifying both OnExitCodes and OnPodConditions is not supported"))
+    if codes is None and not conditions:
+        errs.append(FieldError("Invalid", str(path), detail="specifying one of OnExitCodes and OnPodConditions is required"))
     return errs
-
-
-def forbidden_action(path: Path) -> FieldError:
-    return FieldError("Invalid", str(path), "FailIndex",
-                      "requires the backoffLimitPerIndex to be set")
 
 
 def _exit_codes_errors(codes: Any, path: Path, container_names: set) -> list[FieldError]:
@@ -269,7 +287,9 @@ def _exit_codes_errors(codes: Any, path: Path, container_names: set) -> list[Fie
         return [wrong_type(path, codes, "object")]
     errs: list[FieldError] = []
     operator = get_str(codes, "operator", path, errs)
-    if operator not in ("In", "NotIn"):
+    if not operator:
+        errs.append(required(path.child("operator"), 'valid values: ["In" "NotIn"]'))
+    elif operator not in ("In", "NotIn"):
         errs.append(not_supported_ordered(path.child("operator"), operator, ["In", "NotIn"]))
     name = codes.get("containerName")
     if name is not None and name not in container_names:
@@ -279,22 +299,23 @@ def _exit_codes_errors(codes: Any, path: Path, container_names: set) -> list[Fie
     vpath = path.child("values")
     if not values:
         errs.append(invalid(vpath, values, "at least one value is required"))
-    if len(values) > MAX_EXIT_CODES:
+    elif len(values) > MAX_EXIT_CODES:
         errs.append(FieldError("TooMany", str(vpath), len(values), f"must have at most {MAX_EXIT_CODES} items"))
-    previous = None
     seen: set[int] = set()
+    ordered = True
     for i, v in enumerate(values):
         if not isinstance(v, int) or isinstance(v, bool):
             errs.append(wrong_type(vpath.index(i), v, "integer"))
-            continue
-        if v in seen:
-            errs.append(duplicate(vpath.index(i), v))
+            return errs
         if operator == "In" and v == 0:
             errs.append(invalid(vpath.index(i), v, "must not be 0 for the In operator"))
-        if previous is not None and previous > v:
-            errs.append(invalid(vpath.index(i), v, "must be ordered"))
+        if v in seen:
+            errs.append(duplicate(vpath.index(i), v))
         seen.add(v)
-        previous = v
+        if i > 0 and values[i - 1] > v:
+            ordered = False
+    if not ordered:
+        errs.append(invalid(vpath, values, "must be ordered"))
     return errs
 
 
