@@ -166,3 +166,24 @@ def test_cronjob_template_restart_policy_and_selector():
     assert ('spec.jobTemplate.spec.template.spec.restartPolicy: Required value: '
             'valid values: "OnFailure", "Never"') in msgs
     assert any(m.endswith("`selector` will be auto-generated") for m in msgs)
+
+
+def test_elastic_indexed_completions():
+    old = created(job(completionMode="Indexed", completions=2, parallelism=2))
+    new = copy.deepcopy(old)
+    new["spec"]["completions"] = new["spec"]["parallelism"] = 4
+    assert jobs.validate_update(new, old) == []
+    new["spec"]["parallelism"] = 3
+    assert "spec.completions: Invalid value: 4: can only be modified in tandem with spec.parallelism" in messages(
+        jobs.validate_update(new, old))
+
+
+def test_cronjob_long_name_only_checked_at_create_and_zone_chars():
+    c = cronjob(timeZone="../etc/passwd")
+    c["metadata"]["name"] = "y" * 60
+    cronjobs.default(c)
+    msgs = messages(cronjobs.validate(c))
+    assert 'spec.timeZone: Invalid value: "../etc/passwd": unknown time zone ../etc/passwd' in msgs
+    assert any(m.startswith("metadata.name") for m in msgs)
+    c["spec"]["timeZone"] = "Europe/Paris"
+    assert cronjobs.validate_update(copy.deepcopy(c), c) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pocketkube.api import cron
 from pocketkube.api.fields import FieldError, Path, invalid, required
 from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
@@ -37,62 +39,81 @@ def default(obj: dict) -> None:
 
 
 def validate(obj: dict) -> list[FieldError]:
-    return _validate(obj, allow_tz=False)
-
-
-def _validate(obj: dict, allow_tz: bool) -> list[FieldError]:
-    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
+    errs = _validate(obj, None)
     name = (obj.get("metadata") or {}).get("name")
-    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:  # at create only: old long names stay editable
         errs.append(invalid(Path("metadata", "name"), name, f"must be no more than {MAX_NAME_LENGTH} characters"))
+    return errs
+
+
+def _validate(obj: dict, old_spec: dict | None) -> list[FieldError]:
+    errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
     spec = obj.get("spec")
     path = Path("spec")
     if spec is None:
         spec = {}
     if not isinstance(spec, dict):
         return errs + [wrong_type(path, spec, "object")]
-    errs.extend(_schedule_errors(spec, path, allow_tz))
+    errs.extend(_schedule_errors(spec, path, old_spec))
+    errs.extend(nonnegative(get_int(spec, "startingDeadlineSeconds", path, errs), path.child("startingDeadlineSeconds")))
+    if old_spec is None or old_spec.get("timeZone") != spec.get("timeZone"):
+        errs.extend(_time_zone_errors(spec.get("timeZone"), path.child("timeZone")))
     policy = get_str(spec, "concurrencyPolicy", path, errs)
     if not policy:
         errs.append(required(path.child("concurrencyPolicy")))
     elif policy not in CONCURRENCY_POLICIES:
         errs.append(not_supported_ordered(path.child("concurrencyPolicy"), policy, CONCURRENCY_POLICIES))
     get_bool(spec, "suspend", path, errs)
-    for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
-        errs.extend(nonnegative(get_int(spec, key, path, errs), path.child(key)))
     errs.extend(_job_template_errors(spec, path.child("jobTemplate"), errs))
+    for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        errs.extend(nonnegative(get_int(spec, key, path, errs), path.child(key)))
     return errs
 
 
-def _schedule_errors(spec: dict, path: Path, allow_tz: bool) -> list[FieldError]:
+def _schedule_errors(spec: dict, path: Path, old_spec: dict | None) -> list[FieldError]:
     errs: list[FieldError] = []
     schedule = get_str(spec, "schedule", path, errs)
     spath = path.child("schedule")
+    if errs:
+        return errs
     if not schedule:
-        if not errs:
-            errs.append(required(spath))
-    elif "TZ" in schedule and not allow_tz:
+        return [required(spath)]
+    try:
+        cron.parse(schedule)
+    except cron.CronError as e:
+        errs.append(invalid(spath, schedule, str(e)))
+    # A schedule that already used TZ= may keep it (AllowTZInSchedule); new ones may not.
+    old_schedule = (old_spec or {}).get("schedule")
+    allow_tz = isinstance(old_schedule, str) and "TZ" in old_schedule
+    if allow_tz and "TZ" in schedule and spec.get("timeZone") is not None:
+        errs.append(invalid(spath, schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule"))
+    elif not allow_tz and "TZ" in schedule:
         errs.append(invalid(spath, schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
-    else:
-        try:
-            cron.parse(schedule)
-        except cron.CronError as e:
-            errs.append(invalid(spath, schedule, str(e)))
-    zone = spec.get("timeZone")
-    zpath = path.child("timeZone")
-    if zone is not None:
-        if not isinstance(zone, str):
-            errs.append(wrong_type(zpath, zone, "string"))
-        elif zone == "":
-            errs.append(invalid(zpath, zone, "timeZone must be nil or non-empty string"))
-        elif zone.lower() == "local":
-            errs.append(invalid(zpath, zone, "timeZone must be an explicit time zone as defined in "
-                                             "https://www.iana.org/time-zones"))
-        else:
-            try:
-                cron.load_zone(zone)
-            except cron.CronError as e:
-                errs.append(invalid(zpath, zone, str(e)))
+    return errs
+
+
+_ZONE_PART = re.compile(r"[A-Za-z.\-_0-9+]{1,14}")
+
+
+def _time_zone_errors(zone: object, path: Path) -> list[FieldError]:
+    if zone is None:
+        return []
+    if not isinstance(zone, str):
+        return [wrong_type(path, zone, "string")]
+    if zone == "":
+        return [invalid(path, zone, "timeZone must be nil or non-empty string")]
+    for part in zone.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _ZONE_PART.fullmatch(part):
+            return [invalid(path, zone, f"unknown time zone {zone}")]
+    errs = []
+    if zone.lower() == "local":
+        errs.append(invalid(path, zone, "timeZone must be an explicit time zone as defined in "
+                                        "https://www.iana.org/time-zones"))
+        return errs  # Go loads "Local" fine; Python has no such zone
+    try:
+        cron.load_zone(zone)
+    except cron.CronError as e:
+        errs.append(invalid(path, zone, str(e)))
     return errs
 
 
@@ -114,10 +135,8 @@ def _job_template_errors(spec: dict, path: Path, errs: list[FieldError]) -> list
 
 
 def validate_update(new: dict, old: dict) -> list[FieldError]:
-    # A schedule that already used TZ= may keep it (AllowTZInSchedule), new ones may not.
-    old_schedule = (old.get("spec") or {}).get("schedule")
-    allow_tz = isinstance(old_schedule, str) and "TZ" in old_schedule
-    return _validate(new, allow_tz) + validate_object_meta_update(new, old)
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    return validate_object_meta_update(new, old) + _validate(new, old_spec)
 
 
 def strategy() -> Strategy:

@@ -328,17 +328,16 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     for key in ("selector", "completionMode", "podFailurePolicy", "backoffLimitPerIndex", "manualSelector"):
         if ns.get(key) != os_.get(key):
             errs.append(invalid(path.child(key), ns.get(key), IMMUTABLE))
-    if ns.get("completions") != os_.get("completions") and not _elastic_indexed(ns, os_):
-        errs.append(invalid(path.child("completions"), ns.get("completions"), IMMUTABLE))
+    if ns.get("completions") != os_.get("completions"):
+        # Indexed Jobs may scale completions together with parallelism (ElasticIndexedJob).
+        if ns.get("completionMode") != "Indexed":
+            errs.append(invalid(path.child("completions"), ns.get("completions"), IMMUTABLE))
+        elif ns.get("completions") is not None and ns.get("completions") != ns.get("parallelism"):
+            errs.append(invalid(path.child("completions"), ns.get("completions"),
+                                "can only be modified in tandem with spec.parallelism"))
     if ns.get("template") != os_.get("template") and not _template_change_allowed(new, old):
         errs.append(invalid(path.child("template"), ns.get("template"), IMMUTABLE))
     return errs
-
-
-def _elastic_indexed(new_spec: dict, old_spec: dict) -> bool:
-    """Indexed Jobs may scale completions together with parallelism (ElasticIndexedJob)."""
-    return (new_spec.get("completionMode") == "Indexed" and new_spec.get("completions") == new_spec.get("parallelism")
-            and old_spec.get("completions") == old_spec.get("parallelism"))
 
 
 def _template_change_allowed(new: dict, old: dict) -> bool:
