@@ -25,7 +25,7 @@ from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339, parse_rfc3339
 from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import object_key
-from pocketkube.client.interface import Client
+from pocketkube.client.interface import STRATEGIC_PATCH, Client
 from pocketkube.controllers import job_plan as plan
 from pocketkube.controllers.base import (
     Controller,
@@ -280,22 +280,21 @@ class JobController(Controller):
         return sum(bool(r) for r in results)
 
     async def _remove_finalizers(self, pods: list[dict]) -> set[str]:
-        """Remove the tracking finalizer; the uids released (or already gone)."""
-        async def remove(pod: dict) -> str | None:
+        """Remove the tracking finalizer; the uids released (or already gone). A strategic-merge
+        patch, as upstream's: it never conflicts with the kubelet's concurrent status writes."""
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [plan.TRACKING_FINALIZER]}}
+
+        async def remove(pod: dict) -> str:
             m = pod["metadata"]
-            updated = {**pod, "metadata": {**m, "finalizers": [f for f in m.get("finalizers") or []
-                                                               if f != plan.TRACKING_FINALIZER]}}
             try:
-                await self.client.update(PODS, updated)
+                await self.client.patch(PODS, m["namespace"], m["name"], patch, STRATEGIC_PATCH)
             except errors.NotFound:
                 pass
             return m["uid"]
         results = await asyncio.gather(*(remove(p) for p in pods), return_exceptions=True)
         for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, errors.Conflict):
+            if isinstance(r, BaseException):
                 raise r
-        if any(isinstance(r, errors.Conflict) for r in results):
-            raise next(r for r in results if isinstance(r, errors.Conflict))
         return {r for r in results if isinstance(r, str)}
 
     async def _release_orphan(self, pod_key: str) -> None:
