@@ -91,6 +91,7 @@ class PodWorker:
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.ip = ""
         self.sandbox_changed = False  # its sandbox died: kill the containers, make another
+        self.sandbox_stopped = False  # a finished pod's sandbox was stopped (its IP freed)
         self.task = asyncio.create_task(self._loop(), name=f"pod {self.key}")
 
     @property
@@ -148,6 +149,7 @@ class PodWorker:
             await self._delete_gracefully()
             return None
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
+            await self._stop_sandbox()
             return None
         if self.sandbox_changed:
             await self._replace_sandbox()
@@ -163,6 +165,18 @@ class PodWorker:
         delays = await self._reconcile_containers()
         await self.write_status()
         return min(delays) if delays else None
+
+    async def _stop_sandbox(self) -> None:
+        """A finished pod gives its sandbox up (the kubelet's killPod of a terminal pod): its
+        network and IP are freed, while the pod, its statuses and logs stay until it is deleted,
+        so a Job's hundreds of finished pods do not exhaust the node's pod CIDR."""
+        if self.sandbox_stopped or not self.ip:
+            return
+        self.sandbox_stopped = True
+        try:
+            await self.k.runtime.stop_pod_sandbox(self.uid)
+        except SandboxError as e:
+            log.warning("stopping the sandbox of finished pod %s: %s", self.key, e)
 
     def sandbox_lost(self) -> None:
         self.sandbox_changed = True
