@@ -148,3 +148,30 @@ def test_on_failure_restarts_count_toward_backoff_limit(api):
     assert batch.read_namespaced_job("py-onfailure", "default").status.failed == 1
     wait_for(lambda: not core.list_namespaced_pod("default", label_selector="batch.kubernetes.io/job-name=py-onfailure")
              .items, timeout=30, what="the pod deleted")
+
+
+PI_JOB = """apiVersion: batch/v1
+kind: Job
+metadata: {name: NAME}
+spec:
+  backoffLimit: 4
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: pi
+        image: busybox
+        command: ["sh", "-c", "echo 3.14159"]
+"""
+
+
+def test_apply_a_tutorial_job_and_describe_it(k):
+    name = f"pi-{k.version}"
+    manifest = PI_JOB.replace("NAME", name)
+    assert k.ok("apply", "-f", "-", input=manifest).strip() == f"job.batch/{name} created"
+    k.ok("wait", "--for=condition=complete", f"job/{name}", "--timeout=45s")
+    assert k.ok("apply", "-f", "-", input=manifest).strip() == f"job.batch/{name} unchanged"
+    assert k.ok("logs", f"job/{name}").strip() == "3.14159"
+    described = k.ok("describe", "job", name)
+    assert "Pods Statuses:" in described and "1 Succeeded" in described and "Completed" in described, described
+    k.ok("delete", "job", name)
