@@ -84,6 +84,9 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0,
                    help="seconds a lost node's pods wait before eviction: the tolerationSeconds admission gives pods "
                         "for the not-ready/unreachable taints (default: %(default)s)")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
+                   help="terminated pods kept before the oldest are deleted; 0 or less: never "
+                        "(default: %(default)s)")
 
 
 def _log_rotation_args(p: argparse.ArgumentParser) -> None:
@@ -257,7 +260,8 @@ async def _run_up(args: argparse.Namespace) -> int:
     _fill_plan(args, CONTAINER_PLAN if runtime.name == "containerd" else PROCESS_PLAN)
     control_plane = ["--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
-                     "--pod-eviction-timeout", str(args.pod_eviction_timeout)]
+                     "--pod-eviction-timeout", str(args.pod_eviction_timeout),
+                     "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold)]
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
              "{}-{}".format(*args.service_node_port_range), *control_plane]
     if args.storage:
@@ -285,7 +289,8 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
                                 pod_eviction_timeout=args.pod_eviction_timeout,
                                 load_balancer_pool=args.load_balancer_pool,
                                 service_account_key_file=str(sa_key or ""),
-                                local_path_template=getattr(args, "local_path_template", ""))
+                                local_path_template=getattr(args, "local_path_template", ""),
+                                terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ class ControlPlaneSettings:
     # kubernetes.io/service-account-token Secrets; empty: that controller does not run.
     service_account_key_file: str = ""
     local_path_template: str = ""  # where the local-path provisioner puts a node's volumes
+    terminated_pod_gc_threshold: int = 12500
 
 
 class ControlPlane:
@@ -34,6 +35,7 @@ class ControlPlane:
             if scheduler_token else self.client
         monitor = min(5.0, max(0.5, settings.node_monitor_grace_period / 4))
         self.manager = ControllerManager(self.client, ControllerManagerSettings(
+            terminated_pod_gc_threshold=settings.terminated_pod_gc_threshold,
             node_lifecycle=NodeLifecycleSettings(grace_period=settings.node_monitor_grace_period,
                                                  eviction_timeout=settings.pod_eviction_timeout,
                                                  monitor_period=monitor),

@@ -18,17 +18,21 @@ from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
+from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
 from pocketkube.controllers.gc import GarbageCollector
+from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.persistentvolume import PersistentVolumeController
+from pocketkube.controllers.podgc import DEFAULT_THRESHOLD, PodGCController
 from pocketkube.controllers.provisioner import LOCAL_PATH_PROVISIONER, LocalPathProvisioner
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.replicationcontroller import ReplicationControllerController
 from pocketkube.controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
 from pocketkube.controllers.statefulset import StatefulSetController
+from pocketkube.controllers.ttlafterfinished import TTLAfterFinishedController
 from pocketkube.controllers.volume_protection import VolumeProtectionController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
@@ -51,12 +55,17 @@ ALL_CONTROLLERS = frozenset({
     "daemonset",
     "statefulset",
     "replicationcontroller",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
+    "podgc",
 })
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
     ("apps", "replicasets"), ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
     ("apps", "daemonsets"), ("apps", "statefulsets"), ("apps", "controllerrevisions"), ("", "replicationcontrollers"),
+    ("batch", "jobs"), ("batch", "cronjobs"),
     ("", "persistentvolumeclaims"),  # owned by StatefulSets (retention policy) and pods (ephemeral volumes)
 ))
 
@@ -68,6 +77,8 @@ class ControllerManagerSettings:
     deployment_workers: int = 5
     gc_workers: int = 4
     namespace_workers: int = 2
+    job_workers: int = 5
+    terminated_pod_gc_threshold: int = DEFAULT_THRESHOLD
     node_lifecycle: NodeLifecycleSettings = field(default_factory=NodeLifecycleSettings)
     root_ca: str = ""  # PEM of the CA the API server's certificate chains to (kube-root-ca.crt)
     # Where each node keeps provisioned volumes, "{node}" standing for its name ("": no local-path
@@ -129,6 +140,16 @@ class ControllerManager:
                                           s.local_path_template))
         if "clusterroleaggregation" in enabled:
             self.add(ClusterRoleAggregationController(self.client, self.informers))
+        if "job" in enabled:
+            self.add(JobController(self.client, self.informers, self.recorder("job-controller"),
+                                   workers=s.job_workers))
+        if "cronjob" in enabled:
+            self.add(CronJobController(self.client, self.informers, self.recorder("cronjob-controller")))
+        if "ttl-after-finished" in enabled:
+            self.add(TTLAfterFinishedController(self.client, self.informers))
+        if "podgc" in enabled:
+            self.add(PodGCController(self.client, self.informers,
+                                     terminated_pod_threshold=s.terminated_pod_gc_threshold))
 
     async def start(self) -> None:
         self._build()

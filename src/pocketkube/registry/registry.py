@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
+from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import namespaces, others, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
@@ -69,8 +70,8 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
         "PodDisruptionBudget": metadata_only(namespaced=True),
 
         # -- workloads: batch
-        "Job": metadata_only(namespaced=True),
-        "CronJob": metadata_only(namespaced=True),
+        "Job": jobs.strategy(),
+        "CronJob": cronjobs.strategy(),
 
         # -- workloads: apps and core
         "DaemonSet": daemonsets.strategy(),

@@ -40,6 +40,7 @@ class FakeRuntime:
         self.exec_results: dict[tuple[str, ...], ExecResult] = {}  # argv → result (default: exit 0)
         self.execs: list[tuple[str, list[str]]] = []  # (container, argv)
         self.stops: list[tuple[str, float]] = []  # (container, grace)
+        self.stopped_sandboxes: list[str] = []  # pod uids whose sandbox a finished pod gave up
 
     async def run_pod_sandbox(self, pod: dict) -> str:
         uid = pod["metadata"]["uid"]
@@ -126,6 +127,9 @@ class FakeRuntime:
 
     def save_pod(self, pod_uid: str, info: dict) -> None:
         pass
+
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        self.stopped_sandboxes.append(pod_uid)
 
     async def remove_pod(self, pod_uid: str) -> None:
         for (uid, _), h in list(self._histories.items()):

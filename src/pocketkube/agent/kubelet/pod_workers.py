@@ -97,6 +97,7 @@ class PodWorker:
         self.sandbox_changed = False  # its sandbox died: kill the containers, make another
         self.env_objects: dict[str, dict[tuple[str, str], dict | None]] = {}  # per container, for probes
         self.evicted = ""  # the eviction message once the node evicted the pod
+        self.sandbox_stopped = False  # a finished pod's sandbox was stopped (its IP freed)
         self.task = asyncio.create_task(self._loop(), name=f"pod {self.key}")
 
     @property
@@ -154,6 +155,7 @@ class PodWorker:
             await self._delete_gracefully()
             return None
         if (self.pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not self._any_running():
+            await self._stop_sandbox()
             return None
         if self.evicted:
             await self.stop_containers(self._termination_grace())
@@ -194,6 +196,18 @@ class PodWorker:
         self.evicted = message
         self._event(WARNING, "Evicted", message)
         self.wake.set()
+
+    async def _stop_sandbox(self) -> None:
+        """A finished pod gives its sandbox up (the kubelet's killPod of a terminal pod): its
+        network and IP are freed, while the pod, its statuses and logs stay until it is deleted,
+        so a Job's hundreds of finished pods do not exhaust the node's pod CIDR."""
+        if self.sandbox_stopped or not self.ip:
+            return
+        self.sandbox_stopped = True
+        try:
+            await self.k.runtime.stop_pod_sandbox(self.uid)
+        except SandboxError as e:
+            log.warning("stopping the sandbox of finished pod %s: %s", self.key, e)
 
     def sandbox_lost(self) -> None:
         self.sandbox_changed = True

@@ -241,3 +241,8 @@ class Runtime(Protocol):
     async def remove_pod(self, pod_uid: str) -> None:
         """Kill whatever still runs in the pod, remove its sandbox (freeing its IP) and its directory."""
         ...
+
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        """Stop a finished pod's sandbox (its network torn down, its IP freed), keeping its
+        containers' records and logs until remove_pod; SandboxError when the runtime fails."""
+        ...

@@ -450,6 +450,12 @@ class ProcessRuntime:
                 if d.is_dir():
                     self.history(uid, d.name)
 
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        """A process pod's sandbox is its IP: freed, the pod's directory (logs) kept."""
+        self._sandboxes.pop(pod_uid, None)
+        if self.ips is not None:
+            self.ips.release(pod_uid)
+
     async def remove_pod(self, pod_uid: str) -> None:
         records = [h.current for (uid, _), h in self._histories.items() if uid == pod_uid and h.current.running]
         await asyncio.gather(*(self.stop(r, 0) for r in records))

@@ -341,11 +341,13 @@ SELF_SUBJECT_RULES_REVIEW = Message(
 SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJECT_META))
 
 # Every message a request body may hold, by (apiVersion, kind). Fixed here, at import: no other
-# module adds to it. Group modules import the building blocks above, hence the late imports
-# (one per line: every issue adds groups here).
-from pocketkube.apiserver.protobuf import messages_authentication  # noqa: E402, I001
-from pocketkube.apiserver.protobuf import messages_config  # noqa: E402
-from pocketkube.apiserver.protobuf import messages_rbac  # noqa: E402
+# module adds to it. Group modules import the building blocks above, hence the late imports.
+from pocketkube.apiserver.protobuf import (  # noqa: E402
+    messages_authentication,
+    messages_batch,
+    messages_config,
+    messages_rbac,
+)
 
 SCHEMAS: dict[tuple[str, str], Message] = {
     **messages_config.SCHEMAS,
@@ -355,6 +357,8 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("v1", "Pod"): POD,
     ("apps/v1", "Deployment"): DEPLOYMENT,
     ("apps/v1", "ReplicaSet"): REPLICA_SET,
+    ("batch/v1", "Job"): messages_batch.JOB,
+    ("batch/v1", "CronJob"): messages_batch.CRON_JOB,
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,

@@ -612,6 +612,17 @@ class ContainerdRuntime:
             if history.current.running:
                 self._watch(history.current)
 
+    async def stop_pod_sandbox(self, pod_uid: str) -> None:
+        # Forgotten first, so that the poller does not report the stop as a lost sandbox.
+        self._sandboxes.pop(pod_uid, None)
+        try:
+            sandboxes = await self.client.list_pod_sandbox(api.PodSandboxFilter(label_selector={t.POD_UID: pod_uid}))
+            for s in sandboxes:
+                with contextlib.suppress(NotFound):
+                    await self.client.stop_pod_sandbox(s.id)
+        except CriError as e:
+            raise SandboxError(t.grpc_error_text(e.code, e.message)) from None
+
     async def remove_pod(self, pod_uid: str) -> None:
         try:
             sandboxes = await self.client.list_pod_sandbox(api.PodSandboxFilter(label_selector={t.POD_UID: pod_uid}))
