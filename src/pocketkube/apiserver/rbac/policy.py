@@ -233,6 +233,10 @@ def cluster_roles() -> list[dict]:
             rule("create", "authorization.k8s.io", "subjectaccessreviews"),
             rule(READ, "storage.k8s.io", "csinodes csidrivers csistoragecapacities storageclasses"),
             rule("list watch", "", "namespaces configmaps")]),
+        # The scheduler's volume binding: picks a node for a WaitForFirstConsumer claim.
+        cluster_role("system:volume-scheduler", [
+            rule("get list watch patch update", "", "persistentvolumes persistentvolumeclaims"),
+            rule(READ, "storage.k8s.io", "storageclasses")]),
         cluster_role("system:kube-controller-manager", [
             _events(),
             rule("create", "coordination.k8s.io", "leases"),
@@ -265,6 +269,7 @@ def cluster_role_bindings() -> list[dict]:
         cluster_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_binding("system:kube-controller-manager", [user("system:kube-controller-manager")]),
         cluster_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
+        cluster_binding("system:volume-scheduler", [user("system:kube-scheduler")]),
     ]
     # The controller-manager runs every controller under its own user (upstream's
     # --use-service-account-credentials=false), so each controller's role is bound to it too.
