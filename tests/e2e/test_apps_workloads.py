@@ -35,6 +35,15 @@ def k(request, cluster):
     kc.close()
 
 
+@pytest.fixture(scope="module")
+def k_once(cluster):
+    """One kubectl for what runs once per cluster (not once per kubectl)."""
+    kc = Kubectl(kubectl_binaries()[BINARIES[0]], cluster.kubeconfig)
+    kc.version = BINARIES[0]
+    yield kc
+    kc.close()
+
+
 def suffix(k) -> str:
     return k.version.replace("kubectl-", "").replace(".", "")
 
@@ -148,9 +157,8 @@ def test_statefulset_ordered_scale_partitioned_rollout(k):
     k.ok("delete", "svc", name)
 
 
-def test_statefulset_claims_come_before_pods(k):
-    if k.version != BINARIES[0]:
-        pytest.skip("once per cluster")
+def test_statefulset_claims_come_before_pods(k_once):
+    k = k_once
     claim = {"metadata": {"name": "data"},
              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}}
     k.ok("apply", "-f", "-", input=workload("StatefulSet", "vol", replicas=2, serviceName="vol",
@@ -200,9 +208,8 @@ def test_bad_input_is_422(k):
     k.ok("delete", "sts", "fixed")
 
 
-def test_python_client_scales_a_statefulset(k, cluster):
-    if k.version != BINARIES[0]:
-        pytest.skip("once per cluster")
+def test_python_client_scales_a_statefulset(k_once, cluster):
+    k = k_once
     require_module("kubernetes")
     from kubernetes import client, config
 

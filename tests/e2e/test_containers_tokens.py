@@ -2,13 +2,17 @@
 server at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT (the `kubernetes` Service), verifies
 the server with the cluster CA, and is the service account (SelfSubjectReview). The second test
 does what client-go's and the Python client's in-cluster config do with the files of the
-kube-api-access volume; it waits for the kubelet's projected volume (helper `volumes`) and is
-skipped while the kubelet does not mount it.
+kube-api-access volume the ServiceAccount admission adds and the kubelet projects. Then the real
+clients do it themselves inside pods: the host's kubectl (a static binary, mounted by hostPath)
+with no kubeconfig, and the official Python client's `load_incluster_config()` (this venv's
+packages, mounted read-only).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,6 +107,44 @@ def test_in_cluster_config_from_the_mounted_volume(k, cluster, tmp_path):
         k.ok("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "ServiceAccount",
                                                       "metadata": {"name": "default"}}))
     logs = _run_pod(k, tmp_path, "token-volume", {"containers": [_container()]})
-    if "no-mount" in logs:
-        pytest.skip(f"the kubelet does not mount the projected {SA_DIR} volume yet")
+    assert "no-mount" not in logs, f"the kubelet did not mount the projected {SA_DIR} volume"
     assert "namespace default" in logs and "whoami 201 system:serviceaccount:default:default" in logs, logs
+
+
+def _host_file(name: str, path: str, file_type: str) -> dict:
+    return {"name": name, "hostPath": {"path": path, "type": file_type}}
+
+
+def test_kubectl_inside_a_pod_uses_the_in_cluster_config(k, cluster, tmp_path):
+    kubectl = k.binary  # a static Go binary: it runs in any image
+    logs = _run_pod(k, tmp_path, "kubectl-in-pod", {
+        "volumes": [_host_file("kubectl", os.path.realpath(kubectl), "File")],
+        "containers": [_container(command=["/opt/kubectl", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+                                  volumeMounts=[{"name": "kubectl", "mountPath": "/opt/kubectl", "readOnly": True}])]})
+    assert logs.strip() == "system:serviceaccount:default:default", logs
+
+
+INCLUSTER = r"""
+from kubernetes import client, config
+config.load_incluster_config()
+review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
+print("incluster", review.status.user_info.username, client.VersionApi().get_code().git_version, flush=True)
+"""
+
+
+def test_official_python_client_load_incluster_config(k, cluster, tmp_path):
+    import kubernetes
+
+    site = str(Path(kubernetes.__file__).parent.parent)
+    # pydantic_core (the client's dependency) links libraries the slim python image lacks (libgcc_s,
+    # librt): the host's library directory, which the image's own libraries come from, is mounted too.
+    libdir = next(str(p.parent) for p in (Path("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                                          *Path("/usr/lib").glob("*/libgcc_s.so.1")) if p.exists())
+    logs = _run_pod(k, tmp_path, "pyclient-in-pod", {
+        "volumes": [_host_file("site", site, "Directory"), _host_file("libs", libdir, "Directory")],
+        "containers": [_container(command=["python3", "-c", INCLUSTER],
+                                  env=[{"name": "PYTHONPATH", "value": "/site"},
+                                       {"name": "LD_LIBRARY_PATH", "value": "/opt/lib"}],
+                                  volumeMounts=[{"name": "site", "mountPath": "/site", "readOnly": True},
+                                                {"name": "libs", "mountPath": "/opt/lib", "readOnly": True}])]})
+    assert "incluster system:serviceaccount:default:default v1." in logs, logs

@@ -15,7 +15,7 @@ from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.testing.fakeclient import FakeClient
 from pocketkube.testing.fakeruntime import FakeRuntime
-from pocketkube.testing.requires import TMPFS, is_root, requires
+from pocketkube.testing.requires import TMPFS, is_root, require, requires
 
 PODS = BY_PLURAL[("", "pods")]
 EVENTS = BY_PLURAL[("", "events")]
@@ -112,8 +112,7 @@ async def test_projected_token_requested_and_refreshed(world):
     vol = {"name": "api", "projected": {"defaultMode": 420, "sources": [
         {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607, "audience": "api"}},
         {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
-    if not is_root():
-        pytest.skip(TMPFS)
+    require(is_root(), TMPFS)
     p = await fake.create(PODS, pod("p", [vol], [{"name": "api", "mountPath": "/var/run/secrets/x"}]))
     d = root / p["metadata"]["uid"] / "volumes" / "kubernetes.io~projected" / "api"
     await until(lambda: (d / "token").exists() and (d / "ca.crt").read_text() == "CA", "the projected files")
