@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
+from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
 from pocketkube.registry.apps import deployments, replicasets
-from pocketkube.registry.core import namespaces, others, services
+from pocketkube.registry.core import limitranges, namespaces, others, quota, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
@@ -57,8 +58,8 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         "StorageClass": metadata_only(namespaced=False),
 
         # -- resources and disruption
-        "LimitRange": metadata_only(namespaced=True),
-        "ResourceQuota": metadata_only(namespaced=True),
+        "LimitRange": limitranges.strategy(),
+        "ResourceQuota": quota.strategy(),
         "PodDisruptionBudget": metadata_only(namespaced=True),
 
         # -- workloads: batch
@@ -86,6 +87,16 @@ class Registry:
         by_kind = strategies(config)
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
+        self._admission()
+
+    def _admission(self) -> None:
+        """LimitRanger on pods, then ResourceQuota on every namespaced kind (upstream's order)."""
+        self.stores[("", "pods")].admission.append(LimitRanger(self.stores[("", "limitranges")]))
+        quotas = ResourceQuotaAdmission(self.stores[("", "resourcequotas")],
+                                        lambda group, plural: self.stores.get((group, plural)))
+        for (group, plural), store in self.stores.items():
+            if store.res.namespaced and (group, plural) != ("", "events"):
+                store.admission.append(quotas)
 
     async def start(self) -> list[str]:
         """Open the backend and rebuild in-memory state from it; the problems the repair found."""

@@ -24,7 +24,7 @@ from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec
-from pocketkube.registry.strategy import STATUS, Merge, Strategy, UpdatePath
+from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.storage.interface import (
     Backend,
     Compacted,
@@ -123,6 +123,9 @@ class ObjectStore:
         self.updates: dict[str, UpdatePath] = dict(strategy.updates)
         if self.has_status:
             self.updates.setdefault("status", STATUS)
+        # Admission plugins that see other kinds (LimitRanger, ResourceQuota), wired by the
+        # registry: mutate after defaulting, then admit after validation, just before the write.
+        self.admission: list[Admission] = []
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -211,6 +214,8 @@ class ObjectStore:
 
     async def create(self, obj: dict, namespace: str = "", *, dry_run: bool = False) -> dict:
         obj = self.prepare_create(obj, namespace)
+        for plugin in self.admission:
+            plugin.mutate(self.res, obj)
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
         # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort
@@ -220,6 +225,8 @@ class ObjectStore:
             self.validate_create(obj)
             if self._backend.get_now(key) is not None:
                 raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
+            for plugin in self.admission:
+                await plugin.admit(self.res, obj, dry_run)
             if dry_run:
                 txn.revert()
                 return obj

@@ -35,6 +35,7 @@ from pocketkube.apiserver.tables.base import (
     wide,
     with_more,
 )
+from pocketkube.apiserver.tables.core_quota import QUOTA_PRINTERS
 
 # --- pods -------------------------------------------------------------------------------------
 
@@ -404,4 +405,5 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "namespaces"): Printer((NAME, Column("Status", "The status of the namespace"), AGE),
                                 _namespace_cells),
     ("", "events"): Printer(EVENT_COLUMNS, _event_cells),
+    **QUOTA_PRINTERS,  # limitranges, resourcequotas
 }

@@ -1,0 +1,138 @@
+"""Admission plugins that read other kinds: LimitRanger (pods) and ResourceQuota (every
+namespaced kind). The decisions are pure functions (core/limitranges.py, api/quota.py); here they
+meet the stores.
+
+Quota is charged as upstream does: the check and the increment of status.used happen in one
+read-modify-write of the quota, so two concurrent creates cannot both take its last unit. A
+resource status.used does not know yet is counted from the stored objects; the quota controller
+recomputes status.used from the objects afterwards (a charge whose write then failed heals there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+from pocketkube.api import errors, quota
+from pocketkube.api.quantity import parse
+from pocketkube.api.resources import Resource
+from pocketkube.registry.core import limitranges
+from pocketkube.registry.store import ObjectStore
+from pocketkube.registry.strategy import Admission
+
+StoreLookup = Callable[[str, str], "ObjectStore | None"]
+
+
+def _name(obj: dict) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+class LimitRanger(Admission):
+    def __init__(self, limitranges_store: ObjectStore) -> None:
+        self._ranges = limitranges_store
+
+    def _for(self, obj: dict) -> list[dict]:
+        return self._ranges.list_objects((obj.get("metadata") or {}).get("namespace", ""))
+
+    def mutate(self, res: Resource, obj: dict) -> None:
+        ranges = self._for(obj)
+        if ranges:
+            limitranges.apply_defaults(obj, ranges)
+
+    async def admit(self, res: Resource, obj: dict, dry_run: bool) -> None:
+        ranges = self._for(obj)
+        msgs = limitranges.violations(obj, ranges) if ranges else []
+        if msgs:
+            raise limitranges.forbidden(res.plural, _name(obj), msgs)
+
+
+class ResourceQuotaAdmission(Admission):
+    def __init__(self, quotas: ObjectStore, lookup: StoreLookup) -> None:
+        self._quotas = quotas
+        self._lookup = lookup
+
+    def _used(self, q: dict, names: list[str]) -> dict[str, Fraction]:
+        """status.used for `names`, counting from the stored objects what it does not know yet."""
+        recorded = (q.get("status") or {}).get("used") or {}
+        used = {n: parse(recorded.get(n)) for n in names}
+        unknown = [n for n, v in used.items() if v is None]
+        out = {n: v for n, v in used.items() if v is not None}
+        if unknown:
+            out.update(usage_from_stores(self._lookup, q["metadata"]["namespace"], unknown))
+        return out
+
+    def _decide(self, q: dict, res: Resource, obj: dict) -> tuple[list[str], dict[str, Fraction]]:
+        hard = (q.get("spec") or {}).get("hard") or {}
+        names = [n for n in hard if quota.counts_resource(n, res.group, res.plural)]
+        if not names:
+            return [], {}
+        qname = q["metadata"]["name"]
+        if (res.group, res.plural) == ("", "pods"):
+            msg = quota.missing_constraints(obj, set(names))
+            if msg:
+                raise limitranges.forbidden(res.plural, _name(obj), [f"failed quota: {qname}: {msg}"])
+        requested = {k: v for k, v in quota.usage(res.group, res.plural, obj).items() if k in names}
+        used = self._used(q, names)
+        msg = quota.exceeded(qname, hard, used, requested)
+        if msg:
+            raise limitranges.forbidden(res.plural, _name(obj), [msg])
+        return names, requested
+
+    async def admit(self, res: Resource, obj: dict, dry_run: bool) -> None:
+        namespace = (obj.get("metadata") or {}).get("namespace", "")
+        quotas = self._quotas.list_objects(namespace)
+        charges = [(q, *self._decide(q, res, obj)) for q in quotas]  # every quota checked first
+        if dry_run:
+            return
+        for q, names, requested in charges:
+            if not names or not any(requested.values()):
+                continue
+
+            def charge(current: dict, names=names, requested=requested) -> dict:
+                hard = (current.get("spec") or {}).get("hard") or {}
+                used = self._used(current, names)
+                msg = quota.exceeded(current["metadata"]["name"], hard, used, requested)
+                if msg:
+                    raise limitranges.forbidden(res.plural, _name(obj), [msg])
+                status = current.setdefault("status", {})
+                status["hard"] = dict(hard)
+                new_used = dict(status.get("used") or {})
+                for k in names:
+                    new_used[k] = quota.quantity_map({k: used.get(k, Fraction(0)) + requested.get(k, Fraction(0))},
+                                                     hard)[k]
+                status["used"] = new_used
+                return current
+            try:
+                await self._quotas.guaranteed_update(namespace, q["metadata"]["name"], charge, subresource="status")
+            except errors.NotFound:
+                continue  # deleted meanwhile: nothing to charge
+
+
+def usage_from_stores(lookup: StoreLookup, namespace: str, names: list[str]) -> dict[str, Fraction]:
+    """Current usage of quota resource names in a namespace, counted from the stored objects."""
+    out = {n: Fraction(0) for n in names}
+    for group, plural in kinds_for(names):
+        store = lookup(group, plural)
+        if store is None:
+            continue
+        for k, v in quota.total(group, plural, store.list_objects(namespace), names).items():
+            out[k] += v
+    return out
+
+
+def kinds_for(names: list[str]) -> set[tuple[str, str]]:
+    """The (group, plural) kinds whose objects a set of quota resource names counts."""
+    kinds: set[tuple[str, str]] = set()
+    for n in names:
+        if n.startswith("count/"):
+            plural, _, group = n[len("count/"):].partition(".")
+            kinds.add((group, plural))
+        elif n in quota.LEGACY_COUNTS:
+            kinds.add(("", n))
+        elif n in quota.COMPUTE:
+            kinds.add(("", "pods"))
+        elif n.startswith("services."):
+            kinds.add(("", "services"))
+        elif n == "requests.storage":
+            kinds.add(("", "persistentvolumeclaims"))
+    return kinds

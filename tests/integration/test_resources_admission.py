@@ -1,0 +1,61 @@
+"""LimitRanger and ResourceQuota admission through a real API server: defaults applied,
+violations answered 403 in upstream's words, quota charged and its table printed."""
+
+from __future__ import annotations
+
+from apiclient import PODS, Api
+
+LIMITRANGES = "/api/v1/namespaces/default/limitranges"
+QUOTAS = "/api/v1/namespaces/default/resourcequotas"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+def pod(name: str, resources: dict | None = None) -> dict:
+    c = {"name": "c", "image": "nginx"}
+    if resources is not None:
+        c["resources"] = resources
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [c]}}
+
+
+def test_limitrange_defaults_and_max(api: Api):
+    lr = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "lr"},
+          "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "defaultRequest": {"cpu": "100m"}}]}}
+    assert api.post(LIMITRANGES, lr).status == 201
+    created = api.post(PODS, pod("defaulted"))
+    assert created.status == 201, created.body
+    assert created.json()["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "1"}, "requests": {"cpu": "100m"}}
+    r = api.post(PODS, pod("big", {"limits": {"cpu": "2"}}))
+    assert r.status == 403, r.body
+    assert r.json()["message"] == 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2'
+    bad = {**lr, "metadata": {"name": "bad"},
+           "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}
+    r = api.post(LIMITRANGES, bad)
+    assert r.status == 422 and "spec.limits[0].min[cpu]: Invalid value" in r.json()["message"]
+    table = api.request("GET", LIMITRANGES, headers={"Accept": TABLE}).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Created At"]
+    assert api.request("DELETE", LIMITRANGES + "/lr").status == 200
+    assert api.request("DELETE", PODS + "/defaulted?gracePeriodSeconds=0").status == 200
+
+
+def test_quota_counts_and_requires_requests(api: Api):
+    q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+         "spec": {"hard": {"pods": "1", "requests.cpu": "1", "count/configmaps": "0"}}}
+    assert api.post(QUOTAS, q).status == 201
+    r = api.post(PODS, pod("nocpu"))
+    assert r.status == 403
+    assert r.json()["message"] == 'pods "nocpu" is forbidden: failed quota: q: must specify requests.cpu for: c'
+    assert api.post(PODS, pod("one", {"requests": {"cpu": "500m"}})).status == 201
+    r = api.post(PODS, pod("two", {"requests": {"cpu": "100m"}}))
+    assert r.status == 403
+    assert r.json()["message"] == ('pods "two" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, '
+                                   "limited: pods=1")
+    status = api.get(QUOTAS + "/q").json()["status"]
+    assert status["used"]["pods"] == "1" and status["used"]["requests.cpu"] == "500m"
+    table = api.request("GET", QUOTAS, headers={"Accept": TABLE}).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age", "Request", "Limit"]
+    assert "pods: 1/1" in table["rows"][0]["cells"][2]
+    r = api.post("/api/v1/namespaces/default/configmaps",
+                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}})
+    assert r.status == 403 and "exceeded quota: q, requested: count/configmaps=1" in r.json()["message"]
+    assert api.request("DELETE", QUOTAS + "/q").status == 200
+    assert api.request("DELETE", PODS + "/one?gracePeriodSeconds=0").status == 200
