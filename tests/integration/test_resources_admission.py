@@ -59,3 +59,40 @@ def test_quota_counts_and_requires_requests(api: Api):
     assert r.status == 403 and "exceeded quota: q, requested: count/configmaps=1" in r.json()["message"]
     assert api.request("DELETE", QUOTAS + "/q").status == 200
     assert api.request("DELETE", PODS + "/one?gracePeriodSeconds=0").status == 200
+
+
+PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
+
+
+def test_eviction_without_budget_deletes_and_with_unprocessed_budget_429(api: Api):
+    resources = api.get("/api/v1").json()["resources"]
+    ev = next(r for r in resources if r["name"] == "pods/eviction")
+    assert (ev["group"], ev["version"], ev["kind"], ev["verbs"]) == ("policy", "v1", "Eviction", ["create"])
+    labeled = pod("guarded")
+    labeled["metadata"]["labels"] = {"app": "g"}
+    assert api.post(PODS, labeled).status == 201
+    assert api.post(PODS, pod("free")).status == 201
+    # Pending pods need no budget: mark them Running so the budget applies.
+    for name in ("guarded", "free"):
+        r = api.request("PATCH", f"{PODS}/{name}/status", {"status": {"phase": "Running"}},
+                        content_type="application/merge-patch+json")
+        assert r.status == 200, r.body
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "free"},
+            "deleteOptions": {"gracePeriodSeconds": 0}}
+    r = api.post(PODS + "/free/eviction", body)
+    assert r.status == 201 and r.json()["status"] == "Success", r.body
+    assert api.get(PODS + "/free").status == 404
+    pdb_body = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b"},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "g"}}}}
+    assert api.post(PDBS, pdb_body).status == 201
+    r = api.post(PODS + "/guarded/eviction", {**body, "metadata": {"name": "guarded"}})
+    assert r.status == 429, r.body
+    status = r.json()
+    assert status["reason"] == "TooManyRequests"
+    assert status["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert status["details"]["causes"][0]["reason"] == "DisruptionBudget"
+    bad = {**pdb_body, "metadata": {"name": "bad"}, "spec": {"minAvailable": 1, "maxUnavailable": 1}}
+    r = api.post(PDBS, bad)
+    assert r.status == 422 and "minAvailable and maxUnavailable cannot be both set" in r.json()["message"]
+    assert api.request("DELETE", PDBS + "/b").status == 200
+    assert api.request("DELETE", PODS + "/guarded?gracePeriodSeconds=0").status == 200

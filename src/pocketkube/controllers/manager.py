@@ -18,6 +18,7 @@ from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
@@ -27,7 +28,8 @@ __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerMa
 
 log = logging.getLogger(__name__)
 
-ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace"})
+ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
+                             "disruption"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -76,6 +78,8 @@ class ControllerManager:
                                              self.recorder("taint-eviction-controller"), s.node_lifecycle))
         if "namespace" in enabled:
             self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
+        if "disruption" in enabled:
+            self.add(DisruptionController(self.client, self.informers))
 
     async def start(self) -> None:
         self._build()

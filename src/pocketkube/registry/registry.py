@@ -15,6 +15,7 @@ from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
 from pocketkube.registry.apps import deployments, replicasets
 from pocketkube.registry.core import limitranges, namespaces, others, quota, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.policy import pdb
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
 from pocketkube.storage.interface import Backend
@@ -60,7 +61,7 @@ def strategies(config: RegistryConfig) -> dict[str, Strategy]:
         # -- resources and disruption
         "LimitRange": limitranges.strategy(),
         "ResourceQuota": quota.strategy(),
-        "PodDisruptionBudget": metadata_only(namespaced=True),
+        "PodDisruptionBudget": pdb.strategy(),
 
         # -- workloads: batch
         "Job": metadata_only(namespaced=True),

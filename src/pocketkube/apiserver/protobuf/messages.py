@@ -352,3 +352,8 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
 }
 
+# Kinds described in their own modules, built from the blocks above (imported last for that).
+from pocketkube.apiserver.protobuf import messages_resources  # noqa: E402
+
+SCHEMAS.update(messages_resources.SCHEMAS)
+
