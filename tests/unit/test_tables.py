@@ -569,12 +569,12 @@ def test_cells_never_raise_when_any_field_of_a_real_object_is_junk(data: st.Data
 # --- the printers package -----------------------------------------------------------------
 
 def test_each_group_module_prints_only_its_own_group() -> None:
-    from pocketkube.apiserver.tables import apps, coordination, core, discovery
+    from pocketkube.apiserver.tables import apps, coordination, core, discovery, policy
 
     for module, group in ((core, ""), (apps, "apps"), (discovery, "discovery.k8s.io"),
-                          (coordination, "coordination.k8s.io")):
+                          (coordination, "coordination.k8s.io"), (policy, "policy")):
         assert module.PRINTERS and {g for g, _ in module.PRINTERS} == {group}
-    assert sum(len(m.PRINTERS) for m in (core, apps, discovery, coordination)) == len(tables.PRINTERS)
+    assert sum(len(m.PRINTERS) for m in (core, apps, discovery, coordination, policy)) == len(tables.PRINTERS)
 
 
 def test_render_draws_with_the_printer_it_is_given() -> None:

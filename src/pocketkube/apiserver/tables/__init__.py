@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pocketkube.apiserver.tables import apps, coordination, core, discovery
+from pocketkube.apiserver.tables import apps, coordination, core, discovery, policy
 from pocketkube.apiserver.tables.base import (
     DEFAULT_PRINTER,
     Column,
@@ -35,6 +35,7 @@ from pocketkube.apiserver.tables.core import (
 
 PRINTERS: dict[tuple[str, str], Printer] = {
     **core.PRINTERS, **apps.PRINTERS, **discovery.PRINTERS, **coordination.PRINTERS,
+    **policy.PRINTERS,
 }
 
 

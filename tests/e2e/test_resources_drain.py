@@ -1,0 +1,82 @@
+"""`kubectl drain` honours a PodDisruptionBudget (cordon, evictions, retry on 429), and the
+generators `kubectl create pdb|quota` (protobuf bodies), with kubectl 1.32 and 1.37, on a
+process-runtime cluster with address ranges of its own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pocketkube.testing.procs import Kubectl, kubectl_binaries, running_cluster
+from pocketkube.testing.requires import NGINX, have_nginx, requires
+from pocketkube.testing.waits import get_json, is_ready, wait_for
+
+pytestmark = [requires(have_nginx(), NGINX), pytest.mark.slow, pytest.mark.timeout(300)]
+RANGES = dict(node_ip_base="127.0.29.0", pod_cidr_base="127.218.0.0/16", service_cidr="127.228.0.0/16",
+              lb_pool="127.238.0.0/24")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with running_cluster("pk-drain-", nodes=2, **RANGES) as c:
+        yield c
+
+
+@pytest.fixture(params=sorted(kubectl_binaries()))
+def k(request, cluster, tmp_path):
+    kc = Kubectl(kubectl_binaries()[request.param], cluster.kubeconfig, cwd=tmp_path)
+    kc.version = request.param
+    yield kc
+    kc.close()
+
+
+def ready_pods(k: Kubectl, selector: str) -> list[dict]:
+    return [p for p in get_json(k, "pods", "-l", selector)["items"]
+            if is_ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def test_generators_create_quota_and_pdb(k):
+    suffix = k.version.replace(".", "-").replace("kubectl-", "")
+    out = k.ok("create", "quota", f"q-{suffix}", "--hard=pods=100,requests.cpu=10")
+    assert out.strip() == f"resourcequota/q-{suffix} created"
+    rq = get_json(k, "resourcequota", f"q-{suffix}")
+    assert rq["spec"]["hard"] == {"pods": "100", "requests.cpu": "10"}
+    table = k.ok("get", "quota", f"q-{suffix}").splitlines()
+    assert table[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    k.ok("delete", "quota", f"q-{suffix}")
+    out = k.ok("create", "pdb", f"b-{suffix}", "--selector=app=nothing", "--min-available=50%")
+    assert out.strip() == f"poddisruptionbudget.policy/b-{suffix} created"
+    pdb = get_json(k, "pdb", f"b-{suffix}")
+    assert pdb["spec"] == {"minAvailable": "50%", "selector": {"matchLabels": {"app": "nothing"}}}
+    wait_for(lambda: get_json(k, "pdb", f"b-{suffix}").get("status", {}).get("observedGeneration") == 1,
+             timeout=15, what="the disruption controller to see the budget")
+    header = k.ok("get", "pdb", f"b-{suffix}").splitlines()[0].split()
+    assert header == ["NAME", "MIN", "AVAILABLE", "MAX", "UNAVAILABLE", "ALLOWED", "DISRUPTIONS", "AGE"]
+    k.ok("delete", "pdb", f"b-{suffix}")
+
+
+def test_drain_waits_for_the_budget(k, cluster):
+    app = "drain-" + k.version.replace(".", "-").replace("kubectl-", "")
+    k.ok("create", "deployment", app, "--image=nginx", "--replicas=2")
+    wait_for(lambda: len(ready_pods(k, f"app={app}")) == 2, timeout=60, what="two ready replicas")
+    k.ok("create", "pdb", app, f"--selector=app={app}", "--max-unavailable=0")
+    wait_for(lambda: (get_json(k, "pdb", app).get("status") or {}).get("currentHealthy") == 2, timeout=20,
+             what="the budget's status")
+    node = ready_pods(k, f"app={app}")[0]["spec"]["nodeName"]
+    blocked = k.run("drain", node, "--ignore-daemonsets", "--timeout=4s", f"--pod-selector=app={app}")
+    assert blocked.returncode != 0
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in blocked.stdout + blocked.stderr
+    spec = json.loads(k.ok("get", "node", node, "-o", "json"))["spec"]
+    assert spec.get("unschedulable") is True  # cordoned first
+    k.ok("patch", "pdb", app, "--type=merge", "-p", '{"spec":{"maxUnavailable":1}}')
+    wait_for(lambda: (get_json(k, "pdb", app).get("status") or {}).get("disruptionsAllowed") == 1, timeout=20,
+             what="the budget to allow one disruption")
+    out = k.ok("drain", node, "--ignore-daemonsets", "--timeout=60s", f"--pod-selector=app={app}")
+    assert f"node/{node} drained" in out
+    wait_for(lambda: len(ready_pods(k, f"app={app}")) == 2
+             and all(p["spec"]["nodeName"] != node for p in ready_pods(k, f"app={app}")),
+             timeout=60, what="the evicted replica back on the other node")
+    k.ok("uncordon", node)
+    k.ok("delete", "pdb", app)
+    k.ok("delete", "deployment", app)
