@@ -80,3 +80,24 @@ def test_drain_waits_for_the_budget(k, cluster):
     k.ok("uncordon", node)
     k.ok("delete", "pdb", app)
     k.ok("delete", "deployment", app)
+
+
+def test_nodes_share_the_machine_and_too_big_pods_wait(k, cluster):
+    from pocketkube.agent.node import machine_share
+
+    cpu, memory = machine_share(2)
+    node = get_json(k, "node", "node-1")
+    assert node["status"]["capacity"]["cpu"] == cpu and node["status"]["allocatable"]["memory"] == memory
+    name = "huge-" + k.version.replace(".", "-").replace("kubectl-", "")
+    k.ok("run", name, "--image=nginx", "--overrides",
+         json.dumps({"spec": {"containers": [{"name": name, "image": "nginx",
+                                              "resources": {"requests": {"cpu": "64"}}}]}}))
+    expected = "0/2 nodes are available: 2 Insufficient cpu."
+
+    def condition_message() -> str:
+        conds = get_json(k, "pod", name).get("status", {}).get("conditions") or []
+        return next((c.get("message", "") for c in conds if c["type"] == "PodScheduled"), "")
+    wait_for(lambda: condition_message().startswith(expected), timeout=20, what="the FailedScheduling condition")
+    events = get_json(k, "events", "--field-selector", f"involvedObject.name={name}")["items"]
+    assert any(e["reason"] == "FailedScheduling" and e["message"].startswith(expected) for e in events)
+    k.ok("delete", "pod", name, "--wait=false")

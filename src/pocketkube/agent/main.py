@@ -58,6 +58,8 @@ class AgentConfig:
     container_log_max_files: int = 5
     insecure_registries: tuple[str, ...] = ()  # with our containerd: plain-HTTP registries (HOST:PORT)
     registry_mirrors: tuple[str, ...] = ()  # with our containerd: docker.io mirrors (URLs)
+    node_cpu: str = ""  # the node's cpu and memory capacity (quantities); default: the machine's
+    node_memory: str = ""
 
 
 class Agent:
@@ -67,7 +69,7 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
-                              cfg.lease_interval)
+                              cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
         if cfg.runtime == "containerd":
             from pocketkube.agent.container_stack import ContainerStack, StackConfig

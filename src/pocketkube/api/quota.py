@@ -25,20 +25,27 @@ def pod_terminal(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
-def _pod_compute(pod: dict) -> dict[str, Fraction]:
-    """requests.*/limits.* of a pod: the containers' sum, or the largest init container."""
+def pod_totals(pod: dict, kind: str = "requests") -> dict[str, Fraction]:
+    """A pod's effective requests (or limits): the containers' sum, or the largest init
+    container when that is more (upstream's resource.PodRequests, without overhead)."""
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
+    total: dict[str, Fraction] = {}
+    for c in spec.get("containers") or []:
+        for k, v in (((c.get("resources") or {}).get(kind) or {}) if isinstance(c, dict) else {}).items():
+            if (q := parse(v)) is not None:
+                total[k] = total.get(k, Fraction(0)) + q
+    for c in spec.get("initContainers") or []:
+        for k, v in (((c.get("resources") or {}).get(kind) or {}) if isinstance(c, dict) else {}).items():
+            if (q := parse(v)) is not None and q > total.get(k, Fraction(0)):
+                total[k] = q
+    return total
+
+
+def _pod_compute(pod: dict) -> dict[str, Fraction]:
+    """requests.*/limits.* of a pod, and cpu/memory (= requests)."""
     out: dict[str, Fraction] = {}
     for kind in ("requests", "limits"):
-        total: dict[str, Fraction] = {}
-        for c in spec.get("containers") or []:
-            for k, v in (((c.get("resources") or {}).get(kind) or {}) if isinstance(c, dict) else {}).items():
-                if (q := parse(v)) is not None:
-                    total[k] = total.get(k, Fraction(0)) + q
-        for c in spec.get("initContainers") or []:
-            for k, v in (((c.get("resources") or {}).get(kind) or {}) if isinstance(c, dict) else {}).items():
-                if (q := parse(v)) is not None and q > total.get(k, Fraction(0)):
-                    total[k] = q
+        total = pod_totals(pod, kind)
         for k in ("cpu", "memory"):
             if k in total:
                 out[f"{kind}.{k}"] = total[k]
