@@ -101,3 +101,25 @@ def test_nodes_share_the_machine_and_too_big_pods_wait(k, cluster):
     events = get_json(k, "events", "--field-selector", f"involvedObject.name={name}")["items"]
     assert any(e["reason"] == "FailedScheduling" and e["message"].startswith(expected) for e in events)
     k.ok("delete", "pod", name, "--wait=false")
+
+
+def test_limitrange_and_quota_with_kubectl(k):
+    ns = "rq-" + k.version.replace(".", "-").replace("kubectl-", "")
+    k.ok("create", "namespace", ns)
+    k.ok("create", "quota", "q", "-n", ns, "--hard=pods=1")
+    lr = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "lr", "namespace": ns},
+          "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "defaultRequest": {"cpu": "100m"}}]}}
+    k.ok("apply", "-f", "-", input=json.dumps(lr))
+    big = k.run("run", "big", "-n", ns, "--image=nginx", "--overrides",
+                json.dumps({"spec": {"containers": [{"name": "big", "image": "nginx",
+                                                     "resources": {"limits": {"cpu": "2"}}}]}}))
+    assert big.returncode != 0
+    assert 'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2' in big.stderr
+    k.ok("run", "one", "-n", ns, "--image=nginx")
+    assert get_json(k, "pod", "one", "-n", ns)["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "100m"}
+    two = k.run("run", "two", "-n", ns, "--image=nginx")
+    assert "exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1" in two.stderr
+    k.ok("delete", "pod", "one", "-n", ns, "--grace-period=0", "--force")
+    wait_for(lambda: get_json(k, "quota", "q", "-n", ns)["status"]["used"] == {"pods": "0"}, timeout=20,
+             what="the quota controller to give the pod back")
+    k.ok("delete", "namespace", ns, "--wait=false")

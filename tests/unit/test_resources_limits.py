@@ -146,3 +146,18 @@ def test_quota_validation():
         'spec.hard[cpu]: Invalid value: "-1": must be greater than or equal to 0',
         'spec.hard[memory]: Invalid value: "x": must be a valid resource quantity',
     ]
+
+
+def test_quota_controller_status_from_objects():
+    from pocketkube.controllers.resourcequota import quota_status
+
+    rq = {"metadata": {"name": "q", "namespace": "default"},
+          "spec": {"hard": {"pods": "10", "requests.memory": "1Gi", "count/deployments.apps": "2"}}}
+    done = pod({"requests": {"memory": "1Gi"}})
+    done["status"] = {"phase": "Failed"}
+    objects = {("", "pods"): [pod({"requests": {"memory": "256Mi"}}), pod({"requests": {"memory": "256Mi"}}), done],
+               ("apps", "deployments"): [{"metadata": {"name": "d"}}]}
+    assert quota_status(rq, objects) == {
+        "hard": rq["spec"]["hard"],
+        "used": {"count/deployments.apps": "1", "pods": "2", "requests.memory": "512Mi"}}
+    assert quota.kinds_for(list(rq["spec"]["hard"])) == {("", "pods"), ("apps", "deployments")}

@@ -138,3 +138,21 @@ def exceeded(name: str, hard: dict[str, Any], used: dict[str, Fraction],
 def quantity_map(values: dict[str, Fraction], hard: dict[str, Any]) -> dict[str, str]:
     """Usage as the quantities status.used stores, in the format of the matching hard value."""
     return {k: fmt(v, is_binary(hard.get(k))) for k, v in sorted(values.items())}
+
+
+def kinds_for(names: list[str]) -> set[tuple[str, str]]:
+    """The (group, plural) kinds whose objects a set of quota resource names counts."""
+    kinds: set[tuple[str, str]] = set()
+    for n in names:
+        if n.startswith("count/"):
+            plural, _, group = n[len("count/"):].partition(".")
+            kinds.add((group, plural))
+        elif n in LEGACY_COUNTS:
+            kinds.add(("", n))
+        elif n in COMPUTE:
+            kinds.add(("", "pods"))
+        elif n.startswith("services."):
+            kinds.add(("", "services"))
+        elif n == "requests.storage":
+            kinds.add(("", "persistentvolumeclaims"))
+    return kinds

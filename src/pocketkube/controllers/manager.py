@@ -23,13 +23,14 @@ from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.namespace import NamespaceController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.replicaset import ReplicaSetController
+from pocketkube.controllers.resourcequota import ResourceQuotaController
 
 __all__ = ["ALL_CONTROLLERS", "GC_RESOURCES", "ControllerManager", "ControllerManagerSettings"]
 
 log = logging.getLogger(__name__)
 
 ALL_CONTROLLERS = frozenset({"replicaset", "deployment", "garbagecollector", "nodelifecycle", "namespace",
-                             "disruption"})
+                             "disruption", "resourcequota"})
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
     ("", "pods"), ("", "nodes"), ("", "services"), ("", "endpoints"), ("apps", "deployments"),
@@ -80,6 +81,8 @@ class ControllerManager:
             self.add(NamespaceController(self.client, self.informers, workers=s.namespace_workers))
         if "disruption" in enabled:
             self.add(DisruptionController(self.client, self.informers))
+        if "resourcequota" in enabled:
+            self.add(ResourceQuotaController(self.client, self.informers))
 
     async def start(self) -> None:
         self._build()

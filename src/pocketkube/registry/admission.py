@@ -111,28 +111,10 @@ class ResourceQuotaAdmission(Admission):
 def usage_from_stores(lookup: StoreLookup, namespace: str, names: list[str]) -> dict[str, Fraction]:
     """Current usage of quota resource names in a namespace, counted from the stored objects."""
     out = {n: Fraction(0) for n in names}
-    for group, plural in kinds_for(names):
+    for group, plural in quota.kinds_for(names):
         store = lookup(group, plural)
         if store is None:
             continue
         for k, v in quota.total(group, plural, store.list_objects(namespace), names).items():
             out[k] += v
     return out
-
-
-def kinds_for(names: list[str]) -> set[tuple[str, str]]:
-    """The (group, plural) kinds whose objects a set of quota resource names counts."""
-    kinds: set[tuple[str, str]] = set()
-    for n in names:
-        if n.startswith("count/"):
-            plural, _, group = n[len("count/"):].partition(".")
-            kinds.add((group, plural))
-        elif n in quota.LEGACY_COUNTS:
-            kinds.add(("", n))
-        elif n in quota.COMPUTE:
-            kinds.add(("", "pods"))
-        elif n.startswith("services."):
-            kinds.add(("", "services"))
-        elif n == "requests.storage":
-            kinds.add(("", "persistentvolumeclaims"))
-    return kinds
