@@ -123,3 +123,23 @@ def test_limitrange_and_quota_with_kubectl(k):
     wait_for(lambda: get_json(k, "quota", "q", "-n", ns)["status"]["used"] == {"pods": "0"}, timeout=20,
              what="the quota controller to give the pod back")
     k.ok("delete", "namespace", ns, "--wait=false")
+
+
+def test_kubectl_top_nodes_and_pods(k):
+    app = "top-" + k.version.replace(".", "-").replace("kubectl-", "")
+    k.ok("create", "deployment", app, "--image=nginx")
+    wait_for(lambda: len(ready_pods(k, f"app={app}")) == 1, timeout=60, what="a ready pod")
+    out = k.ok("top", "nodes")
+    rows = [r.split() for r in out.strip().splitlines()]
+    assert rows[0][:3] == ["NAME", "CPU(cores)", "CPU(%)"] or rows[0][:2] == ["NAME", "CPU(cores)"], out
+    assert {r[0] for r in rows[1:]} == {"node-1", "node-2"}
+    assert all(r[1].endswith("m") and r[3].endswith("Mi") for r in rows[1:]), out
+    pod = ready_pods(k, f"app={app}")[0]["metadata"]["name"]
+    out = wait_for(lambda: (r := k.run("top", "pod", pod)).returncode == 0 and r.stdout, timeout=20,
+                   what="kubectl top pod")
+    rows = [r.split() for r in out.strip().splitlines()]
+    assert rows[0] == ["NAME", "CPU(cores)", "MEMORY(bytes)"] and rows[1][0] == pod, out
+    assert int(rows[1][2].removesuffix("Mi")) > 0, out
+    out = k.ok("top", "pod", pod, "--containers")
+    assert out.strip().splitlines()[1].split()[:2] == [pod, "nginx"], out
+    k.ok("delete", "deployment", app)

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pocketkube.agent.kubelet import Kubelet
+from pocketkube.agent.kubelet.stats import UsageSampler
 from pocketkube.agent.logserver import LogServer
 from pocketkube.agent.node import NodeAgent
+from pocketkube.agent.runtime import procstats
 from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
@@ -107,6 +109,7 @@ class Agent:
         self.node.runtime_version = await self.runtime.version()
         self.kubelet = Kubelet(self.client, self.runtime, self.cfg.node_name, self.cfg.node_ip,
                                allocatable=self.node.capacity)
+        self.kubelet.sampler = UsageSampler(self.runtime, procstats.self_usage)
         self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()

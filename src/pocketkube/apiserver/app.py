@@ -231,6 +231,10 @@ class APIServer:
                 return json_response(doc)
             if parts[0] == "openapi":
                 return self._openapi(path)
+        if path.startswith("/apis/metrics.k8s.io/v1beta1/"):
+            from pocketkube.apiserver import resource_metrics
+
+            return await resource_metrics.serve(request, path, self.registry, self.pki.node_token)
         target = parse_target(path)
         if target is None:
             raise errors.NotFound.path()

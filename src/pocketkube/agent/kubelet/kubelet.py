@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
+from pocketkube.agent.kubelet.stats import UsageSampler
 from pocketkube.agent.runtime.interface import Runtime
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
@@ -55,6 +56,7 @@ class Kubelet:
         self.pod_informer = Informer(client, PODS, field_selector=f"spec.nodeName={node_name}")
         self.service_informer = Informer(client, SERVICES)
         self.workers: dict[str, PodWorker] = {}
+        self.sampler: UsageSampler | None = None  # set by the agent's wiring (it knows its own process)
         self._finished: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
@@ -91,6 +93,12 @@ class Kubelet:
 
     def services(self) -> list[dict]:
         return self.service_informer.list()
+
+    async def stats_summary(self) -> dict:
+        pods = {p["metadata"]["uid"]: p for p in self.pod_informer.list()}
+        if self.sampler is None:
+            return {"node": {"nodeName": self.node_name}, "pods": []}
+        return await self.sampler.summary(self.node_name, pods)
 
     def find_pod(self, namespace: str, name: str) -> dict | None:
         return self.pod_informer.get(f"{namespace}/{name}")
