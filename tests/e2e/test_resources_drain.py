@@ -143,3 +143,40 @@ def test_kubectl_top_nodes_and_pods(k):
     out = k.ok("top", "pod", pod, "--containers")
     assert out.strip().splitlines()[1].split()[:2] == [pod, "nginx"], out
     k.ok("delete", "deployment", app)
+
+
+def test_python_client_budget_quota_and_eviction(cluster):
+    from pocketkube.testing.requires import require_module
+
+    require_module("kubernetes")
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(cluster.kubeconfig))
+    core, policy = client.CoreV1Api(api), client.PolicyV1Api(api)
+    ns = "py-res"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    core.create_namespaced_resource_quota(ns, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="q"), spec=client.V1ResourceQuotaSpec(hard={"pods": "5"})))
+    labels = {"app": "py"}
+    for name in ("a", "b"):
+        core.create_namespaced_pod(ns, client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="nginx")])))
+    wait_for(lambda: all(any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+                         for p in core.list_namespaced_pod(ns).items), timeout=60, what="two ready pods")
+    policy.create_namespaced_pod_disruption_budget(ns, client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="b"),
+        spec=client.V1PodDisruptionBudgetSpec(min_available=1, selector=client.V1LabelSelector(match_labels=labels))))
+    wait_for(lambda: (s := policy.read_namespaced_pod_disruption_budget("b", ns).status) is not None
+             and s.disruptions_allowed == 1, timeout=20, what="one disruption allowed")
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="a", namespace=ns),
+                                 delete_options=client.V1DeleteOptions(grace_period_seconds=0))
+    core.create_namespaced_pod_eviction("a", ns, eviction)
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod_eviction("b", ns, client.V1Eviction(metadata=client.V1ObjectMeta(name="b")))
+    assert e.value.status == 429
+    assert json.loads(e.value.body)["details"]["causes"][0]["reason"] == "DisruptionBudget"
+    used = wait_for(lambda: (core.read_namespaced_resource_quota("q", ns).status.used or {}).get("pods") == "1",
+                    timeout=20, what="the quota to count one pod")
+    assert used
+    core.delete_namespace(ns)
