@@ -23,16 +23,36 @@ from pocketkube.registry.strategy import Admission
 StoreLookup = Callable[[str, str], "ObjectStore | None"]
 
 
+class NamespacedView:
+    """A kind's stored objects by namespace, read again only after the kind was written: the
+    admission plugins look at LimitRanges and quotas on every create, which are rarely written."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._at = -1
+        self._by_namespace: dict[str, list[dict]] = {}
+
+    def objects(self, namespace: str) -> list[dict]:
+        """The namespace's objects (shared: callers must not change them)."""
+        if self._at != self.store.writes:
+            at = self.store.writes
+            by_namespace: dict[str, list[dict]] = {}
+            for obj in self.store.list_objects():
+                by_namespace.setdefault(obj["metadata"].get("namespace", ""), []).append(obj)
+            self._by_namespace, self._at = by_namespace, at
+        return self._by_namespace.get(namespace, [])
+
+
 def _name(obj: dict) -> str:
     return str((obj.get("metadata") or {}).get("name", ""))
 
 
 class LimitRanger(Admission):
     def __init__(self, limitranges_store: ObjectStore) -> None:
-        self._ranges = limitranges_store
+        self._ranges = NamespacedView(limitranges_store)
 
     def _for(self, obj: dict) -> list[dict]:
-        return self._ranges.list_objects((obj.get("metadata") or {}).get("namespace", ""))
+        return self._ranges.objects((obj.get("metadata") or {}).get("namespace", ""))
 
     def mutate(self, res: Resource, obj: dict) -> None:
         ranges = self._for(obj)
@@ -49,6 +69,7 @@ class LimitRanger(Admission):
 class ResourceQuotaAdmission(Admission):
     def __init__(self, quotas: ObjectStore, lookup: StoreLookup) -> None:
         self._quotas = quotas
+        self._view = NamespacedView(quotas)
         self._lookup = lookup
 
     def _used(self, q: dict, names: list[str]) -> dict[str, Fraction]:
@@ -80,7 +101,7 @@ class ResourceQuotaAdmission(Admission):
 
     async def admit(self, res: Resource, obj: dict, dry_run: bool) -> None:
         namespace = (obj.get("metadata") or {}).get("namespace", "")
-        quotas = self._quotas.list_objects(namespace)
+        quotas = self._view.objects(namespace)
         charges = [(q, *self._decide(q, res, obj)) for q in quotas]  # every quota checked first
         if dry_run:
             return

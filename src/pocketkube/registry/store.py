@@ -126,6 +126,9 @@ class ObjectStore:
         # Admission plugins that see other kinds (LimitRanger, ResourceQuota), wired by the
         # registry: mutate after defaulting, then admit after validation, just before the write.
         self.admission: list[Admission] = []
+        # Counts finished writes of this kind: a cache of its objects (admission's view of
+        # LimitRanges and quotas) is current while the count is unchanged.
+        self.writes = 0
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -249,6 +252,8 @@ class ObjectStore:
             raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        finally:
+            self.writes += 1
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
@@ -411,6 +416,8 @@ class ObjectStore:
             return None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        finally:
+            self.writes += 1
         return orjson.loads(kv.value)
 
     @staticmethod
@@ -438,6 +445,8 @@ class ObjectStore:
                 gone += 1
             except (KeyNotFound, RevisionMismatch):
                 pass
+            finally:
+                self.writes += 1
         return gone
 
     # ---- watch ----

@@ -149,13 +149,14 @@ def _pod_capacity(node: dict) -> int | None:
         return None
 
 
-def _insufficient(pod: dict, info: NodeInfo) -> list[str]:
+def _insufficient(requests: dict[str, Fraction], info: NodeInfo) -> list[str]:
     """NodeResourcesFit's reasons: each requested resource the node's allocatable cannot hold
     beside its pods' requests. A node that reports no cpu/memory at all is not limited in them;
     an extended resource it does not report has none."""
+    if not requests:
+        return []
     allocatable = (info.node.get("status") or {}).get("allocatable") or {}
     reasons = []
-    requests = pod_totals(pod)
     for name in ("cpu", "memory", "ephemeral-storage", *sorted(k for k in requests if "/" in k)):
         amount = requests.get(name, Fraction(0))
         if amount <= 0 or (name not in allocatable and "/" not in name):
@@ -168,12 +169,13 @@ def _insufficient(pod: dict, info: NodeInfo) -> list[str]:
 
 def filter_node(pod: dict, info: NodeInfo) -> str | None:
     """Why `pod` cannot run on this node (upstream's first reason string), or None when it fits."""
-    reasons = filter_reasons(pod, info)
+    reasons = filter_reasons(pod, info, pod_totals(pod))
     return reasons[0] if reasons else None
 
 
-def filter_reasons(pod: dict, info: NodeInfo) -> list[str]:
-    """Why `pod` cannot run on this node: the failing plugin's reasons (upstream's strings)."""
+def filter_reasons(pod: dict, info: NodeInfo, requests: dict[str, Fraction] | None = None) -> list[str]:
+    """Why `pod` cannot run on this node: the failing plugin's reasons (upstream's strings).
+    `requests`: the pod's effective requests, when the caller has them already."""
     node = info.node
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     if (node.get("spec") or {}).get("unschedulable") and not any(
@@ -187,7 +189,7 @@ def filter_reasons(pod: dict, info: NodeInfo) -> list[str]:
         return [REASON_SELECTOR]
     capacity = _pod_capacity(node)
     too_many = [REASON_TOO_MANY_PODS] if capacity is not None and info.pod_count + 1 > capacity else []
-    return too_many + _insufficient(pod, info)
+    return too_many + _insufficient(pod_totals(pod) if requests is None else requests, info)
 
 
 def _histogram(reasons: Iterable[str]) -> str:
@@ -215,8 +217,9 @@ def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = No
     rng = rng or random.Random()
     feasible: list[NodeInfo] = []
     reasons: list[list[str]] = []
+    requests = pod_totals(pod)
     for info in nodes:
-        why = filter_reasons(pod, info)
+        why = filter_reasons(pod, info, requests)
         if not why:
             feasible.append(info)
         else:
