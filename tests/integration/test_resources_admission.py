@@ -96,3 +96,16 @@ def test_eviction_without_budget_deletes_and_with_unprocessed_budget_429(api: Ap
     assert r.status == 422 and "minAvailable and maxUnavailable cannot be both set" in r.json()["message"]
     assert api.request("DELETE", PDBS + "/b").status == 200
     assert api.request("DELETE", PODS + "/guarded?gracePeriodSeconds=0").status == 200
+
+
+def test_scoped_quota_counts_only_matching_pods(api: Api):
+    q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "be"},
+         "spec": {"hard": {"pods": "1"}, "scopes": ["BestEffort"]}}
+    assert api.post(QUOTAS, q).status == 201
+    assert api.post(PODS, pod("be-1")).status == 201
+    assert api.post(PODS, pod("burst", {"requests": {"cpu": "100m"}})).status == 201  # not BestEffort
+    r = api.post(PODS, pod("be-2"))
+    assert r.status == 403 and "exceeded quota: be, requested: pods=1" in r.json()["message"]
+    for name in ("be-1", "burst"):
+        assert api.request("DELETE", f"{PODS}/{name}?gracePeriodSeconds=0").status == 200
+    assert api.request("DELETE", QUOTAS + "/be").status == 200

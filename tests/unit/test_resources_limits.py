@@ -161,3 +161,22 @@ def test_quota_controller_status_from_objects():
         "hard": rq["spec"]["hard"],
         "used": {"count/deployments.apps": "1", "pods": "2", "requests.memory": "512Mi"}}
     assert quota.kinds_for(list(rq["spec"]["hard"])) == {("", "pods"), ("apps", "deployments")}
+
+
+def test_quota_scopes():
+    besteffort = pod({})
+    burstable = pod({"requests": {"cpu": "1"}})
+    burstable["spec"]["activeDeadlineSeconds"] = 30
+    assert quota.in_scope(["BestEffort"], "", "pods", besteffort)
+    assert not quota.in_scope(["BestEffort"], "", "pods", burstable)
+    assert quota.in_scope(["NotBestEffort", "Terminating"], "", "pods", burstable)
+    assert not quota.in_scope(["NotTerminating"], "", "pods", burstable)
+    assert not quota.in_scope(["BestEffort"], "", "services", {})
+    assert quota.total("", "pods", [besteffort, burstable], ["pods"], ["BestEffort"]) == {"pods": 1}
+    obj = {"metadata": {"name": "q", "namespace": "default"},
+           "spec": {"hard": {"pods": "1", "requests.cpu": "1"}, "scopes": ["BestEffort", "NotBestEffort", "Nope"]}}
+    assert [e.body() for e in quota_kind.validate(obj)] == [
+        'Invalid value: ["BestEffort","NotBestEffort","Nope"]: unsupported scope applied to resource',
+        'Invalid value: ["BestEffort","NotBestEffort","Nope"]: unsupported scope',
+        'Invalid value: ["BestEffort","NotBestEffort","Nope"]: conflicting scopes',
+    ]

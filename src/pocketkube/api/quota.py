@@ -85,11 +85,14 @@ def counts_resource(name: str, group: str, plural: str) -> bool:
     return (group, plural) == ("", "persistentvolumeclaims") and name == "requests.storage"
 
 
-def total(group: str, plural: str, objects: list[dict], names: list[str]) -> dict[str, Fraction]:
-    """Summed usage of `names` over the stored objects of one kind."""
+def total(group: str, plural: str, objects: list[dict], names: list[str],
+          scopes: list[str] | None = None) -> dict[str, Fraction]:
+    """Summed usage of `names` over the stored objects of one kind (those in `scopes`)."""
     out = {n: Fraction(0) for n in names}
     for obj in objects:
         if (obj.get("metadata") or {}).get("deletionTimestamp") and (group, plural) != ("", "pods"):
+            continue
+        if not in_scope(scopes or [], group, plural, obj):
             continue
         for k, v in usage(group, plural, obj).items():
             if k in out:
@@ -156,3 +159,57 @@ def kinds_for(names: list[str]) -> set[tuple[str, str]]:
         elif n == "requests.storage":
             kinds.add(("", "persistentvolumeclaims"))
     return kinds
+
+
+# ---- scopes (spec.scopes): a scoped quota counts only the pods that match every scope ----
+
+SCOPES = ("BestEffort", "NotBestEffort", "Terminating", "NotTerminating")
+_BEST_EFFORT_RESOURCES = {"pods", "count/pods"}
+_SCOPED_RESOURCES = {"pods", "count/pods", *COMPUTE}
+
+
+def best_effort(pod: dict) -> bool:
+    """QoS BestEffort: no container requests or limits cpu or memory."""
+    spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        res = (c.get("resources") or {}) if isinstance(c, dict) else {}
+        for kind in ("requests", "limits"):
+            if any(k in ("cpu", "memory") for k in (res.get(kind) or {})):
+                return False
+    return True
+
+
+def matches_scope(scope: str, pod: dict) -> bool:
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    if scope == "Terminating":
+        return isinstance(deadline, int) and deadline >= 0
+    if scope == "NotTerminating":
+        return deadline is None
+    if scope == "BestEffort":
+        return best_effort(pod)
+    if scope == "NotBestEffort":
+        return not best_effort(pod)
+    return False
+
+
+def in_scope(scopes: list[str], group: str, plural: str, obj: dict) -> bool:
+    """Whether a quota with these scopes counts this object (an unscoped one counts everything)."""
+    if not scopes:
+        return True
+    return (group, plural) == ("", "pods") and all(matches_scope(s, obj) for s in scopes)
+
+
+def scope_errors(scopes: list, hard: dict) -> list[str]:
+    """ValidateResourceQuotaSpec's scope messages (each for the field spec.scopes)."""
+    msgs = []
+    for scope in scopes:
+        if scope not in SCOPES:
+            msgs.append("unsupported scope")
+            continue
+        allowed = _BEST_EFFORT_RESOURCES if scope == "BestEffort" else _SCOPED_RESOURCES
+        standard = [k for k in hard if "/" not in k or k.startswith("count/")]
+        msgs.extend("unsupported scope applied to resource" for k in standard if k not in allowed)
+    for pair in (("BestEffort", "NotBestEffort"), ("Terminating", "NotTerminating")):
+        if set(pair) <= set(scopes):
+            msgs.append("conflicting scopes")
+    return msgs

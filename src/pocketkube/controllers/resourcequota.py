@@ -19,10 +19,11 @@ def quota_status(rq: dict, objects: dict[tuple[str, str], list[dict]]) -> dict:
     """status from the counted objects, keyed by (group, plural)."""
     hard = dict((rq.get("spec") or {}).get("hard") or {})
     names = list(hard)
+    scopes = list((rq.get("spec") or {}).get("scopes") or [])
     used = {n: 0 for n in names}
     totals: dict = {}
     for (group, plural), items in objects.items():
-        for k, v in quota.total(group, plural, items, names).items():
+        for k, v in quota.total(group, plural, items, names, scopes).items():
             totals[k] = totals.get(k, 0) + v
     used.update(totals)
     return {"hard": hard, "used": quota.quantity_map(used, hard)}

@@ -79,13 +79,13 @@ class ResourceQuotaAdmission(Admission):
         unknown = [n for n, v in used.items() if v is None]
         out = {n: v for n, v in used.items() if v is not None}
         if unknown:
-            out.update(usage_from_stores(self._lookup, q["metadata"]["namespace"], unknown))
+            out.update(usage_from_stores(self._lookup, q["metadata"]["namespace"], unknown, _scopes(q)))
         return out
 
     def _decide(self, q: dict, res: Resource, obj: dict) -> tuple[list[str], dict[str, Fraction]]:
         hard = (q.get("spec") or {}).get("hard") or {}
         names = [n for n in hard if quota.counts_resource(n, res.group, res.plural)]
-        if not names:
+        if not names or not quota.in_scope(_scopes(q), res.group, res.plural, obj):
             return [], {}
         qname = q["metadata"]["name"]
         if (res.group, res.plural) == ("", "pods"):
@@ -129,13 +129,18 @@ class ResourceQuotaAdmission(Admission):
                 continue  # deleted meanwhile: nothing to charge
 
 
-def usage_from_stores(lookup: StoreLookup, namespace: str, names: list[str]) -> dict[str, Fraction]:
+def _scopes(q: dict) -> list[str]:
+    return list((q.get("spec") or {}).get("scopes") or [])
+
+
+def usage_from_stores(lookup: StoreLookup, namespace: str, names: list[str],
+                      scopes: list[str] | None = None) -> dict[str, Fraction]:
     """Current usage of quota resource names in a namespace, counted from the stored objects."""
     out = {n: Fraction(0) for n in names}
     for group, plural in quota.kinds_for(names):
         store = lookup(group, plural)
         if store is None:
             continue
-        for k, v in quota.total(group, plural, store.list_objects(namespace), names).items():
+        for k, v in quota.total(group, plural, store.list_objects(namespace), names, scopes).items():
             out[k] += v
     return out

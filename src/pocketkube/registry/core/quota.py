@@ -7,7 +7,7 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid
 from pocketkube.api.quantity import parse
-from pocketkube.api.quota import INTEGER
+from pocketkube.api.quota import INTEGER, scope_errors
 from pocketkube.api.validation import dns1123_subdomain_errors, qualified_name_errors, wrong_type
 from pocketkube.registry.strategy import Strategy
 from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
@@ -38,6 +38,12 @@ def validate(obj: dict) -> list[FieldError]:
     if spec is not None and not isinstance(spec, dict):
         return errs + [wrong_type(Path("spec"), spec, "object")]
     errs.extend(_hard_errors((spec or {}).get("hard"), Path("spec", "hard")))
+    scopes = (spec or {}).get("scopes")
+    if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
+        errs.append(wrong_type(Path("spec", "scopes"), scopes, "array"))
+    elif scopes:
+        hard = (spec or {}).get("hard") if isinstance((spec or {}).get("hard"), dict) else {}
+        errs.extend(invalid(Path("spec", "scopes"), scopes, m) for m in scope_errors(scopes, hard))
     status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
     errs.extend(_hard_errors(status.get("hard"), Path("status", "hard")))
     errs.extend(_hard_errors(status.get("used"), Path("status", "used")))
