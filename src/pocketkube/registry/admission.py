@@ -24,23 +24,25 @@ StoreLookup = Callable[[str, str], "ObjectStore | None"]
 
 
 class NamespacedView:
-    """A kind's stored objects by namespace, read again only after the kind was written: the
-    admission plugins look at LimitRanges and quotas on every create, which are rarely written."""
+    """A kind's objects in a namespace without a scan of the store per request: the admission
+    plugins look at LimitRanges and quotas on every create. Which objects exist is read again
+    only after one was created or deleted; the objects themselves are read fresh each time
+    (a quota's status changes with every charge)."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self._at = -1
-        self._by_namespace: dict[str, list[dict]] = {}
+        self._names: dict[str, list[str]] = {}
 
     def objects(self, namespace: str) -> list[dict]:
-        """The namespace's objects (shared: callers must not change them)."""
-        if self._at != self.store.writes:
-            at = self.store.writes
-            by_namespace: dict[str, list[dict]] = {}
+        if self._at != self.store.membership:
+            at = self.store.membership
+            names: dict[str, list[str]] = {}
             for obj in self.store.list_objects():
-                by_namespace.setdefault(obj["metadata"].get("namespace", ""), []).append(obj)
-            self._by_namespace, self._at = by_namespace, at
-        return self._by_namespace.get(namespace, [])
+                names.setdefault(obj["metadata"].get("namespace", ""), []).append(obj["metadata"]["name"])
+            self._names, self._at = names, at
+        found = (self.store.try_get(namespace, name) for name in self._names.get(namespace, []))
+        return [obj for obj in found if obj is not None]
 
 
 def _name(obj: dict) -> str:

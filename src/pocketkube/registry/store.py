@@ -126,9 +126,9 @@ class ObjectStore:
         # Admission plugins that see other kinds (LimitRanger, ResourceQuota), wired by the
         # registry: mutate after defaulting, then admit after validation, just before the write.
         self.admission: list[Admission] = []
-        # Counts finished writes of this kind: a cache of its objects (admission's view of
-        # LimitRanges and quotas) is current while the count is unchanged.
-        self.writes = 0
+        # Counts creates and deletes of this kind: a cache of which objects exist (admission's
+        # view of LimitRanges and quotas) is current while the count is unchanged.
+        self.membership = 0
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -233,7 +233,10 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return obj
-            kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
+            try:
+                kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
+            finally:
+                self.membership += 1
         except BaseException:  # cancellation too: an allocation must not outlive a failed write
             txn.revert()
             raise
@@ -252,8 +255,6 @@ class ObjectStore:
             raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
-        finally:
-            self.writes += 1
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
@@ -416,8 +417,6 @@ class ObjectStore:
             return None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
-        finally:
-            self.writes += 1
         return orjson.loads(kv.value)
 
     @staticmethod
@@ -425,7 +424,10 @@ class ObjectStore:
         return grace < int(m.get("deletionGracePeriodSeconds") or 0)
 
     async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
-        kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
+        try:
+            kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
+        finally:
+            self.membership += 1
         self.hooks.after_delete(obj)
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
@@ -446,7 +448,7 @@ class ObjectStore:
             except (KeyNotFound, RevisionMismatch):
                 pass
             finally:
-                self.writes += 1
+                self.membership += 1
         return gone
 
     # ---- watch ----
