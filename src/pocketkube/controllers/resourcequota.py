@@ -1,7 +1,8 @@
 """The resource quota controller: recomputes each ResourceQuota's status (hard, used) from the
 objects it counts (upstream pkg/controller/resourcequota). Admission charges status.used as
 objects are created; this controller is what gives usage back when they go, and corrects a
-charge whose write then failed. Quotas are resynced on pod changes and every RESYNC seconds."""
+charge whose write then failed. As upstream's replenishment, a quota is recomputed when a pod
+goes or finishes, and every RESYNC seconds (creates are already charged by admission)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ class ResourceQuotaController(Controller):
         self.pods = informers.get(PODS)
         super().__init__([self.quotas, self.pods], workers=workers)
         self.quotas.add_handlers(on_add=self.enqueue, on_update=self._quota_updated)
-        self.pods.add_handlers(on_add=self._pod_changed, on_update=lambda old, new: self._pod_changed(new),
-                               on_delete=self._pod_changed)
+        self.pods.add_handlers(on_update=self._pod_updated, on_delete=self._pod_changed)
 
     def _quota_updated(self, old: dict, new: dict) -> None:
         if (old.get("spec") or {}) != (new.get("spec") or {}):
             self.enqueue(new)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        if quota.pod_terminal(new) != quota.pod_terminal(old):
+            self._pod_changed(new)
 
     def _pod_changed(self, pod: dict) -> None:
         ns = pod["metadata"].get("namespace")
