@@ -64,7 +64,7 @@ async def test_disruption_controller_follows_pod_readiness(run):
 async def test_quota_controller_gives_back_finished_and_deleted_pods(run):
     rq = {"metadata": {"name": "q", "namespace": "ns"}, "spec": {"hard": {"pods": "5", "requests.cpu": "1"}}}
     fake = FakeClient((PODS, pod("a")), (PODS, pod("b")), (QUOTAS, rq))
-    await run(ResourceQuotaController, fake)
+    await run(ResourceQuotaController, fake, confirm_delay=0.01)
     await until(lambda: status_of(fake, QUOTAS, "q").get("used") == {"pods": "2", "requests.cpu": "200m"},
                 "the usage of two pods")
     done = next(p for p in fake.objects(PODS) if p["metadata"]["name"] == "a")

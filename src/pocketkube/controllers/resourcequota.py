@@ -2,11 +2,16 @@
 objects it counts (upstream pkg/controller/resourcequota). Admission charges status.used as
 objects are created; this controller is what gives usage back when they go, and corrects a
 charge whose write then failed. As upstream's replenishment, a quota is recomputed when a pod
-goes or finishes, and every RESYNC seconds (creates are already charged by admission)."""
+goes or finishes, and every RESYNC seconds (creates are already charged by admission).
+
+Admission charges a quota just before it writes the object, so for a moment a charge is recorded
+for an object no list shows yet: a recomputed usage lower than the recorded one is written only
+when a second look CONFIRM_DELAY later finds the same (upstream lives with that window)."""
 
 from __future__ import annotations
 
 from pocketkube.api import errors, quota
+from pocketkube.api.quantity import parse
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.interface import Client
 from pocketkube.controllers.base import Controller, SharedInformers
@@ -14,6 +19,16 @@ from pocketkube.controllers.base import Controller, SharedInformers
 QUOTAS = BY_PLURAL[("", "resourcequotas")]
 PODS = BY_PLURAL[("", "pods")]
 RESYNC = 15.0
+CONFIRM_DELAY = 1.0
+
+
+def lowers_usage(new_used: dict[str, str], old_used: dict[str, str]) -> bool:
+    """Whether any resource's recomputed usage is below the recorded one."""
+    for k, v in new_used.items():
+        old, new = parse(old_used.get(k)), parse(v)
+        if old is not None and new is not None and new < old:
+            return True
+    return False
 
 
 def quota_status(rq: dict, objects: dict[tuple[str, str], list[dict]]) -> dict:
@@ -34,9 +49,11 @@ class ResourceQuotaController(Controller):
     name = "resourcequota-controller"
 
     def __init__(self, client: Client, informers: SharedInformers, *, workers: int = 2,
-                 resync: float = RESYNC) -> None:
+                 resync: float = RESYNC, confirm_delay: float = CONFIRM_DELAY) -> None:
         self.client = client
         self.resync = resync
+        self.confirm_delay = confirm_delay
+        self._to_confirm: dict[str, dict] = {}  # quota key → the lower usage seen once
         self.quotas = informers.get(QUOTAS)
         self.pods = informers.get(PODS)
         super().__init__([self.quotas, self.pods], workers=workers)
@@ -73,6 +90,12 @@ class ResourceQuotaController(Controller):
             else:
                 objects[(group, plural)], _ = await self.client.list(res, namespace)
         status = quota_status(rq, objects)
+        recorded = (rq.get("status") or {}).get("used") or {}
+        if lowers_usage(status["used"], recorded) and self._to_confirm.get(key) != status["used"]:
+            self._to_confirm[key] = status["used"]
+            self.queue.add_after(key, self.confirm_delay)
+            return
+        self._to_confirm.pop(key, None)
         if status != rq.get("status"):
             try:
                 await self.client.update_status(QUOTAS, {**rq, "status": status})
