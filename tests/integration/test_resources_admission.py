@@ -109,3 +109,16 @@ def test_scoped_quota_counts_only_matching_pods(api: Api):
     for name in ("be-1", "burst"):
         assert api.request("DELETE", f"{PODS}/{name}?gracePeriodSeconds=0").status == 200
     assert api.request("DELETE", QUOTAS + "/be").status == 200
+
+
+def test_limitrange_bounds_claims(api: Api):
+    lr = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "storage"},
+          "spec": {"limits": [{"type": "PersistentVolumeClaim", "max": {"storage": "2Gi"}}]}}
+    assert api.post(LIMITRANGES, lr).status == 201
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "big"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}
+    r = api.post("/api/v1/namespaces/default/persistentvolumeclaims", claim)
+    assert r.status == 403, r.body
+    assert r.json()["message"] == ('persistentvolumeclaims "big" is forbidden: maximum storage usage per '
+                                   "PersistentVolumeClaim is 2Gi, but request is 5Gi")
+    assert api.request("DELETE", LIMITRANGES + "/storage").status == 200

@@ -180,3 +180,15 @@ def test_quota_scopes():
         'Invalid value: ["BestEffort","NotBestEffort","Nope"]: unsupported scope',
         'Invalid value: ["BestEffort","NotBestEffort","Nope"]: conflicting scopes',
     ]
+
+
+def test_limitranger_claims():
+    ranges = [lr({"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}})]
+    claim = {"spec": {"resources": {"requests": {"storage": "5Gi"}}}}
+    assert limitranges.claim_violations(claim, ranges) == [
+        "maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 5Gi"]
+    claim["spec"]["resources"]["requests"]["storage"] = "500Mi"
+    assert limitranges.claim_violations(claim, ranges) == [
+        "minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"]
+    claim["spec"]["resources"]["requests"]["storage"] = "1536Mi"
+    assert limitranges.claim_violations(claim, ranges) == []

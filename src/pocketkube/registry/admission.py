@@ -58,12 +58,13 @@ class LimitRanger(Admission):
 
     def mutate(self, res: Resource, obj: dict) -> None:
         ranges = self._for(obj)
-        if ranges:
+        if ranges and res.plural == "pods":
             limitranges.apply_defaults(obj, ranges)
 
     async def admit(self, res: Resource, obj: dict, dry_run: bool) -> None:
         ranges = self._for(obj)
-        msgs = limitranges.violations(obj, ranges) if ranges else []
+        check = limitranges.violations if res.plural == "pods" else limitranges.claim_violations
+        msgs = check(obj, ranges) if ranges else []
         if msgs:
             raise limitranges.forbidden(res.plural, _name(obj), msgs)
 

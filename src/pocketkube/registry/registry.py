@@ -91,8 +91,10 @@ class Registry:
         self._admission()
 
     def _admission(self) -> None:
-        """LimitRanger on pods, then ResourceQuota on every namespaced kind (upstream's order)."""
-        self.stores[("", "pods")].admission.append(LimitRanger(self.stores[("", "limitranges")]))
+        """LimitRanger on pods and claims, then ResourceQuota on every namespaced kind (upstream's order)."""
+        ranger = LimitRanger(self.stores[("", "limitranges")])
+        self.stores[("", "pods")].admission.append(ranger)
+        self.stores[("", "persistentvolumeclaims")].admission.append(ranger)
         quotas = ResourceQuotaAdmission(self.stores[("", "resourcequotas")],
                                         lambda group, plural: self.stores.get((group, plural)))
         for (group, plural), store in self.stores.items():

@@ -254,6 +254,29 @@ def _check(kind: str, item: dict, requests: dict[str, Fraction], limits: dict[st
     return msgs
 
 
+def claim_violations(claim: dict, ranges: list[dict]) -> list[str]:
+    """PersistentVolumeClaim items: the requested storage within min and max (upstream's
+    minConstraint and maxRequestConstraint)."""
+    resources = ((claim.get("spec") or {}).get("resources") or {}) if isinstance(claim.get("spec"), dict) else {}
+    requests = resources.get("requests") if isinstance(resources.get("requests"), dict) else {}
+    msgs: list[str] = []
+    for lr in ranges:
+        for item in _items(lr):
+            if not isinstance(item, dict) or item.get("type") != "PersistentVolumeClaim":
+                continue
+            for key, word in (("min", "minimum"), ("max", "maximum")):
+                for k, v in sorted((item.get(key) or {}).items()):
+                    bound, req = parse(v), parse(requests.get(k))
+                    if bound is None:
+                        continue
+                    text = f"{word} {k} usage per PersistentVolumeClaim is {fmt(bound, is_binary(v))}"
+                    if req is None:
+                        msgs.append(f"{text}.  No request is specified")
+                    elif (req < bound) if key == "min" else (req > bound):
+                        msgs.append(f"{text}, but request is {fmt(req, is_binary(requests.get(k)))}")
+    return msgs
+
+
 def violations(pod: dict, ranges: list[dict]) -> list[str]:
     """What the namespace's LimitRanges forbid in a (defaulted) pod, in upstream's words."""
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
