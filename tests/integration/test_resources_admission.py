@@ -122,3 +122,21 @@ def test_limitrange_bounds_claims(api: Api):
     assert r.json()["message"] == ('persistentvolumeclaims "big" is forbidden: maximum storage usage per '
                                    "PersistentVolumeClaim is 2Gi, but request is 5Gi")
     assert api.request("DELETE", LIMITRANGES + "/storage").status == 200
+
+
+def test_concurrent_creates_never_exceed_a_quota(server, connect):
+    from concurrent.futures import ThreadPoolExecutor
+
+    apis = [connect(server) for _ in range(8)]
+    q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "five"}, "spec": {"hard": {"pods": "5"}}}
+    ns = "/api/v1/namespaces/race"
+    assert apis[0].post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": "race"}}).status == 201
+    assert apis[0].post(ns + "/resourcequotas", q).status == 201
+
+    def create(j: int) -> list[int]:  # one connection per thread: Api is not thread-safe
+        return [apis[j].post(ns + "/pods", pod(f"p{i}")).status for i in range(j, 24, len(apis))]
+    with ThreadPoolExecutor(len(apis)) as pool:
+        codes = [c for chunk in pool.map(create, range(len(apis))) for c in chunk]
+    assert sorted(codes).count(201) == 5 and codes.count(403) == 19, codes
+    assert apis[0].get(ns + "/resourcequotas/five").json()["status"]["used"] == {"pods": "5"}

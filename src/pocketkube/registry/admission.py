@@ -10,6 +10,7 @@ recomputes status.used from the objects afterwards (a charge whose write then fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -69,11 +70,27 @@ class LimitRanger(Admission):
             raise limitranges.forbidden(res.plural, _name(obj), msgs)
 
 
+class _Charge:
+    """One admission's request against one quota, settled by a batch write."""
+
+    def __init__(self, names: list[str], requested: dict[str, Fraction], resource: str, name: str) -> None:
+        self.names, self.requested, self.resource, self.name = names, requested, resource, name
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        # An admission cancelled while it waited (its client went) must not leave the outcome unread.
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 class ResourceQuotaAdmission(Admission):
+    """Charges are batched per quota: the admissions waiting on one quota are checked in turn
+    against the usage before them and written in one status update, as upstream's quota
+    evaluator batches its work queue (a read-modify-write each would conflict and retry)."""
+
     def __init__(self, quotas: ObjectStore, lookup: StoreLookup) -> None:
         self._quotas = quotas
         self._view = NamespacedView(quotas)
         self._lookup = lookup
+        self._pending: dict[tuple[str, str], list[_Charge]] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     def _used(self, q: dict, names: list[str]) -> dict[str, Fraction]:
         """status.used for `names`, counting from the stored objects what it does not know yet."""
@@ -111,25 +128,51 @@ class ResourceQuotaAdmission(Admission):
         for q, names, requested in charges:
             if not names or not any(requested.values()):
                 continue
+            key = (namespace, q["metadata"]["name"])
+            charge = _Charge(names, requested, res.plural, _name(obj))
+            waiting = self._pending.setdefault(key, [])
+            waiting.append(charge)
+            if len(waiting) == 1:  # the first waiter starts the batch; later ones join it
+                task = asyncio.get_running_loop().create_task(self._flush(key))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.shield(charge.done)
 
-            def charge(current: dict, names=names, requested=requested) -> dict:
+    async def _flush(self, key: tuple[str, str]) -> None:
+        """Write every pending charge of one quota, batch after batch, until none waits."""
+        while self._pending.get(key):
+            await asyncio.sleep(0)  # let the admissions of this loop iteration join the batch
+            batch = self._pending.pop(key)
+            refused: dict[int, Exception] = {}
+
+            def apply(current: dict) -> dict:
+                refused.clear()
                 hard = (current.get("spec") or {}).get("hard") or {}
+                names = sorted({n for c in batch for n in c.names})
                 used = self._used(current, names)
-                msg = quota.exceeded(current["metadata"]["name"], hard, used, requested)
-                if msg:
-                    raise limitranges.forbidden(res.plural, _name(obj), [msg])
+                for i, c in enumerate(batch):
+                    msg = quota.exceeded(current["metadata"]["name"], hard, used, c.requested)
+                    if msg:
+                        refused[i] = limitranges.forbidden(c.resource, c.name, [msg])
+                        continue
+                    for k in c.names:
+                        used[k] = used.get(k, Fraction(0)) + c.requested.get(k, Fraction(0))
                 status = current.setdefault("status", {})
                 status["hard"] = dict(hard)
-                new_used = dict(status.get("used") or {})
-                for k in names:
-                    new_used[k] = quota.quantity_map({k: used.get(k, Fraction(0)) + requested.get(k, Fraction(0))},
-                                                     hard)[k]
-                status["used"] = new_used
+                status["used"] = {**(status.get("used") or {}),
+                                  **quota.quantity_map({k: used.get(k, Fraction(0)) for k in names}, hard)}
                 return current
             try:
-                await self._quotas.guaranteed_update(namespace, q["metadata"]["name"], charge, subresource="status")
+                await self._quotas.guaranteed_update(key[0], key[1], apply, subresource="status")
             except errors.NotFound:
-                continue  # deleted meanwhile: nothing to charge
+                refused = {}  # deleted meanwhile: nothing to charge
+            except Exception as e:  # noqa: BLE001 - every waiter gets the write's error
+                refused = dict.fromkeys(range(len(batch)), e)
+            for i, c in enumerate(batch):
+                if i in refused:
+                    c.done.set_exception(refused[i])
+                else:
+                    c.done.set_result(None)
 
 
 def _scopes(q: dict) -> list[str]:
