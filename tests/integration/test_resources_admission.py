@@ -140,3 +140,22 @@ def test_concurrent_creates_never_exceed_a_quota(server, connect):
         codes = [c for chunk in pool.map(create, range(len(apis))) for c in chunk]
     assert sorted(codes).count(201) == 5 and codes.count(403) == 19, codes
     assert apis[0].get(ns + "/resourcequotas/five").json()["status"]["used"] == {"pods": "5"}
+
+
+def test_eviction_bad_input(api: Api):
+    r = api.post(PODS + "/nobody/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                             "metadata": {"name": "nobody"}})
+    assert r.status == 404 and r.json()["reason"] == "NotFound"
+    assert api.post(PODS, pod("target")).status == 201
+    r = api.post(PODS + "/target/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                             "metadata": {"name": "other"}})
+    assert r.status == 400 and "does not match" in r.json()["message"]
+    r = api.post(PODS + "/target/eviction", b"{not json", content_type="application/json")
+    assert r.status == 400
+    r = api.post(PODS + "/target/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                             "deleteOptions": {"gracePeriodSeconds": "soon"}})
+    assert r.status == 400
+    assert api.request("GET", PODS + "/target/eviction").status == 405
+    r = api.post(PODS + "/target/eviction?dryRun=All", {"apiVersion": "policy/v1", "kind": "Eviction"})
+    assert r.status == 201 and api.get(PODS + "/target").status == 200  # a dry run deletes nothing
+    assert api.request("DELETE", PODS + "/target?gracePeriodSeconds=0").status == 200
