@@ -77,6 +77,7 @@ class ResourceQuotaController(Controller):
     async def sync(self, key: str) -> None:
         rq = self.quotas.get(key)
         if rq is None:
+            self._to_confirm.pop(key, None)
             return
         namespace = rq["metadata"]["namespace"]
         hard = (rq.get("spec") or {}).get("hard") or {}
