@@ -40,6 +40,16 @@ def _port_range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _quantity(value: str) -> str:
+    """A positive resource quantity (`1500m`, `2Gi`), for the node capacity flags."""
+    from pocketkube.api.quantity import parse
+
+    q = parse(value)
+    if q is None or q <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive quantity like 1500m or 2Gi, got {value!r}")
+    return value
+
+
 def _checked(check):
     """An argparse `type` from a validator raising ValueError (its message becomes argparse's)."""
     def convert(value: str) -> str:
@@ -130,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pod-cidr-base", default=None,
                     help="node i gets the i-th /24 of this range for its pods "
                          "(default: 127.244.0.0/16; 10.244.0.0/16 with containers)")
+    up.add_argument("--node-cpu", type=_quantity, default=None,
+                    help="the cpu each node offers pods, a quantity (default: the machine's CPUs split "
+                         "evenly across the nodes)")
+    up.add_argument("--node-memory", type=_quantity, default=None,
+                    help="the memory each node offers pods, a quantity (default: the machine's memory split "
+                         "evenly across the nodes)")
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     _log_rotation_args(up)
@@ -156,6 +172,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="with containerd: comma-separated ranges pods route via their gateway")
     agent.add_argument("--kubelet-port", type=int, default=10250, help="log server port (0: any free port)")
     _log_rotation_args(agent)
+    agent.add_argument("--node-cpu", type=_quantity, default=None,
+                       help="the cpu this node offers pods, a quantity (default: the machine's CPUs)")
+    agent.add_argument("--node-memory", type=_quantity, default=None,
+                       help="the memory this node offers pods, a quantity (default: the machine's memory)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
@@ -278,7 +298,8 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  insecure_registries=tuple(args.insecure_registry),
                                  registry_mirrors=tuple(args.registry_mirror),
                                  container_log_max_size=args.container_log_max_size,
-                                 container_log_max_files=args.container_log_max_files))
+                                 container_log_max_files=args.container_log_max_files,
+                                 node_cpu=args.node_cpu or "", node_memory=args.node_memory or ""))
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
@@ -321,7 +342,8 @@ async def _run_agent(args: argparse.Namespace) -> int:
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
         node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r),
         container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,
-        insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror)))
+        insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror),
+        node_cpu=args.node_cpu or "", node_memory=args.node_memory or ""))
 
 
 async def _run_image(args: argparse.Namespace) -> int:

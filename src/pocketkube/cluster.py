@@ -58,6 +58,8 @@ class UpConfig:
     container_log_max_size: str = "10Mi"  # passed to every agent (containerd mode's log rotation)
     container_log_max_files: int = 5
     registry_mirrors: tuple[str, ...] = ()
+    node_cpu: str = ""  # each node's cpu and memory; default: the machine split evenly across the nodes
+    node_memory: str = ""
 
 
 def _say(msg: str) -> None:
@@ -296,7 +298,14 @@ class Cluster:
                 *self._agent_network_args(plan), *self._agent_registry_args(),
                 "--container-log-max-size", self.cfg.container_log_max_size,
                 "--container-log-max-files", str(self.cfg.container_log_max_files),
+                *self._agent_capacity_args(),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
+
+    def _agent_capacity_args(self) -> list[str]:
+        from pocketkube.agent.node import machine_share
+
+        cpu, memory = machine_share(self.cfg.nodes)
+        return ["--node-cpu", self.cfg.node_cpu or cpu, "--node-memory", self.cfg.node_memory or memory]
 
     async def _wait_agents(self) -> None:
         for name, proc in self.agents.items():

@@ -102,3 +102,11 @@ async def test_shutdown_wakes_workers_and_drops_new_keys_and_timers():
     assert await asyncio.wait_for(waiting, 1) is None
     q.add("a")
     assert len(q) == 0 and await q.get() is None
+
+
+async def test_add_after_keeps_the_sooner_time():
+    q = WorkQueue()
+    q.add_after("k", 30)
+    q.add_after("k", 0.01)  # sooner: replaces the pending one
+    q.add_after("k", 60)  # later: the sooner one stays
+    assert await asyncio.wait_for(q.get(), 1) == "k"

@@ -196,6 +196,7 @@ class LogServer:
         """Listen; returns the port (the chosen one when asked for port 0)."""
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_get("/stats/summary", self.stats_summary)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -210,6 +211,12 @@ class LogServer:
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), self.token)
+
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        """The kubelet's Summary API: this node's and its pods' CPU and memory (kubectl top)."""
+        if not self._authorized(request):
+            return _text(401, "Unauthorized")
+        return web.json_response(await self.kubelet.stats_summary())
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pocketkube.agent.kubelet import Kubelet
+from pocketkube.agent.kubelet.stats import UsageSampler
 from pocketkube.agent.logserver import LogServer
 from pocketkube.agent.node import NodeAgent
+from pocketkube.agent.runtime import procstats
 from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
@@ -58,6 +60,8 @@ class AgentConfig:
     container_log_max_files: int = 5
     insecure_registries: tuple[str, ...] = ()  # with our containerd: plain-HTTP registries (HOST:PORT)
     registry_mirrors: tuple[str, ...] = ()  # with our containerd: docker.io mirrors (URLs)
+    node_cpu: str = ""  # the node's cpu and memory capacity (quantities); default: the machine's
+    node_memory: str = ""
 
 
 class Agent:
@@ -67,7 +71,7 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
-                              cfg.lease_interval)
+                              cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
         if cfg.runtime == "containerd":
             from pocketkube.agent.container_stack import ContainerStack, StackConfig
@@ -106,6 +110,7 @@ class Agent:
         self.kubelet = Kubelet(self.client, self.runtime, self.cfg.node_name, self.cfg.node_ip,
                                allocatable=self.node.capacity,
                                volumes_root=Path(self.cfg.data_dir).absolute() / "kubelet" / "pods")
+        self.kubelet.sampler = UsageSampler(self.runtime, procstats.self_usage)
         self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()

@@ -65,10 +65,21 @@ def memory_kib() -> int:
     return 0
 
 
-def capacity(data_dir: Path) -> dict[str, str]:
+def capacity(data_dir: Path, cpu: str = "", memory: str = "") -> dict[str, str]:
+    """The node's capacity: the machine's, or the share of it `up` gives this node (cpu, memory)."""
     disk = shutil.disk_usage(data_dir)
-    return {"cpu": str(os.cpu_count() or 1), "memory": f"{memory_kib()}Ki", "pods": MAX_PODS,
+    return {"cpu": cpu or str(os.cpu_count() or 1), "memory": memory or f"{memory_kib()}Ki", "pods": MAX_PODS,
             "ephemeral-storage": f"{disk.total // 1024}Ki", "hugepages-2Mi": "0"}
+
+
+def machine_share(nodes: int, cpus: int | None = None, mem_kib: int | None = None) -> tuple[str, str]:
+    """(cpu, memory) of one of `nodes` nodes sharing this machine evenly: 2 CPUs over 3 nodes
+    are 666m each, as quantities the Node reports."""
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    mem_kib = mem_kib if mem_kib is not None else memory_kib()
+    nodes = max(1, nodes)
+    milli = cpus * 1000 // nodes
+    return (f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"), f"{mem_kib // nodes}Ki"
 
 
 def node_labels(name: str) -> dict[str, str]:
@@ -105,7 +116,7 @@ def lease_retry_backoff(lease_interval: float) -> Backoff:
 class NodeAgent:
     def __init__(self, client: Client, name: str, ip: str, pod_cidr: str, data_dir: Path, kubelet_port: int,
                  lease_interval: float = LEASE_RENEW_INTERVAL, *, retry: Backoff | None = None,
-                 runtime_version: str = RUNTIME_VERSION) -> None:
+                 runtime_version: str = RUNTIME_VERSION, cpu: str = "", memory: str = "") -> None:
         self.client = client
         self.runtime_version = runtime_version  # "containerd://1.6.20~ds1", as CRI Version reports it
         self.lease_interval = lease_interval
@@ -114,7 +125,7 @@ class NodeAgent:
         self.ip = ip
         self.pod_cidr = pod_cidr
         self.kubelet_port = kubelet_port
-        self.capacity = capacity(data_dir)
+        self.capacity = capacity(data_dir, cpu, memory)
         self._transitions: dict[str, str] = {}
 
     def node_object(self) -> dict:

@@ -260,6 +260,10 @@ class APIServer:
             from pocketkube.apiserver.satoken.http import serve_token_review
 
             return await serve_token_review(request)
+        if path.startswith("/apis/metrics.k8s.io/v1beta1/"):
+            from pocketkube.apiserver import resource_metrics
+
+            return await resource_metrics.serve(request, path, self.registry, self.pki.node_token)
         target = parse_target(path)
         if target is None:
             raise errors.NotFound.path()

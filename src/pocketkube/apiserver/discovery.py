@@ -38,6 +38,8 @@ def _subresource_parts(res: Resource) -> list[tuple[str, str, str, str, list[str
             out.append(("binding", "", "v1", "Binding", ["create"]))
         elif sub == "log":
             out.append(("log", "", "v1", "Pod", ["get"]))
+        elif sub == "eviction":
+            out.append(("eviction", "policy", "v1", "Eviction", ["create"]))
         elif sub == "finalize":
             out.append(("finalize", "", "v1", "Namespace", ["update"]))
         elif sub == "token":
@@ -76,8 +78,26 @@ def aggregated(core: bool) -> dict:
             meta["name"] = group
         items.append({"metadata": meta, "versions": [{"version": version, "resources": resources,
                                                       "freshness": "Current"}]})
+    if not core:
+        items.append(_metrics_aggregated())
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
             "items": items}
+
+
+# metrics.k8s.io is served beside the stored kinds (apiserver/resource_metrics.py), as an
+# aggregated metrics-server's group would appear.
+METRICS_GROUP, METRICS_VERSION = "metrics.k8s.io", "v1beta1"
+
+
+def _metrics_aggregated() -> dict:
+    from pocketkube.apiserver.resource_metrics import RESOURCES as METRICS
+
+    resources = [{"resource": r["name"], "responseKind": {"group": METRICS_GROUP, "version": METRICS_VERSION,
+                                                          "kind": r["kind"]},
+                  "scope": "Namespaced" if r["namespaced"] else "Cluster", "singularResource": r["name"][:-1],
+                  "verbs": r["verbs"]} for r in METRICS]
+    return {"metadata": {"name": METRICS_GROUP, "creationTimestamp": None},
+            "versions": [{"version": METRICS_VERSION, "resources": resources, "freshness": "Current"}]}
 
 
 def api_versions(server_address: str) -> dict:
@@ -93,10 +113,12 @@ def _group(group: str, version: str) -> dict:
 @cache
 def api_group_list() -> dict:
     return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [_group(g, v) for g, v in group_versions() if g]}
+            "groups": [*(_group(g, v) for g, v in group_versions() if g), _group(METRICS_GROUP, METRICS_VERSION)]}
 
 
 def api_group(group: str) -> dict | None:
+    if group == METRICS_GROUP:
+        return {"kind": "APIGroup", "apiVersion": "v1", **_group(METRICS_GROUP, METRICS_VERSION)}
     for g, v in group_versions():
         if g == group and g:
             return {"kind": "APIGroup", "apiVersion": "v1", **_group(g, v)}
@@ -105,6 +127,11 @@ def api_group(group: str) -> dict | None:
 
 @cache
 def api_resource_list(group: str, version: str) -> dict | None:
+    if (group, version) == (METRICS_GROUP, METRICS_VERSION):
+        from pocketkube.apiserver.resource_metrics import RESOURCES as METRICS
+
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
+                "resources": [dict(r) for r in METRICS]}
     resources = []
     for r in RESOURCES:
         if r.group != group or r.version != version:

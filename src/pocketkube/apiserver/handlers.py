@@ -78,6 +78,10 @@ class Handlers:
             if method != "POST":
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             return await self._bind(request, store, t)
+        if t.subresource == "eviction":
+            if method != "POST":
+                raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+            return await self._evict(request, store, t)
         if method == "GET":
             if t.legacy_watch or bool_param(request.query.get("watch")):
                 return await self._watch(request, store, t)
@@ -345,6 +349,14 @@ class Handlers:
         await binding.bind(store, t.namespace, t.name, body)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
+
+    async def _evict(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
+        from pocketkube.registry.policy import eviction
+
+        body = bodies.decode_object(request.headers.get("Content-Type", ""), await self._body(request))
+        status = await eviction.evict(store, self.registry.store("policy", "poddisruptionbudgets"), t.namespace,
+                                      t.name, body, dry_run=self._dry_run(request))
+        return json_response(status, 201)
 
     async def _log(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
         pod = store.get(t.namespace, t.name)

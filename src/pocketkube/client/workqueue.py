@@ -44,9 +44,12 @@ class WorkQueue:
         if delay <= 0:
             self.add(key)
             return
-        if key in self._timers:
-            return
         loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return  # already due sooner
+            pending.cancel()  # keep the sooner one, as upstream's delaying queue does
 
         def fire() -> None:
             self._timers.pop(key, None)

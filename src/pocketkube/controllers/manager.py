@@ -21,6 +21,7 @@ from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregation
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.deployment import DeploymentController
+from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
@@ -30,6 +31,7 @@ from pocketkube.controllers.podgc import DEFAULT_THRESHOLD, PodGCController
 from pocketkube.controllers.provisioner import LOCAL_PATH_PROVISIONER, LocalPathProvisioner
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.controllers.replicationcontroller import ReplicationControllerController
+from pocketkube.controllers.resourcequota import ResourceQuotaController
 from pocketkube.controllers.serviceaccounts import RootCACertPublisher, ServiceAccountsController
 from pocketkube.controllers.statefulset import StatefulSetController
 from pocketkube.controllers.ttlafterfinished import TTLAfterFinishedController
@@ -59,6 +61,8 @@ ALL_CONTROLLERS = frozenset({
     "cronjob",
     "ttl-after-finished",
     "podgc",
+    "disruption",
+    "resourcequota",
 })
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
@@ -150,6 +154,10 @@ class ControllerManager:
         if "podgc" in enabled:
             self.add(PodGCController(self.client, self.informers,
                                      terminated_pod_threshold=s.terminated_pod_gc_threshold))
+        if "disruption" in enabled:
+            self.add(DisruptionController(self.client, self.informers))
+        if "resourcequota" in enabled:
+            self.add(ResourceQuotaController(self.client, self.informers))
 
     async def start(self) -> None:
         self._build()

@@ -11,15 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
+from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
 from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
 from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import config as config_kinds
-from pocketkube.registry.core import namespaces, others, replicationcontrollers, services
+from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.policy import pdb
 from pocketkube.registry.rbac import strategies as rbac
 from pocketkube.registry.rbac.index import PolicyIndex
 from pocketkube.registry.store import ObjectStore
-from pocketkube.registry.strategy import NO_HOOKS, Strategy, metadata_only
+from pocketkube.registry.strategy import NO_HOOKS, Strategy
 from pocketkube.registry.volumes import strategies as volumes
 from pocketkube.storage.interface import Backend
 
@@ -65,9 +67,9 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
         "StorageClass": volumes.storage_class_strategy(),
 
         # -- resources and disruption
-        "LimitRange": metadata_only(namespaced=True),
-        "ResourceQuota": metadata_only(namespaced=True),
-        "PodDisruptionBudget": metadata_only(namespaced=True),
+        "LimitRange": limitranges.strategy(),
+        "ResourceQuota": quota.strategy(),
+        "PodDisruptionBudget": pdb.strategy(),
 
         # -- workloads: batch
         "Job": jobs.strategy(),
@@ -96,6 +98,18 @@ class Registry:
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
         volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses
+        self._admission()
+
+    def _admission(self) -> None:
+        """LimitRanger on pods and claims, then ResourceQuota on every namespaced kind (upstream's order)."""
+        ranger = LimitRanger(self.stores[("", "limitranges")])
+        self.stores[("", "pods")].admission.append(ranger)
+        self.stores[("", "persistentvolumeclaims")].admission.append(ranger)
+        quotas = ResourceQuotaAdmission(self.stores[("", "resourcequotas")],
+                                        lambda group, plural: self.stores.get((group, plural)))
+        for (group, plural), store in self.stores.items():
+            if store.res.namespaced and (group, plural) != ("", "events"):
+                store.admission.append(quotas)
 
     async def start(self) -> list[str]:
         """Open the backend and rebuild in-memory state from it; the problems the repair found."""

@@ -24,7 +24,7 @@ from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec
-from pocketkube.registry.strategy import STATUS, Merge, Strategy, UpdatePath
+from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.storage.interface import (
     Backend,
     Compacted,
@@ -123,6 +123,12 @@ class ObjectStore:
         self.updates: dict[str, UpdatePath] = dict(strategy.updates)
         if self.has_status:
             self.updates.setdefault("status", STATUS)
+        # Admission plugins that see other kinds (LimitRanger, ResourceQuota), wired by the
+        # registry: mutate after defaulting, then admit after validation, just before the write.
+        self.admission: list[Admission] = []
+        # Counts creates and deletes of this kind: a cache of which objects exist (admission's
+        # view of LimitRanges and quotas) is current while the count is unchanged.
+        self.membership = 0
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -215,6 +221,8 @@ class ObjectStore:
         obj = self.prepare_create(obj, namespace)
         if self.strategy.admit is not None:
             self.strategy.admit(obj, requested_name)
+        for plugin in self.admission:
+            plugin.mutate(self.res, obj)
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
         # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort
@@ -224,10 +232,15 @@ class ObjectStore:
             self.validate_create(obj)
             if self._backend.get_now(key) is not None:
                 raise errors.AlreadyExists.object(self.res.plural, name, self.res.group)
+            for plugin in self.admission:
+                await plugin.admit(self.res, obj, dry_run)
             if dry_run:
                 txn.revert()
                 return obj
-            kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
+            try:
+                kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
+            finally:
+                self.membership += 1
         except BaseException:  # cancellation too: an allocation must not outlive a failed write
             txn.revert()
             raise
@@ -415,7 +428,10 @@ class ObjectStore:
         return grace < int(m.get("deletionGracePeriodSeconds") or 0)
 
     async def _delete_now(self, key: str, mod_rev: int, obj: dict) -> dict:
-        kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
+        try:
+            kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
+        finally:
+            self.membership += 1
         self.hooks.after_delete(obj)
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
@@ -435,6 +451,8 @@ class ObjectStore:
                 gone += 1
             except (KeyNotFound, RevisionMismatch):
                 pass
+            finally:
+                self.membership += 1
         return gone
 
     # ---- watch ----

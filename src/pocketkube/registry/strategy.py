@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Protocol
 
 from pocketkube.api.fields import FieldError
+from pocketkube.api.resources import Resource
 from pocketkube.api.validation import dns1123_subdomain_errors
 from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
 
@@ -59,6 +60,18 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
+
+
+class Admission:
+    """An admission plugin that needs other kinds' state (registry/admission.py): mutate runs
+    after defaulting and before validation, admit after validation just before the write (it may
+    raise Forbidden, and charge a quota unless dry_run). The default: admits everything."""
+
+    def mutate(self, res: Resource, obj: dict) -> None:
+        return None
+
+    async def admit(self, res: Resource, obj: dict, dry_run: bool) -> None:
+        return None
 
 
 class Merge(Enum):

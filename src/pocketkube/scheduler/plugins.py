@@ -3,9 +3,10 @@
 Filters run per node in upstream's order and the first failure is the node's reason:
 NodeUnschedulable → TaintToleration (NoSchedule/NoExecute; a node whose Ready condition is
 not True counts as carrying the not-ready/unreachable taint, as the node lifecycle controller
-would add) → NodeAffinity (nodeSelector and required node affinity) → NodeResourcesFit (the
-pods capacity only). Reasons are upstream's strings, so an unschedulable pod's message reads
-exactly like Kubernetes'.
+would add) → NodeAffinity (nodeSelector and required node affinity) → NodeResourcesFit (the pods capacity,
+then the requests of the pods on the node plus this one's against the node's allocatable: every
+resource short is a reason, `Insufficient cpu`). Reasons are upstream's strings, so an
+unschedulable pod's message reads exactly like Kubernetes'.
 
 Scoring is deliberately simpler than upstream's default profile: spread the pods of one
 controller (fewest pods with the same controller uid on the node), then fewest pods overall,
@@ -17,8 +18,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from pocketkube.api.nodeaffinity import matches_node_selector_term, pod_matches_node_affinity
+from pocketkube.api.quantity import parse
+from pocketkube.api.quota import pod_totals
 from pocketkube.api.taints import (
     NOT_READY_TAINT,
     UNREACHABLE_TAINT,
@@ -34,6 +38,7 @@ __all__ = [
     "Decision",
     "NodeInfo",
     "filter_node",
+    "filter_reasons",
     "fit_error_message",
     "matches_node_selector_term",
     "pod_controller_uid",
@@ -59,6 +64,7 @@ class NodeInfo:
     node: dict
     pod_count: int = 0
     by_controller: dict[str, int] = field(default_factory=dict)
+    requested: dict[str, Fraction] = field(default_factory=dict)  # summed requests of its pods
 
     @property
     def name(self) -> str:
@@ -66,6 +72,8 @@ class NodeInfo:
 
     def add_pod(self, pod: dict) -> None:
         self.pod_count += 1
+        for name, amount in pod_totals(pod).items():
+            self.requested[name] = self.requested.get(name, Fraction(0)) + amount
         uid = pod_controller_uid(pod)
         if uid:
             self.by_controller[uid] = self.by_controller.get(uid, 0) + 1
@@ -102,23 +110,47 @@ def _pod_capacity(node: dict) -> int | None:
         return None
 
 
+def _insufficient(requests: dict[str, Fraction], info: NodeInfo) -> list[str]:
+    """NodeResourcesFit's reasons: each requested resource the node's allocatable cannot hold
+    beside its pods' requests. A node that reports no cpu/memory at all is not limited in them;
+    an extended resource it does not report has none."""
+    if not requests:
+        return []
+    allocatable = (info.node.get("status") or {}).get("allocatable") or {}
+    reasons = []
+    for name in ("cpu", "memory", "ephemeral-storage", *sorted(k for k in requests if "/" in k)):
+        amount = requests.get(name, Fraction(0))
+        if amount <= 0 or (name not in allocatable and "/" not in name):
+            continue
+        available = parse(allocatable.get(name, 0)) or Fraction(0)
+        if info.requested.get(name, Fraction(0)) + amount > available:
+            reasons.append(f"Insufficient {name}")
+    return reasons
+
+
 def filter_node(pod: dict, info: NodeInfo) -> str | None:
-    """Why `pod` cannot run on this node (upstream's reason string), or None when it fits."""
+    """Why `pod` cannot run on this node (upstream's first reason string), or None when it fits."""
+    reasons = filter_reasons(pod, info, pod_totals(pod))
+    return reasons[0] if reasons else None
+
+
+def filter_reasons(pod: dict, info: NodeInfo, requests: dict[str, Fraction] | None = None) -> list[str]:
+    """Why `pod` cannot run on this node: the failing plugin's reasons (upstream's strings).
+    `requests`: the pod's effective requests, when the caller has them already."""
     node = info.node
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
     if (node.get("spec") or {}).get("unschedulable") and not any(
             tolerates(t, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}) for t in tolerations):
-        return REASON_UNSCHEDULABLE
+        return [REASON_UNSCHEDULABLE]
     taints = [*((node.get("spec") or {}).get("taints") or []), *_implied_taints(node)]
     taint = find_untolerated_taint(taints, tolerations, ("NoSchedule", "NoExecute"))
     if taint is not None:
-        return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
+        return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"]
     if not pod_matches_node_affinity(pod.get("spec") or {}, node):
-        return REASON_SELECTOR
+        return [REASON_SELECTOR]
     capacity = _pod_capacity(node)
-    if capacity is not None and info.pod_count + 1 > capacity:
-        return REASON_TOO_MANY_PODS
-    return None
+    too_many = [REASON_TOO_MANY_PODS] if capacity is not None and info.pod_count + 1 > capacity else []
+    return too_many + _insufficient(pod_totals(pod) if requests is None else requests, info)
 
 
 def _histogram(reasons: Iterable[str]) -> str:
@@ -128,12 +160,16 @@ def _histogram(reasons: Iterable[str]) -> str:
     return ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
 
 
-def fit_error_message(node_count: int, reasons: list[str]) -> str:
-    """FitError.Error() followed by the preemption post-filter's verdict, as upstream prints them."""
+def fit_error_message(node_count: int, reasons: list[str] | list[list[str]]) -> str:
+    """FitError.Error() followed by the preemption post-filter's verdict, as upstream prints them.
+    `reasons` holds each node's reason, or each node's list of reasons (all are counted; the
+    preemption verdict is one per node)."""
     if node_count == 0:
         return NO_NODES_MESSAGE
-    message = f"0/{node_count} nodes are available: {_histogram(reasons)}."
-    preemption = [PREEMPTION_NOT_HELPFUL if r.startswith(_UNRESOLVABLE_PREFIXES) else NO_VICTIMS for r in reasons]
+    per_node = [[r] if isinstance(r, str) else r for r in reasons]
+    message = f"0/{node_count} nodes are available: {_histogram(r for rs in per_node for r in rs)}."
+    preemption = [PREEMPTION_NOT_HELPFUL if any(r.startswith(_UNRESOLVABLE_PREFIXES) for r in rs) else NO_VICTIMS
+                  for rs in per_node]
     return message + f" preemption: 0/{node_count} nodes are available: {_histogram(preemption)}."
 
 
@@ -150,15 +186,18 @@ def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = No
     """Filter, then score: fewest pods of the same controller, then fewest pods, then random.
     `extra_filter(node)` runs after the built-in filters (the volume checks)."""
     rng = rng or random.Random()
-    feasible, reasons = [], []
+    feasible: list[NodeInfo] = []
+    reasons: list[list[str]] = []
+    requests = pod_totals(pod)
     for info in nodes:
-        reason = filter_node(pod, info)
-        if reason is None and extra_filter is not None:
-            reason = extra_filter(info.node)
-        if reason is None:
+        why = filter_reasons(pod, info, requests)
+        if not why and extra_filter is not None:
+            extra = extra_filter(info.node)
+            why = [extra] if extra else []
+        if not why:
             feasible.append(info)
         else:
-            reasons.append(reason)
+            reasons.append(why)
     if not feasible:
         return Decision(None, fit_error_message(len(nodes), reasons))
     owner = pod_controller_uid(pod)

@@ -142,6 +142,8 @@ class Scheduler:
         if deep_get(new, "spec", "nodeName"):
             self._assumed.pop(key, None)
             self._forget(key)
+            if _terminal(new) and not _terminal(old):
+                self._retry_unschedulable()  # its requests no longer count on the node
             return
         if not needs_scheduling(new, self.settings.scheduler_name):
             self._forget(key)

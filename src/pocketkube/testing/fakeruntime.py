@@ -119,6 +119,10 @@ class FakeRuntime:
     def running(self) -> list[tuple[str, ContainerRecord]]:
         return [(uid, h.current) for (uid, _), h in self._histories.items() if h.current.running]
 
+    async def usage(self) -> list:
+        """No cgroups here: every running container uses nothing."""
+        return []
+
     async def adopt_all(self) -> None:
         pass
 

@@ -25,6 +25,7 @@ from pocketkube.agent.envvars import EnvError
 from pocketkube.agent.kubelet.image_manager import ImageManager
 from pocketkube.agent.kubelet.pod_workers import PodWorker, crash_loop_backoff, sandbox_backoff
 from pocketkube.agent.kubelet.pull_secrets import RegistryKey, keyring, pull_secret_names
+from pocketkube.agent.kubelet.stats import UsageSampler
 from pocketkube.agent.kubelet.volumes import VolumeManager
 from pocketkube.agent.runtime.interface import RegistryAuth, Runtime
 from pocketkube.api import errors
@@ -71,6 +72,7 @@ class Kubelet:
         self.volumes = VolumeManager(client, root, node_ip=node_ip, allocatable=self.allocatable,
                                      on_change=self._wake, clock=clock)
         self.workers: dict[str, PodWorker] = {}
+        self.sampler: UsageSampler | None = None  # set by the agent's wiring (it knows its own process)
         self._finished: set[str] = set()
         self._tasks: list[asyncio.Task] = []
 
@@ -159,6 +161,11 @@ class Kubelet:
             except errors.ApiError:
                 missing.append(name)
         return keyring(secrets), missing
+    async def stats_summary(self) -> dict:
+        pods = {p["metadata"]["uid"]: p for p in self.pod_informer.list()}
+        if self.sampler is None:
+            return {"node": {"nodeName": self.node_name}, "pods": []}
+        return await self.sampler.summary(self.node_name, pods)
 
     def find_pod(self, namespace: str, name: str) -> dict | None:
         return self.pod_informer.get(f"{namespace}/{name}")

@@ -103,6 +103,18 @@ class ContainerHistory:
     last: ContainerRecord | None = None
 
 
+@dataclass(frozen=True)
+class ContainerUsage:
+    """A running container's cumulative CPU time and current memory working set, when sampled
+    (what `kubectl top` is computed from)."""
+
+    pod_uid: str
+    name: str
+    cpu_ns: int
+    memory_bytes: int
+    timestamp: float
+
+
 @dataclass
 class ExecResult:
     """How a command run in a container ended: its exit code (None when it timed out) and its
@@ -226,6 +238,10 @@ class Runtime(Protocol):
 
     def running(self) -> list[tuple[str, ContainerRecord]]:
         """(pod uid, record) of every container known to be running."""
+        ...
+
+    async def usage(self) -> list[ContainerUsage]:
+        """CPU time and memory of every running container (cgroup stats or /proc)."""
         ...
 
     async def adopt_all(self) -> None:

@@ -25,14 +25,16 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
-from pocketkube.agent.runtime import images
+from pocketkube.agent.runtime import images, procstats
 from pocketkube.agent.runtime.interface import (
     DEFAULT_PATH,
     ContainerConfig,
     ContainerHistory,
     ContainerRecord,
+    ContainerUsage,
     CreateError,
     ExecResult,
     ImageInfo,
@@ -436,6 +438,13 @@ class ProcessRuntime:
 
     def running(self) -> list[tuple[str, ContainerRecord]]:
         return [(uid, h.current) for (uid, _), h in self._histories.items() if h.current.running]
+
+    async def usage(self) -> list[ContainerUsage]:
+        """Each running container's process group, summed from /proc."""
+        running = [(uid, r) for uid, r in self.running() if r.pid]
+        now = time.time()
+        groups = await asyncio.to_thread(procstats.group_usage, {r.pid for _, r in running})
+        return [ContainerUsage(uid, r.name, *groups.get(r.pid, (0, 0)), now) for uid, r in running]
 
     async def adopt_all(self) -> None:
         """Load every saved sandbox (its IP taken again) and container, so that live ones are

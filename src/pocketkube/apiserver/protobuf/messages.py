@@ -347,6 +347,7 @@ from pocketkube.apiserver.protobuf import (  # noqa: E402
     messages_batch,
     messages_config,
     messages_rbac,
+    messages_resources,
 )
 
 SCHEMAS: dict[tuple[str, str], Message] = {
@@ -363,5 +364,6 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
     **messages_rbac.SCHEMAS,
+    **messages_resources.SCHEMAS,
 }
 

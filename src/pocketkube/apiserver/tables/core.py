@@ -37,6 +37,7 @@ from pocketkube.apiserver.tables.base import (
     wide,
     with_more,
 )
+from pocketkube.apiserver.tables.core_quota import QUOTA_PRINTERS
 
 # --- pods -------------------------------------------------------------------------------------
 
@@ -428,4 +429,5 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "serviceaccounts"): Printer((NAME, Column("Secrets", "The number of secrets listed."), AGE),
                                      _serviceaccount_cells),
     **volumes.PRINTERS,
+    **QUOTA_PRINTERS,  # limitranges, resourcequotas
 }

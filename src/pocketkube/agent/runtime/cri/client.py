@@ -211,6 +211,9 @@ class CriClient:
         req = api.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
         return await self._call(self._runtime, "ExecSync", req, timeout + self.timeout if timeout > 0 else None)
 
+    async def list_container_stats(self) -> list[api.ContainerStats]:
+        return list((await self._call(self._runtime, "ListContainerStats", api.ListContainerStatsRequest())).stats)
+
     async def container_stats(self, container_id: str) -> api.ContainerStats:
         req = api.ContainerStatsRequest(container_id=container_id)
         return (await self._call(self._runtime, "ContainerStats", req)).stats

@@ -31,6 +31,7 @@ import math
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerHistory,
     ContainerRecord,
+    ContainerUsage,
     CreateConfigError,
     CreateError,
     ExecResult,
@@ -554,6 +556,19 @@ class ContainerdRuntime:
 
     def running(self) -> list[tuple[str, ContainerRecord]]:
         return [(uid, h.current) for (uid, _), h in self._histories.items() if h.current.running]
+
+    async def usage(self) -> list[ContainerUsage]:
+        """containerd's cgroup stats (ListContainerStats) of our running containers."""
+        ours = {r.id: (uid, r.name) for uid, r in self.running()}
+        out = []
+        for s in await self.client.list_container_stats():
+            key = ours.get(s.attributes.id)
+            if key is None:
+                continue
+            stamp = (s.cpu.timestamp or s.memory.timestamp) / 1e9 or time.time()
+            out.append(ContainerUsage(key[0], key[1], s.cpu.usage_core_nano_seconds.value,
+                                      s.memory.working_set_bytes.value, stamp))
+        return out
 
     async def adopt_all(self) -> None:
         """Rebuild sandboxes and container histories from containerd's labels and annotations;
