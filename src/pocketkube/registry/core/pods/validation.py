@@ -21,6 +21,7 @@ from pocketkube.api.fields import (
     not_supported,
     required,
 )
+from pocketkube.api.quantity import parse as parse_quantity
 from pocketkube.api.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
@@ -42,7 +43,6 @@ from pocketkube.registry.core.pods.typed import (
     nonnegative,
     not_a_string,
     not_supported_ordered,
-    parse_quantity,
     port_num_or_name_errors,
     port_number_errors,
     protocol_errors,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invalid, not_found, required
+from pocketkube.api.quantity import parse as parse_quantity
 from pocketkube.api.validation import dns1123_label_errors, dns1123_subdomain_errors, wrong_type
 from pocketkube.registry.core.pods.typed import (
     QUANTITY_MSG,
@@ -16,7 +17,6 @@ from pocketkube.registry.core.pods.typed import (
     get_list,
     not_a_string,
     not_supported_ordered,
-    parse_quantity,
 )
 from pocketkube.registry.validation import get_str
 
