@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
-from pocketkube.api.validation import is_int, port_name_errors, wrong_type
+from pocketkube.api.fields import FieldError, Path, duplicate, invalid, not_supported, required
+from pocketkube.api.validation import dns1123_label_errors, is_int, port_name_errors, wrong_type
 from pocketkube.registry.validation import get_str
 
 NEGATIVE = "must be greater than or equal to 0"
@@ -68,6 +68,27 @@ def dict_items(items: list, path: Path, errs: list[FieldError]) -> list[tuple[in
         else:
             errs.append(wrong_type(path.index(i), item, "object"))
     return out
+
+
+def required_str(parent: dict, key: str, path: Path, errs: list[FieldError]) -> str:
+    """parent[key] as a string; `Required value` when it is missing or empty (a wrong type is
+    reported once, by get_str)."""
+    value = get_str(parent, key, path, errs)
+    if not value and not not_a_string(parent, key):
+        errs.append(required(path.child(key)))
+    return value
+
+
+def unique_label_name(item: dict, path: Path, seen: set[str], errs: list[FieldError]) -> str:
+    """item.name of a list whose names are DNS-1123 labels unique among `seen` (volumes,
+    containers); adds it to `seen`."""
+    name = required_str(item, "name", path, errs)
+    if name:
+        errs.extend(invalid(path.child("name"), name, m) for m in dns1123_label_errors(name))
+        if name in seen:
+            errs.append(duplicate(path.child("name"), name))
+        seen.add(name)
+    return name
 
 
 def not_supported_ordered(path: Path, value: Any, supported: list[str]) -> FieldError:
