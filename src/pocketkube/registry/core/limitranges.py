@@ -110,29 +110,27 @@ def validate(obj: dict) -> list[FieldError]:
     return errs
 
 
+# ValidateLimitRange's ordering checks, in its order: (lower, upper, their names in the message,
+# the field reported and whose value it shows).
+_ORDER = (
+    ("min", "max", "min value", "max value", "min", "min"),
+    ("min", "defaultRequest", "min value", "default request value", "defaultRequest", "defaultRequest"),
+    ("defaultRequest", "max", "default request value", "max value", "defaultRequest", "defaultRequest"),
+    ("defaultRequest", "default", "default request value", "default limit value", "defaultRequest",
+     "defaultRequest"),
+    ("min", "default", "min value", "default value", "default", "min"),
+    ("default", "max", "default value", "max value", "default", "max"),
+)
+
+
 def _order_errors(q: dict[str, dict[str, tuple[Any, Fraction]]], path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
-    mn, mx, dflt, dreq, ratio = q["min"], q["max"], q["default"], q["defaultRequest"], q["maxLimitRequestRatio"]
+    mn, mx, ratio = q["min"], q["max"], q["maxLimitRequestRatio"]
     for k in sorted(set().union(*q.values())):
-        if k in mn and k in mx and mn[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("min").key(k), mn[k][0],
-                                f"min value {_s(mn[k])} is greater than max value {_s(mx[k])}"))
-        if k in dreq and k in mn and mn[k][1] > dreq[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"min value {_s(mn[k])} is greater than default request value {_s(dreq[k])}"))
-        if k in dreq and k in mx and dreq[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"default request value {_s(dreq[k])} is greater than max value {_s(mx[k])}"))
-        if k in dreq and k in dflt and dreq[k][1] > dflt[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"default request value {_s(dreq[k])} is greater than default limit value "
-                                f"{_s(dflt[k])}"))
-        if k in dflt and k in mn and mn[k][1] > dflt[k][1]:
-            errs.append(invalid(path.child("default").key(k), mn[k][0],
-                                f"min value {_s(mn[k])} is greater than default value {_s(dflt[k])}"))
-        if k in dflt and k in mx and dflt[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("default").key(k), mx[k][0],
-                                f"default value {_s(dflt[k])} is greater than max value {_s(mx[k])}"))
+        for lo, hi, lo_name, hi_name, field, shown in _ORDER:
+            if k in q[lo] and k in q[hi] and q[lo][k][1] > q[hi][k][1]:
+                errs.append(invalid(path.child(field).key(k), q[shown][k][0],
+                                    f"{lo_name} {_s(q[lo][k])} is greater than {hi_name} {_s(q[hi][k])}"))
         if k in ratio and ratio[k][1] < 1:
             errs.append(invalid(path.child("maxLimitRequestRatio").key(k), ratio[k][0],
                                 f"ratio {_s(ratio[k])} is less than 1"))
