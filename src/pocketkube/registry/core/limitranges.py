@@ -213,30 +213,28 @@ def _sum_pod(spec: dict, key: str) -> tuple[dict[str, Fraction], dict[str, Any],
     return total, raw, missing
 
 
+def _bound_msgs(bounds: Any, which: str, what: str, values: dict[str, Fraction], raw: dict[str, Any],
+                raw_prefix: str, missing: set[str], kind: str) -> list[str]:
+    """minConstraint (the request at least min) or maxConstraint (the limit at most max)."""
+    msgs: list[str] = []
+    for k, v in sorted((bounds or {}).items()):
+        bound = parse(v)
+        if bound is None:
+            continue
+        value = values.get(k)
+        text = f"{which} {k} usage per {kind} is {fmt(bound, is_binary(v))}"
+        if value is None or k in missing:
+            msgs.append(f"{text}.  No {what} is specified")
+        elif (value < bound) if which == "minimum" else (value > bound):
+            msgs.append(f"{text}, but {what} is {fmt(value, is_binary(raw.get(raw_prefix + k)))}")
+    return msgs
+
+
 def _check(kind: str, item: dict, requests: dict[str, Fraction], limits: dict[str, Fraction],
            raw: dict[str, Any], missing_req: set[str], missing_lim: set[str]) -> list[str]:
     """upstream's minConstraint, maxConstraint and limitRequestRatioConstraint."""
-    msgs: list[str] = []
-    for k, v in sorted((item.get("min") or {}).items()):
-        bound = parse(v)
-        req = requests.get(k)
-        if bound is None:
-            continue
-        if req is None or k in missing_req:
-            msgs.append(f"minimum {k} usage per {kind} is {fmt(bound, is_binary(v))}.  No request is specified")
-        elif req < bound:
-            msgs.append(f"minimum {k} usage per {kind} is {fmt(bound, is_binary(v))}, "
-                        f"but request is {fmt(req, is_binary(raw.get('r:' + k)))}")
-    for k, v in sorted((item.get("max") or {}).items()):
-        bound = parse(v)
-        lim = limits.get(k)
-        if bound is None:
-            continue
-        if lim is None or k in missing_lim:
-            msgs.append(f"maximum {k} usage per {kind} is {fmt(bound, is_binary(v))}.  No limit is specified")
-        elif lim > bound:
-            msgs.append(f"maximum {k} usage per {kind} is {fmt(bound, is_binary(v))}, "
-                        f"but limit is {fmt(lim, is_binary(raw.get('l:' + k)))}")
+    msgs = (_bound_msgs(item.get("min"), "minimum", "request", requests, raw, "r:", missing_req, kind)
+            + _bound_msgs(item.get("max"), "maximum", "limit", limits, raw, "l:", missing_lim, kind))
     for k, v in sorted((item.get("maxLimitRequestRatio") or {}).items()):
         ratio = parse(v)
         req, lim = requests.get(k), limits.get(k)
