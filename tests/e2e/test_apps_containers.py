@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from pocketkube.testing import images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
@@ -30,13 +29,12 @@ def workload(kind: str, name: str, **spec) -> str:
 
 
 @pytest.fixture(scope="module")
-def k(tmp_path_factory):
-    archive = oci_archive(images.busybox_image().layout, tmp_path_factory.mktemp("images") / "busybox.tar",
-                          name="docker.io/library/busybox:latest")
-    with running_container_cluster("pk-appsc-", archives=[archive], nodes=2, **RANGES) as c:
-        kc = preferred_kubectl(c.kubeconfig)
-        yield kc
-        kc.close()
+def cluster(tmp_path_factory):
+    with image_cluster("pk-appsc-", tmp_path_factory.mktemp("images"), ["busybox"], nodes=2, **RANGES) as c:
+        yield c
+
+
+k = module_kubectl()
 
 
 def ready_pods(k, selector: str) -> list[dict]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pocketkube.testing import images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, require_module, requires
 from pocketkube.testing.waits import wait_for
 
@@ -23,17 +22,11 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(images.have_busy
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    archive = oci_archive(images.busybox_image().layout, tmp_path_factory.mktemp("images") / "busybox.tar",
-                          name="docker.io/library/busybox:latest")
-    with running_container_cluster("pk-batchc-", archives=[archive], nodes=1, **RANGES) as c:
+    with image_cluster("pk-batchc-", tmp_path_factory.mktemp("images"), ["busybox"], nodes=1, **RANGES) as c:
         yield c
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from pocketkube.agent.runtime.cri.client import CriClient
-from pocketkube.testing import host_images, images
-from pocketkube.testing.archives import oci_archive
+from pocketkube.testing import images
 from pocketkube.testing.capture import (
     CONTROL_DESTINATION,
     PacketCapture,
@@ -28,11 +27,11 @@ from pocketkube.testing.capture import (
     has_default_route,
     send_control_packet,
 )
+from pocketkube.testing.image_clusters import image_archives, module_kubectl
 from pocketkube.testing.procs import (
     Kubectl,
     kubectl_binaries,
     load_images,
-    preferred_kubectl,
     running_container_cluster,
 )
 from pocketkube.testing.requires import (
@@ -57,12 +56,7 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(have_nginx(), NG
 
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    return {
-        "busybox": oci_archive(images.busybox_image().layout, out / "busybox.tar",
-                               name="docker.io/library/busybox:latest"),
-        "python": oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3"),
-    }
+    return image_archives(tmp_path_factory.mktemp("images"), ["busybox", "python"])
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +67,7 @@ def cluster(archives):
         yield c
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def pods(k, selector):

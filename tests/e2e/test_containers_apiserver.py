@@ -16,9 +16,8 @@ import ssl
 
 import pytest
 
-from pocketkube.testing import host_images, images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing import images
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, wait_for
 
@@ -48,17 +47,11 @@ with socket.create_connection((host, port), timeout=10) as raw:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    archive = oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3")
-    with running_container_cluster("pk-api-", archives=[archive], nodes=2, **RANGES) as c:
+    with image_cluster("pk-api-", tmp_path_factory.mktemp("images"), ["python"], nodes=2, **RANGES) as c:
         yield c
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def test_kubernetes_service_points_at_the_advertise_address_with_the_real_port(k, cluster):

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pocketkube.testing import host_images, images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing import images
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, wait_for
 
@@ -53,17 +52,11 @@ print("whoami", resp.status, json.loads(resp.read())["status"]["userInfo"]["user
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    archive = oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3")
-    with running_container_cluster("pk-tok-", archives=[archive], nodes=1, **RANGES) as c:
+    with image_cluster("pk-tok-", tmp_path_factory.mktemp("images"), ["python"], nodes=1, **RANGES) as c:
         yield c
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def _run_pod(k, tmp_path, name: str, spec: dict) -> str:

@@ -13,9 +13,8 @@ import urllib.request
 import pytest
 
 from pocketkube.net import portmap
-from pocketkube.testing import host_images, images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing import images
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, NGINX, have_containerd, have_nginx, requires
 from pocketkube.testing.waits import get_json, is_ready, wait_for
 
@@ -42,22 +41,15 @@ done
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    archives = [oci_archive(host_images.nginx_image().layout, out / "nginx.tar", name="docker.io/library/nginx:latest"),
-                oci_archive(images.busybox_image().layout, out / "busybox.tar", name="docker.io/library/busybox:latest")]
-    with running_container_cluster("pk-ctr-us-", archives=archives, extra_args=["--dataplane", "userspace"],
-                                   **RANGES) as c:
+    with image_cluster("pk-ctr-us-", tmp_path_factory.mktemp("images"), ["nginx", "busybox"],
+                       extra_args=["--dataplane", "userspace"], **RANGES) as c:
         yield c
     # portmap's shared chains are gone, or still hold another cluster's mappings (never emptied).
     dnat = subprocess.run(["iptables", "-t", "nat", "-S", portmap.DNAT_CHAIN], capture_output=True, text=True)
     assert dnat.returncode != 0 or f"-A {portmap.DNAT_CHAIN} " in dnat.stdout, dnat.stdout
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def apply(k, manifest: str, tmp_path, name: str) -> None:

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from pocketkube.testing import images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, wait_for
 
@@ -22,17 +21,11 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(images.have_busy
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    archive = oci_archive(images.busybox_image().layout, tmp_path_factory.mktemp("img") / "busybox.tar",
-                          name="docker.io/library/busybox:latest")
-    with running_container_cluster("pk-res-ctr-", archives=[archive], nodes=1, **RANGES) as c:
+    with image_cluster("pk-res-ctr-", tmp_path_factory.mktemp("images"), ["busybox"], nodes=1, **RANGES) as c:
         yield c
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def busybox_pod(name: str, script: str, resources: dict) -> str:

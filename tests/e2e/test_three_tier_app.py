@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pocketkube.testing import host_images, images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing import images
+from pocketkube.testing.image_clusters import image_cluster
+from pocketkube.testing.procs import preferred_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 from pocketkube.testing.waits import get_json, wait_for
 
@@ -35,9 +35,7 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(images.have_busy
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    python = oci_archive(host_images.python_image().layout, out / "python.tar", name="docker.io/library/python:3")
-    with running_container_cluster("pk-3tier-", archives=[python], nodes=2, **RANGES) as c:
+    with image_cluster("pk-3tier-", tmp_path_factory.mktemp("images"), ["python"], nodes=2, **RANGES) as c:
         yield c
 
 

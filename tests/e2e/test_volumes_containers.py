@@ -10,8 +10,7 @@ import pytest
 import volumes_scenarios as sc
 
 from pocketkube.testing import images
-from pocketkube.testing.archives import oci_archive
-from pocketkube.testing.procs import preferred_kubectl, running_container_cluster
+from pocketkube.testing.image_clusters import image_cluster, module_kubectl
 from pocketkube.testing.requires import BUSYBOX, CONTAINERD, have_containerd, requires
 
 RANGES = {"node_ip_base": "10.214.0.0", "pod_cidr_base": "10.224.0.0/16", "service_cidr": "10.234.0.0/16",
@@ -22,18 +21,12 @@ pytestmark = [requires(have_containerd(), CONTAINERD), requires(images.have_busy
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    busybox = oci_archive(images.busybox_image().layout, out / "busybox.tar", name="docker.io/library/busybox:latest")
-    with running_container_cluster("pk-vol-ctr-", archives=[busybox], nodes=1, **RANGES) as c:
+    with image_cluster("pk-vol-ctr-", tmp_path_factory.mktemp("images"), ["busybox"], nodes=1, **RANGES) as c:
         yield c
     assert str(c.data_dir) not in Path("/proc/self/mounts").read_text()
 
 
-@pytest.fixture(scope="module")
-def k(cluster):
-    kc = preferred_kubectl(cluster.kubeconfig)
-    yield kc
-    kc.close()
+k = module_kubectl()
 
 
 def test_configmap_and_secret_files_follow_updates(k):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 import pytest
@@ -11,12 +10,11 @@ from async_waits import until
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.client.events import EventRecorder
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.daemonset import DaemonSetController
 from pocketkube.controllers.daemonset_plan import target_node
 from pocketkube.controllers.replicationcontroller import ReplicationControllerController
 from pocketkube.controllers.statefulset import StatefulSetController
+from pocketkube.testing.controllers import ControllerRunner
 from pocketkube.testing.fakeclient import FakeClient
 from pocketkube.util.backoff import Backoff
 
@@ -37,23 +35,10 @@ def node(name, taints=None):
 
 @pytest.fixture
 async def run():
-    started = []
-
-    async def start(fake, cls):
-        informers = SharedInformers(fake)
-        recorder = EventRecorder(fake, cls.name)
-        controller = cls(fake, informers, recorder)
-        informers.start()
-        task = asyncio.ensure_future(controller.run())
-        started.append((controller, informers, recorder, task))
-        return controller
-    yield start
-    for controller, informers, recorder, task in started:
-        await controller.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await recorder.stop()
+    runner = ControllerRunner()
+    yield lambda fake, cls: runner.start(fake, lambda informers, recorder: cls(fake, informers, recorder),
+                                         component=cls.name)
+    await runner.close()
 
 
 async def make_running(fake, pod, ready=True):

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from pocketkube.api import errors
 from pocketkube.registry.apps import controllerrevisions, daemonsets, scale, statefulsets
 from pocketkube.registry.core import replicationcontrollers
-from pocketkube.registry.registry import Registry
-from pocketkube.storage.sqlite import SQLiteBackend
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
 
@@ -36,14 +34,6 @@ def rc(**spec) -> dict:
 
 def msgs(errs) -> list[str]:
     return [str(e) for e in errs]
-
-
-@pytest.fixture
-async def registry(tmp_path):
-    reg = Registry(SQLiteBackend(str(tmp_path / "state.db")))
-    await reg.start()
-    yield reg
-    await reg.close()
 
 
 def test_daemonset_defaults():

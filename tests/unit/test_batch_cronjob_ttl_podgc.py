@@ -3,7 +3,6 @@ with an injected clock."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -14,12 +13,11 @@ from pocketkube.api import cron
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.client.events import EventRecorder
 from pocketkube.controllers import cronjob_plan as cplan
 from pocketkube.controllers import podgc
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.cronjob import CronJobController
 from pocketkube.controllers.ttlafterfinished import TTLAfterFinishedController, expires_in
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 JOBS = BY_PLURAL[("batch", "jobs")]
@@ -73,17 +71,9 @@ class Clock:
 @pytest.fixture
 async def cron_controller() -> AsyncIterator[tuple[FakeClient, CronJobController, Clock]]:
     fake, clock = FakeClient(), Clock(T0)
-    informers = SharedInformers(fake)
-    recorder = EventRecorder(fake, "cronjob-controller")
-    c = CronJobController(fake, informers, recorder, clock=clock)
-    informers.start()
-    task = asyncio.ensure_future(c.run())
-    yield fake, c, clock
-    await c.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await informers.stop()
-    await recorder.stop()
+    async with controllers_on(fake, lambda informers, recorder: CronJobController(fake, informers, recorder, clock=clock),
+                              component="cronjob-controller") as (c,):
+        yield fake, c, clock
 
 
 async def test_cronjob_creates_a_job_per_schedule_and_forbids_overlap(cron_controller):
@@ -126,22 +116,14 @@ async def test_cronjob_starting_deadline(cron_controller):
 async def test_ttl_after_finished_deletes_the_job():
     fake = FakeClient()
     clock = Clock(T0)
-    informers = SharedInformers(fake)
-    c = TTLAfterFinishedController(fake, informers, clock=clock)
     job = await fake.create(JOBS, {"metadata": {"name": "j", "namespace": "ns"}, "spec": {"ttlSecondsAfterFinished": 0}})
     finished = {**job, "status": {"conditions": [{"type": "Complete", "status": "True",
                                                   "lastTransitionTime": now_rfc3339(T0 - 5)}]}}
     await fake.update_status(JOBS, finished)
     assert expires_in(finished, T0) == -5 and expires_in(job, T0) is None
-    informers.start()
-    task = asyncio.ensure_future(c.run())
-    try:
+    async with controllers_on(fake, lambda informers, _: TTLAfterFinishedController(fake, informers, clock=clock)):
         await until(lambda: not fake.objects(JOBS), "job deleted")
         assert fake.actions_of("delete", "jobs")
-    finally:
-        await c.stop()
-        task.cancel()
-        await informers.stop()
 
 
 def pod(name: str, phase: str = "Running", node: str = "n1", created: float = T0, **meta) -> dict:
@@ -173,14 +155,7 @@ async def test_podgc_controller_threshold_and_orphans():
     for p in fake.objects(PODS):
         await fake.update_status(PODS, {**p, "status": {"phase": "Succeeded"}})
     await fake.create(PODS, {"metadata": {"name": "orphan", "namespace": "ns"}, "spec": {"nodeName": "gone"}})
-    informers = SharedInformers(fake)
-    c = podgc.PodGCController(fake, informers, terminated_pod_threshold=1, period=0.01, quarantine=0.0)
-    informers.start()
-    task = asyncio.ensure_future(c.run())
-    try:
+    async with controllers_on(fake, lambda informers, _: podgc.PodGCController(
+            fake, informers, terminated_pod_threshold=1, period=0.01, quarantine=0.0)):
         await until(lambda: len(fake.objects(PODS)) == 1, "two terminated pods and the orphan deleted")
         assert fake.objects(PODS)[0]["status"]["phase"] == "Succeeded"
-    finally:
-        await c.stop()
-        task.cancel()
-        await informers.stop()

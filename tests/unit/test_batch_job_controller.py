@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator
 
@@ -12,11 +11,10 @@ from async_waits import until
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.client.events import EventRecorder
 from pocketkube.controllers import job_plan as plan
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.job import JobController
 from pocketkube.registry.batch import jobs as job_strategy
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 PODS = BY_PLURAL[("", "pods")]
@@ -27,17 +25,9 @@ EVENTS = BY_PLURAL[("", "events")]
 @pytest.fixture
 async def controller() -> AsyncIterator[FakeClient]:
     fake = FakeClient()
-    informers = SharedInformers(fake)
-    recorder = EventRecorder(fake, "job-controller")
-    c = JobController(fake, informers, recorder, workers=2, backoff_base=0.01, backoff_max=0.05)
-    informers.start()
-    task = asyncio.ensure_future(c.run())
-    yield fake
-    await c.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await informers.stop()
-    await recorder.stop()
+    async with controllers_on(fake, lambda informers, recorder: JobController(
+            fake, informers, recorder, workers=2, backoff_base=0.01, backoff_max=0.05), component="job-controller"):
+        yield fake
 
 
 async def create_job(fake: FakeClient, name: str = "pi", **spec) -> dict:

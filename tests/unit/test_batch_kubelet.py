@@ -6,13 +6,10 @@ from __future__ import annotations
 import pytest
 from async_waits import until
 
-from pocketkube.agent.kubelet import Kubelet
-from pocketkube.agent.runtime.interface import ImageInfo
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.testing.fakeclient import FakeClient
-from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 
 PODS = BY_PLURAL[("", "pods")]
 NODE = "node-1"
@@ -20,12 +17,8 @@ NODE = "node-1"
 
 @pytest.fixture
 async def world():
-    fake, rt = FakeClient(), FakeRuntime()
-    rt.present["app:1"] = ImageInfo("app:1", "sha256:app")
-    k = Kubelet(fake, rt, NODE, "10.250.0.1")  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes() as (fake, rt, _):
+        yield fake, rt
 
 
 @pytest.mark.parametrize(("exit_code", "phase"), [(0, "Succeeded"), (3, "Failed")])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,10 +10,9 @@ from async_waits import until
 from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.client.events import EventRecorder
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.replicaset import ReplicaSetController
 from pocketkube.scheduler.scheduler import Scheduler, SchedulerSettings
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 PODS = BY_PLURAL[("", "pods")]
@@ -91,17 +89,9 @@ async def test_failed_binding_is_retried_with_back_off(scheduler):
 @pytest.fixture
 async def replicaset_controller() -> AsyncIterator:
     fake = FakeClient()
-    informers = SharedInformers(fake)
-    recorder = EventRecorder(fake, "replicaset-controller")
-    controller = ReplicaSetController(fake, informers, recorder, workers=2)
-    informers.start()
-    task = asyncio.ensure_future(controller.run())
-    yield fake
-    await controller.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await informers.stop()
-    await recorder.stop()
+    async with controllers_on(fake, lambda informers, recorder: ReplicaSetController(fake, informers, recorder, workers=2),
+                              component="replicaset-controller"):
+        yield fake
 
 
 def replicaset(replicas: int) -> dict:
@@ -155,12 +145,8 @@ async def test_loadbalancer_controller_hands_out_the_pool_in_order():
     from pocketkube.controllers.loadbalancer import CONDITION_TYPE, LoadBalancerController
 
     fake = FakeClient((SERVICES, {**lb_service("old"), "status": {"loadBalancer": {"ingress": [{"ip": "127.201.0.3"}]}}}))
-    informers = SharedInformers(fake)
-    recorder = EventRecorder(fake, "service-lb-controller")
-    controller = LoadBalancerController(fake, informers, recorder, pool="127.201.0.0/29")
-    informers.start()
-    task = asyncio.ensure_future(controller.run())
-    try:
+    async with controllers_on(fake, lambda informers, recorder: LoadBalancerController(
+            fake, informers, recorder, pool="127.201.0.0/29"), component="service-lb-controller"):
         assert await until(lambda: ingress_ip(fake, "old") == "127.201.0.3", "the old IP kept")
         for name in ("a", "b", "c", "d"):
             await fake.create(SERVICES, lb_service(name))
@@ -175,9 +161,3 @@ async def test_loadbalancer_controller_hands_out_the_pool_in_order():
         await until(failed, "AllocationFailed on e")
         await fake.delete(SERVICES, "ns", "b")
         assert await until(lambda: ingress_ip(fake, "e"), "e gets b's IP") == "127.201.0.4"
-    finally:
-        await controller.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()
-        await recorder.stop()

@@ -8,11 +8,10 @@ import base64
 import pytest
 from async_waits import until
 
-from pocketkube.agent.kubelet import Kubelet, pod_workers
-from pocketkube.agent.runtime.interface import ImageInfo
+from pocketkube.agent.kubelet import pod_workers
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.testing.fakeclient import FakeClient
-from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -26,13 +25,8 @@ NODE = "node-1"
 @pytest.fixture
 async def world(monkeypatch):
     monkeypatch.setattr(pod_workers, "CONFIG_RETRY", 0.05)
-    fake = FakeClient()
-    rt = FakeRuntime()
-    rt.present["app:1"] = ImageInfo("app:1", "sha256:app")
-    k = Kubelet(fake, rt, NODE, "10.250.0.1")  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt, k
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes() as world:
+        yield world
 
 
 def waiting(fake: FakeClient, name: str) -> dict:

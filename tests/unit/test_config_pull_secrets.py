@@ -9,13 +9,11 @@ import orjson
 import pytest
 from async_waits import until
 
-from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.kubelet.pull_secrets import RegistryKey, credentials_for, keyring, pull_secret_names
 from pocketkube.agent.runtime.cri.translate import auth_config
-from pocketkube.agent.runtime.interface import ImageInfo, RegistryAuth
+from pocketkube.agent.runtime.interface import RegistryAuth
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.testing.fakeclient import FakeClient
-from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 
 pytestmark = pytest.mark.unit
 
@@ -89,13 +87,8 @@ def test_pod_secrets_win_over_the_service_accounts() -> None:
 
 @pytest.fixture
 async def world():
-    fake = FakeClient()
-    rt = FakeRuntime()
-    rt.registry["r.example:5000/app:1"] = ImageInfo("r.example:5000/app:1", "sha256:app")
-    k = Kubelet(fake, rt, NODE, "10.250.0.1")  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt, k
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes(present=(), in_registry=["r.example:5000/app:1"]) as world:
+        yield world
 
 
 def pod(name: str, secrets: list[str] | None = None) -> dict:

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from pocketkube.api.timestamps import now_micro, now_rfc3339
 from pocketkube.apiserver.event_ttl import expire_events, expired
-from pocketkube.registry.registry import Registry
-from pocketkube.storage.sqlite import SQLiteBackend
-
-
-@pytest.fixture
-async def registry(tmp_path):
-    r = Registry(SQLiteBackend(str(tmp_path / "state.db")))
-    await r.start()
-    yield r
-    await r.close()
 
 
 def _event(name: str, **fields) -> dict:

@@ -27,6 +27,7 @@ from pocketkube.agent.runtime.reference import parse_reference, with_default_tag
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.testing.fakeclient import FakeClient
 from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 from pocketkube.util.backoff import Backoff
 
 PODS = BY_PLURAL[("", "pods")]
@@ -112,12 +113,8 @@ def test_invalid_references_fail_with_the_kubelets_message(image, error):
 
 @pytest.fixture
 async def world():
-    fake = FakeClient()
-    rt = FakeRuntime()
-    k = Kubelet(fake, rt, NODE, "10.250.0.1")  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt, k
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes(present=()) as world:
+        yield world
 
 
 def pod(name: str, image: str, **container) -> dict:

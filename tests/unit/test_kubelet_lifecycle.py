@@ -7,12 +7,11 @@ import pytest
 from async_waits import until
 
 from pocketkube.agent import lifecycle
-from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.probes import ProbeTarget
-from pocketkube.agent.runtime.interface import ExecResult, ImageInfo
+from pocketkube.agent.runtime.interface import ExecResult
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.testing.fakeclient import FakeClient
-from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 
 PODS = BY_PLURAL[("", "pods")]
 EVENTS = BY_PLURAL[("", "events")]
@@ -43,13 +42,8 @@ async def test_sleep_and_unknown_handlers():
 
 @pytest.fixture
 async def world():
-    fake = FakeClient()
-    rt = FakeRuntime()
-    rt.present["app:1"] = ImageInfo("app:1", "sha256:app")
-    k = Kubelet(fake, rt, NODE, "10.250.0.1")  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt, k
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes() as world:
+        yield world
 
 
 def pod(name: str, lifecycle_spec: dict, grace: int = 30) -> dict:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from async_waits import until
 
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.clusterroleaggregation import ClusterRoleAggregationController, aggregated_rules
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 CR = BY_PLURAL[("rbac.authorization.k8s.io", "clusterroles")]
@@ -38,21 +36,12 @@ def test_union_in_name_order_each_rule_once_without_itself():
 
 async def test_controller_keeps_the_union_current():
     fake = FakeClient((CR, cr("view", selector={AGG: "true"})), (CR, cr("a", [r("get", "pods")], {AGG: "true"})))
-    informers = SharedInformers(fake)
-    controller = ClusterRoleAggregationController(fake, informers)
-    informers.start()
-    task = asyncio.ensure_future(controller.run())
 
     def view_rules() -> list[dict]:
         return next(o for o in fake.objects(CR) if o["metadata"]["name"] == "view").get("rules") or []
-    try:
+    async with controllers_on(fake, lambda informers, _: ClusterRoleAggregationController(fake, informers)):
         await until(lambda: view_rules() == [r("get", "pods")], "view aggregates a")
         await fake.create(CR, cr("b", [r("get", "secrets")], {AGG: "true"}))
         await until(lambda: view_rules() == [r("get", "pods"), r("get", "secrets")], "view aggregates b")
         await fake.delete(CR, "", "a")
         await until(lambda: view_rules() == [r("get", "secrets")], "a's rules leave view")
-    finally:
-        await controller.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await informers.stop()

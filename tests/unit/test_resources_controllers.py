@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from async_waits import until
 
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.resourcequota import ResourceQuotaController
+from pocketkube.testing.controllers import ControllerRunner
 from pocketkube.testing.fakeclient import FakeClient
 
 PODS = BY_PLURAL[("", "pods")]
@@ -26,20 +24,9 @@ def pod(name: str, ready: bool = True, phase: str = "Running") -> dict:
 
 @pytest.fixture
 async def run():
-    started = []
-
-    async def start(controller_cls, fake: FakeClient, **kw):
-        informers = SharedInformers(fake)
-        c = controller_cls(fake, informers, **kw)
-        informers.start()
-        task = asyncio.get_running_loop().create_task(c.run())
-        started.append((c, task, informers))
-        return c
-    yield start
-    for c, task, informers in started:
-        await c.stop()
-        task.cancel()
-        await informers.stop()
+    runner = ControllerRunner()
+    yield lambda controller_cls, fake, **kw: runner.start(fake, lambda informers, _: controller_cls(fake, informers, **kw))
+    await runner.close()
 
 
 def status_of(fake: FakeClient, res, name: str) -> dict:

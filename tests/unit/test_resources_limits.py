@@ -22,7 +22,7 @@ def test_quantities_parse_and_print_as_kubernetes(text, value, printed):
     assert fmt(parse(text), is_binary(text)) == printed
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1.2.3", "1Qi", "--1", None, True, [1]])
+@pytest.mark.parametrize("text", ["", "abc", "1.2.3", "1Qi", "--1", "1e", "1e+", "1eM", None, True, [1]])
 def test_bad_quantities_are_none(text):
     assert parse(text) is None
 

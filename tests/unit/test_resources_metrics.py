@@ -89,3 +89,14 @@ async def test_unknown_metrics_paths_are_404(path):
         query: dict = {}
     with pytest.raises(errors.NotFound):
         await resource_metrics.serve(Req(), path, None, lambda n: "")
+
+
+def test_a_named_metric_is_the_object_or_a_404_worded_as_metrics_server():
+    from pocketkube.api import errors
+
+    assert resource_metrics._one_or_list("PodMetrics", "p", "ns/p", [{"x": 1}]) == {"x": 1}
+    assert resource_metrics._one_or_list("NodeMetrics", "", "", [])["kind"] == "NodeMetricsList"
+    with pytest.raises(errors.NotFound, match='podmetrics.metrics.k8s.io "ns/p" not found'):
+        resource_metrics._one_or_list("PodMetrics", "p", "ns/p", [])
+    with pytest.raises(errors.NotFound, match='nodemetrics.metrics.k8s.io "n" not found'):
+        resource_metrics._one_or_list("NodeMetrics", "n", "n", [])

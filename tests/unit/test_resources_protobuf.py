@@ -3,34 +3,9 @@ kubectl would send (hand-built with k8s.io/api's field numbers)."""
 
 from __future__ import annotations
 
-from pocketkube.apiserver.protobuf import MAGIC, decode_body
+from protobuf_writer import body, entry, num, sub
 
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def num(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def sub(number: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return varint(number << 3 | 2) + varint(len(data)) + data
-
-
-def entry(number: int, k: str, v: bytes | str) -> bytes:
-    return sub(number, sub(1, k) + sub(2, v))
-
-
-def body(api_version: str, kind: str, raw: bytes) -> bytes:
-    return MAGIC + sub(1, sub(1, api_version) + sub(2, kind)) + sub(2, raw)
+from pocketkube.apiserver.protobuf import decode_body
 
 
 def test_resource_quota():

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from async_waits import until
 
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.serviceaccounts import (
     DESCRIPTION_ANNOTATION,
     RootCACertPublisher,
@@ -16,6 +13,7 @@ from pocketkube.controllers.serviceaccounts import (
     missing_service_accounts,
     root_ca_change,
 )
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 pytestmark = pytest.mark.unit
@@ -47,12 +45,9 @@ def test_root_ca_change() -> None:
 
 async def test_controllers_keep_both_in_every_namespace() -> None:
     fake = FakeClient()
-    informers = SharedInformers(fake)
-    controllers = [ServiceAccountsController(fake, informers), RootCACertPublisher(fake, informers, CA)]
     await fake.create(NAMESPACES, {"metadata": {"name": "default"}})
-    informers.start()
-    tasks = [asyncio.create_task(c.run()) for c in controllers]
-    try:
+    async with controllers_on(fake, lambda informers, _: [ServiceAccountsController(fake, informers),
+                                                          RootCACertPublisher(fake, informers, CA)]):
         def names(res, ns: str) -> set[str]:
             return {o["metadata"]["name"] for o in fake.objects(res, ns)}
         await until(lambda: "default" in names(SAS, "default") and "kube-root-ca.crt" in names(CMS, "default"),
@@ -67,10 +62,3 @@ async def test_controllers_keep_both_in_every_namespace() -> None:
         await until(lambda: fake.objects(CMS, "team")[0]["data"] == {"ca.crt": CA}, "the CA put back")
         await fake.delete(CMS, "team", "kube-root-ca.crt")
         await until(lambda: "kube-root-ca.crt" in names(CMS, "team"), "the ConfigMap re-created")
-    finally:
-        for c in controllers:
-            await c.stop()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await informers.stop()

@@ -12,12 +12,12 @@ from async_waits import until
 
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.client.events import EventRecorder
 from pocketkube.controllers.base import SharedInformers
 from pocketkube.controllers.persistentvolume import PersistentVolumeController
 from pocketkube.controllers.provisioner import LocalPathProvisioner
 from pocketkube.controllers.volume_protection import VolumeProtectionController
 from pocketkube.scheduler.scheduler import Scheduler, SchedulerSettings
+from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
 
 PODS = BY_PLURAL[("", "pods")]
@@ -63,25 +63,16 @@ async def plane(tmp_path):
     fake = FakeClient((NODES, node("n1")), (NODES, node("n2")), (CLASSES, storage_class("standard")),
                       (CLASSES, storage_class("now", "Immediate")))
     informers = SharedInformers(fake)
-    recorder = EventRecorder(fake, "test")
-    controllers = [PersistentVolumeController(fake, informers, recorder),
-                   LocalPathProvisioner(fake, informers, recorder, str(tmp_path / "{node}")),
-                   VolumeProtectionController(fake, informers)]
     scheduler = Scheduler(fake, SchedulerSettings(initial_backoff=0.01, max_backoff=0.05, seed=3),
                           pod_informer=informers.get(PODS), node_informer=informers.get(NODES),
                           volume_informers=(informers.get(PVCS), informers.get(PVS), informers.get(CLASSES)))
-    informers.start()
-    tasks = [asyncio.create_task(c.run()) for c in controllers]
-    await scheduler.start()
-    yield fake
-    await scheduler.stop()
-    for c in controllers:
-        await c.stop()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await informers.stop()
-    await recorder.stop()
+    async with controllers_on(fake, lambda informers, recorder: [
+            PersistentVolumeController(fake, informers, recorder),
+            LocalPathProvisioner(fake, informers, recorder, str(tmp_path / "{node}")),
+            VolumeProtectionController(fake, informers)], component="test", informers=informers):
+        await scheduler.start()
+        yield fake
+        await scheduler.stop()
 
 
 async def test_wait_for_first_consumer_then_provision_bind_protect_and_delete(plane):

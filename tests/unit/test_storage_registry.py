@@ -8,16 +8,6 @@ import pytest
 from pocketkube.api import errors
 from pocketkube.apiserver.bootstrap import DEFAULT_STORAGE_CLASS
 from pocketkube.apiserver.tables import table
-from pocketkube.registry.registry import Registry
-from pocketkube.storage.sqlite import SQLiteBackend
-
-
-@pytest.fixture
-async def registry(tmp_path):
-    r = Registry(SQLiteBackend(str(tmp_path / "state.db")))
-    await r.start()
-    yield r
-    await r.close()
 
 
 def pvcs(r):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from protobuf_writer import body, num, sub
 
 from pocketkube.api import errors
-from pocketkube.apiserver.protobuf import MAGIC, decode_body
+from pocketkube.apiserver.protobuf import decode_body
 from pocketkube.apiserver.satoken import API_AUDIENCES, ISSUER
 from pocketkube.apiserver.satoken import claims as c
 from pocketkube.apiserver.satoken.authenticator import ServiceAccountAuthenticator
@@ -235,26 +236,11 @@ def test_token_review():
 
 # ---- protobuf: what `kubectl create token` sends ----
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _sub(number: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
 def test_token_request_protobuf():
-    ref = _sub(1, "Pod") + _sub(2, "v1") + _sub(3, "p")
-    spec = _sub(1, "aud1") + _sub(1, "aud2") + _varint(4 << 3) + _varint(1200) + _sub(3, ref)
-    raw = _sub(1, b"") + _sub(2, spec) + _sub(3, b"")
-    data = MAGIC + _sub(1, _sub(1, "authentication.k8s.io/v1") + _sub(2, "TokenRequest")) + _sub(2, raw)
-    got = decode_body(data)
+    ref = sub(1, "Pod") + sub(2, "v1") + sub(3, "p")
+    spec = sub(1, "aud1") + sub(1, "aud2") + num(4, 1200) + sub(3, ref)
+    raw = sub(1, b"") + sub(2, spec) + sub(3, b"")
+    got = decode_body(body("authentication.k8s.io/v1", "TokenRequest", raw))
     assert got["spec"] == {"audiences": ["aud1", "aud2"], "expirationSeconds": 1200,
                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}}
     assert got["kind"] == "TokenRequest"

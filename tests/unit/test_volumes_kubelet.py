@@ -9,12 +9,10 @@ import os
 import pytest
 from async_waits import until
 
-from pocketkube.agent.kubelet import Kubelet
-from pocketkube.agent.runtime.interface import ImageInfo
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.testing.fakeclient import FakeClient
-from pocketkube.testing.fakeruntime import FakeRuntime
+from pocketkube.testing.kubelets import kubelet_on_fakes
 from pocketkube.testing.requires import TMPFS, is_root, require, requires
 
 PODS = BY_PLURAL[("", "pods")]
@@ -26,13 +24,8 @@ NODE = "node-1"
 
 @pytest.fixture
 async def world(tmp_path):
-    fake = FakeClient()
-    rt = FakeRuntime()
-    rt.present["app:1"] = ImageInfo("app:1", "sha256:app")
-    k = Kubelet(fake, rt, NODE, "10.250.0.1", volumes_root=tmp_path)  # type: ignore[arg-type]
-    await k.start()
-    yield fake, rt, k, tmp_path
-    await k.shutdown(kill_pods=True)
+    async with kubelet_on_fakes(volumes_root=tmp_path) as (fake, rt, k):
+        yield fake, rt, k, tmp_path
 
 
 def pod(name: str, volumes: list[dict], mounts: list[dict]) -> dict:

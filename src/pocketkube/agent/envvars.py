@@ -16,6 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from pocketkube.agent.runtime.interface import DEFAULT_PATH
+from pocketkube.api.quantity import parse
 
 
 class EnvError(Exception):
@@ -124,15 +125,11 @@ def field_ref(pod: dict, path: str, pod_ip: str, host_ip: str) -> str:
     raise EnvError(f"unsupported fieldRef fieldPath: {path}")
 
 
-_SUFFIX = {"": 1, "m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
 def quantity(value: str | float) -> Fraction:
-    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value).strip())
-    if not m or m.group(2) not in _SUFFIX:
+    number = parse(value)
+    if number is None:
         raise EnvError(f"invalid quantity {value!r}")
-    return Fraction(m.group(1)) * _SUFFIX[m.group(2)]
+    return number
 
 
 def resource_field_ref(container: dict, ref: dict, allocatable: dict[str, str]) -> str:

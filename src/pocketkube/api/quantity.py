@@ -1,7 +1,8 @@
 """resource.Quantity: parsing to exact numbers and printing as Kubernetes does (Quantity.String()).
 
-Shared by the registry (LimitRange, ResourceQuota), the scheduler (requests that fit a node) and
-the node agent (capacity). Numbers are Fractions, so 100m + 900m is exactly 1.
+The one parser of quantities: the registry (pod resources, PVC sizes, LimitRange, ResourceQuota),
+the scheduler (requests that fit a node), the controllers and the node agent (resourceFieldRef,
+emptyDir sizeLimit, CRI limits). Numbers are Fractions, so 100m + 900m is exactly 1.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def parse(value: Any) -> Fraction | None:
         return base * _BINARY[suffix]
     if suffix in _DECIMAL:
         return base * _DECIMAL[suffix]
-    if suffix[:1] in ("e", "E"):
+    if re.fullmatch(r"[eE][+-]?[0-9]+", suffix):
         exponent = int(suffix[1:])
         return base * Fraction(10) ** exponent if abs(exponent) < 1000 else None
     return None

@@ -76,6 +76,26 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def json_type(value: Any) -> str:
+    """The kind Go's encoding/json names in its errors (object, array, string, bool, number, null)."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "null"
+
+
+def go_unmarshal_error(value: Any, go_type: str) -> str:
+    """encoding/json's UnmarshalTypeError text: decoding `value` into a Go value of `go_type`."""
+    return f"json: cannot unmarshal {json_type(value)} into Go value of type {go_type}"
+
+
 def wrong_type(path: Path | str, value: Any, expected: str) -> FieldError:
     """A field whose JSON type is wrong (upstream this is a decode error; we report it on the field)."""
     return invalid(path, value, f"must be of type {expected}, not {type_name(value)}")

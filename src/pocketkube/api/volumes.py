@@ -9,11 +9,11 @@ never raises, it simply does not match.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
+from pocketkube.api.quantity import parse as parse_quantity
 from pocketkube.api.selectors import LabelSelector
 
 __all__ = [
@@ -36,11 +36,6 @@ PROTECTION_PVC = "kubernetes.io/pvc-protection"
 PROTECTION_PV = "kubernetes.io/pv-protection"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
-_QUANTITY_RE = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-            "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-            "P": Fraction(10**15), "E": Fraction(10**18)}
 
 
 def _map(value: Any) -> dict:
@@ -49,36 +44,6 @@ def _map(value: Any) -> dict:
 
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
-
-
-def parse_quantity(value: Any) -> Fraction | None:
-    """A resource.Quantity as an exact number; None when it is not one. (The api layer cannot use
-    the registry's parser; this one accepts the same format.)"""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return Fraction(value)
-    if not isinstance(value, str):
-        return None
-    m = _QUANTITY_RE.fullmatch(value)
-    if m is None:
-        return None
-    number, suffix = m.groups()
-    try:
-        base = Fraction(number)
-    except (ValueError, ZeroDivisionError):
-        return None
-    if suffix in _BINARY:
-        return base * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return base * _DECIMAL[suffix]
-    if suffix[:1] in ("e", "E"):
-        try:
-            exponent = int(suffix[1:])
-        except ValueError:
-            return None
-        return base * Fraction(10) ** exponent if abs(exponent) < 1000 else None
-    return None
 
 
 def is_default_class(sc: dict) -> bool:

@@ -108,6 +108,17 @@ def _list(kind: str, items: list[dict]) -> dict:
     return {"kind": kind + "List", "apiVersion": API_VERSION, "metadata": {}, "items": items}
 
 
+def _one_or_list(kind: str, name: str, shown: str, items: list[dict]) -> dict:
+    """The named object (404 as metrics-server words it when there is none), else the list."""
+    if not name:
+        return _list(kind, items)
+    if not items:
+        plural = kind.lower()
+        raise errors.NotFound(f'{plural}.metrics.k8s.io "{shown}" not found',
+                              {"name": name, "group": GROUP, "kind": plural})
+    return items[0]
+
+
 async def serve(request: web.Request, path: str, registry, node_token: Callable[[str], str]) -> web.Response:
     """GET /apis/metrics.k8s.io/v1beta1/{nodes[/name] | [namespaces/ns/]pods[/name]}."""
     rest = path.strip("/").split("/")[3:]
@@ -141,12 +152,7 @@ async def _nodes(registry, name: str, selector, node_token, now: str) -> dict:
     nodes = [n for n in store.list_objects() if (not name or n["metadata"]["name"] == name) and _matches(n, selector)]
     summaries = await scrape(nodes, node_token)
     items = [node_metrics(n, summaries[n["metadata"]["name"]], now) for n in nodes if n["metadata"]["name"] in summaries]
-    if name:
-        if not items:
-            raise errors.NotFound(f'nodemetrics.metrics.k8s.io "{name}" not found',
-                                  {"name": name, "group": GROUP, "kind": "nodemetrics"})
-        return items[0]
-    return _list("NodeMetrics", items)
+    return _one_or_list("NodeMetrics", name, name, items)
 
 
 async def _pods(registry, namespace: str, name: str, selector, node_token, now: str) -> dict:
@@ -165,9 +171,4 @@ async def _pods(registry, namespace: str, name: str, selector, node_token, now: 
         found = entries.get(p["metadata"]["uid"])
         if found is not None and found[2] == p["spec"]["nodeName"]:
             items.append(pod_metrics(p, found[0], found[1], now))
-    if name:
-        if not items:
-            raise errors.NotFound(f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found',
-                                  {"name": name, "group": GROUP, "kind": "podmetrics"})
-        return items[0]
-    return _list("PodMetrics", items)
+    return _one_or_list("PodMetrics", name, f"{namespace}/{name}", items)

@@ -145,6 +145,11 @@ class Controller:
     def enqueue_after(self, obj: dict, delay: float) -> None:
         self.queue.add_after(object_key(obj), delay)
 
+    def watch_own_kind(self, informer: Informer, on_delete: Callable[[dict], None] | None = None) -> None:
+        """The kind the controller syncs: each add and update enqueues the object; a delete calls
+        `on_delete` (default: enqueue it too, so the sync sees it gone)."""
+        informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), on_delete or self.enqueue)
+
     async def run(self) -> None:
         """Wait for the caches, then process keys until stopped."""
         await asyncio.gather(*(i.synced.wait() for i in self.informers))

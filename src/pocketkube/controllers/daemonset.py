@@ -76,7 +76,7 @@ class DaemonSetController(Controller):
         self.expectations = Expectations()
         self.failed_pods = Backoff(initial=1.0, maximum=900.0, reset_after=1800.0)  # failedPodsBackoff
         self.clock = clock
-        self.ds_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_ds_delete)
+        self.watch_own_kind(self.ds_informer, self._on_ds_delete)
         self.pod_informer.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.node_informer.add_handlers(lambda node: self._enqueue_all(), self._on_node_update,
                                         lambda node: self._enqueue_all())

@@ -90,7 +90,7 @@ class DeploymentController(Controller):
         super().__init__([self.d_informer, self.rs_informer, self.pod_informer], workers=workers)
         self.recorder = recorder
         self.clock = clock
-        self.d_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.watch_own_kind(self.d_informer)
         self.rs_informer.add_handlers(self._on_rs_add, self._on_rs_update, self._on_rs_delete)
         self.pod_informer.add_handlers(on_delete=self._on_pod_delete)
 

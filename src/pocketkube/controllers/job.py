@@ -60,7 +60,7 @@ class JobController(Controller):
         self.expectations = Expectations()
         self.clock = clock
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
-        self.job_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_job_delete)
+        self.watch_own_kind(self.job_informer, self._on_job_delete)
         self.pod_informer.add_handlers(self._on_pod_add, lambda old, new: self._on_pod(new), self._on_pod_delete)
 
     # ---- handlers ----

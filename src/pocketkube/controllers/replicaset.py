@@ -268,7 +268,7 @@ class ReplicaSetController(Controller):
         self.expectations = Expectations()
         self.burst = burst
         self.clock = clock
-        self.rs_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_rs_delete)
+        self.watch_own_kind(self.rs_informer, self._on_rs_delete)
         self.pod_informer.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
 
     # ---- handlers: compute keys only ----

@@ -72,7 +72,7 @@ class StatefulSetController(Controller):
                          workers=workers)
         self.recorder = recorder
         self.clock = clock
-        self.sts_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.watch_own_kind(self.sts_informer)
         self.pod_informer.add_handlers(self._on_pod, lambda old, new: self._on_pod(new, old), self._on_pod)
 
     def _on_pod(self, pod: dict, old: dict | None = None) -> None:

@@ -55,26 +55,25 @@ class TTLAfterFinishedController(Controller):
         if expires_in(job, self.clock()) is not None:
             self.enqueue(job)
 
+    def _expired(self, key: str, job: dict) -> bool:
+        """Whether the Job's TTL after finishing has run out; if it will later, look again then."""
+        remaining = expires_in(job, self.clock())
+        if remaining is not None and remaining > 0:
+            self.queue.add_after(key, remaining)
+        return remaining is not None and remaining <= 0
+
     async def sync(self, key: str) -> None:
         job = self.job_informer.get(key)
         if job is None:
             return
-        remaining = expires_in(job, self.clock())
-        if remaining is None:
-            return
-        if remaining > 0:
-            self.queue.add_after(key, remaining)
+        if not self._expired(key, job):
             return
         namespace, name = split_key(key)
         try:  # the cache may be stale: decide again on the live object
             job = await self.client.get(JOBS, namespace, name)
         except errors.NotFound:
             return
-        remaining = expires_in(job, self.clock())
-        if remaining is None:
-            return
-        if remaining > 0:
-            self.queue.add_after(key, remaining)
+        if not self._expired(key, job):
             return
         log.info("%s: deleting job %s after its TTL", self.name, key)
         try:

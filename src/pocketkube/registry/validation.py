@@ -25,7 +25,7 @@ from pocketkube.api.validation import (
 
 __all__ = [
     # ObjectMeta validation (this module)
-    "IMMUTABLE", "TOTAL_ANNOTATION_SIZE_LIMIT", "get_str", "validate_annotations", "validate_finalizers",
+    "IMMUTABLE", "TOTAL_ANNOTATION_SIZE_LIMIT", "get_spec", "get_str", "validate_annotations", "validate_finalizers",
     "validate_object_meta", "validate_object_meta_update", "validate_owner_references",
 ]
 
@@ -129,6 +129,17 @@ def get_str(parent: dict, key: str, path: Path, errs: list[FieldError]) -> str:
         errs.append(wrong_type(path.child(key), value, "string"))
         return ""
     return value
+
+
+def get_spec(obj: dict, errs: list[FieldError]) -> dict | None:
+    """obj.spec ({} when absent); None, with the error recorded, when it is not an object."""
+    spec = obj.get("spec")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        errs.append(wrong_type(Path("spec"), spec, "object"))
+        return None
+    return spec
 
 
 def validate_object_meta(obj: dict, namespaced: bool,

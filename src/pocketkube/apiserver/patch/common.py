@@ -13,6 +13,7 @@ import orjson
 import yaml
 
 from pocketkube.api.errors import ApiError, BadRequest
+from pocketkube.api.validation import go_unmarshal_error, json_type
 from pocketkube.apiserver.yamljson import JsonCompatibleYamlLoader, as_json
 
 Json = Any
@@ -56,24 +57,6 @@ def decode_yaml_object(body: bytes) -> dict:
     if not isinstance(value, dict):
         raise BadRequest(f"error decoding YAML: the body is a {json_type(value)}, not an object")
     return value
-
-
-def json_type(value: Json) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "null"
-
-
-def go_unmarshal_error(value: Json, go_type: str) -> str:
-    return f"json: cannot unmarshal {json_type(value)} into Go value of type {go_type}"
 
 
 _GO_TYPES = {"object": "map[string]interface {}", "array": "[]interface {}", "string": "string",

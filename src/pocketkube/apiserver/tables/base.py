@@ -185,6 +185,12 @@ def age(obj: dict, now: float) -> str:
     return since(dig(obj, "metadata", "creationTimestamp"), now)
 
 
+def name_and_created_at(obj: dict, now: float) -> list[Cell]:
+    """The cells of printers whose only column after NAME is "Created At" (LimitRange, Role,
+    ClusterRole): the stored creationTimestamp is already RFC 3339 in UTC, as upstream prints it."""
+    return [name_of(obj), as_text(dig(obj, "metadata", "creationTimestamp"))]
+
+
 def with_more(shown: list[str], total: int, empty: str) -> str:
     text = ",".join(shown)
     if total > MAX_LISTED:

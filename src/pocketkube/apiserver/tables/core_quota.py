@@ -12,15 +12,10 @@ from pocketkube.apiserver.tables.base import (
     Printer,
     age,
     as_map,
-    as_text,
     dig,
+    name_and_created_at,
     name_of,
 )
-
-
-def _limitrange_cells(lr: dict, now: float) -> list[Cell]:
-    # The stored creationTimestamp is already RFC 3339 in UTC, which is what upstream prints.
-    return [name_of(lr), as_text(dig(lr, "metadata", "creationTimestamp"))]
 
 
 def _q(value: object) -> str:
@@ -42,7 +37,7 @@ def _quota_cells(rq: dict, now: float) -> list[Cell]:
 QUOTA_PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "limitranges"): Printer(
         (NAME, Column("Created At", "Timestamp is a wrapper around time.Time which supports correct "
-                      "marshaling to YAML and JSON.", type="date")), _limitrange_cells),
+                      "marshaling to YAML and JSON.", type="date")), name_and_created_at),
     ("", "resourcequotas"): Printer(
         (NAME, AGE,
          Column("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),

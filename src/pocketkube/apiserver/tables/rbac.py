@@ -12,8 +12,8 @@ from pocketkube.apiserver.tables.base import (
     age,
     as_map,
     as_text,
-    dig,
     maps_in,
+    name_and_created_at,
     name_of,
     wide,
 )
@@ -21,10 +21,6 @@ from pocketkube.apiserver.tables.base import (
 _CREATED_AT = Column("Created At", "CreationTimestamp is a timestamp representing the server time when this "
                                    "object was created.", type="date")
 _ROLE = Column("Role", "Role for this binding.")
-
-
-def _role_cells(role: dict, now: float) -> list[Cell]:
-    return [name_of(role), as_text(dig(role, "metadata", "creationTimestamp"))]
 
 
 def subjects_strings(binding: dict) -> tuple[str, str, str]:
@@ -48,7 +44,7 @@ def _binding_cells(binding: dict, now: float) -> list[Cell]:
             *subjects_strings(binding)]
 
 
-_ROLE_PRINTER = Printer((NAME, _CREATED_AT), _role_cells)
+_ROLE_PRINTER = Printer((NAME, _CREATED_AT), name_and_created_at)
 _BINDING_PRINTER = Printer((NAME, _ROLE, AGE, wide("Users", "Users in the roleBinding."),
                             wide("Groups", "Groups in the roleBinding."),
                             wide("ServiceAccounts", "ServiceAccounts in the roleBinding.")), _binding_cells)

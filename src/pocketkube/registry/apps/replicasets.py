@@ -7,12 +7,13 @@ from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.selectors import LabelSelector, validate_label_selector
-from pocketkube.api.validation import dns1123_subdomain_errors, validate_labels, wrong_type
+from pocketkube.api.validation import dns1123_subdomain_errors, validate_labels
 from pocketkube.registry.core.pods.defaults import default_pod_spec
 from pocketkube.registry.core.pods.typed import get_int, nonnegative
 from pocketkube.registry.core.pods.validation import validate_template
 from pocketkube.registry.validation import (
     IMMUTABLE,
+    get_spec,
     validate_annotations,
     validate_object_meta,
     validate_object_meta_update,
@@ -59,13 +60,7 @@ def default_strategy(spec: dict, key: str, rolling_defaults: dict) -> None:
 def workload_spec(obj: dict, errs: list[FieldError]) -> dict | None:
     """ObjectMeta's errors appended to `errs`; the spec to validate ({} when absent), None when not an object."""
     errs.extend(validate_object_meta(obj, True, dns1123_subdomain_errors))
-    spec = obj.get("spec")
-    if spec is None:
-        return {}
-    if not isinstance(spec, dict):
-        errs.append(wrong_type(Path("spec"), spec, "object"))
-        return None
-    return spec
+    return get_spec(obj, errs)
 
 
 def validate(obj: dict) -> list[FieldError]:

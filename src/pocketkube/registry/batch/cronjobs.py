@@ -17,7 +17,12 @@ from pocketkube.registry.core.pods.typed import (
     not_supported_ordered,
 )
 from pocketkube.registry.strategy import Strategy
-from pocketkube.registry.validation import get_str, validate_object_meta, validate_object_meta_update
+from pocketkube.registry.validation import (
+    get_spec,
+    get_str,
+    validate_object_meta,
+    validate_object_meta_update,
+)
 
 CONCURRENCY_POLICIES = ["Allow", "Forbid", "Replace"]
 # Job names are `<cronjob>-<minutes>` (11 characters more) and must fit a 63-character label.
@@ -48,12 +53,10 @@ def validate(obj: dict) -> list[FieldError]:
 
 def _validate(obj: dict, old_spec: dict | None) -> list[FieldError]:
     errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    spec = obj.get("spec")
-    path = Path("spec")
+    spec = get_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     errs.extend(_schedule_errors(spec, path, old_spec))
     errs.extend(nonnegative(get_int(spec, "startingDeadlineSeconds", path, errs), path.child("startingDeadlineSeconds")))
     if old_spec is None or old_spec.get("timeZone") != spec.get("timeZone"):

@@ -27,6 +27,7 @@ from pocketkube.registry.core.pods.validation import validate_template
 from pocketkube.registry.strategy import Strategy
 from pocketkube.registry.validation import (
     IMMUTABLE,
+    get_spec,
     get_str,
     validate_object_meta,
     validate_object_meta_update,
@@ -120,12 +121,10 @@ def _generate_selector(job: dict, spec: dict) -> None:
 
 def validate(obj: dict) -> list[FieldError]:
     errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    spec = obj.get("spec")
-    path = Path("spec")
+    spec = get_spec(obj, errs)
     if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        return errs + [wrong_type(path, spec, "object")]
+        return errs
+    path = Path("spec")
     errs.extend(_generated_selector_errors(obj, spec))
     errs.extend(validate_job_spec(spec, path))
     errs.extend(_selector_errors(spec, path))

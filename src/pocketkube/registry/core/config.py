@@ -12,12 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
 
 import orjson
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, required, too_long
-from pocketkube.api.validation import dns1123_subdomain_errors, max_len_error, regex_error, wrong_type
+from pocketkube.api.validation import (
+    dns1123_subdomain_errors,
+    go_unmarshal_error,
+    max_len_error,
+    regex_error,
+    wrong_type,
+)
 from pocketkube.registry.strategy import Strategy
 from pocketkube.registry.validation import (
     IMMUTABLE,
@@ -232,7 +237,7 @@ def _type_errors(obj: dict, type_: str, data: dict[str, bytes]) -> list[FieldErr
             return [invalid(path.key(key), REDACTED, str(e))]
         if not isinstance(parsed, dict):
             return [invalid(path.key(key), REDACTED,
-                            f"json: cannot unmarshal {_json_kind(parsed)} into Go value of type map[string]interface {{}}")]
+                            go_unmarshal_error(parsed, "map[string]interface {}"))]
     elif type_ == BASIC_AUTH:
         if "username" not in data and "password" not in data:
             return [required(path.key("username")), required(path.key("password"))]
@@ -242,18 +247,6 @@ def _type_errors(obj: dict, type_: str, data: dict[str, bytes]) -> list[FieldErr
     elif type_ == TLS:
         return [required(path.key(k)) for k in ("tls.crt", "tls.key") if k not in data]
     return []
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "null"
 
 
 def secret_validate_update(new: dict, old: dict) -> list[FieldError]:

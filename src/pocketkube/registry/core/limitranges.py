@@ -110,29 +110,27 @@ def validate(obj: dict) -> list[FieldError]:
     return errs
 
 
+# ValidateLimitRange's ordering checks, in its order: (lower, upper, their names in the message,
+# the field reported and whose value it shows).
+_ORDER = (
+    ("min", "max", "min value", "max value", "min", "min"),
+    ("min", "defaultRequest", "min value", "default request value", "defaultRequest", "defaultRequest"),
+    ("defaultRequest", "max", "default request value", "max value", "defaultRequest", "defaultRequest"),
+    ("defaultRequest", "default", "default request value", "default limit value", "defaultRequest",
+     "defaultRequest"),
+    ("min", "default", "min value", "default value", "default", "min"),
+    ("default", "max", "default value", "max value", "default", "max"),
+)
+
+
 def _order_errors(q: dict[str, dict[str, tuple[Any, Fraction]]], path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
-    mn, mx, dflt, dreq, ratio = q["min"], q["max"], q["default"], q["defaultRequest"], q["maxLimitRequestRatio"]
+    mn, mx, ratio = q["min"], q["max"], q["maxLimitRequestRatio"]
     for k in sorted(set().union(*q.values())):
-        if k in mn and k in mx and mn[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("min").key(k), mn[k][0],
-                                f"min value {_s(mn[k])} is greater than max value {_s(mx[k])}"))
-        if k in dreq and k in mn and mn[k][1] > dreq[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"min value {_s(mn[k])} is greater than default request value {_s(dreq[k])}"))
-        if k in dreq and k in mx and dreq[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"default request value {_s(dreq[k])} is greater than max value {_s(mx[k])}"))
-        if k in dreq and k in dflt and dreq[k][1] > dflt[k][1]:
-            errs.append(invalid(path.child("defaultRequest").key(k), dreq[k][0],
-                                f"default request value {_s(dreq[k])} is greater than default limit value "
-                                f"{_s(dflt[k])}"))
-        if k in dflt and k in mn and mn[k][1] > dflt[k][1]:
-            errs.append(invalid(path.child("default").key(k), mn[k][0],
-                                f"min value {_s(mn[k])} is greater than default value {_s(dflt[k])}"))
-        if k in dflt and k in mx and dflt[k][1] > mx[k][1]:
-            errs.append(invalid(path.child("default").key(k), mx[k][0],
-                                f"default value {_s(dflt[k])} is greater than max value {_s(mx[k])}"))
+        for lo, hi, lo_name, hi_name, field, shown in _ORDER:
+            if k in q[lo] and k in q[hi] and q[lo][k][1] > q[hi][k][1]:
+                errs.append(invalid(path.child(field).key(k), q[shown][k][0],
+                                    f"{lo_name} {_s(q[lo][k])} is greater than {hi_name} {_s(q[hi][k])}"))
         if k in ratio and ratio[k][1] < 1:
             errs.append(invalid(path.child("maxLimitRequestRatio").key(k), ratio[k][0],
                                 f"ratio {_s(ratio[k])} is less than 1"))
@@ -215,30 +213,28 @@ def _sum_pod(spec: dict, key: str) -> tuple[dict[str, Fraction], dict[str, Any],
     return total, raw, missing
 
 
+def _bound_msgs(bounds: Any, which: str, what: str, values: dict[str, Fraction], raw: dict[str, Any],
+                raw_prefix: str, missing: set[str], kind: str) -> list[str]:
+    """minConstraint (the request at least min) or maxConstraint (the limit at most max)."""
+    msgs: list[str] = []
+    for k, v in sorted((bounds or {}).items()):
+        bound = parse(v)
+        if bound is None:
+            continue
+        value = values.get(k)
+        text = f"{which} {k} usage per {kind} is {fmt(bound, is_binary(v))}"
+        if value is None or k in missing:
+            msgs.append(f"{text}.  No {what} is specified")
+        elif (value < bound) if which == "minimum" else (value > bound):
+            msgs.append(f"{text}, but {what} is {fmt(value, is_binary(raw.get(raw_prefix + k)))}")
+    return msgs
+
+
 def _check(kind: str, item: dict, requests: dict[str, Fraction], limits: dict[str, Fraction],
            raw: dict[str, Any], missing_req: set[str], missing_lim: set[str]) -> list[str]:
     """upstream's minConstraint, maxConstraint and limitRequestRatioConstraint."""
-    msgs: list[str] = []
-    for k, v in sorted((item.get("min") or {}).items()):
-        bound = parse(v)
-        req = requests.get(k)
-        if bound is None:
-            continue
-        if req is None or k in missing_req:
-            msgs.append(f"minimum {k} usage per {kind} is {fmt(bound, is_binary(v))}.  No request is specified")
-        elif req < bound:
-            msgs.append(f"minimum {k} usage per {kind} is {fmt(bound, is_binary(v))}, "
-                        f"but request is {fmt(req, is_binary(raw.get('r:' + k)))}")
-    for k, v in sorted((item.get("max") or {}).items()):
-        bound = parse(v)
-        lim = limits.get(k)
-        if bound is None:
-            continue
-        if lim is None or k in missing_lim:
-            msgs.append(f"maximum {k} usage per {kind} is {fmt(bound, is_binary(v))}.  No limit is specified")
-        elif lim > bound:
-            msgs.append(f"maximum {k} usage per {kind} is {fmt(bound, is_binary(v))}, "
-                        f"but limit is {fmt(lim, is_binary(raw.get('l:' + k)))}")
+    msgs = (_bound_msgs(item.get("min"), "minimum", "request", requests, raw, "r:", missing_req, kind)
+            + _bound_msgs(item.get("max"), "maximum", "limit", limits, raw, "l:", missing_lim, kind))
     for k, v in sorted((item.get("maxLimitRequestRatio") or {}).items()):
         ratio = parse(v)
         req, lim = requests.get(k), limits.get(k)

@@ -10,7 +10,7 @@ from pocketkube.api.quantity import parse
 from pocketkube.api.quota import INTEGER, scope_errors
 from pocketkube.api.validation import dns1123_subdomain_errors, qualified_name_errors, wrong_type
 from pocketkube.registry.strategy import Strategy
-from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
+from pocketkube.registry.validation import get_spec, validate_object_meta, validate_object_meta_update
 
 
 def _hard_errors(hard: Any, path: Path) -> list[FieldError]:
@@ -34,9 +34,9 @@ def _hard_errors(hard: Any, path: Path) -> list[FieldError]:
 
 def validate(obj: dict) -> list[FieldError]:
     errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
-    spec = obj.get("spec")
-    if spec is not None and not isinstance(spec, dict):
-        return errs + [wrong_type(Path("spec"), spec, "object")]
+    spec = get_spec(obj, errs)
+    if spec is None:
+        return errs
     errs.extend(_hard_errors((spec or {}).get("hard"), Path("spec", "hard")))
     scopes = (spec or {}).get("scopes")
     if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):

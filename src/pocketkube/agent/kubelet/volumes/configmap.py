@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from pocketkube.agent.kubelet.volumes.atomic_writer import FileProjection
-from pocketkube.agent.kubelet.volumes.items import MountError, Sources, fs_group, map_keys
+from pocketkube.agent.kubelet.volumes.items import Sources, object_payload
 
 
 def configmap_data(cm: dict) -> dict[str, bytes]:
@@ -18,15 +18,5 @@ def configmap_data(cm: dict) -> dict[str, bytes]:
 def payload(pod: dict, source: dict, sources: Sources, default_mode: object = None,
             group: int | None = None) -> dict[str, FileProjection]:
     """The files of a configMap volume (or a projected volume's configMap source)."""
-    ns = (pod.get("metadata") or {}).get("namespace") or "default"
-    name = source.get("name", "")
-    optional = bool(source.get("optional"))
-    cm = sources.configmap(ns, name)
-    if cm is None:
-        if optional:
-            return {}
-        raise MountError(f'configmap "{name}" not found')
-    mode = source.get("defaultMode") if default_mode is None else default_mode
-    return map_keys(configmap_data(cm), source.get("items"), mode, optional,
-                    lambda key: f"configmap references non-existent config key: {key}",
-                    fs_group(pod) if group is None else group)
+    return object_payload(pod, source, source.get("name", ""), "configmap", sources.configmap, configmap_data,
+                          lambda key: f"configmap references non-existent config key: {key}", default_mode, group)

@@ -56,6 +56,24 @@ def map_keys(data: dict[str, bytes], items: list | None, default_mode: object, o
     return out
 
 
+def object_payload(pod: dict, source: dict, name: str, kind: str, lookup: Callable[[str, str], dict | None],
+                   data_of: Callable[[dict], dict[str, bytes]], missing_key: Callable[[str], str],
+                   default_mode: object = None, group: int | None = None) -> dict[str, FileProjection]:
+    """The files of a volume (or projected source) backed by the object `name` of the pod's namespace
+    (a ConfigMap or a Secret): a missing object fails the mount unless the source is optional;
+    default_mode and group, when given, are the projected volume's."""
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    optional = bool(source.get("optional"))
+    obj = lookup(ns, name)
+    if obj is None:
+        if optional:
+            return {}
+        raise MountError(f'{kind} "{name}" not found')
+    mode = source.get("defaultMode") if default_mode is None else default_mode
+    return map_keys(data_of(obj), source.get("items"), mode, optional, missing_key,
+                    fs_group(pod) if group is None else group)
+
+
 def fs_group(pod: dict) -> int | None:
     g = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
     return g if isinstance(g, int) and not isinstance(g, bool) else None

@@ -6,7 +6,7 @@ import base64
 import binascii
 
 from pocketkube.agent.kubelet.volumes.atomic_writer import FileProjection
-from pocketkube.agent.kubelet.volumes.items import MountError, Sources, fs_group, map_keys
+from pocketkube.agent.kubelet.volumes.items import Sources, object_payload
 
 
 def secret_data(secret: dict) -> dict[str, bytes]:
@@ -22,15 +22,5 @@ def secret_data(secret: dict) -> dict[str, bytes]:
 def payload(pod: dict, source: dict, sources: Sources, default_mode: object = None,
             group: int | None = None, name_key: str = "secretName") -> dict[str, FileProjection]:
     """The files of a secret volume (`secretName`) or a projected volume's secret source (`name`)."""
-    ns = (pod.get("metadata") or {}).get("namespace") or "default"
-    name = source.get(name_key, "")
-    optional = bool(source.get("optional"))
-    secret = sources.secret(ns, name)
-    if secret is None:
-        if optional:
-            return {}
-        raise MountError(f'secret "{name}" not found')
-    mode = source.get("defaultMode") if default_mode is None else default_mode
-    return map_keys(secret_data(secret), source.get("items"), mode, optional,
-                    lambda key: f"references non-existent secret key: {key}",
-                    fs_group(pod) if group is None else group)
+    return object_payload(pod, source, source.get(name_key, ""), "secret", sources.secret, secret_data,
+                          lambda key: f"references non-existent secret key: {key}", default_mode, group)

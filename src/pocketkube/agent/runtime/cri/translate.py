@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -36,6 +35,7 @@ from pocketkube.agent.runtime.interface import (
     RegistryAuth,
 )
 from pocketkube.agent.runtime.reference import parse_reference
+from pocketkube.api import quantity
 from pocketkube.api.timestamps import now_rfc3339
 
 # Kubelet label and annotation keys (pkg/kubelet/types/labels.go, kuberuntime/labels.go).
@@ -125,21 +125,12 @@ def grpc_error_text(code: str, message: str) -> str:
 # Quantities and resources
 # ---------------------------------------------------------------------------------------------
 
-_SUFFIX = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|([a-zA-Z]*))$")
-
-
 def parse_quantity(value: object) -> Fraction:
     """A resource.Quantity ("500m", "128Mi", "1e3", 2) as an exact number; ConfigError if invalid."""
-    m = _QUANTITY.match(str(value).strip())
-    if not m or (m[3] or "") not in _SUFFIX:
+    number = quantity.parse(value)
+    if number is None:
         raise ConfigError(f"invalid quantity {value!r}")
-    number = Fraction(m[1])
-    if m[2]:
-        return number * Fraction(10) ** int(m[2][1:])
-    return number * _SUFFIX[m[3] or ""]
+    return number
 
 
 def _milli(value: object) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketkube.registry.core.pods.typed import parse_quantity
+from pocketkube.api.quantity import parse as parse_quantity
 
 DEFAULT_TOLERATION_SECONDS = 300
 

@@ -4,23 +4,16 @@ and quantities that pods, Services, Endpoints and Nodes share."""
 
 from __future__ import annotations
 
-import re
-from fractions import Fraction
 from typing import Any
 
-from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
-from pocketkube.api.validation import is_int, port_name_errors, wrong_type
+from pocketkube.api.fields import FieldError, Path, duplicate, invalid, not_supported, required
+from pocketkube.api.validation import dns1123_label_errors, is_int, port_name_errors, wrong_type
 from pocketkube.registry.validation import get_str
 
 NEGATIVE = "must be greater than or equal to 0"
 PORT_RANGE = "must be between 1 and 65535, inclusive"
 PROTOCOLS = ["SCTP", "TCP", "UDP"]
-_QUANTITY_RE = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
 QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-_BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIX = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-                   "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-                   "P": Fraction(10**15), "E": Fraction(10**18)}
 
 # ---------------------------------------------------------------------------------------------
 # Typed access: wrong JSON types become FieldErrors, never exceptions.
@@ -77,6 +70,27 @@ def dict_items(items: list, path: Path, errs: list[FieldError]) -> list[tuple[in
     return out
 
 
+def required_str(parent: dict, key: str, path: Path, errs: list[FieldError]) -> str:
+    """parent[key] as a string; `Required value` when it is missing or empty (a wrong type is
+    reported once, by get_str)."""
+    value = get_str(parent, key, path, errs)
+    if not value and not not_a_string(parent, key):
+        errs.append(required(path.child(key)))
+    return value
+
+
+def unique_label_name(item: dict, path: Path, seen: set[str], errs: list[FieldError]) -> str:
+    """item.name of a list whose names are DNS-1123 labels unique among `seen` (volumes,
+    containers); adds it to `seen`."""
+    name = required_str(item, "name", path, errs)
+    if name:
+        errs.extend(invalid(path.child("name"), name, m) for m in dns1123_label_errors(name))
+        if name in seen:
+            errs.append(duplicate(path.child("name"), name))
+        seen.add(name)
+    return name
+
+
 def not_supported_ordered(path: Path, value: Any, supported: list[str]) -> FieldError:
     """NotSupported listing values in the order upstream passes them (fields.not_supported sorts)."""
     return FieldError("NotSupported", str(path), value, "supported values: " + ", ".join(f'"{s}"' for s in supported))
@@ -125,32 +139,3 @@ def is_wrong_type(parent: dict, key: str, expected: type) -> bool:
     if expected is int:
         return not is_int(value)
     return not isinstance(value, expected)
-
-
-def parse_quantity(value: Any) -> Fraction | None:
-    """A resource.Quantity as an exact number, or None when it is not one."""
-    if is_int(value):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(value).limit_denominator(10**9)
-    if not isinstance(value, str):
-        return None
-    m = _QUANTITY_RE.fullmatch(value)
-    if m is None:
-        return None
-    number, suffix = m.groups()
-    try:
-        base = Fraction(number)
-    except (ValueError, ZeroDivisionError):
-        return None
-    if suffix in _BINARY_SUFFIX:
-        return base * _BINARY_SUFFIX[suffix]
-    if suffix in _DECIMAL_SUFFIX:
-        return base * _DECIMAL_SUFFIX[suffix]
-    if suffix[:1] in ("e", "E"):
-        try:
-            exponent = int(suffix[1:])
-        except ValueError:
-            return None
-        return base * Fraction(10) ** exponent if abs(exponent) < 1000 else None
-    return None

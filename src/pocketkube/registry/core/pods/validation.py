@@ -21,6 +21,7 @@ from pocketkube.api.fields import (
     not_supported,
     required,
 )
+from pocketkube.api.quantity import parse as parse_quantity
 from pocketkube.api.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
@@ -42,10 +43,11 @@ from pocketkube.registry.core.pods.typed import (
     nonnegative,
     not_a_string,
     not_supported_ordered,
-    parse_quantity,
     port_num_or_name_errors,
     port_number_errors,
     protocol_errors,
+    required_str,
+    unique_label_name,
 )
 from pocketkube.registry.core.pods.volumes import validate_volume_mounts, validate_volumes
 from pocketkube.registry.validation import get_str, validate_annotations, validate_object_meta
@@ -128,10 +130,8 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
 
 
 def _validate_enum(parent: dict, key: str, supported: list[str], path: Path, errs: list[FieldError]) -> None:
-    value = get_str(parent, key, path, errs)
-    if not value and not not_a_string(parent, key):
-        errs.append(required(path.child(key)))
-    elif value and value not in supported:
+    value = required_str(parent, key, path, errs)
+    if value and value not in supported:
         errs.append(not_supported_ordered(path.child(key), value, supported))
 
 
@@ -143,15 +143,7 @@ def _validate_containers(containers: list, path: Path, names: set[str], errs: li
                          probes: bool) -> None:
     for i, c in dict_items(containers, path, errs):
         cpath = path.index(i)
-        name = get_str(c, "name", cpath, errs)
-        if not name:
-            if not not_a_string(c, "name"):
-                errs.append(required(cpath.child("name")))
-        else:
-            errs.extend(invalid(cpath.child("name"), name, m) for m in dns1123_label_errors(name))
-            if name in names:
-                errs.append(duplicate(cpath.child("name"), name))
-            names.add(name)
+        unique_label_name(c, cpath, names, errs)
         _validate_container(c, cpath, errs)
         if probes:
             for key in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -229,11 +221,8 @@ def ip_errors(value: str, path: Path) -> list[FieldError]:
 def _validate_env(env: list, path: Path, errs: list[FieldError]) -> None:
     for i, var in dict_items(env, path, errs):
         vpath = path.index(i)
-        name = get_str(var, "name", vpath, errs)
-        if not name:
-            if not not_a_string(var, "name"):
-                errs.append(required(vpath.child("name")))
-        elif any(ord(ch) > 126 or ord(ch) < 32 or ch == "=" for ch in name):
+        name = required_str(var, "name", vpath, errs)
+        if name and any(ord(ch) > 126 or ord(ch) < 32 or ch == "=" for ch in name):
             errs.append(invalid(vpath.child("name"), name,
                                 "a valid environment variable name must consist only of printable ASCII "
                                 "characters other than '='"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invalid, not_found, required
-from pocketkube.api.validation import dns1123_label_errors, dns1123_subdomain_errors, wrong_type
+from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_found, required
+from pocketkube.api.quantity import parse as parse_quantity
+from pocketkube.api.validation import dns1123_subdomain_errors, wrong_type
 from pocketkube.registry.core.pods.typed import (
     QUANTITY_MSG,
     dict_items,
@@ -16,7 +17,8 @@ from pocketkube.registry.core.pods.typed import (
     get_list,
     not_a_string,
     not_supported_ordered,
-    parse_quantity,
+    required_str,
+    unique_label_name,
 )
 from pocketkube.registry.validation import get_str
 
@@ -58,8 +60,7 @@ def _items(items: list, path: Path, errs: list[FieldError]) -> set[str]:
     paths = set()
     for i, item in dict_items(items, path, errs):
         ipath = path.index(i)
-        if not get_str(item, "key", ipath, errs) and not not_a_string(item, "key"):
-            errs.append(required(ipath.child("key")))
+        required_str(item, "key", ipath, errs)
         paths.add(_local_path(item, ipath, errs))
         _file_mode(item, "mode", ipath, errs)
     return paths
@@ -67,10 +68,8 @@ def _items(items: list, path: Path, errs: list[FieldError]) -> set[str]:
 
 def _local_path(item: dict, ipath: Path, errs: list[FieldError]) -> str:
     """validateLocalNonReservedPath of item.path."""
-    value = get_str(item, "path", ipath, errs)
+    value = required_str(item, "path", ipath, errs)
     if not value:
-        if not not_a_string(item, "path"):
-            errs.append(required(ipath.child("path")))
         return ""
     errs.extend(descending_path_errors(value, ipath.child("path")))
     if value.startswith(".."):
@@ -106,11 +105,8 @@ def _downward_items(items: list, path: Path, errs: list[FieldError]) -> set[str]
 
 
 def _named(source: dict, key: str, path: Path, errs: list[FieldError]) -> None:
-    name = get_str(source, key, path, errs)
-    if not name:
-        if not not_a_string(source, key):
-            errs.append(required(path.child(key)))
-    else:
+    name = required_str(source, key, path, errs)
+    if name:
         errs.extend(invalid(path.child(key), name, m) for m in dns1123_subdomain_errors(name))
 
 
@@ -181,8 +177,7 @@ def _source(kind: str, source: Any, path: Path, errs: list[FieldError]) -> None:
     elif kind == "projected":
         _projected(source, path, errs)
     elif kind == "persistentVolumeClaim":
-        if not get_str(source, "claimName", path, errs) and not not_a_string(source, "claimName"):
-            errs.append(required(path.child("claimName")))
+        required_str(source, "claimName", path, errs)
         get_bool(source, "readOnly", path, errs)
 
 
@@ -191,15 +186,7 @@ def validate_volumes(volumes: list, path: Path, errs: list[FieldError]) -> set[s
     names: set[str] = set()
     for i, volume in dict_items(volumes, path, errs):
         vpath = path.index(i)
-        name = get_str(volume, "name", vpath, errs)
-        if not name:
-            if not not_a_string(volume, "name"):
-                errs.append(required(vpath.child("name")))
-        else:
-            errs.extend(invalid(vpath.child("name"), name, m) for m in dns1123_label_errors(name))
-            if name in names:
-                errs.append(duplicate(vpath.child("name"), name))
-            names.add(name)
+        unique_label_name(volume, vpath, names, errs)
         kinds = [k for k in SOURCES if volume.get(k) is not None]
         if not kinds:
             errs.append(required(vpath, "must specify a volume type"))
@@ -216,17 +203,11 @@ def validate_volume_mounts(mounts: list, volumes: set[str] | None, path: Path, e
     mount_paths: set[str] = set()
     for i, mount in dict_items(mounts, path, errs):
         mpath = path.index(i)
-        name = get_str(mount, "name", mpath, errs)
-        if not name:
-            if not not_a_string(mount, "name"):
-                errs.append(required(mpath.child("name")))
-        elif volumes is not None and name not in volumes:
+        name = required_str(mount, "name", mpath, errs)
+        if name and volumes is not None and name not in volumes:
             errs.append(not_found(mpath.child("name"), name))
-        mount_path = get_str(mount, "mountPath", mpath, errs)
-        if not mount_path:
-            if not not_a_string(mount, "mountPath"):
-                errs.append(required(mpath.child("mountPath")))
-        elif mount_path in mount_paths:
+        mount_path = required_str(mount, "mountPath", mpath, errs)
+        if mount_path and mount_path in mount_paths:
             errs.append(invalid(mpath.child("mountPath"), mount_path, "must be unique"))
         mount_paths.add(mount_path)
         sub = get_str(mount, "subPath", mpath, errs)
