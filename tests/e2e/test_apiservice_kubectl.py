@@ -61,7 +61,7 @@ def test_local_apiservices_are_listed_and_available(kubectl):
     def listed():
         header, table = rows(kubectl.ok("get", "apiservices"))
         ready = all(n in table and table[n][2].startswith("True")
-                    for n in ("v1.", "v1.apps", "v1.batch", "v1beta1.metrics.k8s.io", "v1.apiregistration.k8s.io"))
+                    for n in ("v1.", "v1.apps", "v1.batch", "v1beta1.metrics.k8s.io"))
         return (header, table) if ready else None
     header, table = wait_for(listed, what="the local APIServices Available")
     assert header == ["NAME", "SERVICE", "AVAILABLE", "AGE"]

@@ -171,9 +171,10 @@ def test_updated_status_keeps_the_transition_time_while_the_status_holds():
 def test_every_served_group_version_gets_a_local_apiservice_with_upstreams_priorities():
     desired = desired_apiservices(served_group_versions())
     assert {"v1.", "v1.apps", "v1.batch", "v1.policy", "v1.rbac.authorization.k8s.io", "v1.storage.k8s.io",
-            "v1.discovery.k8s.io", "v1.coordination.k8s.io", "v1.apiregistration.k8s.io",
-            "v1beta1.metrics.k8s.io"} <= set(desired)
+            "v1.discovery.k8s.io", "v1.coordination.k8s.io", "v1beta1.metrics.k8s.io"} <= set(desired)
+    assert "v1.apiregistration.k8s.io" not in desired
     assert len(desired) == len(served_group_versions())
+    assert ("apiregistration.k8s.io", "v1") not in served_group_versions()
     assert desired["v1."]["spec"] == {"group": "", "version": "v1", "groupPriorityMinimum": 18000, "versionPriority": 1}
     assert desired["v1.batch"]["spec"]["groupPriorityMinimum"] == 17400
     assert desired["v1.apps"]["metadata"]["labels"] == {AUTOMANAGED_LABEL: "onstart"}

@@ -37,7 +37,6 @@ RESYNC_SECONDS = 30.0
 # group-versions we serve, plus metrics.k8s.io as metrics-server registers itself.
 PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
     ("", "v1"): (18000, 1),
-    ("apiregistration.k8s.io", "v1"): (18000, 15),
     ("apps", "v1"): (17800, 15),
     ("events.k8s.io", "v1"): (17750, 15),
     ("authentication.k8s.io", "v1"): (17700, 15),
@@ -66,8 +65,11 @@ def apiservice_name(group: str, version: str) -> str:
 
 
 def served_group_versions() -> list[tuple[str, str]]:
-    """Every group-version this API server serves itself (discovery's list)."""
-    return [*discovery.group_versions(), (discovery.METRICS_GROUP, discovery.METRICS_VERSION)]
+    """The group-versions autoregistration covers: every one served here (discovery's list) but
+    apiregistration.k8s.io itself, which upstream's aggregator serves without an APIService (it
+    registers only its delegates' paths; discovery ranks its own group first)."""
+    return [*((g, v) for g, v in discovery.group_versions() if g != GROUP),
+            (discovery.METRICS_GROUP, discovery.METRICS_VERSION)]
 
 
 def local_apiservice(group: str, version: str) -> dict | None:
