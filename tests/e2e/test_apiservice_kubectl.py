@@ -70,6 +70,8 @@ def test_local_apiservices_are_listed_and_available(kubectl):
     assert apps["spec"] == {"group": "apps", "version": "v1", "groupPriorityMinimum": 17800, "versionPriority": 15}
     cond = apps["status"]["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("Available", "True", "Local")
+    # APIServices are in the api-extensions category, as upstream's are.
+    assert "apiservice.apiregistration.k8s.io/v1.apps" in kubectl.ok("get", "api-extensions", "-o", "name").split()
 
 
 def test_service_backed_apiservice_from_manifest(kubectl, tmp_path):

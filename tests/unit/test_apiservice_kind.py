@@ -69,8 +69,9 @@ def test_name_must_be_version_dot_group():
      "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present"),
     ({"service": None, "insecureSkipTLSVerify": True},
      "spec.insecureSkipTLSVerify: Invalid value: true: local APIServices may not have insecureSkipTLSVerify"),
-    ({"service": None, "caBundle": "Y2Ey"},
-     'spec.caBundle: Invalid value: "3 bytes": local APIServices may not have a caBundle'),
+    ({"service": None, "caBundle": "Y2E="},
+     'spec.caBundle: Invalid value: "2 bytes": local APIServices may not have a caBundle'),
+    ({"caBundle": "not base64!"}, 'spec.caBundle: Invalid value: "not base64!": illegal base64 data'),
     ({"service": "api"}, 'spec.service: Invalid value: "api": must be of type object, not string'),
 ])
 def test_spec_errors(spec, error):

@@ -2,7 +2,9 @@
 
 - autoregistration: a local APIService (no `spec.service`) for every group-version served here,
   with the priorities of upstream's table, kept present (a deleted one comes back) and kept
-  to the desired spec; automanaged ones whose group-version is no longer served go.
+  to the desired spec; automanaged ones whose group-version is no longer served go. Upstream
+  labels these `automanaged: onstart` and recreates a deleted one only at its next start; here
+  they come back at once, as the `kubernetes` Service does.
 - availability: the Available condition of every APIService. Local ones are available. For a
   service-backed one the Service, its port and its endpoints are checked as upstream does; the
   last step, the discovery request to the extension server, always fails: pocketkube does not

@@ -8,6 +8,8 @@ through the status subresource by the availability controller (apiserver/apiserv
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
@@ -86,6 +88,20 @@ def _service_errors(service: Any, spec: dict, path: Path) -> list[FieldError]:
     return errs
 
 
+def _ca_bundle_length(value: Any, path: Path, errs: list[FieldError]) -> int:
+    """caBundle is bytes, base64 on the wire: the decoded length (upstream reports it, not the PEM)."""
+    if value is None:
+        return 0
+    if not isinstance(value, str):
+        errs.append(wrong_type(path, value, "string"))
+        return 0
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        errs.append(invalid(path, value, "illegal base64 data"))
+        return 0
+
+
 def validate(obj: dict) -> list[FieldError]:
     """ValidateAPIService plus ValidateAPIServiceStatus."""
     path = Path("spec")
@@ -106,17 +122,14 @@ def validate(obj: dict) -> list[FieldError]:
     errs.extend(_priority_errors(spec, "groupPriorityMinimum", 20000, path))
     errs.extend(_priority_errors(spec, "versionPriority", 1000, path))
     ca_bundle = spec.get("caBundle")
-    if ca_bundle is not None and not isinstance(ca_bundle, str):
-        errs.append(wrong_type(path.child("caBundle"), ca_bundle, "string"))
+    ca_bytes = _ca_bundle_length(ca_bundle, path.child("caBundle"), errs)
     skip = spec.get("insecureSkipTLSVerify")
     if skip is not None and not isinstance(skip, bool):
         errs.append(wrong_type(path.child("insecureSkipTLSVerify"), skip, "boolean"))
     service = spec.get("service")
     if service is None:
-        if ca_bundle:
-            # caBundle is base64 on the wire; upstream reports the decoded length.
-            errs.append(invalid(path.child("caBundle"), f"{len(ca_bundle) * 3 // 4} bytes",
-                                "local APIServices may not have a caBundle"))
+        if ca_bytes:
+            errs.append(invalid(path.child("caBundle"), f"{ca_bytes} bytes", "local APIServices may not have a caBundle"))
         if skip is True:
             errs.append(invalid(path.child("insecureSkipTLSVerify"), True,
                                 "local APIServices may not have insecureSkipTLSVerify"))
