@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up host-packages test test-unit lint bench clean cri-stubs
+.PHONY: up host-packages test test-unit lint bench clean cri-stubs python-client-e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ test-unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
+
+# The official Python client's own e2e suite (kubernetes-client/python `kubernetes/e2e_test`,
+# not shipped on PyPI) against a fresh cluster: CLIENT_SRC is a checkout of that repository.
+ifneq ($(filter python-client-e2e,$(MAKECMDGOALS)),)
+ifeq ($(CLIENT_SRC),)
+$(error usage: make python-client-e2e CLIENT_SRC=<a kubernetes-client/python checkout>)
+endif
+endif
+python-client-e2e: $(STAMP)
+	$(VENV)/bin/python scripts/python_client_e2e.py --client-src $(CLIENT_SRC)
 
 # Regenerate the vendored CRI v1 stubs from the vendored api.proto (scripts/gen_cri.py tells how
 # to vendor a new upstream version).

@@ -105,6 +105,10 @@ RESOURCES: list[Resource] = [
 
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice"),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease"),
+
+    # -- API registration (issue 10): the APIServices of the kube-aggregator
+    Resource("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", namespaced=False,
+             categories=("api-extensions",), subresources=("status",)),
 ]
 
 BY_PLURAL: dict[tuple[str, str], Resource] = {(r.group, r.plural): r for r in RESOURCES}

@@ -107,6 +107,10 @@ class APIServer:
             await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
+        from pocketkube.apiserver.apiservices import APIServiceController
+
+        # Autoregistration and availability of APIServices (kube-apiserver's aggregator controllers).
+        self._tasks.append(asyncio.create_task(APIServiceController(self.registry).run(), name="apiservices"))
         ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
         self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.registry.events, ttl), name="event-ttl"))
         self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))

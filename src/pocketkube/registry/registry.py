@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
 from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
+from pocketkube.registry.apiregistration import apiservices
 from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
 from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import config as config_kinds
@@ -84,6 +85,9 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
 
         # -- rbac
         **rbac.strategies(policy or PolicyIndex()),
+
+        # -- API registration
+        "APIService": apiservices.strategy(),
     }
 
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pocketkube.apiserver.tables import apps, batch, coordination, core, discovery, policy, rbac, storage
+from pocketkube.apiserver.tables import (
+    apiregistration,
+    apps,
+    batch,
+    coordination,
+    core,
+    discovery,
+    policy,
+    rbac,
+    storage,
+)
 from pocketkube.apiserver.tables.base import (
     DEFAULT_PRINTER,
     Column,
@@ -35,7 +45,7 @@ from pocketkube.apiserver.tables.core import (
 
 PRINTERS: dict[tuple[str, str], Printer] = {
     **core.PRINTERS, **apps.PRINTERS, **discovery.PRINTERS, **coordination.PRINTERS, **storage.PRINTERS,
-    **rbac.PRINTERS, **batch.PRINTERS, **policy.PRINTERS,
+    **rbac.PRINTERS, **batch.PRINTERS, **policy.PRINTERS, **apiregistration.PRINTERS,
 }
 
 
