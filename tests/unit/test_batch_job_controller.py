@@ -236,3 +236,15 @@ async def test_a_failed_create_does_not_hold_back_the_finished_pods_accounting(c
     await until(lambda: "FailedCreate" in reasons(fake), "FailedCreate")
     # The sync's error requeues it: the replacement comes after the back-off.
     await until(lambda: len(running(fake)) == 1, "the replacement")
+
+
+def test_a_cached_job_our_own_write_replaced_is_stale():
+    superseded: dict[str, set[str]] = {}
+    job = {"metadata": {"name": "pi", "namespace": "ns", "resourceVersion": "7"}}
+    assert not plan.is_stale(job, superseded, "ns/pi")
+    superseded["ns/pi"] = {"7", "8"}  # two writes of one sync: 7 -> 8 -> 9
+    assert plan.is_stale(job, superseded, "ns/pi")
+    assert plan.is_stale({"metadata": {"resourceVersion": "8"}}, superseded, "ns/pi")
+    assert not plan.is_stale({"metadata": {"resourceVersion": "9"}}, superseded, "ns/pi")  # caught up
+    assert "ns/pi" not in superseded
+

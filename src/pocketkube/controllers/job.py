@@ -58,6 +58,10 @@ class JobController(Controller):
         super().__init__([self.job_informer, self.pod_informer], workers=workers)
         self.recorder = recorder
         self.expectations = Expectations()
+        # Per Job key, the resourceVersions our own status writes replaced: a cached Job still at
+        # one of them is older than what we wrote, and acting on it (pods are created before any
+        # write, as upstream does) could replace pods its newer status already gave up on.
+        self._superseded: dict[str, set[str]] = {}
         self.clock = clock
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.job_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_job_delete)
@@ -67,6 +71,7 @@ class JobController(Controller):
 
     def _on_job_delete(self, job: dict) -> None:
         self.expectations.delete(object_key(job))
+        self._superseded.pop(object_key(job), None)
         for pod in self.pod_informer.list():
             if (controller_ref(pod) or {}).get("uid") == job["metadata"].get("uid") and plan.has_finalizer(pod):
                 self.queue.add(_POD_KEY + object_key(pod))
@@ -103,6 +108,8 @@ class JobController(Controller):
         if job is None:
             self.expectations.delete(key)
             return
+        if plan.is_stale(job, self._superseded, key):
+            return  # our newer write's watch event syncs it again
         namespace, _ = split_key(key)
         uid = job["metadata"]["uid"]
         pods = [p for p in self.pod_informer.list() if p["metadata"].get("namespace") == namespace
@@ -325,4 +332,8 @@ class JobController(Controller):
     async def _write_status(self, job: dict, status: dict) -> dict:
         if job.get("status") == status:
             return job
-        return await self.client.update_status(JOBS, {**job, "status": status})
+        written = await self.client.update_status(JOBS, {**job, "status": status})
+        before = job["metadata"].get("resourceVersion", "")
+        if deep_get(written, "metadata", "resourceVersion", default=before) != before:  # a no-op write sends no event
+            self._superseded.setdefault(object_key(job), set()).add(before)
+        return written
