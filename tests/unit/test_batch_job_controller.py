@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from async_waits import until
 
+from pocketkube.api import errors
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_rfc3339
@@ -193,3 +194,47 @@ async def test_foreground_deleted_job_releases_terminating_pods(controller):
     await fake.delete(JOBS, "ns", job["metadata"]["name"])  # stays: its foregroundDeletion finalizer
     await fake.delete(PODS, "ns", pod["metadata"]["name"])  # the garbage collector's part
     await until(lambda: not fake.objects(PODS), "the pod released while its Job is being deleted")
+
+
+async def test_a_finished_pod_is_replaced_before_its_accounting_writes(controller):
+    # Upstream's syncJob runs manageJob before trackJobStatusAndRemoveFinalizers: the next pod
+    # does not wait for the uncounted-pods status write and the finalizer patch.
+    fake = controller
+    await create_job(fake, completions=2, parallelism=1)
+    first = (await until(lambda: running(fake), "a running pod"))[0]
+    mark = len(fake.actions)
+    await finish(fake, first, 0)
+    await until(lambda: len(fake.objects(PODS)) == 2 and not any(
+        p["metadata"].get("finalizers") for p in fake.objects(PODS) if p["metadata"]["uid"] == first["metadata"]["uid"]),
+        "replaced and released")
+    after = [(a.verb, a.resource, a.subresource) for a in fake.actions[mark:]]
+    create = after.index(("create", "pods", ""))
+    assert create < after.index(("patch", "pods", ""))  # the finalizer's removal
+    assert create < after.index(("update", "jobs", "status"))
+
+
+async def test_a_failed_create_does_not_hold_back_the_finished_pods_accounting(controller):
+    fake = controller
+    await create_job(fake, completions=2, parallelism=1)
+    first = (await until(lambda: running(fake), "a running pod"))[0]
+    await until(lambda: "SuccessfulCreate" in reasons(fake), "the first pod's event")
+    fake.fail_next("create", errors.ServiceUnavailable("try later"))
+    await finish(fake, first, 0)
+    job = await until(lambda: deep_get(job_of(fake), "status", "succeeded", default=0) == 1 and job_of(fake),
+                      "the finished pod counted")
+    assert not job["status"].get("uncountedTerminatedPods")
+    await until(lambda: "FailedCreate" in reasons(fake), "FailedCreate")
+    # The sync's error requeues it: the replacement comes after the back-off.
+    await until(lambda: len(running(fake)) == 1, "the replacement")
+
+
+def test_a_cached_job_our_own_write_replaced_is_stale():
+    superseded: dict[str, set[str]] = {}
+    job = {"metadata": {"name": "pi", "namespace": "ns", "resourceVersion": "7"}}
+    assert not plan.is_stale(job, superseded, "ns/pi")
+    superseded["ns/pi"] = {"7", "8"}  # two writes of one sync: 7 -> 8 -> 9
+    assert plan.is_stale(job, superseded, "ns/pi")
+    assert plan.is_stale({"metadata": {"resourceVersion": "8"}}, superseded, "ns/pi")
+    assert not plan.is_stale({"metadata": {"resourceVersion": "9"}}, superseded, "ns/pi")  # caught up
+    assert "ns/pi" not in superseded
+

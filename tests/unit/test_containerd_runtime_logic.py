@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from async_waits import until
 
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriError, NotFound, Unavailable
@@ -34,13 +35,16 @@ class FakeCri:
         self.sandboxes: list[api.PodSandbox] = []
         self.removed: list[str] = []
         self.fail: dict[str, CriError] = {}
+        self.listed: list[tuple[str, object]] = []
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
             raise self.fail[method]
 
     async def list_pod_sandbox(self, filter=None):
-        return list(self.sandboxes)
+        self.listed.append(("sandboxes", filter))
+        return [s for s in self.sandboxes if filter is None or not filter.HasField("state")
+                or s.state == filter.state.state]
 
     async def pod_sandbox_status(self, sandbox_id, verbose=False):
         return api.PodSandboxStatusResponse(status=api.PodSandboxStatus(
@@ -52,7 +56,9 @@ class FakeCri:
 
     async def list_containers(self, filter=None):
         self._maybe_fail("ListContainers")
-        return [c for c, _ in self.containers.values()]
+        self.listed.append(("containers", filter))
+        return [c for c, _ in self.containers.values() if filter is None or not filter.HasField("state")
+                or c.state == filter.state.state]
 
     async def container_status(self, cid, verbose=False):
         if cid not in self.containers:
@@ -199,4 +205,30 @@ async def test_record_failed_start_without_a_container(fake) -> None:
     second = rt.record_failed_start(UID, "app", 1, "boom 2")
     h = rt.history(UID, "app")
     assert (h.current, h.last) == (second, record)
+    await rt.close()
+
+
+async def test_the_poller_lists_only_running_containers_and_ready_sandboxes(fake) -> None:
+    cri, rt = fake
+    cri.containers["r"] = ctr("r", "app", 0, api.CONTAINER_RUNNING)
+    cri.containers["u"] = ctr("u", "side", 0, api.CONTAINER_RUNNING)
+    cri.sandboxes = [api.PodSandbox(id="sb1", state=api.SANDBOX_READY, labels={t.POD_UID: UID},
+                                    metadata=api.PodSandboxMetadata(name="web", namespace="ns", uid=UID))]
+    await rt.adopt_all()
+    lost: list[str] = []
+    rt.on_sandbox_lost(lost.append)
+    futs = {name: rt.exited(rt.history(UID, name).current) for name in ("app", "side")}
+    # Not listed as running, yet not exited (containerd cannot tell): still watched, not resolved.
+    cri.containers["u"] = ctr("u", "side", 0, api.CONTAINER_UNKNOWN)
+    cri.listed.clear()
+    await until(lambda: len(cri.listed) >= 4, "a few polls")
+    assert not futs["side"].done() and not futs["app"].done() and not lost
+    assert {(kind, f.state.state) for kind, f in cri.listed} == {
+        ("containers", api.CONTAINER_RUNNING), ("sandboxes", api.SANDBOX_READY)}
+    cri.containers["u"] = ctr("u", "side", 0, api.CONTAINER_EXITED, 3)
+    assert (await asyncio.wait_for(futs["side"], 5)).exit_code == 3
+    assert not futs["app"].done()
+    cri.sandboxes = [api.PodSandbox(id="sb1", state=api.SANDBOX_NOTREADY, labels={t.POD_UID: UID},
+                                    metadata=api.PodSandboxMetadata(name="web", namespace="ns", uid=UID))]
+    await until(lambda: lost == [UID], "the lost sandbox reported")
     await rt.close()

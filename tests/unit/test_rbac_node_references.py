@@ -92,3 +92,28 @@ def test_only_the_node_authorizers_own_grants_are_narrowed():
     registry.policy.set_binding("ClusterRoleBinding", {"metadata": {"name": "s"}, "roleRef": {
         "kind": "ClusterRole", "name": "s"}, "subjects": [{"kind": "Group", "name": "system:nodes"}]})
     admit_node_request(a, "n1", registry, Body())  # RBAC grants it outright
+
+
+def test_node_and_references_are_remembered_per_stored_version(monkeypatch):
+    from pocketkube.apiserver import noderestriction as nr
+    monkeypatch.setattr(nr, "_refs_cache", {})
+    raw = orjson.dumps(POD)
+    node, refs = nr.node_and_references(raw)
+    assert node == "n1" and refs == pod_references(POD)
+    assert nr.node_and_references(raw) is nr._refs_cache[raw]  # decoded once
+    # A status write's new version of the same pod: the same answer, decoded afresh.
+    assert nr.node_and_references(orjson.dumps({**POD, "status": {"phase": "Succeeded"}}))[1] == refs
+    assert nr.node_and_references(orjson.dumps({"metadata": {"name": "p"}, "spec": {}})) == \
+        ("", frozenset({("serviceaccounts", "default")}))
+    monkeypatch.setattr(nr, "_REFS_CACHE_MAX", 3)
+    nr.node_and_references(orjson.dumps({"metadata": {"name": "q"}, "spec": {"nodeName": "n2"}}))
+    assert len(nr._refs_cache) == 1  # full: dropped, then the new one remembered
+
+
+def test_a_pod_of_another_node_naming_this_node_elsewhere_grants_nothing():
+    # The byte search for the node's name is only a pre-filter: the decoded spec decides.
+    registry = _Registry()
+    registry.stores["pods"] = _Store([{"metadata": {"name": "y", "namespace": "ns", "annotations": {
+        "x": '"nodeName":"n1"'}}, "spec": {"nodeName": "n2", "serviceAccountName": "sneaky"}}])
+    with pytest.raises(errors.Forbidden):
+        check_node_reference(Attributes(NODE, "get", "", "serviceaccounts", "", "ns", "sneaky"), "n1", registry)

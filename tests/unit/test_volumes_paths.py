@@ -129,3 +129,31 @@ def test_empty_dir_on_disk_with_fs_group(tmp_path):
     assert st.st_gid == 2000 and st.st_mode & 0o7777 == 0o2777
     with pytest.raises(MountError, match="unsupported emptyDir medium 'HugePages'"):
         emptydir.set_up(tmp_path / "h", {"medium": "HugePages"}, None)
+
+
+def test_tmpfs_options():
+    assert emptydir.tmpfs_options(None, "0755") == "mode=0755"
+    assert emptydir.tmpfs_options(64 << 20, "0777") == "mode=0777,size=67108864"
+
+
+@requires(is_root(), ROOT)
+def test_tmpfs_mount_and_lazy_unmount_by_syscall(tmp_path):
+    d = tmp_path / "token"
+    emptydir.mount_tmpfs(d, 1 << 20, "0755")
+    try:
+        assert os.path.ismount(d)
+        line = next(ln for ln in open("/proc/self/mounts") if ln.split()[1] == str(d))
+        assert line.split()[2] == "tmpfs" and "size=1024k" in line and "mode=755" in line
+        emptydir.mount_tmpfs(d, 1 << 20, "0755")  # mounted already: nothing stacks on it
+        assert sum(ln.split()[1] == str(d) for ln in open("/proc/self/mounts")) == 1
+    finally:
+        emptydir.unmount(d)
+    assert not os.path.ismount(d)
+    emptydir.unmount(d)  # not a mount point: nothing to do
+
+
+@requires(is_root(), ROOT)
+def test_tmpfs_mount_failure_is_a_mount_error(tmp_path):
+    with pytest.raises(MountError, match=r"mount of tmpfs at .* failed: Invalid argument"):
+        emptydir.mount_tmpfs(tmp_path / "bad", None, "not-a-mode")
+    assert not os.path.ismount(tmp_path / "bad")

@@ -90,6 +90,37 @@ def _pods_on(node: str, namespace: str, registry) -> list[dict]:
     return [p for p in pods if _mapping(p.get("spec")).get("nodeName") == node]
 
 
+# What a stored pod version uses, by its raw JSON: a kubelet asks for a pod's service account,
+# token and root CA configmap as it starts it, and without this each ask decoded every pod of the
+# node (a Job's hundreds of finished ones too). A pod's node and references never change once it
+# is bound, so a status write's new version maps to the same answer; the cache is simply dropped
+# when full (the stored bytes objects are the keys: their hashes are computed once).
+_REFS_CACHE_MAX = 4096
+_refs_cache: dict[bytes, tuple[str, frozenset[tuple[str, str]]]] = {}
+
+
+def node_and_references(raw: bytes) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The node a stored pod is bound to ("" when none) and `pod_references` of it."""
+    found = _refs_cache.get(raw)
+    if found is None:
+        pod = orjson.loads(raw)
+        found = (_mapping(pod.get("spec")).get("nodeName") or "", frozenset(pod_references(pod)))
+        if len(_refs_cache) >= _REFS_CACHE_MAX:
+            _refs_cache.clear()
+        _refs_cache[raw] = found
+    return found
+
+
+def _used_on(node: str, namespace: str, resource: str, name: str, registry) -> bool:
+    needle = b'"nodeName":' + orjson.dumps(node)
+    for raw in registry.store("", "pods").list(namespace).items:
+        if needle in raw:
+            pod_node, refs = node_and_references(raw)
+            if pod_node == node and (resource, name) in refs:
+                return True
+    return False
+
+
 def _related(a: Attributes, node: str, name: str, registry) -> bool:
     if a.resource == "persistentvolumes":
         claims = registry.store("", "persistentvolumeclaims")
@@ -100,7 +131,7 @@ def _related(a: Attributes, node: str, name: str, registry) -> bool:
                 if pvc is not None and _mapping(pvc.get("spec")).get("volumeName") == name:
                     return True
         return False
-    return any((a.resource, name) in pod_references(p) for p in _pods_on(node, a.namespace, registry))
+    return _used_on(node, a.namespace, a.resource, name, registry)
 
 
 def _maps(value: Any) -> list[dict]:

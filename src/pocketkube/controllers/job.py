@@ -58,6 +58,10 @@ class JobController(Controller):
         super().__init__([self.job_informer, self.pod_informer], workers=workers)
         self.recorder = recorder
         self.expectations = Expectations()
+        # Per Job key, the resourceVersions our own status writes replaced: a cached Job still at
+        # one of them is older than what we wrote, and acting on it (pods are created before any
+        # write, as upstream does) could replace pods its newer status already gave up on.
+        self._superseded: dict[str, set[str]] = {}
         self.clock = clock
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.watch_own_kind(self.job_informer, self._on_job_delete)
@@ -67,6 +71,7 @@ class JobController(Controller):
 
     def _on_job_delete(self, job: dict) -> None:
         self.expectations.delete(object_key(job))
+        self._superseded.pop(object_key(job), None)
         for pod in self.pod_informer.list():
             if (controller_ref(pod) or {}).get("uid") == job["metadata"].get("uid") and plan.has_finalizer(pod):
                 self.queue.add(_POD_KEY + object_key(pod))
@@ -103,6 +108,8 @@ class JobController(Controller):
         if job is None:
             self.expectations.delete(key)
             return
+        if plan.is_stale(job, self._superseded, key):
+            return  # our newer write's watch event syncs it again
         namespace, _ = split_key(key)
         uid = job["metadata"]["uid"]
         pods = [p for p in self.pod_informer.list() if p["metadata"].get("namespace") == namespace
@@ -149,6 +156,20 @@ class JobController(Controller):
                 done.add(idx)
         if indexed:
             status["completedIndexes"] = plan.format_indexes(done)
+        succeeded, failed = (status.get("succeeded") or 0) + len(unc_s), (status.get("failed") or 0) + len(unc_f)
+        active = [p for p in pods if plan.is_active(p)]
+        terminating = [p for p in pods if plan.is_terminating(p)]
+        finished = self._finished_condition(job, active, succeeded, failed, done, fail_message, now)
+        created = deleted = 0
+        manage_error: errors.ApiError | None = None
+        if finished is None and not deep_get(job, "spec", "suspend"):
+            # Replacements first, as upstream's syncJob (manageJob before the status and finalizer
+            # writes): a pod that just finished is replaced without waiting for two API writes, and
+            # a failed create does not hold the finished pods' accounting back.
+            try:
+                created, deleted = await self._manage(key, job, pods, active, succeeded, done, now)
+            except errors.ApiError as e:
+                manage_error = e
         if (unc_s, unc_f) != (uncounted.get("succeeded") or [], uncounted.get("failed") or []):
             # Step 1: record the finished pods before their finalizers go, so none is counted twice.
             uncounted.update(succeeded=unc_s, failed=unc_f)
@@ -159,16 +180,11 @@ class JobController(Controller):
         released = await self._remove_finalizers(removable)
         gone = {u for u in unc_s + unc_f if u not in by_uid or not plan.has_finalizer(by_uid[u]) or u in released}
         prior_s, prior_f = status.get("succeeded") or 0, status.get("failed") or 0
-        succeeded, failed = prior_s + len(unc_s), prior_f + len(unc_f)  # counted or about to be
         status["succeeded"] = prior_s + sum(u in gone for u in unc_s)
         status["failed"] = prior_f + sum(u in gone for u in unc_f)
         status["uncountedTerminatedPods"] = {k: v for k, v in (("succeeded", [u for u in unc_s if u not in gone]),
                                                                 ("failed", [u for u in unc_f if u not in gone])) if v}
-        active = [p for p in pods if plan.is_active(p)]
-        terminating = [p for p in pods if plan.is_terminating(p)]
         conditions = status.setdefault("conditions", [])
-        finished = self._finished_condition(job, active, succeeded, failed, done, fail_message, now)
-        created = deleted = 0
         if finished is not None:
             plan.ensure_condition(conditions, finished)  # FailureTarget or SuccessCriteriaMet
             deleted = await self._delete_pods(job, active)
@@ -194,7 +210,6 @@ class JobController(Controller):
                 status["startTime"] = now_rfc3339(now)
             if not status.get("startTime"):
                 status["startTime"] = now_rfc3339(now)
-            created, deleted = await self._manage(key, job, pods, active, succeeded, done, now)
             deadline = deep_get(job, "spec", "activeDeadlineSeconds")
             start = parse_rfc3339(status.get("startTime"))
             if deadline is not None and start is not None:
@@ -210,6 +225,8 @@ class JobController(Controller):
         if not status["active"]:
             del status["active"]
         await self._write_status(job, status)
+        if manage_error is not None:
+            raise manage_error  # retried with the queue's back-off
 
     def _finished_condition(self, job: dict, active: list[dict], succeeded: int, failed: int, done: set[int],
                             fail_message: str | None, now: float) -> dict | None:
@@ -315,4 +332,8 @@ class JobController(Controller):
     async def _write_status(self, job: dict, status: dict) -> dict:
         if job.get("status") == status:
             return job
-        return await self.client.update_status(JOBS, {**job, "status": status})
+        written = await self.client.update_status(JOBS, {**job, "status": status})
+        before = job["metadata"].get("resourceVersion", "")
+        if deep_get(written, "metadata", "resourceVersion", default=before) != before:  # a no-op write sends no event
+            self._superseded.setdefault(object_key(job), set()).add(before)
+        return written

@@ -295,3 +295,15 @@ def is_complete(job: dict, succeeded: int, active: int, done_indexes: set[int]) 
     if completions is None:
         return succeeded > 0 and active == 0
     return succeeded >= completions and active == 0
+
+
+def is_stale(job: dict, superseded: dict[str, set[str]], key: str) -> bool:
+    """Whether the cached `job` is a version our own status writes already replaced (the informer
+    has not caught up). Once it shows another version, the record of replaced ones is dropped."""
+    seen = superseded.get(key)
+    if not seen:
+        return False
+    if deep_get(job, "metadata", "resourceVersion", default="") in seen:
+        return True
+    del superseded[key]
+    return False

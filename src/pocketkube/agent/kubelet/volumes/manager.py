@@ -240,7 +240,7 @@ class VolumeManager:
             return await self._claim_path(pod, src)
         path = self.volume_dir(uid, kind, name)
         if kind == "emptyDir":
-            # In a thread: mount(8) is a fork and exec the other pods' syncs need not wait for.
+            # In a thread: a mount(2) may wait on the kernel's mount lock; the other pods' syncs need not.
             return await asyncio.to_thread(emptydir.set_up, path, src, self._node_memory(), fs_group(pod))
         if kind in _TMPFS and self.tmpfs:
             if name not in state.paths:

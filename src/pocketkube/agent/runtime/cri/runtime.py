@@ -70,6 +70,10 @@ HOST_HOSTS = "/etc/hosts"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 
 
+RUNNING_CONTAINERS = api.ContainerFilter(state=api.ContainerStateValue(state=api.CONTAINER_RUNNING))
+READY_SANDBOXES = api.PodSandboxFilter(state=api.PodSandboxStateValue(state=api.SANDBOX_READY))
+
+
 def _read(path: str | Path) -> str:
     try:
         return Path(path).read_text(errors="replace")
@@ -453,9 +457,12 @@ class ContainerdRuntime:
     async def _poll_once(self) -> None:
         if not self._watched:
             return
-        states = {c.id: c.state for c in await self.client.list_containers()}
+        # Only the running ones are listed: a node's exited containers (a Job's hundreds) would
+        # otherwise be listed on every poll. Any other watched one is asked about by itself
+        # (_refresh resolves only an exited or vanished one).
+        running = {c.id for c in await self.client.list_containers(RUNNING_CONTAINERS)}
         for cid, (record, _) in list(self._watched.items()):
-            if states.get(cid) not in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED, api.CONTAINER_UNKNOWN):
+            if cid not in running:
                 await self._refresh(record)
         if self._sandbox_lost is not None and self._sandboxes:
             await self._check_sandboxes()
@@ -463,7 +470,7 @@ class ContainerdRuntime:
     async def _check_sandboxes(self) -> None:
         """A sandbox that is no longer READY (its pause container died) is forgotten, so that the
         next run_pod_sandbox creates another, and reported once to the kubelet."""
-        ready = {s.id for s in await self.client.list_pod_sandbox() if s.state == api.SANDBOX_READY}
+        ready = {s.id for s in await self.client.list_pod_sandbox(READY_SANDBOXES) if s.state == api.SANDBOX_READY}
         for uid, sandbox in list(self._sandboxes.items()):
             if sandbox.id not in ready and self._sandboxes.get(uid) is sandbox:
                 del self._sandboxes[uid]
