@@ -15,7 +15,7 @@ from typing import Any
 from pocketkube.api.fields import FieldError, Path, invalid, not_supported, required
 from pocketkube.api.validation import dns1035_label_errors, dns1123_subdomain_errors, is_int, wrong_type
 from pocketkube.registry.strategy import Strategy
-from pocketkube.registry.validation import validate_object_meta, validate_object_meta_update
+from pocketkube.registry.validation import get_str, validate_object_meta, validate_object_meta_update
 
 GROUP = "apiregistration.k8s.io"
 DEFAULT_SERVICE_PORT = 443  # SetDefaults_ServiceReference
@@ -48,16 +48,6 @@ def _name_errors(required_name: str):
     return errors
 
 
-def _str(spec: dict, key: str, path: Path, errs: list[FieldError]) -> str:
-    value = spec.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        errs.append(wrong_type(path.child(key), value, "string"))
-        return ""
-    return value
-
-
 def _priority_errors(spec: dict, key: str, maximum: int, path: Path) -> list[FieldError]:
     value = spec.get(key, 0)
     if value is None:
@@ -75,7 +65,7 @@ def _service_errors(service: Any, spec: dict, path: Path) -> list[FieldError]:
     errs: list[FieldError] = []
     for key in ("namespace", "name"):
         before = len(errs)
-        if not _str(service, key, path, errs) and len(errs) == before:
+        if not get_str(service, key, path, errs) and len(errs) == before:
             errs.append(required(path.child(key)))
     port = service.get("port", DEFAULT_SERVICE_PORT)
     if not is_int(port):
@@ -111,8 +101,8 @@ def validate(obj: dict) -> list[FieldError]:
     if not isinstance(spec, dict):
         return validate_object_meta(obj, False, _path_segment_errors) + [wrong_type(path, spec, "object")]
     errs: list[FieldError] = []
-    group = _str(spec, "group", path, errs)
-    version = _str(spec, "version", path, errs)
+    group = get_str(spec, "group", path, errs)
+    version = get_str(spec, "version", path, errs)
     errs = validate_object_meta(obj, False, _name_errors(f"{version}.{group}")) + errs
     if not group and version != "v1":
         errs.append(required(path.child("group"), "only v1 may have an empty group and it better be legacy kube"))
