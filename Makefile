@@ -69,6 +69,10 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/cluster.py --runtime containerd
 	$(VENV)/bin/python bench/dataplane.py --runtime containerd
 	$(VENV)/bin/python bench/configmap_propagation.py
+	$(VENV)/bin/python bench/tokens.py
+	$(VENV)/bin/python bench/resources.py
+	$(VENV)/bin/python bench/jobs.py --runtime containerd
+	$(VENV)/bin/python bench/jobs.py --runtime process
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
