@@ -75,3 +75,24 @@ async def test_a_service_backed_apiservice_follows_its_service(registry, control
     await until(lambda: reason(store, name) == "False/FailedDiscoveryCheck", "FailedDiscoveryCheck")
     await registry.services.delete("default", "api")
     await until(lambda: reason(store, name) == "False/ServiceNotFound", "ServiceNotFound again")
+
+
+async def test_only_referenced_services_wake_it(registry):
+    """Service and Endpoints writes cost the controller nothing unless an APIService names them."""
+    from pocketkube.registry.store import WatchEvent
+
+    c = APIServiceController(registry)
+    await c.sync()
+    event = WatchEvent("ADDED", b'{"metadata":{"namespace":"wardle","name":"api"}}', 1)
+    assert c._concerns(c.apiservices, event)
+    assert not c._concerns(c._services, event)  # every APIService is local
+    await c.apiservices.create({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                                "metadata": {"name": "v1alpha1.wardle.example.com"},
+                                "spec": {"group": "wardle.example.com", "version": "v1alpha1",
+                                         "groupPriorityMinimum": 1000, "versionPriority": 15,
+                                         "insecureSkipTLSVerify": True,
+                                         "service": {"namespace": "wardle", "name": "api"}}})
+    await c.sync()
+    assert c._concerns(c._services, event) and c._concerns(c._endpoints, event)
+    other = WatchEvent("ADDED", b'{"metadata":{"namespace":"default","name":"web"}}', 2)
+    assert not c._concerns(c._services, other)

@@ -13,6 +13,7 @@ from pocketkube.agent.kubelet.pull_secrets import RegistryKey, credentials_for, 
 from pocketkube.agent.runtime.cri.translate import auth_config
 from pocketkube.agent.runtime.interface import RegistryAuth
 from pocketkube.api.resources import BY_PLURAL
+from pocketkube.registry.core.pods.serviceaccount import admit
 from pocketkube.testing.kubelets import kubelet_on_fakes
 
 pytestmark = pytest.mark.unit
@@ -79,10 +80,18 @@ def test_auth_config_for_cri() -> None:
 
 
 def test_pod_secrets_win_over_the_service_accounts() -> None:
-    sa = {"imagePullSecrets": [{"name": "from-sa"}]}
-    assert pull_secret_names({"spec": {"imagePullSecrets": [{"name": "own"}]}}, sa) == ["own"]
-    assert pull_secret_names({"spec": {}}, sa) == ["from-sa"]
-    assert pull_secret_names({"spec": {}}, None) == []
+    """The kubelet reads the pod's list only: the ServiceAccount admission put the account's
+    secrets there when the pod named none (and left a pod's own list alone)."""
+    sa = {"metadata": {"name": "robot"}, "imagePullSecrets": [{"name": "from-sa"}]}
+    own = {"metadata": {"namespace": "default"}, "spec": {"serviceAccountName": "robot", "containers": [],
+                                                          "imagePullSecrets": [{"name": "own"}]}}
+    bare = {"metadata": {"namespace": "default"}, "spec": {"serviceAccountName": "robot", "containers": []}}
+    for pod in (own, bare):
+        admit(pod, lambda ns, name: sa)
+    assert pull_secret_names(own) == ["own"]
+    assert pull_secret_names(bare) == ["from-sa"]
+    assert pull_secret_names({"spec": {}}) == []
+    assert pull_secret_names({"spec": {"imagePullSecrets": [{"name": ""}, "x", {"name": "ok"}]}}) == ["ok"]
 
 
 @pytest.fixture
@@ -105,9 +114,16 @@ async def test_kubelet_pulls_with_the_service_accounts_secret(world) -> None:
                       "default")
     await fake.create(SECRETS, dockerconfigjson("right", {"r.example:5000": {"username": "u", "password": "p"}}),
                       "default")
-    await fake.create(SAS, {"metadata": {"name": "default", "namespace": "default"},
-                            "imagePullSecrets": [{"name": "wrong"}, {"name": "gone"}, {"name": "right"}]}, "default")
-    await fake.create(PODS, pod("p"), "default")
+    # (No token volume: this fake world has no TokenRequest; the pull is what is under test.)
+    account = await fake.create(SAS, {"metadata": {"name": "default", "namespace": "default"},
+                                      "automountServiceAccountToken": False,
+                                      "imagePullSecrets": [{"name": "wrong"}, {"name": "gone"}, {"name": "right"}]},
+                                "default")
+    # The pod as the API server stores it: the ServiceAccount admission copied the account's secrets.
+    admitted = pod("p")
+    admitted["metadata"]["namespace"] = "default"
+    admit(admitted, lambda ns, name: account)
+    await fake.create(PODS, admitted, "default")
     await until(lambda: rt.started, "the container started")
     assert [a.password for a in rt.pull_auths if a] == ["bad", "p"]
     reasons = [(e["reason"], e["message"]) for e in fake.objects(EVENTS, "default")]

@@ -169,11 +169,27 @@ class APIServiceController:
         self.apiservices = registry.store(GROUP, "apiservices")
         self._services = registry.services
         self._endpoints = registry.store("", "endpoints")
+        # (namespace, name) of the Services some APIService names: only their Service and
+        # Endpoints events concern this controller (every other Service write skips it).
+        self._referenced: set[tuple[str, str]] = set()
 
     async def sync(self) -> None:
         await self._autoregister()
-        for obj in self.apiservices.list_objects():
+        apiservices = self.apiservices.list_objects()
+        self._referenced = {(ref.get("namespace", ""), ref.get("name", "")) for obj in apiservices
+                            if isinstance(ref := (obj.get("spec") or {}).get("service"), dict)}
+        for obj in apiservices:
             await self._sync_availability(obj)
+
+    def _concerns(self, store: ObjectStore, event) -> bool:
+        """Whether a watch event can change an APIService: any APIService event, and the events
+        of the Services (and their Endpoints) that an APIService names."""
+        if store is self.apiservices:
+            return True
+        if not self._referenced:  # the usual case: every APIService is local
+            return False
+        meta = event.object().get("metadata") or {}
+        return (meta.get("namespace", ""), meta.get("name", "")) in self._referenced
 
     async def _autoregister(self) -> None:
         existing = {o["metadata"]["name"]: o for o in self.apiservices.list_objects()}
@@ -232,8 +248,9 @@ class APIServiceController:
     async def _watch(self, store: ObjectStore, wake: asyncio.Event) -> None:
         while True:
             try:
-                async for _ in store.watch("", self.registry.current_revision()):
-                    wake.set()
+                async for event in store.watch("", self.registry.current_revision()):
+                    if self._concerns(store, event):
+                        wake.set()
             except errors.Gone:  # compacted under us: resync and watch again
                 wake.set()
             except Exception:  # noqa: BLE001 - a broken watch must not stop the controller

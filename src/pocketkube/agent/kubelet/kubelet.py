@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 PODS = BY_PLURAL[("", "pods")]
 SERVICES = BY_PLURAL[("", "services")]
-SERVICEACCOUNTS = BY_PLURAL[("", "serviceaccounts")]
 ENV_SOURCES = {"ConfigMap": BY_PLURAL[("", "configmaps")], "Secret": BY_PLURAL[("", "secrets")]}
 SHUTDOWN_GRACE = 3.0
 EVENTS_DRAIN_TIMEOUT = 2.0
@@ -144,18 +143,12 @@ class Kubelet:
         return dict(zip(keys, found))
 
     async def pull_keyring(self, pod: dict) -> tuple[list[tuple[RegistryKey, RegistryAuth]], list[str]]:
-        """The registry credentials of the pod's image pull secrets (its ServiceAccount's when it
-        names none), and the names of those that could not be read."""
+        """The registry credentials of the pod's image pull secrets, and the names of those that
+        could not be read. A ServiceAccount's secrets are already in the pod: the ServiceAccount
+        admission copies them there at create, so the kubelet never reads accounts."""
         namespace = pod["metadata"].get("namespace", "")
-        account = None
-        if not (pod.get("spec") or {}).get("imagePullSecrets"):
-            sa_name = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-            try:
-                account = await self.client.get(SERVICEACCOUNTS, namespace, sa_name)
-            except errors.ApiError:
-                account = None  # no account, no secrets of its own to add
         secrets, missing = [], []
-        for name in pull_secret_names(pod, account):
+        for name in pull_secret_names(pod):
             try:
                 secrets.append(await self.client.get(ENV_SOURCES["Secret"], namespace, name))
             except errors.ApiError:

@@ -122,11 +122,7 @@ def credentials_for(image: str, ring: list[tuple[RegistryKey, RegistryAuth]]) ->
     return seen
 
 
-def pull_secret_names(pod: dict, service_account: dict | None) -> list[str]:
-    """The pod's imagePullSecrets; when it names none, its ServiceAccount's (as the
-    ServiceAccount admission plugin copies them into the pod)."""
-    own = [r.get("name", "") for r in (pod.get("spec") or {}).get("imagePullSecrets") or [] if isinstance(r, dict)]
-    if own or service_account is None:
-        return [n for n in own if n]
-    return [r.get("name", "") for r in service_account.get("imagePullSecrets") or []
+def pull_secret_names(pod: dict) -> list[str]:
+    """The pod's imagePullSecrets (its ServiceAccount's are copied there by the admission)."""
+    return [r.get("name", "") for r in (pod.get("spec") or {}).get("imagePullSecrets") or []
             if isinstance(r, dict) and r.get("name")]
