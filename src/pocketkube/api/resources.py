@@ -49,7 +49,7 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "Node", "nodes", "node", namespaced=False, short_names=("no",),
              subresources=("status",)),
     Resource("", "v1", "Pod", "pods", "pod", short_names=("po",), categories=("all",),
-             subresources=("status", "binding", "log", "eviction")),
+             subresources=("status", "binding", "log", "eviction", "exec", "attach", "portforward")),
     Resource("", "v1", "Service", "services", "service", short_names=("svc",), categories=("all",),
              subresources=("status",),
              verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),

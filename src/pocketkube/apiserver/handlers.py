@@ -70,6 +70,10 @@ class Handlers:
             return await self._scale(request, store, t)
         if t.subresource == "log":
             return await self._log(request, store, t)
+        if t.subresource in ("exec", "attach", "portforward"):
+            from pocketkube.apiserver.streams.handler import serve_stream
+
+            return await serve_stream(request, self.registry, t)
         if t.subresource == "token":
             from pocketkube.apiserver.satoken.http import serve_token_request
 
