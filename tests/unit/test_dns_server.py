@@ -71,6 +71,8 @@ async def test_zone_answers_over_udp_and_tcp(dns_server):
     # The question's spelling comes back as asked (a cached answer for another spelling is not reused).
     r = await ask(dns_server, "WEB.Default.svc.cluster.local")
     assert r.question[0].name.to_text() == "WEB.Default.svc.cluster.local."
+    assert r.answer[0].name.to_text() == "WEB.Default.svc.cluster.local."  # rendered for another spelling
+    assert dns_server._wire and len(dns_server._wire) <= 4
 
 
 async def test_repeated_question_served_from_wire_cache_and_invalidated(dns_server):

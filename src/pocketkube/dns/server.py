@@ -48,6 +48,21 @@ def formerr(data: bytes) -> bytes | None:
     return struct.pack("!HHHHHH", ident, out_flags, 0, 0, 0, 0)
 
 
+def cache_key(data: bytes) -> tuple[bytes, int] | None:
+    """The query minus its ID with the question's name in lower case (names compare without
+    case), and where that name ends; None when the question is not a plain sequence of labels."""
+    end = 12
+    try:
+        while (length := data[end]) != 0:
+            if length > 63:
+                return None  # a compression pointer or an unknown label type: no shortcut
+            end += length + 1
+    except IndexError:
+        return None
+    end += 1
+    return data[2:12] + data[12:end].lower() + data[end:], end
+
+
 def udp_limit(query: dns.message.Message) -> int:
     if query.edns < 0:
         return UDP_DEFAULT
@@ -74,13 +89,23 @@ class DNSServer:
             self._wire.clear()
             self._generation = self.index.generation
             return None
-        body = self._wire.get((tcp, data[2:]))
-        return data[:2] + body if body is not None else None
+        key = cache_key(data)
+        if key is None:
+            return None
+        body = self._wire.get((tcp, key[0]))
+        if body is None:
+            return None
+        # The answer as rendered for another spelling of the name: the question goes back as
+        # asked (answers name it by a compression pointer, so they follow).
+        return data[:2] + body[:10] + data[12:key[1]] + body[key[1] - 2:]
 
     def _remember(self, tcp: bool, data: bytes, wire: bytes) -> None:
+        key = cache_key(data)
+        if key is None or wire[12:key[1]].lower() != data[12:key[1]].lower():
+            return
         if len(self._wire) >= WIRE_CACHE_ENTRIES:
             self._wire.clear()
-        self._wire[(tcp, data[2:])] = wire[2:]
+        self._wire[(tcp, key[0])] = wire[2:]
 
     def _render(self, response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:
         return response.to_wire(max_size=TCP_MAX if tcp else udp_limit(query), prefer_truncation=True)

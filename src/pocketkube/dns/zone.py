@@ -21,6 +21,7 @@ from dns.rdatatype import AAAA, ANY, CNAME, NS, PTR, SOA, SRV, A
 from pocketkube.dns.records import TTL, Records, absolute, undashed
 
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
+MEMO_ENTRIES = 50_000
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ZoneIndex:
         self._ancestors: Counter[str] = Counter()  # empty non-terminals below the zone
         self.namespaces: set[str] = set()
         self._serial = 1
+        self._memo: dict[tuple[str, int], Answer] = {}  # answers of this generation
 
     # ---- updates ----
     def _ancestry(self, owner: str) -> list[str]:
@@ -90,6 +92,7 @@ class ZoneIndex:
             self._changed()
 
     def _changed(self) -> None:
+        self._memo.clear()
         self.generation += 1
         self._serial = (self._serial + 1) % 2**32 or 1
 
@@ -139,7 +142,17 @@ class ZoneIndex:
 
     def answer(self, qname: str, qtype: int) -> Answer:
         """The zone's answer for (lower-case absolute qname, qtype); authoritative=False when the
-        name is not ours (outside the zone, or a reverse name for an address we do not know)."""
+        name is not ours (outside the zone, or a reverse name for an address we do not know).
+        Answers are shared until the next change: callers must not modify them."""
+        key = (qname, qtype)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()
+            found = self._memo[key] = self._answer(qname, qtype)
+        return found
+
+    def _answer(self, qname: str, qtype: int) -> Answer:
         if not self.in_zone(qname):
             rrs = self.records(qname) if qname.endswith(REVERSE_ZONES) else None
             if rrs is None:

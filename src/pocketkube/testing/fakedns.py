@@ -87,3 +87,40 @@ class FakeUpstream:
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pocketkube.testing.fakedns --listen 127.0.0.1:5300 [--fixed IP] [NAME=IP ...]`:
+    serve until killed, printing `listening HOST:PORT` once ready (the DNS bench's baseline)."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--listen", default="127.0.0.1:0")
+    p.add_argument("--fixed", default="")
+    p.add_argument("records", nargs="*")
+    args = p.parse_args(argv)
+    host, _, port = args.listen.rpartition(":")
+
+    async def run() -> None:
+        fake = FakeUpstream(dict(r.split("=", 1) for r in args.records), fixed=args.fixed)
+        fake.queries = _Discard()
+        h, pt = await fake.start(host, int(port))
+        print(f"listening {h}:{pt}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop  # the cluster DNS runs on uvloop: so does its baseline
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run())
+
+
+class _Discard(list):
+    def append(self, item) -> None:  # a long-running fake keeps no query log
+        pass
+
+
+if __name__ == "__main__":
+    main()
