@@ -4,8 +4,11 @@ names it is given (anything else NXDOMAIN), over UDP and TCP, on an address of i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+import threading
+from collections.abc import Iterator
 
 import dns.message
 import dns.rcode
@@ -87,6 +90,30 @@ class FakeUpstream:
         if self._tcp is not None:
             self._tcp.close()
             await self._tcp.wait_closed()
+
+
+@contextlib.contextmanager
+def upstream_in_thread(records: dict[str, str], host: str = "127.0.0.1") -> Iterator[FakeUpstream]:
+    """A FakeUpstream serving from a thread of its own (for synchronous tests); `.address` is set."""
+    loop = asyncio.new_event_loop()
+    fake = FakeUpstream(records)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(fake.start(host, 0))
+        ready.set()
+        loop.run_forever()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def main(argv: list[str] | None = None) -> None:
