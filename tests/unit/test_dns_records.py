@@ -40,7 +40,8 @@ def test_cluster_ip_service_a_srv_ptr():
     fqdn = "web.shop.svc.cluster.local."
     assert r[fqdn][A] == ("10.96.0.20",)
     assert r[f"_http._tcp.{fqdn}"][SRV] == (f"0 100 80 {fqdn}",)
-    assert set(r[fqdn][SRV]) == {f"0 100 80 {fqdn}", f"0 100 53 {fqdn}"}  # the name itself: every port
+    assert set(r[fqdn][SRV]) == {f"0 50 80 {fqdn}", f"0 50 53 {fqdn}"}  # the name itself: every port
+    assert r[f"10-244-1-5.{fqdn}"][A] == ("10.244.1.5",)  # endpoints are named under ClusterIP Services too
     assert r["20.0.96.10.in-addr.arpa."][PTR] == (fqdn,)
     assert r["5.1.244.10.in-addr.arpa."][PTR] == (f"10-244-1-5.{fqdn}",)
 

@@ -160,6 +160,17 @@ async def test_malformed_packets_never_crash(dns_server):
     assert dns_server.malformed >= 3
 
 
+async def test_before_the_first_listing_unknown_names_are_servfail(dns_server):
+    dns_server.index.ready = False
+    r = await ask(dns_server, "notyet.default.svc.cluster.local")
+    assert r.rcode() == dns.rcode.SERVFAIL
+    assert (await ask(dns_server, "web.default.svc.cluster.local")).rcode() == dns.rcode.NOERROR
+    dns_server.index.set_ready()
+    assert (await ask(dns_server, "notyet.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+    axfr = await ask(dns_server, "cluster.local", "AXFR", tcp=True)
+    assert axfr.rcode() == dns.rcode.REFUSED
+
+
 def test_upstream_parsing():
     assert parse_upstream("1.2.3.4") == ("1.2.3.4", 53)
     assert parse_upstream("127.0.0.1:5353") == ("127.0.0.1", 5353)

@@ -94,6 +94,7 @@ class ClusterDNS:
     def __init__(self, client: Client, index: ZoneIndex, *, service_ip: str, address: str, port: int) -> None:
         self.client = client
         self.index = index
+        index.ready = False
         self.service_ip = service_ip
         self.address = address
         self.port = port
@@ -223,6 +224,7 @@ class ClusterDNS:
         self._tasks = [loop.create_task(i.run()) for i in (self.namespaces, self.services, self.slices)]
         for informer in (self.namespaces, self.services, self.slices):
             await informer.synced.wait()
+        self.index.set_ready()
         self._reconcile.set()
         self._tasks.append(loop.create_task(self._reconcile_loop()))
 

@@ -48,6 +48,7 @@ async def start_dns(cfg: DNSConfig, client: Client) -> tuple[DNSServer, ClusterD
     """Listen first (a busy or forbidden port fails at once), then fill the index; queries
     arriving before the first listing wait in the socket buffers only for that listing."""
     index = ZoneIndex(cfg.cluster_domain, cfg.service_ip)
+    index.ready = False  # until the first listing: SERVFAIL rather than a false NXDOMAIN
     server = DNSServer(index, Forwarder(upstreams_of(cfg)))
     try:
         host, port = await server.start(cfg.listen, cfg.port)

@@ -110,41 +110,36 @@ def service_records(svc: dict, slices: Iterable[dict], zone: str = DEFAULT_ZONE)
         if target:
             _add(records, fqdn, CNAME, absolute(target))
         return records
-    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
-    if spec.get("clusterIP") != "None":
+    headless = spec.get("clusterIP") == "None"
+    srv: dict[str, list[tuple[object, str]]] = {}  # owner → (port, target); weights once all are known
+    if not headless:
         for ip in _cluster_ips(spec):
             rdtype = _address_type(ip)
             if rdtype is not None:
                 _add(records, fqdn, rdtype, ip)
+                _add(records, reverse_name(ip), PTR, fqdn)
         records.setdefault(fqdn, {})
-        for port in ports:
-            srv = f"0 100 {port.get('port')} {fqdn}"
-            owner = _srv_owner(port, fqdn)
-            if owner:
-                _add(records, owner, SRV, srv)
-            _add(records, fqdn, SRV, srv)
-        for ep_ip, hostname, _ports in ready_endpoints(slices):
-            _add(records, reverse_name(ep_ip), PTR, absolute(f"{hostname or dashed(ep_ip)}.{fqdn}"))
-        for ip in _cluster_ips(spec):
-            _add(records, reverse_name(ip), PTR, fqdn)
-        return records
+        for port in (p for p in spec.get("ports") or [] if isinstance(p, dict)):
+            for owner in filter(None, (_srv_owner(port, fqdn), fqdn)):
+                srv.setdefault(owner, []).append((port.get("port"), fqdn))
     endpoints = ready_endpoints(slices, bool(spec.get("publishNotReadyAddresses")))
-    if not endpoints:
-        return records  # a headless Service without ready endpoints: NXDOMAIN, as CoreDNS
-    weight = max(1, 100 // len(endpoints))
+    # Endpoints have names of their own under the Service's (CoreDNS answers them for ClusterIP
+    # Services too); a headless Service's name is its endpoints, and its SRV records point at them.
     for ip, hostname, ep_ports in endpoints:
         rdtype = _address_type(ip)
         assert rdtype is not None
-        _add(records, fqdn, rdtype, ip)
         host = absolute(f"{hostname or dashed(ip)}.{fqdn}")
         _add(records, host, rdtype, ip)
         _add(records, reverse_name(ip), PTR, host)
-        for port in ep_ports:
-            srv = f"0 {weight} {port.get('port')} {host}"
-            owner = _srv_owner(port, fqdn)
-            if owner:
-                _add(records, owner, SRV, srv)
-            _add(records, fqdn, SRV, srv)
+        if headless:
+            _add(records, fqdn, rdtype, ip)
+            for port in ep_ports:
+                for owner in filter(None, (_srv_owner(port, fqdn), fqdn)):
+                    srv.setdefault(owner, []).append((port.get("port"), host))
+    for owner, entries in srv.items():
+        weight = 100 // len(entries)  # CoreDNS: 100 shared among the owner's records, floored
+        for port, target in entries:
+            _add(records, owner, SRV, f"0 {weight} {port} {target}")
     return records
 
 

@@ -135,11 +135,13 @@ class DNSServer:
         question = query.question[0]
         if question.rdclass not in (dns.rdataclass.IN, dns.rdataclass.ANY) or \
                 question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            return self._reply(query, dns.rcode.REFUSED if question.rdtype != dns.rdatatype.AXFR
-                               else dns.rcode.NOTIMP, tcp), None
+            return self._reply(query, dns.rcode.REFUSED, tcp), None  # no zone transfers, as CoreDNS
         result = self.index.answer(question.name.to_text().lower(), question.rdtype)
         if not result.authoritative or result.chase:
             return None, query
+        if result.rcode == dns.rcode.NXDOMAIN and not self.index.ready:
+            # Before the first listing "no such name" may be false: SERVFAIL, as CoreDNS, not cached.
+            return self._reply(query, dns.rcode.SERVFAIL, tcp), None
         response = dns.message.make_response(query, recursion_available=True, our_payload=UDP_MAX)
         response.flags |= dns.flags.AA
         response.set_rcode(result.rcode)

@@ -50,6 +50,7 @@ class ZoneIndex:
         self._names: dict[str, dict[str, dict[int, tuple[str, ...]]]] = {}  # owner → service → records
         self._ancestors: Counter[str] = Counter()  # empty non-terminals below the zone
         self.namespaces: set[str] = set()
+        self.ready = True  # False until the informers' first listing (ClusterDNS sets it)
         self._serial = 1
         self._memo: dict[tuple[str, int], Answer] = {}  # answers of this generation
 
@@ -85,6 +86,11 @@ class ZoneIndex:
         if records:
             self._by_service[key] = records
         self._changed()
+
+    def set_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
+            self._changed()
 
     def set_namespace(self, name: str, present: bool) -> None:
         if (name in self.namespaces) != present:
