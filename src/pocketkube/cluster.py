@@ -461,6 +461,23 @@ async def _supervise_server(cluster: Cluster) -> None:
         _say("• API server restarted")
 
 
+async def _supervise_dns(cluster: Cluster) -> None:
+    """Start the cluster DNS again when it exits (pods keep its ClusterIP in their resolv.conf);
+    gives up after SERVER_RESTARTS exits within SERVER_RESTART_WINDOW seconds."""
+    restarts: list[float] = []
+    while cluster.dns is not None and cluster.dns_address:
+        code = await cluster.dns.wait()
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < SERVER_RESTART_WINDOW] + [now]
+        if len(restarts) > SERVER_RESTARTS:
+            _say(f"• the cluster DNS keeps exiting; see {cluster.data_dir / 'logs' / 'dns.log'}")
+            return
+        _say(f"• the cluster DNS exited (code {code}); restarting it")
+        await asyncio.sleep(0.5)
+        await cluster._spawn_dns(cluster.url)
+        await cluster._wait_dns()
+
+
 async def _report_death(name: str, proc: asyncio.subprocess.Process) -> None:
     code = await proc.wait()
     _say(f"• node agent {name} exited (code {code}); the node will turn NotReady")
@@ -487,6 +504,7 @@ async def run_up(cfg: UpConfig) -> int:
     # A node agent that dies is a failed node: the cluster goes on without it, as Kubernetes does.
     watchers = [asyncio.create_task(_report_death(name, p)) for name, p in cluster.agents.items()]
     supervisor = asyncio.create_task(_supervise_server(cluster))
+    watchers.append(asyncio.create_task(_supervise_dns(cluster)))
     done, _ = await asyncio.wait([waiter, supervisor], return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         _say(f"• the API server keeps failing; stopping (see {cluster.data_dir / 'logs'})")

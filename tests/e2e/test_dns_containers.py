@@ -9,6 +9,8 @@ carries UDP and TCP to the DNS too."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -199,6 +201,27 @@ def test_dns_policies_shape_resolv_conf(k):
     bad = k.run("create", "-f", "-", input=pod("bad", show, dnsPolicy="None"))
     assert bad.returncode != 0
     assert "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None" in bad.stderr
+
+
+def _dns_pid(cluster) -> int | None:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dns" in argv and b"--listen" in argv and any(str(cluster.data_dir).encode() in a for a in argv):
+            return int(pid)
+    return None
+
+
+@containers
+def test_a_crashed_dns_is_started_again(cluster):
+    pid = _dns_pid(cluster)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _dns_pid(cluster) not in (None, pid), timeout=10, what="a new DNS process")
+    wait_for(lambda: _try(lambda: ask("kubernetes.default.svc.cluster.local")), timeout=15,
+             what="kubernetes.default to resolve again")
 
 
 def test_userspace_data_plane_carries_dns(upstream):
