@@ -78,3 +78,17 @@ def test_kube_dns_address_is_the_tenth_and_random_allocation_leaves_it():
         for _ in range(alloc.size - band):
             assert str(alloc.allocate_next()) != dns_service_ip(cidr)
         alloc.allocate(ipaddress.ip_address(dns_service_ip(cidr)))  # still free for kube-dns
+
+
+def test_up_wires_the_dns(tmp_path):
+    from pocketkube.cluster import Cluster, UpConfig
+
+    ranges = {"node_ip_base": "10.171.0.0", "pod_cidr_base": "10.172.0.0/16", "service_cidr": "10.173.0.0/16",
+              "load_balancer_pool": "10.171.1.0/24"}
+    c = Cluster(UpConfig(tmp_path, runtime="containerd", dataplane="nftables", cluster_domain="corp.local", **ranges))
+    assert c.dns_ip == "10.173.0.10" and c.dns_listen == "10.171.0.254"  # the API server's bridge address
+    assert c._agent_dns_args() == ["--cluster-dns", "10.173.0.10", "--cluster-domain", "corp.local"]
+    process = Cluster(UpConfig(tmp_path, node_ip_base="127.171.0.0", service_cidr="127.173.0.0/16"))
+    assert (process.dns_ip, process.dns_listen) == ("127.173.0.10", "127.171.0.254")
+    off = Cluster(UpConfig(tmp_path, dns=False))
+    assert off.dns_ip == "" and off._agent_dns_args() == []
