@@ -227,6 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--cluster-domain", default="cluster.local", help="the zone served (default: %(default)s)")
     dns.add_argument("--upstream", action="append", default=[], type=_upstream, metavar="IP[:PORT]",
                      help="a resolver for names outside the zone (repeatable; default: --resolv-conf's nameservers)")
+    dns.add_argument("--metrics-port", type=int, default=9153,
+                     help="Prometheus /metrics on the listen address (default: %(default)s; -1: none)")
     dns.add_argument("--resolv-conf", default="/etc/resolv.conf",
                      help="where the default upstream resolvers are read (default: %(default)s)")
     kubectl = sub.add_parser("kubectl", add_help=False,
@@ -395,7 +397,8 @@ async def _run_dns(args: argparse.Namespace) -> int:
     return await run_dns(DNSConfig(
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         listen=args.listen, port=args.port, service_ip=args.service_ip, cluster_domain=args.cluster_domain,
-        upstreams=tuple(parse_upstream(u) for u in args.upstream), resolv_conf=args.resolv_conf))
+        upstreams=tuple(parse_upstream(u) for u in args.upstream), resolv_conf=args.resolv_conf,
+        metrics_port=args.metrics_port))
 
 
 async def _run_image(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import dns.exception
@@ -180,7 +181,9 @@ def test_host_queries_truncation_and_malformed_packets(k):
     svc = json.loads(k.ok("get", "svc", "kube-dns", "-n", "kube-system", "-o", "json"))
     assert svc["spec"]["clusterIP"] == DNS_IP
     assert [(p["name"], p["port"], p["protocol"]) for p in svc["spec"]["ports"]] == \
-        [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")]
+        [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")]
+    metrics = urllib.request.urlopen(f"http://{DNS_IP}:9153/metrics", timeout=5).read().decode()
+    assert 'coredns_dns_responses_total{rcode="NXDOMAIN"}' in metrics and "coredns_dns_requests_total" in metrics
 
 
 @containers

@@ -171,6 +171,29 @@ async def test_before_the_first_listing_unknown_names_are_servfail(dns_server):
     assert axfr.rcode() == dns.rcode.REFUSED
 
 
+async def test_metrics_count_what_was_answered(dns_server):
+    from pocketkube.dns.metrics import MetricsServer
+
+    await ask(dns_server, "web.default.svc.cluster.local")
+    await ask(dns_server, "web.default.svc.cluster.local", tcp=True)
+    await ask(dns_server, "nope.default.svc.cluster.local")
+    await ask(dns_server, "example.com")
+    metrics = MetricsServer(dns_server)
+    port = await metrics.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.0\r\n\r\n")
+        text = (await reader.read()).decode()
+        writer.close()
+    finally:
+        await metrics.stop()
+    assert 'coredns_dns_requests_total{proto="udp"} 3.0' in text
+    assert 'coredns_dns_requests_total{proto="tcp"} 1.0' in text
+    assert 'coredns_dns_responses_total{rcode="NXDOMAIN"} 1.0' in text
+    assert 'coredns_dns_responses_total{rcode="NOERROR"} 3.0' in text
+    assert 'coredns_cache_misses_total{type="forward"} 1.0' in text
+
+
 def test_upstream_parsing():
     assert parse_upstream("1.2.3.4") == ("1.2.3.4", 53)
     assert parse_upstream("127.0.0.1:5353") == ("127.0.0.1", 5353)

@@ -31,17 +31,19 @@ LABELS = {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kuber
 MANAGED_BY = "pocketkube-dns"
 
 
-def kube_dns_service(cluster_ip: str) -> dict:
-    """kubeadm's kube-dns Service, minus the selector (the server is not a pod) and the metrics port."""
+def kube_dns_service(cluster_ip: str, metrics: bool = False) -> dict:
+    """kubeadm's kube-dns Service, minus the selector (the server is not a pod)."""
+    metrics_port = [{"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}] if metrics else []
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": dict(LABELS)},
             "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
                      "sessionAffinity": "None",
                      "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                               {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                               *metrics_port]}}
 
 
-def kube_dns_slice(address: str, port: int) -> dict:
+def kube_dns_slice(address: str, port: int, metrics_port: int = 0) -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": NAME, "namespace": NAMESPACE,
                          "labels": {**LABELS, "kubernetes.io/service-name": NAME,
@@ -49,17 +51,20 @@ def kube_dns_slice(address: str, port: int) -> dict:
             "addressType": "IPv6" if ":" in address else "IPv4",
             "endpoints": [{"addresses": [address], "conditions": {"ready": True, "serving": True,
                                                                   "terminating": False}}],
-            "ports": [{"name": "dns", "port": port, "protocol": "UDP"},
-                      {"name": "dns-tcp", "port": port, "protocol": "TCP"}]}
+            "ports": _endpoint_ports(port, metrics_port)}
 
 
-def kube_dns_endpoints(address: str, port: int) -> dict:
+def _endpoint_ports(port: int, metrics_port: int) -> list[dict]:
+    return [{"name": "dns", "port": port, "protocol": "UDP"}, {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+            *([{"name": "metrics", "port": metrics_port, "protocol": "TCP"}] if metrics_port else [])]
+
+
+def kube_dns_endpoints(address: str, port: int, metrics_port: int = 0) -> dict:
     return {"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"name": NAME, "namespace": NAMESPACE,
                          "labels": {**LABELS, "endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": [{"addresses": [{"ip": address}],
-                         "ports": [{"name": "dns", "port": port, "protocol": "UDP"},
-                                   {"name": "dns-tcp", "port": port, "protocol": "TCP"}]}]}
+                         "ports": _endpoint_ports(port, metrics_port)}]}
 
 
 def _ports(obj: dict) -> list[tuple]:
@@ -91,13 +96,15 @@ def _differs(current: dict | None, desired: dict, fields: tuple[str, ...]) -> bo
 
 
 class ClusterDNS:
-    def __init__(self, client: Client, index: ZoneIndex, *, service_ip: str, address: str, port: int) -> None:
+    def __init__(self, client: Client, index: ZoneIndex, *, service_ip: str, address: str, port: int,
+                 metrics_port: int = 0) -> None:
         self.client = client
         self.index = index
         index.ready = False
         self.service_ip = service_ip
         self.address = address
         self.port = port
+        self.metrics_port = metrics_port
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINT_SLICES)
         self.namespaces = Informer(client, NAMESPACES)
@@ -152,7 +159,7 @@ class ClusterDNS:
 
     # ---- kube-dns's own objects ----
     async def reconcile(self) -> None:
-        desired = kube_dns_service(self.service_ip)
+        desired = kube_dns_service(self.service_ip, metrics=bool(self.metrics_port))
         current = self.services.get(KEY)
         action = service_drift(current, desired)
         if action == "recreate":
@@ -175,13 +182,13 @@ class ClusterDNS:
             fresh["metadata"] = {**current["metadata"],
                                  "labels": {**(current["metadata"].get("labels") or {}), **LABELS}}
             await self.client.update(SERVICES, fresh)
-        await self._ensure(ENDPOINT_SLICES, self.slices.get(KEY), kube_dns_slice(self.address, self.port),
+        await self._ensure(ENDPOINT_SLICES, self.slices.get(KEY), kube_dns_slice(self.address, self.port, self.metrics_port),
                            ("endpoints", "ports", "addressType"))
         try:
             endpoints = await self.client.get(ENDPOINTS, NAMESPACE, NAME)
         except errors.NotFound:
             endpoints = None
-        await self._ensure(ENDPOINTS, endpoints, kube_dns_endpoints(self.address, self.port), ("subsets",))
+        await self._ensure(ENDPOINTS, endpoints, kube_dns_endpoints(self.address, self.port, self.metrics_port), ("subsets",))
 
     async def _ensure(self, res, current: dict | None, desired: dict, fields: tuple[str, ...]) -> None:
         if not _differs(current, desired, fields):

@@ -13,6 +13,7 @@ from pathlib import Path
 from pocketkube.client.rest import Client
 from pocketkube.dns.controller import ClusterDNS
 from pocketkube.dns.forward import Forwarder, resolv_conf_upstreams
+from pocketkube.dns.metrics import METRICS_PORT, MetricsServer
 from pocketkube.dns.server import DNSServer
 from pocketkube.dns.zone import ZoneIndex
 
@@ -31,6 +32,7 @@ class DNSConfig:
     upstreams: tuple[tuple[str, int], ...] = ()  # default: the nameservers of resolv_conf
     resolv_conf: str = "/etc/resolv.conf"
     skip: tuple[str, ...] = field(default=())  # more of our own addresses, never forwarded to
+    metrics_port: int = METRICS_PORT  # Prometheus /metrics on the listen address; -1: none
 
 
 def upstreams_of(cfg: DNSConfig) -> list[tuple[str, int]]:
@@ -57,7 +59,14 @@ async def start_dns(cfg: DNSConfig, client: Client) -> tuple[DNSServer, ClusterD
         # EndpointSlice names it, so a data plane that can bind the Service's port 53 still works.
         host, port = await server.start(cfg.listen, 0)
         log.warning("cannot bind %s:%d without privileges; serving on port %d", cfg.listen, cfg.port, port)
-    cdns = ClusterDNS(client, index, service_ip=cfg.service_ip, address=host, port=port)
+    metrics = MetricsServer(server)
+    try:
+        metrics_port = await metrics.start(host, cfg.metrics_port) if cfg.metrics_port >= 0 else 0
+    except OSError as e:
+        log.warning("no metrics: cannot listen on %s:%d: %s", host, cfg.metrics_port, e.strerror or e)
+        metrics_port = 0
+    server.metrics = metrics
+    cdns = ClusterDNS(client, index, service_ip=cfg.service_ip, address=host, port=port, metrics_port=metrics_port)
     await cdns.start()
     return server, cdns
 
@@ -81,6 +90,7 @@ async def run_dns(cfg: DNSConfig) -> int:
           flush=True)
     await stop.wait()
     await cdns.stop()
+    await server.metrics.stop()
     await server.stop()
     await client.close()
     return 0

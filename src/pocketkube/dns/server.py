@@ -80,8 +80,13 @@ class DNSServer:
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.address: tuple[str, int] = ("", 0)
+        self.metrics = None  # the MetricsServer main.py attaches
+        # Counters for /metrics, plain ints on the hot path (metrics.py reads them).
         self.queries = 0
+        self.tcp_queries = 0
         self.malformed = 0
+        self.cache_hits = 0
+        self.rcodes = [0] * 16  # responses sent, by rcode
 
     # ---- answering ----
     def _cached(self, tcp: bool, data: bytes) -> bytes | None:
@@ -114,8 +119,11 @@ class DNSServer:
         """(wire answer, None) when it can be given at once (zone, cache, error); (None, query)
         when it has to be forwarded; (None, None) to drop the packet."""
         self.queries += 1
+        if tcp:
+            self.tcp_queries += 1
         hit = self._cached(tcp, data)
         if hit is not None:
+            self.cache_hits += 1
             return hit, None
         try:
             query = dns.message.from_wire(data, ignore_trailing=True)
@@ -199,6 +207,7 @@ class DNSServer:
         wire = await self.forwarded(query, tcp=False)
         if self._udp is not None and not self._udp.is_closing():
             self._udp.sendto(wire, addr)
+            self.rcodes[wire[3] & 0xF] += 1
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -217,6 +226,7 @@ class DNSServer:
                 if wire is None:
                     break
                 writer.write(struct.pack("!H", len(wire)) + wire)
+                self.rcodes[wire[3] & 0xF] += 1
                 await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
@@ -275,6 +285,7 @@ class _UDP(asyncio.DatagramProtocol):
         if wire is not None:
             assert self.transport is not None
             self.transport.sendto(wire, addr)
+            self.server.rcodes[wire[3] & 0xF] += 1
         elif query is not None:
             self.server._spawn(self.server._forward_udp(query, addr))
 
