@@ -194,6 +194,26 @@ async def test_metrics_count_what_was_answered(dns_server):
     assert 'coredns_cache_misses_total{type="forward"} 1.0' in text
 
 
+async def test_a_silent_upstream_does_not_pile_up_forwards(monkeypatch):
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    server = DNSServer(ZoneIndex(Z), Forwarder([silent.getsockname()], timeout=5))
+    await server.start("127.0.0.1", 0)
+    monkeypatch.setattr("pocketkube.dns.server.MAX_FORWARDS", 2)
+    try:
+        pending = [asyncio.ensure_future(ask(server, f"slow{i}.example")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        r = await ask(server, "third.example")
+        assert r.rcode() == dns.rcode.SERVFAIL and asyncio.get_running_loop().time() - started < 1
+        for p in pending:
+            p.cancel()
+    finally:
+        await server.stop()
+        silent.close()
+    assert not server._tasks
+
+
 def test_upstream_parsing():
     assert parse_upstream("1.2.3.4") == ("1.2.3.4", 53)
     assert parse_upstream("127.0.0.1:5353") == ("127.0.0.1", 5353)

@@ -34,6 +34,7 @@ UDP_MAX = 1232  # what we advertise and honour at most (the DNS flag day 2020 fi
 TCP_MAX = 65535
 WIRE_CACHE_ENTRIES = 20_000
 TCP_IDLE = 10.0
+MAX_FORWARDS = 1000  # UDP questions waiting for an upstream at once; more get SERVFAIL at once
 
 
 def formerr(data: bytes) -> bytes | None:
@@ -287,6 +288,12 @@ class _UDP(asyncio.DatagramProtocol):
             self.transport.sendto(wire, addr)
             self.server.rcodes[wire[3] & 0xF] += 1
         elif query is not None:
+            if len(self.server._tasks) >= MAX_FORWARDS:  # a slow upstream must not pile up tasks
+                wire = self.server._reply(query, dns.rcode.SERVFAIL, tcp=False)
+                assert self.transport is not None
+                self.transport.sendto(wire, addr)
+                self.server.rcodes[dns.rcode.SERVFAIL] += 1
+                return
             self.server._spawn(self.server._forward_udp(query, addr))
 
     def error_received(self, exc: Exception) -> None:
