@@ -378,6 +378,11 @@ class Cluster:
             lines += ["", f"Cluster DNS: {self.dns_ip} (kube-system/kube-dns, zone {self.cfg.cluster_domain}); "
                           "from this host:",
                       f"  dig @{self.dns_ip} kubernetes.default.svc.{self.cfg.cluster_domain}"]
+            served = self.dns_address.split()[0]  # HOST:PORT; not 53 when it could not bind that (no root)
+            if not served.endswith(":53"):
+                host, port = served.rsplit(":", 1)
+                lines += [f"  dig @{host} -p {port} kubernetes.default.svc.{self.cfg.cluster_domain}"
+                          "   (the server itself: port 53 needs root)"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]
