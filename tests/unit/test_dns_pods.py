@@ -92,3 +92,15 @@ def test_up_wires_the_dns(tmp_path):
     assert (process.dns_ip, process.dns_listen) == ("127.173.0.10", "127.171.0.254")
     off = Cluster(UpConfig(tmp_path, dns=False))
     assert off.dns_ip == "" and off._agent_dns_args() == []
+
+
+def test_up_summary_says_how_to_query(tmp_path):
+    from pocketkube.cluster import Cluster, UpConfig
+
+    c = Cluster(UpConfig(tmp_path, node_ip_base="127.171.0.0", service_cidr="127.173.0.0/16",
+                         update_user_kubeconfig=False))
+    c.dns_address = "127.171.0.254:53 (kube-dns 127.173.0.10, zone cluster.local, forwarding to 10.0.0.2:53)"
+    assert "dig @127.173.0.10 kubernetes.default.svc.cluster.local" in c.summary()
+    assert "-p" not in c.summary()
+    c.dns_address = "127.171.0.254:40001 (kube-dns ...)"
+    assert "dig @127.171.0.254 -p 40001 kubernetes.default.svc.cluster.local" in c.summary()
