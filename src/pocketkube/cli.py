@@ -108,6 +108,22 @@ def _log_rotation_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
 
 
+def _ip(value: str) -> str:
+    if not addresses.is_ip(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address")
+    return value
+
+
+def _upstream(value: str) -> str:
+    from pocketkube.dns.forward import parse_upstream
+
+    try:
+        parse_upstream(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not IP[:PORT] (e.g. 192.0.2.1:53)") from None
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
@@ -149,6 +165,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     _log_rotation_args(up)
+    up.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the cluster DNS at the service range's .10 (default: on)")
+    up.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default: %(default)s)")
+    up.add_argument("--dns-upstream", action="append", default=[], type=_upstream, metavar="IP[:PORT]",
+                    help="where the cluster DNS forwards other names (repeatable; default: /etc/resolv.conf's)")
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
@@ -176,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="the cpu this node offers pods, a quantity (default: the machine's CPUs)")
     agent.add_argument("--node-memory", type=_quantity, default=None,
                        help="the memory this node offers pods, a quantity (default: the machine's memory)")
+    agent.add_argument("--cluster-dns", default="",
+                       help="comma-separated DNS server IPs ClusterFirst pods use (the kubelet's flag; `up` passes "
+                            "kube-dns's ClusterIP); empty: pods get the host's resolvers")
+    agent.add_argument("--cluster-domain", default="cluster.local",
+                       help="the cluster's DNS domain, in pods' search paths (default: %(default)s)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
@@ -190,6 +216,21 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--local-path-template", default="",
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
                          "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
+    dns = sub.add_parser("dns", help="run the cluster DNS (the cluster.local zone, other names forwarded)")
+    dns.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    dns.add_argument("--token-file", type=Path, required=True, help="file holding the DNS server's token")
+    dns.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    dns.add_argument("--listen", type=_ip, required=True,
+                     help="the address to serve on (kube-dns's EndpointSlice points there)")
+    dns.add_argument("--port", type=int, default=53, help="UDP and TCP port (default: %(default)s)")
+    dns.add_argument("--service-ip", type=_ip, required=True, help="kube-dns's ClusterIP (the service range's .10)")
+    dns.add_argument("--cluster-domain", default="cluster.local", help="the zone served (default: %(default)s)")
+    dns.add_argument("--upstream", action="append", default=[], type=_upstream, metavar="IP[:PORT]",
+                     help="a resolver for names outside the zone (repeatable; default: --resolv-conf's nameservers)")
+    dns.add_argument("--metrics-port", type=int, default=9153,
+                     help="Prometheus /metrics on the listen address (default: %(default)s; -1: none)")
+    dns.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                     help="where the default upstream resolvers are read (default: %(default)s)")
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -299,7 +340,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  registry_mirrors=tuple(args.registry_mirror),
                                  container_log_max_size=args.container_log_max_size,
                                  container_log_max_files=args.container_log_max_files,
-                                 node_cpu=args.node_cpu or "", node_memory=args.node_memory or ""))
+                                 node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
+                                 dns=args.dns, cluster_domain=args.cluster_domain,
+                                 dns_upstreams=tuple(args.dns_upstream)))
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
@@ -343,7 +386,19 @@ async def _run_agent(args: argparse.Namespace) -> int:
         node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r),
         container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,
         insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror),
-        node_cpu=args.node_cpu or "", node_memory=args.node_memory or ""))
+        node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
+        cluster_dns=tuple(ip for ip in args.cluster_dns.split(",") if ip), cluster_domain=args.cluster_domain))
+
+
+async def _run_dns(args: argparse.Namespace) -> int:
+    from pocketkube.dns.forward import parse_upstream
+    from pocketkube.dns.main import DNSConfig, run_dns
+
+    return await run_dns(DNSConfig(
+        server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
+        listen=args.listen, port=args.port, service_ip=args.service_ip, cluster_domain=args.cluster_domain,
+        upstreams=tuple(parse_upstream(u) for u in args.upstream), resolv_conf=args.resolv_conf,
+        metrics_port=args.metrics_port))
 
 
 async def _run_image(args: argparse.Namespace) -> int:
@@ -372,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.install()
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
-              "controller-manager": _run_controller_manager, "image": _run_image}[args.command]
+              "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns}[args.command]
     return asyncio.run(runner(args))
 
 

@@ -28,8 +28,10 @@ from pocketkube.net.addresses import (
     NodePlan,
     PlanError,
     container_plan,
+    dns_service_ip,
     kubernetes_service_ip,
     node_plan,
+    process_dns_address,
 )
 from pocketkube.proxy.select import choose_kind, nftables_usable, remove_leftovers
 from pocketkube.util.processes import stop_group
@@ -60,6 +62,9 @@ class UpConfig:
     registry_mirrors: tuple[str, ...] = ()
     node_cpu: str = ""  # each node's cpu and memory; default: the machine split evenly across the nodes
     node_memory: str = ""
+    dns: bool = True  # the cluster DNS (kube-system/kube-dns), its own process
+    cluster_domain: str = "cluster.local"
+    dns_upstreams: tuple[str, ...] = ()  # IP[:PORT]; default: the host's /etc/resolv.conf
 
 
 def _say(msg: str) -> None:
@@ -130,6 +135,9 @@ class Cluster:
         self.server: asyncio.subprocess.Process | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.controller_manager: asyncio.subprocess.Process | None = None
+        self.dns: asyncio.subprocess.Process | None = None
+        self.dns_ip = dns_service_ip(cfg.service_cidr) if cfg.dns else ""
+        self.dns_address = ""  # where the DNS process serves, once it said so
         self.url = ""
         self._drains: list[asyncio.Task] = []
 
@@ -149,8 +157,11 @@ class Cluster:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(pki.node_token(plan.name))
+        from pocketkube.apiserver.rbac.policy import DNS_USER
+
         for path, token in ((self._controlplane_token_file, pki.controlplane_token()),
-                            (self._scheduler_token_file, pki.scheduler_token())):
+                            (self._scheduler_token_file, pki.scheduler_token()),
+                            (self._dns_token_file, pki.user_token(DNS_USER))):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
@@ -179,6 +190,39 @@ class Cluster:
     @property
     def _scheduler_token_file(self) -> Path:
         return self.data_dir / "pki" / "scheduler.token"
+
+    @property
+    def _dns_token_file(self) -> Path:
+        return self.data_dir / "pki" / "dns.token"
+
+    @property
+    def dns_listen(self) -> str:
+        """Where the DNS serves (kube-dns's endpoint): the API server's address on the cluster
+        bridge in container mode (pods reach it), the node range's .254 in process mode."""
+        return self.net.apiserver_ip if self.net is not None else process_dns_address(self.cfg.node_ip_base)
+
+    async def _spawn_dns(self, url: str) -> None:
+        """The cluster DNS in a process of its own: its event loop answers queries only (the
+        p99 target), and a DNS crash is not a control-plane crash."""
+        if not self.cfg.dns:
+            return
+        self.dns = await _spawn(
+            "dns", "--server", url, "--token-file", str(self._dns_token_file),
+            "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--listen", self.dns_listen,
+            "--service-ip", self.dns_ip, "--cluster-domain", self.cfg.cluster_domain,
+            *(a for u in self.cfg.dns_upstreams for a in ("--upstream", u)),
+            log=self.data_dir / "logs" / "dns.log")
+
+    async def _wait_dns(self) -> None:
+        if self.dns is None:
+            return
+        try:
+            self.dns_address = await _wait_line(self.dns, "DNS server: ", 30, failure="DNS failed: ")
+            self._drains.append(asyncio.create_task(_drain(self.dns)))
+        except ChildFailed as e:
+            _say(f"• the cluster DNS did not start: {e} (pods resolve only through the host)")
+        except (RuntimeError, TimeoutError):
+            _say(f"• the cluster DNS did not start; see {self.data_dir / 'logs' / 'dns.log'}")
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -224,6 +268,7 @@ class Cluster:
             "--scheduler-token-file", str(self._scheduler_token_file),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
+        await self._spawn_dns(f"https://{self.cfg.host}:{port}")
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
         except (RuntimeError, TimeoutError):
@@ -233,6 +278,7 @@ class Cluster:
         _say(f"• API server ready at {self.url} ({time.monotonic() - t0:.2f}s)")
         await self._wait_agents()
         _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
+        await self._wait_dns()
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
 
@@ -298,8 +344,11 @@ class Cluster:
                 *self._agent_network_args(plan), *self._agent_registry_args(),
                 "--container-log-max-size", self.cfg.container_log_max_size,
                 "--container-log-max-files", str(self.cfg.container_log_max_files),
-                *self._agent_capacity_args(),
+                *self._agent_capacity_args(), *self._agent_dns_args(),
                 log=self.data_dir / "logs" / f"{plan.name}.log")
+
+    def _agent_dns_args(self) -> list[str]:
+        return ["--cluster-dns", self.dns_ip, "--cluster-domain", self.cfg.cluster_domain] if self.dns_ip else []
 
     def _agent_capacity_args(self) -> list[str]:
         from pocketkube.agent.node import machine_share
@@ -325,6 +374,15 @@ class Cluster:
             lines += ["", "Pods pull their images; without a registry, load them into every node:",
                       "  pocketkube image load FILE.tar          (docker save / OCI archives)",
                       "  pocketkube image load --from-host nginx (built from this host's nginx-light)"]
+        if self.dns_address:
+            lines += ["", f"Cluster DNS: {self.dns_ip} (kube-system/kube-dns, zone {self.cfg.cluster_domain}); "
+                          "from this host:",
+                      f"  dig @{self.dns_ip} kubernetes.default.svc.{self.cfg.cluster_domain}"]
+            served = self.dns_address.split()[0]  # HOST:PORT; not 53 when it could not bind that (no root)
+            if not served.endswith(":53"):
+                host, port = served.rsplit(":", 1)
+                lines += [f"  dig @{host} -p {port} kubernetes.default.svc.{self.cfg.cluster_domain}"
+                          "   (the server itself: port 53 needs root)"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]
@@ -333,6 +391,8 @@ class Cluster:
     async def stop(self) -> None:
         if self.controller_manager is not None:
             await stop_group(self.controller_manager, 15)
+        if self.dns is not None:
+            await stop_group(self.dns, 15)
         await asyncio.gather(*(stop_group(p, 40) for p in self.agents.values()))
         # An agent that died (a simulated node crash) left its pods running for a restart to
         # re-adopt, and its data plane programmed; `up` is stopping the whole cluster, so they go too.
@@ -406,6 +466,23 @@ async def _supervise_server(cluster: Cluster) -> None:
         _say("• API server restarted")
 
 
+async def _supervise_dns(cluster: Cluster) -> None:
+    """Start the cluster DNS again when it exits (pods keep its ClusterIP in their resolv.conf);
+    gives up after SERVER_RESTARTS exits within SERVER_RESTART_WINDOW seconds."""
+    restarts: list[float] = []
+    while cluster.dns is not None and cluster.dns_address:
+        code = await cluster.dns.wait()
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < SERVER_RESTART_WINDOW] + [now]
+        if len(restarts) > SERVER_RESTARTS:
+            _say(f"• the cluster DNS keeps exiting; see {cluster.data_dir / 'logs' / 'dns.log'}")
+            return
+        _say(f"• the cluster DNS exited (code {code}); restarting it")
+        await asyncio.sleep(0.5)
+        await cluster._spawn_dns(cluster.url)
+        await cluster._wait_dns()
+
+
 async def _report_death(name: str, proc: asyncio.subprocess.Process) -> None:
     code = await proc.wait()
     _say(f"• node agent {name} exited (code {code}); the node will turn NotReady")
@@ -432,6 +509,7 @@ async def run_up(cfg: UpConfig) -> int:
     # A node agent that dies is a failed node: the cluster goes on without it, as Kubernetes does.
     watchers = [asyncio.create_task(_report_death(name, p)) for name, p in cluster.agents.items()]
     supervisor = asyncio.create_task(_supervise_server(cluster))
+    watchers.append(asyncio.create_task(_supervise_dns(cluster)))
     done, _ = await asyncio.wait([waiter, supervisor], return_when=asyncio.FIRST_COMPLETED)
     if waiter not in done:
         _say(f"• the API server keeps failing; stopping (see {cluster.data_dir / 'logs'})")

@@ -62,6 +62,10 @@ class AgentConfig:
     registry_mirrors: tuple[str, ...] = ()  # with our containerd: docker.io mirrors (URLs)
     node_cpu: str = ""  # the node's cpu and memory capacity (quantities); default: the machine's
     node_memory: str = ""
+    # The kubelet's --cluster-dns/--cluster-domain: what ClusterFirst pods get as resolv.conf
+    # (with containerd; process pods share the host's /etc/resolv.conf).
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
 
 
 class Agent:
@@ -102,7 +106,8 @@ class Agent:
             raise RuntimeError(f"failed to initialize container log manager: {e}") from None
         await self.stack.start()
         return ContainerdRuntime(self.stack.endpoint, data_dir=Path(self.cfg.data_dir).absolute(),
-                                 node_name=self.cfg.node_name, node_ip=self.cfg.node_ip, log_rotation=rotation)
+                                 node_name=self.cfg.node_name, node_ip=self.cfg.node_ip, log_rotation=rotation,
+                                 cluster_dns=self.cfg.cluster_dns, cluster_domain=self.cfg.cluster_domain)
 
     async def start(self) -> None:
         self.runtime = await self._start_runtime()

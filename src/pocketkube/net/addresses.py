@@ -181,6 +181,19 @@ def kubernetes_service_ip(service_cidr: str) -> str:
     return str(ipaddress.ip_network(service_cidr, strict=False).network_address + 1)
 
 
+def dns_service_ip(service_cidr: str) -> str:
+    """kube-dns's ClusterIP: the Service range's tenth address, as kubeadm and kind choose
+    (10.96.0.10 for 10.96.0.0/16). It lies in the allocator's static band, which random
+    allocation uses last, so nothing takes it before the DNS creates its Service."""
+    return str(ipaddress.ip_network(service_cidr, strict=False).network_address + 10)
+
+
+def process_dns_address(node_ip_base: str) -> str:
+    """Where the process mode's cluster DNS listens: the node /24's .254 (nodes are .1, .2, ...),
+    the address the API server takes on the node range in container mode."""
+    return str(ipaddress.ip_network(f"{node_ip_base}/24", strict=False).broadcast_address - 1)
+
+
 def host_conflicts(plan: ContainerPlan, addresses: Iterable[tuple[str, str]],
                    routes: Iterable[tuple[str, str]]) -> list[str]:
     """Why the plan would collide with this host: a cluster range overlapping a host interface's

@@ -12,6 +12,7 @@ AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 BOOTSTRAP_LABEL = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 CONTROLLER_PREFIX = "system:controller:"
+DNS_USER = "system:pocketkube:dns"  # the cluster DNS's static user (cluster.py gives it a token)
 
 READ = "get list watch"
 WRITE = "create delete deletecollection patch update"
@@ -207,6 +208,14 @@ def cluster_roles() -> list[dict]:
         cluster_role("system:auth-delegator", [rule("create", "authentication.k8s.io", "tokenreviews"),
                                                rule("create", "authorization.k8s.io", "subjectaccessreviews")]),
         cluster_role("system:kube-dns", [rule("list watch", "", "endpoints services")]),
+        # The cluster DNS (`pocketkube dns`): kubeadm's CoreDNS role, and the kube-dns Service,
+        # Endpoints and EndpointSlice it keeps pointing at itself (create cannot be narrowed by name).
+        cluster_role("system:coredns", [rule("list watch", "", "endpoints services pods namespaces"),
+                                        rule("list watch", "discovery.k8s.io", "endpointslices")]),
+        cluster_role("system:pocketkube:dns", [
+            rule("create", "", "services endpoints"), rule("create", "discovery.k8s.io", "endpointslices"),
+            rule("get update delete", "", "services endpoints", names="kube-dns"),
+            rule("get update delete", "discovery.k8s.io", "endpointslices", names="kube-dns")]),
         cluster_role("system:service-account-issuer-discovery", [
             urls("get", "/.well-known/openid-configuration /.well-known/openid-configuration/ /openid/v1/jwks "
                         "/openid/v1/jwks/")]),
@@ -265,6 +274,8 @@ def cluster_role_bindings() -> list[dict]:
                                                       group("system:unauthenticated")]),
         cluster_binding("system:monitoring", [group("system:monitoring")]),
         cluster_binding("system:kube-dns", [service_account("kube-system", "kube-dns")]),
+        cluster_binding("system:coredns", [user(DNS_USER)]),
+        cluster_binding("system:pocketkube:dns", [user(DNS_USER)]),
         cluster_binding("system:service-account-issuer-discovery", [group("system:serviceaccounts")]),
         cluster_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_binding("system:kube-controller-manager", [user("system:kube-controller-manager")]),

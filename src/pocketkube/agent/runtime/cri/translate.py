@@ -58,6 +58,8 @@ SHARES_PER_CPU = 1024
 # Caps on what resolv.conf may hold (kubelet's validation: 3 servers, 32 searches).
 MAX_DNS_SERVERS = 3
 MAX_DNS_SEARCHES = 32
+MAX_DNS_SEARCH_CHARS = 2048  # the whole search line, spaces included (kubelet's expanded limits)
+MAX_DNS_NAME = 253  # longer search paths abort some resolvers (glibc 2.28): dropped
 # What the kubelet reads of a termination message file.
 MAX_TERMINATION_MESSAGE = 4096
 
@@ -224,7 +226,8 @@ def dns_config(pod: dict, *, host: ResolvConf, cluster_dns: tuple[str, ...] | li
     if policy == "ClusterFirst":
         ns = (pod.get("metadata") or {}).get("namespace") or "default"
         servers = list(cluster_dns)
-        searches = [f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain, *host.searches]
+        searches = list(dict.fromkeys([f"{ns}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain,
+                                       *(s.rstrip(".") for s in host.searches)]))
         options = ["ndots:5"]
     elif policy == "Default":
         servers = [s for s in host.servers if not is_loopback(s)]
@@ -236,8 +239,20 @@ def dns_config(pod: dict, *, host: ResolvConf, cluster_dns: tuple[str, ...] | li
     servers += [s for s in custom.get("nameservers") or [] if s not in servers]
     searches += [s for s in custom.get("searches") or [] if s not in searches]
     options = _merge_options(options, custom.get("options") or [])
-    return api.DNSConfig(servers=servers[:MAX_DNS_SERVERS], searches=searches[:MAX_DNS_SEARCHES],
+    return api.DNSConfig(servers=servers[:MAX_DNS_SERVERS], searches=fit_search_paths(searches)[0],
                          options=options)
+
+
+def fit_search_paths(searches: list[str]) -> tuple[list[str], bool]:
+    """(the search paths the pod gets, whether some were omitted), as the kubelet's
+    formDNSSearchFitsLimits: the first 32, without names over 253 characters, then cut from the
+    end until the line fits in 2048 characters."""
+    kept = [s for s in searches[:MAX_DNS_SEARCHES] if len(s) <= MAX_DNS_NAME]
+    exceeded = len(kept) != len(searches)
+    while kept and len(" ".join(kept)) > MAX_DNS_SEARCH_CHARS:
+        kept.pop()
+        exceeded = True
+    return kept, exceeded
 
 
 _PROTOCOLS = {"TCP": api.TCP, "UDP": api.UDP, "SCTP": api.SCTP}

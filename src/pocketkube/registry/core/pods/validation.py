@@ -31,6 +31,7 @@ from pocketkube.api.validation import (
     validate_labels,
     wrong_type,
 )
+from pocketkube.registry.core.pods.dns import validate_dns_config
 from pocketkube.registry.core.pods.typed import (
     NEGATIVE,
     QUANTITY_MSG,
@@ -108,6 +109,7 @@ def validate_pod_spec(spec: dict, path: Path) -> list[FieldError]:
     _mounted_volumes_exist(init_containers, volumes, path.child("initContainers"), errs)
     _validate_enum(spec, "restartPolicy", RESTART_POLICIES, path, errs)
     _validate_enum(spec, "dnsPolicy", DNS_POLICIES, path, errs)
+    errs.extend(validate_dns_config(spec, path))
     errs.extend(validate_labels(spec.get("nodeSelector"), path.child("nodeSelector")))
     get_dict(spec, "securityContext", path, errs)
     for key in ("serviceAccountName", "nodeName"):
