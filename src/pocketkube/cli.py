@@ -108,6 +108,13 @@ def _log_rotation_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
 
 
+def _ingress_port_args(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument(f"--{prefix}http-port", type=int, default=80,
+                   help="the Ingress controller's plain HTTP port on every node IP (0: none) (default: %(default)s)")
+    p.add_argument(f"--{prefix}https-port", type=int, default=443,
+                   help="the Ingress controller's TLS port on every node IP (0: none) (default: %(default)s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
@@ -149,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     _log_rotation_args(up)
+    _ingress_port_args(up, prefix="ingress-")
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
@@ -190,6 +198,15 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--local-path-template", default="",
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
                          "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
+    ing = sub.add_parser("ingress-controller", help="run the built-in Ingress controller (class pocketkube)")
+    ing.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    ing.add_argument("--token-file", type=Path, required=True, help="file holding the controller's token")
+    ing.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    ing.add_argument("--address", action="append", default=[], metavar="IP",
+                     help="listen on this address (repeatable; `up` passes every node IP)")
+    _ingress_port_args(ing, prefix="")
+    ing.add_argument("--no-load-balancer", action="store_true",
+                     help="do not keep the kube-system/pocketkube-ingress LoadBalancer Service")
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -299,7 +316,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  registry_mirrors=tuple(args.registry_mirror),
                                  container_log_max_size=args.container_log_max_size,
                                  container_log_max_files=args.container_log_max_files,
-                                 node_cpu=args.node_cpu or "", node_memory=args.node_memory or ""))
+                                 node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
+                                 ingress_http_port=args.ingress_http_port,
+                                 ingress_https_port=args.ingress_https_port))
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
@@ -329,6 +348,34 @@ async def _run_controller_manager(args: argparse.Namespace) -> int:
     print("Control plane started", flush=True)
     await stop.wait()
     await control_plane.stop()
+    return 0
+
+
+async def _run_ingress(args: argparse.Namespace) -> int:
+    from pocketkube.client.rest import Client
+    from pocketkube.ingress.controller import IngressController, IngressSettings
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = Client(args.server, args.token_file.read_text().strip(), str(args.ca_file),
+                    user_agent="pocketkube-ingress")
+    controller = IngressController(client, IngressSettings(
+        addresses=tuple(args.address), http_port=args.http_port, https_port=args.https_port,
+        load_balancer=not args.no_load_balancer))
+    try:
+        await controller.start()
+    except OSError as e:
+        print(f"Ingress failed: cannot listen on {', '.join(args.address)}: {e.strerror or e}", flush=True)
+        await controller.stop()
+        await client.close()
+        return 1
+    ports = "/".join(str(p) for p in (args.http_port, args.https_port) if p)
+    print(f"Ingress ready: {', '.join(args.address)} ports {ports}", flush=True)
+    await stop.wait()
+    await controller.stop()
+    await client.close()
     return 0
 
 
@@ -372,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.install()
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
-              "controller-manager": _run_controller_manager, "image": _run_image}[args.command]
+              "controller-manager": _run_controller_manager, "image": _run_image,
+              "ingress-controller": _run_ingress}[args.command]
     return asyncio.run(runner(args))
 
 

@@ -60,6 +60,8 @@ class UpConfig:
     registry_mirrors: tuple[str, ...] = ()
     node_cpu: str = ""  # each node's cpu and memory; default: the machine split evenly across the nodes
     node_memory: str = ""
+    ingress_http_port: int = 80  # the Ingress controller's ports on every node IP; both 0: no controller
+    ingress_https_port: int = 443
 
 
 def _say(msg: str) -> None:
@@ -130,6 +132,7 @@ class Cluster:
         self.server: asyncio.subprocess.Process | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.controller_manager: asyncio.subprocess.Process | None = None
+        self.ingress: asyncio.subprocess.Process | None = None
         self.url = ""
         self._drains: list[asyncio.Task] = []
 
@@ -150,7 +153,8 @@ class Cluster:
             with os.fdopen(fd, "w") as f:
                 f.write(pki.node_token(plan.name))
         for path, token in ((self._controlplane_token_file, pki.controlplane_token()),
-                            (self._scheduler_token_file, pki.scheduler_token())):
+                            (self._scheduler_token_file, pki.scheduler_token()),
+                            (self._ingress_token_file, pki.ingress_token())):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
@@ -179,6 +183,33 @@ class Cluster:
     @property
     def _scheduler_token_file(self) -> Path:
         return self.data_dir / "pki" / "scheduler.token"
+
+    @property
+    def _ingress_token_file(self) -> Path:
+        return self.data_dir / "pki" / "ingress.token"
+
+    async def _spawn_ingress(self, url: str) -> None:
+        """The built-in Ingress controller, on every node IP (its own process and identity)."""
+        if not (self.cfg.ingress_http_port or self.cfg.ingress_https_port):
+            return
+        self.ingress = await _spawn(
+            "ingress-controller", "--server", url, "--token-file", str(self._ingress_token_file),
+            "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
+            *(a for plan in self.plans for a in ("--address", plan.ip)),
+            "--http-port", str(self.cfg.ingress_http_port), "--https-port", str(self.cfg.ingress_https_port),
+            log=self.data_dir / "logs" / "ingress.log")
+
+    async def _wait_ingress(self) -> None:
+        if self.ingress is None:
+            return
+        try:
+            where = await _wait_line(self.ingress, "Ingress ready: ", 30, failure="Ingress failed: ")
+            _say(f"• Ingress controller on {where}")
+        except ChildFailed as e:
+            _say(f"• Ingress controller not running: {e}")
+        except (RuntimeError, TimeoutError):
+            _say(f"• Ingress controller did not start; see {self.data_dir / 'logs' / 'ingress.log'}")
+        self._drains.append(asyncio.create_task(_drain(self.ingress)))
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -224,6 +255,7 @@ class Cluster:
             "--scheduler-token-file", str(self._scheduler_token_file),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
+        await self._spawn_ingress(f"https://{self.cfg.host}:{port}")
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
         except (RuntimeError, TimeoutError):
@@ -233,6 +265,7 @@ class Cluster:
         _say(f"• API server ready at {self.url} ({time.monotonic() - t0:.2f}s)")
         await self._wait_agents()
         _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
+        await self._wait_ingress()
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
 
@@ -331,6 +364,8 @@ class Cluster:
         return "\n".join(lines)
 
     async def stop(self) -> None:
+        if self.ingress is not None:
+            await stop_group(self.ingress, 15)
         if self.controller_manager is not None:
             await stop_group(self.controller_manager, 15)
         await asyncio.gather(*(stop_group(p, 40) for p in self.agents.values()))

@@ -1,0 +1,151 @@
+"""The Ingress reverse proxy against real loopback backends: forwarding headers, streamed bodies,
+keep-alive, 404/503, WebSocket passthrough, and the certificate chosen by SNI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import ssl
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography import x509
+
+from pocketkube.ingress.proxy import IngressProxy
+from pocketkube.ingress.routing import Cluster, Table, build_table
+from pocketkube.ingress.tls import DEFAULT_CN, SniContexts, self_signed
+
+pytestmark = pytest.mark.unit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def backend_app() -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/ws"):
+            ws = web.WebSocketResponse(protocols=("chat",))
+            await ws.prepare(request)
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await ws.send_str("echo:" + msg.data)
+                else:
+                    await ws.send_bytes(msg.data[::-1])
+            return ws
+        if request.path == "/big":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            for _ in range(64):
+                await resp.write(b"x" * 65536)
+            await resp.write_eof()
+            return resp
+        body = await request.read()
+        return web.json_response({"path": request.path_qs, "host": request.host, "method": request.method,
+                                  "sha": hashlib.sha256(body).hexdigest(), "len": len(body),
+                                  "xff": request.headers.get("X-Forwarded-For"),
+                                  "proto": request.headers.get("X-Forwarded-Proto"),
+                                  "fhost": request.headers.get("X-Forwarded-Host"),
+                                  "conn": request.headers.get("Connection")})
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+def table_for(port: int, *, endpoints: bool = True) -> Table:
+    ing = {"metadata": {"name": "web", "namespace": "default", "creationTimestamp": "2025-01-01T00:00:00Z"},
+           "spec": {"ingressClassName": "pocketkube", "rules": [
+               {"host": "app.local", "http": {"paths": [
+                   {"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                   {"path": "/down", "pathType": "Prefix",
+                    "backend": {"service": {"name": "down", "port": {"number": 80}}}}]}}]}}
+    svc = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}
+    slc = {"metadata": {"namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+           "ports": [{"port": port, "protocol": "TCP"}],
+           "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}] if endpoints else []}
+    return build_table(Cluster([ing], {}, {"default/web": svc}, {"default/web": [slc]}, {}))
+
+
+@pytest.fixture
+async def stack():
+    backend = web.AppRunner(await backend_app())
+    await backend.setup()
+    bport = free_port()
+    await web.TCPSite(backend, "127.0.0.1", bport).start()
+    unavailable = []
+    state = {"table": table_for(bport)}
+    proxy = IngressProxy(lambda: state["table"], unavailable.append)
+    runner = web.AppRunner(proxy.app(scheme="http"))
+    await runner.setup()
+    pport = free_port()
+    await web.TCPSite(runner, "127.0.0.1", pport).start()
+    yield {"url": f"http://127.0.0.1:{pport}", "proxy": proxy, "unavailable": unavailable}
+    await runner.cleanup()
+    await proxy.close()
+    await backend.cleanup()
+
+
+async def test_routes_by_host_and_forwards_headers(stack):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(stack["url"] + "/a/b?q=1", headers={"Host": "app.local"}) as r:
+            assert r.status == 200
+            got = await r.json()
+        assert got["path"] == "/a/b?q=1" and got["host"] == "app.local"
+        assert got["xff"] == "127.0.0.1" and got["proto"] == "http" and got["fhost"] == "app.local"
+        async with s.get(stack["url"] + "/", headers={"Host": "other.local"}) as r:
+            assert r.status == 404
+        async with s.get(stack["url"] + "/down", headers={"Host": "app.local"}) as r:
+            assert r.status == 503
+    assert [r.backend.service for r in stack["unavailable"]] == ["down"]
+
+
+async def test_streams_large_bodies_both_ways(stack):
+    payload = bytes(range(256)) * 40000  # ~10 MB
+
+    async def chunks():
+        for i in range(0, len(payload), 100_000):
+            yield payload[i:i + 100_000]
+    async with aiohttp.ClientSession() as s:
+        async with s.post(stack["url"] + "/up", data=chunks(), headers={"Host": "app.local"}) as r:
+            got = await r.json()
+        assert got["len"] == len(payload) and got["sha"] == hashlib.sha256(payload).hexdigest()
+        async with s.get(stack["url"] + "/big", headers={"Host": "app.local"}) as r:
+            assert len(await r.read()) == 64 * 65536
+
+
+async def test_websocket_passthrough(stack):
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(stack["url"] + "/ws", headers={"Host": "app.local"}, protocols=("chat",)) as ws:
+            assert ws.protocol == "chat"
+            await ws.send_str("hi")
+            assert (await ws.receive()).data == "echo:hi"
+            await ws.send_bytes(b"abc")
+            assert (await ws.receive()).data == b"cba"
+
+
+async def test_sni_picks_the_ingress_certificate():
+    pair = self_signed("app.local", ("app.local",))
+    contexts = SniContexts(lambda host: pair if host == "app.local" else None)
+    port = free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port, ssl=contexts.default)
+
+    async def served_cn(name: str) -> str:
+        client = ssl.create_default_context()
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client, server_hostname=name)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    try:
+        assert await served_cn("app.local") == "app.local"
+        assert await served_cn("else.local") == DEFAULT_CN
+    finally:
+        server.close()
+        await server.wait_closed()
