@@ -39,7 +39,7 @@ SECRETS = BY_PLURAL[("", "secrets")]
 
 SERVICE_NAMESPACE = "kube-system"
 SERVICE_NAME = "pocketkube-ingress"
-MANAGED_BY = "pocketkube.io/ingress"
+MANAGED_BY = "ingress.pocketkube.io"  # a label value: no slash
 COMPONENT = "pocketkube-ingress"
 UNAVAILABLE_EVENT_INTERVAL = 30.0  # seconds between two 503 Events for one Ingress
 
