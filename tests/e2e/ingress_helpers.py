@@ -89,15 +89,15 @@ S((os.environ.get("BIND", os.environ["POD_IP"]), int(sys.argv[1])), H).serve_for
 APP_PORT = 8080
 
 
-def app_container(role: str, image: str = "python") -> dict:
-    return {"name": role, "image": image, "command": ["python3", "-c", APP, str(APP_PORT)],
+def app_container(role: str, image: str = "python:3") -> dict:
+    return {"name": role, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python3", "-c", APP, str(APP_PORT)],
             "env": [{"name": "ROLE", "value": role},
                     {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
             "ports": [{"name": "http", "containerPort": APP_PORT}],
             "readinessProbe": {"tcpSocket": {"port": APP_PORT}, "periodSeconds": 1}}
 
 
-def manifests(image: str = "python") -> str:
+def manifests(image: str = "python:3") -> str:
     """The back end (Service first: the front end's pods get its env vars) and the front end."""
     def deploy(role: str, replicas: int) -> dict:
         return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": role},
