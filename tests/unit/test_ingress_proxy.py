@@ -80,12 +80,9 @@ async def stack():
     unavailable = []
     state = {"table": table_for(bport)}
     proxy = IngressProxy(lambda: state["table"], unavailable.append)
-    runner = web.AppRunner(proxy.app(scheme="http"))
-    await runner.setup()
     pport = free_port()
-    await web.TCPSite(runner, "127.0.0.1", pport).start()
+    await proxy.serve("127.0.0.1", pport)
     yield {"url": f"http://127.0.0.1:{pport}", "proxy": proxy, "unavailable": unavailable}
-    await runner.cleanup()
     await proxy.close()
     await backend.cleanup()
 
@@ -149,3 +146,56 @@ async def test_sni_picks_the_ingress_certificate():
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def raw_exchange(url: str, payload: bytes, until: bytes, count: int = 1) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(payload)
+    data = b""
+    while data.count(until) < count:
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        if not chunk:
+            break
+        data += chunk
+    writer.close()
+    return data
+
+
+async def test_pipelined_requests_answer_in_order_and_head_has_no_body(stack):
+    req = b"GET /%d HTTP/1.1\r\nHost: app.local\r\n\r\n"
+    data = await raw_exchange(stack["url"], req % 1 + b"HEAD /h HTTP/1.1\r\nHost: app.local\r\n\r\n" + req % 3,
+                              b"HTTP/1.1 200", count=3)
+    assert data.count(b"HTTP/1.1 200") == 3
+    first, third = data.index(b'"path": "/1"'), data.index(b'"path": "/3"')
+    assert first < third and b'"path": "/h"' not in data
+
+
+async def test_backend_connections_are_kept_alive_and_pooled(stack):
+    async with aiohttp.ClientSession() as s:
+        for _ in range(20):
+            async with s.get(stack["url"] + "/", headers={"Host": "app.local"}) as r:
+                assert r.status == 200
+    idle = [c for conns in stack["proxy"].pool.idle.values() for c in conns]
+    assert len(idle) == 1  # one connection served all twenty, one after the other
+
+
+async def test_http10_and_connection_close_clients(stack):
+    data = await raw_exchange(stack["url"], b"GET /old HTTP/1.0\r\nHost: app.local\r\n\r\n", b"}")
+    assert data.startswith(b"HTTP/1.") and b'"path": "/old"' in data
+    data = await raw_exchange(stack["url"], b"GET /c HTTP/1.1\r\nHost: app.local\r\nConnection: close\r\n\r\n", b"}")
+    assert b'"conn": null' in data  # hop-by-hop headers stay on the client's connection
+
+
+async def test_dead_backend_is_a_502():
+    port = free_port()  # nothing listens there
+    table = table_for(port)
+    proxy = IngressProxy(lambda: table)
+    pport = free_port()
+    await proxy.serve("127.0.0.1", pport)
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{pport}/",
+                                                       headers={"Host": "app.local"}) as r:
+            assert r.status == 502
+    finally:
+        await proxy.close()

@@ -18,8 +18,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.events import EventRecorder
@@ -99,7 +97,6 @@ class IngressController:
         self.rebuilds = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._runners: list[web.AppRunner] = []
         for inf in self.informers.values():
             inf.add_handlers(self._mark, lambda _old, _new: self._mark(None), self._mark)
 
@@ -124,8 +121,6 @@ class IngressController:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for runner in self._runners:
-            await runner.cleanup()
         await self.proxy.close()
         await self.events.stop()
 
@@ -133,14 +128,9 @@ class IngressController:
         for scheme, port in (("http", self.settings.http_port), ("https", self.settings.https_port)):
             if not port:
                 continue
-            runner = web.AppRunner(self.proxy.app(scheme=scheme), access_log=None, handle_signals=False,
-                                   keepalive_timeout=75)
-            await runner.setup()
-            self._runners.append(runner)
             for address in self.settings.addresses:
-                site = web.TCPSite(runner, address, port, backlog=1024, reuse_address=True,
-                                   ssl_context=self.tls.default if scheme == "https" else None)
-                await site.start()
+                await self.proxy.serve(address, port, scheme=scheme,
+                                       ssl_context=self.tls.default if scheme == "https" else None)
 
     # ---- the table ----
     def cluster(self) -> Cluster:
