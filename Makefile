@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/resources.py
 	$(VENV)/bin/python bench/jobs.py --runtime containerd
 	$(VENV)/bin/python bench/jobs.py --runtime process
+	$(VENV)/bin/python bench/ingress.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -367,7 +368,8 @@ async def _run_ingress(args: argparse.Namespace) -> int:
     try:
         await controller.start()
     except OSError as e:
-        print(f"Ingress failed: cannot listen on {', '.join(args.address)}: {e.strerror or e}", flush=True)
+        hint = " (ports below 1024 need root: see --ingress-http-port)" if e.errno == errno.EACCES else ""
+        print(f"Ingress failed: cannot listen on {', '.join(args.address)}: {e.strerror or e}{hint}", flush=True)
         await controller.stop()
         await client.close()
         return 1

@@ -10,6 +10,7 @@ import ipaddress
 import pytest
 from ingress_helpers import (
     get,
+    https_get,
     ingress,
     manifests,
     served_cert_cn,
@@ -93,6 +94,7 @@ def test_tls_from_a_secret_by_sni(k, cluster, tmp_path):
     wait_for(lambda: served_cert_cn(ip, HTTPS, "secure.local") == "secure.local", timeout=20,
              what="the Secret's certificate for secure.local")
     assert served_cert_cn(ip, HTTPS, "other.local") == "Kubernetes Ingress Controller Fake Certificate"
+    assert https_get(ip, HTTPS, "secure.local", cert, "/over-tls").startswith("backend backend-")
     assert "PORTS" in k.ok("get", "ingress", "secure") and "80, 443" in k.ok("get", "ingress", "secure")
 
 
