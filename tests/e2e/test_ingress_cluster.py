@@ -81,6 +81,20 @@ def test_multi_tier_by_host_on_every_node_ip_and_the_lb_address(k, cluster):
     assert table.split("\n")[1].split()[:5] == ["app", "pocketkube", "app.local", ip, "80"]
     classes = k.ok("get", "ingressclass")
     assert "pocketkube" in classes and "pocketkube.io/ingress" in classes
+    described = k.ok("describe", "ingress", "app")
+    assert "app.local" in described and "front:80" in described
+
+
+def test_the_python_client_reads_ingresses_and_classes(k, cluster):
+    from kubernetes import client, config
+
+    api = client.NetworkingV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    ing = api.read_namespaced_ingress("app", "default")
+    assert ing.spec.ingress_class_name == "pocketkube" and ing.spec.rules[0].host == "app.local"
+    assert ing.spec.rules[0].http.paths[1].backend.service.port.name == "http"
+    default = [c for c in api.list_ingress_class().items
+               if c.metadata.annotations.get("ingressclass.kubernetes.io/is-default-class") == "true"]
+    assert [c.spec.controller for c in default] == ["pocketkube.io/ingress"]
 
 
 def test_tls_from_a_secret_by_sni(k, cluster, tmp_path):

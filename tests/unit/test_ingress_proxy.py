@@ -199,3 +199,30 @@ async def test_dead_backend_is_a_502():
             assert r.status == 502
     finally:
         await proxy.close()
+
+
+async def test_an_early_answer_does_not_leak_the_rest_of_the_body():
+    async def early(request: web.Request) -> web.Response:
+        return web.Response(status=413, text="too big")  # answers without reading the body
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", early)
+    backend = web.AppRunner(app)
+    await backend.setup()
+    bport = free_port()
+    await web.TCPSite(backend, "127.0.0.1", bport).start()
+    table = table_for(bport)
+    proxy = IngressProxy(lambda: table)
+    pport = free_port()
+    await proxy.serve("127.0.0.1", pport)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", pport)
+        writer.write(b"POST / HTTP/1.1\r\nHost: app.local\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        head = await asyncio.wait_for(reader.readuntil(b"too big"), 5)
+        assert head.startswith(b"HTTP/1.1 413")
+        writer.write(b"y" * 99000)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the client's connection closes
+        writer.close()
+        assert not any(proxy.pool.idle.values())  # and that backend connection is not reused
+    finally:
+        await proxy.close()
+        await backend.cleanup()

@@ -168,6 +168,11 @@ class Upstream(asyncio.Protocol):
     def _done(self, keep_alive: bool) -> None:
         client, req = self.client, self.req
         self.client = self.req = None
+        if req is not None and not req.complete:
+            # Answered before the body was all sent (a 413, a redirect): the rest of that body must
+            # never reach another request's backend, nor be parsed as a next request.
+            keep_alive = req.keep_alive = False
+            req.upstream = None
         if keep_alive and self.transport is not None and not self.transport.is_closing():
             if self.transport.is_reading() is False:
                 self.transport.resume_reading()
