@@ -226,3 +226,21 @@ async def test_an_early_answer_does_not_leak_the_rest_of_the_body():
     finally:
         await proxy.close()
         await backend.cleanup()
+
+
+async def test_idle_clients_are_closed_and_stale_backends_pruned(stack, monkeypatch):
+    from pocketkube.ingress import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "CLIENT_IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(proxy_module, "SWEEP_INTERVAL", 0.05)
+    p = stack["proxy"]
+    p._sweeper.cancel()
+    p._sweeper = asyncio.get_running_loop().create_task(p._sweep())
+    reader, writer = await asyncio.open_connection(*stack["url"].removeprefix("http://").split(":"))
+    writer.write(b"GET / HTTP/1.1\r\nHost: app.local\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"}"), 5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed once idle
+    writer.close()
+    assert any(p.pool.idle.values())
+    p.endpoints_changed(Table())  # no backend names that address any more
+    assert not any(p.pool.idle.values())

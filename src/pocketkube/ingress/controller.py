@@ -145,6 +145,7 @@ class IngressController:
         self._wake.clear()
         table = build_table(self.cluster())
         self.state.table = table
+        self.proxy.endpoints_changed(table)
         self.rebuilds += 1
         fresh = set(table.problems) - self.state.problems
         self.state.problems = set(table.problems)

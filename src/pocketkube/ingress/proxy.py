@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from pocketkube.ingress.backends import Pool, Request, Upstream
 from pocketkube.ingress.routing import Rule, Table
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection: never forwarded.
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
                         b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"))
-IDLE_PER_BACKEND = 64  # idle kept-alive connections kept per backend address
+CLIENT_IDLE_TIMEOUT = 75.0  # seconds a client connection may sit between requests (ingress-nginx's)
+SWEEP_INTERVAL = 5.0
 
 
 def local_response(status: int, reason: str, text: str, keep_alive: bool) -> bytes:
@@ -45,174 +47,6 @@ BAD_GATEWAY = (502, "Bad Gateway", "502 Bad Gateway\n")
 BAD_REQUEST = (400, "Bad Request", "400 Bad Request\n")
 
 
-class _Request:
-    __slots__ = ("head", "chunks", "complete", "method", "keep_alive", "upgrade", "rule", "chunked",
-                 "upstream", "retryable")
-
-    def __init__(self) -> None:
-        self.head = b""
-        self.chunks: list[bytes] = []  # body bytes received before an upstream was attached
-        self.complete = False
-        self.method = b""
-        self.keep_alive = True
-        self.upgrade = False
-        self.rule: Rule | None = None
-        self.chunked = False
-        self.upstream: Upstream | None = None
-        self.retryable = False
-
-    def send(self, data: bytes) -> None:
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.write(data)
-        else:
-            self.chunks.append(data)
-
-
-class Pool:
-    """Idle kept-alive backend connections, by (ip, port)."""
-
-    def __init__(self) -> None:
-        self.idle: dict[tuple[str, int], list[Upstream]] = {}
-
-    def take(self, addr: tuple[str, int]) -> Upstream | None:
-        conns = self.idle.get(addr)
-        while conns:
-            up = conns.pop()
-            if up.transport is not None and not up.transport.is_closing():
-                return up
-        return None
-
-    def put(self, up: Upstream) -> None:
-        conns = self.idle.setdefault(up.addr, [])
-        if len(conns) >= IDLE_PER_BACKEND:
-            up.close()
-        else:
-            conns.append(up)
-
-    def forget(self, up: Upstream) -> None:
-        conns = self.idle.get(up.addr)
-        if conns and up in conns:
-            conns.remove(up)
-
-    def close(self) -> None:
-        for conns in self.idle.values():
-            for up in conns:
-                up.close()
-        self.idle.clear()
-
-
-class Upstream(asyncio.Protocol):
-    """One connection to a backend: relays one response at a time to its client."""
-
-    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
-        self.pool = pool
-        self.addr = addr
-        self.transport: asyncio.Transport | None = None
-        self.client: ClientConnection | None = None
-        self.req: _Request | None = None
-        self.parser: httptools.HttpResponseParser | None = None
-        self.status = 0
-        self.received = 0
-        self.headers_done = False
-        self.splice: ClientConnection | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def begin(self, client: ClientConnection, req: _Request) -> None:
-        self.client, self.req = client, req
-        self.parser = httptools.HttpResponseParser(self)
-        self.status, self.received, self.headers_done = 0, 0, False
-        req.upstream = self
-        assert self.transport is not None
-        self.transport.write(req.head + b"".join(req.chunks) if req.chunks else req.head)
-        req.chunks = []
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    # ---- backend → client ----
-    def data_received(self, data: bytes) -> None:
-        if self.splice is not None:
-            self.splice.write(data)
-            return
-        client = self.client
-        if client is None:  # an idle connection talking: not HTTP we can trust
-            self.close()
-            return
-        self.received += len(data)
-        client.write(data)
-        try:
-            self.parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserUpgrade:
-            if self.status == 101 and self.client is not None:
-                self.splice = self.client
-                self.client.start_splice(self)
-        except httptools.HttpParserError:
-            self._fail()
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()  # type: ignore[union-attr]
-        self.headers_done = True
-        if self.req is not None and self.req.method == b"HEAD" and self.status >= 200:
-            self._done(self.parser.should_keep_alive())  # type: ignore[union-attr]
-
-    def on_message_complete(self) -> None:
-        if 100 <= self.status < 200 and self.status != 101:
-            self.headers_done = False  # an interim response: the real one follows
-            return
-        if self.client is not None and self.status != 101:
-            self._done(self.parser.should_keep_alive())  # type: ignore[union-attr]
-
-    def _done(self, keep_alive: bool) -> None:
-        client, req = self.client, self.req
-        self.client = self.req = None
-        if req is not None and not req.complete:
-            # Answered before the body was all sent (a 413, a redirect): the rest of that body must
-            # never reach another request's backend, nor be parsed as a next request.
-            keep_alive = req.keep_alive = False
-            req.upstream = None
-        if keep_alive and self.transport is not None and not self.transport.is_closing():
-            if self.transport.is_reading() is False:
-                self.transport.resume_reading()
-            self.pool.put(self)
-        else:
-            self.close()
-        if client is not None and req is not None:
-            client.response_done(req)
-
-    def _fail(self) -> None:
-        client, req = self.client, self.req
-        self.client = self.req = None
-        self.close()
-        if client is not None and req is not None:
-            client.upstream_failed(req, self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pool.forget(self)
-        if self.splice is not None:
-            self.splice.close()
-            return
-        client, req = self.client, self.req
-        if client is None or req is None:
-            return
-        self.client = self.req = None
-        if self.headers_done:  # a response delimited by the connection's end: the client's ends too
-            client.close()
-        else:
-            client.upstream_failed(req, self)
-
-    # ---- back-pressure: the backend reads slower than the client sends ----
-    def pause_writing(self) -> None:
-        if self.client is not None:
-            self.client.pause("upstream")
-
-    def resume_writing(self) -> None:
-        if self.client is not None:
-            self.client.resume("upstream")
-
-
 class ClientConnection(asyncio.Protocol):
     """One client connection: parses its requests, hands each to a backend, in order."""
 
@@ -223,17 +57,20 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
         self.port = b""
-        self.current: _Request | None = None  # the request whose response is under way
-        self.parsing: _Request | None = None
-        self.queue: deque[_Request] = deque()
+        self.current: Request | None = None  # the request whose response is under way
+        self.parsing: Request | None = None
+        self.queue: deque[Request] = deque()
         self.paused: set[str] = set()
         self.splice: Upstream | None = None
-        self.upgrading: _Request | None = None
+        self.upgrading: Request | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.proxy.clients.add(self)
+        self.last_active = self.proxy.loop.time()
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.peer = (peer[0] if peer else "").encode()
@@ -247,7 +84,13 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def idle_since(self, now: float) -> float:
+        """Seconds without a request under way or a byte from the client (0 while busy)."""
+        busy = self.current is not None or self.splice is not None or self.parsing is not None
+        return 0.0 if busy else now - self.last_active
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.proxy.clients.discard(self)
         up = self.splice or (self.current.upstream if self.current is not None else None)
         self.transport = None
         if up is not None:
@@ -284,6 +127,7 @@ class ClientConnection(asyncio.Protocol):
         if self.upgrading is not None:  # bytes after an Upgrade request, before the backend's 101
             self.upgrading.send(data)
             return
+        self.last_active = self.proxy.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -304,7 +148,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        req = _Request()
+        req = Request()
         p = self.parser
         req.method = p.get_method()
         req.keep_alive = p.should_keep_alive()
@@ -373,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
             req.complete = True
 
     # ---- dispatch ----
-    def _start(self, req: _Request) -> None:
+    def _start(self, req: Request) -> None:
         self.current = req
         rule = req.rule
         if rule is None:
@@ -389,7 +233,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             asyncio.ensure_future(self._connect(req, addr))
 
-    async def _connect(self, req: _Request, addr: tuple[str, int]) -> None:
+    async def _connect(self, req: Request, addr: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
         try:
             _, up = await asyncio.wait_for(loop.create_connection(lambda: Upstream(self.proxy.pool, addr), *addr), 5)
@@ -401,13 +245,14 @@ class ClientConnection(asyncio.Protocol):
             return
         up.begin(self, req)
 
-    def _answer(self, req: _Request, what: tuple[int, str, str]) -> None:
+    def _answer(self, req: Request, what: tuple[int, str, str]) -> None:
         self.write(local_response(*what, keep_alive=req.keep_alive and req.complete))
         req.keep_alive = req.keep_alive and req.complete  # an unread body: the connection is done
         self.response_done(req)
 
-    def response_done(self, req: _Request) -> None:
+    def response_done(self, req: Request) -> None:
         self.current = None
+        self.last_active = self.proxy.loop.time()
         if not req.keep_alive:
             self.close()
             return
@@ -416,7 +261,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.queue:
             self.resume("queue")
 
-    def upstream_failed(self, req: _Request, up: Upstream) -> None:
+    def upstream_failed(self, req: Request, up: Upstream) -> None:
         if up.received == 0 and req.retryable and req.complete:
             # A kept-alive connection the backend had just closed: once more on a fresh one.
             req.retryable = False
@@ -441,17 +286,47 @@ class IngressProxy:
         self.on_unavailable = on_unavailable or (lambda rule: None)
         self.pool = Pool()
         self.servers: list[asyncio.AbstractServer] = []
+        self.clients: set[ClientConnection] = set()
+        self._sweeper: asyncio.Task | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def endpoints_changed(self, table: Table) -> None:
+        """A new table: idle connections to addresses it no longer names go."""
+        live = {ep for rules in (*table.exact.values(), *table.wildcard.values(), table.any_host)
+                for rule in rules for ep in rule.backend.endpoints}
+        if table.default is not None:
+            live.update(table.default.backend.endpoints)
+        self.pool.prune(live)
+
+    async def _sweep(self) -> None:
+        """Close client connections idle longer than CLIENT_IDLE_TIMEOUT."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.loop.time()
+            for conn in [c for c in self.clients if c.idle_since(now) > CLIENT_IDLE_TIMEOUT]:
+                conn.close()
 
     async def serve(self, host: str, port: int, *, scheme: str = "http",
                     ssl_context: ssl.SSLContext | None = None) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
         server = await loop.create_server(lambda: ClientConnection(self, scheme), host, port, ssl=ssl_context,
                                           backlog=1024, reuse_address=True)
         self.servers.append(server)
         return server
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         for server in self.servers:
             server.close()
         self.servers.clear()
+        for conn in list(self.clients):
+            conn.close()
         self.pool.close()
