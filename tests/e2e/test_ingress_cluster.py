@@ -6,6 +6,7 @@ Service (503 and an Event), WebSocket passthrough, `kubectl create ingress` with
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
 from ingress_helpers import (
@@ -160,3 +161,16 @@ def test_kubectl_create_ingress(k, cluster, binary):
              what=f"the Ingress {binary} created")
     bad = kc.run("create", "ingress", "bad", "--rule=bad.local/=backend:99999")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_default_backend_then_deleted(k, cluster):
+    fallback = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "fallback"},
+                "spec": {"defaultBackend": {"service": {"name": "backend", "port": {"number": 80}}}}}
+    k.ok("apply", "-f", "-", input=json.dumps(fallback))
+    body = wait_for(lambda: answer(cluster.node_ip(2), host="whatever.local", path="/x", want="backend "),
+                    timeout=20, what="the default backend for an unknown host")
+    assert body.split()[2] == "/x"
+    assert answer(cluster.node_ip(2)).startswith("front ")  # rules still win
+    k.ok("delete", "ingress", "fallback")
+    wait_for(lambda: try_get(cluster.node_ip(2), HTTP, "whatever.local")[0] == 404, timeout=20,
+             what="404 once the Ingress is gone")

@@ -107,6 +107,13 @@ def test_tls_hosts_and_secret_name():
     assert errs[1].startswith('spec.tls[0].secretName: Invalid value: "Bad_Name": a lowercase RFC 1123')
 
 
+def test_legacy_class_annotation_must_match_the_class_name():
+    obj = ingress(ingressClassName="pocketkube")
+    obj["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "nginx"}
+    assert messages(obj) == ['annotations.kubernetes.io/ingress.class: Invalid value: "nginx": must match '
+                             '`ingressClassName` when both are specified']
+
+
 def test_status_ips_validated():
     obj = ingress()
     obj["status"] = {"loadBalancer": {"ingress": [{"ip": "not-an-ip"}]}}

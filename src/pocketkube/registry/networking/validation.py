@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from pocketkube.api.fields import FieldError, Path, forbidden, invalid, not_supported, required, too_long
-from pocketkube.api.networking import PATH_TYPES
+from pocketkube.api.networking import ANN_INGRESS_CLASS, PATH_TYPES
 from pocketkube.api.validation import (
     dns1035_label_errors,
     dns1123_label_errors,
@@ -235,8 +235,15 @@ def _spec(obj: dict, errs: list[FieldError]) -> dict:
 
 
 def validate_ingress(obj: dict) -> list[FieldError]:
+    """ValidateIngressCreate."""
     errs = validate_object_meta(obj, True, dns1123_subdomain_errors)
     spec = _spec(obj, errs)
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    legacy = annotations.get(ANN_INGRESS_CLASS) if isinstance(annotations, dict) else None
+    class_name = spec.get("ingressClassName")
+    if legacy is not None and class_name is not None and legacy != class_name:
+        errs.append(invalid(Path("annotations").child(ANN_INGRESS_CLASS), legacy,
+                            "must match `ingressClassName` when both are specified"))
     errs.extend(validate_spec(spec, Path("spec")))
     status = obj.get("status")
     if isinstance(status, dict):
