@@ -171,6 +171,14 @@ async def test_pipelined_requests_answer_in_order_and_head_has_no_body(stack):
     assert first < third and b'"path": "/h"' not in data
 
 
+async def test_bad_and_oversized_requests(stack):
+    data = await raw_exchange(stack["url"], b"NOT HTTP AT ALL\r\n\r\n", b"\n\n")
+    assert data.startswith(b"HTTP/1.1 400 ")
+    huge = b"GET / HTTP/1.1\r\nHost: app.local\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n"
+    data = await raw_exchange(stack["url"], huge, b"\n\n")
+    assert data.startswith(b"HTTP/1.1 431 ")
+
+
 async def test_backend_connections_are_kept_alive_and_pooled(stack):
     async with aiohttp.ClientSession() as s:
         for _ in range(20):

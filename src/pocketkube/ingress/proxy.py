@@ -45,6 +45,8 @@ NOT_FOUND = (404, "Not Found", "default backend - 404\n")
 UNAVAILABLE = (503, "Service Temporarily Unavailable", "503 Service Temporarily Unavailable\n")
 BAD_GATEWAY = (502, "Bad Gateway", "502 Bad Gateway\n")
 BAD_REQUEST = (400, "Bad Request", "400 Bad Request\n")
+TOO_LARGE = (431, "Request Header Fields Too Large", "431 Request Header Fields Too Large\n")
+MAX_HEAD = 64 * 1024  # bytes of request line and headers a client may send (nginx's large buffers: 32k)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -65,6 +67,7 @@ class ClientConnection(asyncio.Protocol):
         self.upgrading: Request | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self.last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -138,14 +141,20 @@ class ClientConnection(asyncio.Protocol):
                 if rest:
                     req.send(rest)
         except httptools.HttpParserError:
-            self.write(local_response(*BAD_REQUEST, keep_alive=False))
+            too_large = len(self._url) + self._head_bytes > MAX_HEAD
+            self.write(local_response(*(TOO_LARGE if too_large else BAD_REQUEST), keep_alive=False))
             self.close()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_HEAD:
+            raise ValueError("request line too long")  # the parser reports it as an error
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD:
+            raise ValueError("headers too large")
 
     def on_headers_complete(self) -> None:
         req = Request()
@@ -154,7 +163,7 @@ class ClientConnection(asyncio.Protocol):
         req.keep_alive = p.should_keep_alive()
         version = p.get_http_version().encode()
         url, headers = self._url, self._headers
-        self._url, self._headers = b"", []
+        self._url, self._headers, self._head_bytes = b"", [], 0
         host = b""
         forwarded_for = b""
         upgrade = b""

@@ -259,7 +259,7 @@ def cluster_roles() -> list[dict]:
         cluster_role(INGRESS_USER, [
             rule(READ, "networking.k8s.io", "ingresses ingressclasses"),
             rule("update patch", "networking.k8s.io", "ingresses/status"),
-            rule(READ, "", "services secrets nodes"),
+            rule(READ, "", "services secrets"),
             rule("create update patch", "", "services"),
             rule(READ + " create update patch delete", "discovery.k8s.io", "endpointslices"),
             rule("create patch update", ",events.k8s.io", "events")]),
