@@ -133,6 +133,7 @@ class Cluster:
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.controller_manager: asyncio.subprocess.Process | None = None
         self.ingress: asyncio.subprocess.Process | None = None
+        self.ingress_ready = False
         self.url = ""
         self._drains: list[asyncio.Task] = []
 
@@ -205,6 +206,7 @@ class Cluster:
         try:
             where = await _wait_line(self.ingress, "Ingress ready: ", 30, failure="Ingress failed: ")
             _say(f"• Ingress controller on {where}")
+            self.ingress_ready = True
         except ChildFailed as e:
             _say(f"• Ingress controller not running: {e}")
         except (RuntimeError, TimeoutError):
@@ -358,6 +360,10 @@ class Cluster:
             lines += ["", "Pods pull their images; without a registry, load them into every node:",
                       "  pocketkube image load FILE.tar          (docker save / OCI archives)",
                       "  pocketkube image load --from-host nginx (built from this host's nginx-light)"]
+        if self.ingress_ready and self.cfg.ingress_http_port:
+            port = "" if self.cfg.ingress_http_port == 80 else f":{self.cfg.ingress_http_port}"
+            lines += ["", f"Ingresses (class pocketkube) answer on every node IP: "
+                          f"curl -H 'Host: <host>' http://{self.plans[0].ip}{port}/"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]
