@@ -8,16 +8,23 @@ stdlib app of the e2e tests) behind a Service and an Ingress by host. Both sides
 wrk shape (`-t1 -c<connections> -d<duration>s`, keep-alive) at the same pod; the sides alternate
 run by run; reported: the median rps of each and their ratio.
 
-    .venv/bin/python bench/ingress.py [--backend nginx|python] [--runs 5] [--duration 5] [--connections 32]
+`--runtime containerd` (root): the same on a container cluster (nodes 10.181.0.x, pods
+10.182.0.0/16, Services 10.183.0.0/16, load balancers 10.181.1.0/24), the nginx and python test
+images built from the host's packages.
+
+    .venv/bin/python bench/ingress.py [--runtime process|containerd] [--backend nginx|python] [--runs 5]
+        [--duration 5] [--connections 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,13 +39,15 @@ from pocketkube.testing.waits import get_json, wait_for  # noqa: E402
 
 RANGES = {"node_ip_base": "127.181.0.0", "pod_cidr_base": "127.181.0.0/17", "service_cidr": "127.181.128.0/17",
           "lb_pool": "127.182.0.0/24"}
+CONTAINER_RANGES = {"node_ip_base": "10.181.0.0", "pod_cidr_base": "10.182.0.0/16", "service_cidr": "10.183.0.0/16",
+                    "lb_pool": "10.181.1.0/24"}
 HTTP = 18080
 HOST = "bench.local"
 
 
 def backend_objects(kind: str) -> str:
     if kind == "nginx":
-        container = {"name": "web", "image": "nginx", "ports": [{"name": "http", "containerPort": 80}],
+        container = {"name": "web", "image": "nginx", "imagePullPolicy": "IfNotPresent", "ports": [{"name": "http", "containerPort": 80}],
                      "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}
     else:
         container = {**app_container("backend"), "name": "web"}
@@ -60,15 +69,29 @@ def wrk(url: str, duration: int, connections: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+@contextlib.contextmanager
+def cluster(runtime: str, backend: str):
+    extra = ["--ingress-http-port", str(HTTP), "--ingress-https-port", "0"]
+    if runtime == "process":
+        with running_cluster("pk-bench-ingress-", nodes=1, extra_args=extra, **RANGES) as c:
+            yield c
+        return
+    from pocketkube.testing.image_clusters import image_cluster
+
+    with tempfile.TemporaryDirectory(prefix="pk-bench-ingress-images-") as out, \
+            image_cluster("pk-bench-ingc-", Path(out), [backend], nodes=1, extra_args=extra, **CONTAINER_RANGES) as c:
+        yield c
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runtime", choices=("process", "containerd"), default="process")
     p.add_argument("--backend", choices=("nginx", "python"), default="nginx")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--connections", type=int, default=32)
     args = p.parse_args()
-    with running_cluster("pk-bench-ingress-", nodes=1, extra_args=["--ingress-http-port", str(HTTP),
-                                                                    "--ingress-https-port", "0"], **RANGES) as c:
+    with cluster(args.runtime, args.backend) as c:
         k = preferred_kubectl(c.kubeconfig)
         k.ok("apply", "-f", "-", input=backend_objects(args.backend))
         k.ok("apply", "-f", "-", input=ingress("web", HOST, [("/", "Prefix", "web", 80)]))
@@ -88,7 +111,7 @@ def main() -> int:
                 time.sleep(0.5)
         k.close()
     d, t = statistics.median(direct), statistics.median(through)
-    print(f"ingress keep-alive, backend {args.backend}, wrk -t1 -c{args.connections} x {args.duration}s, "
+    print(f"ingress keep-alive, {args.runtime} runtime, backend {args.backend}, wrk -t1 -c{args.connections} x {args.duration}s, "
           f"{args.runs} runs (median)")
     print(f"  direct to the pod  {d:9.0f} rps   through the Ingress {t:9.0f} rps   ratio {100 * t / d:5.1f}%")
     print(f"  runs: direct {[round(x) for x in direct]}, Ingress {[round(x) for x in through]}")
