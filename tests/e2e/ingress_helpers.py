@@ -1,7 +1,8 @@
 """The multi-tier app the Ingress e2e tests expose, stdlib Python only (process pods run the host's
 python3; the container image is built from it): ROLE=backend answers `backend <pod> <path>`;
 ROLE=front answers `front <pod> <path> -> <the backend's answer>`, calling the back-end Service
-(by its <SVC>_SERVICE_HOST env var; the cluster DNS name once that lands). `/ws` on either is a
+at BACKEND_URL when set (`http://backend/from-front` once cluster DNS is there), else by its
+BACKEND_SERVICE_HOST/PORT env vars. `/ws` on either is a
 WebSocket echo (`echo:<text>`)."""
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class H(BaseHTTPRequestHandler):
             return self.websocket()
         text = f"{ROLE} {NAME} {self.path}"
         if ROLE == "front":
-            url = f"http://{os.environ['BACKEND_SERVICE_HOST']}:{os.environ['BACKEND_SERVICE_PORT']}/from-front"
+            url = os.environ.get("BACKEND_URL") or \
+                f"http://{os.environ['BACKEND_SERVICE_HOST']}:{os.environ['BACKEND_SERVICE_PORT']}/from-front"
             try:
                 text += " -> " + urllib.request.urlopen(url, timeout=5).read().decode()
             except OSError as e:
