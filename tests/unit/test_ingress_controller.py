@@ -27,10 +27,14 @@ def the_ingress(service: str = "web") -> dict:
 
 
 @pytest.fixture
-async def ctl():
+async def ctl(monkeypatch):
     client = FakeClient()
-    c = IngressController(client, IngressSettings(addresses=("127.181.0.1", "127.181.0.2"), http_port=0,
-                                                  https_port=0))
+    c = IngressController(client, IngressSettings(addresses=("127.181.0.1", "127.181.0.2"), http_port=18080,
+                                                  https_port=18443))
+
+    async def no_listeners() -> None:  # the proxy itself is test_ingress_proxy's
+        return None
+    monkeypatch.setattr(c, "_listen", no_listeners)
     await c.start()
     yield c
     await c.stop()
@@ -41,6 +45,8 @@ async def test_keeps_its_lb_service_and_slice(ctl):
     await until(lambda: client.objects(SLICES, "kube-system"), what="the EndpointSlice")
     svc = client.objects(SERVICES, "kube-system")[0]
     assert svc["spec"]["type"] == "LoadBalancer" and "selector" not in svc["spec"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 18080, 18080), ("https", 18443, 18443)]
     slc = client.objects(SLICES, "kube-system")[0]
     assert [e["addresses"] for e in slc["endpoints"]] == [["127.181.0.1"], ["127.181.0.2"]]
     assert slc["metadata"]["labels"]["kubernetes.io/service-name"] == "pocketkube-ingress"
@@ -75,3 +81,14 @@ async def test_table_follows_endpoints_and_problems_become_events(ctl):
                         "default")
     await until(lambda: ctl.table.route("app.local", "/").backend.endpoints == (("127.181.1.5", 8080),),
                      what="the endpoint in the table")
+
+
+async def test_a_deleted_or_edited_lb_service_comes_back(ctl):
+    client = ctl.client
+    await until(lambda: client.objects(SLICES, "kube-system"), what="the EndpointSlice")
+    await client.delete(SLICES, "kube-system", "pocketkube-ingress")
+    await until(lambda: client.objects(SLICES, "kube-system"), what="the EndpointSlice back")
+    svc = client.objects(SERVICES, "kube-system")[0]
+    await client.update(SERVICES, {**svc, "spec": {**svc["spec"], "type": "ClusterIP"}})
+    await until(lambda: client.objects(SERVICES, "kube-system")[0]["spec"]["type"] == "LoadBalancer",
+                what="the Service a LoadBalancer again")

@@ -96,12 +96,15 @@ class IngressController:
         self.tls = SniContexts(lambda host: self.state.table.cert_for(host))
         self.rebuilds = 0
         self._wake = asyncio.Event()
+        self._own_changed = asyncio.Event()  # our LB Service or its slice changed
         self._tasks: list[asyncio.Task] = []
         for inf in self.informers.values():
-            inf.add_handlers(self._mark, lambda _old, _new: self._mark(None), self._mark)
+            inf.add_handlers(self._mark, lambda _old, new: self._mark(new), self._mark)
 
-    def _mark(self, _obj: dict | None) -> None:
+    def _mark(self, obj: dict) -> None:
         self._wake.set()
+        if object_key(obj) == f"{SERVICE_NAMESPACE}/{SERVICE_NAME}":
+            self._own_changed.set()
 
     @property
     def table(self) -> Table:
@@ -114,7 +117,7 @@ class IngressController:
         self.rebuild()
         await self._listen()
         self._tasks.append(asyncio.create_task(self._loop()))
-        if self.settings.load_balancer:
+        if self.settings.load_balancer and (self.settings.http_port or self.settings.https_port):
             self._tasks.append(asyncio.create_task(self._keep_service()))
 
     async def stop(self) -> None:
@@ -196,15 +199,17 @@ class IngressController:
                 self._wake.set()  # a newer version is on its way through the informer
 
     async def _keep_service(self) -> None:
-        """Create the LoadBalancer Service and its EndpointSlice, and put them back if changed."""
+        """Create the LoadBalancer Service and its EndpointSlice, and put them back when changed or
+        deleted (the informers wake this loop; it also looks every 30 s)."""
         while True:
             try:
-                await self._ensure(SERVICES, service_object(self.settings),
-                                   lambda cur, want: cur["spec"].get("ports") and cur["spec"].get("type") == "LoadBalancer")
-                await self._ensure(SLICES, slice_object(self.settings),
-                                   lambda cur, want: cur.get("endpoints") == want["endpoints"]
-                                   and cur.get("ports") == want["ports"])
-                await asyncio.sleep(30)
+                await self._ensure(SERVICES, service_object(self.settings), service_matches)
+                await self._ensure(SLICES, slice_object(self.settings), slice_matches)
+                self._own_changed.clear()
+                try:
+                    await asyncio.wait_for(self._own_changed.wait(), 30)
+                except TimeoutError:
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - API errors: retry
@@ -222,3 +227,18 @@ class IngressController:
             if res is SERVICES:
                 body["spec"] = {**cur["spec"], "type": "LoadBalancer", "ports": want["spec"]["ports"]}
             await self.client.update(res, body)
+
+
+def _port_shape(ports: object) -> list[tuple]:
+    return [(p.get("name"), p.get("port"), p.get("targetPort", p.get("port")), p.get("protocol", "TCP"))
+            for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+
+
+def service_matches(cur: dict, want: dict) -> bool:
+    spec = cur.get("spec") or {}
+    return spec.get("type") == "LoadBalancer" and not spec.get("selector") and \
+        _port_shape(spec.get("ports")) == _port_shape(want["spec"]["ports"])
+
+
+def slice_matches(cur: dict, want: dict) -> bool:
+    return cur.get("endpoints") == want["endpoints"] and _port_shape(cur.get("ports")) == _port_shape(want["ports"])
