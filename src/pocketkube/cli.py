@@ -109,10 +109,20 @@ def _log_rotation_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
 
 
+def _port_or_zero(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port (1-65535, or 0 for none), got {value!r}")
+    return port
+
+
 def _ingress_port_args(p: argparse.ArgumentParser, prefix: str) -> None:
-    p.add_argument(f"--{prefix}http-port", type=int, default=80,
+    p.add_argument(f"--{prefix}http-port", type=_port_or_zero, default=80,
                    help="the Ingress controller's plain HTTP port on every node IP (0: none) (default: %(default)s)")
-    p.add_argument(f"--{prefix}https-port", type=int, default=443,
+    p.add_argument(f"--{prefix}https-port", type=_port_or_zero, default=443,
                    help="the Ingress controller's TLS port on every node IP (0: none) (default: %(default)s)")
 
 
