@@ -74,6 +74,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/jobs.py --runtime containerd
 	$(VENV)/bin/python bench/jobs.py --runtime process
 	$(VENV)/bin/python bench/dns.py
+	$(VENV)/bin/python bench/ingress.py
+	$(VENV)/bin/python bench/ingress.py --runtime containerd
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -122,6 +123,21 @@ def _upstream(value: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not IP[:PORT] (e.g. 192.0.2.1:53)") from None
     return value
+def _port_or_zero(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port (1-65535, or 0 for none), got {value!r}")
+    return port
+
+
+def _ingress_port_args(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument(f"--{prefix}http-port", type=_port_or_zero, default=80,
+                   help="the Ingress controller's plain HTTP port on every node IP (0: none) (default: %(default)s)")
+    p.add_argument(f"--{prefix}https-port", type=_port_or_zero, default=443,
+                   help="the Ingress controller's TLS port on every node IP (0: none) (default: %(default)s)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -170,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default: %(default)s)")
     up.add_argument("--dns-upstream", action="append", default=[], type=_upstream, metavar="IP[:PORT]",
                     help="where the cluster DNS forwards other names (repeatable; default: /etc/resolv.conf's)")
+    _ingress_port_args(up, prefix="ingress-")
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
@@ -231,6 +248,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="Prometheus /metrics on the listen address (default: %(default)s; -1: none)")
     dns.add_argument("--resolv-conf", default="/etc/resolv.conf",
                      help="where the default upstream resolvers are read (default: %(default)s)")
+    ing = sub.add_parser("ingress-controller", help="run the built-in Ingress controller (class pocketkube)")
+    ing.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    ing.add_argument("--token-file", type=Path, required=True, help="file holding the controller's token")
+    ing.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    ing.add_argument("--address", action="append", default=[], metavar="IP",
+                     help="listen on this address (repeatable; `up` passes every node IP)")
+    _ingress_port_args(ing, prefix="")
+    ing.add_argument("--no-load-balancer", action="store_true",
+                     help="do not keep the kube-system/pocketkube-ingress LoadBalancer Service")
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -342,7 +368,9 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  container_log_max_files=args.container_log_max_files,
                                  node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
                                  dns=args.dns, cluster_domain=args.cluster_domain,
-                                 dns_upstreams=tuple(args.dns_upstream)))
+                                 dns_upstreams=tuple(args.dns_upstream),
+                                 ingress_http_port=args.ingress_http_port,
+                                 ingress_https_port=args.ingress_https_port))
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
@@ -372,6 +400,35 @@ async def _run_controller_manager(args: argparse.Namespace) -> int:
     print("Control plane started", flush=True)
     await stop.wait()
     await control_plane.stop()
+    return 0
+
+
+async def _run_ingress(args: argparse.Namespace) -> int:
+    from pocketkube.client.rest import Client
+    from pocketkube.ingress.controller import IngressController, IngressSettings
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = Client(args.server, args.token_file.read_text().strip(), str(args.ca_file),
+                    user_agent="pocketkube-ingress")
+    controller = IngressController(client, IngressSettings(
+        addresses=tuple(args.address), http_port=args.http_port, https_port=args.https_port,
+        load_balancer=not args.no_load_balancer))
+    try:
+        await controller.start()
+    except OSError as e:
+        hint = " (ports below 1024 need root: see --ingress-http-port)" if e.errno == errno.EACCES else ""
+        print(f"Ingress failed: cannot listen on {', '.join(args.address)}: {e.strerror or e}{hint}", flush=True)
+        await controller.stop()
+        await client.close()
+        return 1
+    ports = "/".join(str(p) for p in (args.http_port, args.https_port) if p)
+    print(f"Ingress ready: {', '.join(args.address)} ports {ports}", flush=True)
+    await stop.wait()
+    await controller.stop()
+    await client.close()
     return 0
 
 
@@ -427,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
 
         uvloop.install()
     runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
-              "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns}[args.command]
+              "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns,
+              "ingress-controller": _run_ingress}[args.command]
     return asyncio.run(runner(args))
 
 

@@ -65,6 +65,8 @@ class UpConfig:
     dns: bool = True  # the cluster DNS (kube-system/kube-dns), its own process
     cluster_domain: str = "cluster.local"
     dns_upstreams: tuple[str, ...] = ()  # IP[:PORT]; default: the host's /etc/resolv.conf
+    ingress_http_port: int = 80  # the Ingress controller's ports on every node IP; both 0: no controller
+    ingress_https_port: int = 443
 
 
 def _say(msg: str) -> None:
@@ -138,6 +140,8 @@ class Cluster:
         self.dns: asyncio.subprocess.Process | None = None
         self.dns_ip = dns_service_ip(cfg.service_cidr) if cfg.dns else ""
         self.dns_address = ""  # where the DNS process serves, once it said so
+        self.ingress: asyncio.subprocess.Process | None = None
+        self.ingress_ready = False
         self.url = ""
         self._drains: list[asyncio.Task] = []
 
@@ -161,7 +165,8 @@ class Cluster:
 
         for path, token in ((self._controlplane_token_file, pki.controlplane_token()),
                             (self._scheduler_token_file, pki.scheduler_token()),
-                            (self._dns_token_file, pki.user_token(DNS_USER))):
+                            (self._dns_token_file, pki.user_token(DNS_USER)),
+                            (self._ingress_token_file, pki.ingress_token())):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token)
@@ -223,6 +228,32 @@ class Cluster:
             _say(f"• the cluster DNS did not start: {e} (pods resolve only through the host)")
         except (RuntimeError, TimeoutError):
             _say(f"• the cluster DNS did not start; see {self.data_dir / 'logs' / 'dns.log'}")
+    def _ingress_token_file(self) -> Path:
+        return self.data_dir / "pki" / "ingress.token"
+
+    async def _spawn_ingress(self, url: str) -> None:
+        """The built-in Ingress controller, on every node IP (its own process and identity)."""
+        if not (self.cfg.ingress_http_port or self.cfg.ingress_https_port):
+            return
+        self.ingress = await _spawn(
+            "ingress-controller", "--server", url, "--token-file", str(self._ingress_token_file),
+            "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
+            *(a for plan in self.plans for a in ("--address", plan.ip)),
+            "--http-port", str(self.cfg.ingress_http_port), "--https-port", str(self.cfg.ingress_https_port),
+            log=self.data_dir / "logs" / "ingress.log")
+
+    async def _wait_ingress(self) -> None:
+        if self.ingress is None:
+            return
+        try:
+            where = await _wait_line(self.ingress, "Ingress ready: ", 30, failure="Ingress failed: ")
+            _say(f"• Ingress controller on {where}")
+            self.ingress_ready = True
+        except ChildFailed as e:
+            _say(f"• Ingress controller not running: {e}")
+        except (RuntimeError, TimeoutError):
+            _say(f"• Ingress controller did not start; see {self.data_dir / 'logs' / 'ingress.log'}")
+        self._drains.append(asyncio.create_task(_drain(self.ingress)))
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -269,6 +300,7 @@ class Cluster:
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         await self._spawn_dns(f"https://{self.cfg.host}:{port}")
+        await self._spawn_ingress(f"https://{self.cfg.host}:{port}")
         try:
             self.url = await _wait_line(self.server, "API server: ", 30)
         except (RuntimeError, TimeoutError):
@@ -279,6 +311,7 @@ class Cluster:
         await self._wait_agents()
         _say(f"• {len(self.plans)} nodes Ready ({time.monotonic() - t0:.2f}s)")
         await self._wait_dns()
+        await self._wait_ingress()
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
 
@@ -383,12 +416,18 @@ class Cluster:
                 host, port = served.rsplit(":", 1)
                 lines += [f"  dig @{host} -p {port} kubernetes.default.svc.{self.cfg.cluster_domain}"
                           "   (the server itself: port 53 needs root)"]
+        if self.ingress_ready and self.cfg.ingress_http_port:
+            port = "" if self.cfg.ingress_http_port == 80 else f":{self.cfg.ingress_http_port}"
+            lines += ["", f"Ingresses (class pocketkube) answer on every node IP: "
+                          f"curl -H 'Host: <host>' http://{self.plans[0].ip}{port}/"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]
         return "\n".join(lines)
 
     async def stop(self) -> None:
+        if self.ingress is not None:
+            await stop_group(self.ingress, 15)
         if self.controller_manager is not None:
             await stop_group(self.controller_manager, 15)
         if self.dns is not None:

@@ -103,6 +103,11 @@ RESOURCES: list[Resource] = [
     Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", namespaced=False,
              short_names=("sc",)),
 
+    # -- networking (issue 11): served by the built-in controller in pocketkube/ingress
+    Resource("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", short_names=("ing",),
+             subresources=("status",)),
+    Resource("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", namespaced=False),
+
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice"),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease"),
 

@@ -1,11 +1,12 @@
-"""Objects every cluster has from the start: system namespaces, the `kubernetes` Service and the
-`standard` default StorageClass."""
+"""Objects every cluster has from the start: system namespaces, the `kubernetes` Service, the
+`standard` default StorageClass and the `pocketkube` default IngressClass."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from pocketkube.api import errors
+from pocketkube.api.networking import ANN_DEFAULT_INGRESS_CLASS, INGRESS_CLASS_NAME, INGRESS_CONTROLLER
 from pocketkube.registry.registry import Registry
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -17,6 +18,13 @@ DEFAULT_STORAGE_CLASS = {
     "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
     "provisioner": LOCAL_PATH_PROVISIONER, "reclaimPolicy": "Delete",
     "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": False,
+}
+
+# The built-in Ingress controller's class (pocketkube/ingress), default as k3s marks traefik's.
+DEFAULT_INGRESS_CLASS = {
+    "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+    "metadata": {"name": INGRESS_CLASS_NAME, "annotations": {ANN_DEFAULT_INGRESS_CLASS: "true"}},
+    "spec": {"controller": INGRESS_CONTROLLER},
 }
 
 
@@ -45,6 +53,7 @@ async def bootstrap(registry: Registry, host: str, port: int, advertise_address:
     for ns in SYSTEM_NAMESPACES:
         await _ensure(registry.namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     await _ensure(registry.store("storage.k8s.io", "storageclasses"), DEFAULT_STORAGE_CLASS)
+    await _ensure(registry.store("networking.k8s.io", "ingressclasses"), DEFAULT_INGRESS_CLASS)
     first_ip = registry.allocator.first_ip()
     await _ensure(registry.services, {
         "apiVersion": "v1", "kind": "Service",

@@ -19,6 +19,7 @@ _VALIDITY = datetime.timedelta(days=3650)
 # The control plane's users, which the bootstrap RBAC policy binds to their roles.
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
+INGRESS_USER = "system:pocketkube-ingress"  # the built-in Ingress controller (pocketkube/ingress)
 # Names every serving certificate holds: the `kubernetes` Service's, as in-cluster clients use them.
 DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local")
@@ -157,6 +158,10 @@ class PKI:
         """The credential of the scheduler (user system:kube-scheduler), created on first use."""
         return self._token("scheduler")
 
+    def ingress_token(self) -> str:
+        """The credential of the Ingress controller (user system:pocketkube-ingress), created on first use."""
+        return self._token("ingress")
+
     def user_token(self, name: str, groups: tuple[str, ...] | list[str] = ()) -> str:
         """A static token for a user (kube-apiserver's --token-auth-file), created on first use;
         the server reads them at start."""
@@ -175,6 +180,8 @@ class PKI:
             out[data["controlplane"]] = (CONTROLLER_MANAGER_USER, ["system:authenticated"])
         if data.get("scheduler"):
             out[data["scheduler"]] = (SCHEDULER_USER, ["system:authenticated"])
+        if data.get("ingress"):
+            out[data["ingress"]] = (INGRESS_USER, ["system:authenticated"])
         for node, tok in (data.get("nodes") or {}).items():
             out[tok] = (f"system:node:{node}", ["system:nodes", "system:authenticated"])
         for name, entry in (data.get("users") or {}).items():

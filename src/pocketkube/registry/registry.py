@@ -18,6 +18,7 @@ from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.networking import strategies as networking
 from pocketkube.registry.policy import pdb
 from pocketkube.registry.rbac import strategies as rbac
 from pocketkube.registry.rbac.index import PolicyIndex
@@ -88,6 +89,10 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
 
         # -- API registration
         "APIService": apiservices.strategy(),
+
+        # -- networking
+        "Ingress": networking.ingress_strategy(),
+        "IngressClass": networking.ingress_class_strategy(),
     }
 
 
@@ -102,6 +107,7 @@ class Registry:
         self.stores: dict[tuple[str, str], ObjectStore] = {
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
         volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses
+        networking.connect(self.stores)  # DefaultIngressClass admission reads IngressClasses
         self._admission()
 
     def _admission(self) -> None:

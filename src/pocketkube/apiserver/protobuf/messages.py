@@ -346,6 +346,7 @@ from pocketkube.apiserver.protobuf import (  # noqa: E402
     messages_authentication,
     messages_batch,
     messages_config,
+    messages_networking,
     messages_rbac,
     messages_resources,
 )
@@ -365,5 +366,6 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): SELF_SUBJECT_REVIEW,
     **messages_rbac.SCHEMAS,
     **messages_resources.SCHEMAS,
+    **messages_networking.SCHEMAS,
 }
 

@@ -15,6 +15,8 @@ CONTROLLER_PREFIX = "system:controller:"
 DNS_USER = "system:pocketkube:dns"  # the cluster DNS's static user (cluster.py gives it a token)
 
 READ = "get list watch"
+# The built-in Ingress controller's user and ClusterRole (apiserver/pki.py issues its token).
+INGRESS_USER = "system:pocketkube-ingress"
 WRITE = "create delete deletecollection patch update"
 
 
@@ -260,6 +262,16 @@ def cluster_roles() -> list[dict]:
             rule("create", "authorization.k8s.io", "subjectaccessreviews"),
             rule("list watch", "*", "*"),
             rule("create", "", "serviceaccounts/token")]),
+        # The built-in Ingress controller (pocketkube/ingress), as ingress-nginx's ClusterRole: it reads
+        # the Ingresses and what they lead to (TLS Secrets included), writes their status and Events,
+        # and keeps its own LoadBalancer Service and that Service's EndpointSlice.
+        cluster_role(INGRESS_USER, [
+            rule(READ, "networking.k8s.io", "ingresses ingressclasses"),
+            rule("update patch", "networking.k8s.io", "ingresses/status"),
+            rule(READ, "", "services secrets"),
+            rule("create update patch", "", "services"),
+            rule(READ + " create update patch delete", "discovery.k8s.io", "endpointslices"),
+            rule("create patch update", ",events.k8s.io", "events")]),
     ]
     roles += [cluster_role(CONTROLLER_PREFIX + name, rules) for name, rules in _CONTROLLERS.items()]
     return roles
@@ -281,6 +293,7 @@ def cluster_role_bindings() -> list[dict]:
         cluster_binding("system:kube-controller-manager", [user("system:kube-controller-manager")]),
         cluster_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
         cluster_binding("system:volume-scheduler", [user("system:kube-scheduler")]),
+        cluster_binding(INGRESS_USER, [user(INGRESS_USER)]),
     ]
     # The controller-manager runs every controller under its own user (upstream's
     # --use-service-account-credentials=false), so each controller's role is bound to it too.

@@ -16,6 +16,7 @@ from pocketkube.apiserver.tables import (
     coordination,
     core,
     discovery,
+    networking,
     policy,
     rbac,
     storage,
@@ -46,6 +47,7 @@ from pocketkube.apiserver.tables.core import (
 PRINTERS: dict[tuple[str, str], Printer] = {
     **core.PRINTERS, **apps.PRINTERS, **discovery.PRINTERS, **coordination.PRINTERS, **storage.PRINTERS,
     **rbac.PRINTERS, **batch.PRINTERS, **policy.PRINTERS, **apiregistration.PRINTERS,
+    **networking.PRINTERS,
 }
 
 
