@@ -228,6 +228,8 @@ class Cluster:
             _say(f"• the cluster DNS did not start: {e} (pods resolve only through the host)")
         except (RuntimeError, TimeoutError):
             _say(f"• the cluster DNS did not start; see {self.data_dir / 'logs' / 'dns.log'}")
+
+    @property
     def _ingress_token_file(self) -> Path:
         return self.data_dir / "pki" / "ingress.token"
 
