@@ -545,6 +545,10 @@ async def run_up(cfg: UpConfig) -> int:
         print(f"pocketkube: {e}", file=sys.stderr)
         await cluster.stop()
         return 1
+    except BaseException:
+        # A bug or a Ctrl-C during the start: what was set up on the host is undone all the same.
+        await cluster.stop()
+        raise
     _say(cluster.summary())
     waiter = asyncio.create_task(stop.wait())
     # A node agent that dies is a failed node: the cluster goes on without it, as Kubernetes does.
