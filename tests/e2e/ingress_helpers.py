@@ -91,21 +91,23 @@ S((os.environ.get("BIND", os.environ["POD_IP"]), int(sys.argv[1])), H).serve_for
 APP_PORT = 8080
 
 
-def app_container(role: str, image: str = "python:3") -> dict:
+def app_container(role: str, image: str = "python:3", backend_url: str = "") -> dict:
     return {"name": role, "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python3", "-c", APP, str(APP_PORT)],
             "env": [{"name": "ROLE", "value": role},
-                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    *([{"name": "BACKEND_URL", "value": backend_url}] if backend_url else [])],
             "ports": [{"name": "http", "containerPort": APP_PORT}],
             "readinessProbe": {"tcpSocket": {"port": APP_PORT}, "periodSeconds": 1}}
 
 
-def manifests(image: str = "python:3") -> str:
-    """The back end (Service first: the front end's pods get its env vars) and the front end."""
+def manifests(image: str = "python:3", backend_url: str = "") -> str:
+    """The back end (Service first: the front end's pods get its env vars) and the front end,
+    which calls the back end at `backend_url` (a cluster DNS name) when given."""
     def deploy(role: str, replicas: int) -> dict:
         return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": role},
                 "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": role}},
                          "template": {"metadata": {"labels": {"app": role}},
-                                      "spec": {"containers": [app_container(role, image)]}}}}
+                                      "spec": {"containers": [app_container(role, image, backend_url)]}}}}
 
     def svc(role: str) -> dict:
         return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": role},

@@ -35,7 +35,8 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def k(cluster):
     kc = preferred_kubectl(cluster.kubeconfig)
-    kc.ok("apply", "-f", "-", input=manifests())
+    # The front end calls the back end by its Service name, through the cluster DNS.
+    kc.ok("apply", "-f", "-", input=manifests(backend_url="http://backend/from-front"))
     kc.ok("apply", "-f", "-", input=ingress("app", "app.local", [("/", "Prefix", "front", 80),
                                                                   ("/api", "Exact", "backend", "http")]))
     kc.ok("rollout", "status", "deployment/backend", "--timeout=120s")
