@@ -212,6 +212,8 @@ class ContainerStream(Protocol):
 class PortStream(Protocol):
     """One TCP connection forwarded to a port of a pod."""
 
+    error: str | None  # set (once read() returned b"") when the runtime could not forward it
+
     async def read(self) -> bytes:
         """The next bytes from the pod; b"" once the pod closed its side."""
         ...

@@ -30,9 +30,9 @@ import termios
 from pathlib import Path
 
 from pocketkube.agent.runtime.interface import STDERR, STDOUT, StreamError, StreamExit, StreamOptions
+from pocketkube.agent.runtime.streamio import CHUNK, Output
 
 SETSID = "/usr/bin/setsid"
-CHUNK = 64 * 1024
 ATTACH_POLL = 0.05
 # After the command's main process exits, how long output from what it left running (holding
 # its pipes open) is still relayed before the session ends and the group is killed.
@@ -71,62 +71,13 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class _Output:
-    """Output chunks of several sources on one queue; None once every source has ended."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=16)
-        self.tasks: list[asyncio.Task] = []
-        self._open = 0
-        self._ended = False
-
-    def pump(self, channel: int, reader: asyncio.StreamReader) -> None:
-        self._open += 1
-        self.tasks.append(asyncio.get_running_loop().create_task(self._pump(channel, reader)))
-
-    async def _pump(self, channel: int, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                try:
-                    data = await reader.read(CHUNK)
-                except OSError:  # EIO from a pty's master once the terminal's last user is gone
-                    data = b""
-                if not data:
-                    break
-                await self.queue.put((channel, data))
-        finally:
-            self._open -= 1
-            if self._open == 0:
-                await self.queue.put(None)
-
-    async def read(self) -> tuple[int, bytes] | None:
-        if not self.tasks or self._ended:
-            return None
-        item = await self.queue.get()
-        if item is None:
-            self._ended = True
-            self.queue.put_nowait(None)  # for any other reader waiting
-        return item
-
-    async def cancel(self) -> None:
-        """Stop pumping; a reader waiting (now or later) gets None."""
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
-
-
 class ProcessExec:
     """One exec session: a process group started by `start`."""
 
     def __init__(self, proc: asyncio.subprocess.Process | None, opts: StreamOptions, *,
                  failure: tuple[int, str] | None = None) -> None:
         self.proc, self.opts = proc, opts
-        self.output = _Output()
+        self.output = Output()
         self._failure = failure  # the command could not be executed: (exit code, message)
         self._failure_sent = False
         self._stdin: asyncio.StreamWriter | None = None
@@ -168,9 +119,9 @@ class ProcessExec:
         session = cls(proc, opts)
         session._stdin = proc.stdin
         if proc.stdout is not None:
-            session.output.pump(STDOUT, proc.stdout)
+            session.output.pump(STDOUT, proc.stdout.read)
         if proc.stderr is not None:
-            session.output.pump(STDERR, proc.stderr)
+            session.output.pump(STDERR, proc.stderr.read)
         return session
 
     @classmethod
@@ -198,7 +149,7 @@ class ProcessExec:
         session._transports.append(wtransport)
         session._stdin = asyncio.StreamWriter(wtransport, wprotocol, None, loop) if opts.stdin else None
         if opts.stdout or opts.stderr:
-            session.output.pump(STDOUT, reader)
+            session.output.pump(STDOUT, reader.read)
         return session
 
     @property
@@ -339,6 +290,8 @@ class ProcessAttach:
 
 class TcpPortStream:
     """A forwarded connection: a TCP connection from the agent to the pod."""
+
+    error = None  # a failed connect raises StreamError instead
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer

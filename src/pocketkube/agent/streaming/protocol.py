@@ -91,33 +91,6 @@ def exit_status(result: StreamExit) -> dict:
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
-def status_from_error_stream(data: bytes) -> StreamExit:
-    """What a CRI streaming server's error stream said: nothing (success), a Status (v4: exit
-    code in its causes), or plain text (older protocols)."""
-    text = data.strip()
-    if not text:
-        return StreamExit(0)
-    try:
-        status = json.loads(text)
-    except ValueError:
-        return StreamExit(None, text.decode(errors="replace"))
-    if not isinstance(status, dict):
-        return StreamExit(None, text.decode(errors="replace"))
-    if status.get("status") == "Success":
-        return StreamExit(0)
-    if status.get("reason") == "NonZeroExitCode":
-        for cause in (status.get("details") or {}).get("causes") or []:
-            if cause.get("reason") == "ExitCode":
-                try:
-                    return StreamExit(int(cause.get("message")))
-                except (TypeError, ValueError):
-                    break
-    # An InternalError's cause is the bare error (its message adds "Internal error occurred: ").
-    causes = (status.get("details") or {}).get("causes") or []
-    inner = causes[0].get("message") if causes and isinstance(causes[0], dict) else None
-    return StreamExit(None, str(inner or status.get("message") or text.decode(errors="replace")))
-
-
 def portforward_error(port: int, pod: str, reason: str) -> str:
     """The text sent for a connection that could not be forwarded, in the kubelet's words."""
     return f"error forwarding port {port} to pod {pod}, uid : {reason}"

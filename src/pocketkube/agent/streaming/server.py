@@ -202,6 +202,9 @@ class StreamingEndpoints:
         async def downstream() -> None:  # pod → API server, then wait for the other half
             while data := await stream.read():
                 await ws.send_bytes(data)
+            if stream.error:  # the runtime's own words (a CRI streaming server's)
+                await ws.send_str(stream.error)
+                return
             await ws.send_bytes(b"")
             await server_eof.wait()
 

@@ -40,10 +40,12 @@ from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
 from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, remove_logs
+from pocketkube.agent.runtime.cri.streams import CriPortStream, CriSession
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerHistory,
+    ContainerNotRunning,
     ContainerRecord,
     ContainerUsage,
     CreateConfigError,
@@ -55,6 +57,8 @@ from pocketkube.agent.runtime.interface import (
     RuntimeUnavailable,
     SandboxError,
     StartError,
+    StreamError,
+    StreamOptions,
     User,
 )
 from pocketkube.api.timestamps import now_rfc3339
@@ -555,6 +559,44 @@ class ContainerdRuntime:
                 return ExecResult(None)
             raise StartError(e.message) from None
         return ExecResult(resp.exit_code, (resp.stdout + resp.stderr).decode(errors="replace"))
+
+    # ---- exec, attach, port-forward: sessions on containerd's streaming server (cri/streams.py) --
+
+    def _running_id(self, pod_uid: str, name: str) -> str:
+        h = self._histories.get((pod_uid, name))
+        if h is None or not h.current.running:
+            raise ContainerNotRunning(f'container not found ("{name}")')
+        return h.current.id
+
+    async def _url(self, name: str, call) -> str:
+        try:
+            return await call
+        except NotFound:
+            raise ContainerNotRunning(f'container not found ("{name}")') from None
+        except CriError as e:
+            raise StreamError(e.message) from None
+
+    async def exec_stream(self, pod_uid: str, name: str, argv: list[str], opts: StreamOptions) -> CriSession:
+        cid = self._running_id(pod_uid, name)
+        url = await self._url(name, self.client.exec(cid, argv, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
+                                                     stderr=opts.stderr and not opts.tty))
+        return await CriSession.open(url, opts)
+
+    async def attach(self, pod_uid: str, name: str, opts: StreamOptions) -> CriSession:
+        cid = self._running_id(pod_uid, name)
+        url = await self._url(name, self.client.attach(cid, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
+                                                       stderr=opts.stderr and not opts.tty))
+        return await CriSession.open(url, opts)
+
+    async def port_forward(self, pod_uid: str, port: int) -> CriPortStream:
+        sandbox = self._sandboxes.get(pod_uid)
+        if sandbox is None:
+            raise StreamError(f"pod {pod_uid} has no running sandbox on this node")
+        try:
+            url = await self.client.port_forward(sandbox.id, [port])
+        except CriError as e:
+            raise StreamError(e.message) from None
+        return await CriPortStream.open(url, port)
 
     # ---- state -----------------------------------------------------------------------------------
 
