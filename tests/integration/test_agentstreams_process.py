@@ -231,3 +231,28 @@ async def test_abandoned_exec_and_a_deleted_pod_leave_no_process(env: Env):
         assert rest.closed_by_agent and rest.exit_code == 137
         await deleting
     assert not _alive(pid)
+
+
+async def test_sessions_leave_no_fds_or_processes(env: Env):
+    s = env.streams
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+    # One round first, so that lazily opened things (connection pools) are counted in the baseline.
+    await s.run("/exec/default/shell/sh", s.exec_query(["true"]))
+    baseline = fds()
+    for i in range(10):
+        tty = i % 2 == 1
+        await s.run("/exec/default/shell/sh", s.exec_query(["cat"], stdin=True, tty=tty), stdin=b"x\n")
+        ws = await s.connect("/exec/default/shell/sh", s.exec_query(["sleep", "600"], stdin=True, tty=tty))
+        await ws.close()
+    await wait_for_async(lambda: fds() <= baseline, timeout=5, what=f"fds back to {baseline}")
+    await wait_for_async(lambda: not [p for p in os.listdir("/proc") if p.isdigit() and _argv(int(p)) == ["sleep", "600"]],
+                         timeout=5, what="no exec'd process left")
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
