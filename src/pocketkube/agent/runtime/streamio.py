@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from pocketkube.agent.runtime.interface import StreamExit
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 class Output:
