@@ -39,6 +39,7 @@ from pathlib import Path
 from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
+from pocketkube.agent.runtime.cri.exec_pids import ExecTracker
 from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, remove_logs
 from pocketkube.agent.runtime.cri.streams import CriPortStream, CriSession
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
@@ -152,6 +153,7 @@ class ContainerdRuntime:
         self._tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
         self._sandbox_locks: dict[str, asyncio.Lock] = {}
+        self._exec_locks: dict[str, asyncio.Lock] = {}  # container id → serializes exec starts
         self._sandbox_lost: Callable[[str], None] | None = None
         self._log_manager = ContainerLogManager(self.client, log_rotation, period=log_monitor_period) \
             if log_rotation is not None else None
@@ -501,6 +503,7 @@ class ContainerdRuntime:
         self._resolve(record)
 
     def _resolve(self, record: ContainerRecord) -> None:
+        self._exec_locks.pop(record.id, None)
         watched = self._watched.pop(record.id, None)
         if watched is not None and not watched[1].done():
             watched[1].set_result(record)
@@ -562,11 +565,11 @@ class ContainerdRuntime:
 
     # ---- exec, attach, port-forward: sessions on containerd's streaming server (cri/streams.py) --
 
-    def _running_id(self, pod_uid: str, name: str) -> str:
+    def _running_record(self, pod_uid: str, name: str) -> ContainerRecord:
         h = self._histories.get((pod_uid, name))
         if h is None or not h.current.running:
             raise ContainerNotRunning(f'container not found ("{name}")')
-        return h.current.id
+        return h.current
 
     async def _url(self, name: str, call) -> str:
         try:
@@ -577,13 +580,23 @@ class ContainerdRuntime:
             raise StreamError(e.message) from None
 
     async def exec_stream(self, pod_uid: str, name: str, argv: list[str], opts: StreamOptions) -> CriSession:
-        cid = self._running_id(pod_uid, name)
-        url = await self._url(name, self.client.exec(cid, argv, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
-                                                     stderr=opts.stderr and not opts.tty))
-        return await CriSession.open(url, opts)
+        record = self._running_record(pod_uid, name)
+        url = await self._url(name, self.client.exec(record.id, argv, tty=opts.tty, stdin=opts.stdin,
+                                                     stdout=opts.stdout, stderr=opts.stderr and not opts.tty))
+        # Execs into one container start one at a time until each one's process is known.
+        lock = self._exec_locks.setdefault(record.id, asyncio.Lock())
+        await lock.acquire()
+        try:
+            tracker = ExecTracker(record.pid)
+            session = await CriSession.open(url, opts)
+        except BaseException:
+            lock.release()
+            raise
+        session.track(tracker, lock)
+        return session
 
     async def attach(self, pod_uid: str, name: str, opts: StreamOptions) -> CriSession:
-        cid = self._running_id(pod_uid, name)
+        cid = self._running_record(pod_uid, name).id
         url = await self._url(name, self.client.attach(cid, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
                                                        stderr=opts.stderr and not opts.tty))
         return await CriSession.open(url, opts)

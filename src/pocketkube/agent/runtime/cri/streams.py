@@ -11,8 +11,9 @@ the session itself is SPDY/3.1 there, as the kubelet's clients speak it:
 - portforward.k8s.io: per connection an error stream (which we half-close at once: only the
   server writes on it) and a data stream, both with the `port` and a `requestID` header.
 
-One SPDY connection per session (tokens in the URLs are single-use anyway); closing it is how the
-session is abandoned: containerd then ends the exec's streams and kills its process.
+One SPDY connection per session (tokens in the URLs are single-use anyway). Closing it ends the
+session's streams, but containerd leaves the exec's command running (as upstream): the exec's
+process, found by exec_pids.ExecTracker, is killed when the session closes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import json
 
+from pocketkube.agent.runtime.cri.exec_pids import ExecTracker
 from pocketkube.agent.runtime.interface import STDERR, STDOUT, StreamError, StreamExit, StreamOptions
 from pocketkube.agent.runtime.streamio import Output, status_from_error_stream
 
@@ -57,6 +59,21 @@ class CriSession:
         self.error = self.stdin = self.resize_stream = None
         self._error_task: asyncio.Task | None = None
         self._closed = False
+        self._tracker: ExecTracker | None = None
+        self._tracking: asyncio.Task | None = None
+        self._ended = asyncio.Event()  # the error stream ended: the command is done
+
+    def track(self, tracker: ExecTracker, lock: asyncio.Lock) -> None:
+        """Find this exec's process in the background, holding the container's `lock` (taken by
+        the caller before the exec started) until it is found; `close` kills it."""
+        self._tracker = tracker
+
+        async def find() -> None:
+            try:
+                await tracker.find(self._ended)
+            finally:
+                lock.release()
+        self._tracking = asyncio.get_running_loop().create_task(find())
 
     @classmethod
     async def open(cls, url: str, opts: StreamOptions) -> CriSession:
@@ -77,19 +94,17 @@ class CriSession:
             session.close()
             raise
         self._error_task = asyncio.get_running_loop().create_task(_read_all(self.error))
+        self._error_task.add_done_callback(lambda _: self._ended.set())
         return self
 
     async def _reader(self, headers: dict[str, str]):
-        stream = await self.session.open_stream(headers)
-
-        async def read(_n: int) -> bytes:
-            return await stream.read()
-        return read
+        return (await self.session.open_stream(headers)).read
 
     async def write(self, data: bytes) -> None:
         if self.stdin is not None and data:
-            self.stdin.write(data)
-            await self.stdin.drain()
+            with contextlib.suppress(ConnectionError):  # the command is gone: its stdin with it
+                self.stdin.write(data)
+                await self.stdin.drain()
 
     async def close_stdin(self) -> None:
         if self.stdin is not None:
@@ -98,8 +113,9 @@ class CriSession:
 
     async def resize(self, width: int, height: int) -> None:
         if self.resize_stream is not None:
-            self.resize_stream.write(json.dumps({"Width": width, "Height": height}).encode() + b"\n")
-            await self.resize_stream.drain()
+            with contextlib.suppress(ConnectionError):
+                self.resize_stream.write(json.dumps({"Width": width, "Height": height}).encode() + b"\n")
+                await self.resize_stream.drain()
 
     async def read(self) -> tuple[int, bytes] | None:
         return await self.output.read()
@@ -112,6 +128,11 @@ class CriSession:
         if self._closed:
             return
         self._closed = True
+        if self._tracking is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tracking
+        if self._tracker is not None:
+            self._tracker.kill()
         self.session.close()
         await self.output.cancel()
         if self._error_task is not None:
@@ -156,7 +177,7 @@ class CriPortStream:
         return data
 
     async def write(self, data: bytes) -> None:
-        self.data.write(data)
+        self.data.write(data)  # ConnectionError once the connection was reset: it ends
         await self.data.drain()
 
     async def write_eof(self) -> None:
