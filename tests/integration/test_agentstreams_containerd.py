@@ -145,12 +145,15 @@ async def test_exec_stdin_eof_exit_codes_and_tty(env: Env, shell: dict):
     assert b"40 100" in out.stdout and out.exit_code == 0, out
 
 
-async def test_commands_that_cannot_run(env: Env, shell: dict):
+async def test_commands_that_cannot_run_exit_127_and_126(env: Env, shell: dict):
     s = env.streams
     out = await s.run("/exec/default/shell/c", s.exec_query(["no-such-command"]))
-    # containerd reports it as runc does: an error, not an exit code of the command.
-    assert out.status is not None and out.status["status"] == "Failure", out
-    assert "no-such-command" in out.status["message"] and "not found" in out.status["message"]
+    # runc's words on stderr, and the exit code a shell (and Docker) gives.
+    assert out.exit_code == 127, out
+    assert out.stderr == (b'OCI runtime exec failed: exec failed: unable to start container process: '
+                          b'exec: "no-such-command": executable file not found in $PATH: unknown\n')
+    out = await s.run("/exec/default/shell/c", s.exec_query(["/etc/passwd"]))
+    assert out.exit_code == 126 and b"permission denied" in out.stderr, out
 
 
 async def test_refusals_before_the_upgrade(env: Env, shell: dict):

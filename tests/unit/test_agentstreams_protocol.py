@@ -11,7 +11,7 @@ from multidict import MultiDict
 
 from pocketkube.agent.runtime.interface import StreamExit, StreamOptions
 from pocketkube.agent.runtime.process_streams import exec_failure, exit_code_of
-from pocketkube.agent.runtime.streamio import status_from_error_stream
+from pocketkube.agent.runtime.streamio import exec_start_failure, status_from_error_stream
 from pocketkube.agent.streaming import protocol as p
 
 pytestmark = pytest.mark.unit
@@ -112,3 +112,13 @@ def test_exec_failure_codes(tmp_path):
 
 def test_exit_code_of_a_signal():
     assert exit_code_of(0) == 0 and exit_code_of(3) == 3 and exit_code_of(-9) == 137
+
+
+def test_exec_start_failure_from_containerd_errors():
+    prefix = 'error executing command in container: failed to exec in container: failed to start exec "e1": '
+    missing = 'OCI runtime exec failed: exec failed: unable to start container process: exec: "x": executable file not found in $PATH: unknown'
+    assert exec_start_failure(prefix + missing) == (127, missing)
+    denied = 'OCI runtime exec failed: exec failed: unable to start container process: exec: "/etc/passwd": permission denied: unknown'
+    assert exec_start_failure(prefix + denied) == (126, denied)
+    assert exec_start_failure("container is not running") is None
+    assert exec_start_failure("OCI runtime exec failed: exec failed: cgroup is frozen: unknown") is None

@@ -86,3 +86,18 @@ def status_from_error_stream(data: bytes) -> StreamExit:
     # An InternalError's cause is the bare error (its message adds "Internal error occurred: ").
     inner = causes[0].get("message") if causes else None
     return StreamExit(None, str(inner or status.get("message") or text.decode(errors="replace")))
+
+
+def exec_start_failure(error: str) -> tuple[int, str] | None:
+    """(exit code, message) when a runtime's error says the command could not be executed at all,
+    as a shell (and Docker) report it: 127 when there is no such executable, 126 when it cannot be
+    executed; the message from runc's words on. None for any other error."""
+    start = error.find("OCI runtime exec failed")
+    if start < 0 or "exec failed" not in error:
+        return None
+    message = error[start:]
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127, message
+    if "permission denied" in message or "exec format error" in message or "is a directory" in message:
+        return 126, message
+    return None

@@ -24,7 +24,7 @@ import json
 
 from pocketkube.agent.runtime.cri.exec_pids import ExecTracker
 from pocketkube.agent.runtime.interface import STDERR, STDOUT, StreamError, StreamExit, StreamOptions
-from pocketkube.agent.runtime.streamio import Output, status_from_error_stream
+from pocketkube.agent.runtime.streamio import Output, exec_start_failure, status_from_error_stream
 
 REMOTECOMMAND_PROTOCOLS = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"
@@ -60,6 +60,7 @@ class CriSession:
         self._error_task: asyncio.Task | None = None
         self._closed = False
         self._tracker: ExecTracker | None = None
+        self._failure_told = False
         self._tracking: asyncio.Task | None = None
         self._ended = asyncio.Event()  # the error stream ended: the command is done
 
@@ -118,11 +119,21 @@ class CriSession:
                 await self.resize_stream.drain()
 
     async def read(self) -> tuple[int, bytes] | None:
-        return await self.output.read()
+        item = await self.output.read()
+        if item is None and not self._failure_told:
+            # A command that could not be executed says so on stderr, as a shell would.
+            self._failure_told = True
+            assert self._error_task is not None
+            failure = exec_start_failure(status_from_error_stream(await asyncio.shield(self._error_task)).error or "")
+            if failure is not None and (self.opts.stderr or self.opts.tty):
+                return (STDOUT if self.opts.tty else STDERR), failure[1].encode() + b"\n"
+        return item
 
     async def wait(self) -> StreamExit:
         assert self._error_task is not None
-        return status_from_error_stream(await self._error_task)
+        result = status_from_error_stream(await asyncio.shield(self._error_task))
+        failure = exec_start_failure(result.error or "")
+        return StreamExit(failure[0]) if failure is not None else result
 
     async def close(self) -> None:
         if self._closed:
