@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -256,3 +257,36 @@ def _argv(pid: int) -> list[str]:
         return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return []
+
+
+async def test_a_stopping_agent_ends_its_open_streams_at_once(server):
+    """`up`'s Ctrl-C must not wait for an open `kubectl exec -it` (the HTTP server's shutdown
+    would wait a minute for it)."""
+    root = Path(tempfile.mkdtemp(prefix="pk-as-agent2-"))
+    cfg = AgentConfig(server=server.url, token=server.token(), ca_file=str(server.ca_file), node_name="as-node2",
+                      node_ip="127.167.0.2", pod_cidr="127.167.2.0/24", data_dir=root, kubelet_port=0,
+                      dataplane="userspace")
+    agent = Agent(cfg)
+    await agent.start()
+    client = Client(server.url, server.token(), str(server.ca_file))
+    streams = AgentStreams(f"http://127.167.0.2:{agent.node.kubelet_port}", cfg.token)
+    try:
+        await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "busy", "namespace": "default"},
+                                   "spec": {"nodeName": "as-node2",
+                                            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}})
+        await wait_for_async(lambda: agent.runtime.running(), timeout=15, what="the container running")
+        ws = await streams.connect("/exec/default/busy/c", streams.exec_query(["sh", "-c", "echo $$; exec sleep 600"],
+                                                                            stdin=True))
+        pid = int((await ws.receive()).data[1:])
+        reader = asyncio.ensure_future(ws.receive())  # the API server answers the agent's close
+        started = time.monotonic()
+        await agent.log_server.stop()
+        assert time.monotonic() - started < 5
+        assert (await reader).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await wait_for_async(lambda: not _alive(pid), timeout=5, what="the exec's process killed")
+    finally:
+        await streams.close()
+        await client.delete(PODS, "default", "busy", grace_period=0)
+        await client.close()
+        await agent.shutdown(True)
+        shutil.rmtree(root, ignore_errors=True)

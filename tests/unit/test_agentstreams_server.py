@@ -183,3 +183,4 @@ async def test_port_forward_data_half_close_and_errors(agent):
     msgs = [m async for m in ws]
     assert [m.data for m in msgs if m.type == aiohttp.WSMsgType.TEXT] == [
         "error forwarding port 82 to pod sandbox, uid : refused"]
+

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from pocketkube.agent.runtime.interface import (
     ContainerNotRunning,
@@ -48,12 +48,27 @@ class StreamingEndpoints:
     def __init__(self, kubelet: Kubelet, authorized: Callable[[web.Request], bool]) -> None:
         self.kubelet = kubelet
         self.authorized = authorized
-        self._sessions: set[asyncio.Task] = set()
+        self._open: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.attach)
         app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
+        app.on_shutdown.append(self._close_all)
+
+    async def _close_all(self, _app: web.Application) -> None:
+        """The agent stops: end every stream now (the server would otherwise wait for them), so
+        that each handler closes its session (an exec's processes killed)."""
+        await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"node agent shutting down")
+                               for ws in list(self._open)), return_exceptions=True)
+
+    async def _upgrade(self, request: web.Request, protocol: str) -> web.WebSocketResponse:
+        # No compression: the payloads are terminals and TCP streams, often compressed already.
+        ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=MAX_MESSAGE, timeout=CLOSE_TIMEOUT,
+                                   compress=False)
+        await ws.prepare(request)
+        self._open.add(ws)
+        return ws
 
     def _pod(self, request: web.Request) -> tuple[dict | None, web.Response | None]:
         """The request's pod on this node, or the response refusing the request."""
@@ -102,12 +117,13 @@ class StreamingEndpoints:
             return _text(404, f'container not found ("{container}")')
         except StreamError as e:
             return _text(500, str(e))
+        ws = None
         try:
-            ws = web.WebSocketResponse(protocols=(p.EXEC_PROTOCOL,), max_msg_size=MAX_MESSAGE, autoping=True)
-            await ws.prepare(request)
+            ws = await self._upgrade(request, p.EXEC_PROTOCOL)
             await self._relay_session(ws, session)
             return ws
         finally:
+            self._open.discard(ws)
             await session.close()
 
     async def _relay_session(self, ws: web.WebSocketResponse, session: ContainerStream) -> None:
@@ -167,22 +183,24 @@ class StreamingEndpoints:
         except ValueError as e:
             return _text(400, str(e))
         uid = pod["metadata"]["uid"]
-        ws = web.WebSocketResponse(protocols=(p.PORTFORWARD_PROTOCOL,), max_msg_size=MAX_MESSAGE)
-        await ws.prepare(request)
+        ws = await self._upgrade(request, p.PORTFORWARD_PROTOCOL)
         try:
-            stream = await self.kubelet.runtime.port_forward(uid, port)
-        except StreamError as e:
-            with contextlib.suppress(ConnectionError):
-                await ws.send_str(p.portforward_error(port, uid, str(e)))
-            with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await ws.close()
+            try:
+                stream = await self.kubelet.runtime.port_forward(uid, port)
+            except StreamError as e:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(p.portforward_error(port, uid, str(e)))
+                with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await ws.close()
+                return ws
+            try:
+                await self._relay_port(ws, stream)
+            finally:
+                await stream.close()
             return ws
-        try:
-            await self._relay_port(ws, stream)
         finally:
-            await stream.close()
-        return ws
+            self._open.discard(ws)
 
     async def _relay_port(self, ws: web.WebSocketResponse, stream: PortStream) -> None:
         """Both directions until each is half-closed, or until either side drops."""
