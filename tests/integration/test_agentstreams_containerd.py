@@ -200,6 +200,36 @@ async def test_port_forward_10mb_intact_and_a_closed_port(env: Env, shell: dict)
         assert msg.data.startswith(f"error forwarding port {port} to pod ") and "connection refused" in msg.data
 
 
+async def test_100_concurrent_forwarded_connections(env: Env, shell: dict):
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, backlog=200)
+    port = server.sockets[0].getsockname()[1]
+
+    async def one(i: int) -> bytes:
+        payload = f"connection {i} ".encode() * 1000
+        async with await env.streams.connect("/portForward/default/shell", [("port", str(port))],
+                                             PORTFORWARD_PROTOCOL) as ws:
+            await ws.send_bytes(payload)
+            await ws.send_bytes(b"")
+            got = b""
+            async for msg in ws:
+                if not msg.data:
+                    break
+                got += msg.data
+            assert got == payload, (i, len(got))
+            return got
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(100)))
+        assert len(results) == 100
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_attach_and_an_abandoned_exec(env: Env, shell: dict):
     await env.pod("talker", ["sh", "-c", "echo started; while read l; do echo got $l; done; echo bye"],
                   stdin=True, stdinOnce=True)
