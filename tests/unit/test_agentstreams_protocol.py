@@ -108,6 +108,10 @@ def test_exec_failure_codes(tmp_path):
         assert exec_failure("data", str(tmp_path))[0] == 126
     assert exec_failure(str(tmp_path), "")[0] == 126  # a directory
     assert exec_failure("", "/bin")[0] == 127
+    # Relative names are found from the container's directory, not the agent's.
+    assert exec_failure("./tool", "", tmp_path) is None
+    assert exec_failure("tool", ".", tmp_path) is None
+    assert exec_failure("./tool", "")[0] == 127
 
 
 def test_exit_code_of_a_signal():

@@ -39,15 +39,17 @@ ATTACH_POLL = 0.05
 DRAIN_AFTER_EXIT = 1.0
 
 
-def exec_failure(name: str, path: str) -> tuple[int, str] | None:
-    """(exit code, message) when `name` cannot be executed with PATH `path`, as a shell reports
-    it: 127 when there is no such file, 126 when it exists but is not executable (or a directory)."""
+def exec_failure(name: str, path: str, cwd: str | Path = ".") -> tuple[int, str] | None:
+    """(exit code, message) when `name` cannot be executed with PATH `path` from `cwd`, as a
+    shell reports it: 127 when there is no such file, 126 when it exists but is not executable
+    (or a directory)."""
     if "\0" in name or not name:
         return 127, f'exec: "{name}": executable file not found in $PATH'
     if "/" in name:
         candidates = [name]
     else:
         candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    candidates = [os.path.join(cwd, c) for c in candidates]  # relative ones are from its directory
     denied = None
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
@@ -91,7 +93,7 @@ class ProcessExec:
                     prefix: list[str], path: str) -> ProcessExec:
         if not argv:
             raise StreamError("no command given")
-        failure = exec_failure(argv[0], path)
+        failure = exec_failure(argv[0], path, cwd)
         if failure is not None:
             return cls(None, opts, failure=failure)
         try:
@@ -140,13 +142,17 @@ class ProcessExec:
         session = cls(proc, opts)
         session._master = master
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=CHUNK)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                    os.fdopen(os.dup(master), "rb", buffering=0))
-        session._transports.append(transport)
-        wtransport, wprotocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
-                                                              os.fdopen(os.dup(master), "wb", buffering=0))
-        session._transports.append(wtransport)
+        try:
+            reader = asyncio.StreamReader(limit=CHUNK)
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                        os.fdopen(os.dup(master), "rb", buffering=0))
+            session._transports.append(transport)
+            wtransport, wprotocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
+                                                                  os.fdopen(os.dup(master), "wb", buffering=0))
+            session._transports.append(wtransport)
+        except BaseException:
+            await session.close()  # the command is killed, the terminal closed
+            raise
         session._stdin = asyncio.StreamWriter(wtransport, wprotocol, None, loop) if opts.stdin else None
         if opts.stdout or opts.stderr:
             session.output.pump(STDOUT, reader.read)
