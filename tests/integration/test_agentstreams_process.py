@@ -7,6 +7,7 @@ and an abandoned exec leaving no process behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -287,6 +288,43 @@ async def test_a_stopping_agent_ends_its_open_streams_at_once(server):
     finally:
         await streams.close()
         await client.delete(PODS, "default", "busy", grace_period=0)
+        await client.close()
+        await agent.shutdown(True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_exec_into_a_container_adopted_after_an_agent_restart(server):
+    """A restarted agent finds its containers again; an exec into one gets its environment from
+    the running process (the agent that started it kept it in memory only)."""
+    root = Path(tempfile.mkdtemp(prefix="pk-as-agent3-"))
+    cfg = AgentConfig(server=server.url, token=server.token(), ca_file=str(server.ca_file), node_name="as-node3",
+                      node_ip="127.167.0.3", pod_cidr="127.167.3.0/24", data_dir=root, kubelet_port=0,
+                      dataplane="userspace")
+    client = Client(server.url, server.token(), str(server.ca_file))
+    agent = Agent(cfg)
+    await agent.start()
+    try:
+        await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kept", "namespace": "default"},
+                                   "spec": {"nodeName": "as-node3", "containers": [{
+                                       "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                                       "env": [{"name": "GREETING", "value": "still here"}]}]}})
+        await wait_for_async(lambda: agent.runtime.running(), timeout=15, what="the container running")
+        await agent.shutdown(False)  # the agent goes, its containers stay
+        agent = Agent(cfg)
+        await agent.start()
+        await wait_for_async(lambda: agent.runtime.running(), timeout=15, what="the container adopted")
+        streams = AgentStreams(f"http://127.167.0.3:{agent.node.kubelet_port}", cfg.token)
+        try:
+            async def greeting():
+                out = await streams.run("/exec/default/kept/c", streams.exec_query(["sh", "-c", 'echo "$GREETING"']))
+                return out if out.status is not None else None
+            out = await wait_for_async(greeting, timeout=15, what="an exec into the adopted container")
+            assert out.stdout == b"still here\n" and out.exit_code == 0
+        finally:
+            await streams.close()
+    finally:
+        with contextlib.suppress(errors.NotFound):
+            await client.delete(PODS, "default", "kept", grace_period=0)
         await client.close()
         await agent.shutdown(True)
         shutil.rmtree(root, ignore_errors=True)
