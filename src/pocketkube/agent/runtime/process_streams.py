@@ -69,8 +69,11 @@ def exit_code_of(returncode: int) -> int:
 
 
 def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    """SIGKILL the process group `pid` leads and the process itself: a tty session's command
+    that has not called setsid yet is not leading its group."""
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 class ProcessExec:
