@@ -246,6 +246,15 @@ async def test_attach_and_an_abandoned_exec(env: Env, shell: dict):
         await wait_for_async(lambda argv=argv: not _running(argv), timeout=10, what=f"the abandoned {argv} ended")
 
 
+async def test_attach_to_a_tty_shell_as_kubectl_run_it(env: Env):
+    await env.pod("interactive", ["sh"], stdin=True, stdinOnce=True, tty=True)
+    s = env.streams
+    out = await s.run("/attach/default/interactive/c", s.exec_query(stdin=True, tty=True),
+                      stdin=b"echo hello $((6*7))\nexit 0\n", close_stdin=False, resize=(90, 30))
+    assert b"hello 42" in out.stdout and out.stderr == b"", out
+    assert out.status == {"metadata": {}, "status": "Success"}
+
+
 async def test_a_stopped_container_ends_its_exec(env: Env):
     pod = await env.pod("doomed", ["sleep", "3600"])
     s = env.streams
