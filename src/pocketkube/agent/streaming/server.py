@@ -133,9 +133,9 @@ class StreamingEndpoints:
         outbound = asyncio.ensure_future(self._session_output(ws, session))
         try:
             await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)
-            if not outbound.done():  # the API server went away first
-                return
-            outbound.result()
+            if not outbound.done() or isinstance(outbound.exception(), ConnectionError):
+                return  # the API server went away first
+            outbound.result()  # a runtime's failure is raised (and logged) as such
             try:
                 result = await session.wait()
             except StreamError as e:
