@@ -31,6 +31,7 @@ from aiohttp import web
 
 from pocketkube.agent import crilog, logrotation
 from pocketkube.agent.runtime.interface import ContainerRecord
+from pocketkube.agent.streaming.server import StreamingEndpoints
 
 if TYPE_CHECKING:
     from pocketkube.agent.kubelet import Kubelet
@@ -197,6 +198,7 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
+        StreamingEndpoints(self.kubelet, self._authorized).add_routes(app)  # exec, attach, portForward
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)

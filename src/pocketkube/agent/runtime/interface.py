@@ -157,6 +157,84 @@ class CreateConfigError(CreateError):
     root (CreateContainerConfigError)."""
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """Which of a session's streams the client wants: stdin, stdout, stderr, and a terminal (tty:
+    stdout and stderr are one stream, and the terminal can be resized)."""
+
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    tty: bool = False
+
+
+@dataclass(frozen=True)
+class StreamExit:
+    """How an exec or attach session ended: `exit_code` of the command (None when it did not run
+    to an exit, e.g. attach, or a runtime failure); `error` the runtime's message when it failed."""
+
+    exit_code: int | None = None
+    error: str | None = None
+
+
+STDOUT, STDERR = 1, 2  # the channels of ContainerStream.read, as remotecommand numbers them
+
+
+class ContainerStream(Protocol):
+    """One exec or attach session with a container: stdin in, stdout/stderr out, resize."""
+
+    async def write(self, data: bytes) -> None:
+        """Bytes to the session's stdin (dropped when it has none or it is closed)."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """The client's stdin reached EOF."""
+        ...
+
+    async def resize(self, width: int, height: int) -> None:
+        """The client's terminal size (columns, rows); ignored without a tty."""
+        ...
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next output: (STDOUT or STDERR, bytes); None once all output has been read."""
+        ...
+
+    async def wait(self) -> StreamExit:
+        """How the session ended (after its output was read)."""
+        ...
+
+    async def close(self) -> None:
+        """End the session, whether done or abandoned: an exec's processes are killed, the
+        runtime's streams closed. Idempotent."""
+        ...
+
+
+class PortStream(Protocol):
+    """One TCP connection forwarded to a port of a pod."""
+
+    error: str | None  # set (once read() returned b"") when the runtime could not forward it
+
+    async def read(self) -> bytes:
+        """The next bytes from the pod; b"" once the pod closed its side."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self) -> None:
+        """No more data to the pod (its side reads EOF)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StreamError(Exception):
+    """An exec, attach or port-forward could not be set up; the message is the runtime's own."""
+
+
+class ContainerNotRunning(StreamError):
+    """The container has no running process to exec in or attach to."""
+
+
 class RuntimeUnavailable(Exception):
     """The runtime did not answer (e.g. containerd restarting); the kubelet tries again later."""
 
@@ -261,4 +339,20 @@ class Runtime(Protocol):
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
         """Stop a finished pod's sandbox (its network torn down, its IP freed), keeping its
         containers' records and logs until remove_pod; SandboxError when the runtime fails."""
+        ...
+
+    async def exec_stream(self, pod_uid: str, name: str, argv: list[str], opts: StreamOptions) -> ContainerStream:
+        """Start `argv` in the running container `name` (its environment, user and working
+        directory) and stream it; ContainerNotRunning, or StreamError when it cannot be set up.
+        A command that cannot be executed ends with exit code 127 (not found) or 126, as a shell's."""
+        ...
+
+    async def attach(self, pod_uid: str, name: str, opts: StreamOptions) -> ContainerStream:
+        """Stream the running container's output from now on, and its stdin when its spec asks for
+        one (`stdin: true`); the session ends when the container exits. ContainerNotRunning."""
+        ...
+
+    async def port_forward(self, pod_uid: str, port: int) -> PortStream:
+        """Connect to `port` on the pod's own loopback (as `localhost:port` inside the pod);
+        StreamError with the reason when the connection fails."""
         ...

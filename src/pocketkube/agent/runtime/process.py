@@ -18,6 +18,7 @@ start (as a bind mount pins the file's inode, it does not see updates); read-onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 from pocketkube.agent.runtime import images, procstats
@@ -33,6 +35,7 @@ from pocketkube.agent.runtime.interface import (
     DEFAULT_PATH,
     ContainerConfig,
     ContainerHistory,
+    ContainerNotRunning,
     ContainerRecord,
     ContainerUsage,
     CreateError,
@@ -43,9 +46,12 @@ from pocketkube.agent.runtime.interface import (
     RegistryAuth,
     SandboxError,
     StartError,
+    StreamError,
+    StreamOptions,
     User,
 )
 from pocketkube.agent.runtime.pod_ips import PodIPs
+from pocketkube.agent.runtime.process_streams import ProcessAttach, ProcessExec, TcpPortStream
 from pocketkube.agent.runtime.reference import parse_reference
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.net.errors import AllocationError
@@ -122,13 +128,26 @@ def exit_reason(code: int) -> str:
     return "Completed" if code == 0 else "Error"
 
 
-def _spawn(argv: list[str], program: str, cfg: ContainerConfig, cwd: Path, log_path: Path) -> subprocess.Popen:
+def _open_stdin_fifo(path: Path) -> tuple[int, int]:
+    """A FIFO for a container with `stdin: true`: (the read end for the container, the write end
+    the agent keeps for attach). The agent's end is opened first (O_RDWR never blocks), so the
+    container's open does not block either, and the container reads no EOF while no one attaches."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    os.mkfifo(path, 0o600)
+    writer = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    reader = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return reader, writer
+
+
+def _spawn(argv: list[str], program: str, cfg: ContainerConfig, cwd: Path, log_path: Path,
+           stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
     """Open the log file and start the process (the caller runs this in a worker thread)."""
     with open(log_path, "ab") as logf:
         if cfg.user is not None:
             os.chown(log_path, cfg.user.uid, cfg.user.gid)
         try:
-            return subprocess.Popen(argv, cwd=cwd, env=cfg.env, stdin=subprocess.DEVNULL, stdout=logf,
+            return subprocess.Popen(argv, cwd=cwd, env=cfg.env, stdin=stdin, stdout=logf,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise StartError(f"exec: {program!r}: {e.strerror}") from None
@@ -196,6 +215,11 @@ class ProcessRuntime:
         self._exits: dict[str, asyncio.Future[ContainerRecord]] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._keys: dict[str, tuple[str, str]] = {}
+        self._contexts: dict[str, tuple[dict[str, str], User | None]] = {}  # record id → exec env, user
+        self._stdins: dict[str, int] = {}  # record id → write end of its stdin FIFO
+        self._stdin_once: set[str] = set()  # record ids whose stdin closes after the first attach
+        self._sessions: dict[str, weakref.WeakSet] = {}  # record id → its exec/attach sessions
+        self._closing: set[asyncio.Task] = set()
 
     def on_sandbox_lost(self, callback) -> None:
         """A process pod's sandbox is its IP allocation, which cannot die under it."""
@@ -292,15 +316,30 @@ class ProcessRuntime:
         if exe is None:
             raise StartError(f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH')
         log_path = self.log_path(cfg.pod_uid, cfg.name, cfg.restart_count)
+        stdin_r, stdin_w = _open_stdin_fifo(log_path.with_suffix(".stdin")) if cfg.spec.get("stdin") else (None, None)
         # In a thread: under load a fork/exec can take milliseconds, and other pods' status
         # writes should not wait behind it.
-        proc = await asyncio.get_running_loop().run_in_executor(
-            None, _spawn, privilege_prefix(cfg.user) + [exe, *argv[1:]], argv[0], cfg, cdir, log_path)
+        try:
+            proc = await asyncio.get_running_loop().run_in_executor(
+                None, _spawn, privilege_prefix(cfg.user) + [exe, *argv[1:]], argv[0], cfg, cdir, log_path,
+                subprocess.DEVNULL if stdin_r is None else stdin_r)
+        except BaseException:
+            if stdin_w is not None:
+                os.close(stdin_w)
+            raise
+        finally:
+            if stdin_r is not None:
+                os.close(stdin_r)
         record = ContainerRecord(
             id=secrets.token_hex(32), name=cfg.name, pid=proc.pid, start_ticks=proc_start_ticks(proc.pid) or 0,
             started_at=now_rfc3339(), restart_count=cfg.restart_count, log_path=str(log_path),
             image=cfg.image, image_id=cfg.image_id or launch.image_id, log_format="raw", scheme="pocketkube")
         self._procs[record.id] = proc
+        self._contexts[record.id] = (cfg.env, cfg.user)
+        if stdin_w is not None:
+            self._stdins[record.id] = stdin_w
+            if cfg.spec.get("stdinOnce"):
+                self._stdin_once.add(record.id)
         previous = self._histories.get((cfg.pod_uid, cfg.name))
         last = previous.current if previous and not previous.current.running else (previous.last if previous else None)
         self._histories[(cfg.pod_uid, cfg.name)] = ContainerHistory(record, last)
@@ -372,6 +411,7 @@ class ProcessRuntime:
             record.reason = "ContainerStatusUnknown"
             record.message = "The container exited while the node agent was not running; its exit code is unknown"
         record.finished_at = now_rfc3339()
+        self._end_streams(record.id)
         key = self._keys.pop(record.id, None)
         if key is not None and key[0] and self.pod_dir(key[0]).exists():
             self._save(*key)
@@ -406,6 +446,77 @@ class ProcessRuntime:
             os.killpg(record.pid, sig)
         except ProcessLookupError:
             pass
+
+    # ---- exec, attach, port-forward (process_streams) ----
+    def _running(self, pod_uid: str, name: str) -> ContainerRecord:
+        h = self.history(pod_uid, name)
+        if h is None or not h.current.running or not h.current.pid:
+            raise ContainerNotRunning(f'container not found ("{name}")')
+        return h.current
+
+    def _exec_context(self, record: ContainerRecord) -> tuple[dict[str, str], User | None]:
+        """The container's environment and user; for a container adopted after an agent restart,
+        read from /proc (the agent runs as root whenever it switched users)."""
+        if record.id in self._contexts:
+            return self._contexts[record.id]
+        env: dict[str, str] = {}
+        user = None
+        with contextlib.suppress(OSError):
+            raw = Path(f"/proc/{record.pid}/environ").read_bytes()
+            env = dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+            st = os.stat(f"/proc/{record.pid}")
+            if can_switch_user() and st.st_uid != os.geteuid():
+                user = User(st.st_uid, st.st_gid)
+        self._contexts[record.id] = (env, user)
+        return env, user
+
+    def _track(self, record_id: str, session) -> None:
+        self._sessions.setdefault(record_id, weakref.WeakSet()).add(session)
+
+    def _end_streams(self, record_id: str) -> None:
+        """The container is gone: its exec sessions die with it (as in its PID namespace), attach
+        sessions see its exit; its stdin FIFO is closed."""
+        self._contexts.pop(record_id, None)
+        self._stdin_once.discard(record_id)
+        fd = self._stdins.pop(record_id, None)
+        if fd is not None:
+            os.close(fd)
+        sessions = self._sessions.pop(record_id, None)
+        if sessions:
+            loop = asyncio.get_running_loop()
+            for s in list(sessions):
+                if isinstance(s, ProcessExec):
+                    task = loop.create_task(s.close())
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
+
+    async def exec_stream(self, pod_uid: str, name: str, argv: list[str], opts: StreamOptions) -> ProcessExec:
+        record = self._running(pod_uid, name)
+        env, user = self._exec_context(record)
+        session = await ProcessExec.start(argv, opts, env=env, cwd=self.container_dir(pod_uid, name),
+                                          prefix=privilege_prefix(user), path=env.get("PATH", DEFAULT_PATH))
+        self._track(record.id, session)
+        return session
+
+    async def attach(self, pod_uid: str, name: str, opts: StreamOptions) -> ProcessAttach:
+        record = self._running(pod_uid, name)
+
+        def stdin_closed() -> None:
+            if record.id in self._stdin_once:  # stdinOnce: its stdin ends with the first attach's
+                self._stdin_once.discard(record.id)
+                fd = self._stdins.pop(record.id, None)
+                if fd is not None:
+                    os.close(fd)
+        session = ProcessAttach(record.log_path, self.exited(record), opts, stdin=self._stdins.get(record.id),
+                                on_stdin_closed=stdin_closed)
+        self._track(record.id, session)
+        return session
+
+    async def port_forward(self, pod_uid: str, port: int) -> TcpPortStream:
+        ip = self._sandboxes.get(pod_uid)
+        if not ip:
+            raise StreamError(f"pod sandbox {pod_uid} has no IP: the pod is not running")
+        return await TcpPortStream.connect(ip, port, pod_uid)
 
     # ---- persistence and re-adoption ----
     def _save(self, pod_uid: str, name: str) -> None:

@@ -211,6 +211,22 @@ class CriClient:
         req = api.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout)
         return await self._call(self._runtime, "ExecSync", req, timeout + self.timeout if timeout > 0 else None)
 
+    async def exec(self, container_id: str, cmd: list[str], *, tty: bool, stdin: bool, stdout: bool,
+                   stderr: bool) -> str:
+        """Prepare a streaming exec; the URL of the runtime's streaming server to run it at."""
+        req = api.ExecRequest(container_id=container_id, cmd=cmd, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        return (await self._call(self._runtime, "Exec", req)).url
+
+    async def attach(self, container_id: str, *, tty: bool, stdin: bool, stdout: bool, stderr: bool) -> str:
+        """Prepare an attach to the container's streams; the URL to stream it at."""
+        req = api.AttachRequest(container_id=container_id, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+        return (await self._call(self._runtime, "Attach", req)).url
+
+    async def port_forward(self, sandbox_id: str, ports: list[int]) -> str:
+        """Prepare a port-forward into the sandbox's network namespace; the URL to stream it at."""
+        req = api.PortForwardRequest(pod_sandbox_id=sandbox_id, port=ports)
+        return (await self._call(self._runtime, "PortForward", req)).url
+
     async def list_container_stats(self) -> list[api.ContainerStats]:
         return list((await self._call(self._runtime, "ListContainerStats", api.ListContainerStatsRequest())).stats)
 

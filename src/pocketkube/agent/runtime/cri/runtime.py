@@ -39,11 +39,14 @@ from pathlib import Path
 from pocketkube.agent import logrotation
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
+from pocketkube.agent.runtime.cri.exec_pids import ExecTracker
 from pocketkube.agent.runtime.cri.logmanager import ContainerLogManager, remove_logs
+from pocketkube.agent.runtime.cri.streams import CriPortStream, CriSession
 from pocketkube.agent.runtime.cri.v1 import api_pb2 as api
 from pocketkube.agent.runtime.interface import (
     ContainerConfig,
     ContainerHistory,
+    ContainerNotRunning,
     ContainerRecord,
     ContainerUsage,
     CreateConfigError,
@@ -55,6 +58,8 @@ from pocketkube.agent.runtime.interface import (
     RuntimeUnavailable,
     SandboxError,
     StartError,
+    StreamError,
+    StreamOptions,
     User,
 )
 from pocketkube.api.timestamps import now_rfc3339
@@ -148,6 +153,7 @@ class ContainerdRuntime:
         self._tasks: set[asyncio.Task] = set()
         self._poller: asyncio.Task | None = None
         self._sandbox_locks: dict[str, asyncio.Lock] = {}
+        self._exec_locks: dict[str, asyncio.Lock] = {}  # container id → serializes exec starts
         self._sandbox_lost: Callable[[str], None] | None = None
         self._log_manager = ContainerLogManager(self.client, log_rotation, period=log_monitor_period) \
             if log_rotation is not None else None
@@ -497,6 +503,7 @@ class ContainerdRuntime:
         self._resolve(record)
 
     def _resolve(self, record: ContainerRecord) -> None:
+        self._exec_locks.pop(record.id, None)
         watched = self._watched.pop(record.id, None)
         if watched is not None and not watched[1].done():
             watched[1].set_result(record)
@@ -555,6 +562,54 @@ class ContainerdRuntime:
                 return ExecResult(None)
             raise StartError(e.message) from None
         return ExecResult(resp.exit_code, (resp.stdout + resp.stderr).decode(errors="replace"))
+
+    # ---- exec, attach, port-forward: sessions on containerd's streaming server (cri/streams.py) --
+
+    def _running_record(self, pod_uid: str, name: str) -> ContainerRecord:
+        h = self._histories.get((pod_uid, name))
+        if h is None or not h.current.running:
+            raise ContainerNotRunning(f'container not found ("{name}")')
+        return h.current
+
+    async def _url(self, name: str, call) -> str:
+        try:
+            return await call
+        except NotFound:
+            raise ContainerNotRunning(f'container not found ("{name}")') from None
+        except CriError as e:
+            raise StreamError(e.message) from None
+
+    async def exec_stream(self, pod_uid: str, name: str, argv: list[str], opts: StreamOptions) -> CriSession:
+        record = self._running_record(pod_uid, name)
+        url = await self._url(name, self.client.exec(record.id, argv, tty=opts.tty, stdin=opts.stdin,
+                                                     stdout=opts.stdout, stderr=opts.stderr and not opts.tty))
+        # Execs into one container start one at a time until each one's process is known.
+        lock = self._exec_locks.setdefault(record.id, asyncio.Lock())
+        await lock.acquire()
+        try:
+            tracker = ExecTracker(record.pid)
+            session = await CriSession.open(url, opts)
+        except BaseException:
+            lock.release()
+            raise
+        session.track(tracker, lock)
+        return session
+
+    async def attach(self, pod_uid: str, name: str, opts: StreamOptions) -> CriSession:
+        cid = self._running_record(pod_uid, name).id
+        url = await self._url(name, self.client.attach(cid, tty=opts.tty, stdin=opts.stdin, stdout=opts.stdout,
+                                                       stderr=opts.stderr and not opts.tty))
+        return await CriSession.open(url, opts)
+
+    async def port_forward(self, pod_uid: str, port: int) -> CriPortStream:
+        sandbox = self._sandboxes.get(pod_uid)
+        if sandbox is None:
+            raise StreamError(f"pod {pod_uid} has no running sandbox on this node")
+        try:
+            url = await self.client.port_forward(sandbox.id, [port])
+        except CriError as e:
+            raise StreamError(e.message) from None
+        return await CriPortStream.open(url, port)
 
     # ---- state -----------------------------------------------------------------------------------
 
