@@ -313,3 +313,23 @@ async def test_exec_into_a_container_the_agent_refuses_is_the_upgrade_failure(en
     code, out, err = await kubectl_exec(env, KUBECTLS[-1], "web", "-c", "stopped", "--", "true")
     assert code == 1
     assert 'error: unable to upgrade connection: container not found ("stopped")' in err.decode(), err
+
+
+@pytest.mark.parametrize("parser", ["python", "c"])
+async def test_raw_spdy_upgrade_with_either_http_parser(env, monkeypatch, parser):
+    """The takeover after the 101 works whichever of aiohttp's parsers read the request (the C one
+    pauses on any Upgrade header, the Python one only on websocket/tcp)."""
+    from aiohttp import http_parser, web_protocol
+
+    cls = http_parser.HttpRequestParserPy if parser == "python" else http_parser.HttpRequestParserC
+    monkeypatch.setattr(web_protocol, "HttpRequestParser", cls)
+    echoes, echo_port = await start_pod_server(echo)
+    async with echoes:
+        pf = await port_forward(env, KUBECTLS[-1], [echo_port], websockets=False)
+        try:
+            payload = os.urandom(1024 * 1024)
+            assert await roundtrip(pf.ports[echo_port], payload) == payload
+        finally:
+            await pf.stop()
+    code, out, _ = await kubectl_exec(env, KUBECTLS[-1], "-i", "web", "-c", "app", "--", "cat", stdin=b"hi")
+    assert (code, out) == (0, b"hi")

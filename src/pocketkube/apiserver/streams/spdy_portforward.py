@@ -209,6 +209,7 @@ class PortForwardSession:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.tasks.clear()
         self.pairs.clear()
 
 
