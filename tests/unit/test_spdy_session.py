@@ -327,3 +327,13 @@ async def test_connect_spdy_reports_the_refusal():
         with pytest.raises(SpdyUpgradeError) as err:
             await connect_spdy(f"http://127.0.0.1:{port}/exec", {}, protocols=["v4.channel.k8s.io"])
     assert err.value.status == 404 and err.value.body == 'container not found ("x")'
+
+
+async def test_data_before_the_peers_reset_stays_readable():
+    # a Go streaming server writes the exec's Status, then resets every stream at once
+    streams = []
+    p = Pipe(lambda s: (streams.append(s), s.reply()))
+    stream = await p.client.open_stream({"streamtype": "error"})
+    p.client.feed(fr.encode_data(stream.id, b'{"status":"Success"}') + fr.encode_rst_stream(stream.id, fr.CANCEL))
+    assert await stream.read() == b'{"status":"Success"}'
+    assert await stream.read() == b"" and stream.reset_status == fr.CANCEL

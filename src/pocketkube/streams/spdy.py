@@ -174,12 +174,13 @@ class SpdyStream:
         if fin:
             self._maybe_done()
 
-    def _on_reset(self, status: int) -> None:
+    def _on_reset(self, status: int, *, keep_received: bool = False) -> None:
         self.reset_status = status
         self.local_closed = self.remote_closed = True
-        self.session._buffered_delta(-self._buffered)
-        self._buf.clear()
-        self._buffered = 0
+        if not keep_received:
+            self.session._buffered_delta(-self._buffered)
+            self._buf.clear()
+            self._buffered = 0
         self._out.clear()
         self._readable.set()
         self._writable.set()
@@ -322,7 +323,9 @@ class SpdySession:
             case fr.RstStream():
                 stream = self._streams.get(f.stream_id)
                 if stream is not None:
-                    stream._on_reset(f.status)
+                    # What arrived before the reset stays readable: a Kubernetes streaming server
+                    # writes the exec's Status on the error stream, then resets every stream.
+                    stream._on_reset(f.status, keep_received=True)
             case fr.Settings():
                 window = f.values.get(fr.SETTINGS_INITIAL_WINDOW_SIZE)
                 if window is not None:
