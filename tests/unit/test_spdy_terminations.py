@@ -21,8 +21,8 @@ POD = {"metadata": {"name": "web", "namespace": "default", "uid": "u-1"}}
 def pipe(on_stream):
     loop = asyncio.get_running_loop()
     sessions = {}
-    sessions["client"] = SpdySession(lambda b: loop.call_soon(sessions["server"].feed, b), client=True)
-    sessions["server"] = SpdySession(lambda b: loop.call_soon(sessions["client"].feed, b), client=False,
+    sessions["client"] = SpdySession(lambda b: loop.call_soon(lambda: sessions["server"].feed(b)), client=True)
+    sessions["server"] = SpdySession(lambda b: loop.call_soon(lambda: sessions["client"].feed(b)), client=False,
                                      on_stream=on_stream)
     return sessions["client"], sessions["server"]
 

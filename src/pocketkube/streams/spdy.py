@@ -11,7 +11,8 @@ stall every stream after 64 KiB. Send windows are therefore enforced only once t
 it does flow control (it sent a WINDOW_UPDATE or an INITIAL_WINDOW_SIZE setting), and we always
 send WINDOW_UPDATEs as the application consumes data, so a peer that enforces is never stalled.
 Receive-side memory is bounded by pausing the transport (`pause_reading`) when too much is
-buffered and unread.
+buffered and unread. A session starts by sending SETTINGS (its initial window) and a session
+WINDOW_UPDATE, so it must be created only once the transport carries SPDY.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from pocketkube.streams.spdy_frames import SpdyProtocolError  # noqa: F401 (re-e
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 64 * 1024  # largest DATA frame we send
+# The receive window we advertise (SETTINGS for streams, a WINDOW_UPDATE for the session) right
+# at the start: large, so that a peer that does flow control needs a WINDOW_UPDATE only every
+# 8 MiB instead of every 32 KiB (memory is bounded by pausing the transport, not by windows).
+RECV_WINDOW = 16 * 1024 * 1024
 PAUSE_ABOVE = 4 * 1024 * 1024  # unread bytes buffered over all streams before pausing the peer
 RESUME_BELOW = 1024 * 1024
 
@@ -260,6 +265,8 @@ class SpdySession:
         self.is_closed = False
         self.error: str | None = None
         self.closed = asyncio.Event()
+        self._send(fr.encode_settings({fr.SETTINGS_INITIAL_WINDOW_SIZE: RECV_WINDOW}))
+        self._send(fr.encode_window_update(0, RECV_WINDOW - fr.DEFAULT_WINDOW))
 
     @property
     def streams(self) -> dict[int, SpdyStream]:
@@ -402,11 +409,11 @@ class SpdySession:
             self._buffered_delta(-n)
             if not stream.remote_closed and stream.reset_status is None:
                 stream._unacked += n
-                if stream._unacked >= fr.DEFAULT_WINDOW // 2:
+                if stream._unacked >= RECV_WINDOW // 2:
                     self._send(fr.encode_window_update(stream.id, stream._unacked))
                     stream._unacked = 0
         self._unacked += n
-        if self._unacked >= fr.DEFAULT_WINDOW // 2:
+        if self._unacked >= RECV_WINDOW // 2:
             self._send(fr.encode_window_update(0, self._unacked))
             self._unacked = 0
 
