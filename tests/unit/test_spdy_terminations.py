@@ -43,12 +43,14 @@ class AgentError(Exception):
 class FakePort:
     def __init__(self, reply: bytes = b"", error: str | None = None):
         self.written = b""
+        self.sizes: list[int] = []
         self.eof = asyncio.Event()
         self.reply, self.error = reply, error
         self.closed = False
 
     async def write(self, data):
         self.written += data
+        self.sizes.append(len(data))
 
     async def write_eof(self):
         self.eof.set()
@@ -120,6 +122,19 @@ async def test_a_pair_is_forwarded_with_half_close_and_the_error_stream_ends_emp
     assert relay.ports[0].written == b"ping"
     await asyncio.sleep(0.01)
     assert relay.ports[0].closed and forwarder.pairs == {}
+
+
+async def test_what_a_client_sends_at_once_goes_to_the_agent_in_bounded_messages():
+    # the agent's WebSocket refuses messages over 4 MiB; a fast client buffers more than that
+    relay = FakeRelay()
+    forwarder, client, _ = await forwarder_pair(relay)
+    error, data = await open_pair(client, 80)
+    blob = bytes(range(256)) * (6 * 4096)  # 6 MiB in one write
+    data.write(blob)
+    data.close_write()
+    assert await read_all(data) == b"pong:80"
+    assert relay.ports[0].written == blob
+    assert max(relay.ports[0].sizes) <= spdy_portforward.RELAY_CHUNK
 
 
 async def test_clients_without_request_ids_are_paired_by_stream_id():

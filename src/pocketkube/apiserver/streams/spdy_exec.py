@@ -28,6 +28,7 @@ PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.
              "channel.k8s.io"]
 STREAM_CREATION_TIMEOUT = 30.0
 STREAM_TYPES = ("error", "stdin", "stdout", "stderr", "resize")
+RELAY_CHUNK = 256 * 1024  # per message to the agent (its WebSocket refuses messages over 4 MiB)
 
 
 def _relay():
@@ -114,7 +115,7 @@ class ExecSession:
 
     async def _stdin(self) -> None:
         stream = self.streams["stdin"]
-        while data := await stream.read():
+        while data := await stream.read(RELAY_CHUNK):
             await self.agent.send(0, data)
         if stream.reset_status is None and not stream.session.is_closed:
             await self.agent.close_stdin()

@@ -29,6 +29,9 @@ PROTOCOL = "portforward.k8s.io"
 TUNNEL_SUBPROTOCOL = spdy_conn.TUNNEL_PREFIX + PROTOCOL
 STREAM_CREATION_TIMEOUT = 30.0  # the kubelet's default --streaming-connection... creation timeout
 HALF_CLOSE_GRACE = 1.0  # after the pod's side ended, how long the client's side may go on
+# At most this much per message to the agent: its WebSocket (aiohttp) refuses messages over 4 MiB,
+# and several MiB can be buffered in a stream when the client writes faster than the pod reads.
+RELAY_CHUNK = 256 * 1024
 
 
 def _relay():
@@ -180,7 +183,7 @@ class PortForwardSession:
 
     async def _pump(self, data: SpdyStream, chan) -> None:
         async def up() -> None:  # client → pod; the client's FIN half-closes towards the pod
-            while chunk := await data.read():
+            while chunk := await data.read(RELAY_CHUNK):
                 await chan.write(chunk)
             if data.reset_status is None:
                 await chan.write_eof()
