@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
+import pty
 import re
+import select
+import struct
+import subprocess
+import termios
+import time
 
 import pytest
 
@@ -139,3 +146,63 @@ async def test_exec_over_spdy_through_the_agent(env, kubectl):
     code, out, err = await run("-i", "web", "--", "sha256sum", stdin=payload)
     assert code == 0 and out.decode().split()[0] == hashlib.sha256(payload).hexdigest(), err
     assert await _eventually(lambda: not env.agent.processes), env.agent.processes
+
+
+def run_in_terminal(argv: list[str], env: dict, answer: tuple[bytes, bytes], rows: int, cols: int,
+                    timeout: float = 30) -> tuple[int, bytes]:
+    """argv on a fresh pty of rows x cols; types answer[1] once answer[0] was printed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out, typed = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the other side of the terminal closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if answer[0] in out and not typed:
+                os.write(master, answer[1])
+                typed = True
+            if not ready and proc.poll() is not None:
+                break
+        return proc.wait(5), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+@pytest.mark.parametrize("kubectl", KUBECTLS, ids=[VERSIONS[k] for k in KUBECTLS])
+def test_exec_with_a_terminal_over_spdy_gets_its_size(env, kubectl):
+    # kubectl sends the terminal's size on the resize stream once the streams are up
+    script = "until [ \"$(stty size)\" != '0 0' ]; do sleep 0.05; done; stty size; read x; echo got $x; exit 4"
+    code, out = run_in_terminal([kubectl, "exec", "-it", "web", "--", "sh", "-c", script], kube_env(env, False),
+                                (b"37 91", b"hello\r"), 37, 91)
+    assert code == 4, out
+    assert out == b"37 91\r\nhello\r\ngot hello\r\ncommand terminated with exit code 4\r\n"
+
+
+@pytest.mark.parametrize("kubectl", KUBECTLS, ids=[VERSIONS[k] for k in KUBECTLS])
+def test_attach_and_cp_over_spdy(env, kubectl, tmp_path):
+    cp = subprocess.run([kubectl, "attach", "-i", "web"], input="hello\n", capture_output=True, text=True,
+                        env=kube_env(env, False), timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.endswith("attached\nhello\n")
+    inside = env.workdir / tmp_path.name  # the fake agent runs commands on this host
+    inside.mkdir()
+    (tmp_path / "up.bin").write_bytes(os.urandom(500_000))
+    for args in (["cp", str(tmp_path / "up.bin"), f"web:{inside}/up.bin"],
+                 ["cp", f"web:{inside}/up.bin", str(tmp_path / "down.bin")]):
+        cp = subprocess.run([kubectl, *args], capture_output=True, text=True, env=kube_env(env, False), timeout=60)
+        assert cp.returncode == 0, cp.stderr
+    assert (inside / "up.bin").read_bytes() == (tmp_path / "up.bin").read_bytes() == \
+        (tmp_path / "down.bin").read_bytes()

@@ -250,6 +250,7 @@ async def test_client_killed_mid_stream_leaks_nothing(env, websockets):
     blob = os.urandom(50 * 1024 * 1024)
     blobs, blob_port = await start_pod_server(blob_server(blob))
     async with blobs:
+        fds_before = len(os.listdir("/proc/self/fd"))
         pf = await port_forward(env, KUBECTLS[-1], [blob_port], websockets)
         received = [0, 0, 0]
 
@@ -273,6 +274,9 @@ async def test_client_killed_mid_stream_leaks_nothing(env, websockets):
         await asyncio.wait_for(asyncio.gather(*consumers), 10)
         await wait_for_async(lambda: env.relay.open_ports == 0, timeout=10, what="relays closed after the kill")
         await wait_for_async(lambda: not ours(), timeout=10, what="no task of the SPDY terminations left")
+        # the client's connection to the server and the three to the pod are closed
+        await wait_for_async(lambda: len(os.listdir("/proc/self/fd")) <= fds_before, timeout=10,
+                             what=f"no socket left open (fds before: {fds_before})")
         assert before_kill  # the check above saw them while the streams were open
 
 
