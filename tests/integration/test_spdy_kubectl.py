@@ -337,3 +337,51 @@ async def test_raw_spdy_upgrade_with_either_http_parser(env, monkeypatch, parser
             await pf.stop()
     code, out, _ = await kubectl_exec(env, KUBECTLS[-1], "-i", "web", "-c", "app", "--", "cat", stdin=b"hi")
     assert (code, out) == (0, b"hi")
+
+
+# --- bad input on the wire --------------------------------------------------------------------
+
+
+async def raw_upgrade(env: Env, path: str, protocols: list[str]):
+    """A TLS connection with kubectl's upgrade request; (status line, head, reader, writer)."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(env.server.pki.ca_cert))
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.server.port, ssl=ctx)
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: Upgrade", "Upgrade: SPDY/3.1",
+             f"Authorization: Bearer {env.server.pki.admin_token()}", "Content-Length: 0"]
+    lines += [f"X-Stream-Protocol-Version: {p}" for p in protocols]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode()
+    return head.split("\r\n")[0], head, reader, writer
+
+
+async def test_bad_upgrades_and_garbage_after_one(env):
+    from pocketkube.streams import spdy_frames as fr
+
+    pf = "/api/v1/namespaces/default/pods/web/portforward"
+    status, head, reader, writer = await raw_upgrade(env, pf, [])
+    body = await reader.read(200)
+    assert "400" in status and body.startswith(b"unable to upgrade: X-Stream-Protocol-Version is required"), body
+    writer.close()
+    status, head, reader, writer = await raw_upgrade(env, pf, ["v4.channel.k8s.io"])
+    body = await reader.read(300)
+    assert "403" in status and b"unable to negotiate protocol: client supports [v4.channel.k8s.io], " \
+                               b"server accepts [portforward.k8s.io]" in body, body
+    writer.close()
+    # upgraded, then a frame of SPDY/2: GOAWAY (protocol error) and the connection ends
+    status, head, reader, writer = await raw_upgrade(env, pf, ["portforward.k8s.io"])
+    assert "101" in status and "x-stream-protocol-version: portforward.k8s.io" in head.lower(), head
+    writer.write(bytes([0x80, 2, 0, fr.PING, 0, 0, 0, 4, 0, 0, 0, 1]))
+    rest = await asyncio.wait_for(reader.read(), 10)
+    frames = fr.FrameParser().feed(rest)
+    assert frames[-1] == fr.GoAway(0, fr.GOAWAY_PROTOCOL_ERROR), frames
+    writer.close()
+    # the server goes on serving
+    echoes, echo_port = await start_pod_server(echo)
+    async with echoes:
+        forward = await port_forward(env, KUBECTLS[-1], [echo_port], websockets=False)
+        try:
+            assert await roundtrip(forward.ports[echo_port], b"still fine") == b"still fine"
+        finally:
+            await forward.stop()
