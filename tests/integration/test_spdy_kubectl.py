@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 
 import pytest
@@ -92,7 +91,7 @@ async def env(tmp_path, monkeypatch):
             pod["status"] = {"phase": "Running"}
             return pod
         await pods.guaranteed_update("default", name, running, subresource="status")
-    cache = tempfile.mkdtemp(prefix="kubecache-")
+    cache = str(tmp_path / "kubecache")
     try:
         yield Env(server, relay, str(server.kubeconfig_path), cache)
     finally:
