@@ -11,9 +11,9 @@ import struct
 import pytest
 
 from pocketkube.streams import spdy_frames as fr
+from pocketkube.streams.async_writer import AsyncWriter
 from pocketkube.streams.spdy import (
     RECV_WINDOW,
-    AsyncWriter,
     SpdyError,
     SpdySession,
     SpdyStreamError,
@@ -277,7 +277,7 @@ async def test_async_writer_keeps_order_and_reports_failure():
     writer = AsyncWriter(broken)
     writer.write(b"x")
     await writer.flush()
-    with pytest.raises(SpdyError, match="gone"):
+    with pytest.raises(ConnectionError, match="gone"):
         await writer.drain()
 
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from pocketkube.streams.spdy import AsyncWriter, SpdySession, SpdyStream
+from pocketkube.streams.async_writer import AsyncWriter
+from pocketkube.streams.spdy import SpdySession, SpdyStream
 
 log = logging.getLogger(__name__)
 
