@@ -11,8 +11,9 @@ import struct
 import pytest
 
 from pocketkube.streams import spdy_frames as fr
+from pocketkube.streams.async_writer import AsyncWriter
 from pocketkube.streams.spdy import (
-    AsyncWriter,
+    RECV_WINDOW,
     SpdyError,
     SpdySession,
     SpdyStreamError,
@@ -107,15 +108,23 @@ async def test_large_transfer_both_ways_intact():
     assert 0 in {u.stream_id for u in updates}
 
 
-async def test_consumed_data_is_given_back_with_window_updates():
+async def test_a_session_advertises_a_large_window_and_gives_consumed_data_back():
     out = []
     session = SpdySession(out.append, client=False, on_stream=lambda s: s.reply())
+    assert fr.FrameParser().feed(b"".join(out)) == [
+        fr.Settings({fr.SETTINGS_INITIAL_WINDOW_SIZE: RECV_WINDOW}),
+        fr.WindowUpdate(0, RECV_WINDOW - fr.DEFAULT_WINDOW)]
+    out.clear()
     session.feed(fr.encode_syn_stream(fr.HeaderEncoder(), fr.SynStream(1, {})))
-    session.feed(fr.encode_data(1, b"a" * 40000))
+    half = RECV_WINDOW // 2
+    for _ in range(half // 65536 + 1):
+        session.feed(fr.encode_data(1, b"a" * 65536))
     assert await session.streams[1].read(100) == b"a" * 100
-    assert await session.streams[1].read() == b"a" * 39900
+    assert not [f for f in fr.FrameParser().feed(b"".join(out)) if isinstance(f, fr.WindowUpdate)]
+    rest = await session.streams[1].read()
+    n = len(rest) + 100
     updates = [f for f in fr.FrameParser().feed(b"".join(out)) if isinstance(f, fr.WindowUpdate)]
-    assert updates == [fr.WindowUpdate(1, 40000), fr.WindowUpdate(0, 40000)]
+    assert updates == [fr.WindowUpdate(1, n), fr.WindowUpdate(0, n)]
 
 
 async def test_window_enforced_once_the_peer_does_flow_control():
@@ -198,8 +207,7 @@ async def test_garbage_is_a_session_error_with_goaway():
     session = SpdySession(out.append, client=False, on_stream=lambda s: s.reply())
     session.feed(struct.pack(">HHI", 0x8003, fr.PING, 1) + b"x")
     assert session.closed.is_set() and "PING" in session.error
-    (goaway,) = fr.FrameParser().feed(b"".join(out))
-    assert goaway == fr.GoAway(0, fr.GOAWAY_PROTOCOL_ERROR)
+    assert fr.FrameParser().feed(b"".join(out))[-1] == fr.GoAway(0, fr.GOAWAY_PROTOCOL_ERROR)
     session.feed(b"more")  # ignored, no exception
 
 
@@ -269,7 +277,7 @@ async def test_async_writer_keeps_order_and_reports_failure():
     writer = AsyncWriter(broken)
     writer.write(b"x")
     await writer.flush()
-    with pytest.raises(SpdyError, match="gone"):
+    with pytest.raises(ConnectionError, match="gone"):
         await writer.drain()
 
 
@@ -327,3 +335,13 @@ async def test_connect_spdy_reports_the_refusal():
         with pytest.raises(SpdyUpgradeError) as err:
             await connect_spdy(f"http://127.0.0.1:{port}/exec", {}, protocols=["v4.channel.k8s.io"])
     assert err.value.status == 404 and err.value.body == 'container not found ("x")'
+
+
+async def test_data_before_the_peers_reset_stays_readable():
+    # a Go streaming server writes the exec's Status, then resets every stream at once
+    streams = []
+    p = Pipe(lambda s: (streams.append(s), s.reply()))
+    stream = await p.client.open_stream({"streamtype": "error"})
+    p.client.feed(fr.encode_data(stream.id, b'{"status":"Success"}') + fr.encode_rst_stream(stream.id, fr.CANCEL))
+    assert await stream.read() == b'{"status":"Success"}'
+    assert await stream.read() == b"" and stream.reset_status == fr.CANCEL

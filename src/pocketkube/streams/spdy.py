@@ -11,7 +11,8 @@ stall every stream after 64 KiB. Send windows are therefore enforced only once t
 it does flow control (it sent a WINDOW_UPDATE or an INITIAL_WINDOW_SIZE setting), and we always
 send WINDOW_UPDATEs as the application consumes data, so a peer that enforces is never stalled.
 Receive-side memory is bounded by pausing the transport (`pause_reading`) when too much is
-buffered and unread.
+buffered and unread. A session starts by sending SETTINGS (its initial window) and a session
+WINDOW_UPDATE, so it must be created only once the transport carries SPDY.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from pocketkube.streams.spdy_frames import SpdyProtocolError  # noqa: F401 (re-e
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 64 * 1024  # largest DATA frame we send
+# The receive window we advertise (SETTINGS for streams, a WINDOW_UPDATE for the session) right
+# at the start: large, so that a peer that does flow control needs a WINDOW_UPDATE only every
+# 8 MiB instead of every 32 KiB (memory is bounded by pausing the transport, not by windows).
+RECV_WINDOW = 16 * 1024 * 1024
 PAUSE_ABOVE = 4 * 1024 * 1024  # unread bytes buffered over all streams before pausing the peer
 RESUME_BELOW = 1024 * 1024
 
@@ -260,6 +265,8 @@ class SpdySession:
         self.is_closed = False
         self.error: str | None = None
         self.closed = asyncio.Event()
+        self._send(fr.encode_settings({fr.SETTINGS_INITIAL_WINDOW_SIZE: RECV_WINDOW}))
+        self._send(fr.encode_window_update(0, RECV_WINDOW - fr.DEFAULT_WINDOW))
 
     @property
     def streams(self) -> dict[int, SpdyStream]:
@@ -402,11 +409,11 @@ class SpdySession:
             self._buffered_delta(-n)
             if not stream.remote_closed and stream.reset_status is None:
                 stream._unacked += n
-                if stream._unacked >= fr.DEFAULT_WINDOW // 2:
+                if stream._unacked >= RECV_WINDOW // 2:
                     self._send(fr.encode_window_update(stream.id, stream._unacked))
                     stream._unacked = 0
         self._unacked += n
-        if self._unacked >= fr.DEFAULT_WINDOW // 2:
+        if self._unacked >= RECV_WINDOW // 2:
             self._send(fr.encode_window_update(0, self._unacked))
             self._unacked = 0
 
@@ -499,92 +506,6 @@ class SpdySession:
         self.closed.set()
         if self._on_close is not None:
             self._on_close()
-
-
-class AsyncWriter:
-    """Adapts an async `send(bytes)` (a WebSocket's send_bytes) to the session's synchronous
-    `write`: bytes are queued and sent in order by one task, coalesced up to `max_message`."""
-
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], *,
-                 max_message: int = 256 * 1024, high_water: int = 1024 * 1024) -> None:
-        self._send = send
-        self._max = max_message
-        self._high = high_water
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._queued = 0
-        self._wakeup = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closed = False
-        self.error: BaseException | None = None
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def write(self, data: bytes) -> None:
-        if self._closed or self.error is not None:
-            return
-        self._queue.append(data)
-        self._queued += len(data)
-        self._idle.clear()
-        if self._queued > self._high:
-            self._room.clear()
-        self._wakeup.set()
-
-    async def drain(self) -> None:
-        """Wait until the queue is below its high-water mark."""
-        await self._until(self._room)
-        if self.error is not None:
-            raise SpdyError(f"transport failed: {self.error}")
-
-    async def flush(self) -> None:
-        """Wait until everything queued so far was sent."""
-        await self._until(self._idle)
-
-    async def aclose(self) -> None:
-        """Send what is queued, then stop."""
-        self._closed = True
-        self._wakeup.set()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await self._task
-
-    def abort(self) -> None:
-        self._closed = True
-        self._task.cancel()
-
-    async def _until(self, event: asyncio.Event) -> None:
-        if event.is_set() or self._task.done():
-            return
-        waiter = asyncio.ensure_future(event.wait())
-        try:
-            await asyncio.wait([self._task, waiter], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    parts, size = [], 0
-                    while self._queue and size < self._max:
-                        chunk = self._queue.popleft()
-                        parts.append(chunk)
-                        size += len(chunk)
-                    self._queued -= size
-                    await self._send(b"".join(parts))
-                    if self._queued <= self._high // 2:
-                        self._room.set()
-                self._room.set()
-                self._idle.set()
-                if self._closed:
-                    return
-        except Exception as e:  # the transport broke: writers see it on drain
-            self.error = e
-        finally:
-            self._room.set()
-            self._idle.set()
 
 
 async def connect_spdy(url: str, headers: dict[str, str], *, protocols: list[str],

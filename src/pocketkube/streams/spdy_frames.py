@@ -324,26 +324,34 @@ class FrameParser:
         self._headers = HeaderDecoder()
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        # Parsed straight from `data` when nothing is pending (the common case), so that a
+        # DATA payload is copied once; only an incomplete tail is kept.
+        buffered = bool(self._buf)
+        if buffered:
+            self._buf += data
+        src = self._buf if buffered else data
         frames: list[Frame] = []
-        buf = self._buf
-        pos = 0
-        while len(buf) - pos >= 8:
-            word, flags_len = struct.unpack_from(">II", buf, pos)
-            length = flags_len & MAX_LENGTH
-            if len(buf) - pos - 8 < length:
-                break
-            payload = bytes(buf[pos + 8:pos + 8 + length])
-            flags = flags_len >> 24
-            pos += 8 + length
-            if word & 0x80000000:
-                frames.append(self._control(word, flags, payload))
-            else:
-                sid = word & MAX_STREAM_ID
-                if sid == 0:
-                    raise SpdyProtocolError("data frame on stream 0")
-                frames.append(DataFrame(sid, payload, bool(flags & FLAG_FIN)))
-        del buf[:pos]
+        pos, end = 0, len(src)
+        with memoryview(src) as view:
+            while end - pos >= 8:
+                word, flags_len = struct.unpack_from(">II", src, pos)
+                length = flags_len & MAX_LENGTH
+                if end - pos - 8 < length:
+                    break
+                payload = bytes(view[pos + 8:pos + 8 + length])
+                flags = flags_len >> 24
+                pos += 8 + length
+                if word & 0x80000000:
+                    frames.append(self._control(word, flags, payload))
+                else:
+                    sid = word & MAX_STREAM_ID
+                    if sid == 0:
+                        raise SpdyProtocolError("data frame on stream 0")
+                    frames.append(DataFrame(sid, payload, bool(flags & FLAG_FIN)))
+        if buffered:
+            del self._buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(data[pos:])
         return frames
 
     @property
