@@ -97,7 +97,8 @@ class FakeStreamAgent:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError as e:
             await ws.send_str(f"error forwarding port {port} to pod {pod.uid}, uid : failed to connect to "
-                              f"localhost:{port} inside namespace \"{pod.uid}\": {e.strerror or e}")
+                              f"localhost:{port} inside namespace \"{pod.uid}\": dial tcp4 127.0.0.1:{port}: connect: "
+                              f"{os.strerror(e.errno).lower() if e.errno else e}")
             await ws.close()
             return ws
         self.connections += 1
