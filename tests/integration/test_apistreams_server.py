@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import pty
+import select
 import socket
 import ssl
+import struct
+import subprocess
+import termios
 import threading
+import time
 
 import aiohttp
 import pytest
@@ -69,6 +76,71 @@ def test_kubectl_exec_stdin_reaches_eof(kubectl):
     cp = kubectl.run("exec", "-i", "web", "--", "cat", input=data)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == data
+
+
+def _run_in_terminal(argv: list[str], env: dict, answer: tuple[bytes, bytes], rows: int, cols: int,
+                     timeout: float = 20) -> tuple[int, bytes]:
+    """Runs argv on a fresh pty of rows x cols; types answer[1] once answer[0] was printed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out, typed = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's other side closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if answer[0] in out and not typed:
+                os.write(master, answer[1])
+                typed = True
+            if not ready and proc.poll() is not None:
+                break
+        return proc.wait(5), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_kubectl_exec_it_gets_a_terminal_of_the_callers_size(kubectl):
+    env = dict(os.environ, KUBECONFIG=str(kubectl.kubeconfig), KUBECACHEDIR=kubectl.cache, HOME=kubectl.cache)
+    # kubectl sends the terminal's size just after the stream opens: wait for it, as a shell would redraw
+    script = "until [ \"$(stty size)\" != '0 0' ]; do sleep 0.05; done; stty size; read x; echo got $x; exit 4"
+    code, out = _run_in_terminal([kubectl.binary, "exec", "-it", "web", "--", "sh", "-c", script], env,
+                                 (b"37 91", b"hello\r"), 37, 91)
+    assert code == 4
+    assert out == b"37 91\r\nhello\r\ngot hello\r\ncommand terminated with exit code 4\r\n"
+
+
+def test_kubectl_exec_output_is_intact_and_complete(kubectl, env):
+    big = env.workdir / "big.bin"
+    if not big.exists():
+        big.write_bytes(os.urandom(8 * 1024 * 1024))
+    cp = subprocess.run([kubectl.binary, "exec", "web", "--", "cat", str(big)], capture_output=True, timeout=60,
+                        env=dict(os.environ, KUBECONFIG=str(kubectl.kubeconfig), HOME=kubectl.cache))
+    assert cp.returncode == 0, cp.stderr
+    assert hashlib.sha256(cp.stdout).digest() == hashlib.sha256(big.read_bytes()).digest()
+
+
+def test_a_killed_kubectl_leaves_nothing_running(kubectl, env):
+    proc = subprocess.Popen([kubectl.binary, "exec", "web", "--", "sleep", "300"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, KUBECONFIG=str(kubectl.kubeconfig),
+                                                                HOME=kubectl.cache))
+    try:
+        assert wait_for(lambda: env.agent.processes, timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_for(lambda: not env.agent.processes, timeout=10)
 
 
 def test_kubectl_cp_both_ways(kubectl, env, tmp_path):

@@ -115,6 +115,7 @@ class FakeStreamAgent:
 
 async def _forward(ws: web.WebSocketResponse, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     async def to_pod() -> None:
+        """Until the API server closes: that ends the connection, whatever the pod still sends."""
         while True:
             msg = await ws.receive()
             if msg.type != WSMsgType.BINARY:
@@ -130,17 +131,16 @@ async def _forward(ws: web.WebSocketResponse, reader: asyncio.StreamReader, writ
         while data := await reader.read(65536):
             await ws.send_bytes(data)
         await ws.send_bytes(b"")  # the pod half-closed
+        await asyncio.Event().wait()  # the end is the API server's close
 
-    inbound = asyncio.create_task(to_pod())
+    tasks = [asyncio.create_task(to_pod()), asyncio.create_task(from_pod())]
     try:
-        await from_pod()
-        await inbound  # until the API server closes, or half-closes and then closes
-    except (ConnectionError, OSError):
-        pass
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        inbound.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-            await inbound
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+                await t
 
 
 class _ExecSession:
