@@ -198,3 +198,14 @@ def test_bootstrap_roles_grant_streams_to_edit_not_view():
         assert grants("system:aggregate-to-edit", "create", sub)
         assert not grants("system:aggregate-to-view", "create", sub)
         assert not grants("system:aggregate-to-view", "get", sub)
+
+
+def test_streams_are_counted_as_connect():
+    from aiohttp.test_utils import make_mocked_request
+
+    from pocketkube.apiserver.metrics import _labels
+
+    assert _labels(make_mocked_request("GET", "/api/v1/namespaces/ns/pods/x/exec?command=ls")) == \
+        ("CONNECT", "", "pods", "exec")
+    assert _labels(make_mocked_request("POST", "/api/v1/namespaces/ns/pods/x/portforward")) == \
+        ("CONNECT", "", "pods", "portforward")
