@@ -48,7 +48,10 @@ def _negotiate(request: web.Request, supported: tuple[wc.Protocol, ...]) -> wc.P
         raise errors.BadRequest(str(e)) from None
 
 
-def _spdy_unsupported() -> errors.BadRequest:
+def _spdy_unsupported(e: ModuleNotFoundError) -> errors.BadRequest:
+    """Without the SPDY terminations (their modules absent), a 400; any other missing import is a bug."""
+    if not (e.name or "").startswith("pocketkube.apiserver.streams.spdy"):
+        raise e
     return errors.BadRequest("SPDY is not supported")
 
 
@@ -72,8 +75,8 @@ async def serve_stream(request: web.Request, registry, t) -> web.StreamResponse:
         return await serve_ws_exec(request, pod, container, opts, _negotiate(request, wc.EXEC_PROTOCOLS))
     try:
         from pocketkube.apiserver.streams.spdy_exec import serve_spdy_exec
-    except ImportError:
-        raise _spdy_unsupported() from None
+    except ModuleNotFoundError as e:
+        raise _spdy_unsupported(e) from None
     return await serve_spdy_exec(request, pod, container, opts)
 
 
@@ -81,8 +84,8 @@ async def _portforward(request: web.Request, pod: dict, websocket: bool) -> web.
     if websocket and TUNNELED_PORTFORWARD in wc.offered(request.headers.get("Sec-WebSocket-Protocol", "")):
         try:
             from pocketkube.apiserver.streams.spdy_portforward import serve_tunneled_portforward
-        except ImportError:
-            raise _spdy_unsupported() from None
+        except ModuleNotFoundError as e:
+            raise _spdy_unsupported(e) from None
         return await serve_tunneled_portforward(request, pod)
     if websocket:
         from pocketkube.apiserver.streams.ws_portforward import serve_ws_portforward
@@ -91,6 +94,6 @@ async def _portforward(request: web.Request, pod: dict, websocket: bool) -> web.
         return await serve_ws_portforward(request, pod, ports, _negotiate(request, wc.PORTFORWARD_PROTOCOLS))
     try:
         from pocketkube.apiserver.streams.spdy_portforward import serve_spdy_portforward
-    except ImportError:
-        raise _spdy_unsupported() from None
+    except ModuleNotFoundError as e:
+        raise _spdy_unsupported(e) from None
     return await serve_spdy_portforward(request, pod)
