@@ -209,3 +209,14 @@ def test_streams_are_counted_as_connect():
         ("CONNECT", "", "pods", "exec")
     assert _labels(make_mocked_request("POST", "/api/v1/namespaces/ns/pods/x/portforward")) == \
         ("CONNECT", "", "pods", "portforward")
+
+
+def test_nodes_cannot_open_streams_into_pods():
+    from pocketkube.apiserver.authz import NODES_GROUP, allowed
+    from pocketkube.registry.rbac.index import PolicyIndex
+
+    node = User("system:node:n1", (NODES_GROUP, "system:authenticated"))
+    for sub in ("exec", "attach", "portforward"):
+        a = request_attributes(node, "GET", f"/api/v1/namespaces/ns/pods/x/{sub}", False)
+        assert not allowed(a, PolicyIndex())
+    assert allowed(request_attributes(node, "GET", "/api/v1/namespaces/ns/pods/x", False), PolicyIndex())
