@@ -184,6 +184,7 @@ class APIServer:
         from pocketkube.apiserver.logs import make_log_relay
 
         app[appkeys.LOG_RELAY] = make_log_relay(self.pki)
+        app[appkeys.NODE_TOKEN] = self.pki.node_token
         handlers = Handlers(self.registry)
         app[appkeys.HANDLERS] = handlers
         app[appkeys.TOKEN_SIGNER] = self.signer

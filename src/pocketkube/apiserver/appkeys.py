@@ -13,6 +13,8 @@ from pocketkube.registry.registry import Registry
 REGISTRY = web.AppKey("registry", Registry)
 # relay(request, pod, container, node) -> the node's log stream; absent when nodes are unreachable
 LOG_RELAY = web.AppKey("log_relay", Callable[..., Any])
+# node_token(node) -> the bearer token a node agent accepts from the API server (streams relay)
+NODE_TOKEN = web.AppKey("node_token", Callable[[str], str])
 # the generic verb handlers (apiserver.handlers.Handlers)
 HANDLERS = web.AppKey("handlers", Any)
 # the service-account token issuer (apiserver.satoken.signer.Signer) and authenticator

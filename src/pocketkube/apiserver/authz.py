@@ -37,6 +37,9 @@ NODE_LEASE_NAMESPACE = "kube-node-lease"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+# Streams opened with GET (WebSocket) need `create` as the POST (SPDY) ones do: reading a pod must
+# not grant a shell in it (upstream's AuthorizePodWebsocketUpgradeCreatePermission).
+_CREATE_ON_GET = {("", "pods", "exec"), ("", "pods", "attach"), ("", "pods", "portforward")}
 _NAMESPACE_SUBRESOURCES = {"status", "finalize"}
 
 
@@ -98,7 +101,10 @@ def request_attributes(user: User, method: str, path: str, watch_param: bool) ->
         verb = "watch" if watch_param else ("get" if name else "list")
     elif method == "DELETE":
         verb = "delete" if name else "deletecollection"
-    return Attributes(user, verb, group, rest[0], rest[2] if len(rest) > 2 else "", namespace, name)
+    subresource = rest[2] if len(rest) > 2 else ""
+    if verb == "get" and (group, rest[0], subresource) in _CREATE_ON_GET:
+        verb = "create"
+    return Attributes(user, verb, group, rest[0], subresource, namespace, name)
 
 
 # ---- the authorizer chain: system:masters, Node, RBAC ----

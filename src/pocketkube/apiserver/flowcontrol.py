@@ -125,11 +125,17 @@ class PriorityLevel:
                 del self.flows[flow]
 
 
+_STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
+
+
 def is_long_running(request: web.Request) -> bool:
-    """Watches and followed log streams, as Kubernetes' long-running request check sees them."""
+    """Watches, followed log streams and exec/attach/port-forward streams, as Kubernetes'
+    long-running request check sees them."""
+    parts = request.path.split("/")
+    if parts[-1] in _STREAM_SUBRESOURCES and "pods" in parts:
+        return True
     if request.method != "GET":
         return False
-    parts = request.path.split("/")
     legacy_watch = parts[1:2] == ["api"] and parts[3:4] == ["watch"] or \
         parts[1:2] == ["apis"] and parts[4:5] == ["watch"]
     follow_log = parts[-1] == "log" and request.query.get("follow") in ("true", "1")

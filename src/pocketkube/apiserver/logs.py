@@ -42,6 +42,20 @@ async def serve_pod_log(request: web.Request, registry, pod: dict) -> web.Stream
     return await relay(request, pod, container, node)
 
 
+def node_endpoint(registry, node: str, purpose: str = "") -> tuple[str, int]:
+    """The address of a node's agent endpoint (logs, exec, attach, port-forward): its Node's
+    InternalIP and daemonEndpoints.kubeletEndpoint.Port."""
+    node_obj = registry.store("", "nodes").try_get("", node)
+    if node_obj is None:
+        raise errors.NotFound.object("nodes", node)
+    status = node_obj.get("status") or {}
+    ip = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+    port = (((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port"))
+    if not ip or not port:
+        raise errors.BadRequest(f'node "{node}" does not publish a kubelet endpoint' + (f" {purpose}" if purpose else ""))
+    return ip, int(port)
+
+
 def make_log_relay(pki):
     """A relay from `GET pods/x/log` to the kubelet log server of the pod's node.
 
@@ -52,15 +66,7 @@ def make_log_relay(pki):
     import aiohttp
 
     async def relay(request: web.Request, pod: dict, container: str, node: str) -> web.StreamResponse:
-        registry = request.app[appkeys.REGISTRY]
-        node_obj = registry.store("", "nodes").try_get("", node)
-        if node_obj is None:
-            raise errors.NotFound.object("nodes", node)
-        status = node_obj.get("status") or {}
-        ip = next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"), None)
-        port = (((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port"))
-        if not ip or not port:
-            raise errors.BadRequest(f'node "{node}" does not publish a kubelet endpoint for logs')
+        ip, port = node_endpoint(request.app[appkeys.REGISTRY], node, "for logs")
         params = {k: request.query[k] for k in ("follow", "tailLines", "previous", "timestamps", "sinceSeconds",
                                                  "sinceTime", "limitBytes") if k in request.query}
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]

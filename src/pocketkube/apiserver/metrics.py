@@ -25,6 +25,8 @@ DURATION = Histogram("apiserver_request_duration_seconds", "Latency of non-strea
                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 LONGRUNNING = Gauge("apiserver_longrunning_requests", "Long-running requests (watches) open now.",
                     ["verb", "group", "resource", "subresource"], registry=REGISTRY)
+# Streams are counted as kube-apiserver counts them: verb CONNECT, not timed (they last as long as the session).
+_CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")
 _VERBS = {"GET": "GET", "POST": "POST", "PUT": "PUT", "PATCH": "PATCH", "DELETE": "DELETE"}
 
 
@@ -36,6 +38,8 @@ def _labels(request: web.Request) -> tuple[str, str, str, str]:
     if target is None:
         return _VERBS.get(request.method, request.method), "", "", ""
     verb = _VERBS.get(request.method, request.method)
+    if target.subresource in _CONNECT_SUBRESOURCES:
+        return "CONNECT", target.res.group, target.res.plural, target.subresource
     if request.method == "GET":
         if target.legacy_watch or bool_param(request.query.get("watch")):
             verb = "WATCH"
@@ -65,7 +69,7 @@ async def middleware(request: web.Request, handler):
         if open_watches is not None:
             open_watches.dec()
         REQUESTS.labels(verb, group, resource, sub, str(code)).inc()
-        if verb != "WATCH":
+        if verb not in ("WATCH", "CONNECT"):
             DURATION.labels(verb, resource).observe(time.perf_counter() - start)
 
 
