@@ -178,8 +178,10 @@ def test_attach_sees_output(k, cluster):
 
 
 @contextlib.contextmanager
-def port_forward(k: Kubectl, target: str, *ports: str, env: dict | None = None) -> Iterator[list[int]]:
-    """`kubectl port-forward target :80 ...`: the local ports it chose, in the order given."""
+def port_forward(k: Kubectl, target: str, *ports: str, env: dict | None = None,
+                 may_end: bool = False) -> Iterator[list[int]]:
+    """`kubectl port-forward target :80 ...`: the local ports it chose, in the order given. With
+    `may_end`, kubectl is expected to end with upstream's error for a refused connection."""
     full = dict(os.environ, KUBECONFIG=str(k.kubeconfig), KUBECACHEDIR=k.cache, HOME=k.cache, **(env or {}))
     proc = subprocess.Popen([k.binary, "port-forward", target, *ports], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full)
@@ -195,7 +197,12 @@ def port_forward(k: Kubectl, target: str, *ports: str, env: dict | None = None) 
                 local.append(int(m.group(1)))
         assert len(local) == len(ports), f"port-forward did not start: {proc.stderr.read() if proc.poll() else ''}"
         yield local
-        assert proc.poll() is None, f"port-forward ended: {proc.stderr.read()}"
+        if may_end:
+            proc.wait(timeout=30)
+            err = proc.stderr.read()
+            assert "error forwarding port 81" in err and "connection refused" in err, err
+        else:
+            assert proc.poll() is None, f"port-forward ended: {proc.stderr.read()}"
     finally:
         proc.kill()
         proc.wait()
@@ -209,13 +216,8 @@ def fetch(port: int, path: str) -> bytes:
 @pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
 def test_port_forward_large_and_concurrent(k, pod, spdy):
     want = k.ok("exec", pod, "--", "sha256sum", "/www/big").split()[0]
-    with port_forward(k, f"pod/{pod}", ":80", ":81", env=SPDY_ENV if spdy else None) as (http, closed):
+    with port_forward(k, f"pod/{pod}", ":80", env=SPDY_ENV if spdy else None) as (http,):
         assert hashlib.sha256(fetch(http, "/big")).hexdigest() == want
-        # A closed port fails that connection only.
-        with socket.create_connection(("127.0.0.1", closed), timeout=10) as s:
-            s.settimeout(10)
-            with contextlib.suppress(ConnectionResetError):
-                assert s.recv(1) == b""
         results: list[bytes] = []
         threads = [threading.Thread(target=lambda: results.append(fetch(http, "/small"))) for _ in range(20)]
         for t in threads:
@@ -223,6 +225,17 @@ def test_port_forward_large_and_concurrent(k, pod, spdy):
         for t in threads:
             t.join(60)
         assert results == [b"small\n"] * 20
+
+
+@pytest.mark.parametrize("spdy", [False, True], ids=["websocket", "spdy"])
+def test_port_forward_to_a_closed_port(k, pod, spdy):
+    """The server fails that connection only, with the kubelet's words; kubectl (>= 1.29) then
+    chooses to end its whole session ("lost connection to pod") and says why."""
+    with port_forward(k, f"pod/{pod}", ":81", ":80", env=SPDY_ENV if spdy else None, may_end=True) as (closed, http):
+        with socket.create_connection(("127.0.0.1", closed), timeout=10) as s:
+            s.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                assert s.recv(1) == b""
 
 
 @pytest.mark.parametrize("target", ["svc/box", "deploy/none"])
