@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketkube.agent import logrotation
+from pocketkube.agent.runtime.cri import netns_port
 from pocketkube.agent.runtime.cri import translate as t
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, NotFound, Unavailable
 from pocketkube.agent.runtime.cri.exec_pids import ExecTracker
@@ -62,6 +63,8 @@ from pocketkube.agent.runtime.interface import (
     StreamOptions,
     User,
 )
+from pocketkube.agent.runtime.process_streams import TcpPortStream
+from pocketkube.agent.runtime.streamio import CHUNK
 from pocketkube.api.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,7 @@ class ContainerdRuntime:
         self.resolv_conf = Path(resolv_conf)
         self.poll_interval = poll_interval
         self._sandboxes: dict[str, _Sandbox] = {}
+        self._netns_paths: dict[str, str | None] = {}  # sandbox id → its network namespace
         self._sandbox_info: dict[str, dict] = {}  # uid -> name/namespace/ip of sandboxes found by adopt_all
         self._histories: dict[tuple[str, str], ContainerHistory] = {}
         self._watched: dict[str, tuple[ContainerRecord, asyncio.Future[ContainerRecord]]] = {}
@@ -480,6 +484,7 @@ class ContainerdRuntime:
         for uid, sandbox in list(self._sandboxes.items()):
             if sandbox.id not in ready and self._sandboxes.get(uid) is sandbox:
                 del self._sandboxes[uid]
+                self._netns_paths.pop(sandbox.id, None)
                 log.info("the sandbox %s of pod %s is gone; the kubelet re-creates it", sandbox.id[:12], uid)
                 assert self._sandbox_lost is not None
                 self._sandbox_lost(uid)
@@ -601,15 +606,42 @@ class ContainerdRuntime:
                                                        stderr=opts.stderr and not opts.tty))
         return await CriSession.open(url, opts)
 
-    async def port_forward(self, pod_uid: str, port: int) -> CriPortStream:
+    async def port_forward(self, pod_uid: str, port: int) -> CriPortStream | TcpPortStream:
         sandbox = self._sandboxes.get(pod_uid)
         if sandbox is None:
             raise StreamError(f"pod {pod_uid} has no running sandbox on this node")
+        # Dial inside the sandbox's netns ourselves, as containerd would (cri/netns_port.py): the
+        # streaming server's SPDY copy caps a stream at ~90 MB/s. Not possible → CRI PortForward.
+        path = await self._netns_path(sandbox.id)
+        if path is not None:
+            try:
+                sock = await netns_port.dial(path, port, sandbox.id)
+            except ConnectionError as e:
+                raise StreamError(e.strerror or str(e)) from None
+            except netns_port.NetnsUnavailable as e:
+                log.info("port-forward through the CRI streaming server: cannot enter %s: %s", path, e)
+                self._netns_paths[sandbox.id] = None
+            else:
+                reader, writer = await asyncio.open_connection(sock=sock, limit=CHUNK)
+                return TcpPortStream(reader, writer)
         try:
             url = await self.client.port_forward(sandbox.id, [port])
         except CriError as e:
             raise StreamError(e.message) from None
         return await CriPortStream.open(url, port)
+
+    async def _netns_path(self, sandbox_id: str) -> str | None:
+        """The sandbox's network namespace (cached; None: use CRI PortForward). Entering it needs
+        root (CAP_SYS_ADMIN); the agent without it keeps containerd's streaming server."""
+        if sandbox_id not in self._netns_paths:
+            path = None
+            if os.geteuid() == 0:
+                with contextlib.suppress(CriError):
+                    resp = await self.client.pod_sandbox_status(sandbox_id, verbose=True)
+                    path = netns_port.netns_path(resp.info.get("info", ""))
+            self._netns_paths[sandbox_id] = path
+        path = self._netns_paths[sandbox_id]
+        return path if path is not None and os.path.exists(path) else None
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -691,7 +723,9 @@ class ContainerdRuntime:
 
     async def stop_pod_sandbox(self, pod_uid: str) -> None:
         # Forgotten first, so that the poller does not report the stop as a lost sandbox.
-        self._sandboxes.pop(pod_uid, None)
+        sandbox = self._sandboxes.pop(pod_uid, None)
+        if sandbox is not None:
+            self._netns_paths.pop(sandbox.id, None)
         try:
             sandboxes = await self.client.list_pod_sandbox(api.PodSandboxFilter(label_selector={t.POD_UID: pod_uid}))
             for s in sandboxes:
@@ -720,6 +754,8 @@ class ContainerdRuntime:
                 if r is not None:
                     self._mark_unknown(r)
                     self._resolve(r)
+        for s in sandboxes:
+            self._netns_paths.pop(s.id, None)
         self._sandboxes.pop(pod_uid, None)
         self._sandbox_info.pop(pod_uid, None)
         self._sandbox_locks.pop(pod_uid, None)
