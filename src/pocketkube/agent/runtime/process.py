@@ -51,7 +51,7 @@ from pocketkube.agent.runtime.interface import (
     User,
 )
 from pocketkube.agent.runtime.pod_ips import PodIPs
-from pocketkube.agent.runtime.process_streams import ProcessAttach, ProcessExec, TcpPortStream
+from pocketkube.agent.runtime.process_streams import ProcessAttach, ProcessExec, TcpPortStream, connect_port
 from pocketkube.agent.runtime.reference import parse_reference
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.net.errors import AllocationError
@@ -516,7 +516,7 @@ class ProcessRuntime:
         ip = self._sandboxes.get(pod_uid)
         if not ip:
             raise StreamError(f"pod sandbox {pod_uid} has no IP: the pod is not running")
-        return await TcpPortStream.connect(ip, port, pod_uid)
+        return await connect_port(ip, port)
 
     # ---- persistence and re-adoption ----
     def _save(self, pod_uid: str, name: str) -> None:

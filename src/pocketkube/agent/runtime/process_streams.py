@@ -31,6 +31,7 @@ from pathlib import Path
 
 from pocketkube.agent.runtime.interface import STDERR, STDOUT, StreamError, StreamExit, StreamOptions
 from pocketkube.agent.runtime.streamio import CHUNK, Output
+from pocketkube.agent.runtime.tcp_stream import TcpPortStream, connect_error
 
 SETSID = "/usr/bin/setsid"
 ATTACH_POLL = 0.05
@@ -297,41 +298,9 @@ class ProcessAttach:
             self._log = None
 
 
-class TcpPortStream:
-    """A forwarded connection: a TCP connection from the agent to the pod."""
-
-    error = None  # a failed connect raises StreamError instead
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, host: str, port: int, pod: str) -> TcpPortStream:
-        try:
-            reader, writer = await asyncio.open_connection(host, port, limit=CHUNK)
-        except OSError as e:
-            reason = os.strerror(e.errno).lower() if e.errno else str(e)
-            # The kubelet's words, with the pod's address as the namespace it connects in.
-            raise StreamError(f'failed to connect to localhost:{port} inside namespace "{host}", '
-                              f"IPv4: dial tcp4 {host}:{port}: connect: {reason}") from None
-        return cls(reader, writer)
-
-    async def read(self) -> bytes:
-        try:
-            return await self.reader.read(CHUNK)
-        except OSError:
-            return b""
-
-    async def write(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def write_eof(self) -> None:
-        if not self.writer.is_closing() and self.writer.can_write_eof():
-            with contextlib.suppress(OSError):
-                self.writer.write_eof()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
+async def connect_port(host: str, port: int) -> TcpPortStream:
+    """A connection to the pod's `port` at its address; StreamError in the kubelet's words."""
+    try:
+        return await TcpPortStream.connect(host, port)
+    except OSError as e:
+        raise StreamError(connect_error(host, port, e)) from None

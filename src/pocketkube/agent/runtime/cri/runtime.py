@@ -63,8 +63,7 @@ from pocketkube.agent.runtime.interface import (
     StreamOptions,
     User,
 )
-from pocketkube.agent.runtime.process_streams import TcpPortStream
-from pocketkube.agent.runtime.streamio import CHUNK
+from pocketkube.agent.runtime.tcp_stream import TcpPortStream
 from pocketkube.api.timestamps import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -622,8 +621,7 @@ class ContainerdRuntime:
                 log.info("port-forward through the CRI streaming server: cannot enter %s: %s", path, e)
                 self._netns_paths[sandbox.id] = None
             else:
-                reader, writer = await asyncio.open_connection(sock=sock, limit=CHUNK)
-                return TcpPortStream(reader, writer)
+                return await TcpPortStream.from_socket(sock)
         try:
             url = await self.client.port_forward(sandbox.id, [port])
         except CriError as e:
