@@ -80,26 +80,31 @@ class CriSession:
     async def open(cls, url: str, opts: StreamOptions) -> CriSession:
         session, protocol = await _connect(url, REMOTECOMMAND_PROTOCOLS)
         self = cls(session, protocol, opts)
+        # The order client-go creates them in; the server waits for exactly these.
+        kinds = ["error"] + ["stdin"] * opts.stdin + ["stdout"] * opts.stdout
+        kinds += ["stderr"] * (opts.stderr and not opts.tty)
+        kinds += ["resize"] * (opts.tty and protocol not in ("channel.k8s.io", "v2.channel.k8s.io"))
         try:
-            # The order client-go creates them in; the server waits for exactly these.
-            self.error = await session.open_stream({"streamtype": "error"})
-            if opts.stdin:
-                self.stdin = await session.open_stream({"streamtype": "stdin"})
-            if opts.stdout:
-                self.output.pump(STDOUT, await self._reader({"streamtype": "stdout"}))
-            if opts.stderr and not opts.tty:
-                self.output.pump(STDERR, await self._reader({"streamtype": "stderr"}))
-            if opts.tty and protocol != "channel.k8s.io" and protocol != "v2.channel.k8s.io":
-                self.resize_stream = await session.open_stream({"streamtype": "resize"})
+            # All SYN_STREAMs at once (ids in this order), then the replies: one round trip to
+            # the streaming server instead of one per stream (client-go waits for each).
+            opened = await asyncio.gather(*(session.open_stream({"streamtype": k}) for k in kinds),
+                                          return_exceptions=True)
+            failed = next((s for s in opened if isinstance(s, BaseException)), None)
+            if failed is not None:
+                raise failed
         except BaseException:
             session.close()
             raise
+        streams = dict(zip(kinds, opened, strict=True))
+        self.error = streams["error"]
+        self.stdin = streams.get("stdin")
+        self.resize_stream = streams.get("resize")
+        for channel, kind in ((STDOUT, "stdout"), (STDERR, "stderr")):
+            if kind in streams:
+                self.output.pump(channel, streams[kind].read)
         self._error_task = asyncio.get_running_loop().create_task(_read_all(self.error))
         self._error_task.add_done_callback(lambda _: self._ended.set())
         return self
-
-    async def _reader(self, headers: dict[str, str]):
-        return (await self.session.open_stream(headers)).read
 
     async def write(self, data: bytes) -> None:
         if self.stdin is not None and data:
