@@ -71,3 +71,45 @@ def test_dial_inside_a_network_namespace():
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
+
+
+def test_tcp_port_stream_relays_half_closes_and_pauses(monkeypatch):
+    from pocketkube.agent.runtime import tcp_stream
+
+    monkeypatch.setattr(tcp_stream, "HIGH_WATER", 64 * 1024)
+
+    async def run() -> None:
+        got = bytearray()
+        done = asyncio.Event()
+        sent = b"x" * (1024 * 1024)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(sent)
+            writer.write_eof()  # the pod half-closes; it still reads
+            got.extend(await reader.read())
+            done.set()
+            writer.close()
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        stream = await tcp_stream.TcpPortStream.connect("127.0.0.1", port)
+        async def paused() -> None:  # nobody reads yet: the pod's socket is paused at HIGH_WATER
+            while not stream._protocol._paused:
+                await asyncio.sleep(0.005)
+        await asyncio.wait_for(paused(), 5)
+        assert stream._protocol.buffered <= tcp_stream.HIGH_WATER + 256 * 1024
+        received = bytearray()
+        while data := await stream.read():
+            received += data
+        assert bytes(received) == sent
+        await stream.write(b"from the client")
+        await stream.write_eof()
+        await asyncio.wait_for(done.wait(), 5)
+        assert bytes(got) == b"from the client"
+        await stream.close()
+        with pytest.raises(ConnectionError):
+            await stream.write(b"late")
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(OSError):
+            await tcp_stream.TcpPortStream.connect("127.0.0.1", port)
+    asyncio.run(run())
