@@ -115,7 +115,14 @@ async def dial(path: str, port: int, sandbox: str) -> socket.socket:
             loop.call_soon_threadsafe(done.set)
     # A thread of its own, not the default executor's: its namespace changes while it runs.
     threading.Thread(target=run, name="netns-dial", daemon=True).start()
-    await done.wait()
+    try:
+        await done.wait()
+    except asyncio.CancelledError:  # the caller is gone: the connection, once made, is closed
+        def drop() -> None:
+            if "socket" in out:
+                out["socket"].close()
+        loop.create_task(done.wait()).add_done_callback(lambda _: drop())
+        raise
     if "socket" in out:
         s: socket.socket = out["socket"]
         s.setblocking(False)
