@@ -62,7 +62,7 @@ def test_dial_inside_a_network_namespace():
             with pytest.raises(ConnectionError) as e:
                 await netns_port.dial(path, port, "sandbox-1")
             assert e.value.strerror == (
-                f'failed to connect to localhost:{port} inside namespace "sandbox-1", IPv4: dial tcp4 '
+                f'failed to execute portforward in network namespace "{path}": failed to connect to localhost:{port} inside namespace "sandbox-1", IPv4: dial tcp4 '
                 f"127.0.0.1:{port}: connect: connection refused IPv6 dial tcp6 [::1]:{port}: connect: "
                 "connection refused ")
             with pytest.raises(netns_port.NetnsUnavailable):

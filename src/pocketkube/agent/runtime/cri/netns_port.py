@@ -92,8 +92,9 @@ def _connect_in(path: str, port: int, sandbox: str, out: dict) -> None:
                     continue
                 out["socket"] = s
                 return
-            out["error"] = (f'failed to connect to localhost:{port} inside namespace "{sandbox}", '
-                            f"IPv4: {errors[0]} IPv6 {errors[1]} ")
+            out["error"] = (f'failed to execute portforward in network namespace "{path}": '
+                            f'failed to connect to localhost:{port} inside namespace "{sandbox}", '
+                            f"IPv4: {errors[0]} IPv6 {errors[1]} ")  # containerd's words
         finally:
             _setns(own)  # raising here ends this thread, never the agent's others
     finally:
