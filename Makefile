@@ -76,6 +76,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/dns.py
 	$(VENV)/bin/python bench/ingress.py
 	$(VENV)/bin/python bench/ingress.py --runtime containerd
+	$(VENV)/bin/python bench/streams.py
+	$(VENV)/bin/python bench/streams_apiserver.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -16,6 +16,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -72,6 +73,13 @@ def main() -> None:
     binary = next((v for n, v in bins.items() if args.kubectl and args.kubectl in n), None) or \
         bins.get("kubectl-1.32") or next(iter(bins.values()))
     out = Path(tempfile.mkdtemp(prefix="pk-bench-streams-"))
+    try:
+        run(binary, out, args.runs)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def run(binary: str, out: Path, runs: int) -> None:
     with image_cluster("pk-bstrm-", out, ["busybox"], nodes=1, **RANGES) as cluster:
         k = Kubectl(binary, cluster.kubeconfig)
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "box"},
@@ -93,7 +101,7 @@ def main() -> None:
         timed(k, "exec", "box", "--", "true")  # warm caches (discovery, the node's connection)
         timed(k, "get", "pod", "box")
         get_t, exec_t = [], []
-        for _ in range(args.runs * 4):
+        for _ in range(runs * 4):
             get_t.append(timed(k, "get", "pod", "box"))
             exec_t.append(timed(k, "exec", "box", "--", "true"))
         g, e = statistics.median(get_t), statistics.median(exec_t)
@@ -106,7 +114,7 @@ def main() -> None:
         try:
             port = int(re.search(r"127\.0\.0\.1:(\d+)", pf.stdout.readline()).group(1))
             direct, through = [], []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 n, t = download(pod_ip, 80, "/big")
                 assert n > SIZE, n
                 direct.append(n / t)
