@@ -169,7 +169,7 @@ spec:
                  what="client reached web")
         assert "init done" in k.ok("logs", "duo", "-c", "init")
     finally:
-        k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
+        k.run("delete", "-f", str(manifest), "--wait=true", "--grace-period=1", timeout=60)
 
 
 def test_post_start_runs_inside_the_container(k, tmp_path):
@@ -192,7 +192,7 @@ spec:
     try:
         wait_for(lambda: "set by postStart" in k.run("logs", "hooked").stdout, timeout=60, what="the hook's file")
     finally:
-        k.run("delete", "-f", str(manifest), "--wait=true", timeout=60)
+        k.run("delete", "-f", str(manifest), "--wait=true", "--grace-period=1", timeout=60)
 
 
 def test_a_pod_whose_sandbox_dies_gets_a_new_one(k, cluster):
@@ -218,7 +218,7 @@ def test_a_pod_whose_sandbox_dies_gets_a_new_one(k, cluster):
         assert reborn["status"]["podIP"].startswith("10.246.")
         assert "SandboxChanged" in k.ok("get", "events", "--field-selector", "involvedObject.name=phoenix")
     finally:
-        k.run("delete", "pod", "phoenix", "--wait=true", timeout=60)
+        k.run("delete", "pod", "phoenix", "--wait=true", "--grace-period=1", timeout=60)
 
 
 def test_never_pull_policy_with_a_missing_image(k):

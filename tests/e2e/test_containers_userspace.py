@@ -216,4 +216,5 @@ def test_a_host_port_is_reachable_at_its_own_node_ip(k, cluster, tmp_path):
         dnat = subprocess.run(["iptables", "-t", "nat", "-S", portmap.DNAT_CHAIN], capture_output=True, text=True)
         assert f"-A {portmap.DNAT_CHAIN} " in dnat.stdout  # made by portmap; removed at the end (fixture)
     finally:
-        k.run("delete", "pod", "hostport-1", "hostport-2", "--wait=true", "--ignore-not-found", timeout=90)
+        k.run("delete", "pod", "hostport-1", "hostport-2", "--wait=true", "--grace-period=1", "--ignore-not-found",
+              timeout=90)
