@@ -67,7 +67,7 @@ def short(port: int) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--kubectl", default="")
+    ap.add_argument("--kubectl", default="", help="a substring of the kubectl to use: 1.32 or bundled (1.37)")
     args = ap.parse_args()
     bins = kubectl_binaries()
     binary = next((v for n, v in bins.items() if args.kubectl and args.kubectl in n), None) or \
