@@ -70,7 +70,9 @@ class Clock:
 
 @pytest.fixture
 async def cron_controller() -> AsyncIterator[tuple[FakeClient, CronJobController, Clock]]:
-    fake, clock = FakeClient(), Clock(T0)
+    clock = Clock(T0)
+    # Objects are created ten minutes before the controller's "now", whatever the real time is.
+    fake = FakeClient(clock=lambda: T0 - 600)
     async with controllers_on(fake, lambda informers, recorder: CronJobController(fake, informers, recorder, clock=clock),
                               component="cronjob-controller") as (c,):
         yield fake, c, clock

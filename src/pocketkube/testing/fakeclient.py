@@ -107,7 +107,10 @@ def _translate(ev: _Event, res: Resource, namespace: str, match: Match) -> tuple
 class FakeClient:
     """In-memory implementation of pocketkube.client.interface.Client."""
 
-    def __init__(self, *objects: tuple[Resource, dict]) -> None:
+    def __init__(self, *objects: tuple[Resource, dict], clock: Callable[[], float] | None = None) -> None:
+        # What stamps creationTimestamp: a test that runs its controller on a fake clock passes the
+        # same clock, so objects are not created "after" the test's own instants.
+        self._clock = clock
         self._objects: dict[tuple[str, str], dict[tuple[str, str], dict]] = {}
         self._revision = 1
         self._log: list[_Event] = []
@@ -213,7 +216,7 @@ class FakeClient:
         for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             m.pop(field, None)
         m["uid"] = str(uuid.uuid4())
-        m["creationTimestamp"] = now_rfc3339()
+        m["creationTimestamp"] = now_rfc3339(self._clock()) if self._clock else now_rfc3339()
         if res.kind in _GENERATION_KINDS:
             m["generation"] = 1
         if not keep_status and "status" in res.subresources and res.kind != "Node":
