@@ -151,16 +151,19 @@ def test_websocket_through_the_ingress(k, cluster):
 @pytest.mark.parametrize("binary", sorted(kubectl_binaries()))
 def test_kubectl_create_ingress(k, cluster, binary):
     kc = Kubectl(kubectl_binaries()[binary], cluster.kubeconfig)
-    name = binary.replace(".", "-").replace("kubectl-", "made-")
-    kc.ok("create", "ingress", name, f"--rule={name}.local/api*=backend:http")
-    made = get_json(kc, "ingress", name)
-    assert made["spec"]["ingressClassName"] == "pocketkube"
-    assert made["spec"]["rules"][0]["http"]["paths"][0] == {
-        "path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "backend", "port": {"name": "http"}}}}
-    wait_for(lambda: answer(cluster.node_ip(1), host=f"{name}.local", path="/api/x", want="backend "), timeout=20,
-             what=f"the Ingress {binary} created")
-    bad = kc.run("create", "ingress", "bad", "--rule=bad.local/=backend:99999")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    try:
+        name = binary.replace(".", "-").replace("kubectl-", "made-")
+        kc.ok("create", "ingress", name, f"--rule={name}.local/api*=backend:http")
+        made = get_json(kc, "ingress", name)
+        assert made["spec"]["ingressClassName"] == "pocketkube"
+        assert made["spec"]["rules"][0]["http"]["paths"][0] == {
+            "path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "backend", "port": {"name": "http"}}}}
+        wait_for(lambda: answer(cluster.node_ip(1), host=f"{name}.local", path="/api/x", want="backend "), timeout=20,
+                 what=f"the Ingress {binary} created")
+        bad = kc.run("create", "ingress", "bad", "--rule=bad.local/=backend:99999")
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    finally:
+        kc.close()
 
 
 def test_default_backend_then_deleted(k, cluster):
