@@ -448,14 +448,15 @@ async def _run_agent(args: argparse.Namespace) -> int:
 
 
 async def _run_dns(args: argparse.Namespace) -> int:
+    from pocketkube.client.rest import Client
     from pocketkube.dns.forward import parse_upstream
     from pocketkube.dns.main import DNSConfig, run_dns
 
+    client = Client(args.server, args.token_file.read_text().strip(), str(args.ca_file), user_agent="pocketkube-dns")
     return await run_dns(DNSConfig(
-        server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         listen=args.listen, port=args.port, service_ip=args.service_ip, cluster_domain=args.cluster_domain,
         upstreams=tuple(parse_upstream(u) for u in args.upstream), resolv_conf=args.resolv_conf,
-        metrics_port=args.metrics_port))
+        metrics_port=args.metrics_port), client)
 
 
 async def _run_image(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""Wiring of `pocketkube dns`: the REST client, the zone index fed by the informers, the
-forwarder over the host's resolvers and the UDP/TCP server."""
+"""`pocketkube dns` put together: the zone index fed by the informers, the forwarder over the
+host's resolvers and the UDP/TCP server, on a client the caller builds (cli.py: the REST client)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pocketkube.client.rest import Client
+from pocketkube.client.interface import Client
 from pocketkube.dns.controller import ClusterDNS
 from pocketkube.dns.forward import Forwarder, resolv_conf_upstreams
 from pocketkube.dns.metrics import METRICS_PORT, MetricsServer
@@ -22,9 +22,6 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DNSConfig:
-    server: str
-    token: str
-    ca_file: str
     listen: str  # the address pods reach through the kube-dns Service (its EndpointSlice's)
     service_ip: str  # kube-dns's ClusterIP: the service range's .10
     port: int = 53
@@ -71,8 +68,8 @@ async def start_dns(cfg: DNSConfig, client: Client) -> tuple[DNSServer, ClusterD
     return server, cdns
 
 
-async def run_dns(cfg: DNSConfig) -> int:
-    client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent="pocketkube-dns")
+async def run_dns(cfg: DNSConfig, client: Client) -> int:
+    """Serve until SIGINT/SIGTERM; closes `client` when done."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
