@@ -1,0 +1,216 @@
+// The live map page: hash router, header controls, and the glue between the stream, the
+// counters and the views. Routes: #/map/<ns>/<name>[/<port>], #/overview,
+// #/describe/<resource>/<ns or _>/<name>.
+import {enc, getJSON} from "./api.js";
+import {Changes, diffModels} from "./changes.js";
+import {loadDescribe} from "./describe.js";
+import {h, setText} from "./dom.js";
+import {Dots} from "./dots.js";
+import {MapView} from "./map.js";
+import {loadOverview} from "./overview.js";
+import {Stream} from "./stream.js";
+import {Counters, endpointKey, entryKey} from "./stats.js";
+import {EndpointTable} from "./table.js";
+import {renderTryIt} from "./tryit.js";
+
+const $ = (sel) => document.querySelector(sel);
+const STATUS_TEXT = {live: "Live", reconnecting: "Reconnecting…", offline: "Offline"};
+
+export function parseRoute(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
+  if (parts[0] === "overview") return {view: "overview"};
+  if (parts[0] === "describe" && parts.length >= 4) {
+    return {view: "describe", resource: parts[1], namespace: parts[2], name: parts.slice(3).join("/")};
+  }
+  if (parts[0] === "map" && parts.length >= 3 && parts[1] && parts[2]) {
+    return {view: "map", namespace: parts[1], service: parts[2], port: parts[3] || ""};
+  }
+  return {view: "map", namespace: "", service: "", port: ""};
+}
+
+const ui = {
+  status: $("#status"), statusText: $("#status .status-text"), dataplane: $("[data-testid=dataplane]"),
+  server: $("#cluster-server"), picker: $("[data-testid=service-picker]"), portPicker: $("#port-picker"),
+  portField: $("#port-field"), pause: $("[data-testid=pause]"), reset: $("[data-testid=reset-baseline]"),
+  error: $("[data-testid=error]"), live: $("[data-testid=live-region]"), mapControls: $("#map-controls"),
+  views: {map: $("#view-map"), overview: $("#view-overview"), describe: $("#view-describe")},
+};
+
+const counters = new Counters();
+const mapView = new MapView($("[data-testid=map]"));
+const table = new EndpointTable($("[data-testid=endpoint-table]"));
+const dots = new Dots($("[data-testid=dot-scale]"));
+const changes = new Changes($("[data-testid=changes]"), ui.live);
+const announce = (text) => changes.announce(text);
+let model = null;
+let streamKey = null;   // "ns/name/port" the stream was opened for
+let paused = false;
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+
+function setStatus(state) {
+  ui.status.dataset.state = state;
+  setText(ui.statusText, STATUS_TEXT[state]);
+}
+
+function motionAllowed() {
+  return !paused && !reducedMotion.matches;
+}
+reducedMotion.addEventListener("change", () => dots.setEnabled(motionAllowed()));
+dots.setEnabled(motionAllowed());
+
+function showError(text) {
+  setText(ui.error, text || "");
+  ui.error.hidden = !text;
+}
+
+function sameService(a, b) {
+  return a?.service && b?.service && a.service.namespace === b.service.namespace && a.service.name === b.service.name
+    && (a.service.port?.name ?? a.service.port?.port) === (b.service.port?.name ?? b.service.port?.port);
+}
+
+function applyModel(next, {fromSnapshot = false} = {}) {
+  if (sameService(model, next)) changes.add(diffModels(model, next));
+  else if (next.service && model?.service && fromSnapshot) changes.add([`Showing ${next.service.namespace}/${next.service.name}`]);
+  model = next;
+  showError(next.error);
+  setText(ui.dataplane, `data plane: ${next.cluster?.dataplane || "unknown"}`);
+  ui.dataplane.dataset.dataplane = next.cluster?.dataplane || "";
+  setText(ui.server, next.cluster?.server || "");
+  mapView.render(next, counters);
+  dots.attach(mapView.dotsLayer);
+  table.render(next, counters);
+  renderTryIt($("#tryit"), next, announce);
+  syncPicker();
+  document.title = next.service ? `${next.service.name} · pocketkube` : "pocketkube · live map";
+}
+
+function onSnapshot(data) {
+  counters.snapshot(data.traffic);
+  applyModel(data.model, {fromSnapshot: true});
+}
+
+function onTraffic(traffic) {
+  counters.tick(traffic);
+  mapView.applyTraffic(counters);
+  table.update(counters);
+  if (!model?.service) return;
+  const routes = [];
+  for (const e of traffic.entries || []) routes.push({route: mapView.entryRoute(e.id), delta: e.delta || 0, cls: "entry"});
+  for (const e of traffic.endpoints || []) routes.push({route: mapView.endpointRoute(e.key), delta: e.delta || 0, cls: "endpoint"});
+  dots.tick(routes);
+}
+
+const stream = new Stream({
+  onSnapshot, onTraffic, onState: setStatus,
+  onTopology: (next) => applyModel(next),
+  onFailure: async () => {
+    // The browser hides the HTTP status of a failed EventSource: ask the JSON API why.
+    if (!streamKey) return;
+    const [ns, name] = streamKey.split("/");
+    if (!ns) return;
+    try {
+      await getJSON(`api/v1/services/${enc(ns)}/${enc(name)}/map`);
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) showError(err.message);
+    }
+  },
+});
+
+function openStream(route) {
+  const key = `${route.namespace}/${route.service}/${route.port}`;
+  if (key === streamKey) return;
+  streamKey = key;
+  const q = new URLSearchParams();
+  if (route.service) {
+    q.set("namespace", route.namespace);
+    q.set("service", route.service);
+    if (route.port) q.set("port", route.port);
+  }
+  setStatus("reconnecting");
+  stream.open(`api/v1/stream${q.toString() ? "?" + q : ""}`);
+}
+
+// --- the Service and port pickers -------------------------------------------------------------
+let serviceItems = [];
+
+async function loadServices() {
+  try {
+    serviceItems = (await getJSON("api/v1/services")).items || [];
+  } catch {
+    serviceItems = [];
+  }
+  syncPicker();
+}
+
+function syncPicker() {
+  const current = model?.service ? `${model.service.namespace}/${model.service.name}` : "";
+  const values = serviceItems.map((s) => `${s.namespace}/${s.name}`);
+  if (current && !values.includes(current)) values.unshift(current);
+  const wanted = values.join("\n");
+  if (ui.picker.dataset.values !== wanted) {
+    ui.picker.replaceChildren(...(values.length ? values : [""]).map((v) => {
+      const item = serviceItems.find((s) => `${s.namespace}/${s.name}` === v);
+      return h("option", {value: v}, v ? `${v}${item ? ` (${item.type})` : ""}` : "No Services");
+    }));
+    ui.picker.dataset.values = wanted;
+  }
+  ui.picker.value = current;
+  const ports = model?.service?.ports || [];
+  ui.portField.hidden = ports.length < 2;
+  ui.portPicker.replaceChildren(...ports.map((p) => h("option", {value: p.name || String(p.port)},
+    `${p.name ? p.name + " " : ""}${p.port}/${p.protocol}`)));
+  const sel = model?.service?.port;
+  if (sel) ui.portPicker.value = sel.name || String(sel.port);
+}
+
+ui.picker.addEventListener("change", () => {
+  const [ns, name] = ui.picker.value.split("/");
+  if (ns && name) location.hash = `#/map/${enc(ns)}/${enc(name)}`;
+});
+ui.portPicker.addEventListener("change", () => {
+  const svc = model?.service;
+  if (svc) location.hash = `#/map/${enc(svc.namespace)}/${enc(svc.name)}/${enc(ui.portPicker.value)}`;
+});
+
+ui.pause.addEventListener("click", () => {
+  paused = !paused;
+  ui.pause.setAttribute("aria-pressed", String(paused));
+  setText(ui.pause, paused ? "Resume" : "Pause");
+  dots.setEnabled(motionAllowed());
+  announce(paused ? "Animation paused" : "Animation resumed");
+});
+
+ui.reset.addEventListener("click", () => {
+  counters.reset();
+  mapView.applyTraffic(counters);
+  table.update(counters);
+  announce("Counts reset to zero");
+});
+
+$("#overview-refresh").addEventListener("click", () => loadOverview(ui.views.overview.querySelector(".content"), $("#overview-stamp")));
+
+// --- routing --------------------------------------------------------------------------------
+function route() {
+  const r = parseRoute(location.hash);
+  for (const [name, el] of Object.entries(ui.views)) el.hidden = name !== r.view;
+  ui.mapControls.hidden = r.view !== "map";
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.view === r.view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  if (r.view === "map") {
+    openStream(r);
+    loadServices();
+  } else if (r.view === "overview") {
+    loadOverview(ui.views.overview.querySelector(".content"), $("#overview-stamp"));
+  } else if (r.view === "describe") {
+    loadDescribe(ui.views.describe, r.resource, r.namespace, r.name);
+  }
+  // The stream stays open on the other views: coming back is instant and the changes list
+  // keeps filling. It starts on first visit to the map.
+  if (r.view !== "map" && !streamKey) openStream({namespace: "", service: "", port: ""});
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("online", () => streamKey && stream.connect());
+route();
