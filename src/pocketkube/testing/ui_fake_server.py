@@ -234,15 +234,21 @@ class FakeUiServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[security_headers])
         r = app.router
-        r.add_get("/ui", lambda _: web.HTTPMovedPermanently("/ui/"))
+        r.add_get("/ui", self.redirect)
         r.add_get("/ui/", self.index)
         r.add_get("/ui/static/{path:.+}", self.static)
         r.add_get("/ui/api/v1/services", self.services)
         r.add_get("/ui/api/v1/services/{ns}/{name}/map", self.map)
         r.add_get("/ui/api/v1/stream", self.stream)
-        r.add_get("/ui/api/v1/overview", lambda _: web.json_response(self.overview))
+        r.add_get("/ui/api/v1/overview", self.get_overview)
         r.add_get("/ui/api/v1/describe/{resource}/{ns}/{name}", self.describe_one)
         return app
+
+    async def redirect(self, _request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/ui/")
+
+    async def get_overview(self, _request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.overview)
 
     async def index(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html",

@@ -185,7 +185,9 @@ export class MapView {
     if (sv.problem.length) {
       const top = sv.y + 26 + 18 * sv.lines.length + 6;
       svcG.append(s("text", {"data-testid": "no-endpoints", class: "problem", x: sv.x + 12, y: top},
-        sv.problem.map((line, i) => s("tspan", {x: sv.x + 12, dy: i ? 17 : 0}, line))));
+        sv.problem.map((line, i) =>
+          // The trailing space keeps the words apart in textContent (what tests and AT read).
+          s("tspan", {x: sv.x + 12, dy: i ? 17 : 0}, i < sv.problem.length - 1 ? `${line} ` : line))));
     }
     boxes.append(svcG);
 
@@ -203,7 +205,7 @@ export class MapView {
         const ep = box.ep;
         const py = box.y + box.h / 2;
         const path = s("path", {class: `edge-line pod-edge state-${ep.state}`, d: curve(sv.x + sv.w, svcMidY, box.x, py)});
-        const label = s("text", {class: "edge-label", x: grp.x - 8, y: py - 6, "text-anchor": "end"}, "");
+        const label = s("text", {class: "edge-label", x: grp.x - 8, y: py - 9, "text-anchor": "end"}, "");
         edges.append(s("g", {"data-testid": "edge", "data-from": "service", "data-to": ep.key, "data-pod": ep.pod || ""}, path, label));
         const totalText = s("text", {x: box.x + box.w - 10, y: box.y + 18, class: "total", "text-anchor": "end"}, "0");
         const g = s("g", {
