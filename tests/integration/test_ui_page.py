@@ -366,3 +366,42 @@ def test_axe_finds_no_serious_or_critical_issue(server, expect, scheme):
             bad = [v for v in json.loads(result) if v["impact"] in ("serious", "critical")]
             assert not bad, f"{route} ({scheme}): " + "; ".join(
                 f"{v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in bad)
+
+
+def test_clusterip_and_loadbalancer_entries_and_the_port_picker(server, expect):
+    model = seed_model(dataplane="userspace")
+    svc = model["service"]
+    web_port = {"name": "web", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": None}
+    svc.update(type="ClusterIP", sessionAffinity="ClientIP", affinityTimeoutSeconds=10800,
+               ports=[web_port, {"name": "metrics", "protocol": "TCP", "port": 9090, "targetPort": 9090,
+                                 "nodePort": None}], port=web_port, externalTrafficPolicy=None)
+    model["entries"] = [{"id": "ClusterIP/10.96.0.10:80", "kind": "ClusterIP", "node": None, "ip": "10.96.0.10",
+                         "port": 80, "ready": True, "curl": "curl http://10.96.0.10:80"}]
+    server.set_model(model)
+    a = model["endpoints"][0]["key"]
+    with opened(server) as page:
+        entry = page.locator("[data-testid=entry]")
+        expect(entry).to_have_count(1)
+        expect(entry).to_contain_text("ClusterIP · 10.96.0.10:80")
+        expect(entry).to_have_attribute("data-node", "")
+        expect(page.locator("[data-testid=service]")).to_contain_text("affinity ClientIP (10800 s)")
+        expect(page.locator("[data-testid=curl-line]")).to_have_text(["curl http://10.96.0.10:80"])
+        expect(page.locator("[data-testid=dataplane]")).to_contain_text("userspace")
+        server.tick(entries={"ClusterIP/10.96.0.10:80": 4}, endpoints={a: 4}, active={a: 2})
+        expect(page.locator("[data-testid=endpoint-table] tr[data-pod=myapp-1a] td").last).to_have_text("2")
+        # Two ports: the port picker appears and selects by name, in the URL and the stream.
+        picker = page.locator("#port-picker")
+        expect(picker).to_be_visible()
+        expect(picker).to_have_value("web")
+        picker.select_option("metrics")
+        page.wait_for_function("location.hash === '#/map/default/myapp-service/metrics'")
+        page.wait_for_function("document.querySelector('#status').dataset.state === 'live'")
+        assert server.stream_queries[-1] == {"namespace": "default", "service": "myapp-service", "port": "metrics"}
+
+        lb = copy.deepcopy(model)
+        lb["service"].update(type="LoadBalancer", loadBalancerIPs=["172.31.0.1"], externalTrafficPolicy="Local")
+        lb["entries"] = [{"id": "LoadBalancer/172.31.0.1:80", "kind": "LoadBalancer", "node": None, "ip": "172.31.0.1",
+                          "port": 80, "ready": True, "curl": "curl http://172.31.0.1:80"}]
+        server.topology(lb)
+        expect(page.locator("[data-testid=entry]")).to_contain_text("LoadBalancer · 172.31.0.1:80")
+        expect(page.locator("[data-testid=service]")).to_contain_text("externalTrafficPolicy Local")

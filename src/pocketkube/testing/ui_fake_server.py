@@ -140,6 +140,7 @@ class FakeUiServer:
         self.describe: dict[tuple[str, str, str], dict] = {}
         self.refuse_streams: int | None = None     # e.g. 503: new streams get that status
         self.streams_opened = 0
+        self.stream_queries: list[dict[str, str]] = []   # each stream's query, in order
         self._streams: list[tuple[tuple[str, str], asyncio.Queue]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -286,6 +287,7 @@ class FakeUiServer:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         if self.refuse_streams:
             return status(self.refuse_streams, "ServiceUnavailable", "the API server is restarting")
+        self.stream_queries.append(dict(request.query))
         ns, name = request.query.get("namespace", "default"), request.query.get("service")
         key = (ns, name) if name else (self.default or ("", ""))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

@@ -48,9 +48,13 @@ let paused = false;
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
 function setStatus(state) {
+  const before = ui.status.dataset.state;
   ui.status.dataset.state = state;
   setText(ui.statusText, STATUS_TEXT[state]);
+  // Say it when the connection is lost or back, not on the first connect.
+  if (before !== state && hadSnapshot) announce(state === "live" ? "Live again" : `Connection: ${STATUS_TEXT[state]}`);
 }
+let hadSnapshot = false;
 
 function motionAllowed() {
   return !paused && !reducedMotion.matches;
@@ -85,6 +89,7 @@ function applyModel(next, {fromSnapshot = false} = {}) {
 }
 
 function onSnapshot(data) {
+  hadSnapshot = true;
   counters.snapshot(data.traffic);
   applyModel(data.model, {fromSnapshot: true});
 }

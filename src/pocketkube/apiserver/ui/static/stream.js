@@ -23,7 +23,7 @@ export class Stream {
   connect() {
     clearTimeout(this.retryTimer);
     this.retryTimer = 0;
-    const es = new EventSource(this.url, {withCredentials: true});
+    const es = new EventSource(this.url);
     this.es = es;
     const parse = (fn) => (ev) => {
       if (this.es !== es) return;
