@@ -106,7 +106,7 @@ class Ticker:
         self.t = 1733400000.0
 
     def traffic(self, model: dict, entries: dict | None = None, endpoints: dict | None = None,
-                rejected: int = 0, active: dict | None = None) -> dict:
+                rejected: int = 0, active: dict | None = None, unavailable: tuple[str, ...] = ()) -> dict:
         self.t += 1.0
         deltas = {**{"e:" + k: v for k, v in (entries or {}).items()},
                   **{"p:" + k: v for k, v in (endpoints or {}).items()}, "r": rejected}
@@ -120,7 +120,7 @@ class Ticker:
         def item(k: str, **extra) -> dict:
             return {"delta": deltas.get(k, 0), "total": self.totals[k], "rate": rate(k), **extra}
 
-        return {"t": self.t, "windowSeconds": WINDOW, "available": True, "unavailableNodes": [],
+        return {"t": self.t, "windowSeconds": WINDOW, "available": not unavailable, "unavailableNodes": list(unavailable),
                 "entries": [{"id": e["id"], **item("e:" + e["id"])} for e in model["entries"]],
                 "endpoints": [{"key": e["key"], **item("p:" + e["key"], active=(active or {}).get(e["key"]))}
                               for e in model["endpoints"]],

@@ -75,6 +75,7 @@ function sameService(a, b) {
 function applyModel(next, {fromSnapshot = false} = {}) {
   if (sameService(model, next)) changes.add(diffModels(model, next));
   else if (next.service && model?.service && fromSnapshot) changes.add([`Showing ${next.service.namespace}/${next.service.name}`]);
+  performance.mark("pk-model");
   model = next;
   showError(next.error);
   setText(ui.dataplane, `data plane: ${next.cluster?.dataplane || "unknown"}`);
@@ -86,15 +87,35 @@ function applyModel(next, {fromSnapshot = false} = {}) {
   renderTryIt($("#tryit"), next, announce);
   syncPicker();
   document.title = next.service ? `${next.service.name} · pocketkube` : "pocketkube · live map";
+  performance.measure("pk-render", "pk-model");   // for benchmarks: the DOM work of one model
 }
 
 function onSnapshot(data) {
   hadSnapshot = true;
   counters.snapshot(data.traffic);
+  showTrafficNote(data.traffic);
   applyModel(data.model, {fromSnapshot: true});
 }
 
+/** Says which nodes' counters are missing, so low numbers are never silently wrong. */
+export function trafficNote(traffic) {
+  if (!traffic) return "";
+  const missing = traffic.unavailableNodes || [];
+  if (missing.length) {
+    return `No traffic counts from ${missing.join(", ")}: ${missing.length === 1 ? "its agent" : "their agents"} did not answer, so totals may be low.`;
+  }
+  return traffic.available === false ? "Traffic counts are not available yet." : "";
+}
+
+function showTrafficNote(traffic) {
+  const note = $("[data-testid=traffic-note]");
+  const text = trafficNote(traffic);
+  setText(note, text);
+  note.hidden = !text;
+}
+
 function onTraffic(traffic) {
+  showTrafficNote(traffic);
   counters.tick(traffic);
   mapView.applyTraffic(counters);
   table.update(counters);
@@ -151,11 +172,11 @@ function syncPicker() {
   const current = model?.service ? `${model.service.namespace}/${model.service.name}` : "";
   const values = serviceItems.map((s) => `${s.namespace}/${s.name}`);
   if (current && !values.includes(current)) values.unshift(current);
-  const wanted = values.join("\n");
+  const typeOf = (v) => serviceItems.find((s) => `${s.namespace}/${s.name}` === v)?.type || "";
+  const wanted = values.map((v) => `${v} ${typeOf(v)}`).join("\n");   // labels carry the type: rebuild when known
   if (ui.picker.dataset.values !== wanted) {
     ui.picker.replaceChildren(...(values.length ? values : [""]).map((v) => {
-      const item = serviceItems.find((s) => `${s.namespace}/${s.name}` === v);
-      return h("option", {value: v}, v ? `${v}${item ? ` (${item.type})` : ""}` : "No Services");
+      return h("option", {value: v}, v ? `${v}${typeOf(v) ? ` (${typeOf(v)})` : ""}` : "No Services");
     }));
     ui.picker.dataset.values = wanted;
   }

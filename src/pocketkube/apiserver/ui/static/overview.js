@@ -44,7 +44,8 @@ export function renderOverviewData(container, data) {
     h("td", {}, s.type), h("td", {class: "mono"}, s.clusterIP || "None"),
     h("td", {class: "mono"}, (s.ports || []).map(portText).join(", ")),
     h("td", {class: s.readyEndpoints ? "" : "warn"}, `${s.readyEndpoints}/${s.totalEndpoints}`),
-    h("td", {}, h("a", {href: `#/map/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.name)}`}, "Map"))));
+    h("td", {}, h("a", {href: `#/map/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.name)}`,
+      "aria-label": `Map of ${s.namespace}/${s.name}`}, "Map"))));
   const events = (data.events || []).map((ev) => h("tr", {"data-testid": "overview-event", class: ev.type === "Warning" ? "warn-row" : ""},
     h("td", {}, ev.lastTimestamp || ""), h("td", {}, ev.type), h("td", {}, ev.reason), h("td", {}, eventObject(ev)),
     h("td", {}, ev.message), h("td", {class: "num"}, String(ev.count ?? 1))));
