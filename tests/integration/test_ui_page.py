@@ -149,6 +149,7 @@ def test_churn_moves_the_pod_without_a_reload(server, expect):
     server.set_model(model)
     with opened(server) as page:
         origin = page.evaluate("performance.timeOrigin")
+        page.focus("[data-testid=pod][data-pod=myapp-1a]")
         changed = copy.deepcopy(model)
         changed["endpoints"] = [e for e in changed["endpoints"] if e["pod"] != "myapp-2a"]
         changed["endpoints"].append(endpoint("myapp-2b", "10.244.2.11", "node-2", state="NotReady"))
@@ -158,6 +159,7 @@ def test_churn_moves_the_pod_without_a_reload(server, expect):
         expect(page.locator("[data-testid=pod][data-pod=myapp-2a]")).to_have_count(0)
         expect(page.locator('[data-testid=edge][data-to="10.244.2.10:80"]')).to_have_count(0)
         expect(page.locator('[data-testid=edge][data-to="10.244.2.11:80"]')).to_have_count(1)
+        assert page.evaluate("document.activeElement.dataset.pod") == "myapp-1a", "focus survives a redraw"
         expect(page.locator("[data-testid=endpoint-table] tr[data-pod=myapp-2b]")).to_contain_text("NotReady")
         expect(page.locator("svg[data-testid=map] desc")).to_have_text("3 nodes, myapp-service, 2/3 endpoints ready")
         changes = page.locator("[data-testid=changes]")
@@ -194,6 +196,12 @@ def test_reconnect_shows_reconnecting_then_live_and_fills_the_gap(server, expect
         expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10000)
         server.tick(endpoints={a: 1})
         wait_total(page, "[data-testid=pod]", 13)
+        page.context.set_offline(True)
+        expect(page.locator("#status")).to_have_attribute("data-state", "offline")
+        expect(page.locator("#status")).to_have_text("Offline")
+        page.context.set_offline(False)
+        expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10000)
+        expect(page.locator("[data-testid=live-region]")).to_contain_text("Live again")
 
 
 def test_pause_and_reduced_motion_draw_no_dots(server, expect):

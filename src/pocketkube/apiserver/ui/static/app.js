@@ -238,5 +238,6 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("online", () => streamKey && stream.connect());
+window.addEventListener("online", () => { if (ui.status.dataset.state !== "live") stream.reconnect(); });
+window.addEventListener("offline", () => setStatus("offline"));
 route();

@@ -52,8 +52,10 @@ export class Dots {
     const k = dotScale(routes.map((r) => r.delta));
     this.scaleEl.textContent = k > 1 ? `1 dot = ${k} connections` : "1 dot = 1 connection";
     this.scaleEl.dataset.k = String(k);
-    if (!this.enabled || !this.layer) return;
+    // A hidden tab gets no animation frames: dots made now would pile up unanimated.
+    if (!this.enabled || !this.layer || document.hidden) return;
     const now = performance.now();
+    this.prune(now);
     for (const {route, delta, cls} of routes) {
       if (!route) continue;
       const n = dotsFor(delta, k);
@@ -69,6 +71,14 @@ export class Dots {
       }
     }
     if (this.live.length && !this.frame) this.frame = requestAnimationFrame(this.step);
+  }
+
+  prune(now) {
+    this.live = this.live.filter((d) => {
+      if (now - d.start < d.dur && d.el.isConnected) return true;
+      d.el.remove();
+      return false;
+    });
   }
 
   animate(now) {

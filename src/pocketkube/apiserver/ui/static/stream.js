@@ -42,9 +42,18 @@ export class Stream {
     es.addEventListener("error", () => {
       if (this.es !== es) return;
       if (es.readyState === EventSource.CLOSED) this.failed();
-      else this.onState("reconnecting");   // the browser retries by itself
+      else this.onState(navigator.onLine ? "reconnecting" : "offline");   // the browser retries by itself
     });
     this.feed();
+  }
+
+  /** Connect again now (the network came back): a fresh stream, hence a fresh snapshot. */
+  reconnect() {
+    if (!this.url) return;
+    this.es?.close();
+    this.es = null;
+    this.failures = 0;
+    this.connect();
   }
 
   failed() {

@@ -2,6 +2,7 @@
 // (and data-conn-total) equals the map's.
 import {h, setAttrs, setText} from "./dom.js";
 import {byNodeThenPod} from "./map.js";
+import {describeLink} from "./overview.js";
 import {endpointKey, fmtRate, pct, shares, spread} from "./stats.js";
 
 const COLUMNS = ["Pod", "Node", "Endpoint", "State", "conn/s", "Share", "Expected ± 1σ", "Total", "Active"];
@@ -30,7 +31,7 @@ export class EndpointTable {
     }
     for (const ep of endpoints) {
       const cells = {
-        pod: h("th", {scope: "row"}, ep.pod || "(no pod)"),
+        pod: h("th", {scope: "row"}, ep.pod ? describeLink("pods", ep.namespace, ep.pod) : "(no pod)"),
         node: h("td", {}, ep.node || "—"),
         addr: h("td", {class: "mono"}, `${ep.ip}:${ep.port}`),
         state: h("td", {}, h("span", {class: `state state-${ep.state}`}, ep.state)),
