@@ -365,6 +365,28 @@ def test_page_arithmetic(server):
         assert got["none"] is None
         assert got["label"] == "0.5 conn/s · 33%"
         assert (got["k"], got["k1"], got["n"], got["zero"]) == (10, 1, 16, 0)
+        model = seed_model(pods_per_node=[3, 2, 1])
+        shuffled = copy.deepcopy(model)
+        shuffled["endpoints"].reverse()
+        shuffled["entries"].reverse()
+        changed = copy.deepcopy(model)
+        changed["endpoints"] = [e for e in changed["endpoints"] if e["pod"] != "myapp-1b"]
+        changed["endpoints"][0].update(state="NotReady", ready=False)
+        recount(changed)
+        got = page.evaluate("""async ([a, b, c]) => {
+            const m = await import('./static/map.js');
+            const ch = await import('./static/changes.js');
+            const place = (model) => JSON.stringify(m.layout(model).groups.map(g =>
+                [g.node.name, g.y, g.pods.map(p => [p.ep.pod, p.y])]));
+            return {same: place(a) === place(b), groups: JSON.parse(place(a)), diff: ch.diffModels(a, c),
+                    wrapped: m.wrap("No ready endpoints: no pods match the selector app=myapp", 24)};
+        }""", [model, shuffled, changed])
+        assert got["same"], "the layout depends on the model's content, not the order it came in"
+        assert [[p for p, _ in g[2]] for g in got["groups"]] == [["myapp-1a", "myapp-1b", "myapp-1c"],
+                                                                ["myapp-2a", "myapp-2b"], ["myapp-3a"]]
+        assert got["diff"] == ["Pod myapp-1a on node-1 is now NotReady (was Ready)", "Pod myapp-1b on node-1 removed",
+                               "myapp-service: 4/5 endpoints ready"]
+        assert got["wrapped"] == ["No ready endpoints: no", "pods match the selector", "app=myapp"]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
