@@ -97,6 +97,11 @@ export function layout(model, rejectedCounted = true) {
   };
 }
 
+/** A label beside an edge's flat end, on the side the curve does not come from. */
+function labelY(fromY, toY) {
+  return toY > fromY + 1 ? toY + 15 : toY - 7;
+}
+
 function curve(x1, y1, x2, y2) {
   const mx = (x1 + x2) / 2;
   return `M${x1},${y1.toFixed(1)} C${mx},${y1.toFixed(1)} ${mx},${y2.toFixed(1)} ${x2},${y2.toFixed(1)}`;
@@ -149,7 +154,7 @@ export class MapView {
       const e = box.entry;
       const ey = box.y + box.h / 2;
       const path = s("path", {class: "edge-line", d: curve(c.x + c.w, c.y + c.h / 2, box.x, ey)});
-      const label = s("text", {class: "edge-label", x: box.x - 8, y: ey - 7, "text-anchor": "end"}, "");
+      const label = s("text", {class: "edge-label", x: box.x - 8, y: labelY(c.y + c.h / 2, ey), "text-anchor": "end"}, "");
       const edge = s("g", {"data-testid": "edge", "data-from": "client", "data-to": e.id}, path, label);
       const inPath = s("path", {class: "edge-line thin", d: curve(box.x + box.w, ey, sv.x, svcMidY)});
       edges.append(edge, s("g", {"data-testid": "edge", "data-from": e.id, "data-to": "service"}, inPath));
@@ -205,7 +210,7 @@ export class MapView {
         const ep = box.ep;
         const py = box.y + box.h / 2;
         const path = s("path", {class: `edge-line pod-edge state-${ep.state}`, d: curve(sv.x + sv.w, svcMidY, box.x, py)});
-        const label = s("text", {class: "edge-label", x: grp.x - 8, y: py - 9, "text-anchor": "end"}, "");
+        const label = s("text", {class: "edge-label", x: grp.x - 8, y: labelY(svcMidY, py), "text-anchor": "end"}, "");
         edges.append(s("g", {"data-testid": "edge", "data-from": "service", "data-to": ep.key, "data-pod": ep.pod || ""}, path, label));
         const totalText = s("text", {x: box.x + box.w - 10, y: box.y + 18, class: "total", "text-anchor": "end"}, "0");
         const g = s("g", {
