@@ -338,6 +338,10 @@ def test_overview_and_describe(server, expect):
         expect(view.locator("[data-testid=overview-node][data-node=node-1]")).to_contain_text("CPU 12m")
         expect(view.locator("[data-testid=overview-service]")).to_contain_text("3/3")
         expect(view.locator("[data-testid=overview-event]")).to_contain_text("Scheduled")
+        expect(view.locator("[data-testid=overview-event] time")).to_have_attribute("datetime", "2026-12-05T10:00:00Z")
+        ages = page.evaluate("""async () => { const d = await import('./static/dom.js');
+            return [45, 192, 1800, 5 * 3600 + 60, 30 * 3600, 12 * 86400].map(d.shortDuration); }""")
+        assert ages == ["45s", "3m12s", "30m", "5h1m", "30h", "12d"]
         link = view.locator("[data-testid=overview-node][data-node=node-1] a[data-testid=describe-link]",
                             has_text="myapp-1a")
         expect(link).to_have_attribute("href", "#/describe/pods/default/myapp-1a")

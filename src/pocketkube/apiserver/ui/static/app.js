@@ -213,7 +213,20 @@ ui.reset.addEventListener("click", () => {
   announce("Counts reset to zero");
 });
 
-$("#overview-refresh").addEventListener("click", () => loadOverview(ui.views.overview.querySelector(".content"), $("#overview-stamp")));
+// The overview has no stream of its own: it reloads every 10 s while shown (and says when).
+const OVERVIEW_EVERY_MS = 10000;
+let overviewTimer = 0;
+async function refreshOverview() {
+  clearTimeout(overviewTimer);
+  await loadOverview(ui.views.overview.querySelector(".content"), $("#overview-stamp"));
+  overviewTimer = setTimeout(() => {
+    if (!document.hidden && !ui.views.overview.hidden) refreshOverview();
+  }, OVERVIEW_EVERY_MS);
+}
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && !ui.views.overview.hidden) refreshOverview();
+});
+$("#overview-refresh").addEventListener("click", refreshOverview);
 
 // --- routing --------------------------------------------------------------------------------
 function route() {
@@ -228,7 +241,7 @@ function route() {
     openStream(r);
     loadServices();
   } else if (r.view === "overview") {
-    loadOverview(ui.views.overview.querySelector(".content"), $("#overview-stamp"));
+    refreshOverview();
   } else if (r.view === "describe") {
     loadDescribe(ui.views.describe, r.resource, r.namespace, r.name);
   }

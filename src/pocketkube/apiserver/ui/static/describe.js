@@ -1,6 +1,6 @@
 // The `kubectl describe`-like view of one object: sections of label/value rows, its Events, YAML.
 import {enc, getJSON} from "./api.js";
-import {h} from "./dom.js";
+import {age, h} from "./dom.js";
 
 export async function loadDescribe(container, resource, namespace, name) {
   container.replaceChildren(h("p", {class: "muted"}, "Loading…"));
@@ -12,7 +12,7 @@ export async function loadDescribe(container, resource, namespace, name) {
     return;
   }
   const title = data.namespace ? `${data.kind} ${data.namespace}/${data.name}` : `${data.kind} ${data.name}`;
-  const parts = [h("h1", {}, title)];
+  const parts = [h("p", {class: "crumbs"}, h("a", {href: "#/overview"}, "Overview")), h("h1", {}, title)];
   for (const section of data.sections || []) {
     parts.push(h("section", {class: "describe-section"}, h("h3", {}, section.title),
       h("dl", {class: "rows"}, (section.rows || []).flatMap(([label, value]) => [h("dt", {}, label), h("dd", {}, String(value ?? ""))]))));
@@ -22,7 +22,7 @@ export async function loadDescribe(container, resource, namespace, name) {
     ? h("table", {class: "grid"}, h("caption", {}, `Events of ${data.name}`),
       h("thead", {}, h("tr", {}, ["Type", "Reason", "Age", "From", "Message"].map((c) => h("th", {scope: "col"}, c)))),
       h("tbody", {}, events.map((ev) => h("tr", {}, h("td", {}, ev.type), h("td", {}, ev.reason),
-        h("td", {}, ev.lastTimestamp || ""), h("td", {}, ev.source || ""), h("td", {}, ev.message)))))
+        h("td", {}, age(ev.lastTimestamp)), h("td", {}, ev.source || ""), h("td", {}, ev.message)))))
     : h("p", {class: "muted"}, "<none>"));
   if (data.yaml) parts.push(h("details", {}, h("summary", {}, "YAML"), h("pre", {class: "yaml", tabindex: 0}, data.yaml)));
   container.replaceChildren(...parts);

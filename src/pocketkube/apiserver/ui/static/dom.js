@@ -41,3 +41,22 @@ export function setAttrs(el, attrs) {
 export function clock(date = new Date()) {
   return date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
 }
+
+/** kubectl's short age ("45s", "3m12s", "5h", "12d") of an RFC 3339 time, in a <time>. */
+export function age(timestamp, now = Date.now()) {
+  const then = Date.parse(timestamp || "");
+  if (Number.isNaN(then)) return h("span", {class: "muted"}, "—");
+  return h("time", {datetime: timestamp, title: timestamp}, shortDuration(Math.max(0, (now - then) / 1000)));
+}
+
+export function shortDuration(seconds) {
+  const s = Math.floor(seconds);
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 ? `${m}m${s % 60}s` : `${m}m`;
+  if (m < 180) return `${m}m`;
+  const hours = Math.floor(m / 60);
+  if (hours < 8) return m % 60 ? `${hours}h${m % 60}m` : `${hours}h`;
+  if (hours < 48) return `${hours}h`;
+  return `${Math.floor(hours / 24)}d`;
+}

@@ -1,7 +1,7 @@
 // The cluster overview: nodes with their pods and resource use, Services with endpoint counts,
 // recent Events. Every object name links to its describe view.
 import {getJSON} from "./api.js";
-import {clock, h} from "./dom.js";
+import {age, clock, h} from "./dom.js";
 
 export function describeHref(resource, namespace, name) {
   return `#/describe/${resource}/${encodeURIComponent(namespace || "_")}/${encodeURIComponent(name)}`;
@@ -47,14 +47,14 @@ export function renderOverviewData(container, data) {
     h("td", {}, h("a", {href: `#/map/${encodeURIComponent(s.namespace)}/${encodeURIComponent(s.name)}`,
       "aria-label": `Map of ${s.namespace}/${s.name}`}, "Map"))));
   const events = (data.events || []).map((ev) => h("tr", {"data-testid": "overview-event", class: ev.type === "Warning" ? "warn-row" : ""},
-    h("td", {}, ev.lastTimestamp || ""), h("td", {}, ev.type), h("td", {}, ev.reason), h("td", {}, eventObject(ev)),
+    h("td", {}, age(ev.lastTimestamp)), h("td", {}, ev.type), h("td", {}, ev.reason), h("td", {}, eventObject(ev)),
     h("td", {}, ev.message), h("td", {class: "num"}, String(ev.count ?? 1))));
   container.replaceChildren(
     h("h2", {}, "Nodes"), nodes,
     h("h2", {}, "Services"),
     table("Services (endpoints ready / total)", ["Service", "Type", "Cluster IP", "Ports", "Endpoints", ""], services, "No Services"),
     h("h2", {}, "Recent events"),
-    table("The newest 50 Events", ["Last seen", "Type", "Reason", "Object", "Message", "Count"], events, "No Events"));
+    table("The newest 50 Events", ["Age", "Type", "Reason", "Object", "Message", "Count"], events, "No Events"));
 }
 
 function portText(p) {
