@@ -294,6 +294,25 @@ def test_unknown_service_says_so(server, expect):
         assert page.url.endswith("#/map/default/myapp-service")
 
 
+def test_no_services_yet(server, expect):
+    with opened(server) as page:
+        expect(page.locator("[data-testid=error]")).to_have_text("no Services yet")
+        expect(page.locator("[data-testid=service-picker] option")).to_have_text(["No Services"])
+        expect(page.locator("svg[data-testid=map] desc")).to_have_text("no Services yet")
+
+
+def test_forbidden_stream_names_what_is_missing(server, expect):
+    server.set_model(seed_model())
+    server.forbidden = ('services is forbidden: User "dev" cannot list resource "services" in API group "" '
+                        'in the namespace "default"')
+    with opened(server, "#/map/default/myapp-service", wait_live=False, allow=("403",)) as page:
+        expect(page.locator("[data-testid=error]")).to_have_text(server.forbidden)
+        expect(page.locator("#status")).not_to_have_attribute("data-state", "live")
+        server.forbidden = None
+        expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10000)
+        expect(page.locator("[data-testid=error]")).to_be_hidden()
+
+
 def test_150_pods_render_within_two_seconds(server):
     model = seed_model(pods_per_node=50)
     server.set_model(model)

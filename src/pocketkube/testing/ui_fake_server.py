@@ -139,6 +139,7 @@ class FakeUiServer:
         self.overview: dict = {"nodes": [], "services": [], "events": []}
         self.describe: dict[tuple[str, str, str], dict] = {}
         self.refuse_streams: int | None = None     # e.g. 503: new streams get that status
+        self.forbidden: str | None = None          # a 403 Status message for streams and maps
         self.streams_opened = 0
         self.stream_queries: list[dict[str, str]] = []   # each stream's query, in order
         self._streams: list[tuple[tuple[str, str], asyncio.Queue]] = []
@@ -273,6 +274,8 @@ class FakeUiServer:
 
     async def map(self, request: web.Request) -> web.StreamResponse:
         key = (request.match_info["ns"], request.match_info["name"])
+        if self.forbidden:
+            return status(403, "Forbidden", self.forbidden)
         if key not in self.models:
             return status(404, "NotFound", f'services "{key[1]}" not found')
         return web.json_response({"model": self.models[key], "traffic": self.last_traffic.get(key)})
@@ -285,6 +288,8 @@ class FakeUiServer:
         return web.json_response(data)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
+        if self.forbidden:
+            return status(403, "Forbidden", self.forbidden)
         if self.refuse_streams:
             return status(self.refuse_streams, "ServiceUnavailable", "the API server is restarting")
         self.stream_queries.append(dict(request.query))
