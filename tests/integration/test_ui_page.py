@@ -250,6 +250,12 @@ def test_keyboard_reaches_picker_pause_map_and_table(server):
         for wanted in ("service-picker", "pause", "reset-baseline", "entry", "service", "pod", "table-scroll"):
             assert wanted in seen, f"Tab never reached {wanted}: {seen}"
         assert seen.index("service-picker") < seen.index("pause") < seen.index("entry") < seen.index("table-scroll")
+        # With many pods, one Tab stop skips the whole map.
+        page.focus("[data-testid=reset-baseline]")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "skip-map"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.className") == "table-scroll"
 
 
 def test_not_ready_node_is_greyed_and_says_so(server, expect):
