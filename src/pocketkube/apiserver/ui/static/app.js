@@ -9,7 +9,7 @@ import {Dots} from "./dots.js";
 import {MapView} from "./map.js";
 import {loadOverview} from "./overview.js";
 import {Stream} from "./stream.js";
-import {Counters, endpointKey, entryKey} from "./stats.js";
+import {Counters} from "./stats.js";
 import {EndpointTable} from "./table.js";
 import {renderTryIt} from "./tryit.js";
 
@@ -208,8 +208,8 @@ ui.portPicker.addEventListener("change", () => {
 
 ui.pause.addEventListener("click", () => {
   paused = !paused;
+  // A toggle keeps its name; aria-pressed (and its pressed look) carry the state.
   ui.pause.setAttribute("aria-pressed", String(paused));
-  setText(ui.pause, paused ? "Resume" : "Pause");
   dots.setEnabled(motionAllowed());
   announce(paused ? "Animation paused" : "Animation resumed");
 });
