@@ -222,6 +222,7 @@ def test_pause_and_reduced_motion_draw_no_dots(server, expect):
         assert page.locator("[data-testid=dot]").count() <= 30 * 4 + 6
         page.click("[data-testid=pause]")
         expect(page.locator("[data-testid=pause]")).to_have_attribute("aria-pressed", "true")
+        expect(page.get_by_role("button", name="Pause", exact=True, pressed=True)).to_have_count(1)
         expect(page.locator("[data-testid=dot]")).to_have_count(0)
         server.tick(entries={entry: 3}, endpoints={keys[0]: 3})
         wait_total(page, "[data-testid=pod]", 306)
