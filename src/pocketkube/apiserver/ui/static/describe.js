@@ -20,9 +20,10 @@ export async function loadDescribe(container, resource, namespace, name) {
   const events = data.events || [];
   parts.push(h("h3", {}, "Events"), events.length
     ? h("table", {class: "grid"}, h("caption", {}, `Events of ${data.name}`),
-      h("thead", {}, h("tr", {}, ["Type", "Reason", "Age", "From", "Message"].map((c) => h("th", {scope: "col"}, c)))),
-      h("tbody", {}, events.map((ev) => h("tr", {}, h("td", {}, ev.type), h("td", {}, ev.reason),
-        h("td", {}, age(ev.lastTimestamp)), h("td", {}, ev.source || ""), h("td", {}, ev.message)))))
+      h("thead", {}, h("tr", {}, ["Type", "Reason", "Age", "Count", "Message"].map((c) => h("th", {scope: "col"}, c)))),
+      h("tbody", {}, events.map((ev) => h("tr", {class: ev.type === "Warning" ? "warn-row" : null},
+        h("td", {}, ev.type), h("td", {}, ev.reason), h("td", {}, age(ev.lastTimestamp)),
+        h("td", {class: "num"}, String(ev.count ?? 1)), h("td", {}, ev.message)))))
     : h("p", {class: "muted"}, "<none>"));
   if (data.yaml) parts.push(h("details", {}, h("summary", {}, "YAML"), h("pre", {class: "yaml", tabindex: 0}, data.yaml)));
   container.replaceChildren(...parts);
