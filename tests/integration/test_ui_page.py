@@ -169,6 +169,9 @@ def test_churn_moves_the_pod_without_a_reload(server, expect):
         changes = page.locator("[data-testid=changes]")
         expect(changes).to_contain_text("Pod myapp-2b on node-2 added (NotReady)")
         expect(changes).to_contain_text("Pod myapp-2a on node-2 removed")
+        items = changes.locator("li").all_text_contents()
+        assert [i.split(" ", 1)[1] for i in items] == ["Pod myapp-2b on node-2 added (NotReady)", "Pod myapp-2a on node-2 removed",
+                                                     "myapp-service: 2/3 endpoints ready"]
         expect(page.locator("[data-testid=live-region][aria-live=polite]")).to_contain_text("myapp-2b")
         ready = copy.deepcopy(changed)
         next(e for e in ready["endpoints"] if e["pod"] == "myapp-2b").update(state="Ready", ready=True)

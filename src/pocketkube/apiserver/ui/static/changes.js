@@ -43,7 +43,8 @@ export class Changes {
   add(sentences) {
     if (!sentences.length) return;
     const when = clock();
-    for (const text of sentences) {
+    // Newest first, but one event's sentences keep their reading order.
+    for (const text of [...sentences].reverse()) {
       this.list.prepend(h("li", {}, h("time", {}, when), " ", text));
     }
     while (this.list.children.length > KEEP) this.list.lastElementChild.remove();

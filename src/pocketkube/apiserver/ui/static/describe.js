@@ -15,7 +15,9 @@ export async function loadDescribe(container, resource, namespace, name) {
   const parts = [h("p", {class: "crumbs"}, h("a", {href: "#/overview"}, "Overview")), h("h1", {}, title)];
   for (const section of data.sections || []) {
     parts.push(h("section", {class: "describe-section"}, h("h3", {}, section.title),
-      h("dl", {class: "rows"}, (section.rows || []).flatMap(([label, value]) => [h("dt", {}, label), h("dd", {}, String(value ?? ""))]))));
+      (section.rows || []).length
+        ? h("dl", {class: "rows"}, section.rows.flatMap(([label, value]) => [h("dt", {}, label), h("dd", {}, String(value ?? ""))]))
+        : h("p", {class: "muted"}, "<none>")));
   }
   const events = data.events || [];
   parts.push(h("h3", {}, "Events"), events.length
