@@ -164,6 +164,8 @@ def test_churn_moves_the_pod_without_a_reload(server, expect):
         expect(page.locator('[data-testid=edge][data-to="10.244.2.10:80"]')).to_have_count(0)
         expect(page.locator('[data-testid=edge][data-to="10.244.2.11:80"]')).to_have_count(1)
         assert page.evaluate("document.activeElement.dataset.pod") == "myapp-1a", "focus survives a redraw"
+        # The new box faded in and the moves (if any) ended where the layout puts them.
+        page.wait_for_function("() => !document.querySelector('[data-testid=map] [transform], [data-testid=map] [opacity]')")
         expect(page.locator("[data-testid=endpoint-table] tr[data-pod=myapp-2b]")).to_contain_text("NotReady")
         expect(page.locator("svg[data-testid=map] desc")).to_have_text("3 nodes, myapp-service, 2/3 endpoints ready")
         changes = page.locator("[data-testid=changes]")

@@ -59,8 +59,12 @@ let hadSnapshot = false;
 function motionAllowed() {
   return !paused && !reducedMotion.matches;
 }
-reducedMotion.addEventListener("change", () => dots.setEnabled(motionAllowed()));
-dots.setEnabled(motionAllowed());
+function applyMotion() {
+  dots.setEnabled(motionAllowed());
+  mapView.motion = motionAllowed();
+}
+reducedMotion.addEventListener("change", applyMotion);
+applyMotion();
 
 function showError(text) {
   setText(ui.error, text || "");
@@ -210,7 +214,7 @@ ui.pause.addEventListener("click", () => {
   paused = !paused;
   // A toggle keeps its name; aria-pressed (and its pressed look) carry the state.
   ui.pause.setAttribute("aria-pressed", String(paused));
-  dots.setEnabled(motionAllowed());
+  applyMotion();
   announce(paused ? "Animation paused" : "Animation resumed");
 });
 

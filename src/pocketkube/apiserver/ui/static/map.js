@@ -13,6 +13,7 @@ const GROUP = {x: 1010, w: 276, head: 30, pad: 8, gap: 16};
 const POD = {h: 44, gap: 6};
 const WIDTH = GROUP.x + GROUP.w + M;
 const CHAR = 6.9;                                      // ~px per character at the 12px UI font
+const GLIDE_MS = 350;
 
 export const byNodeThenPod = (a, b) =>
   cmp(a.node || "~", b.node || "~") || cmp(a.pod || "", b.pod || "") || cmp(a.key, b.key);
@@ -114,6 +115,10 @@ export class MapView {
     this.podEls = new Map();       // endpoint key -> {g, edge, path, label}
     this.refused = null;
     this.model = null;
+    this.positions = new Map();    // focus key -> y of the box in the last drawing
+    this.motion = true;            // animate moves (off when paused or prefers-reduced-motion)
+    this.moving = [];
+    this.frame = 0;
   }
 
   /** Full redraw for a new model (snapshot or topology): keeps keyboard focus on the same box. */
@@ -230,7 +235,43 @@ export class MapView {
       boxes.append(gg);
     }
     this.applyTraffic(counters);
+    this.glide(L);
     if (focused) svg.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+  }
+
+  /** Boxes that moved glide from where they were; new ones fade in (ui.md: animated moves). */
+  glide(L) {
+    const now = new Map();
+    for (const b of L.entries) now.set("entry:" + b.entry.id, b.y);
+    for (const g of L.groups) for (const b of g.pods) now.set("pod:" + b.ep.key, b.y);
+    const before = this.positions;
+    this.positions = now;
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.moving = [];
+    if (!this.motion || !before.size) return;
+    for (const [key, y] of now) {
+      const el = this.svg.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+      if (!el) continue;
+      const old = before.get(key);
+      if (old === undefined) this.moving.push({el, dy: 0, fade: true});
+      else if (Math.abs(old - y) > 0.5) this.moving.push({el, dy: old - y, fade: false});
+    }
+    if (!this.moving.length) return;
+    const start = performance.now();
+    const step = (t) => {
+      const k = Math.min(1, (t - start) / GLIDE_MS);
+      const ease = 1 - (1 - k) ** 3;
+      for (const m of this.moving) {
+        if (m.dy) m.el.setAttribute("transform", `translate(0 ${(m.dy * (1 - ease)).toFixed(1)})`);
+        if (m.fade) m.el.setAttribute("opacity", ease.toFixed(2));
+      }
+      if (k < 1) { this.frame = requestAnimationFrame(step); return; }
+      for (const m of this.moving) { m.el.removeAttribute("transform"); m.el.removeAttribute("opacity"); }
+      this.moving = [];
+      this.frame = 0;
+    };
+    this.frame = requestAnimationFrame(step);
   }
 
   /** Numbers only: totals, rates, shares, widths and labels. */
