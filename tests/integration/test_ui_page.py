@@ -208,9 +208,11 @@ def test_reconnect_shows_reconnecting_then_live_and_fills_the_gap(server, expect
         page.context.set_offline(True)
         expect(page.locator("#status")).to_have_attribute("data-state", "offline")
         expect(page.locator("#status")).to_have_text("Offline")
+        live_region = page.locator("[data-testid=live-region]")
+        expect(live_region).to_contain_text("Connection: Offline")    # lost for 3 s: now it is news
         page.context.set_offline(False)
         expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=10000)
-        expect(page.locator("[data-testid=live-region]")).to_contain_text("Live again")
+        expect(live_region).to_contain_text("Live again")
 
 
 def test_pause_and_reduced_motion_draw_no_dots(server, expect):

@@ -51,10 +51,21 @@ function setStatus(state) {
   const before = ui.status.dataset.state;
   ui.status.dataset.state = state;
   setText(ui.statusText, STATUS_TEXT[state]);
-  // Say it when the connection is lost or back, not on the first connect.
-  if (before !== state && hadSnapshot) announce(state === "live" ? "Live again" : `Connection: ${STATUS_TEXT[state]}`);
+  // Say it when the connection stays lost for a while (the server closes every stream after
+  // 30 min; a quick reconnect is not news), and when it is back after that; never on first connect.
+  if (before === state || !hadSnapshot) return;
+  clearTimeout(lostTimer);
+  if (state === "live") {
+    if (lostAnnounced) announce("Live again");
+    lostAnnounced = false;
+  } else {
+    lostTimer = setTimeout(() => { lostAnnounced = true; announce(`Connection: ${STATUS_TEXT[ui.status.dataset.state]}`); }, LOST_AFTER_MS);
+  }
 }
+const LOST_AFTER_MS = 3000;
 let hadSnapshot = false;
+let lostTimer = 0;
+let lostAnnounced = false;
 
 function motionAllowed() {
   return !paused && !reducedMotion.matches;
