@@ -13,11 +13,16 @@ import asyncio
 import time
 
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from pocketkube.api import errors
+from pocketkube.apiserver.metrics import REGISTRY
 from pocketkube.apiserver.ui import access, security, sse, topology
 
 DEBOUNCE_SECONDS = 0.1
+OPEN = Gauge("pocketkube_ui_streams", "Live map event streams open now.", registry=REGISTRY)
+CLOSED = Counter("pocketkube_ui_streams_closed_total", "Live map event streams the server closed, by reason "
+                 "(client too slow, max age, server shutting down).", ["reason"], registry=REGISTRY)
 
 
 def _comparable(model: dict) -> dict:
@@ -89,6 +94,7 @@ async def serve_stream(ui, request: web.Request) -> web.StreamResponse:
                                      f"(at most {ui.streams.per_user}): close a tab")
     session = _Session(ui, stream, namespace, name, request.query.get("port") or None)
     unsubscribes = []
+    OPEN.inc()
     resp = web.StreamResponse(status=200, headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     security.secure_headers(resp.headers)
@@ -112,6 +118,9 @@ async def serve_stream(ui, request: web.Request) -> web.StreamResponse:
             unsubscribe()
         session.cancel()
         ui.streams.remove(stream)
+        OPEN.dec()
+        if stream.closed:
+            CLOSED.labels(stream.closed).inc()
 
 
 async def _pump(stream: sse.Stream, resp: web.StreamResponse) -> None:
@@ -119,6 +128,7 @@ async def _pump(stream: sse.Stream, resp: web.StreamResponse) -> None:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
+            stream.close("max age")
             break
         try:
             chunk = await asyncio.wait_for(stream.queue.get(), min(sse.KEEPALIVE_SECONDS, left))
