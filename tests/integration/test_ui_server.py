@@ -11,6 +11,8 @@ import shutil
 import socket
 import ssl
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from apiclient import Api
 from uiserver_helpers import SSE, FakeAgent
 
 from pocketkube.apiserver.pki import PKI
-from pocketkube.apiserver.ui import login, security, sse
+from pocketkube.apiserver.ui import security, sse
 from pocketkube.testing.procs import ServerProcess
 
 NS = "default"
@@ -93,7 +95,10 @@ def test_no_credentials_is_401_with_headers(api):
 
 
 def test_login_link_once_then_cookie(server, api):
-    link = login.login_link(f"https://127.0.0.1:{server.port}", login.read_key(server.data_dir))
+    out = subprocess.run([sys.executable, "-m", "pocketkube", "ui", "--data-dir", str(server.data_dir)],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    link = next(w for w in out.split() if "/ui/login?token=" in w)
+    assert link.startswith(f"{server.url}/ui/login?token=v1.") and "kubectl proxy" in out
     path = link.split(str(server.port), 1)[1]
     r = api.request("GET", path, token="")
     assert r.status == 303 and r.header_values("Location") == ["/ui/"]
