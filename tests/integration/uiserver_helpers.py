@@ -35,6 +35,7 @@ class SSE:
         self.resp = self.conn.getresponse()
         self.events: queue.Queue[Event] = queue.Queue()
         self.retry = None
+        self.ended = threading.Event()  # set when the server ended the stream
         if self.resp.status == 200:
             threading.Thread(target=self._read, daemon=True).start()
 
@@ -57,6 +58,7 @@ class SSE:
                     data.append(text[6:])
         except (OSError, ValueError, AttributeError):  # closed under the reader (http.client drops its fp)
             pass
+        self.ended.set()
 
     def next(self, name: str, timeout: float = 5.0, where=lambda e: True) -> Event:
         deadline = time.monotonic() + timeout

@@ -80,11 +80,12 @@ class Collector:
         last = None
         try:
             while self._subscribers:
-                tick = await self._collect()
+                # The tick is stamped when it starts (on schedule), not when the slowest node answered.
                 now = time.monotonic()
                 if last is not None:
                     self.intervals = [*self.intervals[-99:], now - last]
                 last = now
+                tick = await self._collect(time.time())
                 for fn in list(self._subscribers):
                     fn(tick)
                 deadline += self.interval
@@ -95,7 +96,7 @@ class Collector:
             await self._close_session()
             self._task = None
 
-    async def _collect(self) -> Tick:
+    async def _collect(self, t: float | None = None) -> Tick:
         import aiohttp
 
         if self._session is None:
@@ -103,7 +104,7 @@ class Collector:
         nodes = [n for n in self.nodes() if node_ready(n)]
         results = await asyncio.gather(*(self._read(n) for n in nodes))
         snapshots = {n["metadata"]["name"]: s for n, s in zip(nodes, results, strict=True)}
-        return self.aggregator.ingest(time.time(), snapshots)
+        return self.aggregator.ingest(time.time() if t is None else t, snapshots)
 
     async def _read(self, node: dict) -> TrafficSnapshot | None:
         import aiohttp

@@ -47,25 +47,28 @@ def host_name(host_header: str) -> str:
     return h.rstrip(".")
 
 
+def is_loopback(name: str) -> bool:
+    if name in ALWAYS_ALLOWED_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def host_allowed(name: str, allowed: Iterable[str]) -> bool:
     """localhost, any loopback address, or one of `allowed` (server addresses, node IPs, SANs)."""
     if not name:
         return False
-    if name in ALWAYS_ALLOWED_HOSTS:
-        return True
-    try:
-        if ipaddress.ip_address(name).is_loopback:
-            return True
-    except ValueError:
-        pass
-    return name in {a.lower() for a in allowed if a}
+    return is_loopback(name) or name in {a.lower() for a in allowed if a}
 
 
 def check(method: str, host: str, origin: str | None, allowed: Iterable[str]) -> errors.ApiError | None:
     """The error a /ui request gets before any handler runs, or None.
 
-    Origin is compared by host name, not port: through `kubectl proxy` the page's origin is
-    127.0.0.1:8001 while the Host reaching the server is the server's own address."""
+    Origin is compared by host name, not port, and loopback names are one host: through
+    `kubectl proxy` the page's origin is localhost:8001 or 127.0.0.1:8001 while the Host reaching
+    the server is the server's own address (kubectl rewrites it)."""
     allowed = list(allowed)
     name = host_name(host)
     if not host_allowed(name, allowed):
@@ -73,7 +76,8 @@ def check(method: str, host: str, origin: str | None, allowed: Iterable[str]) ->
     if origin is not None:
         parts = urlsplit(origin) if origin != "null" else None
         o_name = host_name(parts.netloc) if parts is not None and parts.scheme in ("http", "https") else ""
-        if not o_name or o_name != name or not host_allowed(o_name, allowed):
+        same = o_name == name or (is_loopback(o_name) and is_loopback(name))
+        if not o_name or not same or not host_allowed(o_name, allowed):
             return errors.Forbidden(f'forbidden: cross-origin request from "{origin}"', {})
     if method not in ALLOWED_METHODS:
         e = errors.MethodNotAllowed(f"the server does not allow this method on the requested resource: "
