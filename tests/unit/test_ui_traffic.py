@@ -121,3 +121,15 @@ def test_other_services_are_not_mixed_in():
                                                                             "10.0.0.1", 80, "a", 50),))
     agg.ingest(0.0, {"n1": other})
     assert [e["total"] for e in agg.tick_for(MODEL)["endpoints"]] == [0, 0]
+
+
+def test_rebase_after_a_pause_keeps_totals_but_no_burst():
+    agg = traffic.Aggregator()
+    agg.ingest(0.0, {"n1": snap("n1", 0, 10, 0)})
+    agg.ingest(1.0, {"n1": snap("n1", 0, 12, 0)})
+    agg.rebase()  # nobody watched for a while; 50 connections meanwhile
+    agg.ingest(100.0, {"n1": snap("n1", 0, 62, 0)})
+    t = agg.tick_for(MODEL)
+    assert (t["endpoints"][0]["delta"], t["endpoints"][0]["total"], t["endpoints"][0]["rate"]) == (0, 62, 0.0)
+    agg.ingest(101.0, {"n1": snap("n1", 0, 65, 0)})
+    assert agg.tick_for(MODEL)["endpoints"][0]["delta"] == 3

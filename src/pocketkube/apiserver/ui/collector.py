@@ -54,6 +54,7 @@ class Collector:
     def subscribe(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         self._subscribers.add(fn)
         if not self.running:
+            self.aggregator.rebase()
             self._task = asyncio.create_task(self._loop(), name="ui-traffic-collector")
         return lambda: self._subscribers.discard(fn)
 

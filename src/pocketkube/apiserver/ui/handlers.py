@@ -65,7 +65,8 @@ class UIServer:
     # ---- wiring ----
     def allowed_hosts(self) -> list[str]:
         """Names a browser may reach this server by: its own addresses and every node's IP."""
-        nodes = self.registry.store("", "nodes").list_objects()
+        cached = self.cache["nodes"]
+        nodes = cached.items() if cached.synced.is_set() else self.registry.store("", "nodes").list_objects()
         return [*self._extra_hosts(), *(topology.node_ip(n) for n in nodes)]
 
     def middleware(self, error_response):

@@ -79,6 +79,15 @@ class Aggregator:
     started: float | None = None
     dataplanes: dict[str, str] = field(default_factory=dict)
     current: Tick | None = None
+    rebasing: set[str] = field(default_factory=set)  # nodes whose next read counts in totals only
+
+    def rebase(self) -> None:
+        """After a pause in reading (no page was open): the next read of each node brings the
+        totals up to date but is no tick's delta, or a page opened now would see every connection
+        made while nobody watched arrive at once."""
+        self.rebasing = set(self.last)
+        self.ring.clear()
+        self.started = None
 
     def ingest(self, t: float, snapshots: dict[str, TrafficSnapshot | None]) -> Tick:
         deltas: dict[Key, int] = {}
@@ -90,11 +99,13 @@ class Aggregator:
             self.dataplanes[node] = snap.dataplane
             counts = snapshot_counts(snap)
             first = node not in self.last
+            quiet = first or node in self.rebasing
+            self.rebasing.discard(node)
             prev = self.last.get(node, {})
             for k, v in counts.items():
                 d = v if first else counter_delta(prev.get(k), v)
                 self.totals[k] = self.totals.get(k, 0) + d
-                if not first and d:
+                if not quiet and d:
                     deltas[k] = deltas.get(k, 0) + d
             self.last[node] = counts
             for k, v in _active(snap).items():
