@@ -238,6 +238,11 @@ def test_map_and_overview_and_describe(server, api, agents):
     assert api.get("/ui/api/v1/describe/nodes/_/ui-node-1").json()["kind"] == "Node"
     assert api.get("/ui/api/v1/describe/pods/default/nope").status == 404
     assert api.get("/ui/api/v1/describe/secrets/default/x").status == 404
+    st = stream(server, "/ui/api/v1/stream")  # no Service named: the newest NodePort Service
+    try:
+        assert st.next("snapshot").data["model"]["service"]["name"] == "web"
+    finally:
+        st.close()
 
 
 def test_forbidden_names_what_is_missing(server, api):
