@@ -126,6 +126,8 @@ def test_read_only_and_same_origin(api):
     assert api.request("GET", "/ui/api/v1/services", headers={"Origin": "https://evil.example"}).status == 403
     r = api.request("GET", "/ui/api/v1/services", headers={"Origin": f"https://127.0.0.1:{api.server.port}"})
     assert r.status == 200 and not [k for k, _ in r.headers if k.lower().startswith("access-control-")]
+    head = api.request("HEAD", "/ui/api/v1/stream?namespace=default&service=kubernetes")
+    assert head.status == 200 and head.header_values("Content-Type") == ["text/event-stream"]
     assert api.get("/ui").status == 301
     assert api.get("/ui/static/../../app.py").status == 404
 
@@ -341,3 +343,24 @@ def test_shutdown_closes_open_streams():
     finally:
         s.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_streams_per_user_are_capped(server, api):
+    path = "/ui/api/v1/stream?namespace=default&service=kubernetes"
+    opened = [stream(server, path) for _ in range(sse.MAX_STREAMS_PER_USER)]
+    try:
+        assert all(s.resp.status == 200 for s in opened)
+        r = api.get(path)
+        assert r.status == 429 and "too many open streams" in r.json()["message"]
+    finally:
+        for s in opened:
+            s.close()
+    st = stream(server, path)  # closing frees the places
+    try:
+        wait = time.monotonic() + 5
+        while st.resp.status == 429 and time.monotonic() < wait:
+            st.close()
+            st = stream(server, path)
+        assert st.resp.status == 200
+    finally:
+        st.close()

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -74,7 +75,12 @@ class SSE:
                 return e
 
     def close(self) -> None:
-        self.resp.close()
+        # Shut the socket down first: closing the response would wait for the reader thread's
+        # readline (until the next event arrives).
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
         self.conn.close()
 
 

@@ -87,6 +87,9 @@ async def serve_stream(ui, request: web.Request) -> web.StreamResponse:
         ui.authorize_map(request, namespace)
     else:
         access.require(access.user_of(request), ui.registry.policy, access.NODE_NEEDS)
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # what a GET would answer, without opening a stream
+        return web.Response(status=200, headers=headers)
     user = request["user"][0]
     stream = sse.Stream(user)
     if not ui.streams.add(stream):
@@ -95,8 +98,7 @@ async def serve_stream(ui, request: web.Request) -> web.StreamResponse:
     session = _Session(ui, stream, namespace, name, request.query.get("port") or None)
     unsubscribes = []
     OPEN.inc()
-    resp = web.StreamResponse(status=200, headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(status=200, headers=headers)
     security.secure_headers(resp.headers)
     try:
         await resp.prepare(request)
