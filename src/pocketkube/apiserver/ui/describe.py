@@ -176,11 +176,12 @@ _SECTIONS = {"pods": _pod, "services": _service, "nodes": _node, "endpointslices
 
 
 def describe(resource: str, obj: dict, events: list[dict]) -> dict[str, Any]:
+    """The describe view of `obj`; `events` are its namespace's (or "default" for a Node)."""
     _, kind, _ = RESOURCES[resource]
     m = obj["metadata"]
-    mine = [e for e in events if (e.get("involvedObject") or e.get("regarding") or {}).get("kind") == kind
-            and (e.get("involvedObject") or e.get("regarding") or {}).get("name") == m["name"]
-            and (e.get("metadata") or {}).get("namespace", "") in (m.get("namespace", ""), "default" if
-                                                                   kind == "Node" else m.get("namespace", ""))]
+    def about(e: dict) -> dict:
+        return e.get("involvedObject") or e.get("regarding") or {}
+    # `events` are the object's namespace's (a Node's are in "default", as kubectl describe finds them)
+    mine = [e for e in events if about(e).get("kind") == kind and about(e).get("name") == m["name"]]
     return {"kind": kind, "namespace": m.get("namespace", ""), "name": m["name"], "sections": _SECTIONS[resource](obj),
             "events": newest_events(mine), "yaml": yaml.safe_dump(obj, sort_keys=False)}
