@@ -133,3 +133,13 @@ def test_rebase_after_a_pause_keeps_totals_but_no_burst():
     assert (t["endpoints"][0]["delta"], t["endpoints"][0]["total"], t["endpoints"][0]["rate"]) == (0, 62, 0.0)
     agg.ingest(101.0, {"n1": snap("n1", 0, 65, 0)})
     assert agg.tick_for(MODEL)["endpoints"][0]["delta"] == 3
+
+
+def test_departed_counters_are_forgotten():
+    agg = traffic.Aggregator()
+    agg.ingest(0.0, {"n1": snap("n1", 1, 5, 5)})
+    one = TrafficSnapshot("n1", "nftables", 0.0, endpoints=(EndpointCount(*SVC, "10.0.0.1", 80, "a", 6),))
+    agg.ingest(1.0, {"n1": one})
+    assert set(agg.totals) == {("endpoint", *SVC, "10.0.0.1:80")}
+    agg.ingest(2.0, {"n1": None})  # an unavailable node keeps its counters
+    assert set(agg.totals) == {("endpoint", *SVC, "10.0.0.1:80")}

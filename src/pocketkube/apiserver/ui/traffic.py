@@ -113,6 +113,10 @@ class Aggregator:
         for node in [n for n in self.dataplanes if n not in snapshots]:  # nodes gone from the cluster
             self.dataplanes.pop(node)
             self.last.pop(node, None)
+        live = set().union(*self.last.values()) if self.last else set()
+        if len(self.totals) > len(live):  # counters no data plane has any more (departed endpoints)
+            for k in [k for k in self.totals if k not in live]:
+                del self.totals[k]
         if self.started is None:
             self.started = t
         self.ring.append((t, deltas))
