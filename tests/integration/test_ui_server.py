@@ -187,6 +187,7 @@ def test_traffic_ticks_sum_exactly(server, api, agents):
     s = stream(server, "/ui/api/v1/stream?namespace=default&service=web")
     try:
         snap = s.next("snapshot")
+        assert snap.data["model"]["cluster"]["dataplane"] == "nftables"  # read before the snapshot
         assert [e["id"] for e in snap.data["model"]["entries"]] == ["NodePort/127.211.0.1:30008",
                                                                     "NodePort/127.211.0.2:30008"]
         first = s.next("traffic", where=lambda e: e.data["available"])

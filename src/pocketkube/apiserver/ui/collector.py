@@ -54,7 +54,9 @@ class Collector:
     def subscribe(self, fn: Callable[[Tick], None]) -> Callable[[], None]:
         self._subscribers.add(fn)
         if not self.running:
-            self.aggregator.rebase()
+            last = self.aggregator.current
+            if last is None or time.time() - last.t > 2 * self.interval:  # not read for a while
+                self.aggregator.rebase()
             self._task = asyncio.create_task(self._loop(), name="ui-traffic-collector")
         return lambda: self._subscribers.discard(fn)
 
