@@ -60,11 +60,21 @@ class Collector:
             self._task = asyncio.create_task(self._loop(), name="ui-traffic-collector")
         return lambda: self._subscribers.discard(fn)
 
-    async def read_once(self) -> Tick:
-        """One tick now (for a map request while no stream runs the loop)."""
-        if self.running and self.aggregator.current is not None:
+    async def read_once(self) -> Tick | None:
+        """A current tick for a map request or a new stream: the running loop's last one when it
+        knows the data planes, else the next one (starting the loop for it if need be). Reads
+        never happen beside the loop's, whose deltas every open page must see."""
+        current = self.aggregator.current
+        if self.running and current is not None and self.aggregator.dataplanes:
+            return current
+        done: asyncio.Future[Tick] = asyncio.get_running_loop().create_future()
+        unsubscribe = self.subscribe(lambda tick: done.done() or done.set_result(tick))
+        try:
+            return await asyncio.wait_for(done, self.interval + self.timeout + 0.5)
+        except TimeoutError:
             return self.aggregator.current
-        return await self._collect()
+        finally:
+            unsubscribe()
 
     async def stop(self) -> None:
         self._subscribers.clear()

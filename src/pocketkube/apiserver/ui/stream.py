@@ -104,8 +104,7 @@ async def serve_stream(ui, request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         # A client that stops reading: drop its connection so a blocked write ends too.
         stream.on_overflow = lambda: request.transport is not None and request.transport.abort()
-        if not ui.collector.running:  # the first page: read the nodes now, so the snapshot has
-            await ui.collector.read_once()  # the data plane and current totals
+        await ui.collector.read_once()  # so the snapshot has the data plane and current totals
         session.model = session.build()
         await resp.write(sse.retry() + sse.frame("snapshot", {
             "model": session.model, "traffic": ui.collector.aggregator.tick_for(session.model)},
