@@ -40,3 +40,34 @@ def test_per_user_cap_and_close_all():
     streams.close_all()
     assert all(s.closed == "server shutting down" for s in (b, c, d))
     assert not b.put(b"late")
+
+
+class _Resp:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.ended = False
+
+    async def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    async def write_eof(self) -> None:
+        self.ended = True
+
+
+async def test_pump_keepalive_close_and_max_age(monkeypatch):
+    import asyncio
+    import time
+
+    from pocketkube.apiserver.ui import stream as stream_mod
+
+    monkeypatch.setattr(sse, "KEEPALIVE_SECONDS", 0.05)
+    s, resp = sse.Stream("u"), _Resp()
+    s.put(b"event: a\ndata: 1\n\n")
+    task = asyncio.create_task(stream_mod._pump(s, resp))
+    await asyncio.sleep(0.2)
+    s.close("server shutting down")
+    await asyncio.wait_for(task, 1)
+    assert resp.chunks[0] == b"event: a\ndata: 1\n\n" and b": keepalive\n\n" in resp.chunks and resp.ended
+    old, resp = sse.Stream("u", opened=time.monotonic() - sse.MAX_AGE_SECONDS - 1), _Resp()
+    await asyncio.wait_for(stream_mod._pump(old, resp), 1)
+    assert old.closed == "max age" and resp.chunks == [] and resp.ended
