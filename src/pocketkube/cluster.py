@@ -432,7 +432,8 @@ class Cluster:
             port = "" if self.cfg.ingress_http_port == 80 else f":{self.cfg.ingress_http_port}"
             lines += ["", f"Ingresses (class pocketkube) answer on every node IP: "
                           f"curl -H 'Host: <host>' http://{self.plans[0].ip}{port}/"]
-        lines += ["", *_ui_lines(self.data_dir, self.url)]
+        if ui := _ui_lines(self.data_dir, self.url):
+            lines += ["", *ui]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]

@@ -25,3 +25,15 @@ def test_no_cluster(tmp_path, capsys):
     (tmp_path / "kubeconfig").write_text("clusters: []\n")
     login.ensure_key(tmp_path)
     assert main(["ui", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_up_summary_prints_the_link_once_the_server_has_its_key(tmp_path):
+    from pocketkube.cluster import Cluster, UpConfig
+
+    c = Cluster(UpConfig(tmp_path, node_ip_base="127.211.0.0", update_user_kubeconfig=False))
+    c.url = "https://127.0.0.1:7443"
+    assert "/ui/login" not in c.summary()  # no key: nothing to sign with
+    key = login.ensure_key(tmp_path)
+    link = next(w for w in c.summary().split() if "/ui/login?token=" in w)
+    assert link.startswith("https://127.0.0.1:7443/ui/login?token=")
+    login.check_login_token(key, link.split("token=", 1)[1], login.UsedNonces())
