@@ -176,6 +176,7 @@ def test_topology_follows_changes(server, api, agents):
     print(f"\nchange→topology event latency: median {statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes")
     assert max(latencies) < 0.5
+    assert _metric(api, "pocketkube_ui_topology_delay_seconds_count") >= len(latencies)
 
 
 def test_traffic_ticks_sum_exactly(server, api, agents):
@@ -220,6 +221,7 @@ def test_traffic_ticks_sum_exactly(server, api, agents):
             ticks.append(s.next("traffic").data["t"])
     finally:
         s.close()
+    assert _metric(api, "pocketkube_ui_traffic_tick_interval_seconds_count") >= len(ticks) - 1
     gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
     print(f"\ntraffic tick spacing: mean {statistics.mean(gaps):.3f} s, "
           f"max |gap - 1 s| {max(abs(g - 1) for g in gaps) * 1000:.0f} ms over {len(gaps)} gaps")
@@ -308,6 +310,13 @@ def test_slow_reader_is_dropped(server, api, agents):
         assert s.next("snapshot").data["model"]["service"]["totalEndpoints"] == 1000
     finally:
         s.close()
+
+
+def _metric(api: Api, name: str) -> float:
+    for line in api.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _slow_drops(api: Api) -> float:

@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 
 import orjson
+from prometheus_client import Histogram
 
 from pocketkube.api.traffic import TrafficSnapshot
+from pocketkube.apiserver.metrics import REGISTRY
 from pocketkube.apiserver.ui.topology import node_ip, node_ready
 from pocketkube.apiserver.ui.traffic import Aggregator, Tick
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 INTERVAL = 1.0
 TIMEOUT = 0.8
 PATH = "/proxy/traffic"
+TICK_INTERVAL = Histogram("pocketkube_ui_traffic_tick_interval_seconds",
+                          "Time between the live map's traffic ticks (1 s when on schedule).", registry=REGISTRY,
+                          buckets=(0.5, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1, 1.2, 1.5, 2.0))
 
 
 def agent_url(node: dict) -> str | None:
@@ -97,6 +102,7 @@ class Collector:
                 now = time.monotonic()
                 if last is not None:
                     self.intervals = [*self.intervals[-99:], now - last]
+                    TICK_INTERVAL.observe(now - last)
                 last = now
                 tick = await self._collect(time.time())
                 for fn in list(self._subscribers):

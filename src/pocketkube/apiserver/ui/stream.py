@@ -13,7 +13,7 @@ import asyncio
 import time
 
 from aiohttp import web
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from pocketkube.api import errors
 from pocketkube.apiserver.metrics import REGISTRY
@@ -21,6 +21,9 @@ from pocketkube.apiserver.ui import access, security, sse, topology
 
 DEBOUNCE_SECONDS = 0.1
 OPEN = Gauge("pocketkube_ui_streams", "Live map event streams open now.", registry=REGISTRY)
+TOPOLOGY_DELAY = Histogram("pocketkube_ui_topology_delay_seconds",
+                           "From a watched change to the topology event it caused being queued (debounce included).",
+                           registry=REGISTRY, buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5))
 CLOSED = Counter("pocketkube_ui_streams_closed_total", "Live map event streams the server closed, by reason "
                  "(client too slow, max age, server shutting down).", ["reason"], registry=REGISTRY)
 
@@ -37,6 +40,7 @@ class _Session:
         self.namespace, self.name, self.port = namespace, name, port
         self.model: dict = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._first_change = 0.0
 
     def build(self) -> dict:
         model = self.ui.model(self.namespace, self.name, self.port)
@@ -47,6 +51,7 @@ class _Session:
 
     def changed(self) -> None:
         if self._timer is None:
+            self._first_change = time.monotonic()
             self._timer = asyncio.get_running_loop().call_later(DEBOUNCE_SECONDS, self._rebuild)
 
     def _rebuild(self) -> None:
@@ -55,6 +60,9 @@ class _Session:
         if _comparable(model) != _comparable(self.model):
             self.model = model
             self.stream.put(sse.frame("topology", model, model["resourceVersion"]))
+            if self._first_change:
+                TOPOLOGY_DELAY.observe(time.monotonic() - self._first_change)
+        self._first_change = 0.0
 
     def tick(self, _tick) -> None:
         if self.model.get("cluster", {}).get("dataplane") != self.ui.collector.aggregator.dataplane():
