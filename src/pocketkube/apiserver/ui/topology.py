@@ -70,7 +70,8 @@ def entries(service: dict, port: dict, nodes: list[dict]) -> list[dict]:
         for ing in (status.get("loadBalancer") or {}).get("ingress") or []:
             if ing.get("ip"):
                 out.append(_entry("LoadBalancer", ing["ip"], port.get("port"), protocol, None, True))
-    if stype in ("NodePort", "LoadBalancer") and port.get("nodePort"):
+    # A LoadBalancer is drawn from its ingress IPs; until it has one, from its node ports.
+    if (stype == "NodePort" or (stype == "LoadBalancer" and not out)) and port.get("nodePort"):
         for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             if node_ip(n):
                 out.append(_entry("NodePort", node_ip(n), port["nodePort"], protocol, n["metadata"]["name"],
