@@ -22,7 +22,7 @@ from apiclient import Api
 from uiserver_helpers import SSE, FakeAgent
 
 from pocketkube.apiserver.pki import PKI
-from pocketkube.apiserver.ui import security, sse
+from pocketkube.apiserver.ui import login, security, sse
 from pocketkube.testing.procs import ServerProcess
 
 NS = "default"
@@ -339,17 +339,28 @@ def _dropped(conn: ssl.SSLSocket) -> bool:
         return True
 
 
-def test_shutdown_closes_open_streams():
+def test_shutdown_closes_streams_and_the_cookie_outlives_a_restart():
     root = Path(tempfile.mkdtemp(prefix="pk-uiserver-stop-"))
     s = ServerProcess(root / "data", extra_args=["--no-control-plane"])
     try:
         s.start()
+        api = Api(s)
+        link = login.login_link(s.url, login.read_key(s.data_dir))
+        r = api.request("GET", link.removeprefix(s.url), token="")
+        cookie = {"Cookie": r.header_values("Set-Cookie")[0].split(";", 1)[0]}
+        api.close()
         st = stream(s, "/ui/api/v1/stream?namespace=default&service=kubernetes")
         st.next("snapshot")
         proc = s.proc
         s.stop()
         assert proc.returncode == 0 and st.ended.wait(5)
         st.close()
+        s.start(port=s.port)  # the page reconnects to the same address, with the same cookie
+        api = Api(s)
+        try:
+            assert api.request("GET", "/ui/api/v1/services", token="", headers=cookie).status == 200
+        finally:
+            api.close()
     finally:
         s.stop()
         shutil.rmtree(root, ignore_errors=True)
