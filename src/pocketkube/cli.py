@@ -257,6 +257,11 @@ def _parser() -> argparse.ArgumentParser:
     _ingress_port_args(ing, prefix="")
     ing.add_argument("--no-load-balancer", action="store_true",
                      help="do not keep the kube-system/pocketkube-ingress LoadBalancer Service")
+    ui = sub.add_parser("ui", help="print a one-time login link to the live cluster map (the browser page)")
+    ui.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                    help="the cluster's data dir (default: %(default)s)")
+    ui.add_argument("--open", action="store_true", help="also open the link in a browser")
+    ui.add_argument("--no-browser", dest="open", action="store_false", help="only print the link (the default)")
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -478,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         # kubectl's own flags (`-n`, `--kubeconfig`...) go through untouched: not argparse's.
         return _kubectl(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "ui":
+        from pocketkube.ui_cli import run
+
+        return run(args.data_dir, args.open)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.environ.get("POCKETKUBE_NO_UVLOOP"):

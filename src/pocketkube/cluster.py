@@ -73,6 +73,16 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _ui_lines(data_dir: Path, url: str) -> list[str]:
+    """The live map's login link (pocketkube ui), or nothing when the server has no key yet."""
+    from pocketkube.ui_cli import link_lines
+
+    try:
+        return link_lines(data_dir, url)
+    except (OSError, ValueError):
+        return []
+
+
 async def _spawn(*args: str, log: Path, pass_fds: tuple[int, ...] = ()) -> asyncio.subprocess.Process:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as f:
@@ -422,6 +432,8 @@ class Cluster:
             port = "" if self.cfg.ingress_http_port == 80 else f":{self.cfg.ingress_http_port}"
             lines += ["", f"Ingresses (class pocketkube) answer on every node IP: "
                           f"curl -H 'Host: <host>' http://{self.plans[0].ip}{port}/"]
+        if ui := _ui_lines(self.data_dir, self.url):
+            lines += ["", *ui]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]

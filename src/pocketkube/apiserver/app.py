@@ -23,6 +23,7 @@ from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response, status_body
 from pocketkube.apiserver.pki import PKI, kubeconfig, serving_hosts, write_kubeconfig
 from pocketkube.apiserver.request import parse_target
+from pocketkube.apiserver.ui.security import is_ui_path
 from pocketkube.registry.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _OIDC_CONFIGURATION = "/.well-known/openid-configuration"
 _OIDC_JWKS = "/openid/v1/jwks"
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+_UI_LOGIN = "/ui/login"  # public: it authenticates by its one-time token
 BOOTSTRAP_INTERVAL = 10.0
 COMPACT_INTERVAL = 60.0
 COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
@@ -64,6 +66,7 @@ class APIServer:
         self._tasks: list[asyncio.Task] = []
         self.port = cfg.port
         self._identities: dict[str, tuple[str, list[str]]] = {}
+        self.ui = None  # the live map under /ui (apiserver/ui), built with the app
 
     @property
     def url(self) -> str:
@@ -139,6 +142,8 @@ class APIServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.ui is not None:
+            await self.ui.stop()
         if self._registry_started:
             await self.registry.close()
 
@@ -177,9 +182,16 @@ class APIServer:
 
     # ---- HTTP ----
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[metrics.middleware, self._errors, self._authenticate,
-                                           FlowControl().middleware, authz.authorize],
+        from pocketkube.apiserver.ui.handlers import UIServer
+
+        cfg = self.cfg
+        self.ui = UIServer(self.registry, data_dir=self.data_dir, server_url=lambda: self.url,
+                           node_token=self.pki.node_token, admin=self._identities[self.pki.admin_token()],
+                           allowed_hosts=lambda: [cfg.host, cfg.advertise_address, *cfg.extra_sans])
+        app = web.Application(middlewares=[metrics.middleware, self.ui.middleware(_status_response), self._errors,
+                                           self._authenticate, FlowControl().middleware, authz.authorize],
                               client_max_size=4 * 1024 * 1024)
+        app.on_shutdown.append(self.ui.on_shutdown)
         app[appkeys.REGISTRY] = self.registry
         from pocketkube.apiserver.logs import make_log_relay
 
@@ -199,8 +211,7 @@ class APIServer:
         try:
             return await handler(request)
         except errors.ApiError as e:
-            return web.Response(body=status_body(e), status=e.code, content_type="application/json",
-                                headers=e.headers or None)
+            return _status_response(e)
         except web.HTTPRequestEntityTooLarge:
             e = errors.RequestEntityTooLarge("Request entity too large: limit is 3145728")
             return web.Response(body=status_body(e), status=e.code, content_type="application/json")
@@ -213,7 +224,7 @@ class APIServer:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler):
-        if request.path not in _PUBLIC_PATHS:
+        if request.path not in _PUBLIC_PATHS and request.path != _UI_LOGIN:
             auth = request.headers.get("Authorization", "")
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
             ident = self._identities.get(token) if token else None
@@ -222,12 +233,16 @@ class APIServer:
                 if sa is not None:
                     ident = (sa.name, sa.groups)
                     request["user_info"] = {"uid": sa.uid, "extra": sa.extra}
+            if ident is None and not token and is_ui_path(request.path):
+                ident = self.ui.session_identity(request)  # the browser's login cookie, for /ui only
             if ident is None:
                 raise errors.Unauthorized()
             request["user"] = ident
         return await handler(request)
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
+        if is_ui_path(request.path):
+            return await self.ui.serve(request)
         path = request.path.rstrip("/") or "/"
         accept = request.headers.get("Accept", "")
         if path in ("/healthz", "/livez", "/readyz"):
@@ -310,6 +325,11 @@ async def _trim_memory_loop(interval: float = 5.0) -> None:
     while True:
         await asyncio.sleep(interval)
         trim(0)
+
+
+def _status_response(e: errors.ApiError) -> web.Response:
+    return web.Response(body=status_body(e), status=e.code, content_type="application/json",
+                        headers=e.headers or None)
 
 
 def _aggregated(body: dict) -> web.Response:

@@ -139,7 +139,8 @@ def is_long_running(request: web.Request) -> bool:
     legacy_watch = parts[1:2] == ["api"] and parts[3:4] == ["watch"] or \
         parts[1:2] == ["apis"] and parts[4:5] == ["watch"]
     follow_log = parts[-1] == "log" and request.query.get("follow") in ("true", "1")
-    return legacy_watch or follow_log or request.query.get("watch") in ("true", "1")
+    ui_stream = request.path == "/ui/api/v1/stream"  # the live map's event stream
+    return legacy_watch or follow_log or ui_stream or request.query.get("watch") in ("true", "1")
 
 
 class FlowControl:
