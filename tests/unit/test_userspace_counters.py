@@ -164,3 +164,35 @@ async def test_service_proxy_serves_fresh_traffic_in_its_metrics():
     assert "pocketkube_proxy_entry_connections_total" in (await proxy.prometheus_text()).decode()
     assert "kubeproxy_sync_proxy_rules_duration_seconds" in proxy.metrics_text().decode()
     assert await proxy.traffic() is SNAP
+
+
+async def test_agent_serves_traffic_and_metrics_with_the_node_token():
+    import aiohttp
+
+    from pocketkube.agent.logserver import LogServer
+
+    class Plane:
+        name = "userspace"
+
+        async def traffic(self):
+            return SNAP
+
+    server = LogServer(None, "127.0.0.1", 0, "node-token")  # type: ignore[arg-type]
+    port = await server.start()
+    base = f"http://127.0.0.1:{port}"
+    good = {"Authorization": "Bearer node-token"}
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{base}/proxy/traffic", headers=good) as r:
+                assert r.status == 503  # no proxy yet
+            server.proxy = ServiceProxy(None, "node-1", "127.0.1.1", Plane())  # type: ignore[arg-type]
+            for path in ("/proxy/traffic", "/metrics"):
+                async with s.get(base + path, headers={"Authorization": "Bearer other"}) as r:
+                    assert r.status == 401
+            async with s.get(f"{base}/proxy/traffic", headers=good) as r:
+                assert r.status == 200 and TrafficSnapshot.from_json(await r.json()) == SNAP
+            async with s.get(f"{base}/metrics", headers=good) as r:
+                assert r.status == 200 and r.content_type == "text/plain"
+                assert "pocketkube_proxy_endpoint_connections_total{" in await r.text()
+    finally:
+        await server.stop()
