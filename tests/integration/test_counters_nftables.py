@@ -2,8 +2,8 @@
 on loopback, counts that survive endpoint churn and full syncs, and no double counting when
 several node tables share the host (render.py's exactly-once argument).
 
-Needs root and a working nft; every table made here is deleted. Addresses: node IPs 127.201.0.x,
-VIPs 127.203.0.x, backends 127.202.x.x (this topic's own ranges).
+Needs root and a working nft; every table made here is deleted. Addresses: node IPs 127.201.9.x,
+VIPs 127.203.250.x, backends 127.202.x.x (this topic's own ranges).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pocketkube.testing.requires import NFT, is_root, requires
 
 pytestmark = requires(is_root() and nft_usable(), NFT)
 
-VIP = "127.203.0.10"
-NODES = [(f"ctr-{c}-{os.getpid()}", f"127.201.0.{i}") for i, c in ((11, "a"), (12, "b"), (13, "c"))]
+VIP = "127.203.250.10"
+NODES = [(f"ctr-{c}-{os.getpid()}", f"127.201.9.{i}") for i, c in ((11, "a"), (12, "b"), (13, "c"))]
 NODE_PORT = 30997
 
 
