@@ -5,11 +5,13 @@ DNAT, counter maps before the verdict maps), deltas that keep surviving counters
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pocketkube.net import nftnl
 from pocketkube.proxy.model import Endpoint, ServiceEntry, ServicePort
 from pocketkube.proxy.nftables import counters
 from pocketkube.proxy.nftables.proxier import NftablesDataPlane
@@ -197,3 +199,45 @@ async def test_plane_traffic_maps_counter_names_back_to_service_ports():
     await plane.apply(model)
     assert nft.counters[f"en-{IDENT}__127.0.1.1/30008"] == 3
     await plane.stop()
+
+
+def _nl(mtype: int, flags: int, attrs: bytes) -> bytes:
+    body = b"\x02\x00\x00\x00" + attrs  # nfgenmsg
+    return struct.pack("=IHHII", 16 + len(body), mtype, flags, 1, 0) + body
+
+
+def _attr(atype: int, data: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(data), atype) + data + b"\0" * (-(4 + len(data)) % 4)
+
+
+def test_netlink_counter_dump_request_and_answer():
+    request = nftnl.render_get_counters("ip", "pocketkube-node-1")
+    length, mtype, flags = struct.unpack_from("=IHH", request)
+    assert (length, mtype, flags) == (len(request), (10 << 8) | 19, 0x301)
+    assert b"pocketkube-node-1\0" in request and struct.pack(">I", 1) in request
+    obj = _nl((10 << 8) | 18, 2, _attr(1, b"t\0") + _attr(2, b"ep-a/b\0") + _attr(3, struct.pack(">I", 1))
+              + _attr(0x8000 | 4, _attr(1, (720).to_bytes(8, "big")) + _attr(2, (12).to_bytes(8, "big"))))
+    found: dict = {}
+    assert not nftnl.parse_counters(obj, found)
+    assert nftnl.parse_counters(obj + struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0" * 4, found)
+    assert found == {"ep-a/b": (12, 720)}
+    with pytest.raises(nftnl.DumpInterrupted):
+        nftnl.parse_counters(_nl((10 << 8) | 18, 2 | 0x10, b""), {})
+    with pytest.raises(OSError):
+        nftnl.parse_counters(struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -1) + b"\0" * 16, {})
+
+
+async def test_counter_read_falls_back_to_nft_json_when_netlink_fails(monkeypatch):
+    from pocketkube.proxy.nftables import nft
+
+    def refuse(*_a, **_kw):
+        raise PermissionError(1, "not allowed")
+
+    class Runner:
+        async def query_json(self, command):
+            assert command == "list counters table ip pocketkube-x"
+            return NFT_JSON
+
+    monkeypatch.setattr(nft.nftnl, "dump_counters", refuse)
+    got = await nft.read_counters(Runner(), "ip", "pocketkube-x")  # type: ignore[arg-type]
+    assert got["en-default/web/tcp/http__127.0.1.1/30008"] == 12

@@ -66,6 +66,9 @@ class FakeNft:
             {"counter": {"family": "ip", "name": name, "table": "t", "handle": i, "packets": n, "bytes": 0}}
             for i, (name, n) in enumerate(self.counters.items())]})
 
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        return dict(self.counters)
+
     def close(self) -> None:
         pass
 

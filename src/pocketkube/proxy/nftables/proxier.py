@@ -102,9 +102,8 @@ class NftablesDataPlane:
         if self._runner is None:
             return {}
         try:
-            return counters.parse_counters(await self._runner.query_json(
-                f"list counters table {self.ctx.qualified_table}"))
-        except (NftError, ValueError):
+            return await self._runner.read_counters(render.FAMILY, self.ctx.table)
+        except ValueError:  # nft printed something we cannot read
             return {}
 
     async def traffic(self) -> TrafficSnapshot:
