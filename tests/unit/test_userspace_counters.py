@@ -196,3 +196,30 @@ async def test_agent_serves_traffic_and_metrics_with_the_node_token():
                 assert "pocketkube_proxy_endpoint_connections_total{" in await r.text()
     finally:
         await server.stop()
+
+
+def test_prune_keeps_open_endpoints_and_renames_reused_addresses():
+    from pocketkube.proxy.userspace.stats import EndpointStats, prune
+
+    sp = ServicePort("default", "web", "", "TCP", 80)
+    old, gone, busy = (Endpoint("127.202.9.2", 80, pod="old"), Endpoint("127.202.9.3", 80, pod="gone"),
+                       Endpoint("127.202.9.4", 80, pod="busy"))
+    stats = {("default/web", "TCP", e.address): EndpointStats(e) for e in (old, gone, busy)}
+    stats[("default/web", "TCP", busy.address)].active = 1
+    stats[("default/other", "TCP", gone.address)] = EndpointStats(gone)  # another service port: untouched
+    prune(stats, ("default/web", "TCP"), ServiceEntry(sp, (Endpoint("127.202.9.2", 80, pod="new"),)))
+    assert set(stats) == {("default/web", "TCP", old.address), ("default/web", "TCP", busy.address),
+                          ("default/other", "TCP", gone.address)}
+    assert stats[("default/web", "TCP", old.address)].endpoint.pod == "new"
+
+
+def test_traffic_counters_flag_takes_kubernetes_booleans():
+    from pocketkube.cli import _parser
+
+    agent = ["agent", "--server", "s", "--token-file", "t", "--ca-file", "c", "--node-name", "n", "--node-ip",
+             "127.0.1.1", "--pod-cidr", "127.244.1.0/24", "--data-dir", "d"]
+    p = _parser()
+    assert p.parse_args(agent).traffic_counters is True
+    assert p.parse_args([*agent, "--traffic-counters=false"]).traffic_counters is False
+    assert p.parse_args([*agent, "--traffic-counters"]).traffic_counters is True
+    assert p.parse_args(["up", "--traffic-counters=0"]).traffic_counters is False

@@ -38,10 +38,16 @@ def frontend_kind(entry: ServiceEntry, ip: str, port: int, node_ip: str) -> str:
 
 
 def prune(stats: dict[StatsKey, EndpointStats], key: tuple[str, str], entry: ServiceEntry) -> None:
-    """Forget endpoints that left a service port once nothing is open to them any more."""
-    present = {e.address for e in entry.endpoints}
-    for k in [k for k, s in stats.items() if k[:2] == key and k[2] not in present and s.active <= 0]:
-        del stats[k]
+    """Forget endpoints that left a service port once nothing is open to them any more; the
+    others take the entry's Endpoint (a new pod may have the address of an old one)."""
+    present = {e.address: e for e in entry.endpoints}
+    for k, s in list(stats.items()):
+        if k[:2] != key:
+            continue
+        if k[2] in present:
+            s.endpoint = present[k[2]]
+        elif s.active <= 0:
+            del stats[k]
 
 
 def snapshot(node: str, at: float, applied: Mapping[tuple[str, str], ServiceEntry],
