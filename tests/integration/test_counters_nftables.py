@@ -146,3 +146,25 @@ async def test_lagging_table_never_counts_a_rejection_another_table_serves(plane
         with pytest.raises(ConnectionRefusedError):
             await fetch(VIP, 80)
     assert (await counts(lagging))[2][VIP] + (await counts(current))[2][VIP] == 3
+
+
+async def test_bridged_pod_tables_with_counters_are_accepted_by_the_kernel(backends):
+    """Container mode adds forward/output no-endpoint checks and hairpin: the kernel takes their
+    counter lookups too, and a host connection on loopback is still counted once."""
+    plane = NftablesDataPlane(f"ctr-br-{os.getpid()}", "127.201.9.20", bridged_pods=True)
+    await plane.start()
+    try:
+        ep = await backends("127.202.4.2")
+        await plane.apply(web([ep]))
+        await plane.apply(web([]))
+        await plane.apply(web([ep]))
+        for _ in range(3):
+            await fetch(VIP, 80)
+        entries, endpoints, rejected = await counts(plane)
+        assert entries[("ClusterIP", VIP)] == 3 and endpoints == {"pod-2": 3} and rejected[VIP] == 0
+        listing = (await asyncio.create_subprocess_exec("nft", "list", "table", *plane.ctx.qualified_table.split(),
+                                                        stdout=asyncio.subprocess.PIPE))
+        out, _ = await listing.communicate()
+        assert out.decode().count("map @reject-counters") == 3  # input, forward, output
+    finally:
+        await plane.stop()
