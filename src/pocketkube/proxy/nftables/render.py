@@ -292,6 +292,9 @@ def _skeleton(ctx: NodeContext) -> list[str]:
         f"add map {t} {SERVICE_IPS_MAP} {{ type {MAP_KEY_TYPE} : verdict ; }}",
         f"add map {t} {NO_ENDPOINTS_MAP} {{ type {MAP_KEY_TYPE} : verdict ; }}",
         f"add chain {t} {REJECT_CHAIN}",
+        # TCP gets a reset: a host rate-limits ICMP errors to a non-loopback source (1/s), so a
+        # pod's SYN would be refused only on a retransmit, a second (counted) attempt a second later.
+        f"add rule {t} {REJECT_CHAIN} meta l4proto tcp reject with tcp reset",
         f"add rule {t} {REJECT_CHAIN} reject",
     ]
     if ctx.count_traffic:
