@@ -62,8 +62,9 @@ Each new connection is counted exactly once on the host, however many node table
 - rejected: the reject-counters element exists iff the no-endpoint one does, and its verdict
   (reject or drop) ends the packet there, so the first table holding it counts it and no later
   table (nor hook: input, forward and non-lo output are exclusive for one packet) sees it. A
-  rejected connection is one attempt; a dropped one (Local policies) counts each
-  retransmitted SYN or datagram, since nothing is ever confirmed in conntrack.
+  rejected TCP connection is one attempt because it is reset (an ICMP error to a pod would be
+  rate-limited, and the SYN retransmitted and counted again); a dropped one (Local policies)
+  counts each retransmitted SYN, and UDP each datagram, since nothing is confirmed in conntrack.
 
 Chain, set and element texts are kept per service port (`ServiceRules`) so an update only
 diffs the service ports whose model changed (`render_delta`); `render_full` rebuilds the
