@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/cluster.py
 	$(VENV)/bin/python bench/dataplane.py --plane nftables
 	$(VENV)/bin/python bench/dataplane.py --plane userspace
+	$(VENV)/bin/python bench/traffic_counters.py --out bench/results-traffic-counters.txt
 	$(VENV)/bin/python bench/cluster.py --runtime containerd
 	$(VENV)/bin/python bench/dataplane.py --runtime containerd
 	$(VENV)/bin/python bench/configmap_propagation.py

@@ -41,6 +41,16 @@ def _port_range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _flag_bool(value: str) -> bool:
+    """A Kubernetes-style boolean flag value (`--traffic-counters=false`), as Go's strconv.ParseBool."""
+    v = value.strip().lower()
+    if v in ("1", "t", "true"):
+        return True
+    if v in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def _quantity(value: str) -> str:
     """A positive resource quantity (`1500m`, `2Gi`), for the node capacity flags."""
     from pocketkube.api.quantity import parse
@@ -181,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto",
                     help="Service data plane (default: nftables when root and nft exist)")
     _log_rotation_args(up)
+    up.add_argument("--traffic-counters", type=_flag_bool, nargs="?", const=True, default=True,
+                    metavar="true|false", help="the data planes count connections for the live map (default: true)")
     up.add_argument("--dns", action=argparse.BooleanOptionalAction, default=True,
                     help="run the cluster DNS at the service range's .10 (default: on)")
     up.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default: %(default)s)")
@@ -198,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
+    agent.add_argument("--traffic-counters", type=_flag_bool, nargs="?", const=True, default=True,
+                       metavar="true|false", help="count connections per Service entry and endpoint in the "
+                       "data plane, served at /proxy/traffic and /metrics (default: true)")
     agent.add_argument("--runtime", choices=RUNTIMES, default="process",
                        help="container runtime (default: %(default)s; `up` passes what it chose)")
     agent.add_argument("--container-runtime-endpoint", default="",
@@ -361,6 +376,7 @@ async def _run_up(args: argparse.Namespace) -> int:
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
                                  node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
+                                 traffic_counters=args.traffic_counters,
                                  control_plane_args=tuple(control_plane),
                                  lease_interval=min(10.0, args.node_monitor_grace_period / 4),
                                  update_user_kubeconfig=not args.no_user_kubeconfig,
@@ -444,6 +460,7 @@ async def _run_agent(args: argparse.Namespace) -> int:
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
+        traffic_counters=args.traffic_counters,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
         node_bridge=args.node_bridge, pod_routes=tuple(r for r in args.pod_routes.split(",") if r),
         container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,

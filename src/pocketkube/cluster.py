@@ -44,6 +44,7 @@ class UpConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     dataplane: str = "auto"
+    traffic_counters: bool = True  # passed to every agent (--traffic-counters)
     node_ip_base: str = "127.0.1.0"
     pod_cidr_base: str = "127.244.0.0/16"
     service_cidr: str = "127.96.0.0/16"
@@ -382,6 +383,7 @@ class Cluster:
                 "agent", "--server", url, "--token-file", str(self._node_token_file(plan)),
                 "--ca-file", str(self.data_dir / "pki" / "ca.crt"), "--node-name", plan.name,
                 "--node-ip", plan.ip, "--pod-cidr", plan.pod_cidr, "--dataplane", self.dataplane,
+                *([] if self.cfg.traffic_counters else ["--traffic-counters=false"]),
                 "--data-dir", str(self.data_dir / "nodes" / plan.name),
                 "--lease-interval", str(self.cfg.lease_interval), "--runtime", self.cfg.runtime,
                 *(["--container-runtime-endpoint", self.cfg.container_runtime_endpoint]

@@ -125,7 +125,7 @@ async def test_hand_made_slices_serve_and_follow_changes(client, backends, proxy
     slc["endpoints"] = [{"addresses": [BACKENDS[2]], "conditions": {"ready": True}}]
     await client.update(SLICES, slc)
     await until(lambda: served_by(vip, 8080, {BACKENDS[2]}))
-    text = proxy.metrics_text().decode()
+    text = (await proxy.prometheus_text()).decode()
     assert "kubeproxy_network_programming_duration_seconds_count" in text
     assert f'endpoint="{BACKENDS[2]}:{backends}"' in text
     await client.delete(SERVICES, "default", "manual")

@@ -451,12 +451,6 @@ async def test_runner_stops_while_api_unreachable():
     assert plane.applied == [] and plane.stopped
 
 
-async def test_connection_counts_are_exported():
-    dp = UserspaceDataPlane(NODE, NODE_IP)
-    dp.connection_counts[("default/web:http", "TCP", "127.244.1.2:80")] = 7
-    proxy = ServiceProxy(FakeApi([], []), NODE, NODE_IP, dp)  # type: ignore[arg-type]
-    assert ('pocketkube_proxy_endpoint_connections_total{endpoint="127.244.1.2:80",protocol="TCP",'
-            'service="default/web:http"} 7.0') in proxy.metrics_text().decode()
 
 
 def test_trigger_time_parsing():

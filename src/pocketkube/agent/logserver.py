@@ -1,5 +1,10 @@
 """The node's log endpoint, as the kubelet's /containerLogs: the API server relays `kubectl logs` here.
 
+The same server (the node's token, as /stats/summary) serves the Service proxy's traffic counts:
+`GET /proxy/traffic` (api/traffic.py's JSON snapshot, read by the API server for the live map)
+and `GET /metrics` (Prometheus text: the `pocketkube_proxy_*` and `kubeproxy_*` families, what
+`/api/v1/nodes/<node>/proxy/metrics` relays).
+
 GET http://<node IP>:<port>/containerLogs/<namespace>/<pod>/<container>
     ?follow=true&tailLines=N&limitBytes=N&previous=true&timestamps=true&sinceSeconds=N&sinceTime=T
 with `Authorization: Bearer <this node's token>`. The body is the container's output as
@@ -25,13 +30,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from aiohttp import web
 
 from pocketkube.agent import crilog, logrotation
 from pocketkube.agent.runtime.interface import ContainerRecord
 from pocketkube.agent.streaming.server import StreamingEndpoints
+from pocketkube.api.traffic import TrafficSnapshot
 
 if TYPE_CHECKING:
     from pocketkube.agent.kubelet import Kubelet
@@ -185,12 +191,21 @@ def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message, content_type="text/plain")
 
 
+class TrafficSource(Protocol):
+    """The node's Service proxy, as far as this server needs it (agent.main wires it in)."""
+
+    async def traffic(self) -> TrafficSnapshot: ...
+
+    async def prometheus_text(self) -> bytes: ...
+
+
 class LogServer:
     def __init__(self, kubelet: Kubelet, host: str, port: int, token: str) -> None:
         self.kubelet = kubelet
         self.host = host
         self.port = port
         self.token = token
+        self.proxy: TrafficSource | None = None  # set once the Service proxy runs
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -198,6 +213,8 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
+        app.router.add_get("/proxy/traffic", self.proxy_traffic)
+        app.router.add_get("/metrics", self.metrics)
         StreamingEndpoints(self.kubelet, self._authorized).add_routes(app)  # exec, attach, portForward
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -219,6 +236,21 @@ class LogServer:
         if not self._authorized(request):
             return _text(401, "Unauthorized")
         return web.json_response(await self.kubelet.stats_summary())
+
+    async def proxy_traffic(self, request: web.Request) -> web.Response:
+        """The Service data plane's cumulative traffic counts (api/traffic.py's wire format)."""
+        if not self._authorized(request):
+            return _text(401, "Unauthorized")
+        if self.proxy is None:
+            return _text(503, "the Service proxy of this node is not running yet")
+        return web.json_response((await self.proxy.traffic()).to_json())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text of the node's Service proxy, its traffic counts read now."""
+        if not self._authorized(request):
+            return _text(401, "Unauthorized")
+        body = await self.proxy.prometheus_text() if self.proxy is not None else b""
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

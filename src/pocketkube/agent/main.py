@@ -66,6 +66,7 @@ class AgentConfig:
     # (with containerd; process pods share the host's /etc/resolv.conf).
     cluster_dns: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
+    traffic_counters: bool = True  # the data plane counts connections (off: the cost benchmark's baseline)
 
 
 class Agent:
@@ -129,8 +130,10 @@ class Agent:
         from pocketkube.proxy.select import make_data_plane
 
         plane = make_data_plane(self.cfg.dataplane, self.cfg.node_name, self.cfg.node_ip,
-                                bridged_pods=self.stack is not None)
+                                bridged_pods=self.stack is not None, count_traffic=self.cfg.traffic_counters)
         self.proxy = ServiceProxy(self.client, self.cfg.node_name, self.cfg.node_ip, plane)
+        if self.log_server is not None:  # /proxy/traffic and /metrics on the node's endpoint
+            self.log_server.proxy = self.proxy
         self._proxy_task = asyncio.create_task(self.proxy.run(), name="service proxy")
         log.info("node %s: Service data plane %s", self.cfg.node_name, getattr(plane, "name", plane))
 

@@ -47,7 +47,7 @@ RESOURCES: list[Resource] = [
              short_names=("ns",), subresources=("status", "finalize"),
              verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     Resource("", "v1", "Node", "nodes", "node", namespaced=False, short_names=("no",),
-             subresources=("status",)),
+             subresources=("status", "proxy")),
     Resource("", "v1", "Pod", "pods", "pod", short_names=("po",), categories=("all",),
              subresources=("status", "binding", "log", "eviction", "exec", "attach", "portforward")),
     Resource("", "v1", "Service", "services", "service", short_names=("svc",), categories=("all",),

@@ -97,7 +97,7 @@ def request_attributes(user: User, method: str, path: str, watch_param: bool) ->
     if not rest:
         return Attributes(user, method.lower(), path=path)
     name = rest[1] if len(rest) > 1 else ""
-    if method == "GET" and verb != "watch":
+    if method in ("GET", "HEAD") and verb != "watch":  # HEAD is a get, as upstream's RequestInfo
         verb = "watch" if watch_param else ("get" if name else "list")
     elif method == "DELETE":
         verb = "delete" if name else "deletecollection"

@@ -38,6 +38,8 @@ def _subresource_parts(res: Resource) -> list[tuple[str, str, str, str, list[str
             out.append(("binding", "", "v1", "Binding", ["create"]))
         elif sub == "log":
             out.append(("log", "", "v1", "Pod", ["get"]))
+        elif sub == "proxy":  # GET and HEAD only here (upstream's also proxies writes)
+            out.append(("proxy", "", "v1", "NodeProxyOptions", ["get"]))
         elif sub == "eviction":
             out.append(("eviction", "policy", "v1", "Eviction", ["create"]))
         elif sub == "finalize":

@@ -70,6 +70,10 @@ class Handlers:
             return await self._scale(request, store, t)
         if t.subresource == "log":
             return await self._log(request, store, t)
+        if t.subresource == "proxy":
+            from pocketkube.apiserver.nodeproxy import serve as serve_node_proxy
+
+            return await serve_node_proxy(request, t.name, t.proxy_path)
         if t.subresource in ("exec", "attach", "portforward"):
             from pocketkube.apiserver.streams.handler import serve_stream
 

@@ -15,6 +15,7 @@ class Target:
     name: str = ""
     subresource: str = ""
     legacy_watch: bool = False  # /api/v1/watch/... paths
+    proxy_path: str = ""  # nodes/<name>/proxy/<proxy_path>
 
 
 def _resource(group: str, version: str, plural: str) -> Resource:
@@ -43,6 +44,9 @@ def parse_target(path: str) -> Target | None:
         namespace, rest = rest[1], rest[2:]
     else:
         namespace = ""
+    proxy_path = ""
+    if len(rest) > 3 and rest[2] == "proxy":  # the proxy subresource takes a path after it
+        rest, proxy_path = rest[:3], "/".join(rest[3:])
     if len(rest) > 3:
         raise errors.NotFound.path()
     res = _resource(group, version, rest[0])
@@ -52,7 +56,7 @@ def parse_target(path: str) -> Target | None:
         raise errors.NotFound.path()
     if res.namespaced and name and not namespace:
         raise errors.NotFound.path()
-    return Target(res, namespace, name, sub, legacy_watch)
+    return Target(res, namespace, name, sub, legacy_watch, proxy_path)
 
 
 def wants_table(accept: str) -> bool:

@@ -106,3 +106,91 @@ def delete_table_if_empty(family: str, table: str, chains: tuple[str, ...] | lis
             except OSError as e:
                 return f"no answer: {e}"
     return outcome(answers)
+
+
+# ---- reading named counters: one netlink dump, no nft cache load ----
+# `nft -j list counters table ...` loads nft's whole cache (every chain and rule of the host)
+# before printing: ~0.3 s for a table of 10,000 endpoint chains. A GETOBJ dump filtered by table
+# and type reads just the counters.
+NLM_F_DUMP = 0x300
+NLM_F_DUMP_INTR = 0x10
+NLMSG_DONE = 3
+NFT_MSG_NEWOBJ, NFT_MSG_GETOBJ = 18, 19
+NFTA_OBJ_TABLE, NFTA_OBJ_NAME, NFTA_OBJ_TYPE, NFTA_OBJ_DATA = 1, 2, 3, 4
+NFT_OBJECT_COUNTER = 1
+NFTA_COUNTER_BYTES, NFTA_COUNTER_PACKETS = 1, 2
+_ATTR = struct.Struct("=HH")
+_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+
+
+class DumpInterrupted(Exception):
+    """The ruleset changed during the dump (NLM_F_DUMP_INTR): read again."""
+
+
+def render_get_counters(family: str, table: str, seq: int = 1) -> bytes:
+    """A dump request for the named counters of table `family` `table`."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown nftables family {family!r}")
+    return _message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ, NLM_F_REQUEST | NLM_F_DUMP, seq,
+                    FAMILIES[family], 0, _attribute(NFTA_OBJ_TABLE, _check_name("table", table))
+                    + _attribute(NFTA_OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER)))
+
+
+def _attributes(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    found = {}
+    while offset + _ATTR.size <= end:
+        length, atype = _ATTR.unpack_from(data, offset)
+        if length < _ATTR.size:
+            break
+        found[atype & _TYPE_MASK] = data[offset + _ATTR.size:offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def parse_counters(data: bytes, into: dict[str, tuple[int, int]]) -> bool:
+    """Add the counters of one recv()'s messages to `into` (name -> (packets, bytes)); True once
+    the dump is done. OSError for a netlink error, DumpInterrupted when the dump was cut short."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, mtype, flags, _seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            break
+        if flags & NLM_F_DUMP_INTR:
+            raise DumpInterrupted()
+        if mtype == NLMSG_DONE:
+            return True
+        if mtype == NLMSG_ERROR:
+            err = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+            if err:
+                raise OSError(err, f"nftables counter dump: {errno.errorcode.get(err, err)}")
+        elif mtype == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ:
+            attrs = _attributes(data, offset + _HEADER.size + 4, offset + length)  # after nfgenmsg
+            name, inner = attrs.get(NFTA_OBJ_NAME), attrs.get(NFTA_OBJ_DATA)
+            if name is not None and inner is not None:
+                values = _attributes(inner, 0, len(inner))
+                packets = int.from_bytes(values.get(NFTA_COUNTER_PACKETS, b"\0"), "big")
+                octets = int.from_bytes(values.get(NFTA_COUNTER_BYTES, b"\0"), "big")
+                into[name.rstrip(b"\0").decode(errors="replace")] = (packets, octets)
+        offset += (length + 3) & ~3
+    return False
+
+
+def dump_counters(family: str, table: str, timeout: float = 5.0, attempts: int = 3) -> dict[str, tuple[int, int]]:
+    """name -> (packets, bytes) of every named counter of the table; OSError (ENOENT: no such
+    table) when the kernel refuses."""
+    for attempt in range(attempts):
+        found: dict[str, tuple[int, int]] = {}
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((0, 0))
+            sock.send(render_get_counters(family, table))
+            try:
+                while not parse_counters(sock.recv(1 << 20), found):
+                    pass
+            except DumpInterrupted:
+                if attempt + 1 < attempts:
+                    continue
+                raise OSError(errno.EINTR, "nftables counter dump interrupted by ruleset changes") from None
+        return found
+    return {}

@@ -25,6 +25,7 @@ class Endpoint:
     ready: bool = True
     serving: bool = True
     terminating: bool = False
+    pod: str = ""  # targetRef.name when the endpoint is a Pod: traffic snapshots name it
 
     @property
     def address(self) -> str:
@@ -120,8 +121,10 @@ def _slice_endpoints(slc: dict, port_name: str, protocol: str) -> Iterable[Endpo
         serving = cond.get("serving")
         serving = ready if serving is None else bool(serving)
         terminating = bool(cond.get("terminating"))
+        ref = ep.get("targetRef") or {}
+        pod = (ref.get("name") or "") if ref.get("kind") == "Pod" else ""
         for ip in (ep.get("addresses") or [])[:1]:  # one address per endpoint per family
-            yield Endpoint(ip, int(port), ep.get("nodeName") or "", ready, serving, terminating)
+            yield Endpoint(ip, int(port), ep.get("nodeName") or "", ready, serving, terminating, pod)
 
 
 def build_model(services: Iterable[dict], slices: Iterable[dict]) -> Model:

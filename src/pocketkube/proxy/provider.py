@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from pocketkube.api.traffic import TrafficSnapshot
 from pocketkube.proxy.model import Model
 
 
@@ -18,3 +19,6 @@ class DataPlane(Protocol):
 
     async def stop(self) -> None:
         """Remove everything this data plane programmed or opened."""
+
+    async def traffic(self) -> TrafficSnapshot:
+        """Cumulative new connections per entry, endpoint and rejection (api/traffic.py's wire format)."""

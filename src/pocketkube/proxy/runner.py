@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
 
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import parse_rfc3339
+from pocketkube.api.traffic import TrafficSnapshot
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.interface import Client
 from pocketkube.proxy.model import SERVICE_NAME_LABEL, Model, ServiceEntry, build_model
 from pocketkube.proxy.provider import DataPlane
+from pocketkube.proxy.traffic_metrics import TrafficCollector
 from pocketkube.util.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -35,21 +35,6 @@ TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 SYNC_BUCKETS = tuple(0.0005 * 2 ** i for i in range(16))  # 0.5 ms .. ~16 s
 PROGRAMMING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60,
                        120, 300)
-
-
-class _ConnectionCounts:
-    """Exposes a data plane's per-endpoint connection counters (kept as plain ints on its hot path)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, str], int] | None = None
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily("pocketkube_proxy_endpoint_connections",
-                                     "New connections (TCP) or sessions (UDP) proxied to each endpoint.",
-                                     labels=("service", "protocol", "endpoint"))
-        for (service, protocol, endpoint), n in list((self.counts or {}).items()):
-            family.add_metric((service, protocol, endpoint), n)
-        yield family
 
 
 class ProxyMetrics:
@@ -66,8 +51,8 @@ class ProxyMetrics:
             registry=self.registry)
         self.last_sync = Gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
                                "The last time proxy rules were successfully synced", registry=self.registry)
-        self.connections = _ConnectionCounts()
-        self.registry.register(self.connections)  # type: ignore[arg-type]
+        self.traffic = TrafficCollector()  # the pocketkube_proxy_* families, as of the last read
+        self.registry.register(self.traffic)  # type: ignore[arg-type]
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -93,7 +78,6 @@ class ServiceProxy:
         self.metrics = metrics or ProxyMetrics()
         # Wait before re-applying after a data plane error: 0.1 s doubling to 5 s.
         self.retry_backoff = retry_backoff or Backoff(initial=0.1, maximum=5.0)
-        self.metrics.connections.counts = getattr(data_plane, "connection_counts", None)
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINT_SLICES)
         self.model: Model = {}
@@ -235,5 +219,20 @@ class ServiceProxy:
             self._run_task.cancel()
         await self._done.wait()
 
+    async def traffic(self) -> TrafficSnapshot:
+        """The data plane's cumulative traffic counts now (empty for a plane that counts nothing)."""
+        read = getattr(self.data_plane, "traffic", None)
+        if read is None:
+            return TrafficSnapshot(self.node_name, self.data_plane.name, time.time())
+        snap = await read()
+        self.metrics.traffic.snapshot = snap
+        return snap
+
     def metrics_text(self) -> bytes:
+        """Prometheus text; the traffic families as of the last traffic() read."""
+        return self.metrics.text()
+
+    async def prometheus_text(self) -> bytes:
+        """Prometheus text with the traffic counts read now (what the agent's /metrics serves)."""
+        await self.traffic()
         return self.metrics.text()

@@ -39,13 +39,15 @@ def choose_kind(kind: str, *, nftables_ok: bool) -> str:
     return kind
 
 
-def make_data_plane(kind: str, node_name: str, node_ip: str, bridged_pods: bool = False) -> DataPlane:
+def make_data_plane(kind: str, node_name: str, node_ip: str, bridged_pods: bool = False,
+                    count_traffic: bool = True) -> DataPlane:
     """`bridged_pods`: the node's pods live in their own network namespaces behind a bridge (the
     containerd runtime); the nftables plane then adds hairpin masquerade and the forward/output
-    no-endpoint checks."""
+    no-endpoint checks. `count_traffic`: the nftables plane's named counters (the userspace
+    plane's counts are plain ints, always kept)."""
     chosen = choose_kind(kind, nftables_ok=kind == "auto" and nftables_usable())
     if chosen == "nftables":
-        return NftablesDataPlane(node_name, node_ip, bridged_pods=bridged_pods)
+        return NftablesDataPlane(node_name, node_ip, bridged_pods=bridged_pods, count_traffic=count_traffic)
     return UserspaceDataPlane(node_name, node_ip)
 
 

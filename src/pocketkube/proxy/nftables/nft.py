@@ -21,7 +21,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from pocketkube.net import nftnl
+from pocketkube.proxy.nftables.counters import parse_counters
+
 LIBNFTABLES = "libnftables.so.1"
+NFT_CTX_OUTPUT_JSON = 1 << 4  # libnftables.h
 NFT_BINARY = "nft"
 HOST_LOCK = os.path.join("/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir(),
                          "pocketkube-nft.lock")
@@ -57,6 +61,12 @@ class NftRunner(Protocol):
     def run_sync(self, script: str) -> None:
         """The same, blocking (start-up checks, tests)."""
 
+    async def query_json(self, command: str) -> str:
+        """Run a read-only command (`list counters table ...`) and return nft's JSON output."""
+
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        """name -> packets of the table's named counters ({} when it has none or does not exist)."""
+
     def close(self) -> None:
         """Release resources (idempotent)."""
 
@@ -78,6 +88,11 @@ class LibNftablesRunner:
         lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+        lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         self._lib = lib
         self._ctx = lib.nft_ctx_new(0)
         if not self._ctx:
@@ -97,6 +112,31 @@ class LibNftablesRunner:
 
     async def run(self, script: str) -> None:
         await asyncio.get_running_loop().run_in_executor(self._worker, self.run_sync, script)
+
+    def query_json_sync(self, command: str) -> str:
+        """JSON output only for this command: with the flag set, nft would also try to parse every
+        later script as JSON first."""
+        if not self._ctx:
+            raise NftError("runner is closed")
+        lib, ctx = self._lib, self._ctx
+        flags = lib.nft_ctx_output_get_flags(ctx)
+        lib.nft_ctx_get_output_buffer(ctx)  # start from an empty buffer
+        lib.nft_ctx_output_set_flags(ctx, flags | NFT_CTX_OUTPUT_JSON)
+        try:  # a read: no host lock, it commits nothing (nft retries a dump a commit interrupted)
+            rc = lib.nft_run_cmd_from_buffer(ctx, command.encode())
+            output = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
+        finally:
+            lib.nft_ctx_output_set_flags(ctx, flags)
+        errors = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
+        if rc != 0:
+            raise NftError(errors.strip() or f"nft failed with {rc}")
+        return output
+
+    async def query_json(self, command: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self.query_json_sync, command)
+
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        return await read_counters(self, family, table)
 
     def close(self) -> None:
         if self._ctx:
@@ -126,8 +166,32 @@ class SubprocessRunner:
     async def run(self, script: str) -> None:
         await asyncio.to_thread(self.run_sync, script)
 
+    async def query_json(self, command: str) -> str:
+        proc = await asyncio.create_subprocess_exec(self._binary, "-j", *command.split(),
+                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise NftError(err.decode(errors="replace").strip() or f"nft exited {proc.returncode}")
+        return out.decode(errors="replace")
+
+    async def read_counters(self, family: str, table: str) -> dict[str, int]:
+        return await read_counters(self, family, table)
+
     def close(self) -> None:
         pass
+
+
+async def read_counters(runner: NftRunner, family: str, table: str) -> dict[str, int]:
+    """The table's counters through one netlink dump (no nft cache load: ~4x faster at 14,000
+    counters), else `nft -j list counters` through the runner."""
+    try:
+        found = await asyncio.to_thread(nftnl.dump_counters, family, table)
+        return {name: packets for name, (packets, _) in found.items()}
+    except OSError:
+        try:
+            return parse_counters(await runner.query_json(f"list counters table {family} {table}"))
+        except NftError:  # no such table
+            return {}
 
 
 def default_runner() -> NftRunner:

@@ -1,6 +1,8 @@
 """The nftables data plane: one `ip pocketkube-<node>` table, updated by atomic deltas.
 
-healthCheckNodePorts are answered in userspace, as kube-proxy does in every mode.
+healthCheckNodePorts are answered in userspace, as kube-proxy does in every mode. With
+`count_traffic` (the default) the table carries named traffic counters (counters.py), read by
+`traffic()`; a full sync carries their values over from the table it replaces.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import logging
 import os
 import time
 
+from pocketkube.api.traffic import TrafficSnapshot
 from pocketkube.proxy.healthcheck import HealthCheckServers
 from pocketkube.proxy.model import Model, ServiceEntry
-from pocketkube.proxy.nftables import render
+from pocketkube.proxy.nftables import counters, render
 from pocketkube.proxy.nftables.nft import NftError, NftRunner, default_runner
 
 log = logging.getLogger(__name__)
@@ -22,11 +25,11 @@ class NftablesDataPlane:
     name = "nftables"
 
     def __init__(self, node_name: str, node_ip: str, runner: NftRunner | None = None,
-                 bridged_pods: bool = False) -> None:
+                 bridged_pods: bool = False, count_traffic: bool = True) -> None:
         """`bridged_pods`: the node's pods have their own network namespaces behind a bridge
         (container runtime), which adds hairpin masquerade and the forward/output no-endpoint
         checks (render's docstring); False keeps the process runtime's table as it was."""
-        self.ctx = render.NodeContext(node_name, node_ip, bridged_pods)
+        self.ctx = render.NodeContext(node_name, node_ip, bridged_pods, count_traffic)
         self._runner = runner
         self.health = HealthCheckServers(node_name, node_ip)
         self._lock = asyncio.Lock()
@@ -90,8 +93,27 @@ class NftablesDataPlane:
         return desired
 
     async def _full_sync(self, ruleset: render.Ruleset) -> None:
-        await self._run(render.render_full(self.ctx, ruleset))
+        seed = await self._read_counters() if self.ctx.count_traffic else {}
+        await self._run(render.render_full(self.ctx, ruleset, seed))
         self.full_syncs += 1
+
+    async def _read_counters(self) -> dict[str, int]:
+        """The table's counters now; {} when it has none (or does not exist yet)."""
+        if self._runner is None:
+            return {}
+        try:
+            return await self._runner.read_counters(render.FAMILY, self.ctx.table)
+        except ValueError:  # nft printed something we cannot read
+            return {}
+
+    async def traffic(self) -> TrafficSnapshot:
+        """Cumulative new connections per entry, endpoint and rejection (empty when not counting)."""
+        at = time.time()
+        if not self.ctx.count_traffic:
+            return TrafficSnapshot(self.ctx.node_name, self.name, at)
+        refs = [(name, ref) for rules in list(self._programmed.values()) for name, ref in rules.counters.items()]
+        values = await self._read_counters() if refs else {}
+        return counters.snapshot(self.ctx.node_name, at, refs, values)
 
     async def _run(self, script: str) -> None:
         if self._runner is None:

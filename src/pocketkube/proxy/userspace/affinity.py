@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Collection
 
 from pocketkube.proxy.model import Endpoint
+from pocketkube.proxy.userspace.stats import EndpointStats, StatsKey
 
 SWEEP_EVERY = 4096  # inserts between sweeps of expired entries: keeps the table bounded
 
@@ -78,9 +79,9 @@ class Route:
 class Balancer:
     """Random endpoint per new connection, sticky per client IP when the route asks for it."""
 
-    def __init__(self, connection_counts: dict[tuple[str, str, str], int]) -> None:
+    def __init__(self, stats: dict[StatsKey, EndpointStats]) -> None:
         self.affinity = AffinityTable()
-        self.connection_counts = connection_counts
+        self.stats = stats
 
     def choose(self, route: Route, client_ip: str, tried: Collection[Endpoint] = ()) -> Endpoint | None:
         if route.affinity_timeout and not tried:
@@ -90,8 +91,22 @@ class Balancer:
         candidates = route.endpoints if not tried else [e for e in route.endpoints if e not in tried]
         return random.choice(candidates) if candidates else None
 
-    def connected(self, route: Route, client_ip: str, endpoint: Endpoint) -> None:
+    def stats_for(self, route: Route, endpoint: Endpoint) -> EndpointStats:
+        key = (route.service, route.protocol, endpoint.address)
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = EndpointStats(endpoint)
+        else:
+            stats.endpoint = endpoint
+        return stats
+
+    def connected(self, route: Route, client_ip: str, endpoint: Endpoint,
+                  stats: EndpointStats | None = None) -> EndpointStats:
+        """A new connection (or UDP session) to `endpoint` is open: count it (the caller ends
+        it with `stats.active -= 1`)."""
         if route.affinity_timeout:
             self.affinity.remember(route.affinity_key, client_ip, endpoint, route.affinity_timeout)
-        key = (route.service, route.protocol, endpoint.address)
-        self.connection_counts[key] = self.connection_counts.get(key, 0) + 1
+        stats = stats or self.stats_for(route, endpoint)
+        stats.connections += 1
+        stats.active += 1
+        return stats

@@ -28,8 +28,10 @@ import logging
 import resource
 import time
 
+from pocketkube.api.traffic import TrafficSnapshot
 from pocketkube.proxy.healthcheck import HealthCheckServers
 from pocketkube.proxy.model import Model, ServiceEntry, categorize_endpoints
+from pocketkube.proxy.userspace import stats
 from pocketkube.proxy.userspace.affinity import Balancer, Route
 from pocketkube.proxy.userspace.tcp import AddressInUse, TcpFrontend
 from pocketkube.proxy.userspace.udp import DEFAULT_IDLE_TIMEOUT, UdpFrontend
@@ -74,9 +76,9 @@ class UserspaceDataPlane:
         self.node_ip = node_ip
         self.udp_idle_timeout = udp_idle_timeout
         self.bind_retry_interval = bind_retry_interval
-        # (service port key, protocol, endpoint ip:port) -> new connections (or UDP sessions)
-        self.connection_counts: dict[tuple[str, str, str], int] = {}
-        self.balancer = Balancer(self.connection_counts)
+        # (service port key, protocol, endpoint ip:port) -> its traffic counts
+        self.endpoint_stats: dict[stats.StatsKey, stats.EndpointStats] = {}
+        self.balancer = Balancer(self.endpoint_stats)
         self.health = HealthCheckServers(node_name, node_ip)
         self.frontends: dict[Address, Frontend] = {}
         self._owned: dict[tuple[str, str], set[Address]] = {}  # model key -> its frontends
@@ -109,6 +111,7 @@ class UserspaceDataPlane:
         self._owned[key] = set(routes)
         for addr, route in routes.items():
             await self._route(addr, route)
+        stats.prune(self.endpoint_stats, key, entry)
         if old is not None and old.port.affinity_timeout and not entry.port.affinity_timeout:
             self.balancer.affinity.forget_except(
                 {f"{e.port.key}/{e.port.protocol}" for e in self._applied.values() if e.port.affinity_timeout})
@@ -116,8 +119,8 @@ class UserspaceDataPlane:
     def _retire(self, key: tuple[str, str]) -> None:
         for addr in self._owned.pop(key, set()):
             self._close(addr)
-        for counted in [c for c in self.connection_counts if c[:2] == key]:
-            del self.connection_counts[counted]
+        for counted in [c for c in self.endpoint_stats if c[:2] == key]:
+            del self.endpoint_stats[counted]
 
     async def _route(self, addr: Address, route: Route) -> None:
         fe = self.frontends.get(addr)
@@ -160,6 +163,18 @@ class UserspaceDataPlane:
                     await self._listen(addr, fe)
                 if isinstance(fe, UdpFrontend):
                     fe.expire(now)
+
+    @property
+    def connection_counts(self) -> dict[stats.StatsKey, int]:
+        """New connections (or UDP sessions) per (service port key, protocol, endpoint ip:port)."""
+        return {k: s.connections for k, s in self.endpoint_stats.items() if s.connections}
+
+    async def traffic(self) -> TrafficSnapshot:
+        """Cumulative counts per listener and endpoint (active and bytes too); no rejections."""
+        frontends = [(key, addr[1], addr[2], fe.accepted) for key, addrs in self._owned.items() for addr in addrs
+                     if (fe := self.frontends.get(addr)) is not None and (fe.listening or fe.accepted)]
+        return stats.snapshot(self.node_name, time.time(), self._applied, frontends, self.node_ip,
+                              self.endpoint_stats)
 
     def listening_addresses(self) -> set[Address]:
         return {addr for addr, fe in self.frontends.items() if fe.listening}

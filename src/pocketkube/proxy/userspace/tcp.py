@@ -15,6 +15,7 @@ import socket
 
 from pocketkube.proxy.model import Endpoint
 from pocketkube.proxy.userspace.affinity import Balancer, Route
+from pocketkube.proxy.userspace.stats import EndpointStats
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +92,29 @@ class _Side(asyncio.Protocol):
 
 
 class _BackendSide(_Side):
-    __slots__ = ()
+    __slots__ = ("stats",)
+
+    def __init__(self, stats: EndpointStats) -> None:
+        super().__init__()
+        self.stats = stats
+
+    def data_received(self, data: bytes) -> None:
+        self.other.transport.write(data)  # type: ignore[union-attr]
+        self.stats.bytes_out += len(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
 
 class _ClientSide(_Side):
-    __slots__ = ("connecting", "early", "frontend")
+    __slots__ = ("connecting", "early", "frontend", "stats")
 
     def __init__(self, frontend: TcpFrontend) -> None:
         super().__init__()
         self.frontend = frontend
         self.connecting: asyncio.Task | None = None
         self.early: list[bytes] = []  # read before the backend answered (pausing is not immediate)
+        self.stats: EndpointStats | None = None  # once connected to an endpoint
 
     def data_received(self, data: bytes) -> None:
         other = self.other
@@ -112,6 +122,7 @@ class _ClientSide(_Side):
             self.early.append(data)
         else:
             other.transport.write(data)  # type: ignore[union-attr]
+            self.stats.bytes_in += len(data)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         if self.other is None:  # forwarded once the backend is connected
@@ -122,12 +133,16 @@ class _ClientSide(_Side):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.pause_reading()  # type: ignore[attr-defined]
+        self.frontend.accepted += 1
         self.frontend.connections.add(self)
         self.connecting = asyncio.get_running_loop().create_task(self._connect())
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.frontend.connections.discard(self)
+        if self.stats is not None:
+            self.stats.active -= 1
+            self.stats = None
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
 
@@ -146,7 +161,7 @@ class _ClientSide(_Side):
             endpoint = frontend.balancer.choose(route, client_ip, tried)
             if endpoint is None:
                 break
-            backend = _BackendSide()
+            backend = _BackendSide(frontend.balancer.stats_for(route, endpoint))
             backend.other = self
             try:  # no timeout: endpoints are local, so a connect is answered or refused at once
                 if route.preserve_client_ip:
@@ -161,7 +176,7 @@ class _ClientSide(_Side):
             if self.closed:  # the client went away while we were connecting
                 backend.transport.close()  # type: ignore[union-attr]
                 return
-            frontend.balancer.connected(route, client_ip, endpoint)
+            self.stats = frontend.balancer.connected(route, client_ip, endpoint, backend.stats)
             self.other = backend
             self.connecting = None
             self._flush_early(backend)
@@ -170,7 +185,9 @@ class _ClientSide(_Side):
 
     def _flush_early(self, backend: _BackendSide) -> None:
         if self.early:
-            backend.transport.write(b"".join(self.early))  # type: ignore[union-attr]
+            data = b"".join(self.early)
+            backend.transport.write(data)  # type: ignore[union-attr]
+            backend.stats.bytes_in += len(data)
             self.early.clear()
         if self.eof:
             backend.transport.write_eof()  # type: ignore[union-attr]
@@ -217,6 +234,7 @@ class TcpFrontend:
         self.route = route
         self.balancer = balancer
         self.connections: set[_ClientSide] = set()
+        self.accepted = 0  # connections that entered here, ever (the entry count)
         self._server: asyncio.AbstractServer | None = None
 
     @property

@@ -14,6 +14,7 @@ import time
 
 from pocketkube.proxy.model import Endpoint
 from pocketkube.proxy.userspace.affinity import Balancer, Route
+from pocketkube.proxy.userspace.stats import EndpointStats
 from pocketkube.proxy.userspace.tcp import bind_socket
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ MAX_SESSIONS = 65536
 
 
 class _Session:
-    __slots__ = ("client", "endpoint", "frontend", "last_used", "sock")
+    __slots__ = ("client", "endpoint", "frontend", "last_used", "sock", "stats")
 
     def __init__(self, frontend: UdpFrontend, client: tuple[str, int], endpoint: Endpoint) -> None:
         self.frontend = frontend
@@ -38,12 +39,14 @@ class _Session:
             self.sock.close()
             raise
         self.last_used = time.monotonic()
+        self.stats: EndpointStats | None = None  # set once the balancer counted the session
         frontend.loop.add_reader(self.sock.fileno(), self._on_reply)
 
     def send(self, data: bytes) -> None:
         self.last_used = time.monotonic()
         try:
             self.sock.send(data)
+            self.stats.bytes_in += len(data)  # type: ignore[union-attr]
         except BlockingIOError:
             pass  # a full socket buffer drops the datagram, as the network would
         except OSError:  # e.g. ECONNREFUSED from an earlier ICMP: choose again next time
@@ -60,11 +63,15 @@ class _Session:
                 frontend.end_session(self.client)
                 return
             self.last_used = time.monotonic()
+            self.stats.bytes_out += len(data)  # type: ignore[union-attr]
             frontend.reply(data, self.client)
 
     def close(self) -> None:
         self.frontend.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+        if self.stats is not None:
+            self.stats.active -= 1
+            self.stats = None
 
 
 class UdpFrontend:
@@ -78,6 +85,7 @@ class UdpFrontend:
         self.balancer = balancer
         self.idle_timeout = idle_timeout
         self.sessions: dict[tuple[str, int], _Session] = {}
+        self.accepted = 0  # sessions that entered here, ever (the entry count)
         self.loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = None
 
@@ -118,7 +126,8 @@ class UdpFrontend:
                 log.debug("%s: endpoint %s failed: %s", route.service, endpoint.address, e)
                 tried.append(endpoint)
                 continue
-            self.balancer.connected(route, client[0], endpoint)
+            session.stats = self.balancer.connected(route, client[0], endpoint)
+            self.accepted += 1
             self.sessions[client] = session
             return session
         return None
