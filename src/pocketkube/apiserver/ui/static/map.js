@@ -31,6 +31,15 @@ export function wrap(text, width) {
   return lines;
 }
 
+/** `text` shortened in the middle to at most `max` characters: pod names differ in their tail
+ * (`myapp-deployment-69846c676-ck2q2`), so both ends stay readable; the full name is in the title. */
+export function fit(text, max) {
+  text = String(text);
+  if (text.length <= max) return text;
+  const tail = Math.ceil((max - 1) / 2);
+  return `${text.slice(0, max - 1 - tail)}…${text.slice(text.length - tail)}`;
+}
+
 export function entryLabel(entry) {
   const addr = `${entry.ip}:${entry.port}`;
   return entry.kind === "NodePort" && entry.node ? `${entry.node} · ${addr}` : `${entry.kind} · ${addr}`;
@@ -225,7 +234,8 @@ export class MapView {
         s("rect", {class: "focus-ring", x: box.x - 3, y: box.y - 3, width: box.w + 6, height: box.h + 6, rx: 9}),
         s("rect", {class: "box pod-box", x: box.x, y: box.y, width: box.w, height: box.h, rx: 6}),
         s("rect", {class: "state-bar", x: box.x, y: box.y, width: 5, height: box.h, rx: 2}),
-        s("text", {x: box.x + 14, y: box.y + 18, class: "title"}, ep.pod || "(no pod)"),
+        // The name leaves room for the connection total at the box's right edge.
+        s("text", {x: box.x + 14, y: box.y + 18, class: "title"}, fit(ep.pod || "(no pod)", Math.floor((box.w - 64) / (CHAR * 1.1)))),
         s("text", {x: box.x + 14, y: box.y + 35},
           s("tspan", {class: "muted"}, `${ep.ip}:${ep.port} · `), s("tspan", {class: "state-word"}, ep.state)),
         totalText);

@@ -21,6 +21,26 @@ function eventObject(ev) {
   return describeLink(resource, kind === "Node" ? "_" : ev.namespace, name, ev.object);
 }
 
+const SUFFIX = {n: 1e-9, u: 1e-6, m: 1e-3, "": 1, k: 1e3, M: 1e6, G: 1e9,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40};
+
+/** A Kubernetes quantity ("2500000n", "60192Ki") as a number; NaN when unreadable. */
+export function quantity(q) {
+  const m = /^([0-9.]+)([a-zA-Z]*)$/.exec(String(q ?? ""));
+  return m && m[2] in SUFFIX ? Number(m[1]) * SUFFIX[m[2]] : NaN;
+}
+
+/** As `kubectl top` prints them: CPU in millicores, memory in Mi. */
+export function cpuText(q) {
+  const v = quantity(q);
+  return Number.isNaN(v) ? "n/a" : `${Math.round(v * 1000)}m`;
+}
+
+export function memoryText(q) {
+  const v = quantity(q);
+  return Number.isNaN(v) ? "n/a" : `${Math.round(v / 2 ** 20)}Mi`;
+}
+
 function table(caption, columns, rows, empty) {
   return h("table", {class: "grid"}, h("caption", {}, caption),
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", {scope: "col"}, c)))),
@@ -36,7 +56,7 @@ export function renderOverviewData(container, data) {
     nodes.append(h("article", {class: `card${node.ready ? "" : " notready"}`, "data-testid": "overview-node", "data-node": node.name},
       h("h3", {}, describeLink("nodes", "_", node.name)),
       h("p", {}, h("span", {class: `state ${node.ready ? "state-Ready" : "state-NotReady"}`}, node.ready ? "Ready" : "NotReady"),
-        h("span", {class: "muted"}, ` · ${node.ip || "no IP"} · CPU ${node.cpu ?? "n/a"} · memory ${node.memory ?? "n/a"}`)),
+        h("span", {class: "muted"}, ` · ${node.ip || "no IP"} · CPU ${cpuText(node.cpu)} · memory ${memoryText(node.memory)}`)),
       pods.length ? h("ul", {class: "pods"}, pods) : h("p", {class: "muted"}, "No pods")));
   }
   const services = (data.services || []).map((s) => h("tr", {"data-testid": "overview-service"},
