@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ class AgentConfig:
     cluster_dns: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
     traffic_counters: bool = True  # the data plane counts connections (off: the cost benchmark's baseline)
+    # Joining from another host: a join token (K10<ca hash>::<id>.<secret>) instead of token and CA;
+    # the agent bootstraps a client certificate (agent/join.py) and authenticates with it.
+    join_token: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 class Agent:
@@ -74,7 +80,8 @@ class Agent:
         self.cfg = cfg
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
+        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}",
+                             cert_file=cfg.cert_file or None, key_file=cfg.key_file or None)
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
@@ -117,7 +124,14 @@ class Agent:
                                allocatable=self.node.capacity,
                                volumes_root=Path(self.cfg.data_dir).absolute() / "kubelet" / "pods")
         self.kubelet.sampler = UsageSampler(self.runtime, procstats.self_usage)
-        self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
+        # A joined node has no token the API server knows: it learns the one the server presents
+        # by a TokenReview (the kubelet's webhook authentication), see LogServer.review.
+        self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port,
+                                    self.cfg.token or secrets.token_urlsafe(32))
+        if not self.cfg.token:
+            from pocketkube.agent.join import token_reviewer
+
+            self.log_server.review = token_reviewer(self.client, self.cfg.node_name)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()
         await self.kubelet.start()
@@ -179,11 +193,32 @@ class Agent:
             runtime.remove_node_cgroups()
 
 
+async def _join(cfg: AgentConfig) -> AgentConfig | None:
+    """With a join token: the node's client certificate (bootstrapped or reused), else None."""
+    from dataclasses import replace
+
+    from pocketkube.agent.join import JoinError, bootstrap
+
+    try:
+        creds = await bootstrap(cfg.server, cfg.join_token, cfg.node_name, Path(cfg.data_dir))
+    except (JoinError, ConnectionError) as e:
+        log.error("node agent %s could not join: %s", cfg.node_name, e)
+        print(f"Node failed: {cfg.node_name}: {e}", flush=True)
+        return None
+    return replace(cfg, token="", ca_file=str(creds.ca_file), cert_file=str(creds.cert_file),
+                   key_file=str(creds.key_file))
+
+
 async def run_agent(cfg: AgentConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if cfg.join_token:
+        joined = await _join(cfg)
+        if joined is None:
+            return 1
+        cfg = joined
     try:
         agent = Agent(cfg)
     except ValueError as e:  # a malformed registry flag (the CLI checks them; this is the API's guard)

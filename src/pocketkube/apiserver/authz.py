@@ -130,6 +130,8 @@ _NODE_RULES = (
     # objects a pod bound to the node references, as upstream's graph does.
     _rule("get list watch", "", "configmaps secrets serviceaccounts persistentvolumeclaims persistentvolumes"),
     _rule("create", "", "serviceaccounts/token"),
+    _rule("create get list watch", "certificates.k8s.io", "certificatesigningrequests"),  # renewal
+    _rule("create", "authentication.k8s.io", "tokenreviews"),  # the kubelet's webhook authentication
 )
 _EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",)))
 

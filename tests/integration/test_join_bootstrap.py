@@ -1,0 +1,163 @@
+"""TLS bootstrap against a real server (with its controllers): bootstrap tokens authenticate
+(and an expired or wrong one is a 401), /cacerts is public, a node's CSR is auto-approved and
+signed, the node's client certificate authenticates it under the Node authorizer, and kubectl
+creates, lists, approves and denies CSRs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import shutil
+import ssl
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from apiclient import Api
+
+from pocketkube.agent.join import JoinError, bootstrap, credential_paths
+from pocketkube.api import bootstraptoken
+from pocketkube.testing.procs import ServerProcess, preferred_kubectl
+from pocketkube.testing.waits import wait_for
+from pocketkube.util import certs
+
+pytestmark = pytest.mark.integration
+SECRETS = "/api/v1/namespaces/kube-system/secrets"
+CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+
+
+@pytest.fixture(scope="module")
+def server():
+    root = Path(tempfile.mkdtemp(prefix="pk-join-"))
+    s = ServerProcess(root / "data")
+    s.data_dir.mkdir()
+    s.start(port=0)
+    s.root = root
+    yield s
+    s.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    return Api(server)
+
+
+def make_token(api: Api, ttl: int = 3600, now: datetime.datetime | None = None) -> tuple[str, str]:
+    token_id, secret = bootstraptoken.generate()
+    r = api.post(SECRETS, bootstraptoken.token_secret(token_id, secret, ttl, now=now))
+    assert r.status == 201, r.body
+    return token_id, secret
+
+
+def status_with(server: ServerProcess, path: str, token: str = "", method: str = "GET",
+                cert: tuple[Path, Path] | None = None) -> int:
+    ctx = ssl.create_default_context(cafile=str(server.ca_file))
+    if cert:
+        ctx.load_cert_chain(*cert)
+    req = urllib.request.Request(server.url + path, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_cacerts_is_public_and_is_the_ca(server):
+    with urllib.request.urlopen(server.url + "/cacerts", context=ssl._create_unverified_context()) as resp:
+        assert resp.read() == server.ca_file.read_bytes()
+
+
+def test_bootstrap_token_authenticates_until_it_expires(server, api):
+    token_id, secret = make_token(api)
+    assert status_with(server, CSRS, f"{token_id}.{secret}") == 200  # system:node-bootstrapper
+    assert status_with(server, "/api/v1/pods", f"{token_id}.{secret}") == 403
+    assert status_with(server, CSRS, f"{token_id}.{'x' * 16}") == 401  # wrong secret
+    old_id, old_secret = make_token(api, ttl=60, now=datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1))
+    assert status_with(server, CSRS, f"{old_id}.{old_secret}") == 401
+
+
+def test_tokencleaner_deletes_expired_tokens(server, api):
+    old_id, _ = make_token(api, ttl=60, now=datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1))
+    wait_for(lambda: api.get(f"{SECRETS}/bootstrap-token-{old_id}").status == 404, timeout=15)
+
+
+def join(server, token: str, node: str, data_dir: Path):
+    return asyncio.run(bootstrap(server.url, token, node, data_dir, timeout=20))
+
+
+def test_join_gets_a_node_certificate_that_the_node_authorizer_restricts(server, api):
+    token_id, secret = make_token(api)
+    ca = server.ca_file.read_bytes()
+    data = server.root / "agent-a"
+    creds = join(server, str(bootstraptoken.JoinToken(certs.ca_hash(ca), token_id, secret)), "join-a", data)
+    subject, not_after = certs.certificate_subject(creds.cert_file.read_bytes())
+    assert subject.common_name == "system:node:join-a" and subject.organizations == ("system:nodes",)
+    left = not_after - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(days=364) < left <= datetime.timedelta(days=366)
+    assert creds.key_file.stat().st_mode & 0o777 == 0o600
+    csrs = api.get(CSRS).json()["items"]
+    mine = [c for c in csrs if c["spec"]["username"] == f"system:bootstrap:{token_id}"]
+    assert mine and mine[0]["spec"]["groups"] == ["system:bootstrappers", "system:authenticated"]
+    assert [c["reason"] for c in mine[0]["status"]["conditions"]] == ["AutoApproved"]
+    cert = (creds.cert_file, creds.key_file)
+    assert status_with(server, "/api/v1/nodes", cert=cert) == 200  # Node authorizer: nodes may list nodes
+    assert status_with(server, "/api/v1/namespaces/default/secrets", cert=cert) == 403
+    # A restart reuses the certificate (no new CSR).
+    again = join(server, str(bootstraptoken.JoinToken(certs.ca_hash(ca), token_id, secret)), "join-a", data)
+    assert again.cert_file.read_bytes() == creds.cert_file.read_bytes()
+    assert len(api.get(CSRS).json()["items"]) == len(csrs)
+
+
+def test_join_errors_are_clear(server, api):
+    ca_hash = certs.ca_hash(server.ca_file.read_bytes())
+    with pytest.raises(JoinError, match=r"join token rejected by the server \(401\).*pocketkube token create"):
+        join(server, f"K10{ca_hash}::abcdef.0123456789abcdef", "join-b", server.root / "agent-b")
+    token_id, secret = make_token(api)
+    with pytest.raises(JoinError, match="the server's CA does not match the token's hash"):
+        join(server, f"K10{'0' * 64}::{token_id}.{secret}", "join-b", server.root / "agent-b")
+    assert not credential_paths(server.root / "agent-b").cert_file.exists()
+
+
+def test_kubectl_certificate_approve_and_deny(server, api):
+    kubectl = preferred_kubectl(server.kubeconfig)
+    try:
+        for name in ("user-alice", "user-bob"):
+            request = certs.build_request(certs.new_key(), name.removeprefix("user-"), ("devs",))
+            manifest = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                        "metadata": {"name": name},
+                        "spec": {"request": base64.b64encode(request).decode(), "expirationSeconds": 3600,
+                                 "signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"]}}
+            r = api.post(CSRS, manifest)
+            assert r.status == 201, r.body
+        out = kubectl.ok("get", "csr", "user-alice")
+        assert out.split("\n")[0].split() == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION",
+                                              "CONDITION"]
+        assert "kubernetes-admin" in out and "60m" in out and "Pending" in out
+        kubectl.ok("certificate", "approve", "user-alice")
+        kubectl.ok("certificate", "deny", "user-bob")
+        wait_for(lambda: "Approved,Issued" in kubectl.ok("get", "csr", "user-alice"), timeout=15)
+        assert "Denied" in kubectl.ok("get", "csr", "user-bob")
+        cert = base64.b64decode(api.get(f"{CSRS}/user-alice").json()["status"]["certificate"])
+        subject, not_after = certs.certificate_subject(cert)
+        assert subject.common_name == "alice"
+        assert not_after - datetime.datetime.now(datetime.UTC) <= datetime.timedelta(hours=1)
+    finally:
+        kubectl.close()
+
+
+def test_bad_csrs_are_422(server, api):
+    bad = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "bad"},
+           "spec": {"request": base64.b64encode(b"not a pem").decode(), "signerName": "nodomain",
+                    "usages": ["client auth", "flying"], "expirationSeconds": 60}}
+    r = api.post(CSRS, bad)
+    assert r.status == 422, r.body
+    message = r.json()["message"]
+    assert "spec.request: Invalid value" in message and "PEM block type must be CERTIFICATE REQUEST" in message
+    assert 'spec.usages[1]: Unsupported value: "flying"' in message
+    assert "spec.signerName: Invalid value" in message
+    assert "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 600 seconds" in message
