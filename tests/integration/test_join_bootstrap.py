@@ -161,3 +161,61 @@ def test_bad_csrs_are_422(server, api):
     assert 'spec.usages[1]: Unsupported value: "flying"' in message
     assert "spec.signerName: Invalid value" in message
     assert "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 600 seconds" in message
+
+
+def test_approval_needs_approve_on_the_signer(server, api):
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "csr-updater"},
+            "rules": [{"apiGroups": ["certificates.k8s.io"], "verbs": ["get", "list", "update", "patch"],
+                       "resources": ["certificatesigningrequests", "certificatesigningrequests/approval"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "csr-updater"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "csr-updater"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]}
+    assert api.post(f"{rbac}/clusterroles", role).status == 201
+    assert api.post(f"{rbac}/clusterrolebindings", binding).status == 201
+    request = certs.build_request(certs.new_key(), "dave", ())
+    r = api.post(CSRS, {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                        "metadata": {"name": "user-dave"},
+                        "spec": {"request": base64.b64encode(request).decode(), "usages": ["client auth"],
+                                 "signerName": "kubernetes.io/kube-apiserver-client"}})
+    assert r.status == 201, r.body
+    kubectl = preferred_kubectl(server.kubeconfig)
+    try:
+        out = kubectl.run("--as", "carol", "certificate", "approve", "user-dave")
+        assert out.returncode == 1
+        assert ('user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client"'
+                in out.stderr), out.stderr
+    finally:
+        kubectl.close()
+
+
+def test_no_masters_certificates_from_the_client_signer(server, api):
+    request = certs.build_request(certs.new_key(), "mallory", ("system:masters",))
+    r = api.post(CSRS, {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                        "metadata": {"name": "masters"},
+                        "spec": {"request": base64.b64encode(request).decode(), "usages": ["client auth"],
+                                 "signerName": "kubernetes.io/kube-apiserver-client"}})
+    assert r.status == 403
+    assert r.json()["message"] == ('certificatesigningrequests.certificates.k8s.io "masters" is forbidden: use of '
+                                   "kubernetes.io/kube-apiserver-client signer with system:masters group is not "
+                                   "allowed")
+
+
+def test_token_create_prints_a_join_token(server, api):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pocketkube", "token", "create", "--data-dir", str(server.data_dir),
+                          "--ttl", "1h30m"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    token = bootstraptoken.parse_join_token(out.stdout.strip())
+    assert token.ca_hash == certs.ca_hash(server.ca_file.read_bytes())
+    assert "pocketkube agent --server https://" in out.stderr
+    secret = api.get(f"{SECRETS}/bootstrap-token-{token.token_id}").json()
+    expiration = bootstraptoken.parse_time(bootstraptoken.secret_data(secret)["expiration"])
+    left = expiration - datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(minutes=85) < left <= datetime.timedelta(minutes=90)
+    bad = subprocess.run([sys.executable, "-m", "pocketkube", "token", "create", "--data-dir", str(server.data_dir),
+                          "--ttl", "soon"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "expected a duration like 24h" in bad.stderr

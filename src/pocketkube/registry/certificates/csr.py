@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from pocketkube.api import errors
 from pocketkube.api.fields import FieldError, Path, duplicate, forbidden, invalid, not_supported, required
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.api.validation import dns1123_subdomain_errors
@@ -228,8 +229,25 @@ def _prepare_approval(new: dict, old: dict) -> None:
     _stamp_conditions(new, old)
 
 
+def subject_restriction(csr: dict, requested_name: str) -> None:
+    """The CertificateSubjectRestriction admission plugin: no system:masters certificates from
+    the kube-apiserver client signer (that group bypasses authorization)."""
+    if (csr.get("spec") or {}).get("signerName") != CLIENT_SIGNER:
+        return
+    try:
+        subject = certs.subject_of(certs.parse_request(request_pem(csr)))
+    except ValueError:
+        return  # validation reports it
+    if "system:masters" in subject.organizations:
+        name = (csr.get("metadata") or {}).get("name", requested_name)
+        raise errors.Forbidden(f'certificatesigningrequests.certificates.k8s.io "{name}" is forbidden: use of '
+                               f"{CLIENT_SIGNER} signer with system:masters group is not allowed",
+                               {"name": name, "group": "certificates.k8s.io", "kind": "certificatesigningrequests"})
+
+
 def strategy() -> Strategy:
     return Strategy(default=lambda csr: None, validate=validate, validate_update=validate_update,
+                    admit=subject_restriction,
                     updates={"": UpdatePath(prepare=_keep_spec_and_status),
                              "status": UpdatePath(Merge.STATUS, prepare=_prepare_status, allocates=False,
                                                   validate_update=lambda n, o: _validate_update(
