@@ -219,3 +219,14 @@ def test_token_create_prints_a_join_token(server, api):
     bad = subprocess.run([sys.executable, "-m", "pocketkube", "token", "create", "--data-dir", str(server.data_dir),
                           "--ttl", "soon"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "expected a duration like 24h" in bad.stderr
+
+
+def test_server_prints_a_join_command(server):
+    from pocketkube.testing.procs import read_until
+
+    lines: list[str] = []
+    assert read_until(server.proc, lambda line: lines.append(line) or line.startswith("join an agent:"), 10)
+    args = lines[-1].split()
+    token = bootstraptoken.parse_join_token(args[args.index("--token") + 1])
+    assert token.ca_hash == certs.ca_hash(server.ca_file.read_bytes())
+    assert args[args.index("--server") + 1] == server.url
