@@ -230,3 +230,33 @@ def test_server_prints_a_join_command(server):
     token = bootstraptoken.parse_join_token(args[args.index("--token") + 1])
     assert token.ca_hash == certs.ca_hash(server.ca_file.read_bytes())
     assert args[args.index("--server") + 1] == server.url
+
+
+def test_a_node_near_expiry_renews_with_its_own_certificate(server, api):
+    """In the last fifth of its certificate's life a restarting agent posts a new CSR as itself
+    (selfnodeclient), without needing a valid join token."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    ca_pem = server.ca_file.read_bytes()
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    ca_key = serialization.load_pem_private_key((server.data_dir / "pki" / "ca.key").read_bytes(), None)
+    creds = credential_paths(server.root / "agent-old")
+    creds.ca_file.parent.mkdir(parents=True)
+    creds.ca_file.write_bytes(ca_pem)
+    key = certs.new_key()
+    creds.key_file.write_bytes(certs.key_pem(key))
+    now = datetime.datetime.now(datetime.UTC)
+    request = x509.load_pem_x509_csr(certs.build_request(key, "system:node:join-old", ("system:nodes",)))
+    old = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca.subject)
+           .public_key(request.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - datetime.timedelta(days=300)).not_valid_after(now + datetime.timedelta(minutes=30))
+           .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    creds.cert_file.write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    stale_token = f"K10{certs.ca_hash(ca_pem)}::abcdef.0123456789abcdef"  # not a valid bootstrap token
+    renewed = join(server, stale_token, "join-old", server.root / "agent-old")
+    _, not_after = certs.certificate_subject(renewed.cert_file.read_bytes())
+    assert not_after - now > datetime.timedelta(days=300)
+    mine = [c for c in api.get(CSRS).json()["items"] if c["spec"]["username"] == "system:node:join-old"]
+    assert mine and mine[0]["status"]["conditions"][0]["reason"] == "AutoApproved"

@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 
-from pocketkube.agent.join import csr_body, csr_outcome, reusable
+from pocketkube.agent.join import csr_body, csr_outcome, reusable, stored_state
 from pocketkube.api import bootstraptoken as bt
 from pocketkube.apiserver.authn import certificate_identity
 from pocketkube.apiserver.tables.certificates import csr_condition
@@ -235,3 +235,7 @@ def test_stored_credentials_are_reused_only_for_this_node_and_ca(tmp_path):
     assert not reusable(creds, "n2", certs.ca_hash(ca), now)
     assert not reusable(creds, "n1", "0" * 64, now)
     assert not reusable(creds, "n1", certs.ca_hash(ca), now + datetime.timedelta(days=366))
+    assert stored_state(creds, "n1", certs.ca_hash(ca), now + datetime.timedelta(days=366)) == "none"
+    # the last fifth of a year's certificate: renew with it
+    assert stored_state(creds, "n1", certs.ca_hash(ca), now + datetime.timedelta(days=300)) == "renew"
+    assert stored_state(creds, "n1", certs.ca_hash(ca), now) == "use"

@@ -57,16 +57,29 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def reusable(creds: Credentials, node_name: str, ca_hash: str, now: datetime.datetime) -> bool:
-    """Whether stored credentials serve this node and this CA for a while yet."""
+def stored_state(creds: Credentials, node_name: str, ca_hash: str, now: datetime.datetime) -> str:
+    """What the stored credentials are good for: "use" (this node, this CA, well within their
+    validity), "renew" (still valid, but in the last fifth of their lifetime or its last hour:
+    the kubelet's rotation window, so a new CSR authenticated by them), or "none"."""
     try:
         ca = creds.ca_file.read_bytes()
-        subject, not_after = certs.certificate_subject(creds.cert_file.read_bytes())
+        cert = creds.cert_file.read_bytes()
+        subject, _ = certs.certificate_subject(cert)
+        not_before, not_after = certs.validity(cert)
         creds.key_file.stat()
     except (OSError, ValueError):
-        return False
-    return (certs.ca_hash(ca) == ca_hash and subject.common_name == f"system:node:{node_name}"
-            and not_after - now > _MIN_VALIDITY)
+        return "none"
+    if certs.ca_hash(ca) != ca_hash or subject.common_name != f"system:node:{node_name}" or now >= not_after:
+        return "none"
+    left = not_after - now
+    if left <= _MIN_VALIDITY or left < (not_after - not_before) / 5:
+        return "renew"
+    return "use"
+
+
+def reusable(creds: Credentials, node_name: str, ca_hash: str, now: datetime.datetime) -> bool:
+    """Whether stored credentials serve this node and this CA for a while yet."""
+    return stored_state(creds, node_name, ca_hash, now) == "use"
 
 
 def csr_body(request_pem: bytes) -> dict:
@@ -122,23 +135,42 @@ async def bootstrap(server: str, join_token: str, node_name: str, data_dir: Path
         raise JoinError(str(e)) from None
     server = server.rstrip("/")
     creds = credential_paths(data_dir)
-    if reusable(creds, node_name, token.ca_hash, datetime.datetime.now(datetime.UTC)):
+    state = stored_state(creds, node_name, token.ca_hash, datetime.datetime.now(datetime.UTC))
+    if state == "use":
         return creds
+    if state == "renew":
+        try:  # the node renews with its own certificate (selfnodeclient); the token is the fallback
+            ctx = ssl.create_default_context(cafile=str(creds.ca_file))
+            ctx.load_cert_chain(str(creds.cert_file), str(creds.key_file))
+            return await _request_certificate(server, node_name, creds, ctx, {"Accept": "application/json"},
+                                              min(timeout, 30.0))
+        except (JoinError, aiohttp.ClientError, ssl.SSLError):
+            pass
     async with aiohttp.ClientSession(headers={"User-Agent": f"pocketkube-agent/{node_name}"}) as session:
         ca = await _with_retries(lambda: fetch_ca(session, server, token.ca_hash), time.monotonic() + 30)
-        _write_private(creds.ca_file, ca)
-        ctx = ssl.create_default_context(cadata=ca.decode())
+    _write_private(creds.ca_file, ca)
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    headers = {"Authorization": f"Bearer {token.bearer}", "Accept": "application/json"}
+    return await _request_certificate(server, node_name, creds, ctx, headers, timeout)
+
+
+async def _request_certificate(server: str, node_name: str, creds: Credentials, ctx: ssl.SSLContext, headers: dict,
+                               timeout: float) -> Credentials:
+    """Post the node's CSR as `headers`/`ctx` authenticate, wait for its certificate, keep both."""
+    async with aiohttp.ClientSession(headers={"User-Agent": f"pocketkube-agent/{node_name}"}) as session:
         key = certs.new_key()
         request = certs.build_request(key, f"system:node:{node_name}", ("system:nodes",))
-        headers = {"Authorization": f"Bearer {token.bearer}", "Accept": "application/json"}
         async with session.post(server + CSR_PATH, json=csr_body(request), headers=headers, ssl=ctx) as resp:
             body = await resp.read()
             if resp.status != 201:
                 raise _rejected(resp.status, body)
             name = (await resp.json())["metadata"]["name"]
         cert = await _wait_for_certificate(session, server + CSR_PATH + "/" + name, headers, ctx, timeout)
-    _write_private(creds.key_file, certs.key_pem(key))
-    _write_private(creds.cert_file, cert)
+    # Both files are replaced as one step as far as a crash goes: a key never meets another's cert.
+    _write_private(creds.key_file.with_suffix(".key.new"), certs.key_pem(key))
+    _write_private(creds.cert_file.with_suffix(".crt.new"), cert)
+    os.replace(creds.key_file.with_suffix(".key.new"), creds.key_file)
+    os.replace(creds.cert_file.with_suffix(".crt.new"), creds.cert_file)
     return creds
 
 

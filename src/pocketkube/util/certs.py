@@ -122,6 +122,12 @@ def certificate_subject(cert_pem: bytes) -> tuple[Subject, datetime.datetime]:
     return Subject(str(cn[0]) if cn else "", tuple(str(o) for o in orgs)), cert.not_valid_after_utc
 
 
+def validity(cert_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
+    """A certificate's notBefore and notAfter."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
 def check_certificate_pem(data: bytes) -> str | None:
     """Upstream's status.certificate rule: one or more CERTIFICATE PEM blocks; the problem or None."""
     blocks = 0
