@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 
-from pocketkube.agent.join import csr_body, csr_outcome, reusable, stored_state
+from pocketkube.agent.join import csr_body, csr_outcome, renewal_delay, reusable, stored_state
 from pocketkube.api import bootstraptoken as bt
 from pocketkube.apiserver.authn import certificate_identity
 from pocketkube.apiserver.tables.certificates import csr_condition
@@ -239,3 +239,13 @@ def test_stored_credentials_are_reused_only_for_this_node_and_ca(tmp_path):
     # the last fifth of a year's certificate: renew with it
     assert stored_state(creds, "n1", certs.ca_hash(ca), now + datetime.timedelta(days=300)) == "renew"
     assert stored_state(creds, "n1", certs.ca_hash(ca), now) == "use"
+
+
+def test_renewal_waits_for_the_last_fifth():
+    ca, key = make_ca()
+    cert = certs.sign(certs.build_request(certs.new_key(), "system:node:n1", ("system:nodes",)), ca, key,
+                      ["client auth"], duration=1000 * 3600, now=NOW)
+    # lifetime 1000 h + 5 min backdating: the window opens a fifth (200 h + 1 min) before the end
+    assert renewal_delay(cert, NOW, cap=1e9) == pytest.approx((800 * 3600) - 60, abs=1)
+    assert renewal_delay(cert, NOW) == 3600.0  # capped
+    assert renewal_delay(cert, NOW + datetime.timedelta(hours=900)) == 0.0

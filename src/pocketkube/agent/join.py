@@ -77,6 +77,22 @@ def stored_state(creds: Credentials, node_name: str, ca_hash: str, now: datetime
     return "use"
 
 
+def renewal_delay(cert_pem: bytes, now: datetime.datetime, *, cap: float = 3600.0) -> float:
+    """Seconds until a certificate enters its renewal window (0: it is in it), at most `cap`
+    so that a replaced certificate or a changed clock is noticed."""
+    not_before, not_after = certs.validity(cert_pem)
+    window = max(_MIN_VALIDITY, (not_after - not_before) / 5)
+    return max(0.0, min(cap, (not_after - window - now).total_seconds()))
+
+
+async def renew(server: str, node_name: str, creds: Credentials, timeout: float = 30.0) -> Credentials:
+    """A new certificate for the node, requested as the node itself (selfnodeclient)."""
+    ctx = ssl.create_default_context(cafile=str(creds.ca_file))
+    ctx.load_cert_chain(str(creds.cert_file), str(creds.key_file))
+    return await _request_certificate(server.rstrip("/"), node_name, creds, ctx, {"Accept": "application/json"},
+                                      timeout)
+
+
 def reusable(creds: Credentials, node_name: str, ca_hash: str, now: datetime.datetime) -> bool:
     """Whether stored credentials serve this node and this CA for a while yet."""
     return stored_state(creds, node_name, ca_hash, now) == "use"
@@ -140,10 +156,7 @@ async def bootstrap(server: str, join_token: str, node_name: str, data_dir: Path
         return creds
     if state == "renew":
         try:  # the node renews with its own certificate (selfnodeclient); the token is the fallback
-            ctx = ssl.create_default_context(cafile=str(creds.ca_file))
-            ctx.load_cert_chain(str(creds.cert_file), str(creds.key_file))
-            return await _request_certificate(server, node_name, creds, ctx, {"Accept": "application/json"},
-                                              min(timeout, 30.0))
+            return await renew(server, node_name, creds, min(timeout, 30.0))
         except (JoinError, aiohttp.ClientError, ssl.SSLError):
             pass
     async with aiohttp.ClientSession(headers={"User-Agent": f"pocketkube-agent/{node_name}"}) as session:

@@ -8,6 +8,7 @@ container it runs (unless cfg.kill_pods_on_exit is False) so that nothing is lef
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import secrets
 import signal
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import aiohttp
 
 from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.kubelet.stats import UsageSampler
@@ -97,6 +100,7 @@ class Agent:
         self.kubelet: Kubelet | None = None
         self.log_server: LogServer | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._rotation: asyncio.Task | None = None
         self.proxy = None
         self._proxy_task: asyncio.Task | None = None
 
@@ -136,6 +140,8 @@ class Agent:
         await self._register()
         await self.kubelet.start()
         self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
+        if self.cfg.cert_file:
+            self._rotation = asyncio.create_task(self._rotate_certificate(), name="client certificate rotation")
         await self._start_proxy()
 
     async def _start_proxy(self) -> None:
@@ -165,12 +171,39 @@ class Agent:
                     raise
                 await asyncio.sleep(retry.next())
 
+    async def _rotate_certificate(self) -> None:
+        """A joined node renews its client certificate in the last fifth of its life (the
+        kubelet's --rotate-certificates), as itself, and reconnects with the new one."""
+        from pocketkube.agent.join import Credentials, JoinError, renew, renewal_delay
+
+        creds = Credentials(Path(self.cfg.ca_file or ""), Path(self.cfg.cert_file), Path(self.cfg.key_file))
+        retry = Backoff(initial=5.0, maximum=300.0, jitter=0.2)
+        while True:
+            try:
+                delay = renewal_delay(creds.cert_file.read_bytes(), datetime.datetime.now(datetime.UTC))
+            except (OSError, ValueError):
+                delay = 3600.0
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await renew(self.cfg.server, self.cfg.node_name, creds)
+            except (JoinError, OSError, aiohttp.ClientError) as e:
+                log.warning("node %s: client certificate renewal failed: %s", self.cfg.node_name, e)
+                await asyncio.sleep(retry.next())
+                continue
+            retry.reset()
+            log.info("node %s: client certificate renewed", self.cfg.node_name)
+            await self.client.reload_credentials()
+
     async def shutdown(self, kill_pods: bool) -> None:
         """Stop the agent; with kill_pods every container is stopped and every pod's sandbox removed
         (with containerd: its network namespace, IP and cgroup, then containerd and the node's
         bridge). Without it the containers keep running and a restarted agent re-adopts them."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._rotation is not None:
+            self._rotation.cancel()
         if self.proxy is not None:
             await self.proxy.stop()
         if self.kubelet is not None:

@@ -75,6 +75,11 @@ class Client:
         if self._session is not None:
             await self._session.close()
 
+    async def reload_credentials(self) -> None:
+        """Use the certificate files anew (a rotated client certificate): the next request opens a
+        new session; open watches end and their informers watch again."""
+        await self.close()
+
     async def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float | None = None) -> Any:
         data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
