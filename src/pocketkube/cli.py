@@ -150,6 +150,24 @@ def _ingress_port_args(p: argparse.ArgumentParser, prefix: str) -> None:
                    help="the Ingress controller's TLS port on every node IP (0: none) (default: %(default)s)")
 
 
+def bootstrap_ttl_default() -> int:
+    from pocketkube.api.bootstraptoken import DEFAULT_TTL
+
+    return DEFAULT_TTL
+
+
+def _duration(value: str) -> int:
+    """A Go-style duration (`24h`, `90m`, `1h30m`, `45s`, `0`) in seconds."""
+    import re
+
+    if value.strip() == "0":
+        return 0
+    parts = re.findall(r"(\d+)(h|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value.strip():
+        raise argparse.ArgumentTypeError(f"expected a duration like 24h, 30m or 1h30m, got {value!r}")
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pocketkube", description="A small, real Kubernetes on one machine.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
@@ -203,8 +221,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
     agent.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
-    agent.add_argument("--token-file", type=Path, required=True, help="file holding this node's token")
-    agent.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
+    agent.add_argument("--token-file", type=Path, default=None,
+                       help="file holding this node's token (an agent in the server's data dir)")
+    agent.add_argument("--ca-file", type=Path, default=None, help="the cluster CA certificate (with --token-file)")
+    agent.add_argument("--token", default=os.environ.get("POCKETKUBE_TOKEN", ""),
+                       help="join token (K10<ca hash>::<id>.<secret>, from `pocketkube token create`): join from "
+                            "another host with a node client certificate (default: $POCKETKUBE_TOKEN)")
     agent.add_argument("--node-name", required=True)
     agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
     agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
@@ -236,12 +258,24 @@ def _parser() -> argparse.ArgumentParser:
                        help="the cluster's DNS domain, in pods' search paths (default: %(default)s)")
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
+    token = sub.add_parser("token", help="manage join tokens (bootstrap tokens) for agents on other hosts")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a bootstrap token and print its join token")
+    create.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help="the cluster's data dir: its CA and admin kubeconfig (default: %(default)s)")
+    create.add_argument("--ttl", type=_duration, default=bootstrap_ttl_default(),
+                        help="how long the token authenticates, e.g. 24h, 30m, 0 for ever (default: 24h)")
+    create.add_argument("--description", default="", help="a note kept in the token's Secret")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
     cm.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
     cm.add_argument("--token-file", type=Path, required=True, help="file holding the control plane's token")
     cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     cm.add_argument("--service-account-private-key-file", type=Path, default=None,
                     help="the key that signs service-account-token Secrets' tokens (the server's pki/sa.key)")
+    cm.add_argument("--cluster-signing-cert-file", type=Path, default=None,
+                    help="the CA certificate that signs approved kube-apiserver client CSRs (the server's pki/ca.crt)")
+    cm.add_argument("--cluster-signing-key-file", type=Path, default=None,
+                    help="that CA's key (the server's pki/ca.key); without both, CSRs are neither approved nor signed")
     cm.add_argument("--scheduler-token-file", type=Path,
                     help="file holding the scheduler's token (default: the scheduler uses --token-file's)")
     _control_plane_args(cm)
@@ -335,16 +369,35 @@ async def _run_server(args: argparse.Namespace) -> int:
     control_plane = None
     if not args.no_control_plane:
         control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     _control_plane_settings(args, server.pki.sa_key), server.pki.scheduler_token())
+                                     _control_plane_settings(args, server.pki.sa_key, (server.pki.ca_cert, server.pki.ca_key)),
+                                     server.pki.scheduler_token())
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig_path}", flush=True)
+    await _print_join_command(server)
     await stop.wait()
     if control_plane is not None:
         await control_plane.stop()
     await server.stop()
     return 0
+
+
+async def _print_join_command(server) -> None:
+    """A 24 h join token for agents on other hosts, written straight into the registry."""
+    from pocketkube.api import bootstraptoken, errors
+    from pocketkube.join_cli import join_command, join_token
+
+    token_id, secret = bootstraptoken.generate()
+    body = bootstraptoken.token_secret(token_id, secret, description="printed by pocketkube server")
+    try:
+        await server.registry.store("", "secrets").create(body, bootstraptoken.NAMESPACE)
+    except errors.ApiError as e:
+        print(f"no join token: {e.message}", flush=True)
+        return
+    url = server.url
+    print(f"join an agent: {join_command(url, join_token(server.pki.ca_cert.read_bytes(), token_id, secret))}",
+          flush=True)
 
 
 async def _run_up(args: argparse.Namespace) -> int:
@@ -394,16 +447,20 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  ingress_https_port=args.ingress_https_port))
 
 
-def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
+def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None,
+                            signing: tuple[Path, Path] | None = None):
     from pocketkube.controlplane import ControlPlaneSettings
 
     sa_key = sa_key or getattr(args, "service_account_private_key_file", None)
+    signing = signing or (getattr(args, "cluster_signing_cert_file", None), getattr(args, "cluster_signing_key_file", None))
     return ControlPlaneSettings(node_monitor_grace_period=args.node_monitor_grace_period,
                                 pod_eviction_timeout=args.pod_eviction_timeout,
                                 load_balancer_pool=args.load_balancer_pool,
                                 service_account_key_file=str(sa_key or ""),
                                 local_path_template=getattr(args, "local_path_template", ""),
-                                terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
+                                terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                                cluster_signing_cert_file=str(signing[0] or ""),
+                                cluster_signing_key_file=str(signing[1] or ""))
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:
@@ -456,8 +513,12 @@ async def _run_ingress(args: argparse.Namespace) -> int:
 async def _run_agent(args: argparse.Namespace) -> int:
     from pocketkube.agent.main import AgentConfig, run_agent
 
+    if bool(args.token) == bool(args.token_file) or (args.token_file and not args.ca_file):
+        print("pocketkube agent: give either --token (a join token) or --token-file with --ca-file", file=sys.stderr)
+        return 2
     return await run_agent(AgentConfig(
-        server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
+        server=args.server, token=args.token_file.read_text().strip() if args.token_file else "",
+        ca_file=str(args.ca_file) if args.ca_file else None, join_token=args.token,
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         traffic_counters=args.traffic_counters,
@@ -479,6 +540,12 @@ async def _run_dns(args: argparse.Namespace) -> int:
         listen=args.listen, port=args.port, service_ip=args.service_ip, cluster_domain=args.cluster_domain,
         upstreams=tuple(parse_upstream(u) for u in args.upstream), resolv_conf=args.resolv_conf,
         metrics_port=args.metrics_port), client)
+
+
+async def _run_token(args: argparse.Namespace) -> int:
+    from pocketkube.join_cli import create_token
+
+    return await create_token(args.data_dir, args.ttl, args.description)
 
 
 async def _run_image(args: argparse.Namespace) -> int:
@@ -510,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop  # a dependency: a broken install must fail here, not run slower unnoticed
 
         uvloop.install()
-    runner = {"server": _run_server, "up": _run_up, "agent": _run_agent,
+    runner = {"token": _run_token, "server": _run_server, "up": _run_up, "agent": _run_agent,
               "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns,
               "ingress-controller": _run_ingress}[args.command]
     return asyncio.run(runner(args))

@@ -70,6 +70,26 @@ class UpConfig:
     ingress_https_port: int = 443
 
 
+async def _join_line(data_dir: Path, url: str) -> str:
+    """The command an agent on another host joins with (a fresh 24 h token), or "" if none."""
+    from pocketkube.join_cli import _admin, join_command, new_join_token
+
+    client = None
+    try:
+        from pocketkube.client.rest import Client
+
+        server, token = _admin(data_dir)
+        client = Client(server, token, str(data_dir / "pki" / "ca.crt"), user_agent="pocketkube-up")
+        return join_command(url, await new_join_token(client, (data_dir / "pki" / "ca.crt").read_bytes(),
+                                                      description="printed by pocketkube up"))
+    except Exception as e:  # noqa: BLE001 - the join line is a convenience: the cluster runs without it
+        _say(f"• no join token: {e}")
+        return ""
+    finally:
+        if client is not None:
+            await client.close()
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -308,6 +328,8 @@ class Cluster:
             "controller-manager", "--server", f"https://{self.cfg.host}:{port}",
             "--token-file", str(self._controlplane_token_file), "--ca-file", str(self.data_dir / "pki" / "ca.crt"),
             "--service-account-private-key-file", str(self.data_dir / "pki" / "sa.key"),
+            "--cluster-signing-cert-file", str(self.data_dir / "pki" / "ca.crt"),
+            "--cluster-signing-key-file", str(self.data_dir / "pki" / "ca.key"),
             "--local-path-template", str(self.data_dir / "nodes" / "{node}" / "storage"),
             "--scheduler-token-file", str(self._scheduler_token_file),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
@@ -327,6 +349,7 @@ class Cluster:
         await self._wait_ingress()
         if self.cfg.update_user_kubeconfig:
             merge_user_kubeconfig(self.kubeconfig)
+        self.join_line = await _join_line(self.data_dir, self.url)
 
     def _setup_network(self) -> None:
         """The cluster bridge, node IPs, routes and filter table for container pods (nothing for
@@ -436,6 +459,9 @@ class Cluster:
                           f"curl -H 'Host: <host>' http://{self.plans[0].ip}{port}/"]
         if ui := _ui_lines(self.data_dir, self.url):
             lines += ["", *ui]
+        if getattr(self, "join_line", ""):
+            lines += ["", "Agents on other hosts join with (the token expires in 24h; `pocketkube token create` "
+                          "makes another):", f"  {self.join_line}"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
                   "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]

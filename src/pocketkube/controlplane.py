@@ -24,6 +24,10 @@ class ControlPlaneSettings:
     service_account_key_file: str = ""
     local_path_template: str = ""  # where the local-path provisioner puts a node's volumes
     terminated_pod_gc_threshold: int = 12500
+    # kube-controller-manager --cluster-signing-cert-file/--cluster-signing-key-file: the CA the
+    # CSR signer issues client certificates with; empty: no signing (nor auto-approval).
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
 
 
 class ControlPlane:
@@ -54,6 +58,8 @@ class ControlPlane:
         _add_service_controllers(self.manager, self.client, settings)
         if settings.service_account_key_file:
             _add_tokens_controller(self.manager, self.client, settings.service_account_key_file, ca_file)
+        if settings.cluster_signing_cert_file and settings.cluster_signing_key_file:
+            _add_certificate_controllers(self.manager, self.client, settings)
 
     async def start(self) -> None:
         await self.manager.start()
@@ -85,3 +91,21 @@ def _add_tokens_controller(manager: ControllerManager, client: Client, key_file:
     def mint(sa: dict, secret_name: str) -> str:
         return signer.issue(claims.legacy_claims(sa, secret_name))
     manager.add(TokensController(client, manager.informers, mint, Path(ca_file).read_bytes()))
+
+
+def _add_certificate_controllers(manager: ControllerManager, client: Client, settings: ControlPlaneSettings) -> None:
+    """csrapproving (SubjectAccessReviews through the API) and csrsigning (the cluster CA)."""
+    from pocketkube.controllers.certificates import ApprovingController, SigningController
+
+    async def review(spec: dict, subresource: str) -> bool:
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+            "user": spec.get("username", ""), "uid": spec.get("uid", ""), "groups": spec.get("groups") or [],
+            "extra": spec.get("extra") or {},
+            "resourceAttributes": {"group": "certificates.k8s.io", "resource": "certificatesigningrequests",
+                                   "verb": "create", "subresource": subresource}}}
+        answer = await client.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
+        return bool(((answer or {}).get("status") or {}).get("allowed"))
+
+    manager.add(ApprovingController(client, manager.informers, review))
+    manager.add(SigningController(client, manager.informers, Path(settings.cluster_signing_cert_file).read_bytes(),
+                                  Path(settings.cluster_signing_key_file).read_bytes()))

@@ -28,7 +28,7 @@ import gzip
 import hmac
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -207,10 +207,13 @@ class LogServer:
         self.token = token
         self.proxy: TrafficSource | None = None  # set once the Service proxy runs
         self._runner: web.AppRunner | None = None
+        # Checks a bearer token other than `token` (a joined node's TokenReview); one that passes
+        # becomes the token accepted from then on.
+        self.review: Callable[[str], Awaitable[bool]] | None = None
 
     async def start(self) -> int:
         """Listen; returns the port (the chosen one when asked for port 0)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._learn_token])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/stats/summary", self.stats_summary)
         app.router.add_get("/proxy/traffic", self.proxy_traffic)
@@ -226,6 +229,15 @@ class LogServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @web.middleware
+    async def _learn_token(self, request: web.Request, handler):
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        if token and self.review is not None and not hmac.compare_digest(token, self.token) \
+                and await self.review(token):
+            self.token = token
+        return await handler(request)
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

@@ -8,12 +8,16 @@ container it runs (unless cfg.kill_pods_on_exit is False) so that nothing is lef
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
+import secrets
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import aiohttp
 
 from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.kubelet.stats import UsageSampler
@@ -67,6 +71,11 @@ class AgentConfig:
     cluster_dns: tuple[str, ...] = ()
     cluster_domain: str = "cluster.local"
     traffic_counters: bool = True  # the data plane counts connections (off: the cost benchmark's baseline)
+    # Joining from another host: a join token (K10<ca hash>::<id>.<secret>) instead of token and CA;
+    # the agent bootstraps a client certificate (agent/join.py) and authenticates with it.
+    join_token: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 class Agent:
@@ -74,7 +83,8 @@ class Agent:
         self.cfg = cfg
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
+        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}",
+                             cert_file=cfg.cert_file or None, key_file=cfg.key_file or None)
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
@@ -90,6 +100,7 @@ class Agent:
         self.kubelet: Kubelet | None = None
         self.log_server: LogServer | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._rotation: asyncio.Task | None = None
         self.proxy = None
         self._proxy_task: asyncio.Task | None = None
 
@@ -117,11 +128,20 @@ class Agent:
                                allocatable=self.node.capacity,
                                volumes_root=Path(self.cfg.data_dir).absolute() / "kubelet" / "pods")
         self.kubelet.sampler = UsageSampler(self.runtime, procstats.self_usage)
-        self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port, self.cfg.token)
+        # A joined node has no token the API server knows: it learns the one the server presents
+        # by a TokenReview (the kubelet's webhook authentication), see LogServer.review.
+        self.log_server = LogServer(self.kubelet, self.cfg.node_ip, self.cfg.kubelet_port,
+                                    self.cfg.token or secrets.token_urlsafe(32))
+        if not self.cfg.token:
+            from pocketkube.agent.join import token_reviewer
+
+            self.log_server.review = token_reviewer(self.client, self.cfg.node_name)
         self.node.kubelet_port = await self.log_server.start()
         await self._register()
         await self.kubelet.start()
         self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
+        if self.cfg.cert_file:
+            self._rotation = asyncio.create_task(self._rotate_certificate(), name="client certificate rotation")
         await self._start_proxy()
 
     async def _start_proxy(self) -> None:
@@ -151,12 +171,39 @@ class Agent:
                     raise
                 await asyncio.sleep(retry.next())
 
+    async def _rotate_certificate(self) -> None:
+        """A joined node renews its client certificate in the last fifth of its life (the
+        kubelet's --rotate-certificates), as itself, and reconnects with the new one."""
+        from pocketkube.agent.join import Credentials, JoinError, renew, renewal_delay
+
+        creds = Credentials(Path(self.cfg.ca_file or ""), Path(self.cfg.cert_file), Path(self.cfg.key_file))
+        retry = Backoff(initial=5.0, maximum=300.0, jitter=0.2)
+        while True:
+            try:
+                delay = renewal_delay(creds.cert_file.read_bytes(), datetime.datetime.now(datetime.UTC))
+            except (OSError, ValueError):
+                delay = 3600.0
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await renew(self.cfg.server, self.cfg.node_name, creds)
+            except (JoinError, OSError, aiohttp.ClientError) as e:
+                log.warning("node %s: client certificate renewal failed: %s", self.cfg.node_name, e)
+                await asyncio.sleep(retry.next())
+                continue
+            retry.reset()
+            log.info("node %s: client certificate renewed", self.cfg.node_name)
+            await self.client.reload_credentials()
+
     async def shutdown(self, kill_pods: bool) -> None:
         """Stop the agent; with kill_pods every container is stopped and every pod's sandbox removed
         (with containerd: its network namespace, IP and cgroup, then containerd and the node's
         bridge). Without it the containers keep running and a restarted agent re-adopts them."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._rotation is not None:
+            self._rotation.cancel()
         if self.proxy is not None:
             await self.proxy.stop()
         if self.kubelet is not None:
@@ -179,11 +226,32 @@ class Agent:
             runtime.remove_node_cgroups()
 
 
+async def _join(cfg: AgentConfig) -> AgentConfig | None:
+    """With a join token: the node's client certificate (bootstrapped or reused), else None."""
+    from dataclasses import replace
+
+    from pocketkube.agent.join import JoinError, bootstrap
+
+    try:
+        creds = await bootstrap(cfg.server, cfg.join_token, cfg.node_name, Path(cfg.data_dir))
+    except (JoinError, ConnectionError) as e:
+        log.error("node agent %s could not join: %s", cfg.node_name, e)
+        print(f"Node failed: {cfg.node_name}: {e}", flush=True)
+        return None
+    return replace(cfg, token="", ca_file=str(creds.ca_file), cert_file=str(creds.cert_file),
+                   key_file=str(creds.key_file))
+
+
 async def run_agent(cfg: AgentConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if cfg.join_token:
+        joined = await _join(cfg)
+        if joined is None:
+            return 1
+        cfg = joined
     try:
         agent = Agent(cfg)
     except ValueError as e:  # a malformed registry flag (the CLI checks them; this is the API's guard)

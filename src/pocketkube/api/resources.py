@@ -111,6 +111,11 @@ RESOURCES: list[Resource] = [
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice"),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease"),
 
+    # -- TLS bootstrap (issue 13): node client certificates through CSRs
+    Resource("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+             "certificatesigningrequest", namespaced=False, short_names=("csr",),
+             subresources=("status", "approval")),
+
     # -- API registration (issue 10): the APIServices of the kube-aggregator
     Resource("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", namespaced=False,
              categories=("api-extensions",), subresources=("status",)),

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import socket
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from pocketkube.api import errors
-from pocketkube.apiserver import appkeys, authz, discovery, event_ttl, metrics
+from pocketkube.apiserver import appkeys, authn, authz, discovery, event_ttl, metrics
 from pocketkube.apiserver.flowcontrol import FlowControl
 from pocketkube.apiserver.handlers import Handlers, json_response, status_body
 from pocketkube.apiserver.pki import PKI, kubeconfig, serving_hosts, write_kubeconfig
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _OIDC_CONFIGURATION = "/.well-known/openid-configuration"
 _OIDC_JWKS = "/openid/v1/jwks"
-_PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+_PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz", authn.CACERTS_PATH}
 _UI_LOGIN = "/ui/login"  # public: it authenticates by its one-time token
 BOOTSTRAP_INTERVAL = 10.0
 COMPACT_INTERVAL = 60.0
@@ -103,9 +102,7 @@ class APIServer:
         from pocketkube.apiserver.rbac.reconcile import reconcile
 
         await reconcile(self.registry)  # the bootstrap RBAC policy (upstream's post-start hook)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.pki.server_cert, self.pki.server_key)
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx = authn.serving_context(str(self.pki.server_cert), str(self.pki.server_key), str(self.pki.ca_cert))
         for s in socks:
             await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
@@ -201,6 +198,9 @@ class APIServer:
         app[appkeys.HANDLERS] = handlers
         app[appkeys.TOKEN_SIGNER] = self.signer
         app[appkeys.SA_AUTHENTICATOR] = self.sa_authenticator
+        # Node tokens are made on first use (pki.node_token): a review reads the file again.
+        app[appkeys.STATIC_TOKENS] = lambda token: self._identities.get(token) or \
+            authn.bootstrap_identity(self.registry, token) or self.pki.identities().get(token)
         # [\s\S]: a path may hold a (percent-encoded) newline; `.` would leave it to aiohttp's own 404.
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._route)
         return app
@@ -229,10 +229,14 @@ class APIServer:
             token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
             ident = self._identities.get(token) if token else None
             if ident is None and token:
+                ident = authn.bootstrap_identity(self.registry, token)
+            if ident is None and token:
                 sa = self.sa_authenticator.authenticate(token)
                 if sa is not None:
                     ident = (sa.name, sa.groups)
                     request["user_info"] = {"uid": sa.uid, "extra": sa.extra}
+            if ident is None and not token and request.transport is not None:
+                ident = authn.certificate_identity(request.transport.get_extra_info("peercert"))
             if ident is None and not token and is_ui_path(request.path):
                 ident = self.ui.session_identity(request)  # the browser's login cookie, for /ui only
             if ident is None:
@@ -249,6 +253,8 @@ class APIServer:
             return web.Response(text="ok")
         if path == "/version":
             return json_response(discovery.version_info())
+        if path == authn.CACERTS_PATH and request.method == "GET":
+            return web.Response(body=self.pki.ca_cert.read_bytes(), content_type="text/plain")
         if path == "/metrics" and request.method == "GET":
             return metrics.metrics_response()
         if request.method == "GET":

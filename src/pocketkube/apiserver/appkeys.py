@@ -20,3 +20,5 @@ HANDLERS = web.AppKey("handlers", Any)
 # the service-account token issuer (apiserver.satoken.signer.Signer) and authenticator
 TOKEN_SIGNER = web.AppKey("token_signer", Any)
 SA_AUTHENTICATOR = web.AppKey("sa_authenticator", Any)
+# token -> (user, groups) of the static and bootstrap tokens, or None (TokenReviews cover them too)
+STATIC_TOKENS = web.AppKey("static_tokens", Callable[[str], Any])

@@ -130,6 +130,8 @@ _NODE_RULES = (
     # objects a pod bound to the node references, as upstream's graph does.
     _rule("get list watch", "", "configmaps secrets serviceaccounts persistentvolumeclaims persistentvolumes"),
     _rule("create", "", "serviceaccounts/token"),
+    _rule("create get list watch", "certificates.k8s.io", "certificatesigningrequests"),  # renewal
+    _rule("create", "authentication.k8s.io", "tokenreviews"),  # the kubelet's webhook authentication
 )
 _EVERYTHING = (PolicyRule(("*",), ("*",), ("*",)), PolicyRule(("*",), urls=("*",)))
 
@@ -271,6 +273,28 @@ def admit_rbac_write(a: Attributes, registry, body: Body) -> None:
                            lambda ns: rules_for(a.user, ns, policy))
 
 
+# ---- CertificateApproval admission ----
+
+_CERTIFICATES = "certificates.k8s.io"
+
+
+def admit_csr_approval(a: Attributes, registry, policy: PolicyIndex) -> None:
+    """Approving or denying a CSR needs `approve` on signers/<signerName> (or `<domain>/*`), as
+    upstream's CertificateApproval admission plugin requires."""
+    if a.verb not in ("update", "patch") or not a.name:
+        return
+    csr = registry.store(_CERTIFICATES, "certificatesigningrequests").try_get("", a.name)
+    signer = ((csr or {}).get("spec") or {}).get("signerName", "")
+    if not signer:
+        return  # the handler answers NotFound
+    names = (signer, signer.split("/", 1)[0] + "/*")
+    if any(allowed(Attributes(a.user, "approve", _CERTIFICATES, "signers", name=n), policy) for n in names):
+        return
+    raise errors.Forbidden(f'certificatesigningrequests.certificates.k8s.io "{a.name}" is forbidden: user not '
+                           f'permitted to approve requests with signerName "{signer}"',
+                           {"name": a.name, "group": _CERTIFICATES, "kind": "certificatesigningrequests"})
+
+
 # ---- impersonation (kubectl --as / --as-group) ----
 
 def _impersonated(user: User, request: web.Request, policy: PolicyIndex) -> User:
@@ -326,6 +350,8 @@ async def authorize(request: web.Request, handler):
         return reviews.answer_review(review, user, body.object(), policy, a.namespace, info)
     if _rbac_write(a):
         admit_rbac_write(a, registry, body)
+    if (a.api_group, a.resource, a.subresource) == (_CERTIFICATES, "certificatesigningrequests", "approval"):
+        admit_csr_approval(a, registry, policy)
     if node is not None and a.is_resource_request:
         noderestriction.admit_node_request(a, node, registry, body, request.query.get("fieldSelector", ""))
     return await handler(request)

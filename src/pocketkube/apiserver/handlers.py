@@ -236,6 +236,10 @@ class Handlers:
 
     async def _create(self, request: web.Request, store: ObjectStore, t: Target) -> web.Response:
         obj, warnings = await self._decode(request, t.res)
+        if (t.res.group, t.res.plural) == ("certificates.k8s.io", "certificatesigningrequests"):
+            from pocketkube.registry.certificates.csr import set_requester
+
+            set_requester(obj, request.get("user"), request.get("user_info"))
         if t.res.namespaced:
             self.registry.check_namespace_writable(t.namespace or (obj.get("metadata") or {}).get("namespace")
                                                    or "default")

@@ -43,10 +43,13 @@ class Client:
     """The HTTP implementation of pocketkube.client.interface.Client."""
 
     def __init__(self, server: str, token: str, ca_file: str | None = None, *,
-                 user_agent: str = "pocketkube", timeout: float = 30.0) -> None:
+                 user_agent: str = "pocketkube", timeout: float = 30.0,
+                 cert_file: str | None = None, key_file: str | None = None) -> None:
         self.server = server.rstrip("/")
         self._token = token
         self._ca_file = ca_file
+        # A client certificate (a joined node's, from its CSR) authenticates instead of a token.
+        self._cert = (cert_file, key_file) if cert_file and key_file else None
         self._user_agent = user_agent
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -57,9 +60,13 @@ class Client:
             ctx: ssl.SSLContext | bool = False
             if self.server.startswith("https"):
                 ctx = ssl.create_default_context(cafile=self._ca_file)
+                if self._cert is not None:
+                    ctx.load_cert_chain(*self._cert)
+            headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
             self._session = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {self._token}", "User-Agent": self._user_agent,
-                         "Accept": "application/json"},
+                headers=headers,
                 connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
                 json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
@@ -67,6 +74,11 @@ class Client:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+    async def reload_credentials(self) -> None:
+        """Use the certificate files anew (a rotated client certificate): the next request opens a
+        new session; open watches end and their informers watch again."""
+        await self.close()
 
     async def request(self, method: str, path: str, *, params: dict | None = None, body: Any = None,
                       content_type: str = "application/json", timeout: float | None = None) -> Any:

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # One name per line: every issue adds controllers here.
 ALL_CONTROLLERS = frozenset({
     "replicaset",
+    "tokencleaner",
     "deployment",
     "garbagecollector",
     "nodelifecycle",
@@ -158,6 +159,10 @@ class ControllerManager:
             self.add(DisruptionController(self.client, self.informers))
         if "resourcequota" in enabled:
             self.add(ResourceQuotaController(self.client, self.informers))
+        if "tokencleaner" in enabled:
+            from pocketkube.controllers.tokencleaner import TokenCleaner
+
+            self.add(TokenCleaner(self.client, self.informers))
 
     async def start(self) -> None:
         self._build()

@@ -15,6 +15,7 @@ from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
 from pocketkube.registry.apiregistration import apiservices
 from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
 from pocketkube.registry.batch import cronjobs, jobs
+from pocketkube.registry.certificates import csr
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
@@ -86,6 +87,9 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
 
         # -- rbac
         **rbac.strategies(policy or PolicyIndex()),
+
+        # -- TLS bootstrap
+        "CertificateSigningRequest": csr.strategy(),
 
         # -- API registration
         "APIService": apiservices.strategy(),

@@ -321,6 +321,8 @@ class ObjectStore:
         if path.merge is Merge.STATUS:
             merged = copy.deepcopy(old)
             merged["status"] = new.get("status", {})
+            if path.prepare is not None:
+                path.prepare(merged, old)
             return merged
         new["apiVersion"] = self.res.api_version
         new["kind"] = self.res.kind
@@ -338,7 +340,8 @@ class ObjectStore:
         txn = (self.hooks.before_update(new, old) if path.allocates else None) or _NO_TRANSACTION
         name = old["metadata"]["name"]
         try:
-            errs = self.strategy.validate_update(new, old) if path.validate else []
+            validate_update = path.validate_update or self.strategy.validate_update
+            errs = validate_update(new, old) if path.validate else []
             if errs:
                 raise errors.Invalid(self.res.kind, name, errs, self.res.group)
             new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion", "")

@@ -91,6 +91,8 @@ class UpdatePath:
     prepare: Callable[[dict, dict], None] | None = None
     validate: bool = True
     allocates: bool = True
+    # This endpoint's own update validation (CSR approval vs status), instead of the strategy's.
+    validate_update: UpdateValidator | None = None
 
 
 MAIN = UpdatePath()

@@ -79,6 +79,8 @@ def _decode_payload(field: Field, data: bytes) -> Any:
         return _text(data)
     if kind is Kind.BYTES:
         return data
+    if kind is Kind.BASE64:
+        return base64.b64encode(data).decode()
     if kind in (Kind.MESSAGE, Kind.INLINE):
         assert field.schema is not None
         return decode_message(data, field.schema)

@@ -27,6 +27,7 @@ class Kind(enum.Enum):
     FIELDS_V1 = "FieldsV1"       # raw JSON carried in bytes
     BYTES = "bytes"              # kept as bytes: only runtime.Unknown.raw, never in output
     BYTES_MAP = "map<string,bytes>"  # values as base64 text, their JSON form (Secret.data)
+    BASE64 = "bytes (base64)"    # a []byte field, as base64 text: its JSON form (CSR spec.request)
 
 
 EXPECTED_WIRE = {Kind.INT: VARINT, Kind.BOOL: VARINT}  # every other kind is length-delimited
@@ -345,6 +346,7 @@ SELF_SUBJECT_REVIEW = Message("SelfSubjectReview", _message(1, "metadata", OBJEC
 from pocketkube.apiserver.protobuf import (  # noqa: E402
     messages_authentication,
     messages_batch,
+    messages_certificates,
     messages_config,
     messages_networking,
     messages_rbac,
@@ -367,5 +369,6 @@ SCHEMAS: dict[tuple[str, str], Message] = {
     **messages_rbac.SCHEMAS,
     **messages_resources.SCHEMAS,
     **messages_networking.SCHEMAS,
+    **messages_certificates.SCHEMAS,
 }
 

@@ -63,6 +63,14 @@ def service_account(namespace: str, name: str) -> dict:
     return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
+_KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+_CSR = "certificatesigningrequests"
+_CERTS = "certificates.k8s.io"
+BOOTSTRAPPERS = "system:bootstrappers"
+NODECLIENT = f"system:certificates.k8s.io:{_CSR}:nodeclient"
+SELFNODECLIENT = f"system:certificates.k8s.io:{_CSR}:selfnodeclient"
+
 _DISCOVERY_URLS = "/api /api/* /apis /apis/* /healthz /livez /openapi /openapi/* /readyz /version /version/"
 _PUBLIC_URLS = "/healthz /livez /readyz /version /version/"
 
@@ -120,6 +128,12 @@ _CONTROLLERS: dict[str, list[dict]] = {
         rule("update", "extensions,apps", "deployments/status deployments/finalizers"),
         rule("get list watch create update patch delete", "apps,extensions", "replicasets"),
         rule("get list watch update", "", "pods"), _events()],
+    "certificate-controller": [
+        rule("get list watch delete", "certificates.k8s.io", "certificatesigningrequests"),
+        rule("update", "certificates.k8s.io", "certificatesigningrequests/status certificatesigningrequests/approval"),
+        rule("approve sign", "certificates.k8s.io", "signers", names=f"{_KUBELET_CLIENT_SIGNER} {_CLIENT_SIGNER}"),
+        rule("create", "authentication.k8s.io", "tokenreviews"),
+        rule("create", "authorization.k8s.io", "subjectaccessreviews"), _events()],
     "disruption-controller": [
         rule(READ, "extensions,apps", "deployments"),
         rule(READ, "apps,extensions", "replicasets"),
@@ -187,6 +201,8 @@ _CONTROLLERS: dict[str, list[dict]] = {
         rule("get create list watch", "", "persistentvolumeclaims"),
         rule("update delete", "", "persistentvolumeclaims"),
         rule("update", "", "pods/finalizers"), _events()],
+    # upstream's is a Role in kube-system; here a ClusterRole, as every controller role
+    "token-cleaner": [rule("delete get list watch", "", "secrets"), _events()],
     "ttl-after-finished-controller": [rule("get list watch delete", "batch", "jobs"), _events()],
 }
 
@@ -262,6 +278,15 @@ def cluster_roles() -> list[dict]:
             rule("create", "authorization.k8s.io", "subjectaccessreviews"),
             rule("list watch", "*", "*"),
             rule("create", "", "serviceaccounts/token")]),
+        # TLS bootstrap (kubelet-tls-bootstrapping): who may post CSRs, and which CSRs the
+        # approver signs off for whom (a SubjectAccessReview on these subresources).
+        cluster_role("system:node-bootstrapper", [rule("create get list watch", _CERTS, _CSR)]),
+        cluster_role(NODECLIENT, [rule("create", _CERTS, f"{_CSR}/nodeclient")]),
+        cluster_role(SELFNODECLIENT, [rule("create", _CERTS, f"{_CSR}/selfnodeclient")]),
+        cluster_role(f"system:{_CERTS}:kube-apiserver-client-approver",
+                     [rule("approve", _CERTS, "signers", names=_CLIENT_SIGNER)]),
+        cluster_role(f"system:{_CERTS}:kube-apiserver-client-kubelet-approver",
+                     [rule("approve", _CERTS, "signers", names=_KUBELET_CLIENT_SIGNER)]),
         # The built-in Ingress controller (pocketkube/ingress), as ingress-nginx's ClusterRole: it reads
         # the Ingresses and what they lead to (TLS Secrets included), writes their status and Events,
         # and keeps its own LoadBalancer Service and that Service's EndpointSlice.
@@ -294,6 +319,11 @@ def cluster_role_bindings() -> list[dict]:
         cluster_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
         cluster_binding("system:volume-scheduler", [user("system:kube-scheduler")]),
         cluster_binding(INGRESS_USER, [user(INGRESS_USER)]),
+        # kubeadm's bindings for joining nodes: bootstrap tokens may post CSRs that are approved
+        # for node client certificates; nodes may renew their own.
+        cluster_binding("system:node-bootstrapper", [group(BOOTSTRAPPERS)], name="kubeadm:kubelet-bootstrap"),
+        cluster_binding(NODECLIENT, [group(BOOTSTRAPPERS)], name="kubeadm:node-autoapprove-bootstrap"),
+        cluster_binding(SELFNODECLIENT, [group("system:nodes")], name="kubeadm:node-autoapprove-certificate-rotation"),
     ]
     # The controller-manager runs every controller under its own user (upstream's
     # --use-service-account-credentials=false), so each controller's role is bound to it too.

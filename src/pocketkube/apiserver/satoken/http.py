@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import orjson
 from aiohttp import web
 
@@ -44,5 +46,13 @@ async def serve_token_review(request: web.Request) -> web.Response:
     body = await request.read()
     req = _decode(request, body, "TokenReview")
     auth = request.app[appkeys.SA_AUTHENTICATOR]
-    out = tokenrequest.review_token(auth.review, req, auth.audiences)
+    static = request.app.get(appkeys.STATIC_TOKENS)
+
+    def authenticate(token: str, audiences):
+        # Static and bootstrap tokens are audience-agnostic: they answer reviews for the API only.
+        ident = static(token) if static is not None and not audiences else None
+        if ident is not None:
+            return SimpleNamespace(name=ident[0], uid="", groups=list(ident[1]), extra={})
+        return auth.review(token, audiences)
+    out = tokenrequest.review_token(authenticate, req, auth.audiences)
     return web.Response(body=orjson.dumps(out), status=201, content_type="application/json")

@@ -13,6 +13,7 @@ from pocketkube.apiserver.tables import (
     apiregistration,
     apps,
     batch,
+    certificates,
     coordination,
     core,
     discovery,
@@ -47,7 +48,7 @@ from pocketkube.apiserver.tables.core import (
 PRINTERS: dict[tuple[str, str], Printer] = {
     **core.PRINTERS, **apps.PRINTERS, **discovery.PRINTERS, **coordination.PRINTERS, **storage.PRINTERS,
     **rbac.PRINTERS, **batch.PRINTERS, **policy.PRINTERS, **apiregistration.PRINTERS,
-    **networking.PRINTERS,
+    **networking.PRINTERS, **certificates.PRINTERS,
 }
 
 
