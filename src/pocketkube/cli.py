@@ -118,6 +118,8 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
 def _cluster_cidr(value: str) -> str:
     import ipaddress
 
+    if not value:
+        return value  # off (argparse converts string defaults too)
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as e:
