@@ -129,6 +129,11 @@ def _cluster_cidr(value: str) -> str:
     return value
 
 
+def _pod_cidr(value: str) -> str:
+    """An agent's --pod-cidr: an IPv4 network ("" = the Node's spec.podCIDR)."""
+    return _cluster_cidr(value)
+
+
 def _node_ipam_problem(args: argparse.Namespace) -> str:
     """What is wrong with --cluster-cidr/--node-cidr-mask-size together ("" when nothing)."""
     if not getattr(args, "cluster_cidr", ""):
@@ -239,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     agent.add_argument("--node-name", required=True)
     agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
-    agent.add_argument("--pod-cidr", default="",
+    agent.add_argument("--pod-cidr", default="", type=_checked(_pod_cidr),
                        help="this node's pod range (e.g. 127.244.1.0/24); default: the Node's spec.podCIDR, "
                             "given by the controller manager's node IPAM (--cluster-cidr)")
     agent.add_argument("--routes", choices=("none", "host-gw"), default="none",
