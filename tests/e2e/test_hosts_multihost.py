@@ -14,14 +14,16 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from pocketkube.apiserver.pki import PKI, serving_hosts
 from pocketkube.proxy.select import nftables_usable
+from pocketkube.testing.image_clusters import image_archives
 from pocketkube.testing.netns_hosts import leftovers, netns_hosts
 from pocketkube.testing.procs import ServerProcess, preferred_kubectl
-from pocketkube.testing.requires import NFT, ROOT, is_root, requires
+from pocketkube.testing.requires import CONTAINERD, NFT, ROOT, have_containerd, is_root, requires
 from pocketkube.testing.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, requires(is_root(), ROOT), requires(nftables_usable(), NFT),
@@ -39,17 +41,20 @@ GRACE = 8  # --node-monitor-grace-period: the link-down test waits for it
 WHOAMI = ("import http.server, os\n"
           "class H(http.server.BaseHTTPRequestHandler):\n"
           "    def do_GET(self):\n"
-          "        body = os.environ['HOSTNAME'].encode()\n"
+          "        body = os.environ['POD_NAME'].encode()\n"
           "        self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
           "        self.end_headers(); self.wfile.write(body)\n"
           "    def log_message(self, *a): pass\n"
           "http.server.ThreadingHTTPServer((os.environ['POD_IP'], 8080), H).serve_forever()\n")
 
 
-def pod(name: str, node: str) -> dict:
+def pod(name: str, node: str, image: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "web"}},
             "spec": {"nodeName": node, "containers": [{
-                "name": "web", "image": "python", "command": ["python3", "-c", WHOAMI],
+                "name": "web", "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": ["python3", "-c", WHOAMI],
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
                 "ports": [{"containerPort": 8080}],
                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}
 
@@ -60,17 +65,25 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
 
 
 class MultiHost:
-    def __init__(self, hosts, server: ServerProcess, kubectl) -> None:
+    def __init__(self, hosts, server: ServerProcess, kubectl, image: str) -> None:
         self.hosts = hosts
         self.server = server
         self.kubectl = kubectl
+        self.image = image  # what the web pods run: the process catalog's python, or the test image
 
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl.ok("get", *args, "-o", "json"))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+RUNTIMES = ["process", pytest.param("containerd", marks=requires(have_containerd(), CONTAINERD))]
+# With containerd: each host's pods in namespaces of their own behind its bridge, every other
+# destination via their gateway (the host has no default route itself).
+CONTAINER_ARGS = ["--runtime", "containerd", "--node-bridge", "pkh-cni0", "--pod-routes", "0.0.0.0/0"]
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def cluster(request, tmp_path_factory):
+    containers = request.param == "containerd"
     root = tmp_path_factory.mktemp("pkh-multihost")
     data = root / "server"
     pki = PKI(data)
@@ -92,18 +105,23 @@ def cluster(tmp_path_factory):
                 hosts.spawn(h.index, [
                     sys.executable, "-m", "pocketkube", "agent", "--server", server.url,
                     "--token-file", str(tokens[h.index]), "--ca-file", str(server.ca_file),
-                    "--node-name", f"h{h.index}", "--node-ip", h.ip, "--data-dir", str(root / f"h{h.index}"),
-                    "--routes", "host-gw", "--dataplane", "nftables", "--lease-interval", "1"],
-                    stdout=log, stderr=subprocess.STDOUT)
+                    "--node-name", f"h{h.index}", "--node-ip", h.ip, "--data-dir", str(data / "nodes" / f"h{h.index}"),
+                    "--routes", "host-gw", "--dataplane", "nftables", "--lease-interval", "1",
+                    *(CONTAINER_ARGS if containers else [])],
+                    cgroups=containers, stdout=log, stderr=subprocess.STDOUT)
             kubectl = preferred_kubectl(server.kubeconfig)
-            env = MultiHost(hosts, server, kubectl)
+            env = MultiHost(hosts, server, kubectl, "python:3" if containers else "python")
 
             def ready() -> bool:
                 nodes = env.get("nodes")["items"]
                 return len(nodes) == HOSTS and all(
                     any(c["type"] == "Ready" and c["status"] == "True" for c in (n.get("status") or {}).get("conditions", []))
                     for n in nodes)
-            wait_for(ready, timeout=60, what=f"{HOSTS} Ready nodes (agent logs in {root})")
+            wait_for(ready, timeout=90, what=f"{HOSTS} Ready nodes (agent logs in {root})")
+            if containers:  # every host's containerd gets the test image (its socket is a file)
+                archive = image_archives(root, ["python"])["python"]
+                subprocess.run([sys.executable, "-m", "pocketkube", "image", "load", "--data-dir", str(data),
+                                str(archive)], check=True, capture_output=True, timeout=120)
             try:
                 yield env
             finally:
@@ -113,6 +131,7 @@ def cluster(tmp_path_factory):
         for log in logs:
             log.close()
     assert leftovers() == [], "netns hosts left behind"
+    assert str(root) not in Path("/proc/self/mountinfo").read_text(), "mounts left behind"
 
 
 def test_nodes_get_pod_cidrs_and_routes(cluster):
@@ -133,7 +152,7 @@ def test_nodes_get_pod_cidrs_and_routes(cluster):
 def test_pod_on_h1_reaches_pod_on_h3_and_nodeport_reaches_every_host(cluster):
     k = cluster.kubectl
     k.ok("apply", "--validate=false", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        *(pod(f"web-h{i}", f"h{i}") for i in range(1, HOSTS + 1)), SERVICE]}))
+        *(pod(f"web-h{i}", f"h{i}", cluster.image) for i in range(1, HOSTS + 1)), SERVICE]}))
 
     def pod_ips() -> dict[str, str]:
         pods = cluster.get("pods", "-l", "app=web")["items"]

@@ -56,23 +56,47 @@ class NetnsHosts:
     def host(self, i: int) -> Host:
         return self.hosts[i - 1]
 
-    def argv(self, i: int, argv: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.host(i).netns, *argv]
+    def argv(self, i: int, argv: Sequence[str], cgroups: bool = False) -> list[str]:
+        """`argv` in host i's namespace. `ip netns exec` mounts a sysfs of that namespace on /sys,
+        which hides the cgroup mounts under it; `cgroups` mounts the same hierarchies again there
+        (for container runtimes: runc needs them)."""
+        if not cgroups:
+            return ["ip", "netns", "exec", self.host(i).netns, *argv]
+        script = " && ".join([*cgroup_mounts(), 'exec "$@"'])
+        return ["ip", "netns", "exec", self.host(i).netns, "sh", "-c", script, "sh", *argv]
 
     def run(self, i: int, argv: Sequence[str], *, check: bool = True, timeout: float = 30,
             **kw: Any) -> subprocess.CompletedProcess:
         """Run a command in host i's namespace to completion (text output captured)."""
         return subprocess.run(self.argv(i, argv), check=check, timeout=timeout, capture_output=True, text=True, **kw)
 
-    def spawn(self, i: int, argv: Sequence[str], **kw: Any) -> subprocess.Popen:
+    def spawn(self, i: int, argv: Sequence[str], cgroups: bool = False, **kw: Any) -> subprocess.Popen:
         """Start a process in host i's namespace, in a session of its own; stopped on exit."""
-        proc = subprocess.Popen(self.argv(i, argv), start_new_session=True, **kw)
+        proc = subprocess.Popen(self.argv(i, argv, cgroups), start_new_session=True, **kw)
         self.procs.append(proc)
         return proc
 
     def link(self, i: int, up: bool) -> None:
         """Host i's cable: its veth's root end up or down."""
         _ip("link", "set", "dev", self.host(i).veth, "up" if up else "down")
+
+
+def cgroup_mounts(mountinfo: str | None = None) -> list[str]:
+    """Shell commands mounting this host's cgroup hierarchies (/sys/fs/cgroup...) again, in order:
+    a hierarchy mounted twice with the same options is the same hierarchy."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    cmds = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or not fields[4].startswith("/sys/fs/cgroup"):
+            continue
+        sep = fields.index("-")
+        point, fstype, source, opts = fields[4], fields[sep + 1], fields[sep + 2], fields[sep + 3]
+        kept = ",".join(o for o in opts.split(",") if o not in ("rw", "ro")) or "defaults"
+        cmds.append(f"mkdir -p {point} && mount -t {fstype} -o {kept} {source} {point}")
+    return cmds
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
