@@ -66,3 +66,76 @@ def test_node_peer():
                                      {"type": "InternalIP", "address": "10.251.0.12"}]}}
     assert node_peer(node) == Peer("h2", "10.252.1.0/24", "10.251.0.12")
     assert node_peer({"metadata": {"name": "x"}}) == Peer("x", "", "")
+
+
+class FakeKernel:
+    """net.hostgw's I/O as a dict of our routes (cidr → gateway)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, str] = {"10.252.9.0/24": "10.251.0.19"}  # a stale one of a previous run
+        self.masquerade: tuple[list[str], list[str]] | None = None
+
+    def install(self, monkeypatch) -> None:
+        from pocketkube.net import hostgw
+
+        monkeypatch.setattr(hostgw, "enable_forwarding", lambda: None)
+        monkeypatch.setattr(hostgw, "connected_networks", lambda: ["10.251.0.11/24"])
+        monkeypatch.setattr(hostgw, "current_routes", lambda: dict(self.routes))
+        monkeypatch.setattr(hostgw, "apply_changes", self.apply)
+        monkeypatch.setattr(hostgw, "setup_masquerade",
+                            lambda remote, pods: setattr(self, "masquerade", (sorted(remote), sorted(pods))))
+        monkeypatch.setattr(hostgw, "remove_masquerade", lambda: setattr(self, "masquerade", None))
+
+    def apply(self, replace, delete):
+        self.routes.update(replace)
+        for c in delete:
+            self.routes.pop(c, None)
+        return []
+
+
+def fake_node(name: str, cidr: str, ip: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}, "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+
+
+async def test_routes_follow_the_nodes_and_go_on_stop(monkeypatch):
+    from async_waits import until
+
+    from pocketkube.agent.routes import NODES, HostGatewayRoutes
+    from pocketkube.testing.fakeclient import FakeClient
+
+    kernel = FakeKernel()
+    kernel.install(monkeypatch)
+    fake = FakeClient((NODES, fake_node("h1", "10.252.0.0/24", "10.251.0.11")),
+                      (NODES, fake_node("h2", "10.252.1.0/24", "10.251.0.12")))
+    routes = HostGatewayRoutes(fake, "h1", "10.252.0.0/24")
+    await routes.start()
+    try:
+        await until(lambda: kernel.routes == {"10.252.1.0/24": "10.251.0.12"}, "h2's route, the stale one gone")
+        assert kernel.masquerade == (["10.252.1.0/24"], ["10.252.0.0/24", "10.252.1.0/24"])
+        await fake.create(NODES, fake_node("h3", "10.252.2.0/24", "10.251.0.13"))
+        await until(lambda: kernel.routes.get("10.252.2.0/24") == "10.251.0.13", "h3's route")
+        await fake.delete(NODES, "", "h2")
+        await until(lambda: "10.252.1.0/24" not in kernel.routes, "h2's route removed with its Node")
+        kernel.routes.pop("10.252.2.0/24")  # someone deletes ours: the periodic check puts it back
+        routes.resync()
+        await until(lambda: "10.252.2.0/24" in kernel.routes, "h3's route back")
+    finally:
+        await routes.stop()
+    assert kernel.routes == {} and kernel.masquerade is None
+
+
+async def test_agent_without_pod_cidr_registers_a_node_without_one(tmp_path):
+    from pocketkube.agent.node import NodeAgent
+    from pocketkube.agent.routes import NODES
+    from pocketkube.testing.fakeclient import FakeClient
+
+    fake = FakeClient()
+    agent = NodeAgent(fake, "h1", "10.251.0.11", "", tmp_path, 10250)
+    node = await agent.ensure_node()
+    assert "podCIDR" not in (node.get("spec") or {})
+    again = await agent.ensure_node()  # exists: read back, not recreated
+    assert again["metadata"]["uid"] == node["metadata"]["uid"]
+    await fake.patch(NODES, "", "h1", {"spec": {"podCIDR": "10.252.4.0/24", "podCIDRs": ["10.252.4.0/24"]}})
+    await agent.register()  # keeps what node IPAM gave
+    assert next(iter(fake.objects(NODES)))["spec"]["podCIDR"] == "10.252.4.0/24"

@@ -45,6 +45,11 @@ class HostGatewayRoutes:
     def _changed(self, _node: dict) -> None:
         self._dirty.set()
 
+    def resync(self) -> None:
+        """Check the kernel's routes again at once, even if no Node changed."""
+        self._state = ()
+        self._dirty.set()
+
     async def start(self) -> None:
         await asyncio.to_thread(hostgw.enable_forwarding)
         loop = asyncio.get_running_loop()
@@ -64,7 +69,7 @@ class HostGatewayRoutes:
             try:
                 await asyncio.wait_for(self._dirty.wait(), RESYNC)
             except TimeoutError:
-                self._state = ()  # a periodic full check of the kernel's routes
+                self.resync()  # a periodic full check of the kernel's routes
 
     async def sync(self) -> None:
         peers = sorted((node_peer(n) for n in self.nodes.list()), key=lambda p: p.name)
@@ -76,7 +81,7 @@ class HostGatewayRoutes:
         current = await asyncio.to_thread(hostgw.current_routes)
         replace, delete = hostgw.route_changes(desired, current)
         failures = await asyncio.to_thread(hostgw.apply_changes, replace, delete)
-        pod_cidrs = [c for c in (*(p.pod_cidr for p in peers), self.own_cidr) if hostgw.valid_cidr(c)]
+        pod_cidrs = sorted({c for c in (*(p.pod_cidr for p in peers), self.own_cidr) if hostgw.valid_cidr(c)})
         await asyncio.to_thread(hostgw.setup_masquerade, desired.keys(), pod_cidrs)
         for cidr, gw in replace.items():
             log.info("host-gw: route %s via %s", cidr, gw)
