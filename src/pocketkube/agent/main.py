@@ -210,13 +210,15 @@ class Agent:
             await self.log_server.stop()
         if self.stack is not None:
             await self._stop_containers(kill_pods)
-        await self._stop_routes()
+        await self._stop_routes(cleanup=kill_pods)
         await self.client.close()
 
-    async def _stop_routes(self) -> None:
+    async def _stop_routes(self, cleanup: bool) -> None:
+        """Routes and the local pod range go with the pods; pods left running (for a restarted
+        agent to adopt) keep them, so other hosts still reach them meanwhile."""
         if self.routes is not None:
-            await self.routes.stop()
-        if self._local_pod_range:
+            await self.routes.stop(cleanup)
+        if self._local_pod_range and cleanup:
             from pocketkube.net import hostgw
 
             try:

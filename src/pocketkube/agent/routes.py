@@ -91,10 +91,13 @@ class HostGatewayRoutes:
             raise hostgw.RouteError("; ".join(failures))
         self._state = state
 
-    async def stop(self) -> None:
+    async def stop(self, cleanup: bool = True) -> None:
+        """Stop following the Nodes; with `cleanup` remove our routes and masquerade table too."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not cleanup:
+            return
         try:
             await asyncio.to_thread(hostgw.remove_all_routes)
             await asyncio.to_thread(hostgw.remove_masquerade)
