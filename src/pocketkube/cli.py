@@ -409,7 +409,14 @@ async def _run_up(args: argparse.Namespace) -> int:
     _fill_plan(args, CONTAINER_PLAN if runtime.name == "containerd" else PROCESS_PLAN)
     # The agents of `up` bring their blocks of the pod range (recorded on their Nodes); node IPAM
     # tracks them and serves any other Node, so the model is the multi-host one.
-    control_plane = ["--cluster-cidr", args.cluster_cidr or args.pod_cidr_base,
+    import ipaddress
+
+    try:
+        cluster_cidr = args.cluster_cidr or str(ipaddress.ip_network(args.pod_cidr_base, strict=False))
+    except ValueError as e:
+        print(f"pocketkube: --pod-cidr-base: {e}", file=sys.stderr)
+        return 2
+    control_plane = ["--cluster-cidr", cluster_cidr,
                      "--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
                      "--pod-eviction-timeout", str(args.pod_eviction_timeout),

@@ -7,7 +7,6 @@ from async_waits import until
 
 from pocketkube.api.meta import deep_get
 from pocketkube.api.resources import BY_PLURAL
-from pocketkube.controllers import nodeipam
 from pocketkube.controllers.nodeipam import CIDRSet, CIDRSetFull, NodeIPAMController, node_cidrs
 from pocketkube.testing.controllers import controllers_on
 from pocketkube.testing.fakeclient import FakeClient
@@ -62,8 +61,7 @@ def test_node_cidrs():
     assert node_cidrs({"metadata": {"name": "x"}}) == []
 
 
-async def test_controller_allocates_keeps_releases_and_reports_exhaustion(monkeypatch):
-    monkeypatch.setattr(nodeipam, "RETRY_FULL", 0.05)
+async def test_controller_allocates_keeps_releases_and_reports_exhaustion():
     # One node of `up` brought its own block; the rest come from the controller.
     fake = FakeClient((NODES, node("up-1", "10.252.0.0/24")), (NODES, node("a")))
 
@@ -81,10 +79,13 @@ async def test_controller_allocates_keeps_releases_and_reports_exhaustion(monkey
         event = next(e for e in fake.objects(EVENTS) if e.get("reason") == "CIDRNotAvailable")
         assert event["message"] == "Node b status is now: CIDRNotAvailable"
         assert event["involvedObject"]["name"] == "b"
+        for beat in range(3):  # heartbeats of a waiting node: no new Event, no write
+            await fake.patch(NODES, "", "b", {"metadata": {"labels": {"beat": str(beat)}}})
+        await until(lambda: obj(fake, "b")["metadata"]["labels"] == {"beat": "2"}, "the heartbeats")
         await fake.delete(NODES, "", "a")
-        c = await until(lambda: deep_get(obj(fake, "b"), "spec", "podCIDR"), "b's podCIDR",
-                        timeout=15)
+        c = await until(lambda: deep_get(obj(fake, "b"), "spec", "podCIDR"), "b's podCIDR once a block is free")
         assert c == "10.252.1.0/24"
+        assert [e.get("count", 1) for e in fake.objects(EVENTS) if e.get("reason") == "CIDRNotAvailable"] == [1]
 
 
 async def test_restart_rebuilds_from_nodes():

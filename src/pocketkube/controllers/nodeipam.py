@@ -5,7 +5,8 @@ cidrset): Nodes created with a podCIDR (the agents of `up` bring their own) keep
 used; the others get the next free block, searched round-robin after the last one handed out;
 a deleted Node's block is free again. Nothing is persisted: the used set is rebuilt from the
 Nodes at start (a restart forgets nothing that matters). An exhausted range records the Event
-`CIDRNotAvailable` on the Node and retries later.
+`CIDRNotAvailable` on the Node (once while it waits) and the Node waits until a block is
+released: no periodic retries, which a thousand waiting Nodes would turn into a write storm.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = ["CIDRSet", "CIDRSetFull", "NodeIPAMController", "node_cidrs"]
 log = logging.getLogger(__name__)
 
 NODES = BY_PLURAL[("", "nodes")]
-RETRY_FULL = 10.0  # seconds before an exhausted range is tried again for a waiting Node
 MAX_BLOCKS = 1 << 16  # upstream's cidrset refuses more than 16 bits between cluster and node mask
 
 
@@ -83,6 +83,8 @@ class CIDRSet:
 
     def allocate(self) -> str:
         """The next free block after the last one handed out (round-robin, as upstream)."""
+        if len(self.used) >= self.size:
+            raise CIDRSetFull(f"no remaining CIDRs in {self.cluster_cidr} (/{self.mask_size} each)")
         for k in range(self.size):
             i = (self._next + k) % self.size
             if i not in self.used:
@@ -110,6 +112,7 @@ class NodeIPAMController(Controller):
         self.nodes = informers.get(NODES)
         super().__init__([self.nodes], workers=1)  # one worker: allocation is serial by design
         self._owned: dict[str, str] = {}  # node name → the block it holds in this set
+        self._waiting: set[str] = set()  # nodes told CIDRNotAvailable, synced again when a block is free
         self._rebuilt = False
         self.nodes.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._on_delete)
 
@@ -128,9 +131,15 @@ class NodeIPAMController(Controller):
     def _on_delete(self, node: dict) -> None:
         name = node["metadata"]["name"]
         cidr = self._owned.pop(name, None)
+        self._waiting.discard(name)
         if cidr and cidr not in self._owned.values():
             self.cidrs.release(cidr)
             log.info("%s: released %s of deleted node %s", self.name, cidr, name)
+            self._wake_waiting()
+
+    def _wake_waiting(self) -> None:
+        for name in self._waiting:
+            self.queue.add(name)
 
     async def sync(self, key: str) -> None:
         if not self._rebuilt:
@@ -145,17 +154,21 @@ class NodeIPAMController(Controller):
         try:
             cidr = self.cidrs.allocate()
         except CIDRSetFull:
-            self.recorder.event(node, NORMAL, "CIDRNotAvailable", f"Node {key} status is now: CIDRNotAvailable",
-                                res=NODES)
-            self.queue.add_after(key, RETRY_FULL)
+            if key not in self._waiting:
+                self._waiting.add(key)
+                self.recorder.event(node, NORMAL, "CIDRNotAvailable", f"Node {key} status is now: CIDRNotAvailable",
+                                    res=NODES)
             return
+        self._waiting.discard(key)
         try:
             await self.client.patch(NODES, "", key, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
         except errors.NotFound:
             self.cidrs.release(cidr)
+            self._wake_waiting()
             return
         except errors.ApiError:
             self.cidrs.release(cidr)  # e.g. it got one meanwhile (422): the next sync holds that one
+            self._wake_waiting()
             raise
         self._owned[key] = cidr
         log.info("%s: node %s gets pod CIDR %s", self.name, key, cidr)
