@@ -70,6 +70,7 @@ class MultiHost:
         self.server = server
         self.kubectl = kubectl
         self.image = image  # what the web pods run: the process catalog's python, or the test image
+        self.agents: dict[int, subprocess.Popen] = {}
 
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl.ok("get", *args, "-o", "json"))
@@ -99,18 +100,18 @@ def cluster(request, tmp_path_factory):
     try:
         with netns_hosts(HOSTS, base=BRIDGE_NET, blackholes=(POD_CIDR, SERVICE_CIDR, LB_POOL)) as hosts:
             server.start(port=0, timeout=30)
+            kubectl = preferred_kubectl(server.kubeconfig)
+            env = MultiHost(hosts, server, kubectl, "python:3" if containers else "python")
             for h in hosts.hosts:
                 log = open(root / f"h{h.index}.log", "ab")
                 logs.append(log)
-                hosts.spawn(h.index, [
+                env.agents[h.index] = hosts.spawn(h.index, [
                     sys.executable, "-m", "pocketkube", "agent", "--server", server.url,
                     "--token-file", str(tokens[h.index]), "--ca-file", str(server.ca_file),
                     "--node-name", f"h{h.index}", "--node-ip", h.ip, "--data-dir", str(data / "nodes" / f"h{h.index}"),
                     "--routes", "host-gw", "--dataplane", "nftables", "--lease-interval", "1",
                     *(CONTAINER_ARGS if containers else [])],
                     cgroups=containers, stdout=log, stderr=subprocess.STDOUT)
-            kubectl = preferred_kubectl(server.kubeconfig)
-            env = MultiHost(hosts, server, kubectl, "python:3" if containers else "python")
 
             def ready() -> bool:
                 nodes = env.get("nodes")["items"]
@@ -197,3 +198,17 @@ def test_link_down_makes_node_not_ready_and_withdraws_its_endpoints(cluster):
         assert {pods["web-h1"], pods["web-h3"]} <= ready_addresses()
     finally:
         cluster.hosts.link(2, up=True)
+
+
+def test_a_deleted_node_loses_its_routes_everywhere(cluster):
+    """Last: host 3 leaves the cluster (its agent stops, its Node is deleted); the others drop
+    their route to its pod range, and its own routes went with its agent."""
+    cidr = cluster.get("node", "h3")["spec"]["podCIDR"]
+    agent = cluster.agents[3]
+    agent.terminate()
+    agent.wait(60)
+    assert cluster.hosts.run(3, ["ip", "-4", "route", "show", "proto", "176"]).stdout == ""
+    cluster.kubectl.ok("delete", "node", "h3")
+    for i in (1, 2):
+        wait_for(lambda i=i: cidr not in cluster.hosts.run(i, ["ip", "-4", "route", "show", "proto", "176"]).stdout,
+                 timeout=20, what=f"h{i}'s route to {cidr} removed")
