@@ -105,9 +105,46 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0,
                    help="seconds a lost node's pods wait before eviction: the tolerationSeconds admission gives pods "
                         "for the not-ready/unreachable taints (default: %(default)s)")
+    p.add_argument("--cluster-cidr", type=_checked(_cluster_cidr), default="",
+                   help="the pod range of the cluster: each Node without a podCIDR gets a block of it "
+                        "(node IPAM); empty: nodes bring their own (default: empty)")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24,
+                   help="the prefix length of each Node's block of --cluster-cidr (default: %(default)s)")
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
                    help="terminated pods kept before the oldest are deleted; 0 or less: never "
                         "(default: %(default)s)")
+
+
+def _cluster_cidr(value: str) -> str:
+    import ipaddress
+
+    if not value:
+        return value  # off (argparse converts string defaults too)
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a CIDR: {e}") from None
+    if net.version != 4:
+        raise ValueError(f"{value!r}: only IPv4 cluster CIDRs are supported")
+    return value
+
+
+def _pod_cidr(value: str) -> str:
+    """An agent's --pod-cidr: an IPv4 network ("" = the Node's spec.podCIDR)."""
+    return _cluster_cidr(value)
+
+
+def _node_ipam_problem(args: argparse.Namespace) -> str:
+    """What is wrong with --cluster-cidr/--node-cidr-mask-size together ("" when nothing)."""
+    if not getattr(args, "cluster_cidr", ""):
+        return ""
+    from pocketkube.controllers.nodeipam import CIDRSet
+
+    try:
+        CIDRSet(args.cluster_cidr, args.node_cidr_mask_size)
+    except ValueError as e:
+        return f"--node-cidr-mask-size: {e}"
+    return ""
 
 
 def _log_rotation_args(p: argparse.ArgumentParser) -> None:
@@ -229,7 +266,12 @@ def _parser() -> argparse.ArgumentParser:
                             "another host with a node client certificate (default: $POCKETKUBE_TOKEN)")
     agent.add_argument("--node-name", required=True)
     agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
-    agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
+    agent.add_argument("--pod-cidr", default="", type=_checked(_pod_cidr),
+                       help="this node's pod range (e.g. 127.244.1.0/24); default: the Node's spec.podCIDR, "
+                            "given by the controller manager's node IPAM (--cluster-cidr)")
+    agent.add_argument("--routes", choices=("none", "host-gw"), default="none",
+                       help="host-gw: route every other Node's pod range via its InternalIP (agents on several "
+                            "hosts of one subnet); none: pods are all local already (default: %(default)s)")
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
     agent.add_argument("--traffic-counters", type=_flag_bool, nargs="?", const=True, default=True,
@@ -418,7 +460,17 @@ async def _run_up(args: argparse.Namespace) -> int:
         print(f"pocketkube: {e}", file=sys.stderr)
         return 2
     _fill_plan(args, CONTAINER_PLAN if runtime.name == "containerd" else PROCESS_PLAN)
-    control_plane = ["--load-balancer-pool", args.load_balancer_pool,
+    # The agents of `up` bring their blocks of the pod range (recorded on their Nodes); node IPAM
+    # tracks them and serves any other Node, so the model is the multi-host one.
+    import ipaddress
+
+    try:
+        cluster_cidr = args.cluster_cidr or str(ipaddress.ip_network(args.pod_cidr_base, strict=False))
+    except ValueError as e:
+        print(f"pocketkube: --pod-cidr-base: {e}", file=sys.stderr)
+        return 2
+    control_plane = ["--cluster-cidr", cluster_cidr,
+                     "--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
                      "--pod-eviction-timeout", str(args.pod_eviction_timeout),
                      "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold)]
@@ -460,7 +512,8 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
                                 local_path_template=getattr(args, "local_path_template", ""),
                                 terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
                                 cluster_signing_cert_file=str(signing[0] or ""),
-                                cluster_signing_key_file=str(signing[1] or ""))
+                                cluster_signing_key_file=str(signing[1] or ""),
+                                cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size)
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:
@@ -520,6 +573,7 @@ async def _run_agent(args: argparse.Namespace) -> int:
         server=args.server, token=args.token_file.read_text().strip() if args.token_file else "",
         ca_file=str(args.ca_file) if args.ca_file else None, join_token=args.token,
         node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
+        routes=args.routes,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         traffic_counters=args.traffic_counters,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
@@ -571,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
         from pocketkube.ui_cli import run
 
         return run(args.data_dir, args.open)
+    if problem := _node_ipam_problem(args):
+        print(f"pocketkube: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.environ.get("POCKETKUBE_NO_UVLOOP"):

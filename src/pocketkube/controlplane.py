@@ -28,6 +28,8 @@ class ControlPlaneSettings:
     # CSR signer issues client certificates with; empty: no signing (nor auto-approval).
     cluster_signing_cert_file: str = ""
     cluster_signing_key_file: str = ""
+    cluster_cidr: str = ""  # --cluster-cidr: node IPAM hands out /node_cidr_mask_size blocks of it ("": off)
+    node_cidr_mask_size: int = 24
 
 
 class ControlPlane:
@@ -44,7 +46,8 @@ class ControlPlane:
                                                  eviction_timeout=settings.pod_eviction_timeout,
                                                  monitor_period=monitor),
             root_ca=Path(ca_file).read_text(),
-            local_path_template=settings.local_path_template))
+            local_path_template=settings.local_path_template,
+            cluster_cidr=settings.cluster_cidr, node_cidr_mask_size=settings.node_cidr_mask_size))
         # One pod and one node cache for the whole control plane (10,000 pods are not cheap).
         from pocketkube.api.resources import BY_PLURAL
 

@@ -23,6 +23,7 @@ from pocketkube.agent.kubelet import Kubelet
 from pocketkube.agent.kubelet.stats import UsageSampler
 from pocketkube.agent.logserver import LogServer
 from pocketkube.agent.node import NodeAgent
+from pocketkube.agent.routes import HostGatewayRoutes, node_peer
 from pocketkube.agent.runtime import procstats
 from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
@@ -76,6 +77,9 @@ class AgentConfig:
     join_token: str = ""
     cert_file: str = ""
     key_file: str = ""
+    # "host-gw": routes to the other Nodes' pod ranges via their InternalIPs (agents on several
+    # hosts); "none": all pods are local already (`up` on one machine).
+    routes: str = "none"
 
 
 class Agent:
@@ -89,13 +93,9 @@ class Agent:
                               cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
         if cfg.runtime == "containerd":
-            from pocketkube.agent.container_stack import ContainerStack, StackConfig
-
-            self.stack = ContainerStack(StackConfig(data_dir=data_dir, pod_cidr=cfg.pod_cidr, bridge=cfg.node_bridge,
-                                                    pod_routes=cfg.pod_routes,
-                                                    endpoint=cfg.container_runtime_endpoint,
-                                                    insecure_registries=cfg.insecure_registries,
-                                                    registry_mirrors=cfg.registry_mirrors))
+            self.stack = self._make_stack()
+        self.routes: HostGatewayRoutes | None = None
+        self._local_pod_range = ""
         self.runtime: Runtime | None = None
         self.kubelet: Kubelet | None = None
         self.log_server: LogServer | None = None
@@ -103,6 +103,48 @@ class Agent:
         self._rotation: asyncio.Task | None = None
         self.proxy = None
         self._proxy_task: asyncio.Task | None = None
+
+    def _make_stack(self) -> ContainerStack:
+        from pocketkube.agent.container_stack import ContainerStack, StackConfig
+
+        cfg = self.cfg
+        return ContainerStack(StackConfig(data_dir=Path(cfg.data_dir), pod_cidr=cfg.pod_cidr, bridge=cfg.node_bridge,
+                                          pod_routes=cfg.pod_routes, endpoint=cfg.container_runtime_endpoint,
+                                          insecure_registries=cfg.insecure_registries,
+                                          registry_mirrors=cfg.registry_mirrors))
+
+    async def _discover_pod_cidr(self) -> None:
+        """No --pod-cidr: register the Node without one and wait for node IPAM to give it one."""
+        deadline = time.monotonic() + REGISTER_TIMEOUT
+        retry = Backoff(initial=REGISTER_RETRY_INITIAL, maximum=0.5, jitter=0.2)
+        while True:
+            try:
+                node = await self.node.ensure_node()
+            except errors.ServiceUnavailable:
+                node = {}
+            cidr = node_peer(node).pod_cidr if node else ""
+            if cidr:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.cfg.node_name} got no spec.podCIDR within {REGISTER_TIMEOUT:.0f}s: "
+                                   "give --pod-cidr, or run the controller manager with --cluster-cidr")
+            await asyncio.sleep(retry.next())
+        log.info("node %s: pod CIDR %s (from the Node's spec.podCIDR)", self.cfg.node_name, cidr)
+        self.cfg.pod_cidr = self.node.pod_cidr = cidr
+        if self.stack is not None:
+            self.stack = self._make_stack()
+
+    async def _start_routes(self) -> None:
+        """host-gw: routes to the other hosts' pods; process pods' IPs become local addresses."""
+        if self.cfg.routes != "host-gw":
+            return
+        from pocketkube.net import hostgw
+
+        if self.stack is None:
+            await asyncio.to_thread(hostgw.local_pod_range, self.cfg.pod_cidr)
+            self._local_pod_range = self.cfg.pod_cidr
+        self.routes = HostGatewayRoutes(self.client, self.cfg.node_name, self.cfg.pod_cidr)
+        await self.routes.start()
 
     async def _start_runtime(self) -> Runtime:
         """The process runtime, or the container stack and the CRI runtime over it (made inside
@@ -122,6 +164,9 @@ class Agent:
                                  cluster_dns=self.cfg.cluster_dns, cluster_domain=self.cfg.cluster_domain)
 
     async def start(self) -> None:
+        if not self.cfg.pod_cidr:
+            await self._discover_pod_cidr()
+        await self._start_routes()
         self.runtime = await self._start_runtime()
         self.node.runtime_version = await self.runtime.version()
         self.kubelet = Kubelet(self.client, self.runtime, self.cfg.node_name, self.cfg.node_ip,
@@ -212,7 +257,21 @@ class Agent:
             await self.log_server.stop()
         if self.stack is not None:
             await self._stop_containers(kill_pods)
+        await self._stop_routes(cleanup=kill_pods)
         await self.client.close()
+
+    async def _stop_routes(self, cleanup: bool) -> None:
+        """Routes and the local pod range go with the pods; pods left running (for a restarted
+        agent to adopt) keep them, so other hosts still reach them meanwhile."""
+        if self.routes is not None:
+            await self.routes.stop(cleanup)
+        if self._local_pod_range and cleanup:
+            from pocketkube.net import hostgw
+
+            try:
+                await asyncio.to_thread(hostgw.local_pod_range, self._local_pod_range, False)
+            except hostgw.RouteError as e:
+                log.warning("host-gw: %s", e)
 
     async def _stop_containers(self, kill_pods: bool) -> None:
         assert self.stack is not None

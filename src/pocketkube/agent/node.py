@@ -132,7 +132,15 @@ class NodeAgent:
         return {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.name, "labels": node_labels(self.name),
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-                "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}}
+                "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]} if self.pod_cidr else {}}
+
+    async def ensure_node(self) -> dict:
+        """The Node as stored, created first when absent (without a podCIDR when the agent has
+        none: node IPAM then gives it one)."""
+        try:
+            return await self.client.create(NODES, self.node_object())
+        except errors.AlreadyExists:
+            return await self.client.get(NODES, "", self.name)
 
     def status(self) -> dict:
         heartbeat = now_rfc3339()
@@ -150,7 +158,7 @@ class NodeAgent:
         except errors.AlreadyExists:
             existing = await self.client.get(NODES, "", self.name)
             patch: dict = {"metadata": {"labels": node_labels(self.name)}}
-            if not (existing.get("spec") or {}).get("podCIDR"):
+            if self.pod_cidr and not (existing.get("spec") or {}).get("podCIDR"):
                 patch["spec"] = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}
             await self.client.patch(NODES, "", self.name, patch)
             ours = {c["type"]: c["status"] for c in conditions("", {})}

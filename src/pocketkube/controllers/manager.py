@@ -25,6 +25,7 @@ from pocketkube.controllers.disruption import DisruptionController
 from pocketkube.controllers.gc import GarbageCollector
 from pocketkube.controllers.job import JobController
 from pocketkube.controllers.namespace import NamespaceController
+from pocketkube.controllers.nodeipam import NodeIPAMController
 from pocketkube.controllers.nodelifecycle import NodeLifecycleController, NodeLifecycleSettings
 from pocketkube.controllers.persistentvolume import PersistentVolumeController
 from pocketkube.controllers.podgc import DEFAULT_THRESHOLD, PodGCController
@@ -64,6 +65,7 @@ ALL_CONTROLLERS = frozenset({
     "podgc",
     "disruption",
     "resourcequota",
+    "nodeipam",
 })
 # Kinds that own or are owned by something; Events and Namespaces never are.
 GC_RESOURCES: tuple[Resource, ...] = tuple(BY_PLURAL[k] for k in (
@@ -89,6 +91,9 @@ class ControllerManagerSettings:
     # Where each node keeps provisioned volumes, "{node}" standing for its name ("": no local-path
     # provisioning; claims of its class then wait).
     local_path_template: str = ""
+    # --cluster-cidr: the nodeipam controller gives each Node a /node_cidr_mask_size of it ("": off).
+    cluster_cidr: str = ""
+    node_cidr_mask_size: int = 24
 
 
 class ControllerManager:
@@ -163,6 +168,9 @@ class ControllerManager:
             from pocketkube.controllers.tokencleaner import TokenCleaner
 
             self.add(TokenCleaner(self.client, self.informers))
+        if "nodeipam" in enabled and s.cluster_cidr:
+            self.add(NodeIPAMController(self.client, self.informers, self.recorder("cidrAllocator"),
+                                        s.cluster_cidr, s.node_cidr_mask_size))
 
     async def start(self) -> None:
         self._build()
