@@ -108,6 +108,16 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
                    help="terminated pods kept before the oldest are deleted; 0 or less: never "
                         "(default: %(default)s)")
+    p.add_argument("--leader-elect", type=_flag_bool, nargs="?", const=True, default=True, metavar="true|false",
+                   help="the controllers and the scheduler act only while holding their Leases in kube-system, "
+                        "so several copies can run (default: true)")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS",
+                   help="how long followers wait after the last observed renewal before taking over "
+                        "(default: %(default)s)")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="how long the leader retries renewing before it stops acting (default: %(default)s)")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS",
+                   help="between attempts to acquire or renew (default: %(default)s)")
 
 
 def _log_rotation_args(p: argparse.ArgumentParser) -> None:
@@ -330,12 +340,14 @@ async def _run_server(args: argparse.Namespace) -> int:
         print(f"pocketkube: cannot start the API server on {where}: {e.strerror or e}", file=sys.stderr)
         await server.stop()
         return 1
-    from pocketkube.controlplane import ControlPlane
+    from pocketkube.controlplane import ControlPlane, ControlPlaneRunner
 
     control_plane = None
     if not args.no_control_plane:
-        control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     _control_plane_settings(args, server.pki.sa_key), server.pki.scheduler_token())
+        settings = _control_plane_settings(args, server.pki.sa_key)
+        control_plane = ControlPlaneRunner(lambda: ControlPlane(
+            server.url, server.pki.controlplane_token(), str(server.pki.ca_cert), settings,
+            server.pki.scheduler_token()))
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
@@ -368,7 +380,11 @@ async def _run_up(args: argparse.Namespace) -> int:
     control_plane = ["--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
                      "--pod-eviction-timeout", str(args.pod_eviction_timeout),
-                     "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold)]
+                     "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold),
+                     "--leader-elect", str(args.leader_elect).lower(),
+                     "--leader-elect-lease-duration", str(args.leader_elect_lease_duration),
+                     "--leader-elect-renew-deadline", str(args.leader_elect_renew_deadline),
+                     "--leader-elect-retry-period", str(args.leader_elect_retry_period)]
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
              "{}-{}".format(*args.service_node_port_range), *control_plane]
     if args.storage:
@@ -403,20 +419,25 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
                                 load_balancer_pool=args.load_balancer_pool,
                                 service_account_key_file=str(sa_key or ""),
                                 local_path_template=getattr(args, "local_path_template", ""),
-                                terminated_pod_gc_threshold=args.terminated_pod_gc_threshold)
+                                terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+                                leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
+                                renew_deadline=args.leader_elect_renew_deadline,
+                                retry_period=args.leader_elect_retry_period)
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:
     _fill_plan(args, PROCESS_PLAN)
-    from pocketkube.controlplane import ControlPlane
+    from pocketkube.controlplane import ControlPlane, ControlPlaneRunner
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     scheduler_token = args.scheduler_token_file.read_text().strip() if args.scheduler_token_file else ""
-    control_plane = ControlPlane(args.server, args.token_file.read_text().strip(), str(args.ca_file),
-                                 _control_plane_settings(args), scheduler_token)
+    settings = _control_plane_settings(args)
+    token = args.token_file.read_text().strip()
+    control_plane = ControlPlaneRunner(lambda: ControlPlane(args.server, token, str(args.ca_file), settings,
+                                                            scheduler_token))
     await control_plane.start()
     print("Control plane started", flush=True)
     await stop.wait()
@@ -499,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["kubectl"]:
         # kubectl's own flags (`-n`, `--kubeconfig`...) go through untouched: not argparse's.
         return _kubectl(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "leader_elect_lease_duration") and not (
+            args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0):
+        parser.error("--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline, which must "
+                     "be greater than --leader-elect-retry-period (> 0)")
     if args.command == "ui":
         from pocketkube.ui_cli import run
 
