@@ -51,6 +51,16 @@ def _flag_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def _server_urls(value: str) -> str:
+    """One API server URL or several, comma-separated (the client fails over between them)."""
+    from pocketkube.client.servers import parse_servers
+
+    try:
+        return ",".join(parse_servers(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _quantity(value: str) -> str:
     """A positive resource quantity (`1500m`, `2Gi`), for the node capacity flags."""
     from pocketkube.api.quantity import parse
@@ -212,7 +222,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
-    agent.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    agent.add_argument("--server", required=True, type=_server_urls,
+                       help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between "
+                            "(the agent also learns them from the kubernetes Service endpoints)")
     agent.add_argument("--token-file", type=Path, required=True, help="file holding this node's token")
     agent.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     agent.add_argument("--node-name", required=True)
@@ -247,7 +259,8 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--lease-interval", type=float, default=10.0,
                        help="seconds between node heartbeats (default: %(default)s)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
-    cm.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    cm.add_argument("--server", required=True, type=_server_urls,
+                    help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     cm.add_argument("--token-file", type=Path, required=True, help="file holding the control plane's token")
     cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     cm.add_argument("--service-account-private-key-file", type=Path, default=None,

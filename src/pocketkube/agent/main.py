@@ -23,7 +23,9 @@ from pocketkube.agent.runtime import procstats
 from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
+from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
+from pocketkube.client.servers import ServerLearner, ServerList, load_servers, parse_servers
 from pocketkube.util.backoff import Backoff
 
 if TYPE_CHECKING:  # imported when used: gRPC costs the process runtime's start-up 0.1 s
@@ -33,6 +35,8 @@ if TYPE_CHECKING:  # imported when used: gRPC costs the process runtime's start-
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 30.0
+ENDPOINTS = BY_PLURAL[("", "endpoints")]
+SERVERS_FILE = "api-servers.json"  # the API servers learned from the `kubernetes` Endpoints (k3s' load balancer file)
 # A server started alongside the agent (`up`) is up within a second, and every retry interval
 # adds to the start time: poll fast, and back off only to 0.1 s (10 tries/s while it is down).
 REGISTER_RETRY_INITIAL = 0.05
@@ -74,7 +78,11 @@ class Agent:
         self.cfg = cfg
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
+        # `--server a,b,...` and the servers learned before from the `kubernetes` Endpoints.
+        self.servers_file = data_dir / SERVERS_FILE
+        self.servers = ServerList(parse_servers(cfg.server), load_servers(self.servers_file))
+        self.client = Client(self.servers, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}")
+        self._learner: asyncio.Task | None = None
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
@@ -122,6 +130,9 @@ class Agent:
         await self._register()
         await self.kubelet.start()
         self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
+        learner = ServerLearner(self.servers, lambda: self.client.get(ENDPOINTS, "default", "kubernetes"),
+                                self.servers_file)
+        self._learner = asyncio.create_task(learner.run(), name="api server learner")
         await self._start_proxy()
 
     async def _start_proxy(self) -> None:
@@ -157,6 +168,8 @@ class Agent:
         bridge). Without it the containers keep running and a restarted agent re-adopts them."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._learner is not None:
+            self._learner.cancel()
         if self.proxy is not None:
             await self.proxy.stop()
         if self.kubelet is not None:

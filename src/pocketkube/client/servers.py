@@ -50,6 +50,7 @@ class ServerList:
     def __init__(self, configured: Sequence[str], learned: Iterable[str] = ()) -> None:
         self.configured = tuple(configured)
         self.servers: list[str] = []
+        self._learned: list[str] = []
         self._index = 0
         self.learn(learned)
 
@@ -68,6 +69,7 @@ class ServerList:
         """Replace the learned servers (the configured ones stay as a fallback); the one in use
         stays in use while it is listed. True when the list changed."""
         learned = list(dict.fromkeys(u.rstrip("/") for u in urls))
+        self._learned = learned
         fresh = learned + [u for u in self.configured if u not in learned]
         if fresh == self.servers:
             return False
@@ -77,7 +79,8 @@ class ServerList:
         return True
 
     def learned(self) -> list[str]:
-        return [u for u in self.servers if u not in self.configured]
+        """The servers the Endpoints listed last (configured ones included), to keep in a file."""
+        return list(self._learned)
 
 
 def endpoints_urls(endpoints: dict, scheme: str = "https") -> list[str]:
@@ -123,6 +126,7 @@ class ServerLearner:
         self.get_endpoints = get_endpoints
         self.path = path
         self.interval = interval
+        self._saved: list[str] | None = None
 
     async def learn_once(self) -> bool:
         try:
@@ -132,9 +136,14 @@ class ServerLearner:
             return False
         scheme = "https" if self.servers.current.startswith("https") else "http"
         urls = endpoints_urls(ep, scheme)
-        if not urls or not self.servers.learn(urls):
+        if not urls:
             return False
-        log.info("API servers: %s", ", ".join(self.servers.servers))
+        changed = self.servers.learn(urls)
+        if not changed and urls == self._saved:
+            return False
+        self._saved = urls
+        if changed:
+            log.info("API servers: %s", ", ".join(self.servers.servers))
         if self.path is not None:
             try:
                 save_servers(self.path, self.servers.learned())
