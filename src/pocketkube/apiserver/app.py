@@ -99,7 +99,8 @@ class APIServer:
         # agents started alongside the server may already be waiting in the socket's backlog.
         from pocketkube.apiserver.bootstrap import bootstrap
 
-        await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
+        await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address,
+                        await self._live_servers())
         from pocketkube.apiserver.rbac.reconcile import reconcile
 
         await reconcile(self.registry)  # the bootstrap RBAC policy (upstream's post-start hook)
@@ -140,6 +141,8 @@ class APIServer:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._registry_started and self._runner is not None:
+            await self._leave()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.ui is not None:
@@ -153,11 +156,40 @@ class APIServer:
         from pocketkube.apiserver.bootstrap import bootstrap
 
         while True:
-            await asyncio.sleep(BOOTSTRAP_INTERVAL)
+            await asyncio.sleep(BOOTSTRAP_INTERVAL)  # = masterleases.RENEW_INTERVAL
             try:
-                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
+                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address,
+                                await self._live_servers())
             except errors.ApiError as e:
                 log.warning("bootstrap reconcile failed: %s", e.message)
+            except Exception:  # noqa: BLE001 - the store may be down for a while; try again next tick
+                log.exception("bootstrap reconcile failed")
+
+    def _endpoint_address(self) -> str:
+        from pocketkube.apiserver.bootstrap import endpoint_address
+
+        return endpoint_address(self.cfg.host, self.cfg.advertise_address)
+
+    async def _live_servers(self) -> list[str]:
+        """Renew this server's master lease; the addresses of every live API server on our port
+        (upstream's lease endpoint reconciler: all API servers serve on one port)."""
+        own = self._endpoint_address()
+        leases = self.registry.master_leases
+        await leases.renew(own, self.port)
+        return sorted({own, *(m.ip for m in await leases.live() if m.port == self.port)})
+
+    async def _leave(self) -> None:
+        """A clean stop: drop our master lease and, if other servers live, our endpoint."""
+        from pocketkube.apiserver.bootstrap import bootstrap
+
+        own = self._endpoint_address()
+        try:
+            await self.registry.master_leases.remove(own)
+            others = [m.ip for m in await self.registry.master_leases.live() if m.ip != own and m.port == self.port]
+            if others:
+                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address, others)
+        except Exception:  # noqa: BLE001 - stopping goes on; the others expire our lease in 15 s
+            log.exception("leaving the API server endpoints failed")
 
     async def _compact_loop(self) -> None:
         interval = float(os.environ.get(COMPACT_INTERVAL_ENV, COMPACT_INTERVAL))

@@ -18,6 +18,7 @@ from pocketkube.registry.batch import cronjobs, jobs
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.masterleases import MasterLeases
 from pocketkube.registry.networking import strategies as networking
 from pocketkube.registry.policy import pdb
 from pocketkube.registry.rbac import strategies as rbac
@@ -101,6 +102,7 @@ class Registry:
     def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
         self._backend = backend
         self._compactor = CompactorState()
+        self.master_leases = MasterLeases(backend)  # which API servers are alive (the `kubernetes` endpoints)
         self.config = config
         # The RBAC authorizer's index of Roles and bindings, kept current by those kinds' writes.
         self.policy = PolicyIndex()
