@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.leaderelection import LeaderElectionConfig, LeaderElector, new_identity
 from pocketkube.client.rest import Client
 from pocketkube.controllers.manager import ControllerManager, ControllerManagerSettings
@@ -71,6 +72,7 @@ class ControlPlane:
 
         self.lost = asyncio.Event()  # set when a lease was lost: this control plane has stopped acting
         self._electors: list[asyncio.Task] = []
+        self._recorders: list[EventRecorder] = []
         self._stopping: asyncio.Future | None = None
 
     async def start(self) -> None:
@@ -79,12 +81,15 @@ class ControlPlane:
             await self._start_scheduler()
             return
         loop = asyncio.get_running_loop()
-        for name, client, on_started in (("kube-controller-manager", self.client, self._start_manager),
-                                         ("kube-scheduler", self.scheduler_client, self._start_scheduler)):
+        for name, client, on_started, component in (
+                ("kube-controller-manager", self.client, self._start_manager, "kube-controller-manager"),
+                ("kube-scheduler", self.scheduler_client, self._start_scheduler, "default-scheduler")):
             s = self.settings
             cfg = LeaderElectionConfig(LEASE_NAMESPACE, name, new_identity(), lease_duration=s.lease_duration,
                                        renew_deadline=s.renew_deadline, retry_period=s.retry_period)
-            elector = LeaderElector(client, cfg, on_started=on_started, on_stopped=self._lose)
+            self._recorders.append(EventRecorder(client, component))
+            elector = LeaderElector(client, cfg, on_started=on_started, on_stopped=self._lose,
+                                    recorder=self._recorders[-1])
             self._electors.append(loop.create_task(elector.run(), name=f"leader-election:{name}"))
 
     async def _start_manager(self) -> None:
@@ -115,6 +120,7 @@ class ControlPlane:
             t.cancel()
         await asyncio.gather(*self._electors, return_exceptions=True)
         await self._stop_components()
+        await asyncio.gather(*(r.stop() for r in self._recorders), return_exceptions=True)
         await self.client.close()
         if self.scheduler_client is not self.client:
             await self.scheduler_client.close()

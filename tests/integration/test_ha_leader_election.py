@@ -22,6 +22,7 @@ from pocketkube.testing.procs import ServerProcess
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
 SCHED_LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler"
+EVENTS = "/api/v1/namespaces/kube-system/events"
 REPLICASETS = "/apis/apps/v1/namespaces/default/replicasets"
 
 
@@ -111,6 +112,11 @@ def test_one_leader_acts_and_a_graceful_stop_hands_over_at_once(setup):
     took = time.monotonic() - t0
     assert took < 5.0, f"takeover after a graceful stop took {took:.1f} s"
     assert _holder(api) != old and api.get(LEASE).json()["spec"]["leaseTransitions"] == 1
+    new = _holder(api)
+    messages = wait_until(lambda: {e["message"] for e in api.get(EVENTS).json()["items"]
+                                   if e["reason"] == "LeaderElection"} >= {f"{old} became leader", f"{new} became leader"},
+                          timeout=5)
+    assert messages, "no LeaderElection events on the Lease"
     # The new leader acts: deleting a pod gets it replaced.
     name = api.get(PODS).json()["items"][0]["metadata"]["name"]
     assert api.request("DELETE", f"{PODS}/{name}?gracePeriodSeconds=0").status == 200

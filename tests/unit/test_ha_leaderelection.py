@@ -155,3 +155,31 @@ async def test_elector_stops_acting_when_renewals_fail_past_the_deadline():
     await client.update(LEASES, {**lease, "spec": {**lease["spec"], "holderIdentity": "b"}})
     await asyncio.wait_for(task, 2.0)
     assert stopped == ["a"] and not a.leading
+
+
+async def test_becoming_leader_is_an_event_on_the_lease():
+    from pocketkube.api.resources import BY_PLURAL
+    from pocketkube.client.events import EventRecorder
+
+    client = FakeClient()
+    recorder = EventRecorder(client, "kube-controller-manager")
+    cfg = LeaderElectionConfig("kube-system", "kube-controller-manager", "host_1",
+                               lease_duration=1.5, renew_deadline=1.0, retry_period=0.05)
+    started = asyncio.Event()
+
+    async def on_started():
+        started.set()
+
+    async def on_stopped():
+        pass
+    elector = LeaderElector(client, cfg, on_started=on_started, on_stopped=on_stopped, recorder=recorder)
+    task = asyncio.create_task(elector.run())
+    await asyncio.wait_for(started.wait(), 2)
+    await recorder.flush()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await recorder.stop()
+    [ev] = client.objects(BY_PLURAL[("", "events")], "kube-system")
+    assert ev["reason"] == "LeaderElection" and ev["message"] == "host_1 became leader"
+    assert ev["involvedObject"]["kind"] == "Lease" and ev["involvedObject"]["name"] == "kube-controller-manager"
+    assert ev["source"]["component"] == "kube-controller-manager"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.api.timestamps import now_micro
+from pocketkube.client.events import EventRecorder
 from pocketkube.client.interface import Client
 
 __all__ = ["LeaderElectionConfig", "LeaderElector", "LeaseRecord", "Observation", "decide", "new_identity"]
@@ -122,14 +123,15 @@ class LeaderElector:
 
     def __init__(self, client: Client, config: LeaderElectionConfig, *,
                  on_started: Callable[[], Awaitable[None]], on_stopped: Callable[[], Awaitable[None]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, recorder: EventRecorder | None = None) -> None:
         self.client = client
+        self.recorder = recorder  # "<identity> became leader" / "stopped leading" Events on the Lease, as upstream
+        self.lease: dict | None = None  # the Lease as we last wrote it
         self.config = config
         self.on_started = on_started
         self.on_stopped = on_stopped
         self.clock = clock
         self.observed = Observation()
-        self._resource_version = ""
         self.leading = False
 
     async def run(self) -> None:
@@ -137,17 +139,23 @@ class LeaderElector:
             await self._acquire()
             self.leading = True
             log.info("%s: became leader of %s/%s", self.config.identity, self.config.namespace, self.config.name)
+            self._event("became leader")
             await self.on_started()
             await self._renew()
             self.leading = False
             log.error("%s: leader election lost for %s/%s", self.config.identity, self.config.namespace,
                       self.config.name)
+            self._event("stopped leading")
             await self.on_stopped()
         except asyncio.CancelledError:
             if self.leading:
                 self.leading = False
                 await asyncio.shield(self.release())
             raise
+
+    def _event(self, what: str) -> None:
+        if self.recorder is not None and self.lease is not None:
+            self.recorder.event(self.lease, "Normal", "LeaderElection", f"{self.config.identity} {what}", res=LEASES)
 
     async def _acquire(self) -> None:
         while not await self.try_acquire_or_renew():
@@ -202,7 +210,7 @@ class LeaderElector:
             log.info("lease %s/%s not written: %s", cfg.namespace, cfg.name, e.message)
             return False
         self.observed = Observation(decision.record, self.clock())
-        self._resource_version = (stored.get("metadata") or {}).get("resourceVersion", "")
+        self.lease = stored
         return True
 
     async def release(self) -> bool:
