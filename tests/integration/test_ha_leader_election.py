@@ -137,3 +137,23 @@ def test_kill_9_of_the_leader_hands_over_within_the_lease_duration(setup):
     assert took < 19.0, f"takeover after kill -9 took {took:.1f} s"
     assert api.post(REPLICASETS, _replicaset("after", 2)).status == 201
     assert wait_until(lambda: _pods(api) == 2, timeout=15)
+
+
+@pytest.mark.timeout(90)
+def test_a_leader_whose_lease_is_taken_stops_acting_at_once(setup):
+    _, api, cms = setup
+    leader = wait_until(lambda: _leader(api, cms), timeout=20)
+    assert leader is not None
+    # Someone else holds the lease now (as after a partition that outlasted the lease): the
+    # leader sees it at its next renewal and stops; nobody acts until the lease runs out.
+    lease = api.get(LEASE).json()
+    lease["spec"]["holderIdentity"] = "intruder_00000000-0000-0000-0000-000000000000"
+    assert api.request("PUT", LEASE, lease).status == 200
+    assert wait_until(lambda: "leader election lost for kube-system/kube-controller-manager"
+                      in leader.log_path.read_text(), timeout=10)
+    assert api.post(REPLICASETS, _replicaset("paused", 1)).status == 201
+    time.sleep(3.0)  # nobody acts while the intruder's lease is valid
+    assert _pods(api) == 0
+    # The intruder never renews: after 15 s one of ours takes the lease and the pod is made.
+    assert wait_until(lambda: _pods(api) == 1, timeout=25)
+    assert _leader(api, cms) is not None
