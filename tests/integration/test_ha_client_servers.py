@@ -96,7 +96,7 @@ async def test_agent_fails_over_and_keeps_the_learned_servers(server):
         await agent.shutdown(kill_pods=True)
         # Restarted with only the dead URL: the kept list gets it to the server.
         agent = Agent(config(dead))
-        assert agent.servers.servers == [server.url, dead]
+        assert agent.servers.servers == [dead, server.url]
         await agent.start()
         assert agent.client.server == server.url
     finally:

@@ -41,17 +41,20 @@ def test_a_failure_moves_to_the_next_server_round_the_list():
     assert s.failed("https://c:1") == "https://a:1"
 
 
-def test_learning_puts_learned_servers_first_and_keeps_the_configured_ones():
+def test_learning_adds_servers_after_the_configured_ones():
     s = ServerList(["https://a:1"])
     assert s.learn(["https://x:1", "https://y:1"])
-    assert s.servers == ["https://x:1", "https://y:1", "https://a:1"]
-    assert s.current == "https://a:1"  # the one in use stays in use while listed
+    assert s.servers == ["https://a:1", "https://x:1", "https://y:1"]
+    assert s.current == "https://a:1"
     assert not s.learn(["https://x:1", "https://y:1"])
     s.failed("https://a:1")
     assert s.current == "https://x:1"
-    assert s.learn(["https://y:1"])  # x left the endpoints
-    assert s.servers == ["https://y:1", "https://a:1"] and s.current == "https://y:1"
-    assert s.learned() == ["https://y:1"]
+    assert s.learn(["https://y:1", "https://a:1"])  # x left the endpoints
+    assert s.servers == ["https://a:1", "https://y:1"] and s.current == "https://a:1"
+    assert s.learned() == ["https://y:1", "https://a:1"]
+    s.failed("https://a:1")
+    assert s.learn(["https://y:1", "https://z:1"])
+    assert s.current == "https://y:1"  # the one in use stays in use while listed
 
 
 def test_endpoints_urls_takes_ready_addresses_on_the_https_port():
@@ -79,7 +82,7 @@ async def test_learner_feeds_the_list_and_keeps_it(tmp_path):
         return ep
     learner = ServerLearner(s, get, tmp_path / "servers.json")
     assert await learner.learn_once()
-    assert s.servers == ["https://10.0.0.1:6443", "https://a:1"]
+    assert s.servers == ["https://a:1", "https://10.0.0.1:6443"]
     assert load_servers(tmp_path / "servers.json") == ["https://10.0.0.1:6443"]
     assert not await learner.learn_once()
 
@@ -156,3 +159,45 @@ async def test_a_single_unreachable_server_is_service_unavailable():
             await client.list(PODS, "default")
     finally:
         await client.close()
+
+
+async def _https_server(pki_dir) -> tuple[str, web.AppRunner, str]:
+    """An HTTPS fake API server with a certificate from its own cluster CA: (url, runner, CA file)."""
+    import ssl
+
+    from pocketkube.apiserver.pki import PKI
+
+    pki = PKI(pki_dir)
+    pki.ensure(["127.0.0.1"])
+
+    async def pods(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "PodList", "metadata": {"resourceVersion": "9"}, "items": []})
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods", pods)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return f"https://127.0.0.1:{port}", runner, str(pki.ca_cert)
+
+
+async def test_a_server_of_another_cluster_is_passed_over_and_alone_is_untrusted(tmp_path):
+    from pocketkube.client.rest import UntrustedServer
+
+    ours, ours_runner, ca = await _https_server(tmp_path / "ours")
+    theirs, theirs_runner, _ = await _https_server(tmp_path / "theirs")
+    client = Client(f"{theirs},{ours}", "t", ca)
+    alone = Client(theirs, "t", ca)
+    try:
+        assert await client.list(PODS, "default") == ([], "9")  # the handshake failed: nothing was sent
+        assert client.server == ours
+        with pytest.raises(UntrustedServer):
+            await alone.list(PODS, "default")
+    finally:
+        await client.close()
+        await alone.close()
+        await ours_runner.cleanup()
+        await theirs_runner.cleanup()

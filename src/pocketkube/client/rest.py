@@ -107,7 +107,10 @@ class Client:
                         return orjson.loads(raw) if raw else None
                     return raw
             except aiohttp.ClientSSLError as e:
-                raise UntrustedServer(f"the API server at {server} failed TLS verification: {e}") from None
+                # Nothing was sent (the handshake failed): a stale address may be someone else's now.
+                self.servers.failed(server)
+                if last:
+                    raise UntrustedServer(f"the API server at {server} failed TLS verification: {e}") from None
             except aiohttp.ClientConnectorError as e:  # never reached it: safe to send elsewhere
                 self.servers.failed(server)
                 if last:

@@ -4,7 +4,7 @@ A client is given one or more `--server` URLs; it also learns the live API serve
 `default/kubernetes` Endpoints (each API server keeps itself listed there while alive) and keeps
 that list in a file, so a restarted agent still knows the other servers when the one on its
 command line is down. The client uses one server at a time and moves to the next when that one
-cannot be reached or answers 503; the configured URLs stay in the list as a last resort.
+cannot be reached or answers 503; the configured URLs come first (a kept list may be stale).
 
 ServerList and endpoints_urls are pure; load/save and ServerLearner do the I/O.
 """
@@ -44,8 +44,9 @@ def parse_servers(spec: str | Sequence[str]) -> list[str]:
 
 
 class ServerList:
-    """The servers in preference order (learned ones first, then the configured ones not among
-    them) and the one in use. A failure of the one in use moves to the next, round the list."""
+    """The servers in preference order (the configured ones — what the operator says now — then
+    the learned ones not among them) and the one in use. A failure of the one in use moves to the
+    next, round the list."""
 
     def __init__(self, configured: Sequence[str], learned: Iterable[str] = ()) -> None:
         self.configured = tuple(configured)
@@ -66,11 +67,11 @@ class ServerList:
         return self.current
 
     def learn(self, urls: Iterable[str]) -> bool:
-        """Replace the learned servers (the configured ones stay as a fallback); the one in use
-        stays in use while it is listed. True when the list changed."""
+        """Replace the learned servers (the configured ones stay first); the one in use stays in
+        use while it is listed. True when the list changed."""
         learned = list(dict.fromkeys(u.rstrip("/") for u in urls))
         self._learned = learned
-        fresh = learned + [u for u in self.configured if u not in learned]
+        fresh = list(self.configured) + [u for u in learned if u not in self.configured]
         if fresh == self.servers:
             return False
         in_use = self.servers[self._index] if self.servers else None
