@@ -33,6 +33,9 @@ _OIDC_JWKS = "/openid/v1/jwks"
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 _UI_LOGIN = "/ui/login"  # public: it authenticates by its one-time token
 BOOTSTRAP_INTERVAL = 10.0
+# How often the live API servers are looked at (their leases are renewed every 10 s and expire
+# 15 s after their last renewal): a dead server leaves the `kubernetes` endpoints within ~17 s.
+MASTER_LEASE_CHECK = 2.0
 COMPACT_INTERVAL = 60.0
 COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
 # Tests shorten compaction through these to exercise 410 Expired.
@@ -66,6 +69,7 @@ class APIServer:
         self._tasks: list[asyncio.Task] = []
         self.port = cfg.port
         self._identities: dict[str, tuple[str, list[str]]] = {}
+        self._servers: list[str] = []  # the live API servers' addresses (master leases)
         self.ui = None  # the live map under /ui (apiserver/ui), built with the app
 
     @property
@@ -111,6 +115,7 @@ class APIServer:
             await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
+        self._tasks.append(asyncio.create_task(self._master_lease_loop(), name="master-leases"))
         from pocketkube.apiserver.apiservices import APIServiceController
 
         # Autoregistration and availability of APIServices (kube-apiserver's aggregator controllers).
@@ -156,10 +161,10 @@ class APIServer:
         from pocketkube.apiserver.bootstrap import bootstrap
 
         while True:
-            await asyncio.sleep(BOOTSTRAP_INTERVAL)  # = masterleases.RENEW_INTERVAL
+            await asyncio.sleep(BOOTSTRAP_INTERVAL)
             try:
                 await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address,
-                                await self._live_servers())
+                                self._servers or None)
             except errors.ApiError as e:
                 log.warning("bootstrap reconcile failed: %s", e.message)
             except Exception:  # noqa: BLE001 - the store may be down for a while; try again next tick
@@ -170,13 +175,36 @@ class APIServer:
 
         return endpoint_address(self.cfg.host, self.cfg.advertise_address)
 
-    async def _live_servers(self) -> list[str]:
+    async def _live_servers(self, renew: bool = True) -> list[str]:
         """Renew this server's master lease; the addresses of every live API server on our port
         (upstream's lease endpoint reconciler: all API servers serve on one port)."""
         own = self._endpoint_address()
         leases = self.registry.master_leases
-        await leases.renew(own, self.port)
-        return sorted({own, *(m.ip for m in await leases.live() if m.port == self.port)})
+        if renew:
+            await leases.renew(own, self.port)
+        self._servers = sorted({own, *(m.ip for m in await leases.live() if m.port == self.port)})
+        return self._servers
+
+    async def _master_lease_loop(self) -> None:
+        """Renew our master lease every RENEW_INTERVAL; look at the others' every
+        MASTER_LEASE_CHECK and update the `kubernetes` endpoints when the set changes."""
+        from pocketkube.apiserver.bootstrap import bootstrap
+        from pocketkube.registry.masterleases import RENEW_INTERVAL
+
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(min(MASTER_LEASE_CHECK, BOOTSTRAP_INTERVAL))
+            try:
+                before = list(self._servers)
+                renew = loop.time() - renewed >= RENEW_INTERVAL - MASTER_LEASE_CHECK / 2
+                servers = await self._live_servers(renew)
+                if renew:
+                    renewed = loop.time()
+                if servers != before:
+                    await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address, servers)
+            except Exception:  # noqa: BLE001 - the store may be down for a while; try again next tick
+                log.exception("master lease reconcile failed")
 
     async def _leave(self) -> None:
         """A clean stop: drop our master lease and, if other servers live, our endpoint."""
