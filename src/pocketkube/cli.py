@@ -272,7 +272,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
                          "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
     dns = sub.add_parser("dns", help="run the cluster DNS (the cluster.local zone, other names forwarded)")
-    dns.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    dns.add_argument("--server", required=True, type=_server_urls,
+                     help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     dns.add_argument("--token-file", type=Path, required=True, help="file holding the DNS server's token")
     dns.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     dns.add_argument("--listen", type=_ip, required=True,
@@ -287,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--resolv-conf", default="/etc/resolv.conf",
                      help="where the default upstream resolvers are read (default: %(default)s)")
     ing = sub.add_parser("ingress-controller", help="run the built-in Ingress controller (class pocketkube)")
-    ing.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    ing.add_argument("--server", required=True, type=_server_urls,
+                     help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     ing.add_argument("--token-file", type=Path, required=True, help="file holding the controller's token")
     ing.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     ing.add_argument("--address", action="append", default=[], metavar="IP",
