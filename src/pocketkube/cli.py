@@ -268,6 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--scheduler-token-file", type=Path,
                     help="file holding the scheduler's token (default: the scheduler uses --token-file's)")
     _control_plane_args(cm)
+    # `up` passes one (its controller manager is the only one of its data dir); internal: no help.
+    cm.add_argument("--leader-elect-identity-file", type=Path, default=None, help=argparse.SUPPRESS)
     cm.add_argument("--local-path-template", default="",
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
                          "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
@@ -359,7 +361,8 @@ async def _run_server(args: argparse.Namespace) -> int:
 
     control_plane = None
     if not args.no_control_plane:
-        settings = _control_plane_settings(args, server.pki.sa_key)
+        # The server's own control plane is the only one using its data dir: it keeps its identity.
+        settings = _control_plane_settings(args, server.pki.sa_key, server.data_dir / "controlplane-identity")
         control_plane = ControlPlaneRunner(lambda: ControlPlane(
             server.url, server.pki.controlplane_token(), str(server.pki.ca_cert), settings,
             server.pki.scheduler_token()))
@@ -425,7 +428,7 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  ingress_https_port=args.ingress_https_port))
 
 
-def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None):
+def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None, identity_file: Path | None = None):
     from pocketkube.controlplane import ControlPlaneSettings
 
     sa_key = sa_key or getattr(args, "service_account_private_key_file", None)
@@ -437,7 +440,8 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
                                 terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
                                 leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
                                 renew_deadline=args.leader_elect_renew_deadline,
-                                retry_period=args.leader_elect_retry_period)
+                                retry_period=args.leader_elect_retry_period,
+                                identity_file=str(identity_file or getattr(args, "leader_elect_identity_file", "") or ""))
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:

@@ -35,3 +35,12 @@ def test_server_lists_are_checked(command, capsys):
     assert "argument --server: API server URL 'b:6443': must start with https://" in capsys.readouterr().err
     args = _parser().parse_args([*CM, "--server", "https://a:6443, https://b:6443/"])
     assert args.server == "https://a:6443,https://b:6443"
+
+
+def test_a_kept_identity_survives_restarts_and_none_is_fresh_each_time(tmp_path):
+    from pocketkube.controlplane import _identity
+
+    path = tmp_path / "controlplane-identity"
+    first = _identity(str(path))
+    assert _identity(str(path)) == first and path.read_text().strip() == first
+    assert _identity("") != _identity("")
