@@ -54,16 +54,20 @@ def setup() -> Iterator[tuple[ServerProcess, Api, list[ControllerManager]]]:
     root = Path(tempfile.mkdtemp(prefix="pk-ha-le-"))
     data = root / "data"
     data.mkdir()
-    server = ServerProcess(data, extra_args=["--no-control-plane"]).start()
-    (root / "cm-token").write_text(PKI(data).controlplane_token())  # made by the server's first start
-    api = Api(server)
-    cms = [ControllerManager(server, root, "cm-a"), ControllerManager(server, root, "cm-b")]
+    server = ServerProcess(data, extra_args=["--no-control-plane"])
+    cms: list[ControllerManager] = []
+    api: Api | None = None
     try:
+        server.start()
+        (root / "cm-token").write_text(PKI(data).controlplane_token())  # made by the server's first start
+        api = Api(server)
+        cms += [ControllerManager(server, root, "cm-a"), ControllerManager(server, root, "cm-b")]
         yield server, api, cms
     finally:
         for cm in cms:
             cm.stop()
-        api.close()
+        if api is not None:
+            api.close()
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
