@@ -51,6 +51,16 @@ def _flag_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def _server_urls(value: str) -> str:
+    """One API server URL or several, comma-separated (the client fails over between them)."""
+    from pocketkube.client.servers import parse_servers
+
+    try:
+        return ",".join(parse_servers(value))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _quantity(value: str) -> str:
     """A positive resource quantity (`1500m`, `2Gi`), for the node capacity flags."""
     from pocketkube.api.quantity import parse
@@ -113,6 +123,16 @@ def _control_plane_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
                    help="terminated pods kept before the oldest are deleted; 0 or less: never "
                         "(default: %(default)s)")
+    p.add_argument("--leader-elect", type=_flag_bool, nargs="?", const=True, default=True, metavar="true|false",
+                   help="the controllers and the scheduler act only while holding their Leases in kube-system, "
+                        "so several copies can run (default: true)")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS",
+                   help="how long followers wait after the last observed renewal before taking over "
+                        "(default: %(default)s)")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="how long the leader retries renewing before it stops acting (default: %(default)s)")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS",
+                   help="between attempts to acquire or renew (default: %(default)s)")
 
 
 def _cluster_cidr(value: str) -> str:
@@ -257,7 +277,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
     agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
-    agent.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    agent.add_argument("--server", required=True, type=_server_urls,
+                       help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between "
+                            "(the agent also learns them from the kubernetes Service endpoints)")
     agent.add_argument("--token-file", type=Path, default=None,
                        help="file holding this node's token (an agent in the server's data dir)")
     agent.add_argument("--ca-file", type=Path, default=None, help="the cluster CA certificate (with --token-file)")
@@ -309,7 +331,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="how long the token authenticates, e.g. 24h, 30m, 0 for ever (default: 24h)")
     create.add_argument("--description", default="", help="a note kept in the token's Secret")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
-    cm.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    cm.add_argument("--server", required=True, type=_server_urls,
+                    help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     cm.add_argument("--token-file", type=Path, required=True, help="file holding the control plane's token")
     cm.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     cm.add_argument("--service-account-private-key-file", type=Path, default=None,
@@ -321,11 +344,14 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--scheduler-token-file", type=Path,
                     help="file holding the scheduler's token (default: the scheduler uses --token-file's)")
     _control_plane_args(cm)
+    # `up` passes one (its controller manager is the only one of its data dir); internal: no help.
+    cm.add_argument("--leader-elect-identity-file", type=Path, default=None, help=argparse.SUPPRESS)
     cm.add_argument("--local-path-template", default="",
                     help="the directory where node {node} keeps provisioned volumes, e.g. "
                          "/var/lib/pocketkube/nodes/{node}/storage (`up` passes it; empty: no local-path provisioning)")
     dns = sub.add_parser("dns", help="run the cluster DNS (the cluster.local zone, other names forwarded)")
-    dns.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    dns.add_argument("--server", required=True, type=_server_urls,
+                     help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     dns.add_argument("--token-file", type=Path, required=True, help="file holding the DNS server's token")
     dns.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     dns.add_argument("--listen", type=_ip, required=True,
@@ -340,7 +366,8 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--resolv-conf", default="/etc/resolv.conf",
                      help="where the default upstream resolvers are read (default: %(default)s)")
     ing = sub.add_parser("ingress-controller", help="run the built-in Ingress controller (class pocketkube)")
-    ing.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
+    ing.add_argument("--server", required=True, type=_server_urls,
+                     help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
     ing.add_argument("--token-file", type=Path, required=True, help="file holding the controller's token")
     ing.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
     ing.add_argument("--address", action="append", default=[], metavar="IP",
@@ -406,13 +433,16 @@ async def _run_server(args: argparse.Namespace) -> int:
         print(f"pocketkube: cannot start the API server on {where}: {e.strerror or e}", file=sys.stderr)
         await server.stop()
         return 1
-    from pocketkube.controlplane import ControlPlane
+    from pocketkube.controlplane import ControlPlane, ControlPlaneRunner
 
     control_plane = None
     if not args.no_control_plane:
-        control_plane = ControlPlane(server.url, server.pki.controlplane_token(), str(server.pki.ca_cert),
-                                     _control_plane_settings(args, server.pki.sa_key, (server.pki.ca_cert, server.pki.ca_key)),
-                                     server.pki.scheduler_token())
+        # The server's own control plane is the only one using its data dir: it keeps its identity.
+        settings = _control_plane_settings(args, server.pki.sa_key, (server.pki.ca_cert, server.pki.ca_key),
+                                           server.data_dir / "controlplane-identity")
+        control_plane = ControlPlaneRunner(lambda: ControlPlane(
+            server.url, server.pki.controlplane_token(), str(server.pki.ca_cert), settings,
+            server.pki.scheduler_token()))
         await control_plane.start()
     _tune_gc()
     print(f"API server: {server.url}", flush=True)
@@ -473,7 +503,11 @@ async def _run_up(args: argparse.Namespace) -> int:
                      "--load-balancer-pool", args.load_balancer_pool,
                      "--node-monitor-grace-period", str(args.node_monitor_grace_period),
                      "--pod-eviction-timeout", str(args.pod_eviction_timeout),
-                     "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold)]
+                     "--terminated-pod-gc-threshold", str(args.terminated_pod_gc_threshold),
+                     "--leader-elect", str(args.leader_elect).lower(),
+                     "--leader-elect-lease-duration", str(args.leader_elect_lease_duration),
+                     "--leader-elect-renew-deadline", str(args.leader_elect_renew_deadline),
+                     "--leader-elect-retry-period", str(args.leader_elect_retry_period)]
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
              "{}-{}".format(*args.service_node_port_range), *control_plane]
     if args.storage:
@@ -500,7 +534,7 @@ async def _run_up(args: argparse.Namespace) -> int:
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None,
-                            signing: tuple[Path, Path] | None = None):
+                            signing: tuple[Path, Path] | None = None, identity_file: Path | None = None):
     from pocketkube.controlplane import ControlPlaneSettings
 
     sa_key = sa_key or getattr(args, "service_account_private_key_file", None)
@@ -513,20 +547,26 @@ def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None
                                 terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
                                 cluster_signing_cert_file=str(signing[0] or ""),
                                 cluster_signing_key_file=str(signing[1] or ""),
-                                cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size)
+                                cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                                leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
+                                renew_deadline=args.leader_elect_renew_deadline,
+                                retry_period=args.leader_elect_retry_period,
+                                identity_file=str(identity_file or getattr(args, "leader_elect_identity_file", "") or ""))
 
 
 async def _run_controller_manager(args: argparse.Namespace) -> int:
     _fill_plan(args, PROCESS_PLAN)
-    from pocketkube.controlplane import ControlPlane
+    from pocketkube.controlplane import ControlPlane, ControlPlaneRunner
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     scheduler_token = args.scheduler_token_file.read_text().strip() if args.scheduler_token_file else ""
-    control_plane = ControlPlane(args.server, args.token_file.read_text().strip(), str(args.ca_file),
-                                 _control_plane_settings(args), scheduler_token)
+    settings = _control_plane_settings(args)
+    token = args.token_file.read_text().strip()
+    control_plane = ControlPlaneRunner(lambda: ControlPlane(args.server, token, str(args.ca_file), settings,
+                                                            scheduler_token))
     await control_plane.start()
     print("Control plane started", flush=True)
     await stop.wait()
@@ -620,7 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["kubectl"]:
         # kubectl's own flags (`-n`, `--kubeconfig`...) go through untouched: not argparse's.
         return _kubectl(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "leader_elect_lease_duration") and not (
+            args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0):
+        parser.error("--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline, which must "
+                     "be greater than --leader-elect-retry-period (> 0)")
     if args.command == "ui":
         from pocketkube.ui_cli import run
 

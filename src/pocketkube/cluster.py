@@ -332,6 +332,7 @@ class Cluster:
             "--cluster-signing-key-file", str(self.data_dir / "pki" / "ca.key"),
             "--local-path-template", str(self.data_dir / "nodes" / "{node}" / "storage"),
             "--scheduler-token-file", str(self._scheduler_token_file),
+            "--leader-elect-identity-file", str(self.data_dir / "controller-manager-identity"),
             *self.cfg.control_plane_args, log=self.data_dir / "logs" / "controller-manager.log")
         self._drains.append(asyncio.create_task(_drain(self.controller_manager)))
         await self._spawn_dns(f"https://{self.cfg.host}:{port}")

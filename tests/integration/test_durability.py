@@ -241,9 +241,9 @@ def test_locked_database_fails_writes_with_503_keeps_reads_and_recovers(server, 
     api = Api(server)
     try:
         before = api.post(SERVICES, service("before")).json()
-        rev = list_revision(api)
-        watch_from = rev
+        watch_from = list_revision(api)
         locked_db.lock()
+        rev = list_revision(api)  # after the lock: Lease renewals go on in the background until then
         started = time.monotonic()
         assert_storage_unavailable(api.post(SERVICES, service("while-locked")))
         assert time.monotonic() - started < 3, "a locked database should fail a write fast"

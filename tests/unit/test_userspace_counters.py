@@ -216,7 +216,7 @@ def test_prune_keeps_open_endpoints_and_renames_reused_addresses():
 def test_traffic_counters_flag_takes_kubernetes_booleans():
     from pocketkube.cli import _parser
 
-    agent = ["agent", "--server", "s", "--token-file", "t", "--ca-file", "c", "--node-name", "n", "--node-ip",
+    agent = ["agent", "--server", "https://s:6443", "--token-file", "t", "--ca-file", "c", "--node-name", "n", "--node-ip",
              "127.0.1.1", "--pod-cidr", "127.244.1.0/24", "--data-dir", "d"]
     p = _parser()
     assert p.parse_args(agent).traffic_counters is True

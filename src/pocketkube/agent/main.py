@@ -28,7 +28,9 @@ from pocketkube.agent.runtime import procstats
 from pocketkube.agent.runtime.interface import Runtime, SandboxError
 from pocketkube.agent.runtime.process import ProcessRuntime
 from pocketkube.api import errors
+from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
+from pocketkube.client.servers import ServerLearner, ServerList, load_servers, parse_servers
 from pocketkube.util.backoff import Backoff
 
 if TYPE_CHECKING:  # imported when used: gRPC costs the process runtime's start-up 0.1 s
@@ -38,6 +40,8 @@ if TYPE_CHECKING:  # imported when used: gRPC costs the process runtime's start-
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT = 30.0
+ENDPOINTS = BY_PLURAL[("", "endpoints")]
+SERVERS_FILE = "api-servers.json"  # the API servers learned from the `kubernetes` Endpoints (k3s' load balancer file)
 # A server started alongside the agent (`up`) is up within a second, and every retry interval
 # adds to the start time: poll fast, and back off only to 0.1 s (10 tries/s while it is down).
 REGISTER_RETRY_INITIAL = 0.05
@@ -87,8 +91,12 @@ class Agent:
         self.cfg = cfg
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}",
+        # `--server a,b,...` and the servers learned before from the `kubernetes` Endpoints.
+        self.servers_file = data_dir / SERVERS_FILE
+        self.servers = ServerList(parse_servers(cfg.server), load_servers(self.servers_file))
+        self.client = Client(self.servers, cfg.token, cfg.ca_file, user_agent=f"pocketkube-agent/{cfg.node_name}",
                              cert_file=cfg.cert_file or None, key_file=cfg.key_file or None)
+        self._learner: asyncio.Task | None = None
         self.node = NodeAgent(self.client, cfg.node_name, cfg.node_ip, cfg.pod_cidr, data_dir, cfg.kubelet_port,
                               cfg.lease_interval, cpu=cfg.node_cpu, memory=cfg.node_memory)
         self.stack: ContainerStack | None = None
@@ -187,6 +195,9 @@ class Agent:
         self._heartbeat = asyncio.create_task(self.node.heartbeat(), name="node heartbeat")
         if self.cfg.cert_file:
             self._rotation = asyncio.create_task(self._rotate_certificate(), name="client certificate rotation")
+        learner = ServerLearner(self.servers, lambda: self.client.get(ENDPOINTS, "default", "kubernetes"),
+                                self.servers_file)
+        self._learner = asyncio.create_task(learner.run(), name="api server learner")
         await self._start_proxy()
 
     async def _start_proxy(self) -> None:
@@ -232,7 +243,7 @@ class Agent:
                 await asyncio.sleep(delay)
                 continue
             try:
-                await renew(self.cfg.server, self.cfg.node_name, creds)
+                await renew(self.servers.current, self.cfg.node_name, creds)
             except (JoinError, OSError, aiohttp.ClientError) as e:
                 log.warning("node %s: client certificate renewal failed: %s", self.cfg.node_name, e)
                 await asyncio.sleep(retry.next())
@@ -249,6 +260,8 @@ class Agent:
             self._heartbeat.cancel()
         if self._rotation is not None:
             self._rotation.cancel()
+        if self._learner is not None:
+            self._learner.cancel()
         if self.proxy is not None:
             await self.proxy.stop()
         if self.kubelet is not None:
@@ -292,7 +305,8 @@ async def _join(cfg: AgentConfig) -> AgentConfig | None:
     from pocketkube.agent.join import JoinError, bootstrap
 
     try:
-        creds = await bootstrap(cfg.server, cfg.join_token, cfg.node_name, Path(cfg.data_dir))
+        # The first server the agent was given (the join token names that cluster's CA).
+        creds = await bootstrap(cfg.server.split(",")[0], cfg.join_token, cfg.node_name, Path(cfg.data_dir))
     except (JoinError, ConnectionError) as e:
         log.error("node agent %s could not join: %s", cfg.node_name, e)
         print(f"Node failed: {cfg.node_name}: {e}", flush=True)

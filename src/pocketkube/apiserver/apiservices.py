@@ -251,6 +251,9 @@ class APIServiceController:
                 async for event in store.watch("", self.registry.current_revision()):
                     if self._concerns(store, event):
                         wake.set()
+                # The watch ended (the store is closing): wait before watching again, or this loop
+                # would spin without ever yielding and nothing could cancel it.
+                await asyncio.sleep(1.0)
             except errors.Gone:  # compacted under us: resync and watch again
                 wake.set()
             except Exception:  # noqa: BLE001 - a broken watch must not stop the controller

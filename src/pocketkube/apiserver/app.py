@@ -32,6 +32,9 @@ _OIDC_JWKS = "/openid/v1/jwks"
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz", authn.CACERTS_PATH}
 _UI_LOGIN = "/ui/login"  # public: it authenticates by its one-time token
 BOOTSTRAP_INTERVAL = 10.0
+# How often the live API servers are looked at (their leases are renewed every 10 s and expire
+# 15 s after their last renewal): a dead server leaves the `kubernetes` endpoints within ~17 s.
+MASTER_LEASE_CHECK = 2.0
 COMPACT_INTERVAL = 60.0
 COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
 # Tests shorten compaction through these to exercise 410 Expired.
@@ -65,6 +68,7 @@ class APIServer:
         self._tasks: list[asyncio.Task] = []
         self.port = cfg.port
         self._identities: dict[str, tuple[str, list[str]]] = {}
+        self._servers: list[str] = []  # the live API servers' addresses (master leases)
         self.ui = None  # the live map under /ui (apiserver/ui), built with the app
 
     @property
@@ -98,7 +102,8 @@ class APIServer:
         # agents started alongside the server may already be waiting in the socket's backlog.
         from pocketkube.apiserver.bootstrap import bootstrap
 
-        await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
+        await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address,
+                        await self._live_servers())
         from pocketkube.apiserver.rbac.reconcile import reconcile
 
         await reconcile(self.registry)  # the bootstrap RBAC policy (upstream's post-start hook)
@@ -107,6 +112,7 @@ class APIServer:
             await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
+        self._tasks.append(asyncio.create_task(self._master_lease_loop(), name="master-leases"))
         from pocketkube.apiserver.apiservices import APIServiceController
 
         # Autoregistration and availability of APIServices (kube-apiserver's aggregator controllers).
@@ -137,6 +143,8 @@ class APIServer:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._registry_started and self._runner is not None:
+            await self._leave()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.ui is not None:
@@ -152,9 +160,61 @@ class APIServer:
         while True:
             await asyncio.sleep(BOOTSTRAP_INTERVAL)
             try:
-                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address)
+                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address,
+                                self._servers or None)
             except errors.ApiError as e:
                 log.warning("bootstrap reconcile failed: %s", e.message)
+            except Exception:  # noqa: BLE001 - the store may be down for a while; try again next tick
+                log.exception("bootstrap reconcile failed")
+
+    def _endpoint_address(self) -> str:
+        from pocketkube.apiserver.bootstrap import endpoint_address
+
+        return endpoint_address(self.cfg.host, self.cfg.advertise_address)
+
+    async def _live_servers(self, renew: bool = True) -> list[str]:
+        """Renew this server's master lease; the addresses of every live API server on our port
+        (upstream's lease endpoint reconciler: all API servers serve on one port)."""
+        own = self._endpoint_address()
+        leases = self.registry.master_leases
+        if renew:
+            await leases.renew(own, self.port)
+        self._servers = sorted({own, *(m.ip for m in await leases.live() if m.port == self.port)})
+        return self._servers
+
+    async def _master_lease_loop(self) -> None:
+        """Renew our master lease every RENEW_INTERVAL; look at the others' every
+        MASTER_LEASE_CHECK and update the `kubernetes` endpoints when the set changes."""
+        from pocketkube.apiserver.bootstrap import bootstrap
+        from pocketkube.registry.masterleases import RENEW_INTERVAL
+
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(min(MASTER_LEASE_CHECK, BOOTSTRAP_INTERVAL))
+            try:
+                before = list(self._servers)
+                renew = loop.time() - renewed >= RENEW_INTERVAL - MASTER_LEASE_CHECK / 2
+                servers = await self._live_servers(renew)
+                if renew:
+                    renewed = loop.time()
+                if servers != before:
+                    await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address, servers)
+            except Exception:  # noqa: BLE001 - the store may be down for a while; try again next tick
+                log.exception("master lease reconcile failed")
+
+    async def _leave(self) -> None:
+        """A clean stop: drop our master lease and, if other servers live, our endpoint."""
+        from pocketkube.apiserver.bootstrap import bootstrap
+
+        own = self._endpoint_address()
+        try:
+            await self.registry.master_leases.remove(own)
+            others = [m.ip for m in await self.registry.master_leases.live() if m.ip != own and m.port == self.port]
+            if others:
+                await bootstrap(self.registry, self.cfg.host, self.port, self.cfg.advertise_address, others)
+        except Exception:  # noqa: BLE001 - stopping goes on; the others expire our lease in 15 s
+            log.exception("leaving the API server endpoints failed")
 
     async def _compact_loop(self) -> None:
         interval = float(os.environ.get(COMPACT_INTERVAL_ENV, COMPACT_INTERVAL))

@@ -49,7 +49,9 @@ def endpoint_address(bind_address: str, advertise_address: str = "") -> str:
     return "127.0.0.1"
 
 
-async def bootstrap(registry: Registry, host: str, port: int, advertise_address: str = "") -> None:
+async def bootstrap(registry: Registry, host: str, port: int, advertise_address: str = "",
+                    addresses: list[str] | None = None) -> None:
+    """`addresses`: the live API servers' (master leases); default: this server's endpoint address."""
     for ns in SYSTEM_NAMESPACES:
         await _ensure(registry.namespaces, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     await _ensure(registry.store("storage.k8s.io", "storageclasses"), DEFAULT_STORAGE_CLASS)
@@ -62,12 +64,12 @@ async def bootstrap(registry: Registry, host: str, port: int, advertise_address:
         "spec": {"type": "ClusterIP", "clusterIP": str(first_ip), "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
     }, "default")
-    address = endpoint_address(host, advertise_address)
+    ips = sorted(set(addresses or [endpoint_address(host, advertise_address)]), key=_ip_order)
     await _upsert(registry.store("", "endpoints"), {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": address}],
+        "subsets": [{"addresses": [{"ip": ip} for ip in ips],
                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     })
     await _upsert(registry.store("discovery.k8s.io", "endpointslices"), {
@@ -75,7 +77,7 @@ async def bootstrap(registry: Registry, host: str, port: int, advertise_address:
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "kubernetes"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     })
 
@@ -90,6 +92,14 @@ async def _upsert(store, obj: dict) -> None:
     if any(current.get(k) != v for k, v in desired.items() if k not in ("apiVersion", "kind")):
         current.update({k: v for k, v in desired.items()})
         await store.update("default", obj["metadata"]["name"], current)
+
+
+def _ip_order(ip: str) -> tuple:
+    try:
+        a = ipaddress.ip_address(ip)
+        return (a.version, int(a))
+    except ValueError:
+        return (9, 0)
 
 
 def _is_ip(host: str) -> bool:

@@ -2,6 +2,13 @@
 
 Semantics are the REST ones (get/list/watch/create/update/patch/delete); errors come back as
 the same ApiError classes the server raised, so a caller can `except errors.Conflict`.
+
+With several API servers (`server` = "https://a:6443,https://b:6443" or a ServerList) it uses one
+and moves to the next when that one cannot be reached or answers 503 (client/servers.py): a
+request that never reached a server, or any GET, is retried on the next one at once; other
+requests fail with ServiceUnavailable and their callers' retries go to the next server. A watch
+that breaks is resumed by its informer from its last resourceVersion, on whichever server is
+in use then.
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ from pocketkube.api import errors
 from pocketkube.api.resources import Resource
 from pocketkube.api.status import from_status
 from pocketkube.client.interface import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
+from pocketkube.client.servers import ServerList, parse_servers
 
 __all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_PATCH", "Client", "UntrustedServer", "resource_path"]
+
+
+CONNECT_TIMEOUT = 10.0  # a server that does not answer a SYN: try the next one before the request's deadline
 
 
 class UntrustedServer(errors.ApiError):
@@ -42,10 +53,10 @@ def resource_path(res: Resource, namespace: str = "", name: str = "", subresourc
 class Client:
     """The HTTP implementation of pocketkube.client.interface.Client."""
 
-    def __init__(self, server: str, token: str, ca_file: str | None = None, *,
+    def __init__(self, server: str | ServerList, token: str, ca_file: str | None = None, *,
                  user_agent: str = "pocketkube", timeout: float = 30.0,
                  cert_file: str | None = None, key_file: str | None = None) -> None:
-        self.server = server.rstrip("/")
+        self.servers = server if isinstance(server, ServerList) else ServerList(parse_servers(server))
         self._token = token
         self._ca_file = ca_file
         # A client certificate (a joined node's, from its CSR) authenticates instead of a token.
@@ -55,10 +66,15 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
 
     @property
+    def server(self) -> str:
+        """The API server in use."""
+        return self.servers.current
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             ctx: ssl.SSLContext | bool = False
-            if self.server.startswith("https"):
+            if any(s.startswith("https") for s in (*self.servers.servers, *self.servers.configured)):
                 ctx = ssl.create_default_context(cafile=self._ca_file)
                 if self._cert is not None:
                     ctx.load_cert_chain(*self._cert)
@@ -84,20 +100,38 @@ class Client:
                       content_type: str = "application/json", timeout: float | None = None) -> Any:
         data = body if isinstance(body, (bytes, type(None))) else orjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else None
-        try:
-            async with self.session.request(
-                    method, self.server + path, params=params, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout or self._timeout)) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise from_status(resp.status, _json_or_none(raw))
-                if resp.content_type == "application/json":
-                    return orjson.loads(raw) if raw else None
-                return raw
-        except aiohttp.ClientSSLError as e:
-            raise UntrustedServer(f"the API server at {self.server} failed TLS verification: {e}") from None
-        except (TimeoutError, aiohttp.ClientConnectionError) as e:
-            raise errors.ServiceUnavailable(f"cannot reach the API server at {self.server}: {e}") from None
+        total = timeout or self._timeout
+        for attempt in range(len(self.servers.servers)):
+            server = self.server
+            last = attempt == len(self.servers.servers) - 1
+            try:
+                async with self.session.request(
+                        method, server + path, params=params, data=data, headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=total, sock_connect=min(total, CONNECT_TIMEOUT))) as resp:
+                    raw = await resp.read()
+                    if resp.status == 503:
+                        self.servers.failed(server)
+                        if method == "GET" and not last:
+                            continue
+                    if resp.status >= 400:
+                        raise from_status(resp.status, _json_or_none(raw))
+                    if resp.content_type == "application/json":
+                        return orjson.loads(raw) if raw else None
+                    return raw
+            except aiohttp.ClientSSLError as e:
+                # Nothing was sent (the handshake failed): a stale address may be someone else's now.
+                self.servers.failed(server)
+                if last:
+                    raise UntrustedServer(f"the API server at {server} failed TLS verification: {e}") from None
+            except aiohttp.ClientConnectorError as e:  # never reached it: safe to send elsewhere
+                self.servers.failed(server)
+                if last:
+                    raise errors.ServiceUnavailable(f"cannot reach the API server at {server}: {e}") from None
+            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+                self.servers.failed(server)
+                if last or method != "GET":
+                    raise errors.ServiceUnavailable(f"cannot reach the API server at {server}: {e}") from None
+        raise errors.ServiceUnavailable("no API server to send the request to")
 
     # ---- verbs ----
     async def get(self, res: Resource, namespace: str, name: str, subresource: str = "") -> dict:
@@ -119,9 +153,12 @@ class Client:
                 params[k] = v
         if timeout_seconds:
             params["timeoutSeconds"] = str(timeout_seconds)
+        server = self.server
         try:
-            async with self.session.get(self.server + resource_path(res, namespace), params=params,
+            async with self.session.get(server + resource_path(res, namespace), params=params,
                                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as resp:
+                if resp.status == 503:
+                    self.servers.failed(server)
                 if resp.status >= 400:
                     raise from_status(resp.status, _json_or_none(await resp.read()))
                 async for line in resp.content:
@@ -132,7 +169,11 @@ class Client:
                         obj = ev.get("object") or {}
                         raise from_status(int(obj.get("code") or 500), obj)
                     yield ev["type"], ev["object"]
+        except aiohttp.ClientSSLError as e:
+            raise UntrustedServer(f"the API server at {server} failed TLS verification: {e}") from None
         except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            # The informer resumes from its last resourceVersion, on the next server.
+            self.servers.failed(server)
             raise errors.ServiceUnavailable(f"watch of {res.plural} interrupted: {e}") from None
 
     async def create(self, res: Resource, obj: dict, namespace: str = "") -> dict:

@@ -19,6 +19,7 @@ from pocketkube.registry.certificates import csr
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.masterleases import MasterLeases
 from pocketkube.registry.networking import strategies as networking
 from pocketkube.registry.policy import pdb
 from pocketkube.registry.rbac import strategies as rbac
@@ -26,6 +27,7 @@ from pocketkube.registry.rbac.index import PolicyIndex
 from pocketkube.registry.store import ObjectStore
 from pocketkube.registry.strategy import NO_HOOKS, Strategy
 from pocketkube.registry.volumes import strategies as volumes
+from pocketkube.storage.compactor import CompactorState, compact_tick
 from pocketkube.storage.interface import Backend
 
 
@@ -103,6 +105,8 @@ def strategies(config: RegistryConfig, service_accounts=None, policy: PolicyInde
 class Registry:
     def __init__(self, backend: Backend, config: RegistryConfig = RegistryConfig()) -> None:
         self._backend = backend
+        self._compactor = CompactorState()
+        self.master_leases = MasterLeases(backend)  # which API servers are alive (the `kubernetes` endpoints)
         self.config = config
         # The RBAC authorizer's index of Roles and bindings, kept current by those kinds' writes.
         self.policy = PolicyIndex()
@@ -158,9 +162,12 @@ class Registry:
     def current_revision(self) -> int:
         return self._backend.current_revision()
 
-    async def compact(self, keep: int) -> None:
-        """Forget history older than the last `keep` revisions (watches from before get 410)."""
-        await self._backend.compact(self._backend.current_revision() - keep)
+    async def compact(self, keep: int) -> int:
+        """One compactor tick (storage/compactor.py): the server that wins this interval's swap
+        forgets history older than what it saw a tick ago, keeping at least `keep` revisions
+        (watches from before get 410). The revision compacted to, or 0."""
+        self._compactor, done = await compact_tick(self._backend, self._compactor, keep)
+        return done
 
     def check_namespace_writable(self, namespace: str) -> None:
         """Namespaced creates need a live namespace, as Kubernetes' NamespaceLifecycle admission."""
