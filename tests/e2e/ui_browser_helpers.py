@@ -49,9 +49,21 @@ def logged_in(chromium, cluster: ClusterProcess, **context_options) -> Iterator[
         yield context
 
 
+def goto(page, url: str):
+    """page.goto, again after Chromium's ERR_NETWORK_CHANGED: process-runtime pods come and go as
+    loopback addresses, and Chromium aborts a navigation when the host's addresses change."""
+    for attempt in range(5):
+        try:
+            return page.goto(url)
+        except Exception as e:  # playwright's Error
+            if "ERR_NETWORK_CHANGED" not in str(e) or attempt == 4:
+                raise
+            page.wait_for_timeout(500)
+
+
 def open_map(context, cluster: ClusterProcess, route: str = SEED_ROUTE, wait_live: bool = True):
     page = browser.open_page(context)
-    page.goto(cluster.url + "/ui/" + route)
+    goto(page, cluster.url + "/ui/" + route)
     if wait_live:
         page.wait_for_selector("#status[data-state=live]", timeout=10000)
     return page
