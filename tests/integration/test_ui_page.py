@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,9 @@ pytestmark = [pytest.mark.integration, requires(browser.available(), browser.HIN
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
-# Every run keeps the seed picture under build/ (ignored); POCKETKUBE_UPDATE_DOCS=1 refreshes the
-# committed docs/ui-seed.png instead (pixels differ slightly from run to run).
-SCREENSHOT = ROOT / ("docs" if os.environ.get("POCKETKUBE_UPDATE_DOCS") == "1" else "build") / "ui-seed.png"
+# Every run keeps the fake server's seed picture under build/ (ignored); docs/ui-seed.png comes from
+# the real cluster's (tests/e2e/test_ui_browser.py, POCKETKUBE_UPDATE_DOCS=1).
+SCREENSHOT = ROOT / "build" / "ui-seed.png"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
