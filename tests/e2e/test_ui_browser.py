@@ -183,6 +183,12 @@ def test_seed_topology(nft, expect):
         box = page.locator(f"[data-testid=pod-group][data-node={p['node']}] [data-testid=pod][data-pod={name}]")
         expect(box).to_contain_text(f"{p['ip']}:80")
     assert set(rows(page)) == set(actual)
+    # Real pod names are long (Deployment prefix + hashes): each fits its box, before its total.
+    crowded = page.eval_on_selector_all(POD, """gs => gs.filter(g => {
+        const name = g.querySelector('text.title').getBBox(), count = g.querySelector('text.total').getBBox();
+        const box = g.querySelector('rect.pod-box').getBBox();
+        return name.x + name.width > Math.min(count.x - 4, box.x + box.width); }).map(g => g.dataset.pod)""")
+    assert crowded == [], f"pod names overflow their boxes: {crowded}"
     expect(page.locator("[data-testid=curl-line]")).to_have_text(
         [f"curl http://{nft.node_ip(i)}:30008" for i in (1, 2, 3)])
     expect(page.locator("[data-testid=dataplane]")).to_contain_text("nftables")
@@ -462,12 +468,13 @@ def test_150_pods_render_within_two_seconds_and_dots_stay_capped(userspace, nft,
 # ---- 10. the picture for people ----
 
 # The volatile bits of the picture frozen in its text: the pods' random name suffixes (a, b, c by
-# node), the allocated ClusterIP and the server's port. Everything else is what the cluster drew.
-FREEZE = """([pods, clusterIP, url]) => {
+# node) and allocated IPs, the ClusterIP and the server's port. The rest is what the cluster drew.
+FREEZE = """([pods, ips, clusterIP, url]) => {
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     let t = n.nodeValue;
-    pods.forEach((name, i) => { t = t.split(name).join(name.slice(0, -5) + 'abc'[i].repeat(5)); });
+    pods.forEach((name, i) => { t = t.split('-' + name.slice(-5)).join('-' + 'abc'[i].repeat(5)); });
+    ips.forEach((ip, i) => { t = t.split(ip + ':').join(`127.222.${i + 1}.10:`); });
     t = t.split(clusterIP).join('127.223.0.80').split(url).join('https://127.0.0.1:6443');
     if (t !== n.nodeValue) n.nodeValue = t;
   }
@@ -479,10 +486,13 @@ def test_reduced_motion_screenshot_of_the_seed(chromium, nft, expect):
         page = open_map(context, nft.cluster)
         expect(page.locator(POD)).to_have_count(3)
         expect(page.locator("[data-testid=changes] li")).to_have_count(0)
+        # Earlier tests' connections leave the server's 10 s rates up for a while: a still picture.
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=pod]')]"
+                               ".every(p => +p.dataset.rate === 0)", timeout=(WINDOW + 3) * 1000)
         page.click("[data-testid=pause]")
-        names = [n for n, _ in sorted(nft.api.pods("app=myapp").items(), key=lambda kv: (kv[1]["node"], kv[0]))]
+        seed = sorted(nft.api.pods("app=myapp").items(), key=lambda kv: (kv[1]["node"], kv[0]))
         cluster_ip = nft.api.get("/api/v1/namespaces/default/services/myapp-service")["spec"]["clusterIP"]
-        page.evaluate(FREEZE, [names, cluster_ip, nft.cluster.url])
+        page.evaluate(FREEZE, [[n for n, _ in seed], [p["ip"] for _, p in seed], cluster_ip, nft.cluster.url])
         SHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOT), full_page=True, animations="disabled", caret="hide")
         assert SHOT.stat().st_size > 10_000
