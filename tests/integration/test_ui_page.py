@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,15 @@ import pytest
 from pocketkube.testing import browser
 from pocketkube.testing.requires import require_module, requires
 from pocketkube.testing.ui_fake_server import FakeUiServer, endpoint, recount, seed_model
+from pocketkube.testing.ui_page import pods, rows, wait_total
 
 pytestmark = [pytest.mark.integration, requires(browser.available(), browser.HINT)]
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
-# Every run keeps the seed picture under build/ (ignored); POCKETKUBE_UPDATE_DOCS=1 refreshes the
-# committed docs/ui-seed.png instead (pixels differ slightly from run to run).
-SCREENSHOT = ROOT / ("docs" if os.environ.get("POCKETKUBE_UPDATE_DOCS") == "1" else "build") / "ui-seed.png"
+# Every run keeps the fake server's seed picture under build/ (ignored); docs/ui-seed.png comes from
+# the real cluster's (tests/e2e/test_ui_browser.py, POCKETKUBE_UPDATE_DOCS=1).
+SCREENSHOT = ROOT / "build" / "ui-seed.png"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -52,25 +52,6 @@ def opened(srv: FakeUiServer, route: str = "", *, wait_live: bool = True, allow:
             page.wait_for_selector("#status[data-state=live]", timeout=5000)
         yield page
         browser.assert_clean(page, allow=allow)
-
-
-def pods(page) -> dict[str, dict]:
-    return {p["pod"]: p for p in page.eval_on_selector_all(
-        "[data-testid=pod]", "els => els.map(e => ({...e.dataset}))")}
-
-
-def rows(page) -> dict[str, dict]:
-    return {r["pod"]: r for r in page.eval_on_selector_all(
-        "[data-testid=endpoint-table] tbody tr[data-pod]",
-        "els => els.map(e => ({...e.dataset, cells: [...e.cells].map(c => c.textContent)}))")}
-
-
-# Predicates for wait_for_function are written as functions: Playwright evals an expression
-# string in the page, which the page's CSP (no 'unsafe-eval') rightly refuses.
-def wait_total(page, selector: str, total: int) -> None:
-    page.wait_for_function(
-        "([sel, n]) => [...document.querySelectorAll(sel)].reduce((a, e) => a + +e.dataset.connTotal, 0) === n",
-        arg=[selector, total], timeout=5000)
 
 
 def test_the_seed_picture(server, expect):

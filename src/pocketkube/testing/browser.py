@@ -43,6 +43,14 @@ def available() -> bool:
 def launch(**context_options) -> Iterator[object]:
     """A fresh browser context (its own profile dir, removed afterwards). Yields the context;
     `context_options` go to `new_context` (e.g. `ignore_https_errors=True`, `reduced_motion`)."""
+    with launch_browser() as b, new_context(b, **context_options) as context:
+        yield context
+
+
+@contextlib.contextmanager
+def launch_browser() -> Iterator[object]:
+    """The browser itself, for tests that need several contexts at once (Playwright's sync API
+    runs once per thread: `launch()` cannot nest). Contexts come from `new_context(browser)`."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
@@ -53,18 +61,26 @@ def launch(**context_options) -> Iterator[object]:
         with sync_playwright() as p:
             # Playwright gives each context its own profile; `profile` is chromium's home for
             # whatever it writes outside one (crash dumps, caches), removed with the test.
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True,
-                                        env={**os.environ, "HOME": profile, "XDG_CONFIG_HOME": profile,
-                                             "XDG_CACHE_HOME": profile})
+            b = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True,
+                                  env={**os.environ, "HOME": profile, "XDG_CONFIG_HOME": profile,
+                                       "XDG_CACHE_HOME": profile})
             try:
-                context = browser.new_context(**context_options)
-                context.add_init_script(_CSP_LISTENER)
-                yield context
-                context.close()
+                yield b
             finally:
-                browser.close()
+                b.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def new_context(b, **context_options) -> Iterator[object]:
+    """A context of browser `b` whose pages record CSP violations (see `problems`)."""
+    context = b.new_context(**context_options)
+    try:
+        context.add_init_script(_CSP_LISTENER)
+        yield context
+    finally:
+        context.close()
 
 
 def open_page(context) -> object:

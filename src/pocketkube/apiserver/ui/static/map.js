@@ -13,6 +13,8 @@ const GROUP = {x: 1010, w: 276, head: 30, pad: 8, gap: 16};
 const POD = {h: 44, gap: 6};
 const WIDTH = GROUP.x + GROUP.w + M;
 const CHAR = 6.9;                                      // ~px per character at the 12px UI font
+// A pod's bold name shares its row with the right-aligned total (~6 digits): what fits before it.
+const POD_NAME_CHARS = Math.floor((GROUP.w - 2 * GROUP.pad - 14 - 48) / (CHAR + 0.5));
 const GLIDE_MS = 350;
 
 export const byNodeThenPod = (a, b) =>
@@ -31,9 +33,9 @@ export function wrap(text, width) {
   return lines;
 }
 
-/** `text` shortened in the middle to at most `max` characters: pod names differ in their tail
- * (`myapp-deployment-69846c676-ck2q2`), so both ends stay readable; the full name is in the title. */
-export function fit(text, max) {
+/** `text` in at most `max` characters, its middle elided: a pod's name ends in what tells it apart
+ *  from its siblings (Deployment pods share their long prefix). The full name is the box's title. */
+export function elide(text, max) {
   text = String(text);
   if (text.length <= max) return text;
   const tail = Math.ceil((max - 1) / 2);
@@ -234,8 +236,7 @@ export class MapView {
         s("rect", {class: "focus-ring", x: box.x - 3, y: box.y - 3, width: box.w + 6, height: box.h + 6, rx: 9}),
         s("rect", {class: "box pod-box", x: box.x, y: box.y, width: box.w, height: box.h, rx: 6}),
         s("rect", {class: "state-bar", x: box.x, y: box.y, width: 5, height: box.h, rx: 2}),
-        // The name leaves room for the connection total at the box's right edge.
-        s("text", {x: box.x + 14, y: box.y + 18, class: "title"}, fit(ep.pod || "(no pod)", Math.floor((box.w - 64) / (CHAR * 1.1)))),
+        s("text", {x: box.x + 14, y: box.y + 18, class: "title"}, elide(ep.pod || "(no pod)", POD_NAME_CHARS)),
         s("text", {x: box.x + 14, y: box.y + 35},
           s("tspan", {class: "muted"}, `${ep.ip}:${ep.port} · `), s("tspan", {class: "state-word"}, ep.state)),
         totalText);
