@@ -132,3 +132,8 @@ class Backend(Protocol):
         """Until the in-memory state (get_now/range_now, watches) has applied `revision`; False on
         timeout."""
         ...
+
+    # Optional, for a backend whose data may predate the key layout (SQLite data dirs):
+    #   async def rename_prefixes(self, renames: dict[str, str]) -> int
+    # moves every key, live and history, from each old prefix to its new one in one
+    # transaction, keeping revisions; returns how many rows moved. Called once, after start().

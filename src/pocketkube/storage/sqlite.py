@@ -109,18 +109,46 @@ class SQLiteBackend:
         # 503 after this long instead of stalling every writer behind it.
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.executescript(_SCHEMA)
-        rows = db.execute(
-            "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
-            "JOIN (SELECT name, MAX(id) AS id FROM kv GROUP BY name) m ON k.id = m.id "
-            "WHERE k.deleted = 0").fetchall()
-        self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows}
-        self._keys = SortedList(self._state)
+        self._load(db)
         max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM kv").fetchone()[0]
         meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
         self._rev = max(max_id, meta.get("last_rev", 0))
         self._compact_rev = meta.get("compact_rev", 0)
         self._db_compact_rev = self._compact_rev  # as the worker thread last committed it
         self._db = db
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        rows = db.execute(
+            "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
+            "JOIN (SELECT name, MAX(id) AS id FROM kv GROUP BY name) m ON k.id = m.id "
+            "WHERE k.deleted = 0").fetchall()
+        self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows}
+        self._keys = SortedList(self._state)
+
+    async def rename_prefixes(self, renames: dict[str, str]) -> int:
+        """Move keys from old prefixes to new ones (a key layout change), history included, in one
+        transaction: revisions keep their meaning, so clients' resourceVersions stay valid."""
+        loop = asyncio.get_running_loop()
+        moved = await loop.run_in_executor(self._pool, self._rename, renames)
+        if moved:
+            await loop.run_in_executor(self._pool, self._load, self._db)
+            self._history.clear()  # it holds the old names; the log has the new ones
+        return moved
+
+    def _rename(self, renames: dict[str, str]) -> int:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            moved = 0
+            for old, new in renames.items():
+                moved += db.execute("UPDATE kv SET name = ? || substr(name, ?) WHERE name >= ? AND name < ?",
+                                    (new, len(old) + 1, old, prefix_end(old))).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return moved
 
     async def close(self) -> None:
         self._closed = True
