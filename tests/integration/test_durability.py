@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from apiclient import SERVICES, Api, Reply, service
+from apiclient import SERVICES, Api, Reply, service, wait_until
 
 from pocketkube.testing.procs import ServerProcess
 from pocketkube.testing.requires import TMPFS, require
@@ -220,6 +220,19 @@ def list_revision(api: Api) -> int:
     return int(api.get(SERVICES).json()["metadata"]["resourceVersion"])
 
 
+def settled_revision(api: Api) -> int:
+    """The revision once the server's own start-up writes (APIService statuses) have stopped:
+    the tests below compare it with the revision after a failed write."""
+    seen = [list_revision(api)]
+
+    def still() -> bool:
+        time.sleep(0.5)
+        seen.append(list_revision(api))
+        return seen[-1] == seen[-2]
+    wait_until(still, timeout=15, interval=0)
+    return seen[-1]
+
+
 @pytest.fixture
 def locked_db(server):
     """lock() holds an exclusive write lock on the server's database until unlock()."""
@@ -241,7 +254,7 @@ def test_locked_database_fails_writes_with_503_keeps_reads_and_recovers(server, 
     api = Api(server)
     try:
         before = api.post(SERVICES, service("before")).json()
-        rev = list_revision(api)
+        rev = settled_revision(api)
         watch_from = rev
         locked_db.lock()
         started = time.monotonic()
@@ -281,11 +294,10 @@ def mount_tmpfs(path: Path, size: str) -> bool:
 
 
 def fill_disk(path: Path) -> None:
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=0) as f:  # unbuffered: nothing left to flush at close
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
 
