@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import itertools
 import sqlite3
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
+from pocketkube.storage import snapshot
 from pocketkube.storage.interface import (
     Compacted,
     Event,
@@ -207,7 +207,8 @@ class SQLiteBackend:
         if revision < self._compact_rev:
             raise Compacted(revision, self._compact_rev)
         if self._history and self._history[0].revision <= revision + 1:
-            return self._range_undone(prefix, revision, start, limit)
+            return snapshot.range_then(self._state, self._live_keys(prefix, start), self.count(prefix, start),
+                                       self._history, revision, prefix, start, limit)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._range_log, prefix, revision, start, limit)
 
@@ -216,34 +217,6 @@ class SQLiteBackend:
         if limit:
             keys = itertools.islice(keys, limit)
         return RangeResult([self._state[k] for k in keys], self.count(prefix, start), self._rev)
-
-    def _range_undone(self, prefix: str, revision: int, start: str, limit: int) -> RangeResult:
-        """The range as of a recent revision: the live state with the later writes undone
-        (each key takes the value before the first write after `revision`)."""
-        then: dict[str, KeyValue | None] = {}
-        lo, hi = max(prefix, start), prefix_end(prefix)
-        for ev in reversed(self._history):
-            if ev.revision <= revision:
-                break
-            key = ev.kv.key
-            if lo <= key and (not hi or key < hi):
-                then[key] = ev.prev
-        count = self.count(prefix, start)
-        for key, kv in then.items():
-            count += (kv is not None) - (key in self._state)
-        kvs: list[KeyValue] = []
-        last = None
-        for key in heapq.merge(self._live_keys(prefix, start), sorted(then)):
-            if key == last:
-                continue
-            last = key
-            kv = then[key] if key in then else self._state[key]
-            if kv is None:
-                continue
-            if limit and len(kvs) == limit:
-                break
-            kvs.append(kv)
-        return RangeResult(kvs, count, revision)
 
     def _range_log(self, prefix: str, revision: int, start: str, limit: int) -> RangeResult:
         """The range as of an older revision, from the log (newest row of each key up to it)."""
