@@ -154,3 +154,30 @@ async def test_compacted_revisions_are_410(registry, cms):
     # the rv -1 token goes on at the latest state
     rest = await cms.list_page("default", limit=2, continue_token=token)
     assert _names(rest) == ["cm-2", "cm-3"] and rest.resource_version == cms.current_revision()
+
+
+async def test_a_value_over_the_stores_limit_is_413(tmp_path):
+    from pocketkube.registry.registry import Registry
+    from pocketkube.storage.sqlite import SQLiteBackend
+
+    registry = Registry(SQLiteBackend(str(tmp_path / "state.db"), max_request_bytes=64 * 1024))
+    await registry.start()
+    try:
+        store = registry.store("", "configmaps")
+        big = _cm("big")
+        big["data"] = {"k": "x" * 100_000}
+        with pytest.raises(errors.RequestEntityTooLarge) as e:
+            await store.create(big, "default")
+        assert e.value.code == 413 and "request is too large" in e.value.message
+        small = await store.create(_cm("small"), "default")
+        with pytest.raises(errors.RequestEntityTooLarge):
+            await store.update("default", "small", {**small, "data": {"k": "y" * 100_000}})
+        assert store.try_get("default", "big") is None
+    finally:
+        await registry.close()
+
+
+def test_storage_unavailable_is_503_with_retry_after():
+    e = errors.StorageError("etcd: no leader")
+    assert e.code == 503 and e.headers == {"Retry-After": "1"}
+    assert e.status()["details"] == {"retryAfterSeconds": 1} and e.status()["reason"] == "ServiceUnavailable"

@@ -32,6 +32,7 @@ from pocketkube.storage.interface import (
     KeyNotFound,
     KeyValue,
     RevisionMismatch,
+    TooLarge,
     Unavailable,
 )
 
@@ -299,6 +300,8 @@ class ObjectStore:
             raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        except TooLarge as e:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: {e}") from None
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
@@ -461,6 +464,8 @@ class ObjectStore:
             return None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        except TooLarge as e:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: {e}") from None
         return orjson.loads(kv.value)
 
     @staticmethod
