@@ -259,12 +259,12 @@ async def test_list_pages_with_a_continue_token(registry):
     services = registry.services
     for name in ("a", "b", "c"):
         await services.create(_service(name), "default")
-    first = services.list("default", limit=2)
-    assert len(first.items) == 2 and first.continue_token
-    rest = services.list("default", limit=2, continue_token=first.continue_token)
+    first = await services.list_page("default", limit=2)
+    assert len(first.items) == 2 and first.continue_token and first.remaining == 1
+    rest = await services.list_page("default", limit=2, continue_token=first.continue_token)
     assert len(rest.items) == 1 and not rest.continue_token
     with pytest.raises(errors.BadRequest, match="continue key is not valid"):
-        services.list("default", continue_token="garbage")
+        await services.list_page("default", continue_token="garbage")
 
 
 async def test_watch_follows_objects_into_and_out_of_a_selector(registry):

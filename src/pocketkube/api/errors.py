@@ -21,10 +21,11 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.list_meta: dict[str, Any] = {}  # the Status' ListMeta (a 410's continue token)
 
     def status(self) -> dict[str, Any]:
         s: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "kind": "Status", "apiVersion": "v1", "metadata": dict(self.list_meta), "status": "Failure",
             "message": self.message, "reason": self.reason,
         }
         if self.reason == "":
@@ -101,6 +102,32 @@ class Conflict(ApiError):
 class Gone(ApiError):
     code, reason = 410, "Expired"
 
+    @classmethod
+    def with_continue(cls, message: str, continue_token: str) -> Gone:
+        """A 410 whose metadata.continue lets the client go on, inconsistently, at the latest state."""
+        e = cls(message)
+        e.list_meta = {"continue": continue_token}
+        return e
+
+
+class Timeout(ApiError):
+    code, reason = 504, "Timeout"
+
+    def __init__(self, message: str, retry_after: int = 0, causes: list[dict] | None = None) -> None:
+        details: dict[str, Any] = {}
+        if causes:
+            details["causes"] = causes
+        if retry_after:
+            details["retryAfterSeconds"] = retry_after
+        super().__init__(f"Timeout: {message}", details,
+                         {"Retry-After": str(retry_after)} if retry_after else None)
+
+    @classmethod
+    def resource_version_too_large(cls, minimum: int, current: int) -> Timeout:
+        """upstream's NewTooLargeResourceVersionError: the client's RV is ahead of this server."""
+        return cls(f"Too large resource version: {minimum}, current: {current}", 1,
+                   [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}])
+
 
 class RequestEntityTooLarge(ApiError):
     code, reason = 413, "RequestEntityTooLarge"
@@ -146,5 +173,9 @@ class ServiceUnavailable(ApiError):
 
 
 class StorageError(ApiError):
-    """The store cannot take a write (disk full, database locked): the only 5xx we allow."""
+    """The store cannot serve (disk full, database locked, etcd without quorum): the only 5xx we
+    allow; the client retries after a second."""
     code, reason = 503, "ServiceUnavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"retryAfterSeconds": 1}, {"Retry-After": "1"})

@@ -121,9 +121,11 @@ class Handlers:
         return json_response(value)
 
     async def _list(self, request: web.Request, store: ObjectStore, t: Target) -> web.StreamResponse:
-        limit = int_param(request.query, "limit") or 0
-        result = store.list(t.namespace, match=_selectors(request, t.res), limit=limit,
-                            continue_token=request.query.get("continue", ""))
+        q = request.query
+        result = await store.list_page(t.namespace, match=_selectors(request, t.res), limit=int_param(q, "limit") or 0,
+                                       continue_token=q.get("continue", ""),
+                                       resource_version=q.get("resourceVersion", ""),
+                                       resource_version_match=q.get("resourceVersionMatch", ""))
         rv = str(result.resource_version)
         if wants_table(request.headers.get("Accept", "")):
             from pocketkube.apiserver.tables import table
@@ -131,10 +133,13 @@ class Handlers:
             objs = [orjson.loads(v) for v in result.items]
             return json_response(table(store.res.plural, store.res.group, objs, time.time(),
                                        include_object=request.query.get("includeObject", "Metadata"),
-                                       resource_version=rv, continue_token=result.continue_token))
+                                       resource_version=rv, continue_token=result.continue_token,
+                                       remaining=result.remaining))
         meta: dict[str, Any] = {"resourceVersion": rv}
         if result.continue_token:
             meta["continue"] = result.continue_token
+        if result.remaining is not None:
+            meta["remainingItemCount"] = result.remaining
         head = orjson.dumps({"kind": store.res.list_kind, "apiVersion": store.res.api_version, "metadata": meta})
         head = head[:-1] + b',"items":['
         if len(result.items) <= _STREAM_LIST_ITEMS:

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 
 from pocketkube.api.resources import Resource
 
+ROOT = "/registry/"  # kube-apiserver's --etcd-prefix
+
+# kube-apiserver's historic etcd paths (its storage's resource prefixes; test/integration/etcd/data.go)
+_SPECIAL_PREFIXES = {
+    ("", "services"): "services/specs",
+    ("", "endpoints"): "services/endpoints",
+    ("", "nodes"): "minions",
+    ("", "replicationcontrollers"): "controllers",
+    ("networking.k8s.io", "ingresses"): "ingress",
+}
+# Groups served by their own API servers upstream (kube-aggregator, apiextensions) keep the group
+# in the path, as custom resources do (`/registry/<group>/<plural>/`).
+_GROUP_IN_PATH = {"apiregistration.k8s.io", "apiextensions.k8s.io"}
+
+
+def resource_prefix(res: Resource) -> str:
+    """Where kube-apiserver keeps a resource: `/registry/pods/`, `/registry/minions/`, ..."""
+    special = _SPECIAL_PREFIXES.get((res.group, res.plural))
+    if special is None:
+        special = f"{res.group}/{res.plural}" if res.group in _GROUP_IN_PATH else res.plural
+    return f"{ROOT}{special}/"
+
 
 def prefix_for(res: Resource, namespace: str = "") -> str:
-    base = f"/registry/{res.group or 'core'}/{res.plural}/"
+    base = resource_prefix(res)
     if res.namespaced and namespace:
         return f"{base}{namespace}/"
     return base
@@ -16,8 +40,19 @@ def prefix_for(res: Resource, namespace: str = "") -> str:
 
 def key_for(res: Resource, namespace: str, name: str) -> str:
     if res.namespaced:
-        return f"/registry/{res.group or 'core'}/{res.plural}/{namespace}/{name}"
-    return f"/registry/{res.group or 'core'}/{res.plural}/{name}"
+        return f"{resource_prefix(res)}{namespace}/{name}"
+    return f"{resource_prefix(res)}{name}"
+
+
+def legacy_renames(resources: Iterable[Resource]) -> dict[str, str]:
+    """pocketkube's first layout (`/registry/<group|core>/<plural>/`) → kube-apiserver's, per
+    resource: what a data dir written before the change is migrated by, once, at start."""
+    renames = {}
+    for res in resources:
+        old, new = f"{ROOT}{res.group or 'core'}/{res.plural}/", resource_prefix(res)
+        if old != new:
+            renames[old] = new
+    return renames
 
 
 def encode_at(obj: dict):

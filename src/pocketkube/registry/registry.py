@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketkube.api.resources import RESOURCES, Resource
+from pocketkube.registry import codec
 from pocketkube.registry.admission import LimitRanger, ResourceQuotaAdmission
 from pocketkube.registry.apiregistration import apiservices
 from pocketkube.registry.apps import controllerrevisions, daemonsets, deployments, replicasets, statefulsets
@@ -132,6 +133,9 @@ class Registry:
     async def start(self) -> list[str]:
         """Open the backend and rebuild in-memory state from it; the problems the repair found."""
         await self._backend.start()
+        rename = getattr(self._backend, "rename_prefixes", None)
+        if rename is not None:  # a data dir from before kube's key layout: moved once, in place
+            await rename(codec.legacy_renames(RESOURCES))
         return self.repair()
 
     async def close(self) -> None:

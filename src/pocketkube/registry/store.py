@@ -10,7 +10,6 @@ storage only through the Backend contract (storage/interface.py), never a concre
 
 from __future__ import annotations
 
-import base64
 import copy
 import random
 import time
@@ -23,15 +22,17 @@ from pocketkube.api import errors
 from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
-from pocketkube.registry import codec
+from pocketkube.registry import codec, listing
 from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.storage.interface import (
     Backend,
     Compacted,
+    FutureRevision,
     KeyExists,
     KeyNotFound,
     KeyValue,
     RevisionMismatch,
+    TooLarge,
     Unavailable,
 )
 
@@ -151,28 +152,68 @@ class ObjectStore:
         kv = self._backend.get_now(self._key(namespace, name))
         return orjson.loads(kv.value) if kv else None
 
-    def list(self, namespace: str = "", *, match: Filter | None = None, limit: int = 0,
-             continue_token: str = "") -> ListResult:
+    def list(self, namespace: str = "", *, match: Filter | None = None) -> ListResult:
+        """Every object (under the namespace) in the in-memory state, for the server's own reads."""
         prefix = codec.prefix_for(self.res, namespace)
         rev = self._backend.current_revision()
-        kvs = sorted(self._backend.range_now(prefix), key=lambda kv: kv.key)
-        start_after = ""
-        if continue_token:
-            start_after, rev = _decode_continue(continue_token)
+        items = [kv.value for kv in self._backend.range_now(prefix)
+                 if match is None or match(orjson.loads(kv.value))]
+        return ListResult(items, rev)
+
+    async def list_page(self, namespace: str = "", *, match: Filter | None = None, limit: int = 0,
+                        continue_token: str = "", resource_version: str = "",
+                        resource_version_match: str = "") -> ListResult:
+        """A LIST as kube-apiserver serves one: at the revision its options name, one page of
+        `limit` matches with a continue token pinning that revision (snapshot paging)."""
+        prefix = codec.prefix_for(self.res, namespace)
+        listing.validate_list_options(resource_version, resource_version_match, continue_token)
+        plan = listing.plan_read(prefix, resource_version=resource_version, match=resource_version_match,
+                                 continue_token=continue_token, limit=limit)
+        try:
+            return await self._read_pages(prefix, plan, match, max(limit, 0))
+        except Compacted:
+            raise listing.expired(plan.start if plan.from_continue else "", prefix) from None
+        except FutureRevision as e:
+            raise errors.Timeout.resource_version_too_large(e.requested, e.current) from None
+        except Unavailable as e:
+            raise errors.StorageError(str(e)) from None
+
+    async def _read_pages(self, prefix: str, plan: listing.ReadPlan, match: Filter | None,
+                          limit: int) -> ListResult:
+        backend = self._backend
+        rev = plan.revision
+        if plan.consistent or plan.minimum:
+            latest = await backend.consistent_revision()
+            if plan.minimum > latest:
+                raise FutureRevision(plan.minimum, latest)
+            if plan.consistent:
+                rev = latest
+            await backend.wait_for(max(rev, plan.minimum))
+        start, fetch = plan.start or prefix, limit
         items: list[bytes] = []
-        next_token = ""
-        last_key = ""
-        for kv in kvs:
-            if start_after and kv.key <= start_after:
-                continue
-            if match is not None and not match(orjson.loads(kv.value)):
-                continue
-            if limit and len(items) == limit:
-                next_token = _encode_continue(last_key, rev)
+        last_key, more, count = "", False, 0
+        while True:
+            page = await backend.range_at(prefix, rev, start=start, limit=fetch)
+            rev, count = page.revision, page.count  # later pages read at the first one's revision
+            more = page.more
+            for kv in page.kvs:
+                if limit and len(items) == limit:
+                    more = True
+                    break
+                last_key = kv.key
+                if match is None or match(orjson.loads(kv.value)):
+                    items.append(kv.value)
+            if not more or not limit or len(items) >= limit:
                 break
-            items.append(kv.value)
-            last_key = kv.key
-        return ListResult(items, rev, next_token)
+            # A selector dropped some: fetch on from the last key seen, in growing pages.
+            fetch = min(fetch * 2, max(listing.MAX_FETCH, limit))
+            start = last_key + "\x00"
+        if not more:
+            return ListResult(items, rev)
+        token = listing.encode_continue(last_key + "\x00", prefix, rev)
+        # count covers the keys from this fetch's start: exact only when nothing was filtered out
+        remaining = count - limit if match is None else None
+        return ListResult(items, rev, token, remaining)
 
     def list_objects(self, namespace: str = "", match: Filter | None = None) -> list[dict]:
         return [orjson.loads(v) for v in self.list(namespace, match=match).items]
@@ -259,6 +300,8 @@ class ObjectStore:
             raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        except TooLarge as e:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: {e}") from None
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:
@@ -424,6 +467,8 @@ class ObjectStore:
             return None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
+        except TooLarge as e:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: {e}") from None
         return orjson.loads(kv.value)
 
     @staticmethod
@@ -485,15 +530,3 @@ class ObjectStore:
         except Compacted as e:
             raise errors.Gone(
                 f"too old resource version: {e.requested} ({e.compacted})") from None
-
-
-def _encode_continue(key: str, rev: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"k": key, "rv": rev})).decode()
-
-
-def _decode_continue(token: str) -> tuple[str, int]:
-    try:
-        d = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(d["k"]), int(d["rv"])
-    except Exception:  # noqa: BLE001 - any malformed token is the client's error
-        raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion") from None

@@ -11,24 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sortedcontainers import SortedList
+
+from pocketkube.storage import snapshot
 from pocketkube.storage.interface import (
     Compacted,
     Event,
+    FutureRevision,
     KeyExists,
     KeyNotFound,
     KeyValue,
+    RangeResult,
     RevisionMismatch,
+    TooLarge,
     Unavailable,
+    prefix_end,
 )
 
 Value = bytes | Callable[[int], bytes]  # a callable gets the revision the write will have
 BUSY_TIMEOUT_MS = 1000
+# etcd's default --max-request-bytes: both backends refuse the same values (kube answers 413).
+MAX_REQUEST_BYTES = 1536 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -65,12 +75,14 @@ class _Watcher:
 
 class SQLiteBackend:
     def __init__(self, path: str, *, history: int = 50_000, watcher_buffer: int = 100_000,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.path = path
+        self._max_request = max_request_bytes
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
         self._watcher_buffer = watcher_buffer
         self._synchronous = synchronous
         self._state: dict[str, KeyValue] = {}
+        self._keys: SortedList = SortedList()  # the live keys in order: ranges and pages by prefix
         self._rev = 0
         self._compact_rev = 0
         self._queue: list[_Op] = []
@@ -97,16 +109,46 @@ class SQLiteBackend:
         # 503 after this long instead of stalling every writer behind it.
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.executescript(_SCHEMA)
+        self._load(db)
+        max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM kv").fetchone()[0]
+        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+        self._rev = max(max_id, meta.get("last_rev", 0))
+        self._compact_rev = meta.get("compact_rev", 0)
+        self._db_compact_rev = self._compact_rev  # as the worker thread last committed it
+        self._db = db
+
+    def _load(self, db: sqlite3.Connection) -> None:
         rows = db.execute(
             "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
             "JOIN (SELECT name, MAX(id) AS id FROM kv GROUP BY name) m ON k.id = m.id "
             "WHERE k.deleted = 0").fetchall()
         self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows}
-        max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM kv").fetchone()[0]
-        meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
-        self._rev = max(max_id, meta.get("last_rev", 0))
-        self._compact_rev = meta.get("compact_rev", 0)
-        self._db = db
+        self._keys = SortedList(self._state)
+
+    async def rename_prefixes(self, renames: dict[str, str]) -> int:
+        """Move keys from old prefixes to new ones (a key layout change), history included, in one
+        transaction: revisions keep their meaning, so clients' resourceVersions stay valid."""
+        loop = asyncio.get_running_loop()
+        moved = await loop.run_in_executor(self._pool, self._rename, renames)
+        if moved:
+            await loop.run_in_executor(self._pool, self._load, self._db)
+            self._history.clear()  # it holds the old names; the log has the new ones
+        return moved
+
+    def _rename(self, renames: dict[str, str]) -> int:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            moved = 0
+            for old, new in renames.items():
+                moved += db.execute("UPDATE kv SET name = ? || substr(name, ?) WHERE name >= ? AND name < ?",
+                                    (new, len(old) + 1, old, prefix_end(old))).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return moved
 
     async def close(self) -> None:
         self._closed = True
@@ -139,11 +181,55 @@ class SQLiteBackend:
     async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
         return self.range_now(prefix), self._rev
 
-    def range_now(self, prefix: str) -> list[KeyValue]:
-        return [kv for k, kv in self._state.items() if k.startswith(prefix)]
+    def _live_keys(self, prefix: str, start: str = ""):
+        return self._keys.irange(max(prefix, start), prefix_end(prefix) or None, inclusive=(True, False))
 
-    def count(self, prefix: str) -> int:
-        return sum(1 for k in self._state if k.startswith(prefix))
+    def range_now(self, prefix: str) -> list[KeyValue]:
+        state = self._state
+        return [state[k] for k in self._live_keys(prefix)]
+
+    def count(self, prefix: str, start: str = "") -> int:
+        end = self._keys.bisect_left(prefix_end(prefix)) if prefix else len(self._keys)
+        return end - self._keys.bisect_left(max(prefix, start))
+
+    async def consistent_revision(self) -> int:
+        return self._rev  # one process owns the file: memory is the committed state
+
+    async def wait_for(self, revision: int, timeout: float = 3.0) -> bool:
+        return revision <= self._rev  # writes apply in memory when they commit
+
+    async def range_at(self, prefix: str, revision: int = 0, *, start: str = "", limit: int = 0) -> RangeResult:
+        current = self._rev
+        if revision == 0 or revision == current:
+            return self._range_latest(prefix, start, limit)
+        if revision > current:
+            raise FutureRevision(revision, current)
+        if revision < self._compact_rev:
+            raise Compacted(revision, self._compact_rev)
+        if self._history and self._history[0].revision <= revision + 1:
+            return snapshot.range_then(self._state, self._live_keys(prefix, start), self.count(prefix, start),
+                                       self._history, revision, prefix, start, limit)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._range_log, prefix, revision, start, limit)
+
+    def _range_latest(self, prefix: str, start: str, limit: int) -> RangeResult:
+        keys = self._live_keys(prefix, start)
+        if limit:
+            keys = itertools.islice(keys, limit)
+        return RangeResult([self._state[k] for k in keys], self.count(prefix, start), self._rev)
+
+    def _range_log(self, prefix: str, revision: int, start: str, limit: int) -> RangeResult:
+        """The range as of an older revision, from the log (newest row of each key up to it)."""
+        assert self._db is not None
+        if revision < self._db_compact_rev:  # compacted while this read waited for the thread
+            raise Compacted(revision, self._db_compact_rev)
+        rows = self._db.execute(
+            "SELECT k.name, k.value, k.create_revision, k.id FROM kv k JOIN "
+            "(SELECT MAX(id) AS id FROM kv WHERE name >= ? AND (? = '' OR name < ?) AND id <= ? GROUP BY name) m "
+            "ON k.id = m.id WHERE k.deleted = 0 ORDER BY k.name",
+            (max(prefix, start), prefix_end(prefix), prefix_end(prefix), revision)).fetchall()
+        kvs = [KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows]
+        return RangeResult(kvs[:limit] if limit else kvs, len(kvs), revision)
 
     # ---- writes (group commit) ----
     async def create(self, key: str, value: Value) -> KeyValue:
@@ -201,6 +287,8 @@ class SQLiteBackend:
                 else:
                     value = op.value(next_rev) if callable(op.value) else op.value
                     assert isinstance(value, bytes)
+                    if len(value) + len(op.key) > self._max_request:
+                        raise TooLarge(f"request is too large: {len(value)} bytes, limit {self._max_request}")
                     crev = next_rev if cur is None else cur.create_revision
                     kv = KeyValue(op.key, value, crev, next_rev)
                     overlay[op.key] = kv
@@ -222,8 +310,11 @@ class SQLiteBackend:
             return
         for key, kv in overlay.items():
             if kv is None:
-                self._state.pop(key, None)
+                if self._state.pop(key, None) is not None:
+                    self._keys.remove(key)
             else:
+                if key not in self._state:
+                    self._keys.add(key)
                 self._state[key] = kv
         self._rev = rev
         self._history.extend(events)
@@ -330,6 +421,7 @@ class SQLiteBackend:
             db.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
                            [("compact_rev", revision), ("last_rev", last_rev)])
             db.execute("COMMIT")
+            self._db_compact_rev = revision
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -54,11 +54,11 @@ PRINTERS: dict[tuple[str, str], Printer] = {
 
 def table(resource_plural: str, group: str, objects: list[dict], now: datetime | float, *,
           include_object: str = "Metadata", resource_version: str = "",
-          continue_token: str = "", with_columns: bool = True) -> dict:
+          continue_token: str = "", with_columns: bool = True, remaining: int | None = None) -> dict:
     """Render `objects` as a Table for `kubectl get` (lists, single GETs and watch events)."""
     printer = PRINTERS.get((group, resource_plural), DEFAULT_PRINTER)
     return render(printer, objects, now, include_object=include_object, resource_version=resource_version,
-                  continue_token=continue_token, with_columns=with_columns)
+                  continue_token=continue_token, with_columns=with_columns, remaining=remaining)
 
 
 __all__ = [

@@ -52,11 +52,13 @@ class Printer:
 
 def render(printer: Printer, objects: list[dict], now: datetime | float, *,
            include_object: str = "Metadata", resource_version: str = "",
-           continue_token: str = "", with_columns: bool = True) -> dict:
+           continue_token: str = "", with_columns: bool = True, remaining: int | None = None) -> dict:
     """`objects` as a Table drawn by `printer` (lists, single GETs and watch events alike)."""
     now_epoch = _now_epoch(now)
-    result: dict[str, Any] = {"kind": "Table", "apiVersion": TABLE_API_VERSION,
-                              "metadata": _list_meta(resource_version, continue_token)}
+    meta = _list_meta(resource_version, continue_token)
+    if remaining is not None:
+        meta["remainingItemCount"] = remaining
+    result: dict[str, Any] = {"kind": "Table", "apiVersion": TABLE_API_VERSION, "metadata": meta}
     if with_columns:
         result["columnDefinitions"] = [c.definition() for c in printer.columns]
     result["rows"] = [_row(printer, obj, now_epoch, include_object) for obj in objects]
