@@ -146,5 +146,9 @@ class ServiceUnavailable(ApiError):
 
 
 class StorageError(ApiError):
-    """The store cannot take a write (disk full, database locked): the only 5xx we allow."""
+    """The store cannot take a write (disk full, database locked, etcd without quorum): the only
+    5xx we allow; Retry-After tells clients it is worth retrying, as kube-apiserver does."""
     code, reason = 503, "ServiceUnavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"retryAfterSeconds": 1}, {"Retry-After": "1"})

@@ -88,3 +88,23 @@ class Backend(Protocol):
         ...
 
     async def compact(self, revision: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    kvs: list[KeyValue]  # live keys under prefix as of `revision`, key >= start, in key order, <= limit
+    count: int  # live keys under prefix with key >= start at that revision (etcd's count)
+    revision: int  # the revision the result is consistent at
+
+
+class FutureRevision(StoreError):
+    """A read at a revision the store has not reached (the API answers 504 Too large resource version)."""
+
+    def __init__(self, requested: int, current: int) -> None:
+        super().__init__(f"Too large resource version: {requested}, current: {current}")
+        self.requested = requested
+        self.current = current
+
+
+class TooLarge(StoreError):
+    """A value over the store's request size limit (the API answers 413)."""
