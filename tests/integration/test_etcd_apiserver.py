@@ -1,0 +1,69 @@
+"""`pocketkube server --datastore etcd://...`: objects under /registry/ in etcd, a value over
+etcd's request limit answered 413, and two of three members down: writes get a quick 503 with
+Retry-After while reads from the server's mirror go on, and writes work again after recovery."""
+
+import time
+
+import pytest
+
+from pocketkube.testing.etcd import HINT, etcd_cluster, have_etcd
+from pocketkube.testing.procs import ServerProcess
+from pocketkube.testing.requires import requires
+
+pytestmark = [requires(have_etcd(), HINT), pytest.mark.slow, pytest.mark.timeout(120)]
+CMS = "/api/v1/namespaces/default/configmaps"
+
+
+def cm(name: str, data: str = "v") -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": data}}
+
+
+@pytest.fixture
+def etcd():
+    with etcd_cluster(3) as c:
+        yield c
+
+
+@pytest.fixture
+def server(etcd, tmp_path):
+    s = ServerProcess(tmp_path / "data", extra_args=["--no-control-plane", "--datastore", etcd.url])
+    s.data_dir.mkdir()
+    s.start(timeout=60)
+    yield s
+    s.stop()
+
+
+def test_objects_live_in_etcd(etcd, server, api):
+    r = api.post(CMS, cm("one"))
+    assert r.status == 201, r.body
+    rv = r.json()["metadata"]["resourceVersion"]
+    got = api.get(CMS + "/one").json()
+    assert got["metadata"]["resourceVersion"] == rv
+    keys = etcd.etcdctl("get", "--prefix", "/registry/", "--keys-only").split()
+    assert any(k.endswith("/default/one") and "configmaps" in k for k in keys), keys
+    listed = api.get(CMS).json()
+    assert int(listed["metadata"]["resourceVersion"]) >= int(rv)
+    # Over etcd's 1.5 MiB request limit, under the API server's body limit and validation's.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"},
+           "spec": {"containers": [{"name": "c", "image": "busybox",
+                                    "env": [{"name": "E", "value": "x" * (2 * 1024 * 1024)}]}]}}
+    big = api.post("/api/v1/namespaces/default/pods", pod)
+    assert big.status == 413 and big.json()["reason"] == "RequestEntityTooLarge", big.body[:300]
+
+
+def test_quorum_loss_is_a_quick_503_and_reads_go_on(etcd, server, api):
+    assert api.post(CMS, cm("before")).status == 201
+    etcd.kill(0)
+    etcd.kill(1)
+    t = time.monotonic()
+    r = api.post(CMS, cm("during"))
+    assert r.status == 503 and r.header_values("Retry-After") == ["1"], (r.status, r.body[:300])
+    assert time.monotonic() - t < 15
+    assert api.get(CMS + "/before").status == 200
+    etcd.start_member(0)
+    etcd.start_member(1)
+    etcd.wait_leader()
+    deadline = time.monotonic() + 20
+    while (r := api.post(CMS, cm("after"))).status == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert r.status == 201, r.body
