@@ -67,3 +67,21 @@ def test_quorum_loss_is_a_quick_503_and_reads_go_on(etcd, server, api):
     while (r := api.post(CMS, cm("after"))).status == 503 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert r.status == 201, r.body
+
+
+def test_tls_datastore_from_the_environment(tmp_path, monkeypatch, connect):
+    with etcd_cluster(3, tls=True) as etcd:
+        f = etcd.tls_files
+        # The URL from the environment (out of `ps`), the TLS files as flags (k3s' names).
+        monkeypatch.setenv("POCKETKUBE_DATASTORE_ENDPOINT",
+                           ",".join(f"https://127.0.0.1:{p}" for p in etcd.client_ports))
+        s = ServerProcess(tmp_path / "data", extra_args=[
+            "--no-control-plane", "--datastore-cafile", f.cafile, "--datastore-certfile", f.certfile,
+            "--datastore-keyfile", f.keyfile])
+        s.data_dir.mkdir()
+        s.start(timeout=60)
+        try:
+            assert connect(s).post(CMS, cm("secure")).status == 201
+            assert "secure" in etcd.etcdctl("get", "--prefix", "/registry/", "--keys-only")
+        finally:
+            s.stop()

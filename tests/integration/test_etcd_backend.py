@@ -7,6 +7,7 @@ import time
 
 import orjson
 import pytest
+from aetcd.rpc import rpc_pb2 as pb
 
 from pocketkube.storage.etcd.backend import EtcdBackend
 from pocketkube.storage.interface import (
@@ -131,6 +132,31 @@ async def test_compaction_answers_compacted(backend):
     events = backend.watch(p, kv.mod_revision - 1)
     assert (await asyncio.wait_for(anext(events), 5)).revision == kv.mod_revision
     await events.aclose()
+
+
+async def test_mirror_relists_when_etcd_compacted_past_it(backend):
+    p = backend.prefix
+    kv = await backend.create(p + "a", b"1")
+    watch = backend.watch(p, backend.current_revision())
+    pending = asyncio.ensure_future(anext(watch))
+    await asyncio.sleep(0)
+    # The mirror's stream stops; meanwhile keys change and etcd compacts past the mirror.
+    backend._feeder.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await backend._feeder
+    await backend.client.txn(pb.TxnRequest(success=[pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
+        key=kv.key.encode()))]))
+    resp = await backend.client.txn(pb.TxnRequest(success=[pb.RequestOp(request_put=pb.PutRequest(
+        key=(p + "b").encode(), value=b"2"))]))
+    await backend.client.compact(resp.header.revision)
+    backend._feeder = asyncio.create_task(backend._feed())
+    await wait_for_async(lambda: backend.current_revision() >= resp.header.revision, timeout=10)
+    assert [kv.key for kv in backend.range_now(p)] == [p + "b"]
+    assert backend.compacted_revision() == resp.header.revision
+    with pytest.raises(StopAsyncIteration):  # watchers end: their clients relist
+        await asyncio.wait_for(pending, 5)
+    with pytest.raises(Compacted):
+        await anext(backend.watch(p, kv.mod_revision))
 
 
 async def test_watch_resumes_after_member_restarts(cluster, backend):
