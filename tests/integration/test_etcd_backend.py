@@ -113,6 +113,21 @@ async def test_another_server_sees_the_writes(cluster, backend):
         await other.close()
 
 
+async def test_a_lost_compare_leaves_the_winner_readable(cluster, backend):
+    other = EtcdBackend(cluster.spec(backend.prefix.rstrip("/")))
+    await other.start()
+    try:
+        kv = await backend.create(backend.prefix + "x", b"v0")
+        for i in range(20):
+            won = await other.update(kv.key, f"b{i}".encode(), 0)
+            with pytest.raises(RevisionMismatch):
+                await backend.update(kv.key, f"a{i}".encode(), kv.mod_revision)
+            kv = backend.get_now(kv.key)
+            assert kv == won  # the retry reads the winner, not the version it lost with
+    finally:
+        await other.close()
+
+
 async def test_too_large_value(backend):
     with pytest.raises(TooLarge):
         await backend.create(backend.prefix + "big", b"x" * (2 * 1024 * 1024))

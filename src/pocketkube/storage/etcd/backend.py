@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 Value = bytes | Callable[[int], bytes]
 PAGE = 5_000  # keys per Range of the initial listing
 APPLY_TIMEOUT = 10.0  # how long a write waits for the mirror to show it (a watch reconnect included)
+CONFLICT_WAIT = 2.0  # how long a lost compare waits for the mirror to show the winner
 Cmp = pb.Compare
 
 
@@ -216,6 +217,7 @@ class EtcdBackend:
             return await self._written(key, value, data, resp.header.revision, resp.header.revision)
         if cur is not None and cur.value == data:  # our own create, retried after a lost answer
             return await self._written(key, value, data, cur.create_revision, cur.mod_revision)
+        await self._seen(key, cur)
         raise KeyExists(key)
 
     async def update(self, key: str, value: Value, expected_mod_revision: int = 0) -> KeyValue:
@@ -230,6 +232,7 @@ class EtcdBackend:
             raise KeyNotFound(key)
         if cur.value == data:  # our own write, retried after a lost answer (or an identical one)
             return await self._written(key, value, data, cur.create_revision, cur.mod_revision)
+        await self._seen(key, cur)
         raise RevisionMismatch(key)
 
     async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
@@ -237,13 +240,23 @@ class EtcdBackend:
         ok, resp, cur = await self._txn(key, cmp, pb.RequestOp(request_delete_range=pb.DeleteRangeRequest(
             key=key.encode(), prev_kv=True)))
         if not ok:
-            raise KeyNotFound(key) if cur is None else RevisionMismatch(key)
+            if cur is None:
+                raise KeyNotFound(key)
+            await self._seen(key, cur)
+            raise RevisionMismatch(key)
         prevs = resp.responses[0].response_delete_range.prev_kvs
         if not prevs:
             raise KeyNotFound(key)
         prev, rev = prevs[0], resp.header.revision
-        await self.mirror.wait_for(rev, APPLY_TIMEOUT)
+        if key.startswith(self.prefix):
+            await self.mirror.wait_for(rev, APPLY_TIMEOUT)
         return KeyValue(key, stamp(prev.value, prev.mod_revision), prev.create_revision, rev)
+
+    async def _seen(self, key: str, cur: kv_pb2.KeyValue | None) -> None:
+        """After a lost compare, until the mirror shows the version that won: the caller's
+        retry reads it (get_now) instead of the stale one it just failed with."""
+        if cur is not None and key.startswith(self.prefix):
+            await self.mirror.wait_for(cur.mod_revision, CONFLICT_WAIT)
 
     @staticmethod
     def _guard(key: str, expected: int) -> pb.Compare:
@@ -266,7 +279,8 @@ class EtcdBackend:
 
     async def _written(self, key: str, value: Value, data: bytes, create_rev: int, rev: int) -> KeyValue:
         """The acknowledged write, once the mirror shows it (read-your-writes on this server)."""
-        await self.mirror.wait_for(rev, APPLY_TIMEOUT)
+        if key.startswith(self.prefix):  # (a key outside the prefix is never mirrored)
+            await self.mirror.wait_for(rev, APPLY_TIMEOUT)
         stamped = value(rev) if callable(value) else stamp(data, rev)
         return KeyValue(key, stamped, create_rev, rev)
 
