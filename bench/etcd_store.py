@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -63,7 +64,10 @@ def main() -> None:
     med = {store: {k: statistics.median(r[store][k] for r in runs) for k in runs[0][store]}
            for store in ("sqlite", "etcd")}
     s, e = med["sqlite"], med["etcd"]
+    load = os.getloadavg()[1]
     lines = [
+        f"host: {os.cpu_count()} CPUs, load average over the run's last 5 min {load:.1f} "
+        "(absolute latencies follow the load; compare the same-run ratios)",
         f"runs={args.runs} (medians) pods={args.pods} creates={args.creates}, 32 clients, etcd = 3 members (Debian 3.4)",
         f"SQLite: pod create {s['create_rps']:.0f}/s p50 {s['create_p50_ms']:.1f} ms p99 {s['create_p99_ms']:.1f} ms; "
         f"LIST {args.pods} pods {s['list_ms']:.0f} ms",
