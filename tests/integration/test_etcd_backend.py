@@ -113,6 +113,25 @@ async def test_another_server_sees_the_writes(cluster, backend):
         await other.close()
 
 
+async def test_a_new_server_serves_watches_from_before_its_start(cluster, backend):
+    p = backend.prefix
+    rev = backend.current_revision()
+    a = await backend.create(p + "a", b"1")
+    await backend.delete(p + "a")
+    b = await backend.create(p + "b", b"2")
+    other = EtcdBackend(cluster.spec(p.rstrip("/")))
+    await other.start()  # a restarted API server: its clients come back with `rev`
+    try:
+        assert other.current_revision() >= b.mod_revision and [kv.key for kv in other.range_now(p)] == [b.key]
+        events = other.watch(p, rev)
+        got = [await asyncio.wait_for(anext(events), 5) for _ in range(3)]
+        assert [(e.type, e.kv.key) for e in got] == [("PUT", a.key), ("DELETE", a.key), ("PUT", b.key)]
+        assert got[1].prev.value == b"1"
+        await events.aclose()
+    finally:
+        await other.close()
+
+
 async def test_a_lost_compare_leaves_the_winner_readable(cluster, backend):
     other = EtcdBackend(cluster.spec(backend.prefix.rstrip("/")))
     await other.start()

@@ -146,8 +146,8 @@ class ServiceUnavailable(ApiError):
 
 
 class StorageError(ApiError):
-    """The store cannot take a write (disk full, database locked, etcd without quorum): the only
-    5xx we allow; Retry-After tells clients it is worth retrying, as kube-apiserver does."""
+    """The store cannot serve (disk full, database locked, etcd without quorum): the only 5xx we
+    allow; the client retries after a second."""
     code, reason = 503, "ServiceUnavailable"
 
     def __init__(self, message: str) -> None:

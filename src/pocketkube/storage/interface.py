@@ -56,7 +56,36 @@ class Compacted(StoreError):
 
 
 class Unavailable(StoreError):
-    """The store cannot take writes now (disk full, locked, I/O error)."""
+    """The store cannot serve now (disk full, locked, I/O error; etcd unreachable, no leader)."""
+
+
+class FutureRevision(StoreError):
+    """A read at a revision the store has not reached (the apiserver answers 504)."""
+
+    def __init__(self, requested: int, current: int) -> None:
+        super().__init__(f"required revision {requested} is a future revision (current {current})")
+        self.requested = requested
+        self.current = current
+
+
+class TooLarge(StoreError):
+    """A value over the store's request limit (etcd's --max-request-bytes; the apiserver answers 413)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    kvs: list[KeyValue]  # live keys under prefix as of `revision`, key >= start, in key order, <= limit
+    count: int  # live keys under prefix with key >= start at that revision (etcd's count)
+    revision: int  # the revision the result is consistent at
+
+    @property
+    def more(self) -> bool:
+        return len(self.kvs) < self.count
+
+
+def prefix_end(prefix: str) -> str:
+    """The first key after every key that starts with prefix (etcd's GetPrefixRangeEnd)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else ""
 
 
 class Backend(Protocol):
@@ -89,22 +118,22 @@ class Backend(Protocol):
 
     async def compact(self, revision: int) -> None: ...
 
+    async def range_at(self, prefix: str, revision: int = 0, *, start: str = "", limit: int = 0) -> RangeResult:
+        """Live keys under prefix as of `revision` (0 = latest), from `start` on, at most `limit`
+        (0 = all). Compacted if revision < compacted_revision(); FutureRevision if it is past the
+        store's latest revision."""
+        ...
 
-@dataclass(frozen=True, slots=True)
-class RangeResult:
-    kvs: list[KeyValue]  # live keys under prefix as of `revision`, key >= start, in key order, <= limit
-    count: int  # live keys under prefix with key >= start at that revision (etcd's count)
-    revision: int  # the revision the result is consistent at
+    async def consistent_revision(self) -> int:
+        """The latest committed revision in the store (etcd: a quorum read), for consistent reads."""
+        ...
 
+    async def wait_for(self, revision: int, timeout: float = 3.0) -> bool:
+        """Until the in-memory state (get_now/range_now, watches) has applied `revision`; False on
+        timeout."""
+        ...
 
-class FutureRevision(StoreError):
-    """A read at a revision the store has not reached (the API answers 504 Too large resource version)."""
-
-    def __init__(self, requested: int, current: int) -> None:
-        super().__init__(f"Too large resource version: {requested}, current: {current}")
-        self.requested = requested
-        self.current = current
-
-
-class TooLarge(StoreError):
-    """A value over the store's request size limit (the API answers 413)."""
+    # Optional, for a backend whose data may predate the key layout (SQLite data dirs):
+    #   async def rename_prefixes(self, renames: dict[str, str]) -> int
+    # moves every key, live and history, from each old prefix to its new one in one
+    # transaction, keeping revisions; returns how many rows moved. Called once, after start().

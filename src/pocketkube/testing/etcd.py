@@ -6,12 +6,14 @@ loopback ports in a temporary directory, plain or TLS.
         c.kill(c.leader()); c.restart(i)
 
 Members log to DIR/mN.log (zap to stderr). Teardown kills every member and removes the
-directory. `etcd_backend_factory` makes fresh backends over one cluster (the storage conformance
-suite's factory): each call empties the keyspace first.
+directory. `etcd_backend(path)` is a started backend on a fresh 1-member cluster (the shape of the
+storage conformance suite's factories); `etcd_backend_factory(cluster)` makes fresh backends over
+one cluster, each call emptying the keyspace first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import ipaddress
@@ -23,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -87,15 +89,28 @@ def write_certs(d: Path) -> TLSFiles:
 
 
 class EtcdCluster:
-    def __init__(self, members: int = 3, *, tls: bool = False, base: Path | None = None) -> None:
+    def __init__(self, members: int = 3, *, tls: bool = False, base: Path | None = None,
+                 directory: Path | None = None) -> None:
+        """A temp dir under `base`, removed on close; or `directory`, kept: a cluster made again on
+        it starts from the same data on the same ports (a restart)."""
         self.n = members
         self.tls = tls
-        self.dir = Path(tempfile.mkdtemp(prefix="pk-etcd-", dir=base))
-        ports = free_ports(2 * members)
-        self.client_ports, self.peer_ports = ports[:members], ports[members:]
+        self.owned = directory is None
+        self.dir = Path(tempfile.mkdtemp(prefix="pk-etcd-", dir=base)) if directory is None else directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        saved = self.dir / "cluster.json"
+        if saved.exists():
+            state = json.loads(saved.read_text())
+            self.client_ports, self.peer_ports, self.token = state["client"], state["peer"], state["token"]
+        else:
+            ports = free_ports(2 * members)
+            self.client_ports, self.peer_ports = ports[:members], ports[members:]
+            self.token = f"pk-{os.getpid()}-{self.client_ports[0]}"
+            saved.write_text(json.dumps({"client": self.client_ports, "peer": self.peer_ports, "token": self.token}))
         self.procs: list[subprocess.Popen | None] = [None] * members
-        self.tls_files = write_certs(self.dir) if tls else TLSFiles()
-        self.token = f"pk-{os.getpid()}-{self.client_ports[0]}"
+        self.tls_files = write_certs(self.dir) if tls and not (self.dir / "ca.pem").exists() else (
+            TLSFiles(str(self.dir / "ca.pem"), str(self.dir / "etcd.pem"), str(self.dir / "etcd-key.pem"))
+            if tls else TLSFiles())
 
     # ---- addresses ----
     @property
@@ -215,7 +230,8 @@ class EtcdCluster:
         for i in range(self.n):
             with contextlib.suppress(Exception):
                 self.kill(i)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.owned:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -225,6 +241,26 @@ def etcd_cluster(members: int = 3, *, tls: bool = False) -> Iterator[EtcdCluster
         yield c.start()
     finally:
         c.close()
+
+
+@contextlib.asynccontextmanager
+async def etcd_backend(path: Path | None = None, *, members: int = 1, **kw) -> AsyncIterator:
+    """A started EtcdBackend (prefix "/": every key is mirrored) on a cluster of its own in
+    `path`/etcd (made again on the same path: the same data, as a restart), removed with `path`;
+    the shape of the storage conformance suite's FACTORIES (tests/conformance/storage)."""
+    from pocketkube.storage.etcd.backend import EtcdBackend
+
+    cluster = EtcdCluster(members, directory=path / "etcd") if path is not None else EtcdCluster(members)
+    try:
+        await asyncio.to_thread(cluster.start)
+        backend = EtcdBackend(cluster.spec("/"), **kw)
+        await backend.start()
+        try:
+            yield backend
+        finally:
+            await backend.close()
+    finally:
+        cluster.close()
 
 
 def etcd_backend_factory(cluster: EtcdCluster, prefix: str = "/"):

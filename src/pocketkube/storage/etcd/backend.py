@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 Value = bytes | Callable[[int], bytes]
 PAGE = 5_000  # keys per Range of the initial listing
 APPLY_TIMEOUT = 10.0  # how long a write waits for the mirror to show it (a watch reconnect included)
+REPLAY_TIMEOUT = 30.0  # replaying history at start: then start from the current listing instead
 CONFLICT_WAIT = 2.0  # how long a lost compare waits for the mirror to show the winner
 Cmp = pb.Compare
 
@@ -56,23 +57,72 @@ class EtcdBackend:
         self.mirror = Mirror(history=history, watcher_buffer=watcher_buffer)
         self._closed = asyncio.Event()
         self._feeder: asyncio.Task | None = None
+        self._target: dict[str, int] | None = None  # while replaying at start: the current state
+        self._caught_up = asyncio.Event()
         self.version = ""
 
     # ---- lifecycle ----
     async def start(self) -> None:
+        """Connect, then fill the mirror. It starts from an older revision that etcd still keeps
+        (up to `history` revisions back) and replays the events since, so that a restarted API
+        server serves watches from the resourceVersions its clients already hold, as SQLite's log
+        does; it is ready once its state is the current listing's."""
         status = await self.client.connect()
         self.version = status.version
-        await self._relist()
+        now, rev = await self._list_all(0)
+        start = await self._oldest_kept(rev)
+        if start is None:
+            self.mirror.reset(now, rev)
+        else:
+            self.mirror.reset((await self._list_all(start))[0], start)
+            self._target = {kv.key: kv.mod_revision for kv in now}
+            self._caught_up = asyncio.Event()
+            self._check_caught_up()
         self._feeder = asyncio.create_task(self._feed(), name="etcd-mirror")
+        if start is not None:
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), REPLAY_TIMEOUT)
+            except TimeoutError:
+                log.warning("etcd: replaying history since revision %d took too long: starting from now", start)
+                await self._stop_feeder()
+                self.mirror.reset(now, rev)
+                self._feeder = asyncio.create_task(self._feed(), name="etcd-mirror")
+            self._target = None
 
-    async def close(self) -> None:
-        self._closed.set()
+    async def _oldest_kept(self, rev: int) -> int | None:
+        """The oldest revision worth replaying from that etcd has not compacted (None: none)."""
+        for back in (self.mirror.history.maxlen or 0, 10_000, 1_000):
+            start = max(1, rev - back)
+            if start >= rev:
+                continue
+            try:
+                await self.client.range(pb.RangeRequest(key=self.prefix.encode(), revision=start, count_only=True))
+                return start
+            except Compacted:
+                continue
+        return None
+
+    def _check_caught_up(self) -> None:
+        target = self._target
+        if target is None or self._caught_up.is_set():
+            return
+        state = self.mirror.state
+        if len(state) == len(target) and all(
+                (kv := state.get(k)) is not None and kv.mod_revision == r for k, r in target.items()):
+            self._caught_up.set()
+
+    async def _stop_feeder(self) -> None:
         if self._feeder is not None:
             self._feeder.cancel()
             try:
                 await self._feeder
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
                 pass
+            self._feeder = None
+
+    async def close(self) -> None:
+        self._closed.set()
+        await self._stop_feeder()
         self.mirror.end_watchers()
         await self.client.close()
 
@@ -87,18 +137,20 @@ class EtcdBackend:
                              current=self.mirror.compacted if "compacted" in details else current)
         return await self.client.range(req, on_error=on_error)
 
-    async def _relist(self) -> None:
-        """The whole prefix at one revision, in pages, into the mirror."""
+    async def _list_all(self, rev: int) -> tuple[list[KeyValue], int]:
+        """The whole prefix at one revision (0: latest), in pages."""
         kvs: list[KeyValue] = []
-        start, rev = "", 0
+        start = ""
         while True:
             resp = await self._list(self.prefix, rev, start, PAGE)
             rev = rev or resp.header.revision
             kvs.extend(_kv(kv) for kv in resp.kvs)
             if not resp.more or not resp.kvs:
-                break
+                return kvs, rev
             start = resp.kvs[-1].key.decode() + "\0"
-        self.mirror.reset(kvs, rev)
+
+    async def _relist(self) -> None:
+        self.mirror.reset(*await self._list_all(0))
 
     async def _feed(self) -> None:
         delay = 0.1
@@ -162,6 +214,8 @@ class EtcdBackend:
             last = max(last, kv.mod_revision)
         # An empty response is a progress notification: everything up to the header is sent.
         self.mirror.commit(events, last if resp.events else resp.header.revision)
+        if self._target is not None:
+            self._check_caught_up()
 
     # ---- reads ----
     def current_revision(self) -> int:
