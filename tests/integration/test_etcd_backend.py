@@ -90,9 +90,24 @@ async def test_range_at_pins_a_revision_and_pages(backend):
     nxt = await backend.range_at(p, rev, start=p + "k1\0", limit=2)
     assert [kv.key for kv in nxt.kvs] == [p + "k2", p + "k3"] and nxt.count == 3
     now = await backend.range_at(p)
-    assert now.count == 4 and now.revision == await backend.consistent_revision()
+    assert now.count == 4 and now.revision == backend.current_revision() == await backend.consistent_revision()
     with pytest.raises(FutureRevision):
         await backend.range_at(p, now.revision + 1000)
+
+
+async def test_range_at_from_the_mirror_equals_etcds(backend):
+    p = backend.prefix
+    for i in range(6):
+        await backend.create(f"{p}a/k{i}", stamped(obj(f"k{i}")))
+    await backend.create(f"{p}b/x", b"other prefix")
+    rev = backend.current_revision()
+    await backend.delete(f"{p}b/x")  # a change under another prefix: p/a/ at rev is still the mirror's
+    for revision, start, limit in [(0, "", 0), (rev, "", 2), (rev, f"{p}a/k2", 3), (rev - 3, "", 0)]:
+        want = await backend.range_from_etcd(p + "a/", revision, start=start, limit=limit)
+        got = await backend.range_at(p + "a/", revision, start=start, limit=limit)
+        assert (got.kvs, got.count) == (want.kvs, want.count), (revision, start, limit)
+    assert backend.mirror.range_at(p + "a/", rev - 3, "", 0) is None  # k3..k5 came later: etcd answers
+    assert backend.mirror.range_at(p + "b/", rev, "", 0) is None  # deleted since
 
 
 async def test_another_server_sees_the_writes(cluster, backend):

@@ -240,9 +240,20 @@ class EtcdBackend:
         return sum(1 for k in self.mirror.state if k.startswith(prefix))
 
     async def range_at(self, prefix: str, revision: int = 0, *, start: str = "", limit: int = 0) -> RangeResult:
-        """A read from etcd itself at `revision` (0: latest, linearizable)."""
+        """Keys under prefix at `revision` (0: the mirror's latest, as kube's cacher serves
+        resourceVersion=0). From the mirror when nothing under prefix changed since `revision`
+        (the usual consistent LIST: quorum revision, wait_for, then this), else from etcd."""
         if revision and revision < self.mirror.compacted:
             raise Compacted(revision, self.mirror.compacted)
+        local = self.mirror.range_at(prefix, revision, start, limit)
+        if local is not None:
+            kvs, count, rev = local
+            return RangeResult(kvs, count, rev)
+        return await self.range_from_etcd(prefix, revision, start=start, limit=limit)
+
+    async def range_from_etcd(self, prefix: str, revision: int = 0, *, start: str = "",
+                              limit: int = 0) -> RangeResult:
+        """range_at read from etcd itself (0: latest, linearizable)."""
         try:
             resp = await self._list(prefix, revision, start, limit)
         except Compacted as e:

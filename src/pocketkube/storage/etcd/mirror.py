@@ -126,6 +126,26 @@ class Mirror:
     def range(self, prefix: str) -> list[KeyValue]:
         return [kv for k, kv in self.state.items() if k.startswith(prefix)]
 
+    def range_at(self, prefix: str, revision: int, start: str, limit: int
+                 ) -> tuple[list[KeyValue], int, int] | None:
+        """(kvs, count, revision) of prefix at `revision` (0: latest) if this state is the one at
+        that revision for prefix (no event under prefix since), else None."""
+        if revision > self.revision:
+            return None
+        if revision and revision < self.revision:
+            if revision < self.floor:
+                return None
+            for ev in reversed(self.history):
+                if ev.revision <= revision:
+                    break
+                if ev.kv.key.startswith(prefix):
+                    return None
+        first = max(start, prefix)
+        kvs = sorted((kv for k, kv in self.state.items() if k.startswith(prefix) and k >= first),
+                     key=lambda kv: kv.key)
+        count = len(kvs)
+        return (kvs[:limit] if limit else kvs), count, revision or self.revision
+
     # ---- watchers ----
     def _broadcast(self, events: list[Event]) -> None:
         for w in list(self._watchers):
