@@ -260,8 +260,8 @@ class ObjectStore:
             raise errors.NotFound.object(self.res.plural, name, self.res.group) from None
         except Unavailable as e:
             raise errors.StorageError(str(e)) from None
-        except TooLarge as e:  # etcd's request limit (1.5 MiB by default) is below the API server's
-            raise errors.RequestEntityTooLarge(str(e)) from None
+        except TooLarge as e:
+            raise errors.RequestEntityTooLarge(f"Request entity too large: {e}") from None
 
     # ---- update ----
     def _read(self, key: str, name: str) -> tuple[KeyValue, dict]:

@@ -121,7 +121,8 @@ class Backend(Protocol):
     async def range_at(self, prefix: str, revision: int = 0, *, start: str = "", limit: int = 0) -> RangeResult:
         """Live keys under prefix as of `revision` (0 = latest), from `start` on, at most `limit`
         (0 = all). Compacted if revision < compacted_revision(); FutureRevision if it is past the
-        store's latest revision."""
+        store's latest revision. Correct whatever the in-memory state has applied (a backend
+        whose mirror lags behind `revision` reads the store): LIST pages rely on it."""
         ...
 
     async def consistent_revision(self) -> int:
