@@ -167,6 +167,9 @@ class EtcdBackend:
                 log.info("etcd watch ended (%s); resuming at revision %d", e, self.mirror.revision + 1)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except Exception:  # noqa: BLE001 - the mirror must never stop feeding
+                log.exception("etcd watch failed; resuming at revision %d", self.mirror.revision + 1)
+                await asyncio.sleep(1.0)
 
     async def _retrying(self, fn: Callable) -> None:
         while not self._closed.is_set():
