@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ingress.py --runtime containerd
 	$(VENV)/bin/python bench/streams.py
 	$(VENV)/bin/python bench/ui.py --out bench/results-ui.txt
+	$(VENV)/bin/python bench/etcd_store.py --out bench/results-etcd-store.txt
 	$(VENV)/bin/python bench/streams_apiserver.py
 
 clean:

@@ -98,7 +98,12 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="where state, certificates and the kubeconfig live (default: %(default)s)")
     p.add_argument("--bind-address", default="127.0.0.1", help="API server address (default: %(default)s)")
     p.add_argument("--port", type=int, default=6443, help="API server port (default: %(default)s)")
-    p.add_argument("--storage", default="", help="storage DSN: sqlite:///PATH (default: DATA_DIR/state.db)")
+    p.add_argument("--datastore", "--storage", dest="datastore", default=None, metavar="URL",
+                   help="datastore URL: sqlite:///PATH (default: DATA_DIR/state.db), etcd://H1:2379,H2:2379, "
+                        "etcds://... or https://H1:2379,https://H2:2379 (TLS); also $POCKETKUBE_DATASTORE_ENDPOINT")
+    p.add_argument("--datastore-cafile", default="", help="CA bundle that signs the etcd members' certificates")
+    p.add_argument("--datastore-certfile", default="", help="client certificate for etcd (with --datastore-keyfile)")
+    p.add_argument("--datastore-keyfile", default="", help="the client certificate's key")
     p.add_argument("--service-cidr", default=None,
                    help="ClusterIP range (default: 127.96.0.0/16; 10.96.0.0/16 for `up` with containers)")
     p.add_argument("--service-node-port-range", type=_port_range, default=(30000, 32767),
@@ -407,6 +412,15 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 50)
 
 
+def _datastore(args: argparse.Namespace):
+    """The datastore URL (flag, else $POCKETKUBE_DATASTORE_ENDPOINT, else "" = SQLite in the data
+    dir) and its TLS files."""
+    from pocketkube.storage.datastore import ENV_VAR, TLSFiles
+
+    url = args.datastore or os.environ.get(ENV_VAR, "")
+    return url, TLSFiles(args.datastore_cafile, args.datastore_certfile, args.datastore_keyfile)
+
+
 async def _run_server(args: argparse.Namespace) -> int:
     _fill_plan(args, PROCESS_PLAN)
     if args.advertise_address and not addresses.is_ip(args.advertise_address):
@@ -415,19 +429,31 @@ async def _run_server(args: argparse.Namespace) -> int:
     from pocketkube.apiserver.app import ServerConfig
     from pocketkube.registry.registry import RegistryConfig
     from pocketkube.server import api_server
+    from pocketkube.storage.datastore import DatastoreError
+    from pocketkube.storage.interface import StoreError
 
-    server = api_server(
-        ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd,
-                     advertise_address=args.advertise_address, advertise_listen_fd=args.advertise_listen_fd),
-        storage=args.storage,
-        registry_config=RegistryConfig(service_cidr=args.service_cidr, node_port_range=args.service_node_port_range,
-                                       default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
+    datastore, files = _datastore(args)
+    try:
+        server = api_server(
+            ServerConfig(data_dir=args.data_dir, host=args.bind_address, port=args.port, listen_fd=args.listen_fd,
+                         advertise_address=args.advertise_address, advertise_listen_fd=args.advertise_listen_fd),
+            storage=datastore, files=files,
+            registry_config=RegistryConfig(service_cidr=args.service_cidr,
+                                           node_port_range=args.service_node_port_range,
+                                           default_toleration_seconds=max(0, int(args.pod_eviction_timeout))))
+    except DatastoreError as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
+    except StoreError as e:
+        print(f"pocketkube: cannot open the datastore: {e}", file=sys.stderr)
+        await server.stop()
+        return 2
     except OSError as e:
         where = f"{args.bind_address}:{args.port}" + (f" and {args.advertise_address}" if args.advertise_address else "")
         print(f"pocketkube: cannot start the API server on {where}: {e.strerror or e}", file=sys.stderr)
@@ -510,8 +536,20 @@ async def _run_up(args: argparse.Namespace) -> int:
                      "--leader-elect-retry-period", str(args.leader_elect_retry_period)]
     extra = ["--service-cidr", args.service_cidr, "--service-node-port-range",
              "{}-{}".format(*args.service_node_port_range), *control_plane]
-    if args.storage:
-        extra += ["--storage", args.storage]
+    from pocketkube.storage import datastore
+
+    try:
+        url, files = _datastore(args)
+        if url or files != datastore.TLSFiles():
+            datastore.check(url, files)
+    except datastore.DatastoreError as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
+    if args.datastore:  # from the environment it reaches the server the same way, out of `ps`
+        extra += ["--datastore", args.datastore]
+    for flag in ("cafile", "certfile", "keyfile"):
+        if getattr(args, f"datastore_{flag}"):
+            extra += [f"--datastore-{flag}", getattr(args, f"datastore_{flag}")]
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
                                  node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
                                  port=args.port, dataplane=args.dataplane, server_args=tuple(extra),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pocketkube.apiserver.app import APIServer, ServerConfig
 from pocketkube.registry.registry import Registry, RegistryConfig
+from pocketkube.storage.datastore import TLSFiles
 from pocketkube.storage.drivers import open_backend
 
 
@@ -20,8 +21,8 @@ def storage_dsn(data_dir: Path, dsn: str = "") -> str:
     return dsn or f"sqlite://{Path(data_dir) / 'state.db'}"
 
 
-def api_server(cfg: ServerConfig, *, storage: str = "",
+def api_server(cfg: ServerConfig, *, storage: str = "", files: TLSFiles = TLSFiles(),
                registry_config: RegistryConfig = RegistryConfig()) -> APIServer:
     """An API server over a registry over the backend `storage` names (not yet started)."""
-    backend = open_backend(storage_dsn(cfg.data_dir, storage))
+    backend = open_backend(storage_dsn(cfg.data_dir, storage), files)
     return APIServer(cfg, Registry(backend, registry_config))

@@ -3,19 +3,8 @@
 Every backend of storage/interface.py must pass tests/conformance/storage. A backend joins by
 adding a factory to FACTORIES: an async context manager that yields a started, empty Backend and
 closes it (and whatever runs it) afterwards. It may take `pytest.param(..., marks=requires(...))`
-for its prerequisites, e.g. the etcd backend:
-
-    @contextlib.asynccontextmanager
-    async def etcd_backend(tmp_path):
-        async with etcd_cluster(tmp_path, members=1) as endpoints:   # pocketkube.testing.etcd
-            backend = EtcdBackend(endpoints, prefix=f"/t{uuid4().hex}/")
-            await backend.start()
-            try:
-                yield backend
-            finally:
-                await backend.close()
-
-    FACTORIES.append(pytest.param(etcd_backend, id="etcd", marks=requires(ETCD)))
+for its prerequisites, as the etcd backend below does (pocketkube.testing.etcd runs a real
+etcd member per factory call).
 
 `backend_factory` is the factory itself (a test that restarts a backend calls it twice on one
 path); `backend` is one started backend.
@@ -31,6 +20,9 @@ import pytest
 
 from pocketkube.storage.interface import Backend
 from pocketkube.storage.sqlite import SQLiteBackend
+from pocketkube.testing.etcd import HINT as ETCD_HINT
+from pocketkube.testing.etcd import etcd_backend, have_etcd
+from pocketkube.testing.requires import requires
 
 
 @contextlib.asynccontextmanager
@@ -43,7 +35,8 @@ async def sqlite_backend(path: Path) -> AsyncIterator[Backend]:
         await backend.close()
 
 
-FACTORIES: list = [pytest.param(sqlite_backend, id="sqlite")]
+FACTORIES: list = [pytest.param(sqlite_backend, id="sqlite"),
+                   pytest.param(etcd_backend, id="etcd", marks=requires(have_etcd(), ETCD_HINT))]
 
 
 @pytest.fixture(params=FACTORIES)

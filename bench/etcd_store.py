@@ -1,0 +1,87 @@
+"""Datastore benchmark (issue 13): the API server on SQLite vs on a 3-member etcd, same run.
+
+For each datastore a fresh `pocketkube server --no-control-plane` (etcd: a fresh 3-member
+Debian etcd on loopback); the figures: pod creates/s and create p99 with 32 concurrent clients
+through the API server, and the latency of a LIST of all pods once there are `--pods` of them.
+etcd's are reported as ratios to SQLite's from the same run (target: creates >= 50 %, p99 <= 100 ms).
+
+    .venv/bin/python bench/etcd_store.py [--pods 10000] [--creates 3000] [--runs 2] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from apiserver import Bench, pct  # bench/apiserver.py: the same clients and measures
+
+from pocketkube.testing.etcd import etcd_cluster
+from pocketkube.testing.procs import ServerProcess
+
+
+async def measure(datastore: str, args) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="pk-bench-etcd-"))
+    extra = ["--no-control-plane"] + (["--datastore", datastore] if datastore else [])
+    server = ServerProcess(root / "data", extra_args=extra)
+    server.data_dir.mkdir()
+    server.start(timeout=60)
+    bench = Bench(server)
+    try:
+        await bench.closed_loop(200, 8, bench.get_one)  # warm-up
+        rps, lat = await bench.closed_loop(args.creates, 32, bench.create_pod)
+        if args.pods > args.creates:
+            await bench.closed_loop(args.pods - args.creates, 32, lambda i: bench.create_pod(i + args.creates))
+        lists = [await bench.list_pods() for _ in range(5)]
+        return {"create_rps": rps, "create_p50_ms": statistics.median(lat) * 1e3,
+                "create_p99_ms": pct(lat, 99) * 1e3, "list_ms": statistics.median(lists) * 1e3}
+    finally:
+        await bench.close()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def one_run(args) -> dict[str, dict]:
+    out = {"sqlite": await measure("", args)}
+    with etcd_cluster(3) as etcd:
+        out["etcd"] = await measure(etcd.url, args)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--creates", type=int, default=3_000)
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    runs = [asyncio.run(one_run(args)) for _ in range(args.runs)]
+    med = {store: {k: statistics.median(r[store][k] for r in runs) for k in runs[0][store]}
+           for store in ("sqlite", "etcd")}
+    s, e = med["sqlite"], med["etcd"]
+    load = os.getloadavg()[1]
+    lines = [
+        f"host: {os.cpu_count()} CPUs, load average over the run's last 5 min {load:.1f} "
+        "(absolute latencies follow the load; compare the same-run ratios)",
+        f"runs={args.runs} (medians) pods={args.pods} creates={args.creates}, 32 clients, etcd = 3 members (Debian 3.4)",
+        f"SQLite: pod create {s['create_rps']:.0f}/s p50 {s['create_p50_ms']:.1f} ms p99 {s['create_p99_ms']:.1f} ms; "
+        f"LIST {args.pods} pods {s['list_ms']:.0f} ms",
+        f"etcd:   pod create {e['create_rps']:.0f}/s p50 {e['create_p50_ms']:.1f} ms p99 {e['create_p99_ms']:.1f} ms; "
+        f"LIST {args.pods} pods {e['list_ms']:.0f} ms",
+        f"etcd/SQLite: creates/s {e['create_rps'] / s['create_rps']:.2f}x (target >= 0.50), "
+        f"create p99 {e['create_p99_ms'] / s['create_p99_ms']:.2f}x ({e['create_p99_ms']:.0f} ms, target <= 100 ms), "
+        f"LIST {e['list_ms'] / s['list_ms']:.2f}x",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        with contextlib.suppress(OSError):
+            args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
