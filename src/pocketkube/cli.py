@@ -201,13 +201,19 @@ def _parser() -> argparse.ArgumentParser:
     _ingress_port_args(up, prefix="ingress-")
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
-    agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
+    agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy), or --hollow N simulated nodes")
     agent.add_argument("--server", required=True, help="API server URL, e.g. https://127.0.0.1:6443")
     agent.add_argument("--token-file", type=Path, required=True, help="file holding this node's token")
     agent.add_argument("--ca-file", type=Path, required=True, help="the cluster CA certificate")
-    agent.add_argument("--node-name", required=True)
-    agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
-    agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24)")
+    agent.add_argument("--node-name", help="this node's name (required unless --hollow)")
+    agent.add_argument("--node-ip", required=True,
+                       help="this node's IP (e.g. 127.0.1.1); with --hollow the first simulated node's")
+    agent.add_argument("--pod-cidr", required=True, help="this node's pod range (e.g. 127.244.1.0/24); with "
+                       "--hollow the pool the simulated nodes' podCIDRs are carved from")
+    agent.add_argument("--hollow", type=int, default=0, metavar="N",
+                       help="simulate N nodes (kubemark's hollow nodes): real Nodes, Leases, pod watches and "
+                            "status writes, but no containers, no data plane and no sockets")
+    agent.add_argument("--hollow-prefix", default="hollow-", help="simulated nodes' name prefix (default: %(default)s)")
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
     agent.add_argument("--traffic-counters", type=_flag_bool, nargs="?", const=True, default=True,
@@ -454,11 +460,14 @@ async def _run_ingress(args: argparse.Namespace) -> int:
 
 
 async def _run_agent(args: argparse.Namespace) -> int:
-    from pocketkube.agent.main import AgentConfig, run_agent
+    from pocketkube.agent.main import AgentConfig, run_agent, run_hollow_agent
 
-    return await run_agent(AgentConfig(
+    if args.hollow < 0 or (not args.hollow and not args.node_name):
+        print("pocketkube agent: --node-name is required (or --hollow N with N >= 1)", file=sys.stderr)
+        return 2
+    cfg = AgentConfig(
         server=args.server, token=args.token_file.read_text().strip(), ca_file=str(args.ca_file),
-        node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
+        node_name=args.node_name or args.hollow_prefix, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         traffic_counters=args.traffic_counters,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
@@ -466,7 +475,10 @@ async def _run_agent(args: argparse.Namespace) -> int:
         container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,
         insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror),
         node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
-        cluster_dns=tuple(ip for ip in args.cluster_dns.split(",") if ip), cluster_domain=args.cluster_domain))
+        cluster_dns=tuple(ip for ip in args.cluster_dns.split(",") if ip), cluster_domain=args.cluster_domain)
+    if args.hollow:
+        return await run_hollow_agent(cfg, args.hollow, args.hollow_prefix)
+    return await run_agent(cfg)
 
 
 async def _run_dns(args: argparse.Namespace) -> int:
