@@ -113,3 +113,12 @@ async def test_hollow_kubelet_starts_its_pods_and_removes_deleted_ones():
         assert "uid-mine" not in kubelet.ips.assigned and "uid-mine" not in kubelet.started
     finally:
         await kubelet.stop()
+
+
+def test_hollow_tokens_one_for_all_or_one_each():
+    from pocketkube.agent.hollow_fleet import hollow_tokens
+
+    assert hollow_tokens("abc-DEF_12\n", ["a", "b"]) == {"a": "abc-DEF_12", "b": "abc-DEF_12"}
+    assert hollow_tokens("a: t1\nb: t2\nc: t3\n", ["a", "b"]) == {"a": "t1", "b": "t2"}
+    with pytest.raises(ValueError, match="no token for 1 node"):
+        hollow_tokens("a: t1\n", ["a", "b"])

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pocketkube.agent.hollow import HOLLOW_LABEL, RUNTIME_VERSION, HollowKubelet
 from pocketkube.agent.node import NodeAgent
 from pocketkube.api import errors
@@ -59,6 +61,20 @@ def hollow_specs(prefix: str, count: int, first_ip: str, pod_pool: str) -> list[
             raise ValueError(f"--node-ip {first_ip} leaves no room for {count} hollow nodes") from None
         out.append(HollowSpec(f"{prefix}{i}", str(ip), str(next(subnets))))
     return out
+
+
+def hollow_tokens(text: str, names: list[str]) -> dict[str, str]:
+    """node name → token, from a token file holding one token for all or a YAML mapping."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return dict.fromkeys(names, text.strip())
+    missing = [n for n in names if not isinstance(parsed.get(n), str)]
+    if missing:
+        raise ValueError(f"the token file has no token for {len(missing)} node(s), e.g. {missing[0]}")
+    return {n: parsed[n] for n in names}
 
 
 class HollowNodeAgent(NodeAgent):

@@ -206,8 +206,10 @@ async def run_agent(cfg: AgentConfig) -> int:
 
 async def run_hollow_agent(cfg: AgentConfig, count: int, prefix: str) -> int:
     """`pocketkube agent --hollow N`: N simulated nodes (no pods run, no data plane, no sockets);
-    cfg.node_ip is the first node's IP and cfg.pod_cidr the pool their podCIDRs are carved from."""
-    from pocketkube.agent.hollow_fleet import HollowFleet, hollow_specs
+    cfg.node_ip is the first node's IP and cfg.pod_cidr the pool their podCIDRs are carved from.
+    cfg.token is one token for all, or a YAML mapping node name → token (each node its own
+    identity, system:node:<name>, as real kubelets have)."""
+    from pocketkube.agent.hollow_fleet import HollowFleet, hollow_specs, hollow_tokens
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -215,10 +217,11 @@ async def run_hollow_agent(cfg: AgentConfig, count: int, prefix: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         specs = hollow_specs(prefix, count, cfg.node_ip, cfg.pod_cidr)
+        token_of = hollow_tokens(cfg.token, [s.name for s in specs])
     except ValueError as e:
         print(f"Node failed: {prefix}*: {e}", flush=True)
         return 1
-    fleet = HollowFleet(lambda name: Client(cfg.server, cfg.token, cfg.ca_file,
+    fleet = HollowFleet(lambda name: Client(cfg.server, token_of[name], cfg.ca_file,
                                             user_agent=f"pocketkube-agent/{name} (hollow)"),
                         specs, Path(cfg.data_dir), cfg.lease_interval, cfg.node_cpu, cfg.node_memory)
     started = asyncio.create_task(fleet.start())
