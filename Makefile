@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ingress.py --runtime containerd
 	$(VENV)/bin/python bench/streams.py
 	$(VENV)/bin/python bench/streams_apiserver.py
+	$(VENV)/bin/python bench/scale.py --procs 2 --nodes 10  # full size: POCKETKUBE_SCALE_PROCS=10 POCKETKUBE_SCALE_NODES=100
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -140,6 +140,7 @@ class Result:
     db_mb_before: float = 0.0
     db_mb: float = 0.0
     server_cpu_s: float = 0.0
+    cm_cpu_s: float = 0.0
     agents_cpu_s: float = 0.0
 
 
@@ -187,13 +188,25 @@ async def run_size(label: str, procs: int, nodes: int, qps: float, pods_per_node
     tok_file = data / "pki" / "tokens.yaml"
     tok_file.write_text(yaml.safe_dump({"admin": secrets.token_urlsafe(32), "nodes": tokens}))
     tok_file.chmod(0o600)
-    server = ServerProcess(data, extra_args=["--service-cidr", SERVICE_CIDR])
+    # The control plane runs as its own process (as kube-controller-manager and kube-scheduler do):
+    # the server's CPU and RSS are then the API server's alone.
+    server = ServerProcess(data, extra_args=["--service-cidr", SERVICE_CIDR, "--no-control-plane"])
     agents: list[subprocess.Popen] = []
     logs = []
     try:
         server.start(timeout=60)
         assert server.proc is not None
         spid = server.proc.pid
+        issued = yaml.safe_load(tok_file.read_text())
+        (root / "cm-token").write_text(issued["controlplane"])
+        (root / "sched-token").write_text(issued["scheduler"])
+        log = open(root / "controller-manager.log", "wb")
+        logs.append(log)
+        agents.append(subprocess.Popen(
+            [sys.executable, "-m", "pocketkube", "controller-manager", "--server", server.url,
+             "--token-file", str(root / "cm-token"), "--scheduler-token-file", str(root / "sched-token"),
+             "--ca-file", str(server.ca_file), "--service-account-private-key-file", str(data / "pki" / "sa.key")],
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True))
         t0 = time.monotonic()
         for k, group in enumerate(names):
             tf = root / f"tokens-{k}.yaml"
@@ -206,13 +219,13 @@ async def run_size(label: str, procs: int, nodes: int, qps: float, pods_per_node
                  "--node-ip", f"10.236.{k}.1", "--pod-cidr", f"10.236.{16 * (k + 1)}.0/20",
                  "--data-dir", str(root / f"agent-{k}")],
                 stdout=subprocess.PIPE, stderr=log, start_new_session=True))
-        for a in agents:
+        for a in agents[1:]:
             if not read_until(a, lambda line: line.startswith("Node ready"), 60 + nodes):
                 raise RuntimeError(f"hollow agent did not start; see {root}/agent-*.log")
         res.nodes_ready_s = time.monotonic() - t0
         client = Client(server.url, server.token(), str(server.ca_file), timeout=120)
         try:
-            await _load(client, res, spid, agents, qps, server)
+            await _load(client, res, spid, agents, qps, server, root)
         finally:
             await client.close()
     finally:
@@ -241,8 +254,10 @@ def _db_mb(data: Path) -> float:
     return sum(p.stat().st_size for p in data.glob("state.db*")) / 2**20
 
 
-async def _load(client: Client, res: Result, spid: int, agents: list[subprocess.Popen], qps: float,
-                server: ServerProcess) -> None:
+async def _load(client: Client, res: Result, spid: int, procs: list[subprocess.Popen], qps: float,
+                server: ServerProcess, root: Path) -> None:
+    """procs: the controller-manager, then the hollow agents."""
+    cm, agents = procs[0], procs[1:]
     nodes, _ = await client.list(NODES)
     assert len(nodes) == res.nodes, f"{len(nodes)} nodes registered of {res.nodes}"
     res.rss_idle_mb = rss_mb(spid)
@@ -253,8 +268,13 @@ async def _load(client: Client, res: Result, spid: int, agents: list[subprocess.
     namespaces = [f"load-{i}" for i in range(max(1, res.nodes // NODES_PER_NAMESPACE))]
     for ns in namespaces:
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    cpu0 = cpu_s(spid)
+    cpu0, cm_cpu0 = cpu_s(spid), cpu_s(cm.pid)
     agents_cpu0 = sum(cpu_s(a.pid) for a in agents)
+    profile = None
+    if out := os.environ.get("POCKETKUBE_SCALE_PROFILE"):  # py-spy the API server through the load
+        profile = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(spid), "-f", "raw",
+                                    "-o", f"{out}.{res.label}", "-r", "50"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
     start = time.monotonic()
     created = 0
     for i, size in enumerate(plan(res.pods)):
@@ -275,6 +295,10 @@ async def _load(client: Client, res: Result, spid: int, agents: list[subprocess.
         await asyncio.sleep(0.5)
     res.load_s = time.monotonic() - start
     res.server_cpu_s = cpu_s(spid) - cpu0
+    res.cm_cpu_s = cpu_s(cm.pid) - cm_cpu0
+    if profile is not None:
+        profile.send_signal(signal.SIGINT)
+        profile.wait(30)
     res.agents_cpu_s = sum(cpu_s(a.pid) for a in agents) - agents_cpu0
     watch.task.cancel()
     await asyncio.gather(watch.task, return_exceptions=True)
@@ -320,7 +344,8 @@ def report(runs: list[Result], qps: float, pods_per_node: int) -> str:
             f"(+{(r.rss_mb - r.rss_idle_mb) * per_k:.0f} MB per 1,000 pods)",
             f"datastore before / after          {r.db_mb_before:8.1f} / {r.db_mb:.1f} MB  "
             f"(+{(r.db_mb - r.db_mb_before) * per_k:.1f} MB per 1,000 pods)",
-            f"CPU during load: server {r.server_cpu_s:.1f} s, hollow agents {r.agents_cpu_s:.1f} s",
+            f"CPU during load: API server {r.server_cpu_s:.1f} s, controller-manager+scheduler {r.cm_cpu_s:.1f} s, "
+            f"hollow agents {r.agents_cpu_s:.1f} s",
             ""]
     for r in runs[1:]:
         lines += [f"## {r.label} vs baseline (ratios)",
