@@ -5,6 +5,7 @@ every pod, and the nodes' Leases keep being renewed."""
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
@@ -30,11 +32,19 @@ FIRST_IP = "10.236.0.1"
 POD_POOL = "10.236.128.0/17"
 
 
+NODE_TOKENS = {f"hollow-{i}": secrets.token_urlsafe(24) for i in range(COUNT)}
+
+
 @pytest.fixture(scope="module")
 def server():
+    """A server whose tokens.yaml names every hollow node: each authenticates as system:node:<name>
+    (the Node authorizer and NodeRestriction apply), as real kubelets do."""
     root = Path(tempfile.mkdtemp(prefix="pk-hollow-"))
     s = ServerProcess(root / "data", extra_args=["--service-cidr", "10.239.0.0/16"])
-    s.data_dir.mkdir()
+    (s.data_dir / "pki").mkdir(parents=True, mode=0o700)
+    tokens = s.data_dir / "pki" / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump({"admin": secrets.token_urlsafe(32), "nodes": NODE_TOKENS}))
+    tokens.chmod(0o600)
     s.start()
     yield s
     s.stop(timeout=3)
@@ -44,7 +54,7 @@ def server():
 @pytest.fixture
 def hollow(server):
     root = Path(tempfile.mkdtemp(prefix="pk-hollow-agent-"))
-    (root / "token").write_text(server.token())
+    (root / "token").write_text(yaml.safe_dump(NODE_TOKENS))
     cmd = [sys.executable, "-m", "pocketkube", "agent", "--server", server.url, "--token-file", str(root / "token"),
            "--ca-file", str(server.ca_file), "--node-ip", FIRST_IP, "--pod-cidr", POD_POOL,
            "--data-dir", str(root / "data"), "--hollow", str(COUNT), "--lease-interval", "2"]
