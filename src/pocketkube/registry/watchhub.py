@@ -83,8 +83,15 @@ class TriggerHub:
         if from_revision < self._floor:
             return None
         sub = _Sub(value)
-        sub.queue.extend(ev for ev, cur, prev in self._window
-                         if ev.revision > from_revision and value in (cur, prev))
+        # The window is in revision order and a watcher usually starts near its end (its
+        # informer's list): walk back from the newest event rather than scan the whole window.
+        replay = []
+        for ev, cur, prev in reversed(self._window):
+            if ev.kv.mod_revision <= from_revision:
+                break
+            if value == cur or value == prev:
+                replay.append(ev)
+        sub.queue.extend(reversed(replay))
         self._subs.setdefault(value, set()).add(sub)
         return sub
 
