@@ -270,11 +270,12 @@ async def _load(client: Client, res: Result, spid: int, procs: list[subprocess.P
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     cpu0, cm_cpu0 = cpu_s(spid), cpu_s(cm.pid)
     agents_cpu0 = sum(cpu_s(a.pid) for a in agents)
-    profile = None
-    if out := os.environ.get("POCKETKUBE_SCALE_PROFILE"):  # py-spy the API server through the load
-        profile = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(spid), "-f", "raw",
-                                    "-o", f"{out}.{res.label}", "-r", "50"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+    profiles = []
+    if out := os.environ.get("POCKETKUBE_SCALE_PROFILE"):  # py-spy the API server and the control plane
+        for pid, name in ((spid, "apiserver"), (cm.pid, "controlplane")):
+            profiles.append(subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                                              "-f", "raw", "-o", f"{out}.{res.label}.{name}", "-r", "50"],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     start = time.monotonic()
     created = 0
     for i, size in enumerate(plan(res.pods)):
@@ -296,7 +297,7 @@ async def _load(client: Client, res: Result, spid: int, procs: list[subprocess.P
     res.load_s = time.monotonic() - start
     res.server_cpu_s = cpu_s(spid) - cpu0
     res.cm_cpu_s = cpu_s(cm.pid) - cm_cpu0
-    if profile is not None:
+    for profile in profiles:
         profile.send_signal(signal.SIGINT)
         profile.wait(30)
     res.agents_cpu_s = sum(cpu_s(a.pid) for a in agents) - agents_cpu0
