@@ -110,7 +110,7 @@ async def test_hollow_kubelet_starts_its_pods_and_removes_deleted_ones():
         async def gone() -> bool:
             return not [p for p in client.objects(PODS, "default") if p["metadata"]["name"] == "mine"]
         await wait_for_async(gone, what="mine deleted")
-        assert "uid-mine" not in kubelet.ips.assigned and "uid-mine" not in kubelet.started
+        assert not kubelet.ips.assigned and not kubelet.started
     finally:
         await kubelet.stop()
 
@@ -122,3 +122,16 @@ def test_hollow_tokens_one_for_all_or_one_each():
     assert hollow_tokens("a: t1\nb: t2\nc: t3\n", ["a", "b"]) == {"a": "t1", "b": "t2"}
     with pytest.raises(ValueError, match="no token for 1 node"):
         hollow_tokens("a: t1\n", ["a", "b"])
+
+
+async def test_a_restarted_hollow_kubelet_adopts_running_pods_and_keeps_their_ips():
+    client = FakeClient()
+    uid = client.seed(PODS, _pod("running", phase="Running", podIP="10.236.128.7"))["metadata"]["uid"]
+    kubelet = HollowKubelet(client, "hollow-0", "10.236.0.1", "10.236.128.0/24")  # type: ignore[arg-type]
+    await kubelet.start()
+    try:
+        await wait_for_async(lambda: uid in kubelet.started, what="adopted", timeout=5)
+        assert kubelet.ips.assigned == {uid: "10.236.128.7"}
+        assert not client.actions_of("patch", "pods")  # nothing to write: it already runs
+    finally:
+        await kubelet.stop()

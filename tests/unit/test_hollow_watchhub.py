@@ -112,3 +112,36 @@ async def test_a_watch_from_before_the_window_falls_back_to_storage(backend, mon
             await recent.aclose()
     finally:
         await first.aclose()
+
+
+async def test_a_watcher_that_falls_behind_is_ended_and_the_others_go_on(backend, monkeypatch):
+    monkeypatch.setattr(watchhub, "SUBSCRIBER_BACKLOG", 2)
+    pods = Registry(backend).store("", "pods")
+    start = pods.current_revision()
+    slow = pods.watch("", start, match=_on("n1"))
+    other = pods.watch("", start, match=_on("n2"))
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for ev in other:
+            seen.append(ev.object()["metadata"]["name"])
+    task = asyncio.create_task(follow())
+    try:
+        first = asyncio.create_task(anext(slow))  # subscribes, then is not read again for a while
+        await asyncio.sleep(0.05)
+        for i in range(5):
+            await pods.create(_pod(f"p{i}", node="n1"), "default")
+        await pods.create(_pod("q", node="n2"), "default")
+        assert (await asyncio.wait_for(first, 2)).object()["metadata"]["name"] == "p0"
+        rest = []
+        async for ev in slow:  # the stream ends: its client re-watches from its last revision
+            rest.append(ev)
+        assert len(rest) < 4
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == ["q"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
