@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/ui.py --out bench/results-ui.txt
 	$(VENV)/bin/python bench/etcd_store.py --out bench/results-etcd-store.txt
 	$(VENV)/bin/python bench/streams_apiserver.py
+	$(VENV)/bin/python bench/scale.py --procs 2 --nodes 10  # full size: POCKETKUBE_SCALE_PROCS=10 POCKETKUBE_SCALE_NODES=100
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -281,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     _ingress_port_args(up, prefix="ingress-")
     up.add_argument("--no-user-kubeconfig", action="store_true",
                     help="do not add a 'pocketkube' context to ~/.kube/config")
-    agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy)")
+    agent = sub.add_parser("agent", help="run one node agent (kubelet and Service proxy), or --hollow N simulated nodes")
     agent.add_argument("--server", required=True, type=_server_urls,
                        help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between "
                             "(the agent also learns them from the kubernetes Service endpoints)")
@@ -291,14 +291,20 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--token", default=os.environ.get("POCKETKUBE_TOKEN", ""),
                        help="join token (K10<ca hash>::<id>.<secret>, from `pocketkube token create`): join from "
                             "another host with a node client certificate (default: $POCKETKUBE_TOKEN)")
-    agent.add_argument("--node-name", required=True)
-    agent.add_argument("--node-ip", required=True, help="this node's IP (e.g. 127.0.1.1)")
+    agent.add_argument("--node-name", help="this node's name (required unless --hollow)")
+    agent.add_argument("--node-ip", required=True,
+                       help="this node's IP (e.g. 127.0.1.1); with --hollow the first simulated node's")
     agent.add_argument("--pod-cidr", default="", type=_checked(_pod_cidr),
                        help="this node's pod range (e.g. 127.244.1.0/24); default: the Node's spec.podCIDR, "
-                            "given by the controller manager's node IPAM (--cluster-cidr)")
+                            "given by the controller manager's node IPAM (--cluster-cidr); with --hollow (required) "
+                            "the pool the simulated nodes' podCIDRs are carved from")
     agent.add_argument("--routes", choices=("none", "host-gw"), default="none",
                        help="host-gw: route every other Node's pod range via its InternalIP (agents on several "
                             "hosts of one subnet); none: pods are all local already (default: %(default)s)")
+    agent.add_argument("--hollow", type=int, default=0, metavar="N",
+                       help="simulate N nodes (kubemark's hollow nodes): real Nodes, Leases, pod watches and "
+                            "status writes, but no containers, no data plane and no sockets")
+    agent.add_argument("--hollow-prefix", default="hollow-", help="simulated nodes' name prefix (default: %(default)s)")
     agent.add_argument("--data-dir", type=Path, required=True, help="where this node keeps pod state and logs")
     agent.add_argument("--dataplane", choices=("auto", "nftables", "userspace"), default="auto")
     agent.add_argument("--traffic-counters", type=_flag_bool, nargs="?", const=True, default=True,
@@ -642,16 +648,23 @@ async def _run_ingress(args: argparse.Namespace) -> int:
 
 
 async def _run_agent(args: argparse.Namespace) -> int:
-    from pocketkube.agent.main import AgentConfig, run_agent
+    from pocketkube.agent.main import AgentConfig, run_agent, run_hollow_agent
 
+    if args.hollow < 0 or (not args.hollow and not args.node_name):
+        print("pocketkube agent: --node-name is required (or --hollow N with N >= 1)", file=sys.stderr)
+        return 2
+    if args.hollow and not args.pod_cidr:
+        print("pocketkube agent: --hollow needs --pod-cidr (the pool the simulated nodes' ranges come from)",
+              file=sys.stderr)
+        return 2
     if bool(args.token) == bool(args.token_file) or (args.token_file and not args.ca_file):
         print("pocketkube agent: give either --token (a join token) or --token-file with --ca-file", file=sys.stderr)
         return 2
-    return await run_agent(AgentConfig(
+    cfg = AgentConfig(
         server=args.server, token=args.token_file.read_text().strip() if args.token_file else "",
         ca_file=str(args.ca_file) if args.ca_file else None, join_token=args.token,
-        node_name=args.node_name, node_ip=args.node_ip, pod_cidr=args.pod_cidr, data_dir=args.data_dir,
-        routes=args.routes,
+        node_name=args.node_name or args.hollow_prefix, node_ip=args.node_ip, pod_cidr=args.pod_cidr,
+        data_dir=args.data_dir, routes=args.routes,
         dataplane=args.dataplane, kubelet_port=args.kubelet_port, lease_interval=args.lease_interval,
         traffic_counters=args.traffic_counters,
         runtime=args.runtime, container_runtime_endpoint=args.container_runtime_endpoint,
@@ -659,7 +672,10 @@ async def _run_agent(args: argparse.Namespace) -> int:
         container_log_max_size=args.container_log_max_size, container_log_max_files=args.container_log_max_files,
         insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror),
         node_cpu=args.node_cpu or "", node_memory=args.node_memory or "",
-        cluster_dns=tuple(ip for ip in args.cluster_dns.split(",") if ip), cluster_domain=args.cluster_domain))
+        cluster_dns=tuple(ip for ip in args.cluster_dns.split(",") if ip), cluster_domain=args.cluster_domain)
+    if args.hollow:
+        return await run_hollow_agent(cfg, args.hollow, args.hollow_prefix)
+    return await run_agent(cfg)
 
 
 async def _run_dns(args: argparse.Namespace) -> int:

@@ -343,3 +343,43 @@ async def run_agent(cfg: AgentConfig) -> int:
     await stop.wait()
     await agent.shutdown(kill_pods=cfg.kill_pods_on_exit)
     return 0
+
+
+async def run_hollow_agent(cfg: AgentConfig, count: int, prefix: str) -> int:
+    """`pocketkube agent --hollow N`: N simulated nodes (no pods run, no data plane, no sockets);
+    cfg.node_ip is the first node's IP and cfg.pod_cidr the pool their podCIDRs are carved from.
+    cfg.token is one token for all, or a YAML mapping node name → token (each node its own
+    identity, system:node:<name>, as real kubelets have)."""
+    from pocketkube.agent.hollow_fleet import HollowFleet, hollow_specs, hollow_tokens
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        specs = hollow_specs(prefix, count, cfg.node_ip, cfg.pod_cidr)
+        token_of = hollow_tokens(cfg.token, [s.name for s in specs])
+    except ValueError as e:
+        print(f"Node failed: {prefix}*: {e}", flush=True)
+        return 1
+    fleet = HollowFleet(lambda name: Client(cfg.server, token_of[name], cfg.ca_file,
+                                            user_agent=f"pocketkube-agent/{name} (hollow)"),
+                        specs, Path(cfg.data_dir), cfg.lease_interval, cfg.node_cpu, cfg.node_memory)
+    started = asyncio.create_task(fleet.start())
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({started, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and started.exception() is not None:
+        e = started.exception()
+        log.error("hollow nodes could not start: %s", e)
+        print(f"Node failed: {prefix}*: {e}", flush=True)
+        waiter.cancel()
+        await fleet.stop()
+        return 1
+    if started.done():
+        print(f"Node ready: {count} simulated (hollow) nodes {specs[0].name}..{specs[-1].name} "
+              f"({specs[0].ip}..{specs[-1].ip})", flush=True)
+        await waiter
+    started.cancel()
+    await asyncio.gather(started, return_exceptions=True)
+    await fleet.stop()
+    return 0

@@ -126,6 +126,7 @@ class NodeAgent:
         self.pod_cidr = pod_cidr
         self.kubelet_port = kubelet_port
         self.capacity = capacity(data_dir, cpu, memory)
+        self.status_interval = NODE_STATUS_INTERVAL  # hollow nodes report less often, as upstream's 5 min
         self._transitions: dict[str, str] = {}
 
     def node_object(self) -> dict:
@@ -204,7 +205,7 @@ class NodeAgent:
         """Renew the lease every lease_interval (10 s) and the node status every 20 s; a failure is
         retried with back-off (self.retry) rather than at the next tick."""
         ticks = 0
-        status_every = max(1, round(NODE_STATUS_INTERVAL / self.lease_interval))
+        status_every = max(1, round(self.status_interval / self.lease_interval))
         while True:
             try:
                 await self.renew_lease()

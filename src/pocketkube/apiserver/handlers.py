@@ -34,6 +34,7 @@ def status_body(e: errors.ApiError) -> bytes:
 def _selectors(request: web.Request, res: Resource):
     """A predicate for ?labelSelector= and ?fieldSelector=, or None when neither is given."""
     from pocketkube.api.selectors import FieldSelector, LabelSelector
+    from pocketkube.registry.watchhub import selector_trigger
 
     label_s = request.query.get("labelSelector", "")
     field_s = request.query.get("fieldSelector", "")
@@ -55,6 +56,9 @@ def _selectors(request: web.Request, res: Resource):
             if not ls.matches(labels):
                 return False
         return fs is None or fs.matches(obj)
+    # The value the selector pins of the kind's trigger field (pods: spec.nodeName): the store then
+    # serves this watch from its shared, per-node dispatched watch (registry.watchhub).
+    match.trigger = selector_trigger(res.kind, fs.requirements) if fs is not None else None  # type: ignore[attr-defined]
     return match
 
 

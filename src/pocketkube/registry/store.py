@@ -24,9 +24,11 @@ from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec, listing
 from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
+from pocketkube.registry.watchhub import TRIGGER_FIELDS, TriggerHub
 from pocketkube.storage.interface import (
     Backend,
     Compacted,
+    Event,
     FutureRevision,
     KeyExists,
     KeyNotFound,
@@ -130,6 +132,7 @@ class ObjectStore:
         # Counts creates and deletes of this kind: a cache of which objects exist (admission's
         # view of LimitRanges and quotas) is current while the count is unchanged.
         self.membership = 0
+        self._hubs: dict[str, TriggerHub] = {}  # prefix → shared watch by trigger (pods by node)
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -515,7 +518,7 @@ class ObjectStore:
                     yield WatchEvent("ADDED", kv.value, kv.mod_revision)
             yield WatchEvent(INITIAL_EVENTS_END, b"", from_revision)
         try:
-            async for ev in self._backend.watch(prefix, from_revision):
+            async for ev in self._watch_source(prefix, from_revision, getattr(match, "trigger", None)):
                 cur_ok = match is None or match(orjson.loads(ev.kv.value))
                 if ev.type == "DELETE":
                     if cur_ok:
@@ -530,3 +533,16 @@ class ObjectStore:
         except Compacted as e:
             raise errors.Gone(
                 f"too old resource version: {e.requested} ({e.compacted})") from None
+
+    def _watch_source(self, prefix: str, from_revision: int, trigger: str | None) -> AsyncIterator[Event]:
+        """Storage events after from_revision; a watcher whose selector pins the kind's trigger
+        field (match.trigger, set by the API handlers) gets them from the shared hub, filtered."""
+        field = TRIGGER_FIELDS.get(self.res.kind)
+        if trigger is not None and field is not None:
+            hub = self._hubs.get(prefix)
+            if hub is None:
+                hub = self._hubs[prefix] = TriggerHub(self._backend, prefix, field[1])
+            sub = hub.subscribe(trigger, from_revision)
+            if sub is not None:
+                return hub.events(sub)
+        return self._backend.watch(prefix, from_revision)

@@ -339,11 +339,14 @@ class SQLiteBackend:
     # ---- watch ----
     def _broadcast(self, events: list[Event]) -> None:
         for w in list(self._watchers):
+            queued = len(w.queue)
             for ev in events:
                 if ev.kv.key.startswith(w.prefix):
                     w.queue.append(ev)
             if len(w.queue) > w.overflow:
                 self._watchers.discard(w)  # too slow: end its stream, the client relists
+            elif len(w.queue) == queued:
+                continue  # nothing under its prefix: waking it would only cost a task switch
             w.wake.set()
 
     async def _history_after(self, prefix: str, revision: int) -> list[Event]:
