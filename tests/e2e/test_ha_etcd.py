@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from pocketkube.apiserver.pki import PKI
+from pocketkube.proxy.nftables.proxier import table_name
 from pocketkube.testing.etcd import ETCDCTL, HINT, EtcdCluster, etcd_cluster, free_ports, have_etcd
 from pocketkube.testing.procs import ServerProcess, kubectl_binaries, preferred_kubectl, processes_under
 from pocketkube.testing.requires import KUBECTL, NGINX, have_nginx, requires
@@ -174,6 +175,9 @@ def ha():
                 h.close()
                 left = processes_under(root)
                 assert left == [], f"processes left behind: {left}"
+                tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
+                ours = {table_name(name, ip) for name, ip, _ in NODES} & set(tables)
+                assert not ours, f"nftables tables left behind: {ours}"
     finally:
         if not os.environ.get("POCKETKUBE_KEEP_TEST_DATA"):
             shutil.rmtree(root, ignore_errors=True)
@@ -324,6 +328,16 @@ def test_server_a_killed_agents_and_controllers_move_to_b(ha):
         leader = wait_for(lambda: (h := _holder(kb)) != before and h, timeout=15, what="a new controller leader")
         assert leader == (b.data_dir / "controlplane-identity").read_text().strip()
         assert time.monotonic() - killed < 15
+        # The agents heartbeat through B: every node's Lease is renewed after the kill.
+        renewed = {n["metadata"]["name"]: n["metadata"]["resourceVersion"]
+                   for n in get_json(kb, "leases", "-n", "kube-node-lease")["items"]}
+        assert sorted(renewed) == [name for name, _, _ in NODES]
+
+        def all_renewed() -> bool:
+            now = {n["metadata"]["name"]: n["metadata"]["resourceVersion"]
+                   for n in get_json(kb, "leases", "-n", "kube-node-lease")["items"]}
+            return all(now[name] != rv for name, rv in renewed.items())
+        wait_for(all_renewed, timeout=15, what="every node's Lease renewed through B")
         kb.ok("scale", "deployment", "myapp-deployment", "--replicas=5")
 
         def ready():
@@ -333,8 +347,8 @@ def test_server_a_killed_agents_and_controllers_move_to_b(ha):
         nodes = get_json(kb, "nodes")["items"]
         assert all(any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
                    for n in nodes), [n["status"]["conditions"] for n in nodes]
-        wait_for(lambda: _endpoint_ips(Api(b)) == [SERVER_IPS[1]], timeout=25,
-                 what="A dropped from the kubernetes endpoints")
+        wait_for(lambda: _endpoint_ips(Api(b)) == [SERVER_IPS[1]], timeout=max(1.0, 25 - (time.monotonic() - killed)),
+                 what="A dropped from the kubernetes endpoints within 25 s of the kill")
         kb.run("delete", "service/myapp-service", "deployment/myapp-deployment", "--ignore-not-found",
                "--wait=true", timeout=60)
     finally:
