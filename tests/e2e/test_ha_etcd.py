@@ -183,9 +183,8 @@ def ha():
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _holder(k) -> str:
-    r = k.run("get", "lease", "-n", "kube-system", "kube-controller-manager", "-o",
-              "jsonpath={.spec.holderIdentity}")
+def _holder(k, lease: str = "kube-controller-manager") -> str:
+    r = k.run("get", "lease", "-n", "kube-system", lease, "-o", "jsonpath={.spec.holderIdentity}")
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
@@ -279,7 +278,8 @@ def test_the_seed_works(ha):
         def ready():
             pods = [p for p in get_json(k, "pods", "-l", "app=myapp,type=front-end")["items"] if is_ready(p)]
             return pods if len(pods) == 3 else None
-        wait_for(ready, timeout=60, what="3 ready seed pods")
+        pods = wait_for(ready, timeout=60, what="3 ready seed pods")
+        assert len({p["spec"]["nodeName"] for p in pods}) == 3
         for _, ip, _ in NODES:
             wait_for(lambda ip=ip: _welcome(ip), timeout=15, what=f"nginx via {ip}:30008")
     finally:
@@ -328,6 +328,8 @@ def test_server_a_killed_agents_and_controllers_move_to_b(ha):
         leader = wait_for(lambda: (h := _holder(kb)) != before and h, timeout=15, what="a new controller leader")
         assert leader == (b.data_dir / "controlplane-identity").read_text().strip()
         assert time.monotonic() - killed < 15
+        wait_for(lambda: _holder(kb, "kube-scheduler") == leader, timeout=max(1.0, 15 - (time.monotonic() - killed)),
+                 what="B's scheduler leading")
         # The agents heartbeat through B: every node's Lease is renewed after the kill.
         renewed = {n["metadata"]["name"]: n["metadata"]["resourceVersion"]
                    for n in get_json(kb, "leases", "-n", "kube-node-lease")["items"]}
