@@ -1,11 +1,11 @@
-"""Two API servers on one 3-member etcd, end to end: `pocketkube server` A and B (each with its
-own controllers and scheduler, leader-elected) on one port at two addresses, sharing the cluster
-CA, tokens and service-account key (copied, as kubeadm's control-plane join copies them), and
-three process-runtime agents given both servers. Writes through one server are read and watched
-through the other; the `kubernetes` endpoints list both; the seed works; an etcd snapshot restores
-into a new etcd that a third server serves; and after kill -9 of A the agents and the control
-plane go on through B. Address ranges of its own: servers 127.176.100.1-2, nodes 127.176.0.1-3,
-pods 127.178.N.0/24, Services 127.177.0.0/16, load balancers 127.179.0.0/24."""
+"""Two API servers on one 3-member etcd (plain, then TLS), end to end: `pocketkube server` A and
+B (each with its own controllers and scheduler, leader-elected) on one port at two addresses,
+sharing the cluster CA, tokens and service-account key (copied, as kubeadm's control-plane join
+copies them), and three process-runtime agents given both servers. Writes through one server are
+read and watched through the other; the `kubernetes` endpoints list both; the seed works; an etcd
+snapshot restores into a new etcd that a third server serves; and after kill -9 of A the agents
+and the control plane go on through B. Address ranges of its own: servers 127.176.100.1-2, nodes
+127.176.0.1-3, pods 127.178.N.0/24, Services 127.177.0.0/16, load balancers 127.179.0.0/24."""
 
 from __future__ import annotations
 
@@ -110,8 +110,11 @@ class HA:
         self.logs: list = []
 
     def server(self, name: str, ip: str, extra: list[str] = ()) -> ServerProcess:
+        f = self.etcd.tls_files
+        tls = ["--datastore-cafile", f.cafile, "--datastore-certfile", f.certfile,
+               "--datastore-keyfile", f.keyfile] if self.etcd.tls else []
         s = ServerProcess(self.root / name, extra_args=[
-            "--bind-address", ip, "--datastore", self.etcd.url, "--service-cidr", "127.177.0.0/16",
+            "--bind-address", ip, "--datastore", self.etcd.url, *tls, "--service-cidr", "127.177.0.0/16",
             "--load-balancer-pool", "127.179.0.0/24", *ELECTION, *extra])
         s.data_dir.mkdir(exist_ok=True)
         self.servers.append(s)
@@ -150,11 +153,11 @@ class HA:
             s.stop()
 
 
-@pytest.fixture(scope="module")
-def ha():
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "tls"])
+def ha(request):
     root = Path(tempfile.mkdtemp(prefix="pk-ha-etcd-"))
     try:
-        with etcd_cluster(3) as etcd:
+        with etcd_cluster(3, tls=request.param) as etcd:
             h = HA(etcd, root)
             try:
                 _node_tokens(root / "a")  # before A starts: it reads its tokens once
