@@ -156,15 +156,16 @@ def _insufficient(requests: dict[str, Fraction], info: NodeInfo) -> list[str]:
         return []
     reasons = []
     for name in ("cpu", "memory", "ephemeral-storage", *sorted(k for k in requests if "/" in k)):
-        amount = requests.get(name, Fraction(0))
-        if amount <= 0:
+        amount = requests.get(name)
+        if amount is None or amount <= 0:
             continue
         available = info.allocatable(name)
         if available is None:
             if "/" not in name:
                 continue
-            available = Fraction(0)
-        if info.requested.get(name, Fraction(0)) + amount > available:
+            available = 0
+        used = info.requested.get(name)
+        if (amount if used is None else used + amount) > available:
             reasons.append(f"Insufficient {name}")
     return reasons
 
