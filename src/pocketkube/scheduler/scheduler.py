@@ -6,8 +6,8 @@ deciding one pod at a time against node counts that include the pods it has just
 ("assumed", as upstream's scheduler cache), so a burst of 100 pods spreads evenly and is
 decided in one pass. Those counts live in a NodeCache updated from pod and node events, not
 rebuilt per pass; each pod filters only a rotating sample of a large cluster's nodes
-(percentageOfNodesToScore, see plugins.select_node). Bindings go out concurrently; a failed binding forgets the assumption and
-retries the pod.
+(percentageOfNodesToScore, see plugins.select_node). Bindings go out concurrently; a failed
+binding forgets the assumption and retries the pod.
 
 Pods with PersistentVolumeClaims are checked against the volume caches (volumebinding.py); for
 a WaitForFirstConsumer claim the chosen node is written to the claim (selected-node) and the pod
