@@ -11,6 +11,11 @@ unschedulable pod's message reads exactly like Kubernetes'.
 Scoring is deliberately simpler than upstream's default profile: spread the pods of one
 controller (fewest pods with the same controller uid on the node), then fewest pods overall,
 then random.
+
+As upstream (schedule_one.go numFeasibleNodesToFind), a large cluster is not filtered whole for
+every pod: filtering starts where the previous pod's stopped and ends once enough feasible nodes
+are found (percentageOfNodesToScore, adaptive: 50 % − nodes/125, at least 5 % and 100 nodes).
+Only when no node fits has every node been looked at, so the FitError counts all of them.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ __all__ = [
     "filter_reasons",
     "fit_error_message",
     "matches_node_selector_term",
+    "num_feasible_nodes_to_find",
     "pod_controller_uid",
     "prefilter_message",
     "select_node",
@@ -56,6 +62,9 @@ _UNRESOLVABLE_PREFIXES = (REASON_UNSCHEDULABLE, REASON_SELECTOR, "node(s) had un
                           *VOLUME_UNRESOLVABLE)
 PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
 
 
 @dataclass
@@ -65,24 +74,53 @@ class NodeInfo:
     pod_count: int = 0
     by_controller: dict[str, int] = field(default_factory=dict)
     requested: dict[str, Fraction] = field(default_factory=dict)  # summed requests of its pods
+    # The node's allocatable as parsed, and the raw map it was parsed from: quantities are parsed
+    # once per change of the node's allocatable, not once per pod and node.
+    _parsed: dict[str, Fraction | None] = field(default_factory=dict, repr=False, compare=False)
+    _parsed_from: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.node["metadata"]["name"]
 
-    def add_pod(self, pod: dict) -> None:
-        self.pod_count += 1
-        for name, amount in pod_totals(pod).items():
-            self.requested[name] = self.requested.get(name, Fraction(0)) + amount
+    def allocatable(self, name: str) -> Fraction | None:
+        """The node's allocatable `name` parsed (None when it does not report it)."""
+        raw = (self.node.get("status") or {}).get("allocatable") or {}
+        if raw != self._parsed_from:  # a few short strings: far cheaper than parsing them
+            self._parsed, self._parsed_from = {}, dict(raw)
+        if name not in self._parsed:
+            self._parsed[name] = (parse(raw[name]) or Fraction(0)) if name in raw else None
+        return self._parsed[name]
+
+    def add_pod(self, pod: dict, requests: dict[str, Fraction] | None = None) -> None:
+        self._account(pod, pod_totals(pod) if requests is None else requests, 1)
+
+    def remove_pod(self, pod: dict, requests: dict[str, Fraction] | None = None) -> None:
+        """Undo add_pod (with the same pod object or requests it was added with)."""
+        self._account(pod, pod_totals(pod) if requests is None else requests, -1)
+
+    def _account(self, pod: dict, requests: dict[str, Fraction], sign: int) -> None:
+        self.pod_count += sign
+        for name, amount in requests.items():
+            total = self.requested.get(name, Fraction(0)) + sign * amount
+            if total:
+                self.requested[name] = total
+            else:
+                self.requested.pop(name, None)
         uid = pod_controller_uid(pod)
         if uid:
-            self.by_controller[uid] = self.by_controller.get(uid, 0) + 1
+            count = self.by_controller.get(uid, 0) + sign
+            if count > 0:
+                self.by_controller[uid] = count
+            else:
+                self.by_controller.pop(uid, None)
 
 
 @dataclass(frozen=True)
 class Decision:
     node: str | None
     message: str = ""  # why no node fits (FitError), when node is None
+    processed: int = 0  # how many nodes were filtered
 
 
 def pod_controller_uid(pod: dict) -> str:
@@ -116,14 +154,18 @@ def _insufficient(requests: dict[str, Fraction], info: NodeInfo) -> list[str]:
     an extended resource it does not report has none."""
     if not requests:
         return []
-    allocatable = (info.node.get("status") or {}).get("allocatable") or {}
     reasons = []
     for name in ("cpu", "memory", "ephemeral-storage", *sorted(k for k in requests if "/" in k)):
-        amount = requests.get(name, Fraction(0))
-        if amount <= 0 or (name not in allocatable and "/" not in name):
+        amount = requests.get(name)
+        if amount is None or amount <= 0:
             continue
-        available = parse(allocatable.get(name, 0)) or Fraction(0)
-        if info.requested.get(name, Fraction(0)) + amount > available:
+        available = info.allocatable(name)
+        if available is None:
+            if "/" not in name:
+                continue
+            available = 0
+        used = info.requested.get(name)
+        if (amount if used is None else used + amount) > available:
             reasons.append(f"Insufficient {name}")
     return reasons
 
@@ -181,25 +223,48 @@ def prefilter_message(node_count: int, reason: str) -> str:
             f"{node_count} {PREEMPTION_NOT_HELPFUL}.")
 
 
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes to find before filtering stops (upstream numFeasibleNodesToFind);
+    `percentage` 0 = adaptive."""
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND or percentage >= 100:
+        return num_all_nodes
+    if percentage <= 0:
+        percentage = max(BASE_PERCENTAGE_OF_NODES_TO_SCORE - num_all_nodes // 125,
+                         MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    return max(num_all_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
 def select_node(pod: dict, nodes: list[NodeInfo], rng: random.Random | None = None, *,
-                extra_filter: Callable[[dict], str | None] | None = None) -> Decision:
+                extra_filter: Callable[[dict], str | None] | None = None,
+                start: int = 0, percentage: int = 0) -> Decision:
     """Filter, then score: fewest pods of the same controller, then fewest pods, then random.
-    `extra_filter(node)` runs after the built-in filters (the volume checks)."""
+    `extra_filter(node)` runs after the built-in filters (the volume checks). Filtering begins
+    at nodes[start] (wrapping) and stops after num_feasible_nodes_to_find(len(nodes), percentage)
+    feasible nodes; Decision.processed says how many nodes were looked at (the caller's next start
+    is start + processed, as upstream's nextStartNodeIndex)."""
     rng = rng or random.Random()
     feasible: list[NodeInfo] = []
     reasons: list[list[str]] = []
     requests = pod_totals(pod)
-    for info in nodes:
+    total = len(nodes)
+    wanted = num_feasible_nodes_to_find(total, percentage)
+    start = start % total if total else 0
+    processed = 0
+    for i in range(total):
+        info = nodes[(start + i) % total]
+        processed += 1
         why = filter_reasons(pod, info, requests)
         if not why and extra_filter is not None:
             extra = extra_filter(info.node)
             why = [extra] if extra else []
         if not why:
             feasible.append(info)
+            if len(feasible) >= wanted:
+                break
         else:
             reasons.append(why)
     if not feasible:
-        return Decision(None, fit_error_message(len(nodes), reasons))
+        return Decision(None, fit_error_message(total, reasons), processed)
     owner = pod_controller_uid(pod)
     best = min(feasible, key=lambda i: (i.by_controller.get(owner, 0) if owner else 0, i.pod_count, rng.random()))
-    return Decision(best.name)
+    return Decision(best.name, processed=processed)

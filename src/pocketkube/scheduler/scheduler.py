@@ -4,8 +4,10 @@ Pods and nodes come from informers. Unscheduled pods (no spec.nodeName, our sche
 not terminating or finished) wait in an active queue; one loop drains it without sleeping,
 deciding one pod at a time against node counts that include the pods it has just placed
 ("assumed", as upstream's scheduler cache), so a burst of 100 pods spreads evenly and is
-decided in one pass. Bindings go out concurrently; a failed binding forgets the assumption and
-retries the pod.
+decided in one pass. Those counts live in a NodeCache updated from pod and node events, not
+rebuilt per pass; each pod filters only a rotating sample of a large cluster's nodes
+(percentageOfNodesToScore, see plugins.select_node). Bindings go out concurrently; a failed
+binding forgets the assumption and retries the pod.
 
 Pods with PersistentVolumeClaims are checked against the volume caches (volumebinding.py); for
 a WaitForFirstConsumer claim the chosen node is written to the claim (selected-node) and the pod
@@ -32,6 +34,7 @@ from pocketkube.client.events import NORMAL, WARNING, EventRecorder
 from pocketkube.client.informer import Informer, object_key
 from pocketkube.client.interface import Client
 from pocketkube.scheduler import volumebinding as vb
+from pocketkube.scheduler.cache import NodeCache
 from pocketkube.scheduler.plugins import Decision, NodeInfo, prefilter_message, select_node
 from pocketkube.util.backoff import Backoff
 
@@ -56,6 +59,8 @@ class SchedulerSettings:
     seed: int | None = None
     # How long a pod waits for its claims to be bound before it is retried (upstream: 600 s).
     volume_bind_timeout: float = 120.0
+    # Upstream's percentageOfNodesToScore: 0 = adaptive (50 % − nodes/125, at least 5 %/100 nodes).
+    percentage_of_nodes_to_score: int = 0
 
 
 def needs_scheduling(pod: dict, scheduler_name: str = "default-scheduler") -> bool:
@@ -95,10 +100,13 @@ class Scheduler:
         self._backoff = Backoff(initial=settings.initial_backoff, maximum=settings.max_backoff)  # per pod key
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self._assumed: dict[str, str] = {}  # pod key → node, until the informer shows the binding
+        self.cache = NodeCache()  # per-node counts of bound and assumed pods
+        self._next_start = 0  # where the next pod's filtering starts (upstream's nextStartNodeIndex)
         self._binds = asyncio.Semaphore(settings.bind_concurrency)
         self._tasks: list[asyncio.Task] = []
         self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
-        self.nodes.add_handlers(self._on_node_change, lambda old, new: self._on_node_change(new))
+        self.nodes.add_handlers(self._on_node_change, lambda old, new: self._on_node_change(new),
+                                lambda node: self.cache.remove_node(node["metadata"]["name"]))
         for informer in (self.claims, self.volumes, self.classes):
             informer.add_handlers(self._on_storage_change, lambda old, new: self._on_storage_change(new))
 
@@ -133,7 +141,15 @@ class Scheduler:
         self._active[key] = None
         self._wakeup.set()
 
+    def _account(self, key: str) -> None:
+        """Count the pod on its node (bound or assumed) in the cache, or nowhere."""
+        pod = self.pods.get(key)
+        node = None if pod is None or _terminal(pod) else (
+            deep_get(pod, "spec", "nodeName") or self._assumed.get(key))
+        self.cache.place(key, pod, node)
+
     def _on_pod_add(self, pod: dict) -> None:
+        self._account(object_key(pod))
         if needs_scheduling(pod, self.settings.scheduler_name):
             self._activate(object_key(pod))
 
@@ -141,6 +157,8 @@ class Scheduler:
         key = object_key(new)
         if deep_get(new, "spec", "nodeName"):
             self._assumed.pop(key, None)
+        self._account(key)
+        if deep_get(new, "spec", "nodeName"):
             self._forget(key)
             if _terminal(new) and not _terminal(old):
                 self._retry_unschedulable()  # its requests no longer count on the node
@@ -156,11 +174,13 @@ class Scheduler:
     def _on_pod_delete(self, pod: dict) -> None:
         key = object_key(pod)
         self._assumed.pop(key, None)
+        self._account(key)
         self._forget(key)
         if deep_get(pod, "spec", "nodeName"):
             self._retry_unschedulable()  # room was freed
 
     def _on_node_change(self, node: dict) -> None:
+        self.cache.set_node(node)
         self._retry_unschedulable()
 
     def _retry_unschedulable(self) -> None:
@@ -190,14 +210,6 @@ class Scheduler:
                 log.exception("scheduler: scheduling pass failed")
                 await asyncio.sleep(self.settings.initial_backoff)
                 self._wakeup.set()
-
-    def _node_infos(self) -> dict[str, NodeInfo]:
-        infos = {n["metadata"]["name"]: NodeInfo(n) for n in self.nodes.list()}
-        for pod in self.pods.list():
-            node = deep_get(pod, "spec", "nodeName") or self._assumed.get(object_key(pod))
-            if node in infos and not _terminal(pod):
-                infos[node].add_pod(pod)
-        return infos
 
     def _volume_state(self, *, assumed: bool = True, pods: bool = True) -> vb.VolumeState:
         """The storage caches as a VolumeState; `assumed`: with the node choices not yet visible,
@@ -236,18 +248,22 @@ class Scheduler:
                                  if pvc and "ReadWriteOncePod" in (deep_get(pvc, "spec", "accessModes") or []))
 
     def _decide(self, pod: dict, ordered: list[NodeInfo], volumes: vb.VolumeState | None) -> Decision:
-        if volumes is None or not pod_claim_names(pod):
-            return select_node(pod, ordered, self._rng)
-        reason = vb.prefilter_volumes(pod, volumes)
-        if reason is not None:
-            return Decision(None, prefilter_message(len(ordered), reason))
-        return select_node(pod, ordered, self._rng, extra_filter=lambda node: vb.filter_volumes(pod, node, volumes))
+        extra = None
+        if volumes is not None and pod_claim_names(pod):
+            reason = vb.prefilter_volumes(pod, volumes)
+            if reason is not None:
+                return Decision(None, prefilter_message(len(ordered), reason))
+            extra = lambda node: vb.filter_volumes(pod, node, volumes)  # noqa: E731
+        decision = select_node(pod, ordered, self._rng, extra_filter=extra, start=self._next_start,
+                               percentage=self.settings.percentage_of_nodes_to_score)
+        if ordered:
+            self._next_start = (self._next_start + decision.processed) % len(ordered)
+        return decision
 
     def _schedule_pending(self) -> None:
         keys = list(self._active)
         self._active.clear()
-        infos = self._node_infos()
-        ordered = sorted(infos.values(), key=lambda i: i.name)
+        ordered = self.cache.ordered()
         volumes: vb.VolumeState | None = None
         for key in keys:
             pod = self.pods.get(key)
@@ -260,7 +276,7 @@ class Scheduler:
                 self._unschedulable_pod(key, pod, decision.message)
                 continue
             self._assumed[key] = decision.node
-            infos[decision.node].add_pod(pod)
+            self._account(key)
             if volumes is not None and pod_claim_names(pod):
                 self._assume_volumes(pod, decision.node, volumes)
             self._tasks.append(asyncio.get_running_loop().create_task(self._bind(key, pod, decision.node)))
@@ -272,6 +288,7 @@ class Scheduler:
             # Waiting for volumes holds no bind slot: a slow provisioner must not stall other pods.
             if pod_claim_names(pod) and not await self._bind_volumes(pod, node):
                 self._assumed.pop(key, None)
+                self._account(key)
                 self._unschedulable_pod(key, pod, BIND_TIMEOUT_MESSAGE)
                 return
             async with self._binds:
@@ -280,10 +297,12 @@ class Scheduler:
             # Gone, or bound by someone else meanwhile: the informer will tell us which.
             log.debug("scheduler: binding %s to %s: %s", key, node, e)
             self._assumed.pop(key, None)
+            self._account(key)
             return
         except errors.ApiError as e:
             log.warning("scheduler: binding %s to %s failed: %s; retrying", key, node, e)
             self._assumed.pop(key, None)
+            self._account(key)
             self._retry_later(key)
             return
         self._backoff.reset(key)
