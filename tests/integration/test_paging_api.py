@@ -3,13 +3,9 @@ the official Python client's limit/_continue, 410/504/422/400 Statuses as upstre
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import urllib.parse
-from pathlib import Path
 
-import pytest
 from apiclient import Api, pod, wait_until
 
 from pocketkube.testing.procs import ServerProcess
@@ -153,18 +149,6 @@ def test_list_resource_version_errors_are_upstreams(server, connect):
     assert len(table["rows"]) == 1 and table["metadata"]["continue"]
 
 
-@pytest.fixture
-def compacting_server(monkeypatch):
-    """A server that compacts every 0.2 s down to the current revision."""
-    monkeypatch.setenv("POCKETKUBE_COMPACT_INTERVAL", "0.2")
-    monkeypatch.setenv("POCKETKUBE_COMPACT_KEEP", "0")
-    root = Path(tempfile.mkdtemp(prefix="pk-paging-"))
-    srv = ServerProcess(root / "data")
-    srv.data_dir.mkdir()
-    srv.start(port=0)
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_compacted_snapshot_is_410_with_a_token_to_go_on(compacting_server, connect):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from apiclient import PODS, SERVICES, Api, pod, service, wait_until
 
-from pocketkube.testing.procs import ServerProcess
 from pocketkube.testing.waits import wait_for
 
 MERGE = "application/merge-patch+json"
@@ -161,18 +157,6 @@ def test_watch_of_one_named_object(api, background):
 
 # ---- compaction: 410 Expired ----
 
-@pytest.fixture
-def compacting_server(monkeypatch):
-    """A server that compacts every 0.2 s down to the current revision."""
-    monkeypatch.setenv("POCKETKUBE_COMPACT_INTERVAL", "0.2")
-    monkeypatch.setenv("POCKETKUBE_COMPACT_KEEP", "0")
-    root = Path(tempfile.mkdtemp(prefix="pk-compact-"))
-    srv = ServerProcess(root / "data")
-    srv.data_dir.mkdir()
-    srv.start(port=0)
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_compacted_resource_version_is_410_expired(compacting_server, connect):
