@@ -237,8 +237,11 @@ class APIServiceController:
                     await self.sync()
                 except errors.ApiError as e:
                     log.warning("APIService sync failed: %s", e.message)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+                # that arrives as the event fires, and the controller would outlive its stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), RESYNC_SECONDS)
+                    async with asyncio.timeout(RESYNC_SECONDS):
+                        await wake.wait()
                 wake.clear()
         finally:
             for t in watchers:
