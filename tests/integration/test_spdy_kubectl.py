@@ -227,8 +227,12 @@ async def test_port_forward_to_a_closed_port_fails_that_connection_only(env, kub
             reader, writer = await asyncio.open_connection("127.0.0.1", pf.ports[echo_port])
             writer.write(b"before")
             assert await reader.readexactly(6) == b"before"
-            # the closed port: this connection gets nothing and is closed ...
-            assert await roundtrip(pf.ports[closed_port], b"x") == b""
+            # the closed port: this connection gets nothing and is closed (kubectl may close it
+            # with a reset rather than a FIN: either way no byte arrives) ...
+            try:
+                assert await roundtrip(pf.ports[closed_port], b"x") == b""
+            except ConnectionResetError:
+                pass
             # ... while the other one, already open, goes on (kubectl >= 1.29 then ends its whole
             # session on purpose, after printing the error: what the server does is what counts)
             writer.write(b"after")
