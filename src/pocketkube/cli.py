@@ -648,7 +648,7 @@ async def _run_ingress(args: argparse.Namespace) -> int:
 
 
 async def _run_agent(args: argparse.Namespace) -> int:
-    from pocketkube.agent.main import AgentConfig, run_agent, run_hollow_agent
+    from pocketkube.nodeagent import AgentConfig, run_agent, run_hollow_agent
 
     if args.hollow < 0 or (not args.hollow and not args.node_name):
         print("pocketkube agent: --node-name is required (or --hollow N with N >= 1)", file=sys.stderr)

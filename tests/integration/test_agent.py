@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pocketkube.agent.main import Agent, AgentConfig
 from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.process import proc_start_ticks
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
+from pocketkube.nodeagent import Agent, AgentConfig
 from pocketkube.testing.procs import ServerProcess
 from pocketkube.testing.requires import NGINX, requires
 

@@ -20,11 +20,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from pocketkube.agent.main import Agent, AgentConfig
 from pocketkube.agent.runtime.process import proc_start_ticks
 from pocketkube.api import errors
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.rest import Client
+from pocketkube.nodeagent import Agent, AgentConfig
 from pocketkube.testing.agent_streams import PORTFORWARD_PROTOCOL, AgentStreams, ExecOutcome
 from pocketkube.testing.procs import ServerProcess
 from pocketkube.testing.waits import wait_for_async

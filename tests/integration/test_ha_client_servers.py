@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pocketkube.agent.main import SERVERS_FILE, Agent, AgentConfig
 from pocketkube.api.resources import BY_PLURAL
 from pocketkube.client.informer import Informer
 from pocketkube.client.rest import Client
 from pocketkube.client.servers import load_servers
+from pocketkube.nodeagent import SERVERS_FILE, Agent, AgentConfig
 from pocketkube.testing.procs import ServerProcess
 from pocketkube.testing.waits import wait_for_async
 

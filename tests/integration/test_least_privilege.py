@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from apiclient import PODS, Api
 
-from pocketkube.agent import main as agent_main
+from pocketkube import nodeagent as agent_main
 from pocketkube.agent.runtime import images
 from pocketkube.agent.runtime.interface import ContainerConfig, StartError
 from pocketkube.agent.runtime.process import ProcessRuntime, can_switch_user

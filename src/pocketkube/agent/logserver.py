@@ -192,7 +192,7 @@ def _text(status: int, message: str) -> web.Response:
 
 
 class TrafficSource(Protocol):
-    """The node's Service proxy, as far as this server needs it (agent.main wires it in)."""
+    """The node's Service proxy, as far as this server needs it (pocketkube.nodeagent wires it in)."""
 
     async def traffic(self) -> TrafficSnapshot: ...
 
