@@ -172,13 +172,22 @@ def test_new_connections_spread_at_random(k, cluster, whoami):
         np = node_port(k, "spread")
         frontends = [(ip, np) for ip in node_ips(cluster)]
         assert wait_for(lambda: answers_from_all(frontends, set(whoami)), what="all pods answer")
-        counts: Counter = Counter()
-        for i in range(300):
-            counts[who(*frontends[i % 3])] += 1
-        stat, p = chi_square_uniform([counts[name] for name in whoami])
-        print(f"\n[{cluster.plane}] 300 connections: {dict(counts)} chi2={stat:.2f} p={p:.3f}")
-        assert set(counts) == set(whoami)
-        assert p > 0.01, f"not uniform at 1%: {dict(counts)} (chi2={stat:.2f}, p={p:.4f})"
+        # A test at 1% fails one run in a hundred by chance alone: a sample that rejects gets a
+        # second, independent one, and only two rejections in a row fail (1 in 10,000 by chance;
+        # a real bias keeps rejecting).
+        samples = []
+        for _attempt in range(2):
+            counts: Counter = Counter()
+            for i in range(300):
+                counts[who(*frontends[i % 3])] += 1
+            stat, p = chi_square_uniform([counts[name] for name in whoami])
+            print(f"\n[{cluster.plane}] 300 connections: {dict(counts)} chi2={stat:.2f} p={p:.3f}")
+            assert set(counts) == set(whoami)
+            samples.append(f"{dict(counts)} (chi2={stat:.2f}, p={p:.4f})")
+            if p > 0.01:
+                break
+        else:
+            raise AssertionError(f"not uniform at 1% in two samples in a row: {samples}")
     finally:
         delete(k, "service/spread")
 
