@@ -19,8 +19,10 @@ def join_token(ca_pem: bytes, token_id: str, secret: str) -> str:
 
 
 def join_command(server_url: str, token: str) -> str:
+    # No --pod-cidr: the agent takes its Node's block from the server's node IPAM, and host-gw
+    # routes reach the other hosts' pods.
     return (f"pocketkube agent --server {server_url} --token {token} "
-            "--node-name NAME --node-ip IP --pod-cidr CIDR --data-dir DIR")
+            "--node-name NAME --node-ip IP --routes host-gw --data-dir DIR")
 
 
 async def new_join_token(client, ca_pem: bytes, ttl: int = bootstraptoken.DEFAULT_TTL, description: str = "") -> str:

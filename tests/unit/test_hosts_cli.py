@@ -30,3 +30,14 @@ def test_mask_size_outside_the_cluster_cidr(capsys):
     err = capsys.readouterr().err
     assert err.startswith("pocketkube: --node-cidr-mask-size: node CIDR mask size 12 must be between")
     assert "Traceback" not in err
+
+
+def test_the_printed_join_command_parses_and_asks_for_host_gw_routes():
+    """What `up`/`server` print for other hosts is a command the agent's parser takes as is
+    (placeholders filled in), without --pod-cidr (node IPAM gives it) and with host-gw routes."""
+    from pocketkube.join_cli import join_command
+
+    line = join_command("https://192.0.2.1:6443", "K10" + "0" * 64 + "::abcdef.0123456789abcdef")
+    argv = line.replace("NAME", "h2").replace(" IP ", " 192.0.2.2 ").replace("DIR", "/tmp/x").split()[1:]
+    args = cli._parser().parse_args(argv)
+    assert (args.routes, args.pod_cidr, args.node_name) == ("host-gw", "", "h2")
