@@ -60,6 +60,21 @@ class Bench:
         await asyncio.gather(*(client() for _ in range(concurrency)))
         return n / (time.perf_counter() - t0), latencies
 
+    async def open_loop(self, n: int, rate: float, request) -> list[float]:
+        """n requests sent at a fixed `rate`/s whatever the answers do (an open loop, as real clients
+        arrive); each latency counts from when its request was due, so a stall is not hidden by
+        the requests it delayed (no coordinated omission)."""
+        latencies: list[float] = []
+        t0 = time.perf_counter()
+
+        async def one(i: int) -> None:
+            due = t0 + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await request(i)
+            latencies.append(time.perf_counter() - due)
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return latencies
+
     async def get_one(self, _: int) -> None:
         async with self.session.get("/api/v1/namespaces/default/services/kubernetes") as r:
             assert r.status == 200, r.status
