@@ -108,11 +108,11 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def applicable(parser: argparse.ArgumentParser, line: str) -> bool:
-    """Whether `line`'s commands and flags are all in the tree (an example for a command or a flag
-    still to come waits for it)."""
+def applicable(parser: argparse.ArgumentParser, words: list[str]) -> bool:
+    """Whether the commands and flags of `words` (what follows the command `parser` parses) are
+    all in the tree (an example for a command or a flag still to come waits for it)."""
     p = parser
-    for word in shlex.split(line)[1:]:
+    for word in words:
         if any(a.nargs == argparse.REMAINDER for a in p._actions):
             return True  # a passthrough (kubectl): the rest is the other program's
         if word.startswith("-") and word != "-":
@@ -127,7 +127,12 @@ def applicable(parser: argparse.ArgumentParser, line: str) -> bool:
 
 def examples(path: tuple[str, ...], parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
     """The examples of one command that its parser can run."""
-    return [(c, line) for c, line in EXAMPLES.get(" ".join(path), ()) if applicable(parser, line)]
+    def runs(line: str) -> bool:
+        words = shlex.split(line)
+        n = len(path) + 1
+        return words[:n] == ["pocketkube", *path] and applicable(parser, words[n:])
+
+    return [(c, line) for c, line in EXAMPLES.get(" ".join(path), ()) if runs(line)]
 
 
 def _epilog(pairs: list[tuple[str, str]]) -> str:
