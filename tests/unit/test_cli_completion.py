@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import shlex
 import shutil
 import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -13,6 +17,7 @@ from pocketkube import cli
 from pocketkube.cli_completion import script, tables
 from pocketkube.cli_tree import commands
 from pocketkube.testing.requires import require
+from pocketkube.testing.waits import wait_for
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
@@ -87,7 +92,7 @@ def test_bash_with_the_real_kubectl_completion(bash_script, tmp_path):
     require(os.path.exists(BASH_COMPLETION), "bash-completion (apt-get install bash-completion)")
     require(shutil.which("kubectl") is not None, "kubectl")
     wrapper = tmp_path / "pocketkube"
-    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(os.sys.executable)} -m pocketkube "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pocketkube "$@"\n')
     wrapper.chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}", POCKETKUBE_DATA_DIR=str(tmp_path))
     got = bash_complete(bash_script, "pocketkube", "kubectl", "api-r", prelude=f"source {BASH_COMPLETION}", env=env)
@@ -147,3 +152,68 @@ def test_tables_are_the_parsers():
 def test_unknown_shell():
     with pytest.raises(SystemExit):
         cli.main(["completion", "fish"])
+
+
+class InteractiveZsh:
+    """A real interactive zsh on a pseudo-terminal, with compinit and the script in $fpath: a
+    widget bound to ^T completes the line (as TAB does) and appends the result to a file."""
+
+    def __init__(self, tmp_path, env):
+        self.out = tmp_path / "completed"
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(["zsh", "-f", "-i"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+        self.type(f"fpath=({shlex.quote(str(tmp_path))} $fpath); autoload -U compinit; "
+                  f"compinit -u -d {shlex.quote(str(tmp_path / 'zcompdump'))}\n"
+                  f"_t() {{ zle complete-word; print -r -- \"$BUFFER\" >> {shlex.quote(str(self.out))} }}\n"
+                  "zle -N _t; bindkey '^T' _t\n")
+
+    def _drain(self):  # the terminal's output is not needed, but must not fill up
+        with contextlib.suppress(OSError):
+            while os.read(self.master, 4096):
+                pass
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def complete(self, line: str) -> str:
+        """The line after one completion. Nothing is typed ahead of it: zsh skips completion then."""
+        done = len(self.out.read_text().splitlines()) if self.out.exists() else 0
+        self.type(line + "\x14")
+        result = wait_for(lambda: self.out.exists() and self.out.read_text().splitlines()[done:],
+                          what=f"zsh to complete {line!r}")
+        self.type("\x15")  # kill the line
+        return result[0]
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def zsh(cmds, tmp_path):
+    require(shutil.which("zsh") is not None, "zsh (apt-get install zsh)")
+    (tmp_path / "_pocketkube").write_text(script("zsh", cmds, "0.0.0"))
+    (tmp_path / "pocketkube").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pocketkube "$@"\n')
+    (tmp_path / "pocketkube").chmod(0o755)
+    env = dict(os.environ, PS1="> ", TERM="dumb", HOME=str(tmp_path), PATH=f"{tmp_path}:{os.environ['PATH']}",
+               POCKETKUBE_DATA_DIR=str(tmp_path))
+    shell = InteractiveZsh(tmp_path, env)
+    yield shell
+    shell.close()
+
+
+def test_zsh_completes_in_a_real_shell(zsh):
+    assert zsh.complete("pocketkube tok") == "pocketkube token "
+    assert zsh.complete("pocketkube token cr") == "pocketkube token create "
+    assert zsh.complete("pocketkube up --run") == "pocketkube up --runtime "
+    assert zsh.complete("pocketkube up --runtime con") == "pocketkube up --runtime containerd "
+    assert zsh.complete("pocketkube up --runtime=pro") == "pocketkube up --runtime=process "
+    assert zsh.complete("pocketkube image load --from-host ng") == "pocketkube image load --from-host nginx "
+    require(shutil.which("kubectl") is not None, "kubectl")
+    # kubectl's own completion, loaded on first use, running `pocketkube kubectl __complete`.
+    assert zsh.complete("pocketkube kubectl api-r") == "pocketkube kubectl api-resources "
