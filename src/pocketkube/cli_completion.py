@@ -104,24 +104,26 @@ _BASH_HEAD = """\
 """
 
 _BASH = r'''
+_pocketkube_kubectl_own="--data-dir --name"  # `pocketkube kubectl`'s own flags, before kubectl's
 # Runs kubectl as `pocketkube kubectl` would (its kubeconfig); kubectl's completion calls it.
 __pocketkube_kubectl() { "${_pocketkube_kubectl_cmd[@]}" "$@"; }
 
-# `pocketkube kubectl [--data-dir DIR] ARGS`: ARGS are completed by kubectl's own completion.
+# `pocketkube kubectl [--data-dir DIR | --name NAME] ARGS`: our flags come first, and ARGS are
+# completed by kubectl's own completion.
 _pocketkube_delegate() {
     local start=$1 i line=$COMP_LINE point=$COMP_POINT
     _pocketkube_kubectl_cmd=("${COMP_WORDS[0]}" kubectl)
-    if [[ ${COMP_WORDS[start]} == --data-dir ]]; then
+    while [[ " $_pocketkube_kubectl_own " == *" ${COMP_WORDS[start]} "* ]] && (( COMP_CWORD > start )); do
         if (( COMP_CWORD == start + 1 )); then
-            compopt -o filenames 2>/dev/null
-            mapfile -t COMPREPLY < <(compgen -d -- "${COMP_WORDS[COMP_CWORD]}")
+            if [[ ${COMP_WORDS[start]} == --data-dir ]]; then
+                compopt -o filenames 2>/dev/null
+                mapfile -t COMPREPLY < <(compgen -d -- "${COMP_WORDS[COMP_CWORD]}")
+            fi
             return
         fi
-        if (( COMP_CWORD > start + 1 )); then
-            _pocketkube_kubectl_cmd+=(--data-dir "${COMP_WORDS[start+1]}")
-            (( start += 2 ))
-        fi
-    fi
+        _pocketkube_kubectl_cmd+=("${COMP_WORDS[start]}" "${COMP_WORDS[start+1]}")
+        (( start += 2 ))
+    done
     if ! declare -F __start_kubectl >/dev/null && command -v kubectl >/dev/null 2>&1; then
         source <(kubectl completion bash 2>/dev/null)
     fi

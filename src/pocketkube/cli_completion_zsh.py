@@ -16,16 +16,20 @@ BODY = r'''
 # Runs kubectl as `pocketkube kubectl` would (its kubeconfig); kubectl's completion calls it.
 __pocketkube_kubectl() { "${_pocketkube_kubectl_cmd[@]}" "$@" }
 
-# `pocketkube kubectl [--data-dir DIR] ARGS`: ARGS are completed by kubectl's own completion.
+# `pocketkube kubectl [--data-dir DIR | --name NAME] ARGS`: our flags come first, and ARGS are
+# completed by kubectl's own completion.
 _pocketkube_delegate() {
   local start=$1
   typeset -ga _pocketkube_kubectl_cmd
   _pocketkube_kubectl_cmd=("${words[1]}" kubectl)
-  if [[ ${words[start]} == --data-dir ]]; then
-    if (( CURRENT == start + 1 )); then _files -/; return; fi
-    _pocketkube_kubectl_cmd+=(--data-dir "${words[start+1]}")
+  while [[ " --data-dir --name " == *" ${words[start]} "* ]] && (( CURRENT > start )); do
+    if (( CURRENT == start + 1 )); then
+      [[ ${words[start]} == --data-dir ]] && _files -/
+      return
+    fi
+    _pocketkube_kubectl_cmd+=("${words[start]}" "${words[start+1]}")
     (( start += 2 ))
-  fi
+  done
   if (( ! $+functions[_kubectl] && $+commands[kubectl] )); then
     source <(kubectl completion zsh 2>/dev/null)
   fi

@@ -84,6 +84,11 @@ def test_bash_hands_kubectl_arguments_to_kubectls_completion(bash_script):
     got = bash_complete(bash_script, "pocketkube", "kubectl", "--data-dir", "/srv/pk", "get", "", prelude=stub)
     assert got == ["__pocketkube_kubectl get ", "2", "__pocketkube_kubectl get |",
                    "pocketkube kubectl --data-dir /srv/pk"]
+    got = bash_complete(bash_script, "pocketkube", "kubectl", "--name", "dev", "-n", "kube-system", "get", "p",
+                        prelude=stub)
+    assert got == ["__pocketkube_kubectl -n kube-system get p", "4", "__pocketkube_kubectl -n kube-system get p|",
+                   "pocketkube kubectl --name dev"]
+    assert bash_complete(bash_script, "pocketkube", "kubectl", "--name", "", prelude=stub) == []
 
 
 def test_bash_with_the_real_kubectl_completion(bash_script, tmp_path):
@@ -111,7 +116,9 @@ def test_zsh(cmds, tmp_path):
              ("pocketkube token ''", "describe:create"), ("pocketkube up --data-dir /t", "_files:-/"),
              ("pocketkube image load x", "_files:"), ("pocketkube completion ''", "compadd:bash zsh"),
              ("pocketkube kubectl --data-dir /srv/pk get po",
-              "kubectl:__pocketkube_kubectl get po|3|pocketkube kubectl --data-dir /srv/pk")]
+              "kubectl:__pocketkube_kubectl get po|3|pocketkube kubectl --data-dir /srv/pk"),
+             ("pocketkube kubectl --name dev get ''", "kubectl:__pocketkube_kubectl get |3|pocketkube kubectl --name dev"),
+             ("pocketkube kubectl --data-dir /s", "_files:-/"), ("pocketkube kubectl --name ''", "")]
     code = [
         "compdef() { }",
         'compadd() { local -a a; a=(${(P)2}); out+=("compadd:${a[*]}") }',
