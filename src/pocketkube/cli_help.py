@@ -52,23 +52,23 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
                 "pocketkube server --data-dir /var/lib/pocketkube --bind-address 0.0.0.0"),
                ("The API server alone, its state in etcd",
                 "pocketkube server --no-control-plane --datastore etcd://10.0.0.5:2379")),
-    "agent": (("Join this host to a cluster (the join command `pocketkube up` prints)",
-               "pocketkube agent --server https://192.0.2.1:6443 --token K10abc::abcdef.0123456789abcdef "
-               "--node-name worker-1 --node-ip 192.0.2.11 --data-dir /var/lib/pocketkube/agent"),
-              ("Simulate 100 nodes (kubemark's hollow nodes)",
-               "pocketkube agent --server https://127.0.0.1:6443 --token-file /srv/pk/tokens/node "
-               "--ca-file /srv/pk/pki/ca.crt --hollow 100 --node-ip 127.0.5.1 --pod-cidr 10.128.0.0/12 "
+    "agent": (("Join this host to a cluster, the join token in $POCKETKUBE_TOKEN (`up` prints the command)",
+               "pocketkube agent --server https://192.0.2.1:6443 --node-name worker-1 --node-ip 192.0.2.11 "
+               "--data-dir /var/lib/pocketkube/agent"),
+              ("Simulate 100 nodes (kubemark's hollow nodes); the file: one token, or node name -> token",
+               "pocketkube agent --server https://127.0.0.1:6443 --token-file hollow-tokens.yaml "
+               "--ca-file ~/.pocketkube/pki/ca.crt --hollow 100 --node-ip 127.0.5.1 --pod-cidr 10.128.0.0/12 "
                "--data-dir /tmp/hollow")),
-    "controller-manager": (("The controllers and the scheduler against a server",
+    "controller-manager": (("The controllers and the scheduler against the server of `up`'s data dir",
                             "pocketkube controller-manager --server https://127.0.0.1:6443 --token-file "
-                            "/srv/pk/tokens/controlplane --ca-file /srv/pk/pki/ca.crt"),),
-    "dns": (("The cluster DNS for the service range 10.96.0.0/16",
-             "pocketkube dns --server https://127.0.0.1:6443 --token-file /srv/pk/tokens/dns "
-             "--ca-file /srv/pk/pki/ca.crt --listen 127.0.0.53 --port 5353 --service-ip 10.96.0.10"),),
-    "ingress-controller": (("The Ingress controller on two node IPs, HTTP only",
+                            "~/.pocketkube/pki/controlplane.token --ca-file ~/.pocketkube/pki/ca.crt"),),
+    "dns": (("The cluster DNS for the service range 10.96.0.0/16, on a high port",
+             "pocketkube dns --server https://127.0.0.1:6443 --token-file ~/.pocketkube/pki/dns.token "
+             "--ca-file ~/.pocketkube/pki/ca.crt --listen 127.0.0.53 --port 5353 --service-ip 10.96.0.10"),),
+    "ingress-controller": (("The Ingress controller on two node IPs, HTTP on port 8080 only",
                             "pocketkube ingress-controller --server https://127.0.0.1:6443 --token-file "
-                            "/srv/pk/tokens/ingress --ca-file /srv/pk/pki/ca.crt --address 127.0.1.1 "
-                            "--address 127.0.1.2 --http-port 8080 --https-port 0"),),
+                            "~/.pocketkube/pki/ingress.token --ca-file ~/.pocketkube/pki/ca.crt "
+                            "--address 127.0.1.1 --address 127.0.1.2 --http-port 8080 --https-port 0"),),
     "completion": (("bash: completion in this shell", "pocketkube completion bash"),
                    ("zsh: install it for new shells", "pocketkube completion zsh")),
     "version": (("pocketkube's version, the Kubernetes API it serves, and Python's", "pocketkube version"),),
