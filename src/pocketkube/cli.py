@@ -405,7 +405,9 @@ def _parser() -> argparse.ArgumentParser:
     for q in (load, image_ls):
         q.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                        help="the cluster's data directory (default: %(default)s)")
-    return p
+    from pocketkube.cli_help import finish
+
+    return finish(p)  # --version, `version`, `completion`, and every command's examples
 
 
 def _tune_gc() -> None:
@@ -720,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
             args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0):
         parser.error("--leader-elect-lease-duration must be greater than --leader-elect-renew-deadline, which must "
                      "be greater than --leader-elect-retry-period (> 0)")
+    if (run := getattr(args, "cli_help_run", None)) is not None:
+        return run(args, parser)
     if args.command == "ui":
         from pocketkube.ui_cli import run
 
