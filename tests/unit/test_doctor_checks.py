@@ -138,7 +138,15 @@ def test_ranges_routed_elsewhere_are_named_with_the_flag_to_change():
     plan = container_plan("abcd", 1)
     checks = evaluate(facts(host_routes=(("10.244.0.0/16", "eth0"),)), Settings(plan=plan))
     c = by_id(checks, "ranges")
-    assert c.status == MISSING and "--pod-cidr-base" in c.detail and "eth0" in c.detail
+    assert c.status == MISSING and c.detail == "pods 10.244.0.0/16 overlaps eth0"
+    assert c.fix == "pick free ranges: pocketkube up --pod-cidr-base ..."
+    other = (("pk1234c", "10.250.0.1/24"), ("pk1234n1", "10.244.1.1/24"), ("lo", "127.0.0.1/8"))
+    busy = facts(host_addresses=other, host_routes=(("10.96.0.0/16", "pk1234c"),))
+    c = by_id(evaluate(busy, Settings(plan=plan)), "ranges")
+    assert "nodes 10.250.0.0/24 overlaps pk1234c" in c.detail and "(another pocketkube cluster)" in c.detail
+    assert "services 10.96.0.0/16 overlaps pk1234c" in c.detail and "until that cluster stops" in c.disables
+    own = ((f"pk{plan.cluster_id}c", "10.250.0.1/24"),)  # this data dir's own leftovers: up removes them
+    assert by_id(evaluate(facts(host_addresses=own), Settings(plan=plan)), "ranges").status == OK
     assert by_id(evaluate(facts(), Settings(plan=plan)), "ranges").status == OK
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pocketkube.agent.runtime.pause import BUSYBOX
 from pocketkube.agent.runtime.select import CNI_PLUGINS
 from pocketkube.doctor.facts import KERNEL_FEATURES, UPSTREAM_CNI_BIN_DIR, Facts
-from pocketkube.net.addresses import ContainerPlan, host_conflicts
+from pocketkube.net.addresses import FLAGS, ContainerPlan, is_cluster_device, looks_like_pocketkube_bridge
 
 OK, MISSING, INFO = "ok", "missing", "info"
 
@@ -210,16 +210,41 @@ def check_ports(f: Facts, s: Settings) -> list[Check]:
     return out
 
 
+def range_users(plan: ContainerPlan, addresses: tuple[tuple[str, str], ...],
+                routes: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """For each plan range that collides with the host, the devices (or "?" for a route without
+    one) whose networks or routes overlap it — net.addresses.host_conflicts' rules (loopback,
+    default routes and this cluster's own bridges ignored), one entry per range."""
+    seen = [(dev, cidr) for dev, cidr in addresses] + [(dev, dst) for dst, dev in routes]
+    out: dict[str, list[str]] = {}
+    for name, rng in plan.ranges.items():
+        net = ipaddress.ip_network(rng)
+        devs = []
+        for dev, cidr in seen:
+            other = ipaddress.ip_network(cidr, strict=False)
+            if (other.version == 4 and other.prefixlen and not other.is_loopback and other.overlaps(net)
+                    and not (dev and is_cluster_device(dev, plan.cluster_id))):
+                devs.append(dev or "?")
+        if devs:
+            out[name] = sorted(set(devs))
+    return out
+
+
 def check_ranges(f: Facts, s: Settings) -> Check | None:
     if s.plan is None or f.host_addresses is None or f.host_routes is None:
         return None
-    ranges = ", ".join(str(ipaddress.ip_network(r)) for r in s.plan.ranges.values())
     title = "container-mode address ranges unused on this host"
-    problems = host_conflicts(s.plan, f.host_addresses, f.host_routes)
-    if problems:
-        return Check("ranges", title, MISSING, "; ".join(problems), "up in containerd mode refuses to start",
-                     "pick free ranges with --pod-cidr-base, --service-cidr, --node-ip-base, --load-balancer-pool")
-    return Check("ranges", title, OK, ranges)
+    users = range_users(s.plan, f.host_addresses, f.host_routes)
+    if not users:
+        return Check("ranges", title, OK, ", ".join(s.plan.ranges.values()))
+    parts = []
+    for name, devs in users.items():
+        shown = ", ".join(devs[:3]) + (f" and {len(devs) - 3} more" if len(devs) > 3 else "")
+        parts.append(f"{name} {s.plan.ranges[name]} overlaps {shown}")
+    ours = any(looks_like_pocketkube_bridge(d) for devs in users.values() for d in devs)
+    return Check("ranges", title, MISSING, "; ".join(parts) + (" (another pocketkube cluster)" if ours else ""),
+                 "up in containerd mode refuses to start" + (" until that cluster stops" if ours else ""),
+                 "pick free ranges: pocketkube up " + " ".join(f"{FLAGS[n]} ..." for n in users))
 
 
 def check_kubectl(f: Facts) -> Check:

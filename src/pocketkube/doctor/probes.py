@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocketkube.agent.runtime.containerd import DEBIAN_CNI_BIN_DIR
+from pocketkube.agent.runtime.cni import DEBIAN_CNI_BIN_DIR
 from pocketkube.agent.runtime.images import NGINX
 from pocketkube.agent.runtime.pause import BUSYBOX
 from pocketkube.agent.runtime.select import CNI_PLUGINS

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RUNTIMES = ("auto", "containerd", "process")
-CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")  # looked up in containerd.DEBIAN_CNI_BIN_DIR
+CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")  # looked up in cni.DEBIAN_CNI_BIN_DIR
 
 
 @dataclass(frozen=True)
