@@ -46,6 +46,8 @@ def nftables_ok(f: Facts) -> bool:
 
 def decide(runtime: str, dataplane: str, f: Facts, endpoint: str = "") -> Mode:
     missing = containerd_missing(f) if runtime != "process" else []
+    if missing == [] and runtime != "process" and f.nft is not None and not f.nft.ok:
+        missing = ["nftables"]  # installed, but the kernel refuses it: up's pod network cannot be set
     chosen = choose_runtime(runtime, euid=f.euid, missing=missing, endpoint=endpoint)
     plane = choose_kind(dataplane, nftables_ok=nftables_ok(f))
     head = f"runtime {chosen.name}, data plane {plane}"
