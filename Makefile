@@ -25,7 +25,7 @@ host-packages:
 	  echo "• installing$$missing (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "• not installed:$$missing (apt-get install$$missing); pocketkube falls back to what works without them"; \
+	  echo "• not installed:$$missing (apt-get install$$missing); pocketkube falls back to what works without them (pocketkube doctor tells more)"; \
 	fi
 
 up: host-packages $(STAMP)

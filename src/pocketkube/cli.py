@@ -386,6 +386,10 @@ def _parser() -> argparse.ArgumentParser:
     _ingress_port_args(ing, prefix="")
     ing.add_argument("--no-load-balancer", action="store_true",
                      help="do not keep the kube-system/pocketkube-ingress LoadBalancer Service")
+    doctor = sub.add_parser("doctor", help="check this host for what each mode needs, and how to fix what is missing")
+    from pocketkube.doctor.options import add_arguments as doctor_arguments
+
+    doctor_arguments(doctor)
     ui = sub.add_parser("ui", help="print a one-time login link to the live cluster map (the browser page)")
     ui.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                     help="the cluster's data dir (default: %(default)s)")
@@ -507,8 +511,10 @@ async def _print_join_command(server) -> None:
 
 
 async def _run_up(args: argparse.Namespace) -> int:
-    from pocketkube.agent.runtime.select import RuntimeUnavailable, choose_runtime, missing_for_containerd
+    from pocketkube.agent.runtime.select import RuntimeUnavailable
     from pocketkube.cluster import UpConfig, run_up
+    from pocketkube.doctor.mode import decide
+    from pocketkube.doctor.probes import gather
 
     if args.nodes < 1 or args.nodes > 200:
         print("pocketkube: --nodes must be between 1 and 200", file=sys.stderr)
@@ -518,12 +524,12 @@ async def _run_up(args: argparse.Namespace) -> int:
               "add --nodes 1", file=sys.stderr)
         return 2
     try:
-        runtime = choose_runtime(args.runtime, euid=os.geteuid(), endpoint=args.container_runtime_endpoint,
-                                 missing=missing_for_containerd() if args.runtime != "process" else [])
+        # doctor's fast pass (PATH, a few files, one `nft list tables`): the mode and its one line.
+        mode = decide(args.runtime, args.dataplane, gather(), endpoint=args.container_runtime_endpoint)
     except RuntimeUnavailable as e:
         print(f"pocketkube: {e}", file=sys.stderr)
         return 2
-    _fill_plan(args, CONTAINER_PLAN if runtime.name == "containerd" else PROCESS_PLAN)
+    _fill_plan(args, CONTAINER_PLAN if mode.runtime == "containerd" else PROCESS_PLAN)
     # The agents of `up` bring their blocks of the pod range (recorded on their Nodes); node IPAM
     # tracks them and serves any other Node, so the model is the multi-host one.
     import ipaddress
@@ -560,13 +566,13 @@ async def _run_up(args: argparse.Namespace) -> int:
             extra += [f"--datastore-{flag}", getattr(args, f"datastore_{flag}")]
     return await run_up(UpConfig(data_dir=args.data_dir, nodes=args.nodes, host=args.bind_address,
                                  node_ip_base=args.node_ip_base, pod_cidr_base=args.pod_cidr_base,
-                                 port=args.port, dataplane=args.dataplane, server_args=tuple(extra),
+                                 port=args.port, dataplane=mode.dataplane, server_args=tuple(extra),
                                  traffic_counters=args.traffic_counters,
                                  control_plane_args=tuple(control_plane),
                                  lease_interval=min(10.0, args.node_monitor_grace_period / 4),
                                  update_user_kubeconfig=not args.no_user_kubeconfig,
                                  service_cidr=args.service_cidr, load_balancer_pool=args.load_balancer_pool,
-                                 pod_egress=args.pod_egress, runtime=runtime.name, runtime_why=runtime.why,
+                                 pod_egress=args.pod_egress, runtime=mode.runtime, mode_line=mode.line,
                                  container_runtime_endpoint=args.container_runtime_endpoint,
                                  insecure_registries=tuple(args.insecure_registry),
                                  registry_mirrors=tuple(args.registry_mirror),
@@ -728,6 +734,10 @@ def main(argv: list[str] | None = None) -> int:
         from pocketkube.ui_cli import run
 
         return run(args.data_dir, args.open)
+    if args.command == "doctor":
+        from pocketkube.doctor.command import run as doctor
+
+        return doctor(args, DEFAULT_DATA_DIR)
     if problem := _node_ipam_problem(args):
         print(f"pocketkube: {problem}", file=sys.stderr)
         return 2

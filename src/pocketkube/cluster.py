@@ -54,7 +54,7 @@ class UpConfig:
     control_plane_args: tuple[str, ...] = ()
     update_user_kubeconfig: bool = True
     runtime: str = "process"  # what choose_runtime picked: "containerd" | "process"
-    runtime_why: str = ""
+    mode_line: str = ""  # doctor's: "runtime containerd, data plane nftables (why)"
     container_runtime_endpoint: str = ""
     pod_egress: bool = True  # container pods reach the outside, masqueraded behind the host (as kind)
     insecure_registries: tuple[str, ...] = ()  # passed to every agent's containerd
@@ -306,7 +306,7 @@ class Cluster:
             where = ", ".join(f"{s.getsockname()[0]}:{port}" for s in listeners)
             _say(f"• starting API server on {where} and {len(self.plans)} node agents "
                  f"(data dir {self.data_dir})")
-            _say(f"• runtime: {self.cfg.runtime} ({self.cfg.runtime_why})")
+            _say(f"• {self.cfg.mode_line or f'runtime {self.cfg.runtime}, data plane {self.dataplane}'}")
             registries = []
             if self.cfg.insecure_registries:
                 registries.append(f"plain HTTP to {', '.join(self.cfg.insecure_registries)}")

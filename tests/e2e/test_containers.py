@@ -86,7 +86,7 @@ def test_nodes_report_containerd(k, cluster):
     assert len(nodes) == 3
     for node in nodes:
         assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
-    assert "• runtime: containerd" in "".join(cluster.output)
+    assert "• runtime containerd, data plane " in "".join(cluster.output)
 
 
 @pytest.fixture(params=sorted(kubectl_binaries()) or ["no kubectl"])

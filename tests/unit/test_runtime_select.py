@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pocketkube.agent.runtime.select import RuntimeUnavailable, choose_runtime, missing_for_containerd
+from pocketkube.agent.runtime.select import RuntimeUnavailable, choose_runtime
 
 
 def test_auto_as_root_with_everything_installed_picks_containerd():
@@ -44,17 +44,6 @@ def test_process_is_always_available():
 def test_unknown_runtime_is_rejected():
     with pytest.raises(ValueError, match="choose one of"):
         choose_runtime("docker", euid=0, missing=[])
-
-
-def test_missing_for_containerd_looks_up_programs_and_cni_plugins(tmp_path):
-    for plugin in ("bridge", "host-local", "portmap", "loopback"):
-        p = tmp_path / plugin
-        p.write_text("#!/bin/sh\n")
-        p.chmod(0o755)
-    assert missing_for_containerd(lambda prog: f"/usr/bin/{prog}", tmp_path) == []
-    assert missing_for_containerd(lambda prog: None if prog == "runc" else "/x", tmp_path) == ["runc"]
-    (tmp_path / "portmap").unlink()
-    assert missing_for_containerd(lambda prog: "/x", tmp_path) == ["containernetworking-plugins"]
 
 
 @pytest.mark.parametrize("endpoint", ["/run/c.sock", "tcp://127.0.0.1:1", "unix://relative.sock"])

@@ -20,6 +20,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+# Debian's containernetworking-plugins path (upstream's default is /opt/cni/bin).
+DEBIAN_CNI_BIN_DIR = "/usr/lib/cni"
 CNI_VERSION = "1.0.0"
 NETWORK_NAME = "pocketkube"
 CONFLIST_NAME = "10-pocketkube.conflist"

@@ -22,14 +22,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from pocketkube.agent.runtime.cni import DEBIAN_CNI_BIN_DIR
 from pocketkube.agent.runtime.cri.client import CriClient, CriError, Unavailable, cri_initializing
 from pocketkube.agent.runtime.registries import render_plain_http_hosts
 
 __all__ = ["render_plain_http_hosts"]  # its home was here; tests and the registry helper import it
 from pocketkube.util.processes import stop_group
 
-# Debian's containernetworking-plugins path (upstream's default is /opt/cni/bin).
-DEBIAN_CNI_BIN_DIR = "/usr/lib/cni"
 # A unix socket path is limited to sizeof(sun_path) - 1 bytes on Linux.
 _MAX_SOCKET_PATH = 107
 _MNT_DETACH = 2

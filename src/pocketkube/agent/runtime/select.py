@@ -2,25 +2,16 @@
 
 `auto` picks containerd when it can work — running as root with containerd, runc, the CNI plugins
 and busybox (the pause image is built from it) installed — and otherwise the process runtime, the
-rootless fallback. The choice comes with the reason `up` prints, so a user who expected real
-containers learns what is missing. `choose_runtime` is pure; `missing_for_containerd` looks at
-the host.
+rootless fallback. `choose_runtime` is pure: what is missing comes from `pocketkube.doctor`'s
+facts (doctor.mode.containerd_missing), which also words the line `up` prints.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-from pocketkube.agent.runtime.containerd import DEBIAN_CNI_BIN_DIR
 
 RUNTIMES = ("auto", "containerd", "process")
-CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
-# What containerd mode needs on the host, with the Debian package that provides it.
-PROGRAMS = {"containerd": "containerd", "runc": "runc", "busybox": "busybox-static"}
+CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")  # looked up in cni.DEBIAN_CNI_BIN_DIR
 
 
 @dataclass(frozen=True)
@@ -31,15 +22,6 @@ class RuntimeChoice:
 
 class RuntimeUnavailable(Exception):
     """`--runtime containerd` was asked for explicitly and cannot work here."""
-
-
-def missing_for_containerd(which: Callable[[str], str | None] = shutil.which,
-                           cni_bin_dir: Path = Path(DEBIAN_CNI_BIN_DIR)) -> list[str]:
-    """The Debian packages whose programs are absent (empty when containerd mode can run)."""
-    missing = [pkg for prog, pkg in PROGRAMS.items() if which(prog) is None]
-    if not all(os.access(cni_bin_dir / p, os.X_OK) for p in CNI_PLUGINS):
-        missing.append("containernetworking-plugins")
-    return missing
 
 
 def choose_runtime(requested: str, *, euid: int, missing: list[str], endpoint: str = "") -> RuntimeChoice:
