@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import logging
 import sqlite3
 import threading
 import time
@@ -43,8 +42,7 @@ from pocketkube.storage.interface import (
     prefix_end,
 )
 from pocketkube.storage.leases import LeaseTable
-
-log = logging.getLogger(__name__)
+from pocketkube.storage.sqlite_leases import SQLiteLeases
 
 Value = bytes | Callable[[int], bytes]  # a callable gets the revision the write will have
 BUSY_TIMEOUT_MS = 1000
@@ -64,7 +62,7 @@ CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
 """
-LEASE_CHECK = 0.5  # the longest the expiry task sleeps (etcd's lessor checks every 500 ms)
+
 
 
 @dataclass(slots=True)
@@ -87,7 +85,7 @@ class _Watcher:
         self.wake = asyncio.Event()
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteLeases):
     def __init__(self, path: str, *, history: int = 50_000, watcher_buffer: int = 100_000,
                  synchronous: str = "FULL", max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.path = path
@@ -394,53 +392,6 @@ class SQLiteBackend:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-
-    # ---- leases ----
-    async def grant(self, ttl_seconds: int) -> int:
-        if self._closed or self._lease_wake is None:
-            raise Unavailable("store is closed")
-        ttl = max(1, int(ttl_seconds))
-        lease_id = self._leases.new_id()
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._insert_lease, lease_id, ttl)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"storage write failed: {exc}") from None
-        self._leases.add(lease_id, ttl, time.monotonic())
-        self._lease_wake.set()  # it may expire before the expiry task's next look
-        return lease_id
-
-    def _insert_lease(self, lease_id: int, ttl: int) -> None:
-        assert self._db is not None
-        self._db.execute("INSERT INTO leases (id, ttl) VALUES (?, ?)", (lease_id, ttl))
-
-    async def keep_alive(self, lease_id: int) -> int:
-        return self._leases.renew(lease_id, time.monotonic())
-
-    async def time_to_live(self, lease_id: int) -> int:
-        return int(self._leases.remaining(lease_id, time.monotonic()))
-
-    async def revoke(self, lease_id: int) -> None:
-        await self._submit("revoke", "", None, lease_id)
-
-    async def _expire_loop(self) -> None:
-        assert self._lease_wake is not None
-        while not self._closed:
-            failed = False
-            for lease_id in self._leases.expired(time.monotonic()):
-                try:
-                    await self.revoke(lease_id)
-                except LeaseNotFound:
-                    pass  # revoked meanwhile
-                except Unavailable as exc:
-                    failed = True
-                    log.warning("expiring lease %x failed (%s): trying again", lease_id, exc)
-            nxt = self._leases.next_deadline()
-            wait = LEASE_CHECK if nxt is None or failed else min(LEASE_CHECK, max(0.01, nxt - time.monotonic()))
-            self._lease_wake.clear()
-            try:
-                await asyncio.wait_for(self._lease_wake.wait(), wait)
-            except TimeoutError:
-                pass
 
     # ---- watch ----
     def _broadcast(self, events: list[Event]) -> None:
