@@ -1,37 +1,22 @@
-"""registry.masterleases: which API servers are alive (expiry observed by revision, on our clock)
-and the `kubernetes` endpoints listing every live one (bootstrap with several addresses)."""
+"""registry.masterleases: which API servers are alive (each key on a store lease that the store
+expires) and the `kubernetes` endpoints listing every live one (bootstrap with several addresses)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from pocketkube.apiserver.bootstrap import bootstrap
-from pocketkube.registry.masterleases import MASTER_LEASES_PREFIX, MasterLease, MasterLeases, live_and_stale
+from pocketkube.registry.masterleases import MASTER_LEASES_PREFIX, MasterLease, MasterLeases, parse
 from pocketkube.storage.sqlite import SQLiteBackend
+from pocketkube.testing.waits import wait_for_async
 
 
-def test_a_lease_is_live_until_its_revision_stands_still_for_the_ttl():
-    a, b = MasterLease("10.0.0.1", 6443, 5), MasterLease("10.0.0.2", 6443, 6)
-    live, stale, seen = live_and_stale([a, b], {}, 100.0, 15.0)
-    assert live == [a, b] and stale == [] and seen == {"10.0.0.1": (5, 100.0), "10.0.0.2": (6, 100.0)}
-    a2 = MasterLease("10.0.0.1", 6443, 9)  # a renewed, b did not
-    live, stale, seen = live_and_stale([a2, b], seen, 114.0, 15.0)
-    assert live == [a2, b] and seen["10.0.0.1"] == (9, 114.0)
-    live, stale, seen = live_and_stale([a2, b], seen, 115.0, 15.0)
-    assert live == [a2] and stale == [b]
-
-
-def test_a_gone_lease_is_forgotten():
-    _, _, seen = live_and_stale([MasterLease("10.0.0.1", 6443, 5)], {}, 0.0)
-    _, _, seen = live_and_stale([], seen, 1.0)
-    assert seen == {}
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+def test_parse_a_lease_and_ignore_a_malformed_one():
+    assert parse("/k", b'{"ip": "10.0.0.1", "port": 6443}', 7) == MasterLease("10.0.0.1", 6443, 7)
+    for junk in (b"not json", b"[]", b'{"ip": "10.0.0.1"}', b'{"ip": "x", "port": "y"}'):
+        assert parse("/k", junk, 1) is None
 
 
 @pytest.fixture
@@ -42,33 +27,43 @@ async def backend(tmp_path):
     await b.close()
 
 
-async def test_two_servers_see_each_other_and_a_dead_one_is_removed(backend):
-    clock = Clock()
-    a, b = MasterLeases(backend, clock=clock), MasterLeases(backend, clock=clock)
+async def test_two_servers_see_each_other_and_a_dead_one_is_removed_by_the_store(backend):
+    a, b = MasterLeases(backend, ttl=1), MasterLeases(backend, ttl=1)
     await a.renew("10.0.0.1", 6443)
     await b.renew("10.0.0.2", 6443)
     assert [m.ip for m in await a.live()] == ["10.0.0.1", "10.0.0.2"]
-    for _ in range(2):  # b dies; a goes on renewing every 10 s
-        clock.now += 10
-        await a.renew("10.0.0.1", 6443)
-        live = await a.live()
-    assert [m.ip for m in live] == ["10.0.0.1"]
+    gone = asyncio.get_running_loop().create_future()
+    watch_from = backend.current_revision()
+
+    async def watch() -> None:
+        async for ev in backend.watch(MASTER_LEASES_PREFIX, watch_from):
+            if ev.type == "DELETE":
+                gone.set_result(ev.kv.key)
+                return
+    watcher = asyncio.create_task(watch())
+    try:
+        while not gone.done():  # b died; a goes on renewing (every half TTL here)
+            await a.renew("10.0.0.1", 6443)
+            await asyncio.wait([gone], timeout=0.3)
+        assert gone.result() == MASTER_LEASES_PREFIX + "10.0.0.2"
+    finally:
+        watcher.cancel()
+    assert [m.ip for m in await a.live()] == ["10.0.0.1"]
     assert await backend.get(MASTER_LEASES_PREFIX + "10.0.0.2") is None  # deleted, not just hidden
 
 
-async def test_a_renewal_racing_the_expiry_wins(backend):
-    clock = Clock()
-    a = MasterLeases(backend, clock=clock)
-    await a.renew("10.0.0.2", 6443)
-    assert len(await a.live()) == 1
-    clock.now += 20
-    kv = await backend.get(MASTER_LEASES_PREFIX + "10.0.0.2")
-    await backend.update(kv.key, kv.value, 0)  # renewed just now: a new revision, so not stale
-    assert [m.ip for m in await a.live()] == ["10.0.0.2"]
+async def test_an_expired_lease_is_granted_again_on_renewal(backend):
+    a = MasterLeases(backend, ttl=1)
+    await a.renew("10.0.0.1", 6443)
+    await wait_for_async(lambda: backend.get_now(MASTER_LEASES_PREFIX + "10.0.0.1") is None, timeout=10,
+                         what="the unrenewed lease expired")
+    await a.renew("10.0.0.1", 6443)  # a server that stalled past its TTL comes back
+    assert [m.ip for m in await a.live()] == ["10.0.0.1"]
 
 
 async def test_clean_stop_removes_the_lease_and_malformed_keys_are_ignored(backend):
     a = MasterLeases(backend)
+    await a.renew("10.0.0.1", 6443)
     await a.renew("10.0.0.1", 6443)
     await backend.create(MASTER_LEASES_PREFIX + "junk", b"not json")
     assert [m.ip for m in await a.live()] == ["10.0.0.1"]

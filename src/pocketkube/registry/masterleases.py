@@ -1,27 +1,23 @@
 """Which API servers are alive: kube-apiserver's master leases (`--endpoint-reconciler-type=lease`).
 
-Each API server writes `/registry/masterleases/<its IP>` every RENEW_INTERVAL; the `kubernetes`
-Service's endpoints list the servers whose key is live. Upstream gives each key an etcd lease
-with a TTL; our store contract has no leases, so expiry is observed instead: a key whose
-mod_revision has not changed for TTL seconds *by this server's clock* is stale and deleted (with
-a compare-and-swap, so a renewal that races the deletion wins). Only the key's own revisions are
-compared, never another host's clock, as client-go's leader election does.
-
-`live_and_stale()` is the pure part.
+Each API server writes `/registry/masterleases/<its IP>` every RENEW_INTERVAL, attached to a
+store lease of TTL seconds, as upstream's lease endpoint reconciler does (its key gets an etcd
+lease with that TTL); the `kubernetes` Service's endpoints list the servers whose key exists. A
+server that stops renewing loses its key when its lease expires: the store deletes it, so no
+server's clock is ever compared with another's.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 
 import orjson
 
-from pocketkube.storage.interface import Backend, KeyExists, KeyNotFound, RevisionMismatch
+from pocketkube.storage.interface import Backend, KeyExists, KeyNotFound, LeaseNotFound
 
-__all__ = ["MASTER_LEASES_PREFIX", "RENEW_INTERVAL", "TTL", "MasterLease", "MasterLeases", "live_and_stale"]
+__all__ = ["MASTER_LEASES_PREFIX", "RENEW_INTERVAL", "TTL", "MasterLease", "MasterLeases", "parse"]
 
 log = logging.getLogger(__name__)
 MASTER_LEASES_PREFIX = "/registry/masterleases/"
@@ -36,62 +32,62 @@ class MasterLease:
     mod_revision: int
 
 
-def live_and_stale(leases: list[MasterLease], seen: dict[str, tuple[int, float]], now: float,
-                   ttl: float = TTL) -> tuple[list[MasterLease], list[MasterLease], dict[str, tuple[int, float]]]:
-    """(live leases, stale leases, the new `seen`): `seen` maps an IP to the lease's mod_revision
-    when we last looked and when (our clock) we first saw that revision."""
-    fresh: dict[str, tuple[int, float]] = {}
-    live: list[MasterLease] = []
-    stale: list[MasterLease] = []
-    for lease in leases:
-        rev, since = seen.get(lease.ip, (0, now))
-        if rev != lease.mod_revision:
-            since = now
-        fresh[lease.ip] = (lease.mod_revision, since)
-        (live if now - since < ttl else stale).append(lease)
-    return sorted(live, key=lambda m: m.ip), stale, fresh
+def parse(key: str, value: bytes, mod_revision: int) -> MasterLease | None:
+    """The lease a key holds; None (logged) for a malformed one."""
+    try:
+        data = orjson.loads(value)
+        return MasterLease(str(data["ip"]), int(data["port"]), mod_revision)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("ignoring a malformed master lease at %s", key)
+        return None
 
 
 class MasterLeases:
-    def __init__(self, backend: Backend, *, ttl: float = TTL, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, backend: Backend, *, ttl: float = TTL) -> None:
         self.backend = backend
         self.ttl = ttl
-        self.clock = clock
-        self._seen: dict[str, tuple[int, float]] = {}
+        self._leases: dict[str, int] = {}  # IP -> the store lease its key is attached to
+
+    async def _lease(self, ip: str) -> int:
+        """Our store lease for ip, renewed; a new one if it expired (the store then deleted the key)."""
+        lease = self._leases.get(ip)
+        if lease:
+            try:
+                await self.backend.keep_alive(lease)
+                return lease
+            except LeaseNotFound:
+                log.warning("the master lease of %s expired before it was renewed: granting a new one", ip)
+        lease = await self.backend.grant(max(1, math.ceil(self.ttl)))
+        self._leases[ip] = lease
+        return lease
 
     async def renew(self, ip: str, port: int) -> None:
-        """Write our key (a new revision each time: that is the heartbeat)."""
+        """Keep our lease alive and write our key with it (a new revision each time, as upstream)."""
+        lease = await self._lease(ip)
         key = MASTER_LEASES_PREFIX + ip
         value = orjson.dumps({"ip": ip, "port": port})
         try:
-            await self.backend.update(key, value, 0)
+            await self.backend.update(key, value, 0, lease=lease)
         except KeyNotFound:
             try:
-                await self.backend.create(key, value)
+                await self.backend.create(key, value, lease=lease)
             except KeyExists:
-                await self.backend.update(key, value, 0)
+                await self.backend.update(key, value, 0, lease=lease)
 
     async def live(self) -> list[MasterLease]:
-        """The live servers; stale keys are deleted on the way."""
+        """The live servers, by IP."""
         kvs, _ = await self.backend.range(MASTER_LEASES_PREFIX)
-        leases: list[MasterLease] = []
-        for kv in kvs:
-            try:
-                data = orjson.loads(kv.value)
-                leases.append(MasterLease(str(data["ip"]), int(data["port"]), kv.mod_revision))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                log.warning("ignoring a malformed master lease at %s", kv.key)
-        live, stale, self._seen = live_and_stale(leases, self._seen, self.clock(), self.ttl)
-        for lease in stale:
-            try:
-                await self.backend.delete(MASTER_LEASES_PREFIX + lease.ip, lease.mod_revision)
-                log.info("API server %s:%d stopped renewing its lease: removed", lease.ip, lease.port)
-            except (KeyNotFound, RevisionMismatch):  # renewed or removed meanwhile
-                pass
-        return live
+        leases = (parse(kv.key, kv.value, kv.mod_revision) for kv in kvs)
+        return sorted((m for m in leases if m is not None), key=lambda m: m.ip)
 
     async def remove(self, ip: str) -> None:
         """A clean stop: leave the list at once (upstream's RemoveEndpoints)."""
+        lease = self._leases.pop(ip, 0)
+        if lease:
+            try:
+                await self.backend.revoke(lease)  # deletes the key with it
+            except LeaseNotFound:
+                pass
         try:
             await self.backend.delete(MASTER_LEASES_PREFIX + ip)
         except KeyNotFound:

@@ -4,6 +4,14 @@ Keys are strings (`/registry/services/default/web`), values are opaque bytes. Ev
 the next global revision; each key remembers the revision that created it and the one that last
 modified it. Watches replay from a revision and then follow live writes; a revision older than
 the last compaction is answered with Compacted, as etcd does (the apiserver turns it into 410).
+
+Leases, as etcd's: `grant(ttl)` makes a lease that lives `ttl` seconds unless `keep_alive` renews
+it; a create or update given `lease=` attaches the key to it, and an update without one detaches
+the key (etcd's Put without a lease). When a lease expires or is revoked the store itself deletes
+every key still attached: each delete is a write with a new revision, so watchers see DELETE events
+as for any other delete (etcd deletes them in one transaction, so its deletes share one revision;
+SQLite gives each its own). A store restart keeps its leases and gives each its whole TTL again,
+as an etcd leader does on promotion: a lease never expires while no store serves it.
 """
 
 from __future__ import annotations
@@ -46,6 +54,14 @@ class KeyNotFound(StoreError):
 
 class RevisionMismatch(StoreError):
     """Compare-and-swap failed: the key changed since the caller read it."""
+
+
+class LeaseNotFound(StoreError):
+    """The lease does not exist: never granted, revoked, or expired (etcd: "requested lease not found")."""
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(f"lease {lease_id:x} not found (expired or revoked)")
+        self.lease_id = lease_id
 
 
 class Compacted(StoreError):
@@ -106,9 +122,12 @@ class Backend(Protocol):
         """All live keys under prefix at the latest committed revision, without yielding."""
         ...
 
-    async def create(self, key: str, value: bytes) -> KeyValue: ...
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
-        """expected_mod_revision 0 means unconditional."""
+    async def create(self, key: str, value: bytes, *, lease: int = 0) -> KeyValue:
+        """lease: attach the key to that lease (LeaseNotFound if it does not exist); 0: none."""
+        ...
+    async def update(self, key: str, value: bytes, expected_mod_revision: int, *, lease: int = 0) -> KeyValue:
+        """expected_mod_revision 0 means unconditional. The key is attached to `lease` (0: to none,
+        so an update without a lease detaches the key from the one it had)."""
         ...
     async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue: ...
 
@@ -132,6 +151,23 @@ class Backend(Protocol):
     async def wait_for(self, revision: int, timeout: float = 3.0) -> bool:
         """Until the in-memory state (get_now/range_now, watches) has applied `revision`; False on
         timeout."""
+        ...
+
+    async def grant(self, ttl_seconds: int) -> int:
+        """A new lease that expires `ttl_seconds` from now unless kept alive; its id (never 0).
+        etcd raises a TTL below its minimum (1.5 election timeouts, 2 s by default) to it."""
+        ...
+
+    async def keep_alive(self, lease_id: int) -> int:
+        """Renew the lease to its whole TTL; that TTL. LeaseNotFound if it expired or was revoked."""
+        ...
+
+    async def time_to_live(self, lease_id: int) -> int:
+        """The lease's remaining seconds (truncated, as etcd's LeaseTimeToLive); LeaseNotFound if gone."""
+        ...
+
+    async def revoke(self, lease_id: int) -> None:
+        """End the lease now and delete every key attached to it. LeaseNotFound if it is gone."""
         ...
 
     # Optional, for a backend whose data may predate the key layout (SQLite data dirs):

@@ -5,6 +5,11 @@ value. The live state and recent history are kept in memory, so reads and watche
 the database; SQLite is written once per batch, in a worker thread, and a write is acknowledged
 only after its batch has committed (synchronous=FULL in WAL mode: it survives kill -9 and power
 loss). Concurrent writers share one transaction and one fsync (group commit).
+
+Leases (storage/leases.py keeps them in memory): a `leases` table holds each lease's TTL, every
+row of `kv` the lease its key was attached to. A revoke, or an expiry found by a task of its own,
+is a write in the same queue: one transaction deletes the lease and each attached key, every
+delete with its own revision, so watchers see ordinary DELETE events.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import collections
 import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,12 +34,15 @@ from pocketkube.storage.interface import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    LeaseNotFound,
     RangeResult,
     RevisionMismatch,
     TooLarge,
     Unavailable,
     prefix_end,
 )
+from pocketkube.storage.leases import LeaseTable
+from pocketkube.storage.sqlite_leases import SQLiteLeases
 
 Value = bytes | Callable[[int], bytes]  # a callable gets the revision the write will have
 BUSY_TIMEOUT_MS = 1000
@@ -51,16 +60,19 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 CREATE INDEX IF NOT EXISTS kv_name_id ON kv (name, id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL);
 """
+
 
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # create | update | delete
+    kind: str  # create | update | delete | revoke (key: "", expected: the lease id)
     key: str
     value: Value | None
     expected: int
     future: asyncio.Future
+    lease: int = 0
 
 
 class _Watcher:
@@ -73,7 +85,7 @@ class _Watcher:
         self.wake = asyncio.Event()
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteLeases):
     def __init__(self, path: str, *, history: int = 50_000, watcher_buffer: int = 100_000,
                  synchronous: str = "FULL", max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.path = path
@@ -93,6 +105,9 @@ class SQLiteBackend:
         self._db_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._closed = False
+        self._leases = LeaseTable()
+        self._lease_wake: asyncio.Event | None = None
+        self._expirer: asyncio.Task | None = None
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -100,6 +115,8 @@ class SQLiteBackend:
         await loop.run_in_executor(self._pool, self._open)
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._lease_wake = asyncio.Event()
+        self._expirer = asyncio.create_task(self._expire_loop(), name="sqlite-lease-expiry")
 
     def _open(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -109,6 +126,11 @@ class SQLiteBackend:
         # 503 after this long instead of stalling every writer behind it.
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.executescript(_SCHEMA)
+        if "lease" not in {row[1] for row in db.execute("PRAGMA table_info(kv)")}:  # a data dir from before leases
+            db.execute("ALTER TABLE kv ADD COLUMN lease INTEGER NOT NULL DEFAULT 0")
+        now = time.monotonic()
+        for lease_id, ttl in db.execute("SELECT id, ttl FROM leases").fetchall():
+            self._leases.add(lease_id, ttl, now)  # the whole TTL again (etcd's Promote)
         self._load(db)
         max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM kv").fetchone()[0]
         meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
@@ -119,11 +141,16 @@ class SQLiteBackend:
 
     def _load(self, db: sqlite3.Connection) -> None:
         rows = db.execute(
-            "SELECT k.name, k.value, k.create_revision, k.id FROM kv k "
+            "SELECT k.name, k.value, k.create_revision, k.id, k.lease FROM kv k "
             "JOIN (SELECT name, MAX(id) AS id FROM kv GROUP BY name) m ON k.id = m.id "
             "WHERE k.deleted = 0").fetchall()
-        self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev in rows}
+        self._state = {name: KeyValue(name, bytes(value), crev, rev) for name, value, crev, rev, _ in rows}
         self._keys = SortedList(self._state)
+        self._leases.key_lease.clear()
+        self._leases.lease_keys.clear()
+        for name, _, _, _, lease_id in rows:
+            if lease_id in self._leases.leases:  # (a lease gone with its keys cannot be missing)
+                self._leases.attach(name, lease_id)
 
     async def rename_prefixes(self, renames: dict[str, str]) -> int:
         """Move keys from old prefixes to new ones (a key layout change), history included, in one
@@ -152,12 +179,13 @@ class SQLiteBackend:
 
     async def close(self) -> None:
         self._closed = True
-        if self._writer:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
+        for task in (self._expirer, self._writer):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         for w in list(self._watchers):
             w.wake.set()
         if self._db is not None:
@@ -232,20 +260,20 @@ class SQLiteBackend:
         return RangeResult(kvs[:limit] if limit else kvs, len(kvs), revision)
 
     # ---- writes (group commit) ----
-    async def create(self, key: str, value: Value) -> KeyValue:
-        return await self._submit("create", key, value, 0)
+    async def create(self, key: str, value: Value, *, lease: int = 0) -> KeyValue:
+        return await self._submit("create", key, value, 0, lease)
 
-    async def update(self, key: str, value: Value, expected_mod_revision: int = 0) -> KeyValue:
-        return await self._submit("update", key, value, expected_mod_revision)
+    async def update(self, key: str, value: Value, expected_mod_revision: int = 0, *, lease: int = 0) -> KeyValue:
+        return await self._submit("update", key, value, expected_mod_revision, lease)
 
     async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
         return await self._submit("delete", key, None, expected_mod_revision)
 
-    async def _submit(self, kind: str, key: str, value: Value | None, expected: int) -> KeyValue:
+    async def _submit(self, kind: str, key: str, value: Value | None, expected: int, lease: int = 0):
         if self._closed or self._wake is None:
             raise Unavailable("store is closed")
         fut = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(kind, key, value, expected, fut))
+        self._queue.append(_Op(kind, key, value, expected, fut, lease))
         self._wake.set()
         return await fut
 
@@ -261,12 +289,36 @@ class SQLiteBackend:
 
     async def _commit_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Op]) -> None:
         overlay: dict[str, KeyValue | None] = {}
+        attached: dict[str, int] = {}  # key -> lease (0: none), as this batch leaves it
+        revoked: list[int] = []
         rows: list[tuple] = []
         events: list[Event] = []
-        done: list[tuple[asyncio.Future, KeyValue]] = []
+        done: list[tuple[asyncio.Future, KeyValue | None]] = []
         rev = self._rev
+
+        def delete(key: str, cur: KeyValue) -> KeyValue:
+            nonlocal rev
+            rev += 1
+            kv = KeyValue(key, cur.value, cur.create_revision, rev)
+            overlay[key] = None
+            attached[key] = 0
+            rows.append((rev, key, 1, cur.create_revision, cur.mod_revision, cur.value, 0))
+            events.append(Event("DELETE", kv, cur))
+            return kv
+
         for op in batch:
             if op.future.done():  # caller went away
+                continue
+            if op.kind == "revoke":
+                if op.expected not in self._leases.leases or op.expected in revoked:
+                    op.future.set_exception(LeaseNotFound(op.expected))
+                    continue
+                revoked.append(op.expected)
+                for key in self._leases.keys_of(op.expected, attached):
+                    cur = overlay[key] if key in overlay else self._state.get(key)
+                    if cur is not None:
+                        delete(key, cur)
+                done.append((op.future, None))
                 continue
             cur = overlay[op.key] if op.key in overlay else self._state.get(op.key)
             try:
@@ -277,14 +329,13 @@ class SQLiteBackend:
                     raise KeyNotFound(op.key)
                 elif op.expected and cur.mod_revision != op.expected:
                     raise RevisionMismatch(op.key)
-                next_rev = rev + 1
+                if op.lease and (op.lease not in self._leases.leases or op.lease in revoked):
+                    raise LeaseNotFound(op.lease)
                 if op.kind == "delete":
                     assert cur is not None
-                    kv = KeyValue(op.key, cur.value, cur.create_revision, next_rev)
-                    overlay[op.key] = None
-                    rows.append((next_rev, op.key, 1, cur.create_revision, cur.mod_revision, cur.value))
-                    events.append(Event("DELETE", kv, cur))
+                    kv = delete(op.key, cur)
                 else:
+                    next_rev = rev + 1
                     value = op.value(next_rev) if callable(op.value) else op.value
                     assert isinstance(value, bytes)
                     if len(value) + len(op.key) > self._max_request:
@@ -292,16 +343,17 @@ class SQLiteBackend:
                     crev = next_rev if cur is None else cur.create_revision
                     kv = KeyValue(op.key, value, crev, next_rev)
                     overlay[op.key] = kv
-                    rows.append((next_rev, op.key, 0, crev, cur.mod_revision if cur else 0, value))
+                    attached[op.key] = op.lease
+                    rows.append((next_rev, op.key, 0, crev, cur.mod_revision if cur else 0, value, op.lease))
                     events.append(Event("PUT", kv, cur))
-                rev = next_rev
+                    rev = next_rev
                 done.append((op.future, kv))
             except Exception as exc:  # noqa: BLE001 - delivered to the caller that caused it
                 op.future.set_exception(exc)
-        if not rows:
+        if not rows and not revoked:
             return
         try:
-            await loop.run_in_executor(self._pool, self._insert, rows)
+            await loop.run_in_executor(self._pool, self._insert, rows, revoked)
         except Exception as exc:  # noqa: BLE001 - disk full, locked, I/O error
             err = Unavailable(f"storage write failed: {exc}")
             for fut, _ in done:
@@ -316,21 +368,26 @@ class SQLiteBackend:
                 if key not in self._state:
                     self._keys.add(key)
                 self._state[key] = kv
+        for key, lease_id in attached.items():
+            self._leases.attach(key, lease_id)
+        for lease_id in revoked:
+            self._leases.drop(lease_id)
         self._rev = rev
         self._history.extend(events)
-        for fut, kv in done:
+        for fut, result in done:
             if not fut.done():
-                fut.set_result(kv)
+                fut.set_result(result)
         self._broadcast(events)
 
-    def _insert(self, rows: list[tuple]) -> None:
+    def _insert(self, rows: list[tuple], revoked: list[int] = ()) -> None:  # type: ignore[assignment]
         assert self._db is not None
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT INTO kv (id, name, deleted, create_revision, prev_revision, value) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                "INSERT INTO kv (id, name, deleted, create_revision, prev_revision, value, lease) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("DELETE FROM leases WHERE id = ?", [(lid,) for lid in revoked])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -29,6 +29,7 @@ from pocketkube.storage.interface import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    LeaseNotFound,
     RangeResult,
     RevisionMismatch,
     StoreError,
@@ -277,10 +278,11 @@ class EtcdBackend:
         return await self.mirror.wait_for(revision, timeout)
 
     # ---- writes ----
-    async def create(self, key: str, value: Value) -> KeyValue:
+    async def create(self, key: str, value: Value, *, lease: int = 0) -> KeyValue:
         data = value(0) if callable(value) else value
         ok, resp, cur = await self._txn(key, Cmp(key=key.encode(), target=Cmp.MOD, result=Cmp.EQUAL, mod_revision=0),
-                                        pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=data)))
+                                        pb.RequestOp(request_put=pb.PutRequest(key=key.encode(), value=data,
+                                                                               lease=lease)), lease)
         if ok:
             return await self._written(key, value, data, resp.header.revision, resp.header.revision)
         if cur is not None and cur.value == data:  # our own create, retried after a lost answer
@@ -288,11 +290,12 @@ class EtcdBackend:
         await self._seen(key, cur)
         raise KeyExists(key)
 
-    async def update(self, key: str, value: Value, expected_mod_revision: int = 0) -> KeyValue:
+    async def update(self, key: str, value: Value, expected_mod_revision: int = 0, *, lease: int = 0) -> KeyValue:
+        """lease 0 detaches the key from its lease, as etcd's Put without one."""
         data = value(0) if callable(value) else value
         cmp = self._guard(key, expected_mod_revision)
         ok, resp, cur = await self._txn(key, cmp, pb.RequestOp(request_put=pb.PutRequest(
-            key=key.encode(), value=data, prev_kv=True)))
+            key=key.encode(), value=data, prev_kv=True, lease=lease)), lease)
         if ok:
             prev = resp.responses[0].response_put.prev_kv
             return await self._written(key, value, data, prev.create_revision, resp.header.revision)
@@ -332,14 +335,17 @@ class EtcdBackend:
             return Cmp(key=key.encode(), target=Cmp.MOD, result=Cmp.EQUAL, mod_revision=expected)
         return Cmp(key=key.encode(), target=Cmp.VERSION, result=Cmp.GREATER, version=0)  # exists
 
-    async def _txn(self, key: str, cmp: pb.Compare, op: pb.RequestOp
+    async def _txn(self, key: str, cmp: pb.Compare, op: pb.RequestOp, lease: int = 0
                    ) -> tuple[bool, pb.TxnResponse, kv_pb2.KeyValue | None]:
         """If cmp then op else get: (succeeded, response, the current kv when not succeeded)."""
         if self._closed.is_set():
             raise Unavailable("store is closed")
         req = pb.TxnRequest(compare=[cmp], success=[op],
                             failure=[pb.RequestOp(request_range=pb.RangeRequest(key=key.encode()))])
-        resp = await self.client.txn(req)
+        try:
+            resp = await self.client.txn(req)
+        except LeaseNotFound:
+            raise LeaseNotFound(lease) from None
         if resp.succeeded:
             return True, resp, None
         kvs = resp.responses[0].response_range.kvs
@@ -351,6 +357,27 @@ class EtcdBackend:
             await self.mirror.wait_for(rev, APPLY_TIMEOUT)
         stamped = value(rev) if callable(value) else stamp(data, rev)
         return KeyValue(key, stamped, create_rev, rev)
+
+    # ---- leases ----
+    async def grant(self, ttl_seconds: int) -> int:
+        return (await self.client.lease_grant(max(1, int(ttl_seconds)))).ID
+
+    async def keep_alive(self, lease_id: int) -> int:
+        resp = await self.client.lease_keep_alive(lease_id)
+        if resp.TTL <= 0:
+            raise LeaseNotFound(lease_id)
+        return resp.TTL
+
+    async def time_to_live(self, lease_id: int) -> int:
+        resp = await self.client.lease_time_to_live(lease_id)
+        if resp.TTL < 0:  # etcd answers -1 for a lease it does not know
+            raise LeaseNotFound(lease_id)
+        return resp.TTL
+
+    async def revoke(self, lease_id: int) -> None:
+        """etcd deletes the attached keys in one transaction; returns once the mirror shows it."""
+        resp = await self.client.lease_revoke(lease_id)
+        await self.mirror.wait_for(resp.header.revision, APPLY_TIMEOUT)
 
     # ---- watch ----
     def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:

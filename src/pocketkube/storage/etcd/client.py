@@ -102,6 +102,7 @@ class EtcdClient:
         self.kv: stubs.KVStub | None = None
         self.watch_stub: stubs.WatchStub | None = None
         self.maintenance: stubs.MaintenanceStub | None = None
+        self.lease: stubs.LeaseStub | None = None
 
     def where(self) -> str:
         return ",".join(f"{h}:{p}" for h, p in self.spec.endpoints)
@@ -122,6 +123,7 @@ class EtcdClient:
         self.kv = stubs.KVStub(self.channel)
         self.watch_stub = stubs.WatchStub(self.channel)
         self.maintenance = stubs.MaintenanceStub(self.channel)
+        self.lease = stubs.LeaseStub(self.channel)
         try:
             return await self.maintenance.Status(pb.StatusRequest(), timeout=CONNECT_TIMEOUT, metadata=METADATA)
         except grpc.aio.AioRpcError as e:
@@ -175,6 +177,46 @@ class EtcdClient:
     async def status(self) -> pb.StatusResponse:
         assert self.maintenance is not None
         return await self.call(self.maintenance.Status, pb.StatusRequest())
+
+    # ---- Lease ----
+    @staticmethod
+    def _lease_error(lease_id: int) -> Callable[[grpc.StatusCode, str], StoreError]:
+        return lambda code, details: map_error(code, details, lease=lease_id)
+
+    async def lease_grant(self, ttl: int) -> pb.LeaseGrantResponse:
+        assert self.lease is not None
+        resp = await self.call(self.lease.LeaseGrant, pb.LeaseGrantRequest(TTL=ttl))
+        if resp.error:
+            raise StoreError(f"etcd: lease grant: {resp.error}")
+        return resp
+
+    async def lease_revoke(self, lease_id: int) -> pb.LeaseRevokeResponse:
+        assert self.lease is not None
+        return await self.call(self.lease.LeaseRevoke, pb.LeaseRevokeRequest(ID=lease_id),
+                               on_error=self._lease_error(lease_id))
+
+    async def lease_time_to_live(self, lease_id: int) -> pb.LeaseTimeToLiveResponse:
+        assert self.lease is not None
+        return await self.call(self.lease.LeaseTimeToLive, pb.LeaseTimeToLiveRequest(ID=lease_id),
+                               on_error=self._lease_error(lease_id))
+
+    async def lease_keep_alive(self, lease_id: int) -> pb.LeaseKeepAliveResponse:
+        """One renewal on a stream of its own (etcdctl lease keep-alive --once); a TTL of 0 in the
+        answer means the lease is gone. Retried on UNAVAILABLE as the unary calls."""
+        assert self.lease is not None
+        stub = self.lease
+
+        async def once(req: pb.LeaseKeepAliveRequest, *, timeout: float, metadata: Any) -> Any:
+            call = stub.LeaseKeepAlive(metadata=metadata, timeout=timeout)
+            try:
+                await call.write(req)
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    raise Unavailable("etcd closed the lease keep-alive stream")
+                return resp
+            finally:
+                call.cancel()
+        return await self.call(once, pb.LeaseKeepAliveRequest(ID=lease_id), on_error=self._lease_error(lease_id))
 
     def watch_call(self) -> Any:
         """A new bidirectional Watch stream (the caller writes create requests, reads responses)."""

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import grpc
 
-from pocketkube.storage.interface import Compacted, FutureRevision, StoreError, TooLarge, Unavailable
+from pocketkube.storage.interface import (
+    Compacted,
+    FutureRevision,
+    LeaseNotFound,
+    StoreError,
+    TooLarge,
+    Unavailable,
+)
 
 # Codes worth retrying: the request did not reach a leader, or the leader went away meanwhile.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
@@ -21,9 +28,13 @@ class NotEtcd(Unavailable):
     """The endpoint answers, but not as etcd (wrong port, another service)."""
 
 
-def map_error(code: grpc.StatusCode, details: str, *, requested: int = 0, current: int = 0) -> StoreError:
-    """The store error for an etcd RPC failure; `requested`/`current` fill Compacted/FutureRevision."""
+def map_error(code: grpc.StatusCode, details: str, *, requested: int = 0, current: int = 0,
+              lease: int = 0) -> StoreError:
+    """The store error for an etcd RPC failure; `requested`/`current` fill Compacted/FutureRevision,
+    `lease` LeaseNotFound."""
     text = details or code.name
+    if "requested lease not found" in text:
+        return LeaseNotFound(lease)
     if "required revision has been compacted" in text:
         return Compacted(requested, current)
     if "required revision is a future revision" in text:

@@ -180,15 +180,15 @@ class Mirror:
         backlog = self.history_after(prefix, from_revision)
         self._watchers.add(w)
         try:
-            last = from_revision
             for ev in backlog:
-                last = ev.revision
                 yield ev
             while not closed.is_set() and not w.ended:
                 while w.queue:
                     ev = w.queue.popleft()
-                    if ev.revision > last:
-                        last = ev.revision
+                    # Only what the backlog could not hold (it was taken as the watcher joined);
+                    # `>` from_revision, not the last yielded: one etcd transaction (a lease
+                    # revoke) deletes several keys at one revision.
+                    if ev.revision > from_revision:
                         yield ev
                 if w.ended:
                     return
