@@ -38,6 +38,9 @@ UpdateValidator = Callable[[dict, dict], list[FieldError]]
 
 
 class Transaction(Protocol):
+    async def persist(self) -> None:
+        """Just before the write; raises AllocationRaced (after reverting) to run the hooks again."""
+        ...
     def commit(self) -> None: ...
     def revert(self) -> None: ...
 
