@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import uuid
 from typing import Any
 
 import orjson
@@ -55,7 +56,9 @@ def decode_bits(data: bytes) -> set[int]:
 
 
 def encode_record(range_str: str, indices: set[int]) -> bytes:
-    return orjson.dumps({"apiVersion": "v1", "kind": "RangeAllocation", "metadata": {},
+    # A fresh uid per write: two servers writing the same bitmap must not look alike, or the
+    # store would take the loser's create for its own retried one (the etcd backend does).
+    return orjson.dumps({"apiVersion": "v1", "kind": "RangeAllocation", "metadata": {"uid": str(uuid.uuid4())},
                          "range": range_str, "data": base64.b64encode(encode_bits(indices)).decode()})
 
 
