@@ -140,14 +140,11 @@ class Registry:
         if rename is not None:  # a data dir from before kube's key layout: moved once, in place
             await rename(codec.legacy_renames(RESOURCES))
         problems = self.repair()
-        await self.allocator.flush()  # the repaired ranges become the records
+        await self.allocator.write_repaired()  # leaks released in the records, holders marked
         return problems
 
     async def close(self) -> None:
-        try:
-            await self.allocator.flush()  # releases still pending
-        except Exception:  # noqa: BLE001 - a store going away; the next start repairs the records
-            pass
+        await self.allocator.stop()
         await self._backend.close()
 
     def store(self, group: str, plural: str) -> ObjectStore:

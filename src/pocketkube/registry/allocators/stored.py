@@ -98,6 +98,7 @@ class StoredRange:
         self.seen: set[int] = set()  # the record as of `revision`
         self.revision = 0  # the record's mod_revision; 0 = no record yet
         self.lost: set[int] = set()
+        self._writing = False  # our CAS is in flight: a newer record may be our own write
         self._lock = asyncio.Lock()
         self._flush: asyncio.Task | None = None
 
@@ -106,8 +107,9 @@ class StoredRange:
         self._adopt(self.backend.get_now(self.key))
 
     def _adopt(self, kv: KeyValue | None) -> None:
-        # Revisions only grow: an older record is a mirror lagging behind our own write.
-        if kv is None or kv.mod_revision <= self.revision:
+        # Revisions only grow: an older record is a mirror lagging behind our own write. While
+        # our write is in flight, a newer one may be it; sync() sorts that out when it returns.
+        if kv is None or kv.mod_revision <= self.revision or self._writing:
             return
         fresh = decode_record(kv.value, self.range_str)
         view, lost = merge(self.bits.indices(), self.seen, fresh)
@@ -125,7 +127,7 @@ class StoredRange:
         self.lost.clear()
 
     def pending(self) -> bool:
-        return self.bits.indices() != self.seen or self.revision == 0
+        return self.bits.indices() != self.seen
 
     def take_lost(self, index: int) -> bool:
         """Whether our claim on index was lost to another server (then it is not ours to release)."""
@@ -144,17 +146,21 @@ class StoredRange:
                     return
                 view = self.bits.indices()
                 value = encode_record(self.range_str, view)
+                self._writing = True
                 try:
                     if self.revision == 0:
                         kv = await self.backend.create(self.key, value)
                     else:
                         kv = await self.backend.update(self.key, value, self.revision)
                 except (RevisionMismatch, KeyExists, KeyNotFound):
+                    self._writing = False
                     # Someone else wrote: read the record as the store has it, not a lagging mirror.
                     await self.backend.wait_for(await self.backend.consistent_revision())
                     if self.backend.get_now(self.key) is None:  # deleted: write our whole view anew
                         self.seen, self.revision = set(), 0
                     continue
+                finally:
+                    self._writing = False
                 self.seen, self.revision = view, kv.mod_revision
             raise RevisionMismatch(f"{self.key}: too many concurrent writers")
 
@@ -173,6 +179,12 @@ class StoredRange:
             await self.sync()
         except Exception as err:  # the next sync or the repair at start writes them
             log.warning("could not write %s: %s", self.key, err)
+
+    async def stop(self) -> None:
+        """Cancel a background write (the store is closing; the next start repairs the record)."""
+        if self._flush is not None and not self._flush.done():
+            self._flush.cancel()
+            await asyncio.gather(self._flush, return_exceptions=True)
 
     async def flush(self) -> None:
         if self._flush is not None:

@@ -81,6 +81,17 @@ class ServiceAllocator:
         for shared in self._shared or ():
             await shared.flush()
 
+    async def stop(self) -> None:
+        for shared in self._shared or ():
+            await shared.stop()
+
+    async def write_repaired(self) -> None:
+        """The repair's result over the records that exist and differ (a store without records
+        gets them with its first allocation: a start alone writes nothing)."""
+        for shared in self._shared or ():
+            if shared.revision and shared.pending():
+                await shared.sync()
+
     def _refresh(self) -> None:
         for shared in self._shared or ():
             shared.refresh()
