@@ -57,6 +57,13 @@ class _NoTransaction:
 
 
 _NO_TRANSACTION = _NoTransaction()
+async def _persist(txn) -> None:
+    """A hook transaction's allocations made durable before the write, when it has any to."""
+    persist = getattr(txn, "persist", None)
+    if persist is not None:
+        await persist()
+
+
 # Tries of a write whose allocation another API server raced (registry/allocators/stored.py).
 _ALLOCATION_ATTEMPTS = 8
 
@@ -295,7 +302,7 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return obj
-            await txn.persist()
+            await _persist(txn)
             try:
                 kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
             finally:
@@ -424,7 +431,7 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return new
-            await txn.persist()
+            await _persist(txn)
             kv = await self._write(self._backend.update(key, codec.encode_at(new), mod_rev), name)
         except BaseException:
             txn.revert()
