@@ -515,7 +515,9 @@ class ObjectStore:
             kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
         finally:
             self.membership += 1
-        self.hooks.after_delete(obj)
+        done = self.hooks.after_delete(obj)
+        if done is not None:  # the Service allocator writes its releases (awaitable)
+            await done
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
     async def delete_expired(self, expired: Filter) -> int:

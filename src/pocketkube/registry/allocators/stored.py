@@ -168,6 +168,8 @@ class StoredRange:
         """Write pending releases soon, in the background (a delete does not wait for them)."""
         if self._flush is not None and not self._flush.done():
             return
+        if not self.pending():
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

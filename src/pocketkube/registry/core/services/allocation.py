@@ -12,6 +12,7 @@ for an exhausted range.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pocketkube.api.errors import InternalError, Invalid
@@ -60,6 +61,8 @@ from pocketkube.registry.core.services.strategy import (
 from pocketkube.registry.core.services.validation import type_errors
 from pocketkube.storage.interface import Backend
 
+log = logging.getLogger(__name__)
+
 
 class ServiceAllocator:
     """ClusterIPs from one IPv4 (or IPv6) CIDR and NodePorts from one range shared by all protocols."""
@@ -85,6 +88,15 @@ class ServiceAllocator:
         for shared in self._shared or ():
             await shared.stop()
 
+    async def write_releases(self) -> None:
+        """Write released values to the records now; on a store error they stay pending (the
+        next write or the repair at start writes them), as the Service is gone already."""
+        for shared in self._shared or ():
+            try:
+                await shared.sync()
+            except Exception as err:  # noqa: BLE001 - the delete itself succeeded
+                log.warning("could not release in %s: %s", shared.key, err)
+
     async def write_repaired(self) -> None:
         """The repair's result over the records that exist and differ (a store without records
         gets them with its first allocation: a start alone writes nothing)."""
@@ -101,7 +113,15 @@ class ServiceAllocator:
         txn = Transaction()
         if self._shared is not None:
             txn.on_persist(lambda: self._persist(txn))
+            # Values released by the commit (a type change) or the revert: written soon, in the
+            # background (the task runs after the releases).
+            txn.on_commit(self._schedule_syncs)
+            txn.on_revert(self._schedule_syncs)
         return txn
+
+    def _schedule_syncs(self) -> None:
+        for shared in self._shared or ():
+            shared.schedule_sync()
 
     async def _persist(self, txn: Transaction) -> None:
         ips, ports = self._shared or ()
@@ -116,14 +136,12 @@ class ServiceAllocator:
         if self._shared is not None:
             if self._shared[0].take_lost(int(ip) - self.ips.base):
                 return  # another server holds it now
-            self._shared[0].schedule_sync()
         self.ips.release(ip)
 
     def _release_port(self, port: int) -> None:
         if self._shared is not None:
             if self._shared[1].take_lost(port - self.node_ports.base):
                 return
-            self._shared[1].schedule_sync()
         self.node_ports.release(port)
 
     def first_ip(self) -> str:
