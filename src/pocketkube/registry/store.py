@@ -65,7 +65,7 @@ async def _persist(txn) -> None:
 
 
 # Tries of a write whose allocation another API server raced (registry/allocators/stored.py).
-_ALLOCATION_ATTEMPTS = 8
+_ALLOCATION_ATTEMPTS = 32
 
 
 @dataclass

@@ -19,6 +19,7 @@ class Transaction:
         self._undo: list[Action] = []
         self._on_commit: list[Action] = []
         self._on_persist: list[AsyncAction] = []
+        self.claims: list[tuple[int, int]] = []  # (range, offset) this transaction allocated
         self._done = False
 
     def on_persist(self, action: AsyncAction) -> None:

@@ -12,6 +12,7 @@ for an exhausted range.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -125,10 +126,9 @@ class ServiceAllocator:
 
     async def _persist(self, txn: Transaction) -> None:
         ips, ports = self._shared or ()
-        await ips.sync()
-        await ports.sync()
-        if ips.lost or ports.lost:
-            # Only this server's in-flight transactions hold values; ours may be among the lost.
+        # Both at once: the two records' writes share one store commit (SQLite batches them).
+        await asyncio.gather(ips.sync(), ports.sync())
+        if any(offset in (ips, ports)[r].lost for r, offset in txn.claims):
             txn.revert()
             raise AllocationRaced()
 
@@ -279,6 +279,7 @@ class ServiceAllocator:
                 raise Invalid(KIND, name_of(svc), [invalid(CLUSTER_IPS, spec_of(svc)["clusterIPs"],
                                                          f"failed to allocate IP {requested}: {err}")]) from None
         txn.on_revert(lambda: self._release_ip(ip))
+        txn.claims.append((0, int(ip) - self.ips.base))
         return requested or str(ip)
 
     def _update_cluster_ips(self, svc: dict, old_spec: dict, txn: Transaction) -> None:
@@ -298,6 +299,7 @@ class ServiceAllocator:
     def _alloc_port(self, port: int, txn: Transaction) -> None:
         self.node_ports.allocate(port)
         txn.on_revert(lambda: self._release_port(port))
+        txn.claims.append((1, port - self.node_ports.base))
 
     def _alloc_next_port(self, txn: Transaction) -> int:
         try:
@@ -305,6 +307,7 @@ class ServiceAllocator:
         except RangeFull as err:
             raise InternalError(f"failed to allocate a nodePort: {err}") from None
         txn.on_revert(lambda: self._release_port(port))
+        txn.claims.append((1, port - self.node_ports.base))
         return port
 
     def _init_node_ports(self, svc: dict, txn: Transaction) -> None:
@@ -353,6 +356,7 @@ class ServiceAllocator:
         except RangeFull as err:
             raise InternalError(f"failed to allocate a HealthCheck NodePort 0: {err}") from None
         txn.on_revert(lambda: self._release_port(port))
+        txn.claims.append((1, port - self.node_ports.base))
         spec["healthCheckNodePort"] = port
 
     def _update_node_ports(self, svc: dict, old_spec: dict, txn: Transaction) -> None:
