@@ -117,6 +117,9 @@ class Registry:
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
         volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses
         networking.connect(self.stores)  # DefaultIngressClass admission reads IngressClasses
+        # ClusterIPs and NodePorts are committed through the store's range records, which every
+        # API server on this store shares.
+        self.allocator.share_through(backend)
         self._admission()
 
     def _admission(self) -> None:
@@ -136,9 +139,12 @@ class Registry:
         rename = getattr(self._backend, "rename_prefixes", None)
         if rename is not None:  # a data dir from before kube's key layout: moved once, in place
             await rename(codec.legacy_renames(RESOURCES))
-        return self.repair()
+        problems = self.repair()
+        await self.allocator.write_repaired()  # leaks released in the records, holders marked
+        return problems
 
     async def close(self) -> None:
+        await self.allocator.stop()
         await self._backend.close()
 
     def store(self, group: str, plural: str) -> ObjectStore:

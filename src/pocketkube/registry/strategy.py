@@ -38,6 +38,8 @@ UpdateValidator = Callable[[dict, dict], list[FieldError]]
 
 
 class Transaction(Protocol):
+    # Optional: `async def persist()`, awaited just before the write; it may raise
+    # AllocationRaced (after reverting) to have the store run the hooks again.
     def commit(self) -> None: ...
     def revert(self) -> None: ...
 

@@ -23,8 +23,9 @@ class AllocationHooks(Hooks):
     def before_update(self, new: dict, old: dict) -> Transaction:
         return self.allocator.allocate_for_update(new, old)
 
-    def after_delete(self, obj: dict) -> None:
+    def after_delete(self, obj: dict):
         self.allocator.release(obj)
+        return self.allocator.write_releases()  # awaited by the store: the record follows the delete
 
     def repair(self, stored: list[dict]) -> list[str]:
         return self.allocator.rebuild(stored)
