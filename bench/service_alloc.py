@@ -1,8 +1,12 @@
-"""Service creates/s through the registry (no HTTP) on one SQLite store: the cost of committing
-ClusterIP/NodePort allocations through the store's range records (issue 13). Run the same script
-against two source trees to compare (PYTHONPATH=<tree>/src):
+"""Service creates/s through the registry (no HTTP): the cost of committing ClusterIP/NodePort
+allocations through the store's range records (issue 13).
 
-    .venv/bin/python bench/service_alloc.py [--creates 2000] [--concurrency 50] [--runs 3]
+    .venv/bin/python bench/service_alloc.py [--store sqlite|etcd] [--creates 2000] [--concurrency 50] [--runs 3]
+
+sqlite: one API server owns the file, so no records are written; run the script against two
+source trees (PYTHONPATH=<tree>/src) to compare before/after. etcd (a 1-member etcd of its own,
+Debian's etcd-server): the same run with the records (the backend says it is shared, as it is)
+and without them (one server deciding alone, the cost baseline), interleaved.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 from pocketkube.registry.registry import Registry, RegistryConfig
-from pocketkube.storage.sqlite import SQLiteBackend
 
 
 def service(i: int, kind: str) -> dict:
@@ -22,33 +26,64 @@ def service(i: int, kind: str) -> dict:
             "spec": {"type": kind, "selector": {"app": "a"}, "ports": [{"port": 80}]}}
 
 
-async def run(creates: int, concurrency: int, kind: str) -> float:
-    with tempfile.TemporaryDirectory() as d:
-        backend = SQLiteBackend(f"{d}/state.db")
-        registry = Registry(backend, RegistryConfig(node_port_range=(30000, 39999)))
-        await registry.start()
-        counter = iter(range(creates))
+async def run(make_backend: Callable, creates: int, concurrency: int, kind: str) -> float:
+    backend = make_backend()
+    registry = Registry(backend, RegistryConfig(node_port_range=(30000, 39999)))
+    await registry.start()
+    counter = iter(range(creates))
 
-        async def client() -> None:
-            for i in counter:
-                await registry.services.create(service(i, kind), "default")
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        rate = creates / (time.perf_counter() - t0)
-        await registry.close()
-        return rate
+    async def client() -> None:
+        for i in counter:
+            await registry.services.create(service(i, kind), "default")
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    rate = creates / (time.perf_counter() - t0)
+    await registry.close()
+    return rate
+
+
+def sqlite(args: argparse.Namespace) -> None:
+    from pocketkube.storage.sqlite import SQLiteBackend
+
+    for kind in ("ClusterIP", "NodePort"):
+        for conc in (1, args.concurrency):
+            rates = []
+            for _ in range(args.runs):
+                with tempfile.TemporaryDirectory() as d:
+                    rates.append(asyncio.run(run(lambda d=d: SQLiteBackend(f"{d}/state.db"), args.creates, conc, kind)))
+            print(f"{kind:9} concurrency {conc:3}: {statistics.median(rates):8.0f} creates/s")
+
+
+def etcd(args: argparse.Namespace) -> None:
+    from pocketkube.storage.etcd.backend import EtcdBackend
+    from pocketkube.testing.etcd import etcd_cluster
+
+    with etcd_cluster(1) as cluster:
+        def backend(shared: bool) -> EtcdBackend:
+            cluster.wipe()
+            b = EtcdBackend(cluster.spec("/"))
+            b.shared = shared  # False: no records (one server deciding alone: the cost baseline)
+            return b
+
+        for kind in ("ClusterIP", "NodePort"):
+            for conc in (1, args.concurrency):
+                rates: dict[bool, list[float]] = {True: [], False: []}
+                for _ in range(args.runs):  # interleaved: both see the same load
+                    for shared in (False, True):
+                        rates[shared].append(asyncio.run(run(lambda s=shared: backend(s), args.creates, conc, kind)))
+                with_, without = statistics.median(rates[True]), statistics.median(rates[False])
+                print(f"{kind:9} concurrency {conc:3}: records {with_:7.0f} creates/s, without {without:7.0f}"
+                      f" creates/s, ratio {with_ / without:.2f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite")
     p.add_argument("--creates", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    for kind in ("ClusterIP", "NodePort"):
-        for conc in (1, args.concurrency):
-            rates = [asyncio.run(run(args.creates, conc, kind)) for _ in range(args.runs)]
-            print(f"{kind:9} concurrency {conc:3}: {statistics.median(rates):8.0f} creates/s")
+    (sqlite if args.store == "sqlite" else etcd)(args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """ClusterIPs and NodePorts committed through the store (registry/allocators/stored.py): two
-Registries on one backend are two API servers on one store; they never hand out a value twice."""
+Registries on one backend are two API servers on one store; they never hand out a value twice.
+The SQLite backend stands in for a shared store here (`shared = True`, as etcd's); as itself
+(one server owns it) it never gets range records."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import orjson
 import pytest
 
 from pocketkube.api import errors
+from pocketkube.registry.allocators.repair import LEAK_RUNS, repair_record
 from pocketkube.registry.allocators.stored import (
     NODE_PORTS_KEY,
     SERVICE_IPS_KEY,
@@ -28,6 +31,7 @@ CONFIG = RegistryConfig(service_cidr="10.186.0.0/24", node_port_range=(30000, 30
 @pytest.fixture
 async def backend(tmp_path):
     b = SQLiteBackend(str(tmp_path / "state.db"))
+    b.shared = True  # as the etcd backend: several API servers write it
     await b.start()
     yield b
     await b.close()
@@ -134,15 +138,102 @@ async def test_type_change_releases_node_port_in_the_record(backend):
     assert made["spec"]["ports"][0]["nodePort"] == port
 
 
-async def test_repair_at_start_releases_leaks_and_marks_services(backend):
+# ---- the repair ----
+
+def test_repair_marks_held_values_and_counts_leaks():
+    record, held = {1, 2, 3}, {2, 3, 4}
+    new, leaks = repair_record(record, held, {})
+    assert new == {1, 2, 3, 4} and leaks == {1: 1}  # 4 marked; 1 kept, flagged once
+    new, leaks = repair_record(new, held, leaks)
+    assert new == {1, 2, 3, 4} and leaks == {1: 2}
+    new, leaks = repair_record(new, held, leaks)
+    assert LEAK_RUNS == 3 and new == {2, 3, 4} and leaks == {}  # released on the third run
+
+
+def test_repair_counts_only_consecutive_leaks():
+    _, leaks = repair_record({1, 2}, {2}, {})
+    _, leaks = repair_record({1, 2}, {2}, leaks)
+    _, leaks = repair_record({1, 2}, {1, 2}, leaks)  # its Service showed up (was in flight)
+    assert leaks == {}
+    new, leaks = repair_record({1, 2}, {2}, leaks)
+    assert new == {1, 2} and leaks == {1: 1}  # counted from one again
+
+
+async def _leak(backend, offset: int) -> None:
+    """A value in the record no Service holds (a server died between the two writes)."""
+    kv = backend.get_now(SERVICE_IPS_KEY)
+    value = _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24") | {offset}
+    await backend.update(SERVICE_IPS_KEY, encode_record("10.186.0.0/24", value), kv.mod_revision)
+
+
+async def test_a_leak_is_released_after_three_repair_runs_not_before(backend):
     a = Registry(backend, CONFIG)
     kept = await a.services.create(_svc("kept"), "default")
-    # A leak: a value in the record that no Service holds (a server died between the two writes).
-    kv = backend.get_now(SERVICE_IPS_KEY)
-    leaked = _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24") | {200}
-    await backend.update(SERVICE_IPS_KEY, encode_record("10.186.0.0/24", leaked), kv.mod_revision)
-    b = Registry(backend, CONFIG)
-    assert b.repair() == []  # as start() does: the record follows the Services
-    await b.allocator.flush()
     offset = int(kept["spec"]["clusterIP"].rsplit(".", 1)[1]) - 1
+    await _leak(backend, 200)
+    b = Registry(backend, CONFIG)
+    assert b.repair() == []
+    assert await b.repair_ranges() == []  # start() runs the first
+    assert 200 in b.allocator.ips.bits.indices()  # not handed out meanwhile
+    await b.repair_ranges()
+    assert _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24") == {offset, 200}
+    await b.repair_ranges()
     assert _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24") == {offset}
+    assert 200 not in b.allocator.ips.bits.indices()
+    a.allocator._refresh()
+    assert 200 not in a.allocator.ips.bits.indices()  # free for every server
+
+
+async def test_a_starting_server_keeps_an_allocation_in_flight(backend):
+    a = Registry(backend, CONFIG)
+    # A's create has written the record, not yet the Service (upstream's window).
+    txn = a.allocator.allocate_for_create(_svc("x"))
+    await txn.persist()
+    b = Registry(backend, CONFIG)
+    b.repair()
+    await b.repair_ranges()
+    ip_offsets = _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24")
+    assert len(ip_offsets) == 1  # not released by B's repair
+    mine = next(iter(ip_offsets))
+    made = [await b.services.create(_svc(f"b{i}"), "default") for i in range(20)]
+    assert all(int(s["spec"]["clusterIP"].rsplit(".", 1)[1]) - 1 != mine for s in made)
+
+
+async def test_repair_marks_a_value_the_record_lacks(backend):
+    a = Registry(backend, CONFIG)
+    made = await a.services.create(_svc("x"), "default")
+    port = made["spec"]["ports"][0]["nodePort"]
+    kv = backend.get_now(NODE_PORTS_KEY)
+    await backend.update(NODE_PORTS_KEY, encode_record("30000-30249", set()), kv.mod_revision)
+    await a.repair_ranges()
+    assert _record(backend, NODE_PORTS_KEY, "30000-30249") == {port - 30000}
+
+
+async def test_repair_reports_collisions_and_values_out_of_range(backend):
+    a = Registry(backend, CONFIG)
+    await a.services.create(_svc("x", ip="10.186.0.10"), "default")
+    wide = Registry(backend, RegistryConfig(service_cidr="10.186.0.0/16", node_port_range=(30000, 30249)))
+    await wide.services.create(_svc("y", ip="10.186.0.10"), "other")  # another range's record
+    await wide.services.create(_svc("z", ip="10.186.1.10"), "other")
+    problems = await a.repair_ranges()
+    assert any("service other/y: Cluster IP 10.186.0.10 was assigned to multiple services" in p
+               for p in problems), problems
+    assert any("service other/z: Cluster IP 10.186.1.10 is not within the service CIDR 10.186.0.0/24" in p
+               for p in problems), problems
+
+
+async def test_sqlite_alone_never_writes_range_records(tmp_path):
+    sqlite = SQLiteBackend(str(tmp_path / "own.db"))
+    reg = Registry(sqlite, CONFIG)
+    await reg.start()
+    try:
+        assert not reg.allocator.shared
+        await reg.services.create(_svc("x"), "default")
+        await reg.services.create(_svc("y", ip="10.186.0.7"), "default")
+        await reg.services.delete("default", "x")
+        assert await reg.repair_ranges() == []
+        assert sqlite.range_now("/registry/ranges/") == []
+        with pytest.raises(errors.Invalid, match="provided IP is already allocated"):
+            await reg.services.create(_svc("z", ip="10.186.0.7"), "default")
+    finally:
+        await reg.close()

@@ -9,8 +9,9 @@ its pending releases. sync() writes the view with a compare-and-swap on the reco
 mod_revision; when another server wrote first, it merges (the other's changes plus ours) and
 tries again. An allocation of ours another server made meanwhile is *lost*: the transaction that
 holds it gives up and retries (an auto-picked value is picked again; a requested one is refused).
-Concurrent syncs of one server coalesce into one write (group commit), so the single-server cost
-is about one store write per burst, not per Service.
+Concurrent syncs of one server coalesce into one write (group commit). repair() is one run of
+the records' repair (allocators/repair.py) that every server runs at start and periodically.
+Only a store several API servers share (etcd) gets records; SQLite's owner decides alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from pocketkube.net.bitmap import Bitmap
+from pocketkube.registry.allocators.repair import repair_record
 from pocketkube.storage.interface import Backend, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,14 @@ def merge(view: set[int], seen: set[int], fresh: set[int]) -> tuple[set[int], se
     return (fresh - pending_release) | pending_alloc, pending_alloc & fresh
 
 
+def _is_range(value: bytes, range_str: str) -> bool:
+    try:
+        obj: Any = orjson.loads(value)
+        return isinstance(obj, dict) and obj.get("range") == range_str
+    except orjson.JSONDecodeError:
+        return False
+
+
 class AllocationRaced(Exception):
     """Another API server committed a value this transaction had picked; allocate again."""
 
@@ -98,6 +108,7 @@ class StoredRange:
         self.seen: set[int] = set()  # the record as of `revision`
         self.revision = 0  # the record's mod_revision; 0 = no record yet
         self.lost: set[int] = set()
+        self.leaks: dict[int, int] = {}  # offset → consecutive repair runs that saw it leaked
         self._writing = False  # our CAS is in flight: a newer record may be our own write
         self._lock = asyncio.Lock()
         self._flush: asyncio.Task | None = None
@@ -117,14 +128,44 @@ class StoredRange:
         self.lost |= lost
         self.seen, self.revision = fresh, kv.mod_revision
 
-    def reset(self, indices: set[int]) -> None:
-        """The repair: the view becomes exactly `indices` (what the Services hold); the next sync
-        writes it over the record, releasing its leaks."""
+    def load(self, held: set[int]) -> None:
+        """At start: the view becomes the record plus what the Services hold (those the record
+        lacks are pending allocations, written by the next sync or repair). Nothing is released
+        here: a value the record has may be another server's allocation in flight."""
         kv = self.backend.get_now(self.key)
         self.seen = decode_record(kv.value, self.range_str) if kv is not None else set()
         self.revision = kv.mod_revision if kv is not None else 0
-        self.bits.replace(indices)
+        self.bits.replace(self.seen | held)
         self.lost.clear()
+
+    async def repair(self, kv: KeyValue | None, held: set[int]) -> bool:
+        """One repair run over `kv` (the record) and `held` (what the Services hold), both read
+        at one revision (allocators/repair.py). Writes the repaired record with a CAS on that
+        revision; False when another write came first (the caller runs again on a new snapshot).
+        The leak counts advance only with a run that took effect."""
+        record = decode_record(kv.value, self.range_str) if kv is not None else set()
+        # A record of another range (the range was changed) decodes empty: rewrite it.
+        stale = kv is not None and not _is_range(kv.value, self.range_str)
+        new, leaks = repair_record(record, held, self.leaks)
+        if new != record or stale:
+            value = encode_record(self.range_str, new)
+            try:
+                if kv is None:
+                    await self.backend.create(self.key, value)
+                else:
+                    await self.backend.update(self.key, value, kv.mod_revision)
+            except (RevisionMismatch, KeyExists, KeyNotFound):
+                return False
+        for value in sorted(record - new):
+            log.warning("%s: offset %d appears to have leaked: cleaning up", self.key, value)
+        for value in sorted(leaks.keys() - self.leaks.keys()):
+            log.info("%s: offset %d may have leaked: flagging for later clean up", self.key, value)
+        self.leaks = leaks
+        # Adopt the repaired record; our pending allocations and releases stay. The values it
+        # marked for the Services are no claims of ours that another server took.
+        self.seen |= held & new
+        self.refresh()
+        return True
 
     def pending(self) -> bool:
         return self.bits.indices() != self.seen
@@ -179,11 +220,11 @@ class StoredRange:
     async def _background_sync(self) -> None:
         try:
             await self.sync()
-        except Exception as err:  # the next sync or the repair at start writes them
+        except Exception as err:  # the next sync or repair writes them
             log.warning("could not write %s: %s", self.key, err)
 
     async def stop(self) -> None:
-        """Cancel a background write (the store is closing; the next start repairs the record)."""
+        """Cancel a background write (the store is closing; a repair run marks or releases it)."""
         if self._flush is not None and not self._flush.done():
             self._flush.cancel()
             await asyncio.gather(self._flush, return_exceptions=True)

@@ -5,7 +5,9 @@ protocols). allocate_for_create/allocate_for_update first apply the contextual d
 strategy.py and ipfamilies.py, then allocate; every allocation is recorded in a Transaction that
 the store commits after the write (releases of old values happen only then) or reverts when the
 write fails. share_through(backend) commits both ranges through the store (allocators/stored.py),
-so that several API servers on one store never hand out a value twice. Errors are raised as
+so that several API servers on one store never hand out a value twice; the registry calls it
+only for a store several servers share (etcd). repair_ranges() is upstream's repair of those
+records (allocators/repair.py), run at start and periodically. Errors are raised as
 Kubernetes answers them: Invalid for a bad request, InternalError
 for an exhausted range.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pocketkube.api.errors import InternalError, Invalid
@@ -98,12 +101,28 @@ class ServiceAllocator:
             except Exception as err:  # noqa: BLE001 - the delete itself succeeded
                 log.warning("could not release in %s: %s", shared.key, err)
 
-    async def write_repaired(self) -> None:
-        """The repair's result over the records that exist and differ (a store without records
-        gets them with its first allocation: a start alone writes nothing)."""
-        for shared in self._shared or ():
-            if shared.revision and shared.pending():
-                await shared.sync()
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    async def repair_ranges(self, list_services: Callable[[], list[dict]], attempts: int = 5) -> list[str]:
+        """One run of the repair of both records (allocators/repair.py), every server at start
+        and periodically: the records and the Services are read at one revision; a run another
+        write raced is run again. The problems the Services show (collisions, out of range)."""
+        if self._shared is None:
+            return []
+        backend = self._shared[0].backend
+        problems: list[str] = []
+        todo = [0, 1]  # a record whose run was raced runs again, alone (its leak counts did not advance)
+        for _ in range(attempts):
+            await backend.wait_for(await backend.consistent_revision())
+            kvs = [backend.get_now(shared.key) for shared in self._shared]  # no yield from here on:
+            ips, ports, problems = self._mark_all(list_services())  # one snapshot
+            held = (ips.bits.indices(), ports.bits.indices())
+            todo = [r for r in todo if not await self._shared[r].repair(kvs[r], held[r])]
+            if not todo:
+                break
+        return problems
 
     def _refresh(self) -> None:
         for shared in self._shared or ():
@@ -206,43 +225,30 @@ class ServiceAllocator:
             self._release_port(int_field(spec, "healthCheckNodePort"))
 
     def rebuild(self, services: list[dict]) -> list[str]:
-        """Forget everything, then mark what stored services hold; report conflicts (the repair loop)."""
-        self.ips = IPAllocator(str(self.ips.network))
-        self.node_ports = PortAllocator(self.node_ports.base, self.node_ports.base + self.node_ports.size - 1)
+        """Forget everything, then mark what stored services hold; report conflicts (the repair
+        loop at start). Shared ranges also keep what their records hold (others' allocations)."""
+        self.ips, self.node_ports, problems = self._mark_all(services)
+        if self._shared is not None:
+            for shared, alloc in zip(self._shared, (self.ips, self.node_ports), strict=True):
+                shared.bits = alloc.bits
+                shared.load(alloc.bits.indices())
+        return problems
+
+    def _mark_all(self, services: list[dict]) -> tuple[IPAllocator, PortAllocator, list[str]]:
+        """Fresh ranges holding what the Services hold, and the conflicts found."""
+        ips = IPAllocator(str(self.ips.network))
+        node_ports = PortAllocator(self.node_ports.base, self.node_ports.base + self.node_ports.size - 1)
         problems: list[str] = []
         for svc in services:
             spec, who = spec_of(svc), _describe(svc)
             for ip in self._owned_ips(spec):
-                problems.extend(f"{who}: {p}" for p in self._mark_ip(ip))
+                problems.extend(f"{who}: {p}" for p in _mark_ip(ips, ip))
             ports = node_ports_in_order(spec)
             if needs_health_check(spec) and int_field(spec, "healthCheckNodePort"):
                 ports.append(int_field(spec, "healthCheckNodePort"))
             for port in ports:
-                problems.extend(f"{who}: {p}" for p in self._mark_port(port))
-        if self._shared is not None:  # the records follow the Services: leaks released, holders marked
-            for shared, alloc in zip(self._shared, (self.ips, self.node_ports), strict=True):
-                shared.bits = alloc.bits
-                shared.reset(alloc.bits.indices())
-        return problems
-
-    def _mark_ip(self, ip: IPAddress) -> list[str]:
-        try:
-            self.ips.allocate(ip)
-        except AllocationError as err:
-            if self.ips.has(ip):
-                return [f"Cluster IP {ip} was assigned to multiple services; please recreate service"]
-            return [f"Cluster IP {ip} is not within the service CIDR {self.ips.network}; please recreate service "
-                    f"({err})"]
-        return []
-
-    def _mark_port(self, port: int) -> list[str]:
-        try:
-            self.node_ports.allocate(port)
-        except AllocationError:
-            if self.node_ports.has(port):
-                return [f"Port {port} was assigned to multiple services; please recreate service"]
-            return [f"Port {port} is not within the port range {self.node_ports.range_str()}; please recreate service"]
-        return []
+                problems.extend(f"{who}: {p}" for p in _mark_port(node_ports, port))
+        return ips, node_ports, problems
 
     def _owned_ips(self, spec: dict) -> list[IPAddress]:
         if not needs_cluster_ip(spec) or is_headless(spec):
@@ -394,6 +400,26 @@ class ServiceAllocator:
         elif needed and not needs and int_field(old_spec, "healthCheckNodePort"):
             old_port = int_field(old_spec, "healthCheckNodePort")
             txn.on_commit(lambda: self._release_port(old_port))
+
+
+def _mark_ip(ips: IPAllocator, ip: IPAddress) -> list[str]:
+    try:
+        ips.allocate(ip)
+    except AllocationError as err:
+        if ips.has(ip):
+            return [f"Cluster IP {ip} was assigned to multiple services; please recreate service"]
+        return [f"Cluster IP {ip} is not within the service CIDR {ips.network}; please recreate service ({err})"]
+    return []
+
+
+def _mark_port(node_ports: PortAllocator, port: int) -> list[str]:
+    try:
+        node_ports.allocate(port)
+    except AllocationError:
+        if node_ports.has(port):
+            return [f"Port {port} was assigned to multiple services; please recreate service"]
+        return [f"Port {port} is not within the port range {node_ports.range_str()}; please recreate service"]
+    return []
 
 
 def _should_allocate_node_ports(spec: dict) -> bool:
