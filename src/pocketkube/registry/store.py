@@ -24,7 +24,7 @@ from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec, listing
 from pocketkube.registry.allocators.stored import AllocationRaced
-from pocketkube.registry.strategy import NO_HOOKS, STATUS, Admission, Merge, Strategy, UpdatePath
+from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.registry.watchhub import TRIGGER_FIELDS, TriggerHub
 from pocketkube.storage.interface import (
     Backend,
@@ -57,6 +57,8 @@ class _NoTransaction:
 
 
 _NO_TRANSACTION = _NoTransaction()
+
+
 async def _persist(txn) -> None:
     """A hook transaction's allocations made durable before the write, when it has any to."""
     persist = getattr(txn, "persist", None)
@@ -280,7 +282,7 @@ class ObjectStore:
             self.strategy.admit(obj, requested_name)
         for plugin in self.admission:
             plugin.mutate(self.res, obj)
-        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks is not NO_HOOKS else 0):
+        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks.may_race else 0):
             try:  # on a fresh copy: allocation fills the object in
                 return await self._create(copy.deepcopy(obj), dry_run)
             except AllocationRaced:
@@ -403,7 +405,7 @@ class ObjectStore:
 
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
                             dry_run: bool) -> dict:
-        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks is not NO_HOOKS else 0):
+        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks.may_race else 0):
             try:
                 return await self._write_update_once(key, mod_rev, old, copy.deepcopy(new), subresource, dry_run)
             except AllocationRaced:

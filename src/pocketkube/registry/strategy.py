@@ -47,6 +47,10 @@ class Transaction(Protocol):
 class Hooks:
     """Side effects of a kind that must commit or revert with its write. The default: none."""
 
+    # Whether a transaction's persist() may raise AllocationRaced (values shared with other API
+    # servers through the store): the store then allocates on a copy it can retry with.
+    may_race = False
+
     def before_create(self, obj: dict) -> Transaction | None:
         return None
 
