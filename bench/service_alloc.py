@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import tempfile
 import time
@@ -58,27 +59,33 @@ def sqlite(args: argparse.Namespace) -> None:
 
 
 def etcd(args: argparse.Namespace) -> None:
-    from pocketkube.storage.etcd.backend import EtcdBackend
     from pocketkube.testing.etcd import etcd_cluster
 
     with etcd_cluster(1) as cluster:
-        def backend(shared: bool) -> EtcdBackend:
-            cluster.wipe()
-            b = EtcdBackend(cluster.spec("/"))
-            b.shared = shared  # False: no records (one server deciding alone: the cost baseline)
-            return b
+        asyncio.run(_etcd_runs(args, cluster))  # one event loop: grpc.aio does not outlive its loop
 
-        for kind in ("ClusterIP", "NodePort"):
-            for conc in (1, args.concurrency):
-                rates: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-                for _ in range(args.runs):  # interleaved: both see the same load
-                    for shared in (False, True):
-                        rates[shared].append(asyncio.run(run(lambda s=shared: backend(s), args.creates, conc, kind)))
-                for i, unit in ((0, "creates/s"), (1, "creates/CPU-s")):
-                    with_ = statistics.median(r[i] for r in rates[True])
-                    without = statistics.median(r[i] for r in rates[False])
-                    print(f"{kind:9} concurrency {conc:3}: records {with_:7.0f} {unit}, without {without:7.0f}"
-                          f" {unit}, ratio {with_ / without:.2f}")
+
+async def _etcd_runs(args: argparse.Namespace, cluster) -> None:
+    from pocketkube.storage.etcd.backend import EtcdBackend
+
+    def backend(shared: bool) -> EtcdBackend:
+        cluster.wipe()  # and the history: a new mirror must not replay the runs before
+        cluster.etcdctl("compact", str(json.loads(cluster.etcdctl("get", "x", "-w", "json"))["header"]["revision"]))
+        b = EtcdBackend(cluster.spec("/"))
+        b.shared = shared  # False: no records (one server deciding alone: the cost baseline)
+        return b
+
+    for kind in ("ClusterIP", "NodePort"):
+        for conc in (1, args.concurrency):
+            rates: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+            for _ in range(args.runs):  # interleaved: both see the same load
+                for shared in (False, True):
+                    rates[shared].append(await run(lambda s=shared: backend(s), args.creates, conc, kind))
+            for i, unit in ((0, "creates/s"), (1, "creates/CPU-s")):
+                with_ = statistics.median(r[i] for r in rates[True])
+                without = statistics.median(r[i] for r in rates[False])
+                print(f"{kind:9} concurrency {conc:3}: records {with_:7.0f} {unit}, without {without:7.0f}"
+                      f" {unit}, ratio {with_ / without:.2f}", flush=True)
 
 
 def main() -> None:
