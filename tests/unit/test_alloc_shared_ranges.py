@@ -237,3 +237,20 @@ async def test_sqlite_alone_never_writes_range_records(tmp_path):
             await reg.services.create(_svc("z", ip="10.186.0.7"), "default")
     finally:
         await reg.close()
+
+
+async def test_every_server_repairs_periodically(backend, tmp_path, monkeypatch):
+    from pocketkube.apiserver.app import RANGE_REPAIR_INTERVAL_ENV, APIServer, ServerConfig
+    from pocketkube.testing.waits import wait_for_async
+
+    monkeypatch.setenv(RANGE_REPAIR_INTERVAL_ENV, "0.05")
+    a = Registry(backend, CONFIG)
+    kept = await a.services.create(_svc("kept"), "default")
+    offset = int(kept["spec"]["clusterIP"].rsplit(".", 1)[1]) - 1
+    await _leak(backend, 100)
+    loop = asyncio.create_task(APIServer(ServerConfig(data_dir=tmp_path / "data"), a)._range_repair_loop())
+    try:
+        await wait_for_async(lambda: _record(backend, SERVICE_IPS_KEY, "10.186.0.0/24") == {offset}, timeout=10)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
