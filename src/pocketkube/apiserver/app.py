@@ -40,6 +40,10 @@ COMPACT_KEEP = 10_000  # revisions of history kept for watch resumption
 # Tests shorten compaction through these to exercise 410 Expired.
 COMPACT_INTERVAL_ENV = "POCKETKUBE_COMPACT_INTERVAL"
 COMPACT_KEEP_ENV = "POCKETKUBE_COMPACT_KEEP"
+# The shared range records' repair (ClusterIPs, NodePorts on etcd) runs this often in every API
+# server (upstream's 3 min); a leak is released after 3 runs. Tests shorten it.
+RANGE_REPAIR_INTERVAL = 180.0
+RANGE_REPAIR_INTERVAL_ENV = "POCKETKUBE_RANGE_REPAIR_INTERVAL"
 
 
 @dataclass
@@ -111,6 +115,8 @@ class APIServer:
         for s in socks:
             await web.SockSite(self._runner, s, ssl_context=ctx, backlog=1024).start()
         self._tasks.append(asyncio.create_task(self._compact_loop(), name="compactor"))
+        if self.registry.allocator.shared:
+            self._tasks.append(asyncio.create_task(self._range_repair_loop(), name="range-repair"))
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-reconciler"))
         self._tasks.append(asyncio.create_task(self._master_lease_loop(), name="master-leases"))
         from pocketkube.apiserver.apiservices import APIServiceController
@@ -225,6 +231,16 @@ class APIServer:
                 await self.registry.compact(keep)
             except Exception:  # noqa: BLE001 - compaction failing must not stop the server
                 log.exception("compaction failed")
+
+    async def _range_repair_loop(self) -> None:
+        interval = float(os.environ.get(RANGE_REPAIR_INTERVAL_ENV, RANGE_REPAIR_INTERVAL))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for problem in await self.registry.repair_ranges():
+                    log.warning("allocation repair: %s", problem)
+            except Exception:  # noqa: BLE001 - the store may be down for a while; the next run repairs
+                log.exception("allocation repair failed")
 
     def _init_tokens(self) -> None:
         from pocketkube.apiserver.satoken.authenticator import ServiceAccountAuthenticator

@@ -67,5 +67,13 @@ class Bitmap:
     def used(self) -> int:
         return len(self._used)
 
+    def indices(self) -> set[int]:
+        """A copy of the used indices (what a stored range record holds)."""
+        return set(self._used)
+
+    def replace(self, indices: set[int]) -> None:
+        """Adopt another view of the used indices (a range record other servers also write)."""
+        self._used = {i for i in indices if 0 <= i < self.size}
+
     def free(self) -> int:
         return self.size - len(self._used)

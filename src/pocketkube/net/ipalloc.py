@@ -94,5 +94,10 @@ class IPAllocator:
     def used(self) -> int:
         return self._bits.used()
 
+    @property
+    def bits(self) -> Bitmap:
+        """The used offsets from `base`, for a view shared through the store."""
+        return self._bits
+
     def free(self) -> int:
         return self._bits.free()

@@ -117,6 +117,11 @@ class Registry:
             (res.group, res.plural): ObjectStore(res, backend, by_kind[res.kind]) for res in RESOURCES}
         volumes.connect(self.stores)  # DefaultStorageClass admission reads StorageClasses
         networking.connect(self.stores)  # DefaultIngressClass admission reads IngressClasses
+        # On a store several API servers write (etcd), ClusterIPs and NodePorts are committed
+        # through its range records. A store one server owns (SQLite) needs no records: the
+        # in-memory ranges rebuilt from the Services at start stay exact.
+        if getattr(backend, "shared", False):
+            self.allocator.share_through(backend)
         self._admission()
 
     def _admission(self) -> None:
@@ -136,9 +141,17 @@ class Registry:
         rename = getattr(self._backend, "rename_prefixes", None)
         if rename is not None:  # a data dir from before kube's key layout: moved once, in place
             await rename(codec.legacy_renames(RESOURCES))
-        return self.repair()
+        problems = self.repair()
+        await self.repair_ranges()  # the first run of the records' repair (a shared store only)
+        return problems
+
+    async def repair_ranges(self) -> list[str]:
+        """One run of the shared range records' repair (every API server runs it at start and
+        periodically: allocators/repair.py); the Services' conflicts found."""
+        return await self.allocator.repair_ranges(self.services.list_objects)
 
     async def close(self) -> None:
+        await self.allocator.stop()
         await self._backend.close()
 
     def store(self, group: str, plural: str) -> ObjectStore:

@@ -23,6 +23,7 @@ from pocketkube.api.meta import new_uid
 from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec, listing
+from pocketkube.registry.allocators.stored import AllocationRaced
 from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.registry.watchhub import TRIGGER_FIELDS, TriggerHub
 from pocketkube.storage.interface import (
@@ -43,7 +44,10 @@ _PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion
 
 
 class _NoTransaction:
-    """What a kind without side effects 'allocates': nothing to commit or revert."""
+    """What a kind without side effects 'allocates': nothing to persist, commit or revert."""
+
+    async def persist(self) -> None:
+        pass
 
     def commit(self) -> None:
         pass
@@ -53,6 +57,17 @@ class _NoTransaction:
 
 
 _NO_TRANSACTION = _NoTransaction()
+
+
+async def _persist(txn) -> None:
+    """A hook transaction's allocations made durable before the write, when it has any to."""
+    persist = getattr(txn, "persist", None)
+    if persist is not None:
+        await persist()
+
+
+# Tries of a write whose allocation another API server raced (registry/allocators/stored.py).
+_ALLOCATION_ATTEMPTS = 32
 
 
 @dataclass
@@ -267,6 +282,14 @@ class ObjectStore:
             self.strategy.admit(obj, requested_name)
         for plugin in self.admission:
             plugin.mutate(self.res, obj)
+        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks.may_race else 0):
+            try:  # on a fresh copy: allocation fills the object in
+                return await self._create(copy.deepcopy(obj), dry_run)
+            except AllocationRaced:
+                continue  # another API server took a value we picked: pick again
+        return await self._create(obj, dry_run)
+
+    async def _create(self, obj: dict, dry_run: bool) -> dict:
         name = obj["metadata"].get("name", "")
         key = self._key(obj["metadata"].get("namespace", ""), name)
         # Allocation comes first, as in Kubernetes: re-creating a Service with a fixed nodePort
@@ -281,6 +304,7 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return obj
+            await _persist(txn)
             try:
                 kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
             finally:
@@ -381,6 +405,15 @@ class ObjectStore:
 
     async def _write_update(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
                             dry_run: bool) -> dict:
+        for _ in range(_ALLOCATION_ATTEMPTS - 1 if self.hooks.may_race else 0):
+            try:
+                return await self._write_update_once(key, mod_rev, old, copy.deepcopy(new), subresource, dry_run)
+            except AllocationRaced:
+                continue
+        return await self._write_update_once(key, mod_rev, old, new, subresource, dry_run)
+
+    async def _write_update_once(self, key: str, mod_rev: int, old: dict, new: dict, subresource: str,
+                                 dry_run: bool) -> dict:
         path = self._update_path(subresource)
         new = self._merge_update(old, new, path)
         txn = (self.hooks.before_update(new, old) if path.allocates else None) or _NO_TRANSACTION
@@ -400,6 +433,7 @@ class ObjectStore:
             if dry_run:
                 txn.revert()
                 return new
+            await _persist(txn)
             kv = await self._write(self._backend.update(key, codec.encode_at(new), mod_rev), name)
         except BaseException:
             txn.revert()
@@ -483,7 +517,9 @@ class ObjectStore:
             kv = await self._write(self._backend.delete(key, mod_rev), obj["metadata"]["name"])
         finally:
             self.membership += 1
-        self.hooks.after_delete(obj)
+        done = self.hooks.after_delete(obj)
+        if done is not None:  # the Service allocator writes its releases (awaitable)
+            await done
         return codec.decode(codec.with_resource_version(kv.value, kv.mod_revision))
 
     async def delete_expired(self, expired: Filter) -> int:

@@ -38,12 +38,18 @@ UpdateValidator = Callable[[dict, dict], list[FieldError]]
 
 
 class Transaction(Protocol):
+    # Optional: `async def persist()`, awaited just before the write; it may raise
+    # AllocationRaced (after reverting) to have the store run the hooks again.
     def commit(self) -> None: ...
     def revert(self) -> None: ...
 
 
 class Hooks:
     """Side effects of a kind that must commit or revert with its write. The default: none."""
+
+    # Whether a transaction's persist() may raise AllocationRaced (values shared with other API
+    # servers through the store): the store then allocates on a copy it can retry with.
+    may_race = False
 
     def before_create(self, obj: dict) -> Transaction | None:
         return None

@@ -105,6 +105,11 @@ def prefix_end(prefix: str) -> str:
 
 
 class Backend(Protocol):
+    # True when several API servers may write the store at once (etcd). Then in-memory state
+    # rebuilt at start is not exact for long: the Service allocators commit each allocation
+    # through the store's range records. False for a store one server owns (SQLite).
+    shared: bool
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
 

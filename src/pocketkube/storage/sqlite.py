@@ -86,6 +86,8 @@ class _Watcher:
 
 
 class SQLiteBackend(SQLiteLeases):
+    shared = False  # one API server process owns the file (storage/interface.py)
+
     def __init__(self, path: str, *, history: int = 50_000, watcher_buffer: int = 100_000,
                  synchronous: str = "FULL", max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.path = path

@@ -50,6 +50,8 @@ def _kv(kv: kv_pb2.KeyValue) -> KeyValue:
 
 
 class EtcdBackend:
+    shared = True  # every API server on this etcd writes it (storage/interface.py)
+
     def __init__(self, spec: EtcdSpec, *, history: int = 50_000, watcher_buffer: int = 100_000,
                  retry_budget: float | None = None) -> None:
         self.spec = spec

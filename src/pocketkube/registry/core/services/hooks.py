@@ -17,14 +17,21 @@ class AllocationHooks(Hooks):
     def __init__(self, allocator: ServiceAllocator) -> None:
         self.allocator = allocator
 
+    @property
+    def may_race(self) -> bool:  # type: ignore[override]
+        return self.allocator.shared
+
     def before_create(self, obj: dict) -> Transaction:
         return self.allocator.allocate_for_create(obj)
 
     def before_update(self, new: dict, old: dict) -> Transaction:
         return self.allocator.allocate_for_update(new, old)
 
-    def after_delete(self, obj: dict) -> None:
+    def after_delete(self, obj: dict):
         self.allocator.release(obj)
+        if self.allocator.shared:
+            return self.allocator.write_releases()  # awaited by the store: the record follows the delete
+        return None
 
     def repair(self, stored: list[dict]) -> list[str]:
         return self.allocator.rebuild(stored)
