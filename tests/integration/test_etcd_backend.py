@@ -147,6 +147,28 @@ async def test_a_new_server_serves_watches_from_before_its_start(cluster, backen
         await other.close()
 
 
+async def test_a_new_server_is_ready_only_once_it_has_replayed_to_the_present(cluster, backend):
+    """An emptied prefix looks like every earlier empty state: a server starting after
+    create-then-delete must not call itself ready at the first one and replay the old object
+    after (seen as "already exists" on a create). Its fence key never shows."""
+    p = backend.prefix
+    gone = await backend.create(p + "gone", b"1")
+    deleted = await backend.delete(p + "gone")
+    other = EtcdBackend(cluster.spec(p.rstrip("/")))
+    await other.start()
+    try:
+        assert other.current_revision() > deleted.mod_revision > gone.mod_revision
+        assert other.get_now(p + "gone") is None and other.range_now(p) == []
+        kv = await other.create(p + "gone", b"2")  # no stale copy in the way
+        assert [x.key for x in other.range_now(p)] == [kv.key]
+        events = other.watch(p, gone.mod_revision - 1)
+        got = [await asyncio.wait_for(anext(events), 5) for _ in range(3)]
+        assert [(e.type, e.kv.key) for e in got] == [("PUT", p + "gone"), ("DELETE", p + "gone"), ("PUT", p + "gone")]
+        await events.aclose()
+    finally:
+        await other.close()
+
+
 async def test_a_lost_compare_leaves_the_winner_readable(cluster, backend):
     other = EtcdBackend(cluster.spec(backend.prefix.rstrip("/")))
     await other.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -42,6 +43,9 @@ PAGE = 5_000  # keys per Range of the initial listing
 APPLY_TIMEOUT = 10.0  # how long a write waits for the mirror to show it (a watch reconnect included)
 REPLAY_TIMEOUT = 30.0  # replaying history at start: then start from the current listing instead
 CONFLICT_WAIT = 2.0  # how long a lost compare waits for the mirror to show the winner
+# A key of no resource's range that a starting server writes and deletes to know when its replay
+# of history has reached the present; the mirror neither keeps nor forwards it.
+FENCE = "pocketkube.io/mirror-fence/"
 Cmp = pb.Compare
 
 
@@ -56,11 +60,12 @@ class EtcdBackend:
                  retry_budget: float | None = None) -> None:
         self.spec = spec
         self.prefix = spec.prefix
+        self._fence_prefix = spec.prefix + FENCE
         self.client = EtcdClient(spec) if retry_budget is None else EtcdClient(spec, retry_budget=retry_budget)
         self.mirror = Mirror(history=history, watcher_buffer=watcher_buffer)
         self._closed = asyncio.Event()
         self._feeder: asyncio.Task | None = None
-        self._target: dict[str, int] | None = None  # while replaying at start: the current state
+        self._fence_revision = 0  # while replaying at start: the revision of our fence's delete
         self._caught_up = asyncio.Event()
         self.version = ""
 
@@ -69,7 +74,8 @@ class EtcdBackend:
         """Connect, then fill the mirror. It starts from an older revision that etcd still keeps
         (up to `history` revisions back) and replays the events since, so that a restarted API
         server serves watches from the resourceVersions its clients already hold, as SQLite's log
-        does; it is ready once its state is the current listing's."""
+        does; it is ready once it has replayed up to a fence written after the listing (comparing
+        states is not enough: an empty prefix also matches every earlier empty state)."""
         status = await self.client.connect()
         self.version = status.version
         now, rev = await self._list_all(0)
@@ -78,9 +84,8 @@ class EtcdBackend:
             self.mirror.reset(now, rev)
         else:
             self.mirror.reset((await self._list_all(start))[0], start)
-            self._target = {kv.key: kv.mod_revision for kv in now}
             self._caught_up = asyncio.Event()
-            self._check_caught_up()
+            self._fence_revision = await self._fence()
         self._feeder = asyncio.create_task(self._feed(), name="etcd-mirror")
         if start is not None:
             try:
@@ -90,7 +95,7 @@ class EtcdBackend:
                 await self._stop_feeder()
                 self.mirror.reset(now, rev)
                 self._feeder = asyncio.create_task(self._feed(), name="etcd-mirror")
-            self._target = None
+            self._fence_revision = 0
 
     async def _oldest_kept(self, rev: int) -> int | None:
         """The oldest revision worth replaying from that etcd has not compacted (None: none)."""
@@ -105,14 +110,14 @@ class EtcdBackend:
                 continue
         return None
 
-    def _check_caught_up(self) -> None:
-        target = self._target
-        if target is None or self._caught_up.is_set():
-            return
-        state = self.mirror.state
-        if len(state) == len(target) and all(
-                (kv := state.get(k)) is not None and kv.mod_revision == r for k, r in target.items()):
-            self._caught_up.set()
+    async def _fence(self) -> int:
+        """Put and delete a key of our own; the delete's revision. etcd sends a prefix's events
+        in revision order, so once the mirror has seen it, it has replayed all history before."""
+        key = f"{self.prefix}{FENCE}{secrets.token_hex(8)}".encode()
+        await self.client.txn(pb.TxnRequest(success=[pb.RequestOp(request_put=pb.PutRequest(key=key))]))
+        resp = await self.client.txn(pb.TxnRequest(success=[pb.RequestOp(
+            request_delete_range=pb.DeleteRangeRequest(key=key))]))
+        return resp.header.revision
 
     async def _stop_feeder(self) -> None:
         if self._feeder is not None:
@@ -211,17 +216,19 @@ class EtcdBackend:
             if kv.mod_revision <= self.mirror.revision:
                 continue  # already applied (a resumed watch may repeat its start)
             key = kv.key.decode()
+            last = max(last, kv.mod_revision)
+            if key.startswith(self._fence_prefix):
+                continue
             if ev.type == kv_pb2.Event.PUT:
                 events.append(self.mirror.apply_put(key, kv.value, kv.create_revision, kv.mod_revision))
             else:
                 e = self.mirror.apply_delete(key, kv.mod_revision)
                 if e is not None:
                     events.append(e)
-            last = max(last, kv.mod_revision)
         # An empty response is a progress notification: everything up to the header is sent.
         self.mirror.commit(events, last if resp.events else resp.header.revision)
-        if self._target is not None:
-            self._check_caught_up()
+        if self._fence_revision and self.mirror.revision >= self._fence_revision:
+            self._caught_up.set()
 
     # ---- reads ----
     def current_revision(self) -> int:
