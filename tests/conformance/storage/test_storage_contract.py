@@ -195,11 +195,12 @@ async def test_state_survives_a_restart(backend_factory, tmp_path):
         await b.delete("/p/01")
         rev = b.current_revision()
     async with backend_factory(tmp_path) as b:
-        assert b.current_revision() == rev
+        # Never behind; an etcd backend's start may write (its replay fence, in no range).
+        assert b.current_revision() >= rev
         assert [kv.key for kv in (await b.range_at("/p/")).kvs] == ["/p/00", "/p/02"]
         assert [kv.key for kv in (await b.range_at("/p/", rev - 1)).kvs] == ["/p/00", "/p/01", "/p/02"]
         events = await asyncio.wait_for(_collect(b, "/p/", rev - 1, 1), 10)
         assert events[0].type == "DELETE" and events[0].prev.key == "/p/01"
         kv = await b.create("/p/03", b"after")
-        assert kv.mod_revision == rev + 1
+        assert kv.mod_revision > rev and kv.mod_revision == b.current_revision()
         await wait_for_async(lambda: b.get_now("/p/03") is not None, timeout=3, what="the new key")
