@@ -5,7 +5,7 @@ on the same addresses. Slot k moves each range by k (slot 0 is today's defaults,
 cluster keeps them): API port 6443+k; process mode nodes 127.0.(1+k).x, pods 127.(244+k)/16,
 Services 127.(96+k)/16, load balancers 127.(200+k).0/24; container mode nodes 10.250.(2k).x on
 the cluster's own bridge (its name comes from the data dir, so clusters differ), load balancers
-10.250.(2k+1).0/24, pods 10.(244+k)/16, Services 10.(96+k)/16. The NodePort range stays
+10.250.(2k+1).0/24, pods 10.(244-k)/16 (10.250 is the nodes), Services 10.(96+k)/16. The NodePort range stays
 30000-32767 in every cluster: node IPs differ, so do the NodePorts' addresses.
 """
 
@@ -40,7 +40,7 @@ def slot_plan(slot: int, runtime: str) -> dict[str, object]:
     if not 0 <= slot < SLOTS:
         raise ValueError(f"slot {slot} out of range 0-{SLOTS - 1}")
     if runtime == "containerd":
-        ranges = {"node_ip_base": f"10.250.{2 * slot}.0", "pod_cidr_base": f"10.{244 + slot}.0.0/16",
+        ranges = {"node_ip_base": f"10.250.{2 * slot}.0", "pod_cidr_base": f"10.{244 - slot}.0.0/16",
                   "service_cidr": f"10.{96 + slot}.0.0/16", "load_balancer_pool": f"10.250.{2 * slot + 1}.0/24"}
     else:
         ranges = {"node_ip_base": f"127.0.{1 + slot}.0", "pod_cidr_base": f"127.{244 + slot}.0.0/16",
