@@ -162,15 +162,25 @@ def test_killed_up_is_stale_then_resumes_with_its_objects(clusters):
     k = clusters.kubectl("alpha")
     k.ok("create", "deployment", "web", "--image", "nginx", "--replicas", "2")
     wait_for(lambda: _ready_replicas(k) == 2, timeout=60, what="2 ready replicas")
+    ips = _pod_ips(k)
+    wait_for(lambda: all(_welcome(ip, 80) for ip in ips), timeout=30, what="nginx in both pods")
     st = state.read_state(clusters.dir("alpha"))
     os.kill(st.pid, signal.SIGKILL)  # as a crash or a host restart leaves it: the children go on alone
     wait_for(lambda: not state.alive(st), timeout=10, what="up gone")
     status = clusters.run("status")
     assert "is gone; removed the stale state" in status.stderr and " Stopped " in status.stdout
     assert processes_under(clusters.dir("alpha")) == [], "status must sweep the killed cluster's processes"
+    assert not any(_welcome(ip, 80) for ip in ips), "the killed cluster's pods must be stopped too"
     assert "2 nodes Ready" in clusters.up("alpha")
     assert "deployment.apps/web" in k.ok("get", "deployment", "web", "-o", "name")
-    wait_for(lambda: _ready_replicas(k) == 2, timeout=90, what="the Deployment's pods back")
+    # The pods come back (restartPolicy Always), serving again.
+    wait_for(lambda: len(_pod_ips(k)) == 2 and all(_welcome(ip, 80) for ip in _pod_ips(k)), timeout=90,
+             what="the Deployment's pods serving again")
+
+
+def _pod_ips(k: Kubectl) -> list[str]:
+    pods = json.loads(k.ok("get", "pods", "-l", "app=web", "-o", "json"))["items"]
+    return [p["status"]["podIP"] for p in pods if p.get("status", {}).get("podIP")]
 
 
 def _ready_replicas(k: Kubectl) -> int:

@@ -90,8 +90,8 @@ def prepare_up(args: argparse.Namespace, argv: list[str], default_dir: Path) -> 
     if running is not None:
         print("\n".join(lifecycle.reach_lines(args.name, args.data_dir, running)), flush=True)
         return 0
-    if args.detach:
-        return lifecycle.detach(argv, args.name, args.data_dir)
+    if args.detach and (code := lifecycle.detach(args.name, args.data_dir)) is not None:
+        return code  # the parent; the forked child goes on as the foreground `up`
     explicit = {k: getattr(args, k) for k in ("node_ip_base", "pod_cidr_base", "service_cidr",
                                               "load_balancer_pool", "port")}
 

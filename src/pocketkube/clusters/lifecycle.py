@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,16 +64,28 @@ def reach_lines(name: str, data_dir: Path, st: UpState) -> list[str]:
 
 # --- up --detach ------------------------------------------------------------------------------
 
-def detach(argv: list[str], name: str, data_dir: Path) -> int:
-    """Run the same `up` in a new session (output to DATA_DIR/logs/up.log), wait until it is Ready,
-    print what it printed, and return; a failure prints the log's tail."""
+def detach(name: str, data_dir: Path) -> int | None:
+    """Fork the same `up` into a new session (output to DATA_DIR/logs/up.log), wait until it is
+    Ready, print what it printed, and return its exit code; a failure prints the log's tail.
+    The forked child returns None and goes on as the foreground `up` (a fork, not a new
+    interpreter: the return is as early as the foreground `up`'s Ready)."""
     log = data_dir / "logs" / "up.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    child_argv = [a for a in argv if a not in ("-d", "--detach")]
-    with log.open("ab") as out:
-        offset = out.tell()
-        proc = subprocess.Popen([sys.executable, "-m", "pocketkube", *child_argv], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out, start_new_session=True, close_fds=True)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(devnull)
+        return None
+    os.close(fd)
     deadline = time.monotonic() + DETACH_TIMEOUT
     text = ""
     with log.open("rb") as f:
@@ -86,19 +97,18 @@ def detach(argv: list[str], name: str, data_dir: Path) -> int:
                 if READY_MARKER in text:
                     break
                 continue
-            if proc.poll() is not None or time.monotonic() > deadline:
+            exited = os.waitpid(pid, os.WNOHANG)[0] == pid
+            if exited or time.monotonic() > deadline:
                 text += f.read().decode(errors="replace")
-                tail = "\n".join(text.splitlines()[-25:])
-                print(tail, file=sys.stderr)
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                print("\n".join(text.splitlines()[-25:]), file=sys.stderr)
+                if not exited:
+                    os.killpg(pid, signal.SIGTERM)
                 print(f"pocketkube: the cluster did not start; the whole log is {log}", file=sys.stderr)
                 return 1
-            time.sleep(0.01)
+            time.sleep(0.005)
     flag = "" if name == names.DEFAULT_NAME else f" --name {name}"
-    shown = text.split(READY_MARKER)[0].rstrip("\n")
-    print(shown, flush=True)
-    print(f"Running in the background (pid {proc.pid}); `pocketkube status`, `pocketkube logs{flag}`, "
+    print(text.split(READY_MARKER)[0].rstrip("\n"), flush=True)
+    print(f"Running in the background (pid {pid}); `pocketkube status`, `pocketkube logs{flag}`, "
           f"and `pocketkube down{flag}` to stop it.", flush=True)
     return 0
 
