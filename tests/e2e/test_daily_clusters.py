@@ -128,6 +128,15 @@ def test_bad_name_is_refused():
     assert done.returncode == 2 and "invalid cluster name 'Bad_Name'" in done.stderr
 
 
+def test_failed_detached_up_shows_the_log_tail(clusters):
+    done = clusters.run("up", "-d", "--name", "alpha", "--runtime", "process", "--port", "0",
+                        "--node-ip-base", "127.0.91.0", "--pod-cidr-base", "not-a-cidr")
+    assert done.returncode != 0 and "--pod-cidr-base" in done.stderr and "the whole log is" in done.stderr
+    assert state.read_state(clusters.dir("alpha")) is None
+    missing = clusters.run("status", "--name", "nope")
+    assert missing.returncode == 1 and "no cluster named 'nope'" in missing.stderr
+
+
 def _welcome(ip: str, port: int) -> str | None:
     try:
         with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=2) as resp:

@@ -101,3 +101,11 @@ def test_kubectl_name_is_the_clusters_data_dir(tmp_path):
     assert kubectl_args(["get", "--name", "x"], default) == ["get", "--name", "x"]
     with pytest.raises(ValueError, match="RFC 1123"):
         kubectl_args(["--name", "Bad"], default)
+
+
+def test_a_default_cluster_from_before_plans_holds_slot_zero(tmp_path):
+    default = tmp_path / "pk"
+    default.mkdir()
+    (default / "kubeconfig").write_text("")
+    (held,) = lifecycle.others(default, tmp_path / "pk-dev")
+    assert held.name == "pocketkube" and held.slot == 0

@@ -26,6 +26,8 @@ def others(default_dir: Path, me: Path) -> list[plans.Recorded]:
         if path.resolve() == me.resolve():
             continue
         plan = state.read_plan(path) or {}
+        if not plan and name == names.DEFAULT_NAME:
+            plan = {"slot": 0}  # a default cluster from before plans were recorded: today's defaults
         found.append(plans.Recorded(name, plan.get("slot"), plan.get("port"),
                                     {k: plan[k] for k in plans.RANGE_KEYS if k in plan}))
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -118,7 +119,8 @@ def status(default_dir: Path, name: str | None) -> int:
     if name is not None:
         path = names.data_dir_for(name, default_dir)
         if name not in clusters:
-            print(f"pocketkube: no cluster named {name!r} (start it with `pocketkube up --name {name}`)")
+            print(f"pocketkube: no cluster named {name!r} (start it with `pocketkube up --name {name}`)",
+                  file=sys.stderr)
             return 1
         clusters = {name: path}
     if not clusters:
