@@ -762,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from pocketkube.clusters.cli import finish_up, prepare_up
 
-        if (code := prepare_up(args, argv, DEFAULT_DATA_DIR)) is not None:
+        if (code := prepare_up(args, DEFAULT_DATA_DIR)) is not None:
             return code
         try:
             return asyncio.run(_run_up(args))

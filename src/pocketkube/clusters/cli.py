@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, default_dir: Path) -> int:
     return down(args.name, data_dir, args.delete, user_kubeconfig())
 
 
-def prepare_up(args: argparse.Namespace, argv: list[str], default_dir: Path) -> int | None:
+def prepare_up(args: argparse.Namespace, default_dir: Path) -> int | None:
     """Before `up` starts anything: its data dir, and the exit code when there is nothing to
     start (already running) or it went to the background; None to run it in the foreground."""
     from pocketkube.clusters import lifecycle
