@@ -109,3 +109,24 @@ def test_a_default_cluster_from_before_plans_holds_slot_zero(tmp_path):
     (default / "kubeconfig").write_text("")
     (held,) = lifecycle.others(default, tmp_path / "pk-dev")
     assert held.name == "pocketkube" and held.slot == 0
+
+
+def test_plans_are_recorded_and_the_next_cluster_avoids_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(lifecycle, "port_free", lambda port, host: True)
+    default = tmp_path / "pk"
+    first = lifecycle.choose_and_record("pocketkube", default, default, "process", {}, "127.0.0.1")
+    second = lifecycle.choose_and_record("dev", tmp_path / "pk-dev", default, "process", {}, "127.0.0.1")
+    assert first["port"] == 6443 and second["port"] == 6444 and second["node_ip_base"] == "127.0.2.0"
+    assert state.read_plan(tmp_path / "pk-dev")["slot"] == 1
+    # The same cluster comes back on its slot, in either runtime.
+    again = lifecycle.choose_and_record("dev", tmp_path / "pk-dev", default, "containerd", {}, "127.0.0.1")
+    assert again["port"] == 6444 and again["node_ip_base"] == "10.250.2.0"
+
+
+def test_two_container_clusters_never_share_bridge_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(lifecycle, "port_free", lambda port, host: True)
+    monkeypatch.setattr("pocketkube.net.addresses.cluster_id", lambda path: "abcd")
+    default = tmp_path / "pk"
+    lifecycle.choose_and_record("pocketkube", default, default, "process", {}, "127.0.0.1")
+    with pytest.raises(ValueError, match="same host network id"):
+        lifecycle.choose_and_record("dev", tmp_path / "pk-dev", default, "containerd", {}, "127.0.0.1")

@@ -46,12 +46,26 @@ def choose_and_record(name: str, data_dir: Path, default_dir: Path, runtime: str
                       explicit: dict[str, object], host: str) -> dict[str, object]:
     """The plan of this `up` (explicit flags win), recorded in the data dir before anything binds,
     so a cluster started next avoids it."""
+    if runtime == "containerd":
+        _check_bridge_ids(data_dir, default_dir)
     previous = state.read_plan(data_dir) or {}
     own = previous.get("slot") if isinstance(previous.get("slot"), int) else None
     slot, plan = plans.choose(runtime, explicit, others(default_dir, data_dir), own_slot=own,
                               port_free=lambda p: port_free(p, host))
     state.write_plan(data_dir, {"name": name, "slot": slot, "runtime": runtime, **plan})
     return plan
+
+
+def _check_bridge_ids(data_dir: Path, default_dir: Path) -> None:
+    """Container mode names a cluster's bridges and filter table after four hex digits of its data
+    dir's hash: two clusters must not share them (1 in 65,536, but then they would clash)."""
+    from pocketkube.net.addresses import cluster_id
+
+    mine = cluster_id(str(data_dir.resolve()))
+    for name, path in names.known_dirs(default_dir).items():
+        if path.resolve() != data_dir.resolve() and cluster_id(str(path.resolve())) == mine:
+            raise ValueError(f"cluster {name!r} has the same host network id ({mine}: bridges pk{mine}c, ...) "
+                             "as this one: pick another name, or delete it")
 
 
 def reach_lines(name: str, data_dir: Path, st: UpState) -> list[str]:
