@@ -30,8 +30,14 @@ def register(sub, up: argparse.ArgumentParser, ui: argparse.ArgumentParser) -> N
                     help="run the cluster in the background: return once it is Ready (logs in DATA_DIR/logs)")
     # Unset means: the cluster's own data dir and recorded (or newly chosen) port.
     up.set_defaults(data_dir=None, port=None)
+    helps = {"data_dir": "where state, certificates and the kubeconfig live (default: ~/.pocketkube, or "
+                         "$POCKETKUBE_DATA_DIR, for the default name; ~/.pocketkube-NAME for another)",
+             "port": "API server port (default: 6443 for the first cluster; the cluster's recorded port, or "
+                     "the next free one from 6443 up, for another)"}
     add_name(ui)
     ui.set_defaults(data_dir=None)
+    for action in (*up._actions, *ui._actions):  # the shared flags' help names their static defaults
+        action.help = helps.get(action.dest, action.help)
     down = sub.add_parser("down", help="stop a cluster (started by `up -d` or in another terminal)")
     add_name(down)
     down.add_argument("--delete", action="store_true",
