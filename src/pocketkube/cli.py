@@ -395,6 +395,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the cluster's data dir (default: %(default)s)")
     ui.add_argument("--open", action="store_true", help="also open the link in a browser")
     ui.add_argument("--no-browser", dest="open", action="store_false", help="only print the link (the default)")
+    from pocketkube.clusters.cli import register as register_clusters
+
+    register_clusters(sub, up, ui)  # --name, up -d, down, status, list, logs
     kubectl = sub.add_parser("kubectl", add_help=False,
                              help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
@@ -529,7 +532,11 @@ async def _run_up(args: argparse.Namespace) -> int:
     except RuntimeUnavailable as e:
         print(f"pocketkube: {e}", file=sys.stderr)
         return 2
-    _fill_plan(args, CONTAINER_PLAN if mode.runtime == "containerd" else PROCESS_PLAN)
+    try:
+        _fill_plan(args, _address_plan(args, mode.runtime))
+    except ValueError as e:  # no free slot for a named cluster (pocketkube.clusters.plans)
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
     # The agents of `up` bring their blocks of the pod range (recorded on their Nodes); node IPAM
     # tracks them and serves any other Node, so the model is the multi-host one.
     import ipaddress
@@ -582,7 +589,15 @@ async def _run_up(args: argparse.Namespace) -> int:
                                  dns=args.dns, cluster_domain=args.cluster_domain,
                                  dns_upstreams=tuple(args.dns_upstream),
                                  ingress_http_port=args.ingress_http_port,
-                                 ingress_https_port=args.ingress_https_port))
+                                 ingress_https_port=args.ingress_https_port,
+                                 context=getattr(args, "context", "pocketkube")))
+
+
+def _address_plan(args: argparse.Namespace, runtime: str) -> dict:
+    """The cluster's recorded or newly chosen plan (named clusters), else the runtime's defaults."""
+    if hook := getattr(args, "address_plan", None):
+        return hook(runtime)
+    return CONTAINER_PLAN if runtime == "containerd" else PROCESS_PLAN
 
 
 def _control_plane_settings(args: argparse.Namespace, sa_key: Path | None = None,
@@ -712,8 +727,14 @@ async def _run_image(args: argparse.Namespace) -> int:
 
 
 def _kubectl(args: list[str]) -> int:
+    from pocketkube.clusters.cli import kubectl_args
     from pocketkube.kubectl import exec_kubectl
 
+    try:
+        args = kubectl_args(args, DEFAULT_DATA_DIR)
+    except ValueError as e:
+        print(f"pocketkube: {e}", file=sys.stderr)
+        return 2
     return exec_kubectl(args, DEFAULT_DATA_DIR)
 
 
@@ -730,10 +751,15 @@ def main(argv: list[str] | None = None) -> int:
                      "be greater than --leader-elect-retry-period (> 0)")
     if (run := getattr(args, "cli_help_run", None)) is not None:
         return run(args, parser)
+    if args.command in ("down", "status", "list", "logs"):
+        from pocketkube.clusters.cli import run as run_clusters
+
+        return run_clusters(args, DEFAULT_DATA_DIR)
     if args.command == "ui":
+        from pocketkube.clusters.cli import data_dir_of
         from pocketkube.ui_cli import run
 
-        return run(args.data_dir, args.open)
+        return run(data_dir_of(args, DEFAULT_DATA_DIR), args.open)
     if args.command == "doctor":
         from pocketkube.doctor.command import run as doctor
 
@@ -747,6 +773,15 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop  # a dependency: a broken install must fail here, not run slower unnoticed
 
         uvloop.install()
+    if args.command == "up":
+        from pocketkube.clusters.cli import finish_up, prepare_up
+
+        if (code := prepare_up(args, DEFAULT_DATA_DIR)) is not None:
+            return code
+        try:
+            return asyncio.run(_run_up(args))
+        finally:
+            finish_up(args)
     runner = {"token": _run_token, "server": _run_server, "up": _run_up, "agent": _run_agent,
               "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns,
               "ingress-controller": _run_ingress}[args.command]

@@ -68,6 +68,7 @@ class UpConfig:
     dns_upstreams: tuple[str, ...] = ()  # IP[:PORT]; default: the host's /etc/resolv.conf
     ingress_http_port: int = 80  # the Ingress controller's ports on every node IP; both 0: no controller
     ingress_https_port: int = 443
+    context: str = "pocketkube"  # its context in ~/.kube/config (pocketkube-NAME for a named cluster)
 
 
 async def _join_line(data_dir: Path, url: str) -> str:
@@ -349,7 +350,7 @@ class Cluster:
         await self._wait_dns()
         await self._wait_ingress()
         if self.cfg.update_user_kubeconfig:
-            merge_user_kubeconfig(self.kubeconfig)
+            merge_user_kubeconfig(self.kubeconfig, context=self.cfg.context)
         self.join_line = await _join_line(self.data_dir, self.url)
 
     def _setup_network(self) -> None:
@@ -464,7 +465,7 @@ class Cluster:
             lines += ["", "Agents on other hosts join with (the token expires in 24h; `pocketkube token create` "
                           "makes another):", f"  {self.join_line}"]
         lines += ["", f"API server: {self.url}", f"export KUBECONFIG={self.kubeconfig}",
-                  "(also available as context 'pocketkube' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
+                  f"(also available as context '{self.cfg.context}' in ~/.kube/config)" if self.cfg.update_user_kubeconfig
                   else "", "Press Ctrl-C to stop the cluster."]
         return "\n".join(lines)
 
@@ -496,10 +497,11 @@ class Cluster:
             t.cancel()
 
 
-def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None) -> None:
-    """Add (or refresh) the `pocketkube` cluster, user and context, keeping every other entry."""
+def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None, context: str = "pocketkube") -> None:
+    """Add (or refresh) the `pocketkube` cluster, user and context (named `context`, with the user
+    `<context>-admin`), keeping every other entry."""
     user_config = user_config or Path(os.environ.get("HOME", "~")).expanduser() / ".kube" / "config"
-    ours = yaml.safe_load(cluster_config.read_text())
+    ours = _renamed(yaml.safe_load(cluster_config.read_text()), context)
     try:
         theirs = yaml.safe_load(user_config.read_text()) or {}
     except FileNotFoundError:
@@ -519,6 +521,20 @@ def merge_user_kubeconfig(cluster_config: Path, user_config: Path | None = None)
     fd = os.open(user_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(theirs, f, sort_keys=False)
+
+
+def _renamed(config: dict, context: str) -> dict:
+    """The data dir's kubeconfig with its one cluster, user and context named after `context`."""
+    user = f"{context}-admin"
+    for e in config["clusters"]:
+        e["name"] = context
+    for e in config["users"]:
+        e["name"] = user
+    for e in config["contexts"]:
+        e["name"] = context
+        e["context"] = {**e["context"], "cluster": context, "user": user}
+    config["current-context"] = context
+    return config
 
 
 SERVER_RESTARTS = 5  # within SERVER_RESTART_WINDOW seconds, before `up` gives up
