@@ -18,7 +18,7 @@ async def test_endpoints_follow_the_live_master_leases(tmp_path, monkeypatch):
     await server.start()
     try:
         leases = server.registry.master_leases
-        leases.ttl = 1.0
+        leases.ttl = 3.0  # short, but long enough to see the second server listed on a busy host
         endpoints = server.registry.store("", "endpoints")
 
         def ips() -> list[str]:
@@ -27,12 +27,15 @@ async def test_endpoints_follow_the_live_master_leases(tmp_path, monkeypatch):
         assert ips() == ["127.0.0.1"]
         assert await leases.backend.get(MASTER_LEASES_PREFIX + "127.0.0.1") is not None
         await leases.renew("127.216.0.2", server.port)  # a second server on the same port
-        await wait_for_async(lambda: ips() == ["127.0.0.1", "127.216.0.2"], timeout=5,
-                             what="the second server in the kubernetes endpoints")
-        slice_ = server.registry.store("discovery.k8s.io", "endpointslices").get("default", "kubernetes")
-        assert [e["addresses"][0] for e in slice_["endpoints"]] == ["127.0.0.1", "127.216.0.2"]
-        # It stops renewing: gone after the TTL (1 s here), and so is its key.
-        await wait_for_async(lambda: ips() == ["127.0.0.1"], timeout=5, what="the dead server removed")
+        slices = server.registry.store("discovery.k8s.io", "endpointslices")
+
+        def slice_ips() -> list[str]:
+            return [e["addresses"][0] for e in slices.get("default", "kubernetes")["endpoints"]]
+        # The Endpoints and the EndpointSlice are two writes: wait for both.
+        await wait_for_async(lambda: ips() == slice_ips() == ["127.0.0.1", "127.216.0.2"], timeout=5,
+                             what="the second server in the kubernetes endpoints and slice")
+        # It stops renewing: gone after the TTL (3 s here), and so is its key.
+        await wait_for_async(lambda: ips() == ["127.0.0.1"], timeout=10, what="the dead server removed")
         assert await leases.backend.get(MASTER_LEASES_PREFIX + "127.216.0.2") is None
     finally:
         await server.stop()
