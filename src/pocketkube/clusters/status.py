@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketkube.clusters import names, state
+from pocketkube.util.durations import human_duration
 
 PROBE_TIMEOUT = 1.0
 COLUMNS = ("NAME", "STATE", "API", "NODES", "RUNTIME", "DATAPLANE", "UPTIME")
@@ -27,30 +28,6 @@ class Row:
     runtime: str
     dataplane: str
     uptime: str
-
-
-def human_duration(seconds: float) -> str:
-    """As Kubernetes' duration.HumanDuration (kubectl's AGE column)."""
-    s = int(seconds)
-    if s < 0:
-        return "<invalid>"
-    if s < 120:
-        return f"{s}s"
-    m = s // 60
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    h = m // 60
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    if h < 192:
-        return f"{h // 24}d{h % 24}h" if h % 24 else f"{h // 24}d"
-    if h < 24 * 365 * 2:
-        return f"{h // 24}d"
-    return f"{h // 24 // 365}y"
 
 
 def ready_count(nodes: dict) -> tuple[int, int]:
