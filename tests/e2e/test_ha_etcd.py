@@ -217,6 +217,52 @@ def test_create_through_a_read_through_b(ha):
         k.close()
 
 
+SVCS = "/api/v1/namespaces/default/services"
+
+
+def test_services_created_through_both_servers_never_share_an_address(ha):
+    """ClusterIPs and nodePorts are committed through etcd's range records: 40 NodePort Services
+    created at once, half through each server, get 40 distinct ClusterIPs and nodePorts; the
+    same nodePort asked of both servers goes to exactly one (422 from the other)."""
+    apis = [Api(s) for s in ha.servers[:2]]
+    names = [f"alloc-{i}" for i in range(40)]
+    results: dict[str, tuple[int, dict]] = {}
+
+    def create(i: int, name: str) -> None:
+        body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80}]}}
+        results[name] = apis[i % 2].request("POST", SVCS, body)
+    try:
+        threads = [threading.Thread(target=create, args=(i, n)) for i, n in enumerate(names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert all(code == 201 for code, _ in results.values()), {n: r for n, r in results.items() if r[0] != 201}
+        ips = [svc["spec"]["clusterIP"] for _, svc in results.values()]
+        ports = [svc["spec"]["ports"][0]["nodePort"] for _, svc in results.values()]
+        assert len(set(ips)) == 40 and len(set(ports)) == 40, (sorted(ips), sorted(ports))
+        # One nodePort, asked of both at once: one Service gets it.
+        free = max(ports) + 1
+        both: list[tuple[int, dict]] = []
+
+        def claim(i: int) -> None:
+            body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"alloc-claim-{i}"},
+                    "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80, "nodePort": free}]}}
+            both.append(apis[i].request("POST", SVCS, body))
+        claims = [threading.Thread(target=claim, args=(i,)) for i in (0, 1)]
+        for t in claims:
+            t.start()
+        for t in claims:
+            t.join(60)
+        assert sorted(code for code, _ in both) == [201, 422], both
+        refused = next(body for code, body in both if code == 422)
+        assert "provided port is already allocated" in refused["message"], refused
+    finally:
+        for name in [*names, "alloc-claim-0", "alloc-claim-1"]:
+            apis[0].request("DELETE", f"{SVCS}/{name}")
+
+
 def test_a_watch_on_a_sees_writes_through_b(ha):
     a, b = (Api(s) for s in ha.servers[:2])
     _, listed = a.request("GET", CMS)
