@@ -399,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
 
     register_clusters(sub, up, ui)  # --name, up -d, down, status, list, logs
     kubectl = sub.add_parser("kubectl", add_help=False,
-                             help="run kubectl against the pocketkube cluster ([--data-dir DIR] KUBECTL-ARGS)")
+                             help="run kubectl against the pocketkube cluster ([--name NAME | --data-dir DIR] KUBECTL-ARGS)")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     image = sub.add_parser("image", help="load image archives into every node, list the nodes' images")
     image_sub = image.add_subparsers(dest="image_command", required=True)
