@@ -341,6 +341,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--ttl", type=_duration, default=bootstrap_ttl_default(),
                         help="how long the token authenticates, e.g. 24h, 30m, 0 for ever (default: 24h)")
     create.add_argument("--description", default="", help="a note kept in the token's Secret")
+    lb = sub.add_parser("lb", help="forward a local port to whichever of several API servers is up (for kubectl)")
+    lb.add_argument("--server", required=True, type=_server_urls,
+                    help="the API servers, comma-separated: https://A:6443,https://B:6443")
+    lb.add_argument("--listen", default="127.0.0.1:6444", type=_checked(_listen_address),
+                    help="where kubectl connects (default: %(default)s; the servers' certificates cover 127.0.0.1)")
     cm = sub.add_parser("controller-manager", help="run the controllers and the scheduler against a server")
     cm.add_argument("--server", required=True, type=_server_urls,
                     help="API server URL, e.g. https://127.0.0.1:6443; several, comma-separated, to fail over between")
@@ -713,6 +718,18 @@ async def _run_dns(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port), client)
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    from pocketkube.lb_cli import parse_listen
+
+    return parse_listen(value)
+
+
+async def _run_lb(args: argparse.Namespace) -> int:
+    from pocketkube.lb_cli import run
+
+    return await run(args.listen, args.server)
+
+
 async def _run_token(args: argparse.Namespace) -> int:
     from pocketkube.join_cli import create_token
 
@@ -784,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
             finish_up(args)
     runner = {"token": _run_token, "server": _run_server, "up": _run_up, "agent": _run_agent,
               "controller-manager": _run_controller_manager, "image": _run_image, "dns": _run_dns,
-              "ingress-controller": _run_ingress}[args.command]
+              "ingress-controller": _run_ingress, "lb": _run_lb}[args.command]
     return asyncio.run(runner(args))
 
 

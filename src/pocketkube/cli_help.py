@@ -46,6 +46,8 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "ui": (("Print a one-time login link to the live cluster map", "pocketkube ui"),
            ("And open it in a browser", "pocketkube ui --open")),
     "token": (("A join token for an agent on another host", "pocketkube token create"),),
+    "lb": (("kubectl through whichever of two API servers is up (then point the kubeconfig at "
+            "https://127.0.0.1:6444)", "pocketkube lb --server https://10.0.0.5:6443,https://10.0.0.6:6443"),),
     "token create": (("A join token valid for 2 hours", "pocketkube token create --ttl 2h --description ci-runner"),
                      ("One that never expires", "pocketkube token create --ttl 0")),
     "server": (("The API server with the controllers and the scheduler",
@@ -54,7 +56,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
                 "pocketkube server --no-control-plane --datastore etcd://10.0.0.5:2379")),
     "agent": (("Join this host to a cluster, the join token in $POCKETKUBE_TOKEN (`up` prints the command)",
                "pocketkube agent --server https://192.0.2.1:6443 --node-name worker-1 --node-ip 192.0.2.11 "
-               "--data-dir /var/lib/pocketkube/agent"),
+               "--routes host-gw --data-dir /var/lib/pocketkube/agent"),
               ("Simulate 100 nodes (kubemark's hollow nodes); the file: one token, or node name -> token",
                "pocketkube agent --server https://127.0.0.1:6443 --token-file hollow-tokens.yaml "
                "--ca-file ~/.pocketkube/pki/ca.crt --hollow 100 --node-ip 127.0.5.1 --pod-cidr 10.128.0.0/12 "
@@ -85,7 +87,7 @@ TAB runs no Python; `pocketkube kubectl <TAB>` uses kubectl's own completion."""
 GROUPS = (("Clusters", ("up", "down", "status", "list", "logs", "doctor")),
           ("Using a cluster", ("kubectl", "image", "ui")),
           ("Components (what `up` runs; for clusters across hosts)",
-           ("server", "agent", "controller-manager", "dns", "ingress-controller", "token")),
+           ("server", "agent", "controller-manager", "dns", "ingress-controller", "token", "lb")),
           ("Shell", ("completion", "version")))
 
 

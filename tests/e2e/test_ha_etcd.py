@@ -368,13 +368,41 @@ def test_snapshot_restores_into_a_new_etcd(ha):
         restored.close()
 
 
+@contextlib.contextmanager
+def _lb(servers: list[ServerProcess], root: Path):
+    """`pocketkube lb` in front of the servers, and a kubectl whose kubeconfig points at it."""
+    proc = subprocess.Popen([sys.executable, "-m", "pocketkube", "lb", "--server", ",".join(s.url for s in servers),
+                             "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("• forwarding 127.0.0.1:"), line
+        port = int(line.split()[2].rsplit(":", 1)[1])
+        config = yaml.safe_load(servers[0].kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+        path = root / "lb-kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        k = preferred_kubectl(path)
+        try:
+            yield k
+        finally:
+            k.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_server_a_killed_agents_and_controllers_move_to_b(ha):
     a, b = ha.servers[0], ha.servers[1]
     kb = preferred_kubectl(b.kubeconfig)
     try:
-        before = _holder(kb)
-        a.kill9()
-        killed = time.monotonic()
+        with _lb([a, b], ha.root) as kl:
+            assert kl.ok("get", "configmaps", "-o", "name") is not None  # through A
+            before = _holder(kb)
+            a.kill9()
+            killed = time.monotonic()
+            # kubectl through `pocketkube lb` goes on at once: A refuses, B answers.
+            kl.ok("create", "configmap", "after-a-died")
+            assert "configmap/after-a-died" in kb.ok("get", "configmaps", "-o", "name")
         leader = wait_for(lambda: (h := _holder(kb)) != before and h, timeout=15, what="a new controller leader")
         assert leader == (b.data_dir / "controlplane-identity").read_text().strip()
         assert time.monotonic() - killed < 15
