@@ -89,6 +89,8 @@ class APIServer:
                                       self.registry.allocator.first_ip(), self.cfg.extra_sans))
         self._identities = self.pki.identities()
         self._init_tokens()
+        event_ttl_seconds = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
+        self.registry.expire_events_after(event_ttl_seconds)
         problems = await self.registry.start()
         self._registry_started = True
         for problem in problems:
@@ -123,8 +125,8 @@ class APIServer:
 
         # Autoregistration and availability of APIServices (kube-apiserver's aggregator controllers).
         self._tasks.append(asyncio.create_task(APIServiceController(self.registry).run(), name="apiservices"))
-        ttl = float(os.environ.get(event_ttl.EVENT_TTL_ENV, event_ttl.EVENT_TTL))
-        self._tasks.append(asyncio.create_task(event_ttl.expire_loop(self.registry.events, ttl), name="event-ttl"))
+        self._tasks.append(asyncio.create_task(event_ttl.expire_unleased(self.registry.events, event_ttl_seconds),
+                                               name="event-ttl"))
         self._tasks.append(asyncio.create_task(_trim_memory_loop(), name="malloc-trim"))
         write_kubeconfig(self.kubeconfig_path, kubeconfig(self.url, self.pki.ca_cert.read_text(),
                                                           self.pki.admin_token()))

@@ -2,9 +2,12 @@
 every write, so the store forgets them on its own. Without it a cluster that churns pods keeps
 every FailedScheduling/Killing event forever, in memory and on disk.
 
-The expiry here deletes straight from the store (ObjectStore.delete_expired), as an expiring
-lease does (no admission, no finalizers; watchers see DELETED), once an Event's last recorded
-time is older than the TTL. Deciding what expired is a pure function of the Event and the time.
+Events are written under store leases (registry/leasemanager.py). Events a server from before
+the leases wrote have none: `expire_unleased` deletes those straight from the store
+(ObjectStore.delete_expired, as an expiring lease does: no admission, no finalizers; watchers
+see DELETED) once their last recorded time is older than the TTL — at start, and once more a
+TTL later, when every one of them is that old. Deciding what expired is a pure function of the
+Event and the time.
 """
 
 from __future__ import annotations
@@ -47,12 +50,16 @@ async def expire_events(events: ObjectStore, ttl: float, now: Callable[[], float
     return await events.delete_expired(lambda event: expired(event, cutoff))
 
 
-async def expire_loop(events: ObjectStore, ttl: float) -> None:
-    while True:
-        await asyncio.sleep(min(60.0, max(ttl / 10, 0.5)))
-        try:
-            n = await expire_events(events, ttl)
-            if n:
-                log.info("expired %d events older than %ss", n, ttl)
-        except Exception:  # a failed pass (storage unavailable) is retried next time
-            log.exception("event expiry failed")
+async def expire_unleased(events: ObjectStore, ttl: float, retry: float = 60.0) -> None:
+    """The Events written without a lease: those older than ttl now, the rest a ttl later."""
+    for delay in (0.0, ttl + 1):
+        await asyncio.sleep(delay)
+        while True:
+            try:
+                n = await expire_events(events, ttl)
+                if n:
+                    log.info("expired %d events older than %ss (written without a lease)", n, ttl)
+                break
+            except Exception:  # storage unavailable: try again
+                log.exception("event expiry failed")
+                await asyncio.sleep(retry)

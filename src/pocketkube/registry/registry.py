@@ -20,6 +20,7 @@ from pocketkube.registry.certificates import csr
 from pocketkube.registry.core import config as config_kinds
 from pocketkube.registry.core import limitranges, namespaces, others, quota, replicationcontrollers, services
 from pocketkube.registry.core.pods import strategy as pods_strategy
+from pocketkube.registry.leasemanager import TTLLeases
 from pocketkube.registry.masterleases import MasterLeases
 from pocketkube.registry.networking import strategies as networking
 from pocketkube.registry.policy import pdb
@@ -153,6 +154,11 @@ class Registry:
     async def close(self) -> None:
         await self.allocator.stop()
         await self._backend.close()
+
+    def expire_events_after(self, ttl: float) -> None:
+        """Events live `ttl` seconds after their last write (kube-apiserver's --event-ttl), each
+        under a store lease the store expires by itself (registry/leasemanager.py)."""
+        self.events.ttl_leases = TTLLeases(self._backend, ttl)
 
     def store(self, group: str, plural: str) -> ObjectStore:
         return self.stores[(group, plural)]

@@ -24,6 +24,7 @@ from pocketkube.api.resources import Resource
 from pocketkube.api.timestamps import now_rfc3339
 from pocketkube.registry import codec, listing
 from pocketkube.registry.allocators.stored import AllocationRaced
+from pocketkube.registry.leasemanager import TTLLeases
 from pocketkube.registry.strategy import STATUS, Admission, Merge, Strategy, UpdatePath
 from pocketkube.registry.watchhub import TRIGGER_FIELDS, TriggerHub
 from pocketkube.storage.interface import (
@@ -34,6 +35,7 @@ from pocketkube.storage.interface import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    LeaseNotFound,
     RevisionMismatch,
     TooLarge,
     Unavailable,
@@ -148,6 +150,8 @@ class ObjectStore:
         # view of LimitRanges and quotas) is current while the count is unchanged.
         self.membership = 0
         self._hubs: dict[str, TriggerHub] = {}  # prefix → shared watch by trigger (pods by node)
+        # A kind whose objects expire (Events) writes them under store leases (leasemanager.py).
+        self.ttl_leases: TTLLeases | None = None
 
     def current_revision(self) -> int:
         """The store's latest revision: where a list or a watch from "now" stands."""
@@ -306,7 +310,7 @@ class ObjectStore:
                 return obj
             await _persist(txn)
             try:
-                kv = await self._write(self._backend.create(key, codec.encode_at(obj)), name)
+                kv = await self._write(self._put(self._backend.create, key, codec.encode_at(obj)), name)
             finally:
                 self.membership += 1
         except BaseException:  # cancellation too: an allocation must not outlive a failed write
@@ -314,6 +318,17 @@ class ObjectStore:
             raise
         txn.commit()
         return orjson.loads(kv.value)
+
+    async def _put(self, write, key: str, value, *args) -> KeyValue:
+        """backend.create/update, under the kind's TTL lease when its objects expire."""
+        if self.ttl_leases is None:
+            return await write(key, value, *args)
+        lease = await self.ttl_leases.lease()
+        try:
+            return await write(key, value, *args, lease=lease)
+        except LeaseNotFound:  # gone early (revoked by hand, a store restored): a new one
+            self.ttl_leases.forget(lease)
+            return await write(key, value, *args, lease=await self.ttl_leases.lease())
 
     async def _write(self, operation, name: str) -> KeyValue:
         """A store write, its errors in the API's terms."""
@@ -434,7 +449,7 @@ class ObjectStore:
                 txn.revert()
                 return new
             await _persist(txn)
-            kv = await self._write(self._backend.update(key, codec.encode_at(new), mod_rev), name)
+            kv = await self._write(self._put(self._backend.update, key, codec.encode_at(new), mod_rev), name)
         except BaseException:
             txn.revert()
             raise
@@ -499,7 +514,7 @@ class ObjectStore:
     async def _replace(self, key: str, obj: dict, mod_rev: int) -> dict | None:
         """Write a delete's mark on the object; None when it changed or went meanwhile (read again)."""
         try:
-            kv = await self._backend.update(key, codec.encode_at(obj), mod_rev)
+            kv = await self._put(self._backend.update, key, codec.encode_at(obj), mod_rev)
         except (RevisionMismatch, KeyNotFound):
             return None
         except Unavailable as e:
