@@ -28,7 +28,13 @@ from pocketkube.testing.etcd import etcd_cluster
 from pocketkube.testing.procs import ServerProcess
 
 
-async def measure(datastore: str, args) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(datastore: str, args, store_pids: tuple[int, ...] = ()) -> dict:
     root = Path(tempfile.mkdtemp(prefix="pk-bench-etcd-"))
     extra = ["--no-control-plane"] + (["--datastore", datastore] if datastore else [])
     server = ServerProcess(root / "data", extra_args=extra)
@@ -37,7 +43,10 @@ async def measure(datastore: str, args) -> dict:
     bench = Bench(server)
     try:
         await bench.closed_loop(200, 8, bench.get_one)  # warm-up
+        pids = (server.proc.pid, *store_pids)
+        before = [cpu_seconds(p) for p in pids]
         rps, lat = await bench.closed_loop(args.creates, 32, bench.create_pod)
+        used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
         done = args.creates
         # Latency at a steady rate below saturation (the closed loop above measures queueing: 32
         # clients at full speed wait for each other, p99 ≈ 32 / throughput whatever the store).
@@ -49,7 +58,8 @@ async def measure(datastore: str, args) -> dict:
         lists = [await bench.list_pods() for _ in range(5)]
         return {"create_rps": rps, "create_p50_ms": statistics.median(lat) * 1e3,
                 "create_p99_ms": pct(lat, 99) * 1e3, "list_ms": statistics.median(lists) * 1e3,
-                "steady_p50_ms": statistics.median(steady) * 1e3, "steady_p99_ms": pct(steady, 99) * 1e3}
+                "steady_p50_ms": statistics.median(steady) * 1e3, "steady_p99_ms": pct(steady, 99) * 1e3,
+                "server_cpu_ms": used[0] / args.creates * 1e3, "store_cpu_ms": sum(used[1:]) / args.creates * 1e3}
     finally:
         await bench.close()
         server.stop()
@@ -59,7 +69,7 @@ async def measure(datastore: str, args) -> dict:
 async def one_run(args) -> dict[str, dict]:
     out = {"sqlite": await measure("", args)}
     with etcd_cluster(3) as etcd:
-        out["etcd"] = await measure(etcd.url, args)
+        out["etcd"] = await measure(etcd.url, args, tuple(p.pid for p in etcd.procs if p is not None))
     return out
 
 
@@ -92,6 +102,10 @@ def main() -> None:
         f"SQLite p50 {s['steady_p50_ms']:.1f} ms p99 {s['steady_p99_ms']:.1f} ms; "
         f"etcd p50 {e['steady_p50_ms']:.1f} ms p99 {e['steady_p99_ms']:.1f} ms "
         f"({e['steady_p99_ms'] / s['steady_p99_ms']:.2f}x, target <= 100 ms)",
+        f"CPU per create (closed loop): API server {s['server_cpu_ms']:.2f} ms on SQLite, {e['server_cpu_ms']:.2f} ms "
+        f"on etcd ({e['server_cpu_ms'] / s['server_cpu_ms']:.2f}x); the etcd members {e['store_cpu_ms']:.2f} ms "
+        f"(on the same {os.cpu_count()} cores: API server + members bound the rate at "
+        f"{(os.cpu_count() or 1) * 1e3 / (e['server_cpu_ms'] + e['store_cpu_ms']):.0f}/s before the clients' share)",
     ]
     print("\n".join(lines))
     if args.out:
