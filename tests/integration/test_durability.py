@@ -243,10 +243,12 @@ def test_locked_database_fails_writes_with_503_keeps_reads_and_recovers(server, 
         before = api.post(SERVICES, service("before")).json()
         watch_from = list_revision(api)
         locked_db.lock()
-        rev = list_revision(api)  # after the lock: Lease renewals go on in the background until then
         started = time.monotonic()
         assert_storage_unavailable(api.post(SERVICES, service("while-locked")))
         assert time.monotonic() - started < 3, "a locked database should fail a write fast"
+        # Only now: a background write (a lease renewal) committed just before the lock may reach
+        # memory after lock() returned; the writer is one queue, so once the POST has failed, it has.
+        rev = list_revision(api)
         assert_storage_unavailable(api.request("DELETE", f"{SERVICES}/before"))
         assert api.get(f"{SERVICES}/before").json() == before  # reads answer from memory meanwhile
         assert api.get(f"{SERVICES}/while-locked").status == 404  # the failed write left nothing behind

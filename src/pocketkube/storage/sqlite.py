@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL)
 
 @dataclass(slots=True)
 class _Op:
-    kind: str  # create | update | delete | revoke (key: "", expected: the lease id)
+    kind: str  # create | update | delete | revoke | grant (key: "", expected: the lease id; grant: value = ttl)
     key: str
     value: Value | None
     expected: int
@@ -293,6 +293,7 @@ class SQLiteBackend(SQLiteLeases):
         overlay: dict[str, KeyValue | None] = {}
         attached: dict[str, int] = {}  # key -> lease (0: none), as this batch leaves it
         revoked: list[int] = []
+        granted: list[tuple[int, int]] = []  # (lease id, ttl)
         rows: list[tuple] = []
         events: list[Event] = []
         done: list[tuple[asyncio.Future, KeyValue | None]] = []
@@ -310,6 +311,10 @@ class SQLiteBackend(SQLiteLeases):
 
         for op in batch:
             if op.future.done():  # caller went away
+                continue
+            if op.kind == "grant":
+                granted.append((op.expected, int(op.value)))  # type: ignore[arg-type]
+                done.append((op.future, None))
                 continue
             if op.kind == "revoke":
                 if op.expected not in self._leases.leases or op.expected in revoked:
@@ -352,10 +357,10 @@ class SQLiteBackend(SQLiteLeases):
                 done.append((op.future, kv))
             except Exception as exc:  # noqa: BLE001 - delivered to the caller that caused it
                 op.future.set_exception(exc)
-        if not rows and not revoked:
+        if not rows and not revoked and not granted:
             return
         try:
-            await loop.run_in_executor(self._pool, self._insert, rows, revoked)
+            await loop.run_in_executor(self._pool, self._insert, rows, revoked, granted)
         except Exception as exc:  # noqa: BLE001 - disk full, locked, I/O error
             err = Unavailable(f"storage write failed: {exc}")
             for fut, _ in done:
@@ -374,6 +379,9 @@ class SQLiteBackend(SQLiteLeases):
             self._leases.attach(key, lease_id)
         for lease_id in revoked:
             self._leases.drop(lease_id)
+        now = time.monotonic()
+        for lease_id, ttl in granted:
+            self._leases.add(lease_id, ttl, now)
         self._rev = rev
         self._history.extend(events)
         for fut, result in done:
@@ -381,11 +389,13 @@ class SQLiteBackend(SQLiteLeases):
                 fut.set_result(result)
         self._broadcast(events)
 
-    def _insert(self, rows: list[tuple], revoked: list[int] = ()) -> None:  # type: ignore[assignment]
+    def _insert(self, rows: list[tuple], revoked: list[int] = (),  # type: ignore[assignment]
+                granted: list[tuple[int, int]] = ()) -> None:  # type: ignore[assignment]
         assert self._db is not None
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.executemany("INSERT INTO leases (id, ttl) VALUES (?, ?)", granted)
             db.executemany(
                 "INSERT INTO kv (id, name, deleted, create_revision, prev_revision, value, lease) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

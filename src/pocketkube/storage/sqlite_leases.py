@@ -1,6 +1,7 @@
 """The SQLite backend's lease calls (grant, keep_alive, time_to_live, revoke) and expiry task.
 
-A grant is one row of `leases`, written at once (etcd's Grant adds no revision); keep-alives live
+A grant is one row of `leases`, written in the backend's queue with the writes around it (etcd's
+Grant adds no revision); keep-alives live
 in memory only (storage/leases.py: a restart restores every lease's whole TTL). A revoke, by a
 caller or by the expiry task, is a write in the backend's queue, so it commits with the key
 deletes it causes (SQLiteBackend._commit_batch).
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pocketkube.storage.interface import LeaseNotFound, Unavailable
@@ -27,29 +26,21 @@ class SQLiteLeases:
 
     _leases: LeaseTable
     _lease_wake: asyncio.Event | None
-    _pool: ThreadPoolExecutor
-    _db: sqlite3.Connection | None
     _closed: bool
 
     async def _submit(self, kind: str, key: str, value: Any, expected: int, lease: int = 0) -> Any:
         raise NotImplementedError
 
     async def grant(self, ttl_seconds: int) -> int:
+        # A write in the backend's queue: it shares a batch (one transaction, one busy wait when
+        # the file is locked) with the writes around it.
         if self._closed or self._lease_wake is None:
             raise Unavailable("store is closed")
         ttl = max(1, int(ttl_seconds))
         lease_id = self._leases.new_id()
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._insert_lease, lease_id, ttl)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"storage write failed: {exc}") from None
-        self._leases.add(lease_id, ttl, time.monotonic())
+        await self._submit("grant", "", ttl, lease_id)  # type: ignore[arg-type]
         self._lease_wake.set()  # it may expire before the expiry task's next look
         return lease_id
-
-    def _insert_lease(self, lease_id: int, ttl: int) -> None:
-        assert self._db is not None
-        self._db.execute("INSERT INTO leases (id, ttl) VALUES (?, ?)", (lease_id, ttl))
 
     async def keep_alive(self, lease_id: int) -> int:
         return self._leases.renew(lease_id, time.monotonic())
