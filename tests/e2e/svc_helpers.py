@@ -125,6 +125,22 @@ def http_get(host: str, port: int, timeout: float = 2.0) -> str:
         return resp.read().decode()
 
 
+def nginx_welcome(host: str, port: int = 30008) -> str | None:
+    """nginx's welcome page at host:port (the seed's NodePort by default); None while nothing, or
+    something else, answers there."""
+    try:
+        body = http_get(host, port)
+    except OSError:
+        return None
+    return body if "Welcome to nginx!" in body else None
+
+
+def seed_pods_ready(k) -> list[dict] | None:
+    """The seed Deployment's pods once all 3 are Ready (for wait_for)."""
+    pods = [p for p in get_json(k, "pods", "-l", "app=myapp,type=front-end")["items"] if is_ready(p)]
+    return pods if len(pods) == 3 else None
+
+
 def who(host: str, port: int, timeout: float = 2.0) -> str:
     """The name of the WHOAMI pod answering a new connection to host:port."""
     return http_get(host, port, timeout).split()[0]

@@ -16,10 +16,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import pytest
+from svc_helpers import nginx_welcome
 
 from pocketkube.clusters import state
 from pocketkube.testing.procs import Kubectl, kubectl_binaries, preferred_kubectl, processes_under
@@ -137,14 +137,6 @@ def test_failed_detached_up_shows_the_log_tail(clusters):
     assert missing.returncode == 1 and "no cluster named 'nope'" in missing.stderr
 
 
-def _welcome(ip: str, port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=2) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return None
-    return body if "Welcome to nginx!" in body else None
-
 
 def test_two_clusters_serve_the_seed_and_down_of_one_leaves_the_other(clusters):
     clusters.up("alpha")
@@ -155,15 +147,15 @@ def test_two_clusters_serve_the_seed_and_down_of_one_leaves_the_other(clusters):
         k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
     for name in RANGES:
         for ip in NODE_IPS[name]:  # the same NodePort on each cluster's own node IPs
-            wait_for(lambda ip=ip: _welcome(ip, 30008), timeout=60, what=f"{name}'s nginx via {ip}:30008")
+            wait_for(lambda ip=ip: nginx_welcome(ip, 30008), timeout=60, what=f"{name}'s nginx via {ip}:30008")
     rows = clusters.status()
     assert rows["alpha"][1] == rows["beta"][1] == "Running" and rows["alpha"][2] != rows["beta"][2]
     clusters.ok("down", "--name", "alpha")
     assert processes_under(clusters.dir("alpha")) == []
-    assert _welcome(NODE_IPS["alpha"][0], 30008) is None
+    assert nginx_welcome(NODE_IPS["alpha"][0], 30008) is None
     assert clusters.status()["beta"][1] == "Running"
     for ip in NODE_IPS["beta"]:
-        assert _welcome(ip, 30008)
+        assert nginx_welcome(ip, 30008)
 
 
 def test_killed_up_is_stale_then_resumes_with_its_objects(clusters):
@@ -172,18 +164,18 @@ def test_killed_up_is_stale_then_resumes_with_its_objects(clusters):
     k.ok("create", "deployment", "web", "--image", "nginx", "--replicas", "2")
     wait_for(lambda: _ready_replicas(k) == 2, timeout=60, what="2 ready replicas")
     ips = _pod_ips(k)
-    wait_for(lambda: all(_welcome(ip, 80) for ip in ips), timeout=30, what="nginx in both pods")
+    wait_for(lambda: all(nginx_welcome(ip, 80) for ip in ips), timeout=30, what="nginx in both pods")
     st = state.read_state(clusters.dir("alpha"))
     os.kill(st.pid, signal.SIGKILL)  # as a crash or a host restart leaves it: the children go on alone
     wait_for(lambda: not state.alive(st), timeout=10, what="up gone")
     status = clusters.run("status")
     assert "is gone; removed the stale state" in status.stderr and " Stopped " in status.stdout
     assert processes_under(clusters.dir("alpha")) == [], "status must sweep the killed cluster's processes"
-    assert not any(_welcome(ip, 80) for ip in ips), "the killed cluster's pods must be stopped too"
+    assert not any(nginx_welcome(ip, 80) for ip in ips), "the killed cluster's pods must be stopped too"
     assert "2 nodes Ready" in clusters.up("alpha")
     assert "deployment.apps/web" in k.ok("get", "deployment", "web", "-o", "name")
     # The pods come back (restartPolicy Always), serving again.
-    wait_for(lambda: len(_pod_ips(k)) == 2 and all(_welcome(ip, 80) for ip in _pod_ips(k)), timeout=90,
+    wait_for(lambda: len(_pod_ips(k)) == 2 and all(nginx_welcome(ip, 80) for ip in _pod_ips(k)), timeout=90,
              what="the Deployment's pods serving again")
 
 

@@ -4,15 +4,15 @@ objects visible to etcdctl under /registry/."""
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 
 import pytest
+from svc_helpers import nginx_welcome, seed_pods_ready
 
 from pocketkube.testing.etcd import HINT, etcd_cluster, have_etcd
 from pocketkube.testing.procs import kubectl_binaries, preferred_kubectl, running_cluster
 from pocketkube.testing.requires import KUBECTL, NGINX, have_nginx, requires
-from pocketkube.testing.waits import get_json, is_ready, wait_for
+from pocketkube.testing.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -24,14 +24,6 @@ pytestmark = [requires(have_etcd(), HINT), requires(have_nginx(), NGINX), requir
               pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def _welcome(ip: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:30008/", timeout=2) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return None
-    return body if "Welcome to nginx!" in body else None
-
 
 def test_seed_on_etcd():
     with etcd_cluster(3) as etcd, \
@@ -41,13 +33,10 @@ def test_seed_on_etcd():
             k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
             k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
 
-            def ready():
-                pods = [p for p in get_json(k, "pods", "-l", "app=myapp,type=front-end")["items"] if is_ready(p)]
-                return pods if len(pods) == 3 else None
-            pods = wait_for(ready, timeout=60, what="3 ready seed pods")
+            pods = wait_for(lambda: seed_pods_ready(k), timeout=60, what="3 ready seed pods")
             assert len({p["spec"]["nodeName"] for p in pods}) == 3
             for i in (1, 2, 3):
-                wait_for(lambda i=i: _welcome(cluster.node_ip(i)), timeout=10, what=f"nginx via node {i}:30008")
+                wait_for(lambda i=i: nginx_welcome(cluster.node_ip(i)), timeout=10, what=f"nginx via node {i}:30008")
             keys = etcd.etcdctl("get", "--prefix", "/registry/", "--keys-only").split()
             assert any("myapp-service" in key for key in keys), keys[:20]
             assert any("myapp-deployment" in key for key in keys)

@@ -23,11 +23,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from svc_helpers import nginx_welcome, seed_pods_ready
 
 from pocketkube.apiserver.pki import PKI
 from pocketkube.proxy.nftables.proxier import table_name
@@ -310,14 +310,6 @@ def test_kubernetes_endpoints_list_both_servers(ha):
     assert ep["subsets"][0]["ports"][0]["port"] == ha.port
 
 
-def _welcome(ip: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:30008/", timeout=2) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return None
-    return body if "Welcome to nginx!" in body else None
-
 
 def test_the_seed_works(ha):
     k = preferred_kubectl(ha.servers[0].kubeconfig)
@@ -325,13 +317,10 @@ def test_the_seed_works(ha):
         k.ok("create", "-f", str(EXAMPLES / "deployment-definition.yaml"))
         k.ok("create", "-f", str(EXAMPLES / "service-definition.yaml"))
 
-        def ready():
-            pods = [p for p in get_json(k, "pods", "-l", "app=myapp,type=front-end")["items"] if is_ready(p)]
-            return pods if len(pods) == 3 else None
-        pods = wait_for(ready, timeout=60, what="3 ready seed pods")
+        pods = wait_for(lambda: seed_pods_ready(k), timeout=60, what="3 ready seed pods")
         assert len({p["spec"]["nodeName"] for p in pods}) == 3
         for _, ip, _ in NODES:
-            wait_for(lambda ip=ip: _welcome(ip), timeout=15, what=f"nginx via {ip}:30008")
+            wait_for(lambda ip=ip: nginx_welcome(ip), timeout=15, what=f"nginx via {ip}:30008")
     finally:
         k.close()
 

@@ -28,6 +28,7 @@ from svc_helpers import (
     http_get,
     live_pods,
     model_converged,
+    nginx_welcome,
     pod,
     service,
     try_who,
@@ -149,19 +150,12 @@ def test_seed_end_to_end(k, cluster):
         assert row[1] == "NodePort" and row[4] == "80:30008/TCP", row
         for ip in node_ips(cluster):
             # nginx has no readiness probe: Ready as soon as it starts, maybe before it listens
-            body = wait_for(lambda ip=ip: _welcome(ip, 30008), timeout=5, what=f"nginx via {ip}:30008")
+            body = wait_for(lambda ip=ip: nginx_welcome(ip, 30008), timeout=5, what=f"nginx via {ip}:30008")
             assert "<title>Welcome to nginx!</title>" in body
         assert "Welcome to nginx!" in http_get(cluster_ip(k, "myapp-service"), 80)
     finally:
         delete(k, "service/myapp-service", "deployment/myapp-deployment")
 
-
-def _welcome(host: str, port: int) -> str | None:
-    try:
-        body = http_get(host, port)
-    except OSError:
-        return None
-    return body if "Welcome to nginx!" in body else None
 
 
 # ---- 2. random load balancing ----

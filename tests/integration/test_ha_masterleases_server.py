@@ -35,7 +35,7 @@ async def test_endpoints_follow_the_live_master_leases(tmp_path, monkeypatch):
         await wait_for_async(lambda: ips() == slice_ips() == ["127.0.0.1", "127.216.0.2"], timeout=5,
                              what="the second server in the kubernetes endpoints and slice")
         # It stops renewing: gone after the TTL (3 s here), and so is its key.
-        await wait_for_async(lambda: ips() == ["127.0.0.1"], timeout=10, what="the dead server removed")
+        await wait_for_async(lambda: ips() == ["127.0.0.1"], timeout=5, what="the dead server removed")
         assert await leases.backend.get(MASTER_LEASES_PREFIX + "127.216.0.2") is None
     finally:
         await server.stop()

@@ -136,18 +136,25 @@ def plan_signing(csr: dict, ca_cert: bytes, ca_key: bytes, max_duration: int = c
     return SignPlan(certificate=certs.sign(_request(csr), ca_cert, ca_key, usages, duration=duration))
 
 
-class ApprovingController(Controller):
-    name = "csrapproving"
+class _CSRController(Controller):
+    """A controller keyed by CertificateSigningRequest name, woken by every add and update."""
 
-    def __init__(self, client: Client, informers: SharedInformers, review: Review) -> None:
+    def __init__(self, client: Client, informers: SharedInformers) -> None:
         self.client = client
-        self.review = review
         self.csrs = informers.get(CSRS)
         super().__init__([self.csrs], workers=1)
         self.csrs.add_handlers(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new))
 
     def _enqueue(self, csr: dict) -> None:
         self.queue.add(csr["metadata"]["name"])
+
+
+class ApprovingController(_CSRController):
+    name = "csrapproving"
+
+    def __init__(self, client: Client, informers: SharedInformers, review: Review) -> None:
+        self.review = review
+        super().__init__(client, informers)
 
     async def sync(self, key: str) -> None:
         csr = self.csrs.get(key)
@@ -163,19 +170,13 @@ class ApprovingController(Controller):
                 return
 
 
-class SigningController(Controller):
+class SigningController(_CSRController):
     name = "csrsigning"
 
     def __init__(self, client: Client, informers: SharedInformers, ca_cert: bytes, ca_key: bytes,
                  max_duration: int = certs.ONE_YEAR) -> None:
-        self.client = client
         self.ca_cert, self.ca_key, self.max_duration = ca_cert, ca_key, max_duration
-        self.csrs = informers.get(CSRS)
-        super().__init__([self.csrs], workers=1)
-        self.csrs.add_handlers(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new))
-
-    def _enqueue(self, csr: dict) -> None:
-        self.queue.add(csr["metadata"]["name"])
+        super().__init__(client, informers)
 
     async def sync(self, key: str) -> None:
         csr = self.csrs.get(key)
